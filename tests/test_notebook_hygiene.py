@@ -1,0 +1,52 @@
+"""Every committed notebook is valid nbformat, has no outputs, and follows the conventions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(
+    p for d in ("notebooks", "solutions", "exercises") for p in (ROOT / d).glob("*.ipynb")
+)
+IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+
+
+def test_there_are_notebooks() -> None:
+    assert len(list((ROOT / "notebooks").glob("14_*.ipynb"))) >= 4
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_valid_and_clean(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_first_code_cell_is_parameters(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", []), (
+        f"{path.name}: the first code cell must be tagged 'parameters' (papermill)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_uses_project_kernel(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "cnnbook", (
+        f"{path.name}: kernelspec must be 'cnnbook' (see `python -m cnnbook kernel`)")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("14_*.ipynb")),
+                         ids=lambda p: p.name)
+def test_section_notebook_structure(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown").lower()
+    assert "what you will learn" in md, f"{path.name}: needs a 'What you will learn' section"
+    assert "key takeaways" in md, f"{path.name}: needs a closing 'Key takeaways' section"
+    assert f"exercises/{path.name}" in md, f"{path.name}: must link to exercises/{path.name}"
