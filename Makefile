@@ -1,7 +1,7 @@
 # cnnbook: two commands do all set-up.
 #   make lab   -> create the environment (first time only) and open JupyterLab on the notebooks
 #   make test  -> create the environment (first time only) and run the whole test suite
-# Everything lives in ./.venv, made from the python3 on your PATH (3.10 or newer; CI uses 3.11).
+# Everything lives in ./.venv, made from the python3 on your PATH (3.11 or newer).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -13,7 +13,7 @@ NOTEBOOK_DIRS := notebooks solutions exercises
 .PHONY: env lab test unit notebooks lint execute doctor benchmark clean
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "cnnbook needs Python 3.10 or newer (found " + sys.version.split()[0] + ")"'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"

@@ -37,7 +37,7 @@ def doctor_report() -> list[tuple[str, bool, str]]:
     from cnnbook.device import describe_device, pick_device
 
     rows: list[tuple[str, bool, str]] = []
-    rows.append(("python", sys.version_info >= (3, 10), sys.version.split()[0]))
+    rows.append(("python", sys.version_info >= (3, 11), sys.version.split()[0]))
     for name in _PACKAGES:
         ver = _version(name)
         rows.append((name, not ver.startswith("MISSING"),
