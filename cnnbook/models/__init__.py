@@ -7,4 +7,43 @@ imports plus ``__all__`` (several authors add to it).
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from cnnbook.models.classic import (
+    VGG,
+    VGG_CONFIGS,
+    AlexNet,
+    LeNet5,
+    SimpleCNN,
+    make_vgg_block,
+    vgg11,
+    vgg16,
+)
+from cnnbook.models.convert import load_torchvision_state_dict, rename_torchvision_keys
+from cnnbook.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet_cifar,
+)
+
+__all__: list[str] = [
+    "VGG",
+    "VGG_CONFIGS",
+    "AlexNet",
+    "BasicBlock",
+    "Bottleneck",
+    "LeNet5",
+    "ResNet",
+    "SimpleCNN",
+    "load_torchvision_state_dict",
+    "make_vgg_block",
+    "rename_torchvision_keys",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet_cifar",
+    "vgg11",
+    "vgg16",
+]
