@@ -18,6 +18,18 @@ from cnnbook.models.classic import (
     vgg16,
 )
 from cnnbook.models.convert import load_torchvision_state_dict, rename_torchvision_keys
+from cnnbook.models.efficientnet import (
+    EfficientNetLite,
+    convert_reference_state_dict,
+    efficientnet_lite0,
+)
+from cnnbook.models.mobile import (
+    ConvBNAct,
+    DepthwiseSeparableConv,
+    InvertedResidual,
+    MBConv,
+    SqueezeExcitation,
+)
 from cnnbook.models.resnet import (
     BasicBlock,
     Bottleneck,
@@ -34,6 +46,14 @@ __all__: list[str] = [
     "AlexNet",
     "BasicBlock",
     "Bottleneck",
+    "ConvBNAct",
+    "DepthwiseSeparableConv",
+    "EfficientNetLite",
+    "InvertedResidual",
+    "MBConv",
+    "SqueezeExcitation",
+    "convert_reference_state_dict",
+    "efficientnet_lite0",
     "LeNet5",
     "ResNet",
     "SimpleCNN",
