@@ -1,0 +1,196 @@
+"""cnnbook.pretrained: backbone choice (offline-safe), preprocessing, freezing, LR groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from cnnbook import pretrained
+from cnnbook.images import load_photo
+
+CATS = {"tabby", "tiger cat", "Egyptian cat"}
+RESNET18_PARAMS = 11_689_512  # torchvision's published count for resnet18
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty torch.hub cache and no network: nothing may be downloaded."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(pretrained, "_download_reachable", lambda *a, **k: False)
+    return tmp_path
+
+
+@pytest.fixture
+def cached_resnet(offline: Path) -> dict[str, torch.Tensor]:
+    """Put (random) ResNet-18 weights where torch.hub caches the ImageNet ones."""
+    path = pretrained.resnet18_weights_file()
+    assert str(path).startswith(str(offline))
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, path)
+    return state
+
+
+@pytest.fixture(scope="module")
+def lite0() -> pretrained.Pretrained:
+    return pretrained.load_pretrained("efficientnet_lite0", verbose=False)
+
+
+def test_lite0_recognises_real_photos(lite0: pretrained.Pretrained) -> None:
+    assert len(lite0.categories) == 1000 and lite0.categories[281] == "tabby"
+    photos = torch.stack([load_photo("chelsea", size=256), load_photo("coffee", size=256)])
+    x = lite0.preprocess(photos)
+    assert x.shape == (2, 3, 224, 224)
+    with torch.no_grad():
+        top5 = lite0.model(x).topk(5, dim=1).indices
+    cat_top5 = {lite0.categories[i] for i in top5[0].tolist()}
+    assert lite0.categories[int(top5[0, 0])] in CATS, cat_top5
+    assert lite0.categories[int(top5[1, 0])] in {"espresso", "cup", "coffee mug"}
+
+
+def test_normalize_matches_preprocess_statistics(lite0: pretrained.Pretrained) -> None:
+    x = torch.rand(2, 3, 8, 8)
+    expected = (255 * x - 127) / 128  # the Lite models' Inception-style scaling
+    torch.testing.assert_close(lite0.normalize(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_resnet18_offline_is_a_clear_error(offline: Path, monkeypatch: pytest.MonkeyPatch
+                                           ) -> None:
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("must not try to download when the cache is empty and offline")
+
+    monkeypatch.setattr(torchvision.models, "resnet18", no_download)
+    with pytest.raises(FileNotFoundError, match="efficientnet_lite0") as info:
+        pretrained.load_pretrained("resnet18")
+    assert str(pretrained.resnet18_weights_file()) in str(info.value)
+
+
+def test_resnet18_failed_download_is_a_clear_error(offline: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pretrained, "_download_reachable", lambda *a, **k: True)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(torchvision.models, "resnet18", fail)
+    with pytest.raises(FileNotFoundError, match="connection reset"):
+        pretrained.load_pretrained("resnet18")
+
+
+def test_auto_offline_uses_lite0_and_says_why(offline: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = pretrained.load_pretrained("auto")
+    assert bundle.name == "efficientnet_lite0"
+    printed = capsys.readouterr().out
+    assert "efficientnet_lite0" in printed and "not cached" in printed
+    assert str(pretrained.resnet18_weights_file()) in printed
+
+
+def test_auto_prefers_cached_resnet18(cached_resnet: dict[str, torch.Tensor],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = pretrained.load_pretrained("auto")
+    assert bundle.name == "resnet18" and "cached" in capsys.readouterr().out
+    for key, value in bundle.model.state_dict().items():
+        assert torch.equal(value, cached_resnet[key]), key
+    photo = load_photo("chelsea")
+    reference = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()(photo)
+    torch.testing.assert_close(bundle.preprocess(photo)[0], reference)
+    assert bundle.categories == list(
+        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def test_unknown_backbone_and_bad_input(lite0: pretrained.Pretrained) -> None:
+    with pytest.raises(ValueError, match="resnet18"):
+        pretrained.load_pretrained("vgg16")
+    with pytest.raises(ValueError, match="float"):
+        lite0.preprocess(torch.zeros(3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="neither a stage"):
+        lite0.freeze("layer9")
+
+
+@pytest.mark.parametrize("fixture", ["cached_resnet", "lite0"])
+def test_stages_partition_the_backbone(fixture: str, request: pytest.FixtureRequest) -> None:
+    if fixture == "cached_resnet":
+        request.getfixturevalue(fixture)
+        bundle = pretrained.load_pretrained("resnet18", verbose=False)
+    else:
+        bundle = request.getfixturevalue(fixture)
+    seen: list[int] = []
+    for stage in [*bundle.stages, "head"]:
+        seen += [id(p) for p in pretrained._params_under(bundle.model, bundle.resolve([stage]))]
+    assert len(seen) == len(set(seen)), "a parameter belongs to two stages"
+    assert set(seen) == {id(p) for p in bundle.model.parameters()}, "a parameter has no stage"
+    assert isinstance(bundle.model.get_submodule(bundle.head), nn.Linear)
+    assert bundle.model.get_submodule(bundle.cam_layer) is not None
+
+
+def test_feature_extraction_counts_match_the_book(cached_resnet: dict[str, torch.Tensor]) -> None:
+    bundle = pretrained.load_pretrained("resnet18", verbose=False)
+    assert pretrained.trainable_report(bundle.model).total == RESNET18_PARAMS
+    bundle.freeze()
+    head = bundle.replace_head(5)
+    assert bundle.model.fc is head and head.weight.requires_grad
+    report = pretrained.trainable_report(bundle.model)
+    assert (report.trainable, report.total) == (512 * 5 + 5, RESNET18_PARAMS - 513_000 + 2565)
+    assert dict((n, (t, a)) for n, t, a in report.rows)["fc"] == (2565, 2565)
+    assert "0.0% trainable" in str(report)
+
+
+def test_param_groups_cover_trainable_params_once(cached_resnet: dict[str, torch.Tensor]
+                                                  ) -> None:
+    bundle = pretrained.load_pretrained("resnet18", verbose=False)
+    bundle.replace_head(5)
+    bundle.train_only("layer3", "layer4", "head")
+    groups = bundle.param_groups({"layer3": 1e-5, "layer4": 1e-4, "head": 1e-3})
+    assert [(g["name"], g["lr"]) for g in groups] == [
+        ("layer3", 1e-5), ("layer4", 1e-4), ("head", 1e-3)]
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in bundle.model.parameters() if p.requires_grad}
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in bundle.model.layer4.parameters()}
+    with pytest.raises(ValueError, match="no learning rate"):
+        bundle.param_groups({"layer4": 1e-4, "head": 1e-3})
+    # A more specific module name wins over the stage that contains it.
+    fine = pretrained.param_groups(bundle.model, {"layer3": 1e-5, "layer4": 1e-4,
+                                                  "layer4.1": 1e-6, "fc": 1e-3})
+    by_name = {g["name"]: {id(p) for p in g["params"]} for g in fine}
+    assert by_name["layer4.1"] == {id(p) for p in bundle.model.layer4[1].parameters()}
+    assert not by_name["layer4"] & by_name["layer4.1"]
+
+
+def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, torch.Tensor]
+                                                       ) -> None:
+    bundle = pretrained.load_pretrained("resnet18", verbose=False)
+    bundle.replace_head(3)
+    phases = pretrained.progressive_schedule(list(bundle.stages), lr=1e-3, epochs=(2, 1, 1))
+    assert [p.name for p in phases] == ["head only", "+ layer4", "everything"]
+    assert phases[1].lrs == {"layer4": 1e-4, "head": 1e-3}  # the book's stage 2
+    assert phases[2].lrs["stem"] == pytest.approx(1e-5) and phases[0].epochs == 2
+    expected_trainable = [
+        sum(p.numel() for p in bundle.model.fc.parameters()),
+        sum(p.numel() for m in (bundle.model.layer4, bundle.model.fc) for p in m.parameters()),
+        sum(p.numel() for p in bundle.model.parameters()),
+    ]
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    for phase, n_trainable in zip(phases, expected_trainable, strict=True):
+        groups = bundle.apply_phase(phase)
+        assert pretrained.trainable_report(bundle.model).trainable == n_trainable
+        assert {g["name"]: g["lr"] for g in groups} == phase.lrs
+        before = {n: p.detach().clone() for n, p in bundle.model.named_parameters()}
+        opt = torch.optim.SGD(groups, lr=0.0)
+        bundle.model.train()
+        nn.functional.cross_entropy(bundle.model(x), y).backward()
+        opt.step()
+        for name, p in bundle.model.named_parameters():
+            changed = not torch.equal(p.detach(), before[name])
+            if not p.requires_grad:
+                assert not changed, f"frozen {name} changed in phase {phase.name!r}"
+        assert not torch.equal(bundle.model.fc.weight.detach(), before["fc.weight"])
+        bundle.model.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="3"):
+        pretrained.progressive_schedule(["a"], epochs=(1, 1))
