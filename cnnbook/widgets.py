@@ -284,19 +284,27 @@ def rf_report(layers: Sequence[LayerSpec], check: bool = True) -> tuple[list[int
 
 
 def draw_receptive_field(layers: Sequence[LayerSpec]) -> Figure:
-    """Draw each level of a 1D stack and highlight the units feeding one output unit."""
+    """Draw each level of a 1D stack and highlight the units feeding one output unit.
+
+    Every unit is drawn above the centre of its own receptive field in input coordinates, so
+    strides show up as wider spacing and dilation as gaps between the units used.
+    """
     levels = rf_levels(layers)
+    rows = receptive_field(layers)
+    rfs = [1] + [r.rf for r in rows]
+    jumps = [1] + [r.jump for r in rows]
     width = max(levels[0]) + 1
     fig = Figure(figsize=(9, 1.0 + 0.8 * len(levels)), dpi=80)
     ax = fig.subplots()
     for y, used in enumerate(levels):
-        span = width if y == 0 else max(max(used) + 1, 1)
-        for x in range(span):
-            on = x in used
-            ax.add_patch(Rectangle((x, y), 0.9, 0.6, facecolor="tab:orange" if on else "white",
+        n_units = (width - rfs[y]) // jumps[y] + 1
+        for u in range(n_units):
+            centre = u * jumps[y] + (rfs[y] - 1) / 2
+            ax.add_patch(Rectangle((centre + 0.05, y), 0.9, 0.6,
+                                   facecolor="tab:orange" if u in used else "white",
                                    edgecolor="0.5", lw=0.6))
         label = "input" if y == 0 else f"layer {y}"
-        ax.text(-0.6, y + 0.3, f"{label}  ({len(used)} used, span {max(used) - min(used) + 1})",
+        ax.text(-0.6, y + 0.3, f"{label}  ({len(used)} used, rf {rfs[y]}, jump {jumps[y]})",
                 ha="right", va="center", fontsize=9)
     ax.set_xlim(-0.5, width + 0.5)
     ax.set_ylim(-0.3, len(levels))
