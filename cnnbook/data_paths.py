@@ -40,14 +40,49 @@ def _first_existing(paths: list[Path]) -> Path | None:
     return next((p for p in paths if p.exists()), None)
 
 
+def search_roots(root: str | Path | None = None) -> list[Path]:
+    """The folders searched for local dataset copies, in order.
+
+    Args:
+        root: A folder named by the caller; when given it is the only one searched.
+
+    Returns:
+        ``[root]`` if given, else ``[$CNNBOOK_DATA, cache_dir()]`` (the first only when set).
+    """
+    if root is not None:
+        return [Path(root).expanduser()]
+    return [r for r in (data_root(), cache_dir()) if r is not None]
+
+
+# Sub-folders that hold each dataset, in the layouts we read (relative to a search root).
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "cifar10": ("cifar10", "cifar-10-batches-py"),
+    "mnist": ("MNIST/raw",),
+}
+
+
+def find_local_copy(dataset: str, root: str | Path | None = None) -> Path | None:
+    """The first existing folder holding ``dataset`` ("cifar10" or "mnist"), or ``None``.
+
+    Args:
+        dataset: "cifar10" or "mnist".
+        root: Search only this folder (see :func:`search_roots`).
+
+    Returns:
+        E.g. ``<root>/cifar10`` (class folders), ``<root>/cifar-10-batches-py`` or
+        ``<root>/MNIST/raw``.
+    """
+    return _first_existing([r / sub for r in search_roots(root) for sub in LAYOUTS[dataset]])
+
+
 def dataset_status() -> dict[str, Status]:
     """Report, for CIFAR-10 and MNIST, where a copy was found or how to get one."""
-    roots = [r for r in (data_root(), cache_dir()) if r is not None]
+    roots = search_roots()
     out: dict[str, Status] = {}
     cifar = _first_existing(
         [r / "cifar10" / "train" for r in roots] + [r / "cifar-10-batches-py" for r in roots]
     )
-    mnist = _first_existing([r / "MNIST" / "raw" for r in roots])
+    mnist = find_local_copy("mnist")
     hint = (f"not found; set {DATA_ENV} to a folder with a local copy, or stay online and it "
             f"downloads into {cache_dir()} on first use")
     out["CIFAR-10"] = Status(True, f"local copy at {cifar}") if cifar else Status(False, hint)
