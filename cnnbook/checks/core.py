@@ -1,0 +1,469 @@
+"""The checker framework behind every exercise notebook (all sections).
+
+A checker runs a student's answer on fresh random inputs, compares it with a reference and
+prints one line:
+
+* ``✅ Correct: ...`` and returns a truthy :class:`CheckResult`;
+* ``❌ ...`` with what was expected and what came back, then raises :class:`CheckFailed` (an
+  ``AssertionError``, so a broken *solution* notebook fails in CI);
+* ``⏳ ... is not implemented yet`` and re-raises ``NotImplementedError`` while the answer is
+  still the ``raise NotImplementedError()`` placeholder.
+
+Checkers are plain functions decorated with :func:`checker`. Inside, they call the student's
+code through :func:`call` (which turns the student's exceptions into helpful messages), compare
+with :func:`expect_tensor` / :func:`expect_equal` (which recognise known mistakes from a table of
+"wrong answers" and name them), and can forbid the one library function an exercise asks the
+student to write, both in the source and at run time (:func:`forbid`).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import inspect
+import math
+import secrets
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CheckFailed(AssertionError):
+    """A student's answer disagreed with the reference; the message says how."""
+
+
+class ForbiddenCall(Exception):
+    """Raised by a patched library function that an exercise asks the student to write."""
+
+    def __init__(self, target: str, why: str = "") -> None:
+        super().__init__(target)
+        self.target = target
+        self.why = why
+
+
+class _NotDone(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check; truthy when the answer passed.
+
+    Attributes:
+        name: What was checked.
+        passed: Whether the answer matched the reference.
+        message: The line that was printed.
+        seed: Seed of the random inputs (pass ``seed=`` to the checker to reproduce).
+    """
+
+    name: str
+    passed: bool
+    message: str
+    seed: int
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.name!r}, passed={self.passed})"
+
+
+@dataclass
+class Context:
+    """What a checker body receives: a seeded generator for its random inputs.
+
+    Attributes:
+        seed: The seed.
+        gen: A ``torch.Generator`` seeded with ``seed``; use it for every random tensor.
+    """
+
+    seed: int
+    gen: torch.Generator
+
+    def randn(self, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Standard normal tensor of ``shape`` from this check's generator."""
+        return torch.randn(*shape, generator=self.gen, dtype=dtype)
+
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """Uniform ``[0, 1)`` tensor of ``shape`` from this check's generator."""
+        return torch.rand(*shape, generator=self.gen, dtype=dtype)
+
+    def randint(self, low: int, high: int) -> int:
+        """A random integer in ``[low, high]`` (both ends included)."""
+        return int(torch.randint(low, high + 1, (1,), generator=self.gen))
+
+    def choice(self, options: Sequence[Any]) -> Any:
+        """One element of ``options`` picked at random."""
+        return options[self.randint(0, len(options) - 1)]
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def checker(title: str) -> Callable[[F], F]:
+    """Turn ``body(ctx, *args)`` into a user-facing check function.
+
+    The decorated function takes the student's answer(s) plus keyword-only ``seed`` (``None``
+    draws a fresh one) and ``raise_on_fail`` (``True``: a wrong answer raises
+    :class:`CheckFailed`; ``False``: it returns a falsy :class:`CheckResult`).
+
+    Args:
+        title: Short name of what is checked, used in the printed line.
+
+    Returns:
+        A decorator.
+    """
+
+    def decorate(body: Callable[..., str]) -> F:
+        @functools.wraps(body)
+        def run(*answers: Any, seed: int | None = None, raise_on_fail: bool = True) -> CheckResult:
+            __tracebackhide__ = True  # noqa: F841 - pytest and IPython hide this frame
+            seed = secrets.randbelow(2**31) if seed is None else int(seed)
+            gen = torch.Generator().manual_seed(seed)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    praise = body(Context(seed, gen), *answers)
+            except _NotDone as exc:
+                msg = (f"⏳ {exc.name} is not implemented yet: replace `raise NotImplementedError()` "
+                       f"with your answer, run that cell, then run this check again.")
+                print(msg)
+                raise NotImplementedError(msg) from None
+            except CheckFailed as exc:
+                msg = f"❌ {title}: {exc}\n   (random inputs from seed={seed}; pass seed={seed} to " \
+                      f"this check to reproduce them)"
+                print(msg)
+                if raise_on_fail:
+                    raise CheckFailed(msg) from None
+                return CheckResult(title, False, msg, seed)
+            msg = f"✅ Correct: {praise}"
+            print(msg)
+            return CheckResult(title, True, msg, seed)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def fail(message: str) -> None:
+    """Abort the running check with ``message`` (expected vs got, and a hint)."""
+    raise CheckFailed(message)
+
+
+def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) -> Any:
+    """Call the student's ``fn``, translating its exceptions into check messages.
+
+    Args:
+        fn: The student's function or class.
+        *args: Positional arguments.
+        describe: How to describe the arguments in a message (e.g. ``"x of shape (2, 3, 8, 8)"``).
+        **kwargs: Keyword arguments.
+
+    Returns:
+        Whatever ``fn`` returns.
+
+    Raises:
+        CheckFailed: If ``fn`` raised, or called a function the exercise forbids.
+    """
+    __tracebackhide__ = True  # noqa: F841
+    name = _name_of(fn)
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError as exc:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        inner = tb.tb_frame.f_code.co_name if tb is not None else name
+        raise _NotDone(name if inner in (name, "__init__", "forward", "<module>")
+                       else f"{inner} (called by {name})") from None
+    except ForbiddenCall as exc:
+        why = exc.why or "this exercise asks you to compute that yourself."
+        raise CheckFailed(f"{name} calls `{exc.target}`: {why}") from None
+    except (CheckFailed, _NotDone):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error in student code becomes a hint
+        on = f" on {describe}" if describe else ""
+        raise CheckFailed(f"{name} raised {type(exc).__name__}{on}: {exc}") from None
+
+
+def _resolve(target: str) -> tuple[Any, str] | None:
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:-1]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return (obj, parts[-1]) if hasattr(obj, parts[-1]) else None
+    return None
+
+
+@contextmanager
+def forbid(obj: Any, targets: Mapping[str, str]) -> Iterator[None]:
+    """Forbid library shortcuts: in ``obj``'s source now, and at run time inside the block.
+
+    First :func:`forbid_uses` scans the source of the student's ``obj``; then, while the block
+    runs, each target is replaced by a stub raising :class:`ForbiddenCall` (which :func:`call`
+    reports), catching calls made through helpers or aliases the scan cannot see. Paths that do
+    not exist in the installed versions are skipped.
+
+    Args:
+        obj: The student's function or class.
+        targets: Dotted path (``"torch.nn.functional.conv2d"``) -> why it is not allowed here.
+    """
+    forbid_uses(obj, targets)
+    saved = []
+    for target, why in targets.items():
+        found = _resolve(target)
+        if found is None:
+            continue
+        owner, attr = found
+
+        def blocked(*_a: Any, _t: str = target, _w: str = why, **_k: Any) -> Any:
+            raise ForbiddenCall(_t, _w)
+
+        saved.append((owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, blocked)
+    try:
+        yield
+    finally:
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
+
+
+def _source_tree(obj: Any) -> ast.AST | None:
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(obj)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+
+
+def _namespace(obj: Any) -> dict[str, Any]:
+    """The global namespace ``obj``'s source is resolved in (a notebook's user namespace)."""
+    if hasattr(obj, "__globals__"):
+        ns = dict(obj.__globals__)
+        cells = getattr(obj, "__closure__", None) or ()
+        for name, cell in zip(obj.__code__.co_freevars, cells, strict=False):
+            try:
+                ns[name] = cell.cell_contents
+            except ValueError:  # an empty cell
+                pass
+        return ns
+    if isinstance(obj, type):
+        for attr in vars(obj).values():
+            if hasattr(attr, "__globals__"):
+                return attr.__globals__
+        module = sys.modules.get(obj.__module__)
+        return vars(module) if module else {}
+    return {}
+
+
+def _resolved_uses(obj: Any) -> list[tuple[str, Any]]:
+    """``(text, object)`` for every name and dotted attribute chain in ``obj``'s source."""
+    tree = _source_tree(obj)
+    if tree is None:
+        return []
+    ns = _namespace(obj)
+    builtins_ns = vars(__import__("builtins"))
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:  # imports inside the body
+            mod = sys.modules.get(node.module)
+            uses.extend((f"{node.module}.{a.name}", getattr(mod, a.name, _MISSING))
+                        for a in node.names)
+            continue
+        if not isinstance(node, (ast.Name, ast.Attribute)):
+            continue
+        chain: list[str] = []
+        cur: ast.AST = node
+        while isinstance(cur, ast.Attribute):
+            chain.append(cur.attr)
+            cur = cur.value
+        if not isinstance(cur, ast.Name):
+            continue
+        target = ns.get(cur.id, builtins_ns.get(cur.id, _MISSING))
+        for attr in reversed(chain):
+            target = _MISSING if target is _MISSING else getattr(target, attr, _MISSING)
+        uses.append((".".join([cur.id, *reversed(chain)]), target))
+    return uses
+
+
+_MISSING = object()
+
+
+def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
+    """Fail if ``obj``'s source refers to one of the library objects in ``targets``.
+
+    Names are resolved in ``obj``'s own namespace, so ``F.conv2d``, ``torch.nn.functional.conv2d``
+    and ``from torch.nn.functional import conv2d as c; c(...)`` are all caught, while a
+    student's own function that happens to be called ``conv2d`` is not. Sources that cannot be
+    read are skipped (the run-time :func:`forbid` still applies).
+
+    Args:
+        obj: The student's function or class.
+        targets: Dotted path of a forbidden object -> why it is not allowed here.
+    """
+    forbidden: dict[int, tuple[str, str]] = {}
+    for path, why in targets.items():
+        found = _resolve(path)
+        if found is not None:
+            forbidden.setdefault(id(getattr(*found)), (path, why))
+    own = id(obj)
+    for text, target in _resolved_uses(obj):
+        if target is _MISSING or id(target) == own:
+            continue
+        hit = forbidden.get(id(target))
+        if hit is not None:
+            fail(f"{_name_of(obj)} uses `{text}` ({hit[0]}): {hit[1]}")
+
+
+def fmt_shape(t: Any) -> str:
+    """``(2, 3, 8, 8)`` for a tensor, or the type name for anything else."""
+    if isinstance(t, torch.Tensor):
+        return str(tuple(t.shape))
+    return type(t).__name__
+
+
+def _short(t: torch.Tensor, limit: int = 16) -> str:
+    flat = t.detach().flatten()
+    vals = ", ".join(f"{v:.4g}" for v in flat[:limit].tolist())
+    return f"[{vals}{', ...' if flat.numel() > limit else ''}]"
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    if a.shape != b.shape:
+        return False
+    return bool(torch.allclose(a.detach().to(torch.float64).cpu(), b.detach().to(torch.float64).cpu(),
+                               atol=atol, rtol=rtol, equal_nan=True))
+
+
+def as_tensor(got: Any, what: str) -> torch.Tensor:
+    """Return ``got`` if it is a tensor; fail with advice for arrays, lists, ``None``."""
+    if isinstance(got, torch.Tensor):
+        return got
+    if got is None:
+        fail(f"{what} is None: did you forget to `return` the result?")
+    if type(got).__module__.startswith("numpy"):
+        fail(f"{what} is a NumPy {type(got).__name__}; return a torch.Tensor "
+             f"(torch.as_tensor(...) converts one).")
+    fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
+    raise AssertionError  # unreachable; keeps type checkers happy
+
+
+def expect_tensor(got: Any, expected: torch.Tensor, what: str, *,
+                  wrong: Mapping[str, torch.Tensor | Callable[[], torch.Tensor]] | None = None,
+                  shape_hint: str = "", atol: float = 1e-5, rtol: float = 1e-4) -> torch.Tensor:
+    """Compare a tensor answer with the reference.
+
+    Args:
+        got: The student's value.
+        expected: The reference value.
+        what: How to name the value in messages (``"conv2d(x, w)"``).
+        wrong: Known mistakes: a hint -> the (lazily computed) value that mistake produces. If
+            ``got`` equals one of them, the hint is the message.
+        shape_hint: Advice appended to a shape mismatch.
+        atol: Absolute tolerance.
+        rtol: Relative tolerance.
+
+    Returns:
+        ``got`` as a tensor.
+
+    Raises:
+        CheckFailed: On a type, shape or value mismatch.
+    """
+    t = as_tensor(got, what)
+    wrong = dict(wrong or {})
+    if tuple(t.shape) != tuple(expected.shape):
+        for hint, value in wrong.items():
+            value = value() if callable(value) else value
+            if tuple(value.shape) == tuple(t.shape) and _close(t, value, atol, rtol):
+                fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(t.shape)}. {hint}")
+        fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(t.shape)}. {shape_hint}".rstrip())
+    if not torch.isfinite(t).all() and torch.isfinite(expected).all():
+        fail(f"{what} contains NaN or inf values; expected finite values such as {_short(expected, 6)}.")
+    if _close(t, expected, atol, rtol):
+        return t
+    for hint, value in wrong.items():
+        value = value() if callable(value) else value
+        if _close(t, value, atol, rtol):
+            fail(f"{what} has the right shape but wrong values. {hint}")
+    diff = (t.detach().to(torch.float64) - expected.detach().to(torch.float64)).abs()
+    idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.numel() else ()
+    detail = (f"largest difference at index {idx}: expected {expected[idx].item():.5g}, "
+              f"got {t[idx].item():.5g}" if idx or diff.numel() == 1 else "")
+    fail(f"{what} has the right shape {tuple(t.shape)} but wrong values; {detail}. "
+         f"Expected starts {_short(expected)}, got {_short(t)}.")
+    return t
+
+
+def expect_equal(got: Any, expected: Any, what: str, *,
+                 wrong: Mapping[str, Any] | None = None, hint: str = "",
+                 rel: float = 0.0) -> Any:
+    """Compare a plain value (int, float, tuple, str, ...) with the reference.
+
+    Args:
+        got: The student's value.
+        expected: The reference value.
+        what: How to name the value in messages.
+        wrong: Known mistakes: hint -> the value that mistake produces.
+        hint: Advice appended when the mistake is not recognised.
+        rel: Relative tolerance for floats (0 means exact).
+
+    Returns:
+        ``got``.
+    """
+    def same(a: Any, b: Any) -> bool:
+        if isinstance(a, torch.Tensor) and a.numel() == 1:
+            a = a.item()
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+            return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12 if rel else 0.0)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+        return a == b
+
+    if got is None and expected is not None:
+        fail(f"{what} is None: did you forget to `return` the result?")
+    if same(got, expected):
+        return got
+    for mistake, value in (wrong or {}).items():
+        if same(got, value):
+            fail(f"{what}: expected {expected!r}, got {got!r}. {mistake}")
+    fail(f"{what}: expected {expected!r}, got {got!r}. {hint}".rstrip())
+    return got
+
+
+def count_params(module: torch.nn.Module) -> int:
+    """Number of parameters of ``module`` (all of them, trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def expect_module(got: Any, what: str) -> torch.nn.Module:
+    """Fail unless ``got`` is an ``nn.Module``."""
+    if not isinstance(got, torch.nn.Module):
+        if isinstance(got, type) and issubclass(got, torch.nn.Module):
+            fail(f"{what} is the class {got.__name__}; return an instance (call it with its "
+                 f"arguments).")
+        if got is None:
+            fail(f"{what} is None: did you forget to `return` the module?")
+        fail(f"{what} should be a torch.nn.Module, got {type(got).__name__}.")
+    return got
+
+
+def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[torch.nn.Module]:
+    """All submodules of ``module`` (itself included) that are instances of ``kind``."""
+    return [m for m in module.modules() if isinstance(m, kind)]

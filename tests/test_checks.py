@@ -1,0 +1,200 @@
+"""Every exercise checker accepts the reference answer and rejects realistic wrong answers.
+
+Each wrong answer is a mistake a student is likely to make; the test also asserts that the
+hint names that mistake (a checker that only says "wrong" would pass a weaker test).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnbook.checks import CheckFailed, core
+from cnnbook.checks import convolution as c01
+
+
+def passes(check, *answers) -> None:
+    result = check(*answers, seed=1)
+    assert result and result.passed, result.message
+    assert result.message.startswith("✅")
+
+
+def fails(check, *answers, match: str) -> str:
+    with pytest.raises(CheckFailed, match=match) as info:
+        check(*answers, seed=1)
+    return str(info.value)
+
+
+# ---------------------------------------------------------------- framework (core)
+
+def test_not_implemented_is_reported_as_such(capsys) -> None:
+    def correlate2d(image, kernel):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        c01.check_correlate2d(correlate2d)
+    assert "⏳ correlate2d" in capsys.readouterr().out
+
+
+def test_not_implemented_helper_is_named() -> None:
+    def helper(image, kernel):
+        raise NotImplementedError()
+
+    def convolve2d(image, kernel):
+        return helper(image, kernel.flip(0, 1))
+
+    with pytest.raises(NotImplementedError, match="helper \\(called by convolve2d\\)"):
+        c01.check_convolve2d(convolve2d)
+
+
+def test_failure_can_return_instead_of_raise(capsys) -> None:
+    result = c01.check_correlate2d(lambda image, kernel: image, seed=3, raise_on_fail=False)
+    assert not result and result.seed == 3
+    assert capsys.readouterr().out.startswith("❌")
+
+
+def test_student_exception_becomes_a_hint() -> None:
+    def correlate2d(image, kernel):
+        return image @ kernel
+
+    fails(c01.check_correlate2d, correlate2d, match="correlate2d raised RuntimeError on image")
+
+
+def test_constant_answer_fails() -> None:
+    fails(c01.check_correlate2d, lambda image, kernel: torch.zeros(3, 3), match="expected shape")
+
+
+def test_seed_reproduces_inputs_and_no_seed_draws_fresh_ones() -> None:
+    def spy_run(seed):
+        seen = []
+
+        def shift(image, dy, dx):
+            seen.append(image.clone())
+            return ref_shift(image, dy, dx)
+
+        c01.check_shift(shift, seed=seed)
+        return seen
+
+    first, again, other = spy_run(5), spy_run(5), spy_run(None)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_check_leaves_global_rng_alone() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    c01.check_shift(ref_shift)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_forbidden_shortcut_found_in_source_through_alias() -> None:
+    from torch.nn.functional import conv2d as c
+
+    def correlate2d(image, kernel):
+        return c(image[None, None], kernel[None, None])[0, 0]
+
+    fails(c01.check_correlate2d, correlate2d, match="uses `c` \\(torch.nn.functional.conv2d\\)")
+
+
+def test_forbidden_shortcut_caught_at_run_time_through_helper() -> None:
+    helper = {"conv": F.conv2d}  # hidden from the source scan
+
+    def correlate2d(image, kernel):
+        return helper["conv"](image[None, None], kernel[None, None])[0, 0]
+
+    helper["conv"] = lambda *a: F.conv2d(*a)  # looks the patched function up at call time
+    fails(c01.check_correlate2d, correlate2d, match="calls `torch.nn.functional.conv2d`")
+
+
+def test_forbid_restores_the_library() -> None:
+    original = F.conv2d
+    with core.forbid(lambda: None, {"torch.nn.functional.conv2d": "no"}):
+        assert F.conv2d is not original
+    assert F.conv2d is original
+
+
+def test_own_function_with_a_library_name_is_allowed() -> None:
+    def conv2d(image, kernel):  # the student's own function, named like torch's
+        kh, kw = kernel.shape
+        cols = image.unfold(0, kh, 1).unfold(1, kw, 1)
+        return (cols * kernel).sum(dim=(-2, -1))
+
+    passes(c01.check_correlate2d, conv2d)
+
+
+def test_expect_equal_names_known_mistake() -> None:
+    with pytest.raises(CheckFailed, match="off by one"):
+        core.expect_equal(5, 6, "size", wrong={"off by one": 5})
+    assert core.expect_equal(2.0000001, 2.0, "x", rel=1e-6) == 2.0000001
+
+
+def test_expect_tensor_rejects_numpy_and_none() -> None:
+    with pytest.raises(CheckFailed, match="NumPy"):
+        core.expect_tensor(torch.ones(2).numpy(), torch.ones(2), "x")
+    with pytest.raises(CheckFailed, match="forget to `return`"):
+        core.expect_tensor(None, torch.ones(2), "x")
+
+
+# ---------------------------------------------------------------- 14.1
+
+def ref_correlate2d(image, kernel):
+    kh, kw = kernel.shape
+    out = image.new_zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+    return out
+
+
+def test_14_01_correlate2d() -> None:
+    passes(c01.check_correlate2d, ref_correlate2d)
+    fails(c01.check_correlate2d, lambda im, k: ref_correlate2d(im, k.flip(0, 1)),
+          match="flipped the kernel")
+
+    def off_by_one(image, kernel):  # loops stop one position early
+        return ref_correlate2d(image, kernel)[:-1, :-1]
+
+    fails(c01.check_correlate2d, off_by_one, match="H - kH \\+ 1")
+    fails(c01.check_correlate2d, lambda im, k: F.conv2d(im[None, None], k[None, None])[0, 0],
+          match="torch.nn.functional.conv2d")
+
+
+def test_14_01_convolve2d() -> None:
+    passes(c01.check_convolve2d, lambda im, k: ref_correlate2d(im, k.flip(0, 1)))
+    fails(c01.check_convolve2d, ref_correlate2d, match="cross-correlation")
+    fails(c01.check_convolve2d, lambda im, k: ref_correlate2d(im, k.flip(1)), match="columns only")
+
+
+def ref_conv_layer(x, weight, bias):
+    return torch.stack([torch.stack([
+        sum(ref_correlate2d(x[b, c], weight[o, c]) for c in range(x.shape[1])) + bias[o]
+        for o in range(weight.shape[0])]) for b in range(x.shape[0])])
+
+
+def test_14_01_conv_layer() -> None:
+    passes(c01.check_conv_layer, ref_conv_layer)
+    fails(c01.check_conv_layer, lambda x, w, b: ref_conv_layer(x, w, torch.zeros_like(b)),
+          match="forgot the bias")
+    fails(c01.check_conv_layer, lambda x, w, b: ref_conv_layer(x, w, b * x.shape[1]),
+          match="once per input channel")
+
+    def no_channel_sum(x, weight, bias):  # one map per (filter, channel) pair
+        return torch.stack([torch.stack([ref_correlate2d(x[b, c], weight[o, c]) + bias[o]
+                                         for o in range(weight.shape[0]) for c in range(x.shape[1])])
+                            for b in range(x.shape[0])])
+
+    fails(c01.check_conv_layer, no_channel_sum, match="ALL input channels")
+
+
+def ref_shift(image, dy, dx):
+    out = torch.zeros_like(image)
+    out[dy:, dx:] = image[:image.shape[0] - dy, :image.shape[1] - dx]
+    return out
+
+
+def test_14_01_shift() -> None:
+    passes(c01.check_shift, ref_shift)
+    fails(c01.check_shift, lambda im, dy, dx: torch.roll(im, (dy, dx), (0, 1)), match="wraps")
+    fails(c01.check_shift, lambda im, dy, dx: ref_shift(im, dx, dy), match="swapped")
