@@ -31,7 +31,8 @@ def _pair(name: str, v: IntPair) -> tuple[int, int]:
 
 def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 stride: IntPair, padding: IntPair, dilation: IntPair,
-                groups: int) -> tuple[tuple[int, int], ...]:
+                groups: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
+    """Validate conv arguments; return stride, padding, dilation pairs and the output size."""
     if x.ndim != 4:
         raise ValueError(f"input must have shape (N, C, H, W), got {tuple(x.shape)}; "
                          f"add a batch dimension with x.unsqueeze(0) for a single image.")
@@ -53,10 +54,10 @@ def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         raise ValueError(f"bias must have shape ({c_out},) (one per output channel), "
                          f"got {tuple(bias.shape)}.")
     s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
-    for axis in (0, 1):
-        # raises a clear ValueError for bad strides/dilations and too-large kernels
-        conv_output_size(x.shape[2 + axis], weight.shape[2 + axis], s[axis], p[axis], d[axis])
-    return s, p, d
+    # conv_output_size raises a clear ValueError for bad strides/dilations and too-large kernels
+    h_out, w_out = (conv_output_size(x.shape[2 + a], weight.shape[2 + a], s[a], p[a], d[a])
+                    for a in (0, 1))
+    return s, p, d, h_out, w_out
 
 
 def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
@@ -79,11 +80,10 @@ def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     Returns:
         Output of shape ``(N, C_out, H_out, W_out)``.
     """
-    (sh, sw), (ph, pw), (dh, dw) = _check_conv(x, weight, bias, stride, padding, dilation, groups)
-    n, c_in, h, w = x.shape
+    (sh, sw), (ph, pw), (dh, dw), h_out, w_out = _check_conv(x, weight, bias, stride, padding,
+                                                             dilation, groups)
+    n = x.shape[0]
     c_out, cg, kh, kw = weight.shape
-    h_out = conv_output_size(h, kh, sh, ph, dh)
-    w_out = conv_output_size(w, kw, sw, pw, dw)
     xp = F.pad(x, (pw, pw, ph, ph))
     out = x.new_zeros(n, c_out, h_out, w_out)
     per_group = c_out // groups
@@ -107,23 +107,11 @@ def conv2d_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                   groups: int = 1) -> torch.Tensor:
     """2D cross-correlation as one batched matrix multiply over unfolded patches (im2col).
 
-    Args:
-        x: Input of shape ``(N, C_in, H, W)``.
-        weight: Filters of shape ``(C_out, C_in / groups, kH, kW)``.
-        bias: Optional bias of shape ``(C_out,)``.
-        stride: Step between output positions.
-        padding: Zeros added on each side.
-        dilation: Spacing between kernel taps.
-        groups: Split channels into this many independent groups.
-
-    Returns:
-        Output of shape ``(N, C_out, H_out, W_out)``.
+    Same arguments, shapes and result as :func:`conv2d_loops`.
     """
-    s, p, d = _check_conv(x, weight, bias, stride, padding, dilation, groups)
-    n, c_in, h, w = x.shape
+    s, p, d, h_out, w_out = _check_conv(x, weight, bias, stride, padding, dilation, groups)
+    n = x.shape[0]
     c_out, cg, kh, kw = weight.shape
-    h_out = conv_output_size(h, kh, s[0], p[0], d[0])
-    w_out = conv_output_size(w, kw, s[1], p[1], d[1])
     # cols: (N, C_in*kH*kW, L) with L = H_out*W_out; channel-major, so groups are contiguous
     cols = F.unfold(x, (kh, kw), dilation=d, padding=p, stride=s)
     cols = cols.view(n, groups, cg * kh * kw, h_out * w_out)
