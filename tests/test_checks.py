@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import convolution as c01
+from cnnbook.checks import stride_padding as c02
 
 
 def passes(check, *answers) -> None:
@@ -198,3 +199,55 @@ def test_14_01_shift() -> None:
     passes(c01.check_shift, ref_shift)
     fails(c01.check_shift, lambda im, dy, dx: torch.roll(im, (dy, dx), (0, 1)), match="wraps")
     fails(c01.check_shift, lambda im, dy, dx: ref_shift(im, dx, dy), match="swapped")
+
+
+# ---------------------------------------------------------------- 14.2
+
+def test_14_02_conv_out_size() -> None:
+    def ref(n, k, s=1, p=0, d=1):
+        return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+    passes(c02.check_conv_out_size, ref)
+    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - k) // s + 1,
+          match="ignored the dilation")
+    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) // s,
+          match="forgot the \\+ 1")
+    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) / s + 1,
+          match="floor division")
+    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: 30, match="expected")
+
+    def by_running(n, k, s=1, p=0, d=1):
+        return torch.nn.Conv2d(1, 1, k, s, p, d)(torch.zeros(1, 1, n, n)).shape[-1]
+
+    fails(c02.check_conv_out_size, by_running, match="from the formula")
+
+
+def test_14_02_same_padding() -> None:
+    passes(c02.check_same_padding, lambda k, d=1: d * (k - 1) // 2)
+    fails(c02.check_same_padding, lambda k, d=1: k // 2, match="dilated kernel spans")
+    fails(c02.check_same_padding, lambda k, d=1: d * (k - 1), match="TOTAL padding")
+
+
+def test_14_02_dilate_kernel() -> None:
+    def ref(w, d):
+        out = w.new_zeros(*w.shape[:-2], d * (w.shape[-2] - 1) + 1, d * (w.shape[-1] - 1) + 1)
+        out[..., ::d, ::d] = w
+        return out
+
+    passes(c02.check_dilate_kernel, ref)
+
+    def d_zeros(w, d):
+        return ref(w, d + 1)
+
+    fails(c02.check_dilate_kernel, d_zeros, match="d - 1 zeros")
+
+
+def test_14_02_strided_from_dense() -> None:
+    passes(c02.check_strided_from_dense,
+           lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, ::s])
+    fails(c02.check_strided_from_dense,
+          lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s], match="index 1")
+    fails(c02.check_strided_from_dense,
+          lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p), match="stride=")
+    fails(c02.check_strided_from_dense,
+          lambda x, w, s, p: torch.nn.functional.conv2d(x, w, None, s, p), match="stride=")

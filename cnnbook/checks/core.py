@@ -246,6 +246,38 @@ def forbid(obj: Any, targets: Mapping[str, str]) -> Iterator[None]:
             setattr(owner, attr, original)
 
 
+@contextmanager
+def guard(target: str, veto: Callable[..., str | None]) -> Iterator[None]:
+    """Let a library function run only with arguments that ``veto`` accepts.
+
+    While the block runs, calling ``target`` first calls ``veto(*args, **kwargs)``; a returned
+    message raises :class:`ForbiddenCall` with that message, ``None`` lets the call through.
+    Used when an exercise may call e.g. ``F.conv2d`` but not with ``stride=``.
+
+    Args:
+        target: Dotted path of the function.
+        veto: Returns why the call is not allowed, or ``None``.
+    """
+    found = _resolve(target)
+    if found is None:
+        yield
+        return
+    owner, attr = found
+    original = getattr(owner, attr)
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        why = veto(*args, **kwargs)
+        if why:
+            raise ForbiddenCall(target, why)
+        return original(*args, **kwargs)
+
+    setattr(owner, attr, guarded)
+    try:
+        yield
+    finally:
+        setattr(owner, attr, original)
+
+
 def _source_tree(obj: Any) -> ast.AST | None:
     try:
         return ast.parse(textwrap.dedent(inspect.getsource(obj)))
