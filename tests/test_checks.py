@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import convolution as c01
+from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
 
 
@@ -251,3 +252,65 @@ def test_14_02_strided_from_dense() -> None:
           lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p), match="stride=")
     fails(c02.check_strided_from_dense,
           lambda x, w, s, p: torch.nn.functional.conv2d(x, w, None, s, p), match="stride=")
+
+
+# ---------------------------------------------------------------- 14.3
+
+def ref_receptive_field(layers):
+    rf, jump, out = 1, 1, []
+    for k, s in layers:
+        rf += (k - 1) * jump
+        jump *= s
+        out.append(rf)
+    return out
+
+
+def test_14_03_receptive_field() -> None:
+    passes(c03.check_receptive_field, ref_receptive_field)
+
+    def including_own_stride(layers):
+        rf, jump, out = 1, 1, []
+        for k, s in layers:
+            jump *= s
+            rf += (k - 1) * jump
+            out.append(rf)
+        return out
+
+    fails(c03.check_receptive_field, including_own_stride, match="INCLUDING the current layer")
+    fails(c03.check_receptive_field, lambda layers: ref_receptive_field([(k, 1) for k, _ in layers]),
+          match="ignored the strides")
+    fails(c03.check_receptive_field, lambda layers: ref_receptive_field(layers)[-1],
+          match="after EACH")
+
+
+def test_14_03_stack_vs_single() -> None:
+    passes(c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1))
+    fails(c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (3 * n) ** 2 * c * c, 3 * n),
+          match="2n \\+ 1")
+    fails(c03.check_stack_vs_single, lambda c, n: (9 * n * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1),
+          match="c \\* c \\* 3 \\* 3")
+
+
+def ref_rf_by_gradient(model, size):
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    out = model(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    rows = x.grad[0, 0].abs().sum(dim=1).nonzero()
+    return int(rows.max() - rows.min() + 1)
+
+
+def test_14_03_rf_by_gradient() -> None:
+    passes(c03.check_rf_by_gradient, ref_rf_by_gradient)
+
+    def whole_output(model, size):
+        x = torch.ones(1, 1, size, size, requires_grad=True)
+        model(x).sum().backward()
+        rows = x.grad[0, 0].abs().sum(dim=1).nonzero()
+        return int(rows.max() - rows.min() + 1)
+
+    fails(c03.check_rf_by_gradient, whole_output, match="ALL outputs")
+
+    from cnnbook import geometry
+
+    fails(c03.check_rf_by_gradient, lambda m, s: geometry.receptive_field_by_gradient(m, s, 1),
+          match="cnnbook's own answer")
