@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import convolution as c01
+from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
 
@@ -314,3 +315,51 @@ def test_14_03_rf_by_gradient() -> None:
 
     fails(c03.check_rf_by_gradient, lambda m, s: geometry.receptive_field_by_gradient(m, s, 1),
           match="cnnbook's own answer")
+
+
+# ---------------------------------------------------------------- 14.4
+
+def ref_max_pool2d(x, kernel_size, stride=None, padding=0):
+    stride = kernel_size if stride is None else stride
+    xp = F.pad(x, (padding,) * 4, value=float("-inf"))
+    return xp.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride).amax(dim=(-2, -1))
+
+
+def test_14_04_max_pool2d() -> None:
+    passes(c04.check_max_pool2d, ref_max_pool2d)
+
+    def zero_padding(x, kernel_size, stride=None, padding=0):
+        return ref_max_pool2d(F.pad(x, (padding,) * 4), kernel_size, stride)
+
+    fails(c04.check_max_pool2d, zero_padding, match="-inf")
+
+    def stride_one(x, kernel_size, stride=None, padding=0):
+        return ref_max_pool2d(x, kernel_size, 1 if stride is None else stride, padding)
+
+    fails(c04.check_max_pool2d, stride_one, match="defaults to the kernel size")
+    fails(c04.check_max_pool2d, lambda x, k, s=None, padding=0: F.max_pool2d(x, k, s, padding),
+          match="it pools for you")
+    fails(c04.check_max_pool2d, lambda x, k, s=None, padding=0: torch.nn.MaxPool2d(k, s, padding)(x),
+          match="it pools for you")
+
+
+def test_14_04_head_params() -> None:
+    passes(c04.check_head_params, lambda c, h, w, n, gap: (c if gap else c * h * w) * n + n)
+    fails(c04.check_head_params, lambda c, h, w, n, gap: (c if gap else c * h * w) * n,
+          match="forgot the bias")
+    fails(c04.check_head_params, lambda c, h, w, n, gap: c * h * w * n + n, match="ONE number")
+
+
+def test_14_04_avgpool_as_conv() -> None:
+    def make(channels, k, groups=None, scale=1.0, stride=None):
+        groups = channels if groups is None else groups
+        conv = torch.nn.Conv2d(channels, channels, k, stride=k if stride is None else stride,
+                               groups=groups, bias=False)
+        torch.nn.init.constant_(conv.weight, scale / (k * k))
+        return conv
+
+    passes(c04.check_avgpool_as_conv, make)
+    fails(c04.check_avgpool_as_conv, lambda c, k: make(c, k, groups=1), match="groups=channels")
+    fails(c04.check_avgpool_as_conv, lambda c, k: make(c, k, scale=k * k), match="divide")
+    fails(c04.check_avgpool_as_conv, lambda c, k: make(c, k, stride=1), match="stride 1")
+    fails(c04.check_avgpool_as_conv, lambda c, k: torch.nn.AvgPool2d(k), match="nn.Conv2d")

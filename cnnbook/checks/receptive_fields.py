@@ -128,7 +128,8 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
             fail(f"{what}: expected {rf}, got {got}, nearly the whole {size}-pixel input: you "
                  f"back-propagated from ALL outputs (e.g. out.sum()); take the gradient of a "
                  f"single unit near the centre.")
-        expect_equal(got, rf, what, hint="Back-propagate from ONE output unit, then measure the extent (last - first + 1) "
-                "of the input rows whose gradient is non-zero. Use an input of ones: with random "
-                "inputs some ReLUs are off and hide part of the field.")
+        expect_equal(got, rf, what, hint=(
+            "Back-propagate from ONE output unit, then measure the extent (last - first + 1) of "
+            "the input rows whose gradient is non-zero. Use an input of ones: with random inputs "
+            "some ReLUs are off and hide part of the field."))
     return "your gradient probe finds the same receptive fields as the formula."
