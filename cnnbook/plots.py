@@ -1,7 +1,8 @@
 """Matplotlib helpers for showing images, filters, feature maps and heat maps (14.9, 14.10, ...).
 
-Every plotting function returns the :class:`matplotlib.figure.Figure` it drew, so a notebook can
-show it, save it, or inspect it in a test. Image tensors follow PyTorch's channel-first layout
+Every plotting function draws a new pyplot figure and returns it, so a notebook shows it with
+``plt.show()`` (or at the end of the cell) and a test can inspect it (close it with
+``plt.close(fig)``). Image tensors follow PyTorch's channel-first layout
 ``(C, H, W)``; :func:`to_hwc` converts them to what ``imshow`` expects. Other sections may add
 their own small plotting functions here.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -86,8 +88,8 @@ def image_grid(images: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[s
         raise ValueError(f"Got {len(titles)} titles for {len(items)} images.")
     ncols = min(len(items), 8) if ncols is None else ncols
     nrows = math.ceil(len(items) / ncols)
-    fig = Figure(figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0.0)))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0.0)))
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= len(items):
@@ -205,3 +207,82 @@ def plot_heatmaps(image: torch.Tensor, heats: Sequence[torch.Tensor], titles: Se
     panels = [torch.from_numpy(overlay_heatmap(image, h, alpha)).permute(2, 0, 1) for h in heats]
     return image_grid([image, *panels], titles=["input", *titles], ncols=len(panels) + 1,
                       size=size)
+
+
+def plot_history(history, title: str | None = None) -> Figure:
+    """Training curves of a :class:`cnnbook.train.History`: loss, accuracy, learning rate.
+
+    Args:
+        history: The history returned by :func:`cnnbook.train.fit`.
+        title: Optional figure title.
+
+    Returns:
+        The figure (three axes: loss per epoch, accuracy per epoch, learning rate per step).
+
+    Raises:
+        ValueError: If the history has no finished epoch.
+    """
+    if len(history) == 0:
+        raise ValueError("The history is empty: train at least one epoch first.")
+    epochs = history["epoch"]
+    fig = Figure(figsize=(13, 3.6))
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    for ax, key, label in ((ax_loss, "loss", "cross-entropy"), (ax_acc, "acc", "accuracy")):
+        ax.plot(epochs, history[f"train_{key}"], "o-", label="train")
+        val = history[f"val_{key}"]
+        if not all(math.isnan(v) for v in val):
+            ax.plot(epochs, val, "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_lr.plot(history.step_lr)
+    ax_lr.set_xlabel("optimisation step")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm: torch.Tensor, classes: Sequence[str], normalize: bool = True,
+                          title: str | None = None) -> Figure:
+    """Draw a confusion matrix ``cm[true, predicted]`` with the class names on both axes.
+
+    Args:
+        cm: ``(K, K)`` counts, rows are true classes.
+        classes: ``K`` class names.
+        normalize: Show each row as fractions of that class (recall on the diagonal).
+        title: Optional title.
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: If ``cm`` is not square or does not match ``classes``.
+    """
+    k = len(classes)
+    if cm.shape != (k, k):
+        raise ValueError(f"cm has shape {tuple(cm.shape)} but there are {k} classes.")
+    values = cm.double()
+    if normalize:
+        values = values / values.sum(1, keepdim=True).clamp_min(1)
+    fig = Figure(figsize=(0.55 * k + 2.5, 0.55 * k + 1.5))
+    ax = fig.subplots()
+    im = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    high = float(values.max())
+    for i in range(k):
+        for j in range(k):
+            v = float(values[i, j])
+            ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                    fontsize=7, color="white" if v > 0.6 * high else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

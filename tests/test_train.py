@@ -1,0 +1,305 @@
+"""cnnbook.train: fit/evaluate, schedules, checkpoints, resume, interrupt, DDP; plots of runs."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import recall_score
+from torch import nn
+
+from cnnbook import plots, train
+from cnnbook.data import GPUBatchLoader, ImageArrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_arrays(n: int = 96, classes: int = 3, seed: int = 0) -> ImageArrays:
+    """Colour-coded classes: class k has a brighter channel k, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.randint(0, 120, (n, 3, 8, 8), generator=g)
+    images[torch.arange(n), labels] += 120
+    return ImageArrays(images.to(torch.uint8), labels, [f"c{k}" for k in range(classes)],
+                       (0.4, 0.4, 0.4), (0.25, 0.25, 0.25))
+
+
+def toy_model(classes: int = 3, dropout: float = 0.2) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Dropout(dropout), nn.Linear(8, classes))
+
+
+def loaders(arrays: ImageArrays, batch: int = 16):
+    return (GPUBatchLoader(arrays, batch, device="cpu", seed=0),
+            GPUBatchLoader(arrays, 32, train=False, device="cpu"))
+
+
+def quiet_fit(model, tr, va=None, **kw) -> train.History:
+    kw.setdefault("progress", False)
+    kw.setdefault("verbose", False)
+    return train.fit(model, tr, va, device="cpu", **kw)
+
+
+def test_fit_learns_and_records_history() -> None:
+    torch.manual_seed(0)
+    model = toy_model()
+    tr, va = loaders(toy_arrays())
+    hist = quiet_fit(model, tr, va, epochs=4, lr=0.1)
+    assert len(hist) == 4 and hist["epoch"] == [1, 2, 3, 4]
+    assert set(hist.last) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                              "images_per_s", "seconds", "eval_seconds"}
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist.last["val_acc"] > 0.9  # the colour cue is easy
+    assert hist.best_metric == max(hist["val_acc"])
+    assert hist["val_acc"][hist.best_epoch - 1] == hist.best_metric
+    res = train.evaluate(model, va)
+    assert res.count == 96 and res.accuracy == pytest.approx(hist.last["val_acc"])
+    assert "epoch   4" in hist.summary()
+
+
+def test_same_seed_same_curve_on_cpu() -> None:
+    def run(seed: int) -> tuple[list[float], torch.Tensor]:
+        torch.manual_seed(seed)
+        model = toy_model()
+        hist = quiet_fit(model, *loaders(toy_arrays()), epochs=2, seed=seed)
+        return hist["train_loss"], model[-1].weight.detach().clone()
+
+    (loss_a, w_a), (loss_b, w_b), (loss_c, _) = run(1), run(1), run(2)
+    assert loss_a == loss_b and torch.equal(w_a, w_b)
+    assert loss_a != loss_c
+
+
+def test_schedules_shape_the_learning_rate() -> None:
+    tr, _ = loaders(toy_arrays())  # 6 steps per epoch
+    hist = quiet_fit(toy_model(), tr, epochs=5, lr=0.2, schedule="onecycle", warmup=0.2)
+    lrs = hist.step_lr
+    assert len(lrs) == 30
+    peak = max(range(30), key=lrs.__getitem__)
+    assert peak == 5 and lrs[peak] == pytest.approx(0.2)  # last step of a 20% warm-up
+    assert lrs[0] == pytest.approx(0.02) and lrs[-1] < 0.01
+    hist = quiet_fit(toy_model(), tr, epochs=2, lr=0.1, schedule="cosine")
+    assert hist.step_lr[0] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(hist.step_lr, hist.step_lr[1:], strict=False))
+    hist = quiet_fit(toy_model(), tr, epochs=1, lr=0.1, schedule="constant")
+    assert set(hist.step_lr) == {0.1}
+    with pytest.raises(ValueError, match="Unknown schedule 'step'"):
+        quiet_fit(toy_model(), tr, epochs=1, schedule="step")
+
+
+def test_label_smoothing_reaches_the_loss() -> None:
+    torch.manual_seed(0)
+    model = toy_model(dropout=0.0)
+    arrays = toy_arrays()
+    tr = GPUBatchLoader(arrays, 16, device="cpu", augment=False)
+    x, y = arrays.normalized(), arrays.labels
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x), y, label_smoothing=0.2).item()
+    hist = quiet_fit(model, tr, epochs=1, lr=0.0, schedule="constant", label_smoothing=0.2,
+                     channels_last=False)
+    assert hist.last["train_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_output_mismatch_is_explained() -> None:
+    tr, _ = loaders(toy_arrays(classes=3))
+    with pytest.raises(ValueError, match=r"outputs 5 scores.*3 classes.*nn.Linear"):
+        quiet_fit(toy_model(classes=5), tr, epochs=1)
+    with pytest.raises(ValueError, match=r"label is 2 but the model has only 2 outputs"):
+        quiet_fit(toy_model(classes=2), [(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))],
+                  epochs=1)
+    flat = nn.Sequential(nn.Conv2d(3, 3, 1))  # forgot the head: returns (N, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"returned shape \(16, 3, 8, 8\)"):
+        quiet_fit(flat, tr, epochs=1)
+
+
+def test_metrics_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (200,), generator=g)
+    preds = torch.where(torch.rand(200, generator=g) < 0.7, labels,
+                        torch.randint(0, 4, (200,), generator=g))
+    cm = train.confusion_matrix(preds, labels, 4)
+    assert cm.tolist() == sk_confusion(labels, preds, labels=range(4)).tolist()
+    recall = recall_score(labels, preds, average=None)
+    assert torch.allclose(train.per_class_accuracy(cm), torch.tensor(recall, dtype=torch.float64))
+
+
+def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = toy_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    hist = train.History(rows=[{"epoch": 1, "val_acc": 0.5}], step_lr=[0.1])
+    path = train.save_checkpoint(tmp_path / "ck" / "m.pt", model, optimizer=opt, epoch=3,
+                                 history=hist, extra={"classes": ["a", "b"]})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.pt"]  # no temp file left
+    assert "model" in torch.load(path, weights_only=True)  # plain data only
+    other = toy_model()
+    opt2 = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    state = train.load_checkpoint(path, other, optimizer=opt2)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 other.state_dict().values(), strict=True))
+    assert state["epoch"] == 3 and state["extra"]["classes"] == ["a", "b"]
+    assert state["history"].rows == hist.rows
+    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"],
+                       opt.state_dict()["state"][0]["momentum_buffer"])
+
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        train.load_checkpoint(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(path.read_bytes()[:200])  # truncated copy
+    with pytest.raises(ValueError, match="damaged.*Delete it"):
+        train.load_checkpoint(bad, toy_model())
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="not a cnnbook checkpoint"):
+        train.load_checkpoint(tmp_path / "bare.pt", toy_model())
+    with pytest.raises(ValueError, match="different model"):
+        train.load_checkpoint(path, nn.Sequential(nn.Linear(3, 3)))
+    with pytest.raises(ValueError, match="different shape"):
+        train.load_checkpoint(path, toy_model(classes=7))
+
+
+def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> None:
+    arrays = toy_arrays()
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(0)
+        return toy_model()
+
+    straight = fresh()
+    h_straight = quiet_fit(straight, *loaders(arrays), epochs=3, seed=5,
+                           checkpoint=tmp_path / "a" / "best.pt")
+    best = train.load_checkpoint(tmp_path / "a" / "best.pt", toy_model())
+    assert best["epoch"] == h_straight.best_epoch
+
+    first = fresh()  # the same plan, stopped by Ctrl-C after one epoch
+    tr, va = loaders(arrays)
+    h_first = quiet_fit(first, InterruptingLoader(tr, after_batches=len(tr)), va, epochs=3,
+                        seed=5, checkpoint=tmp_path / "b" / "best.pt")
+    assert h_first.interrupted and len(h_first) == 1
+    last = train.last_checkpoint_path(tmp_path / "b" / "best.pt")
+    assert last.name == "best-last.pt" and last.is_file()
+    resumed = fresh()
+    h_resumed = quiet_fit(resumed, *loaders(arrays), epochs=3, seed=5, resume=last)
+    assert h_resumed["train_loss"] == h_straight["train_loss"]
+    assert h_resumed.step_lr == h_straight.step_lr
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
+                                                 resumed.state_dict().values(), strict=True))
+    with pytest.raises(ValueError, match="schedule of 18 steps.*plans 24"):
+        quiet_fit(fresh(), *loaders(arrays), epochs=4, resume=last)
+    quiet_fit(first, *loaders(arrays), epochs=1, seed=5, checkpoint=tmp_path / "c" / "best.pt")
+    with pytest.raises(ValueError, match="already finished 1 epochs"):
+        quiet_fit(fresh(), *loaders(arrays), epochs=1,
+                  resume=train.last_checkpoint_path(tmp_path / "c" / "best.pt"))
+
+
+class InterruptingLoader:
+    """Yields the wrapped loader's batches, then raises KeyboardInterrupt mid-epoch."""
+
+    def __init__(self, loader: GPUBatchLoader, after_batches: int) -> None:
+        self.loader, self.after, self.count = loader, after_batches, 0
+        self.classes = loader.classes
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.count == self.after:
+                raise KeyboardInterrupt
+            self.count += 1
+            yield batch
+
+
+def test_keyboard_interrupt_keeps_history_and_best_weights(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    model = toy_model()
+    tr, va = loaders(toy_arrays())
+    hist = train.fit(model, InterruptingLoader(tr, after_batches=2 * len(tr) + 3), va,
+                     device="cpu", epochs=5, progress=False, verbose=False,
+                     checkpoint=tmp_path / "best.pt")
+    assert hist.interrupted and len(hist) == 2
+    assert "Interrupted: kept 2 finished epoch(s)" in capsys.readouterr().out
+    saved = train.load_checkpoint(tmp_path / "best.pt", toy_model())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 saved["model"].values(), strict=True))
+
+
+def test_plots_of_a_run() -> None:
+    hist = quiet_fit(toy_model(), *loaders(toy_arrays()), epochs=2)
+    fig = plots.plot_history(hist, title="toy")
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2  # train + validation
+    cm = torch.tensor([[5, 1], [2, 7]])
+    fig = plots.plot_confusion_matrix(cm, ["a", "b"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.83", "0.17", "0.22", "0.78"]
+    with pytest.raises(ValueError, match="3 classes"):
+        plots.plot_confusion_matrix(cm, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_history(train.History())
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import faulthandler, sys, torch
+    faulthandler.dump_traceback_later(200, exit=True)  # a hang shows where it hangs
+    from torch import nn
+    sys.path.insert(0, {tests!r})
+    from test_train import toy_arrays, toy_model
+    from cnnbook import train
+    from cnnbook.data import GPUBatchLoader, ImageArrayDataset, classic_loader
+
+    rank = int(__import__("os").environ["RANK"])
+    torch.manual_seed(0)  # same initial weights everywhere (DDP also broadcasts them)
+    arrays = toy_arrays(64)
+    model = toy_model()
+    fast = GPUBatchLoader(arrays, 8, device="cpu", seed=0)
+    hist = train.fit(model, fast, epochs=2, progress=False, verbose=False, device="cpu")
+    assert fast.world_size == 2 and len(fast) == 4  # each rank saw half the data
+    classic = classic_loader(ImageArrayDataset(arrays, lambda im: torch.zeros(3, 8, 8)),
+                             batch_size=8, num_workers=0)
+    model2 = toy_model()
+    train.fit(model2, classic, epochs=1, progress=False, verbose=False, device="cpu")
+    torch.save({{"fast": model.state_dict(), "classic": model2.state_dict(),
+                "loss": hist["train_loss"]}}, {out!r} + f"/rank{{rank}}.pt")
+""")
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_end_with_equal_weights(tmp_path: Path) -> None:
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(script)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # torchrun passes SIGTERM on to its workers and waits for them
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 240 s:\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    torch.manual_seed(0)
+    init = toy_model().state_dict()
+    for key in ("fast", "classic"):
+        for name, w in r0[key].items():
+            assert torch.equal(w, r1[key][name]), f"{key}: replicas differ at {name}"
+        assert not torch.equal(r0[key]["0.weight"], init["0.weight"])  # and they did train
+    assert r0["loss"] == r1["loss"]  # the loss is averaged over both ranks
+    assert all(math.isfinite(v) for v in r0["loss"])
