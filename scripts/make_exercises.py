@@ -145,17 +145,36 @@ def _calls_check(tree: ast.Module) -> bool:
     return False
 
 
+def _is_stub_raise(node: ast.AST) -> bool:
+    if not isinstance(node, ast.Raise) or node.exc is None:
+        return False
+    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+    return getattr(exc, "id", "") == "NotImplementedError"
+
+
+def _raises_when_run(tree: ast.Module) -> bool:
+    """Whether a stub ``raise NotImplementedError()`` runs when the cell runs.
+
+    True for a stub at module level or in a class body (class bodies run at definition time),
+    also inside ``if``/``for``/``with``/``try`` blocks; false inside function bodies.
+    """
+    def visit(node: ast.AST) -> bool:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return False
+        if _is_stub_raise(node):
+            return True
+        return any(visit(child) for child in ast.iter_child_nodes(node))
+
+    return visit(tree)
+
+
 def _stub_functions(tree: ast.Module) -> set[str]:
     """Top-level functions/classes whose body raises NotImplementedError (an answer stub)."""
     names = set()
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for node in ast.walk(stmt):
-                if isinstance(node, ast.Raise) and node.exc is not None:
-                    exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
-                    if getattr(exc, "id", "") == "NotImplementedError":
-                        names.add(stmt.name)
-                        break
+            if any(_is_stub_raise(node) for node in ast.walk(stmt)):
+                names.add(stmt.name)
     return names
 
 
@@ -192,7 +211,7 @@ def _make_exercise(solution: nbformat.NotebookNode,
             tree = _parse(source)
             if tree is not None:
                 tainted |= _stub_functions(tree)
-                raises = (top_level or _calls_check(tree)
+                raises = (top_level or _raises_when_run(tree) or _calls_check(tree)
                           or bool(_loads(tree.body, deferred=False) & tainted))
                 if raises:  # what the answer would have defined is missing too
                     full = _parse(answer)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnbook.checks import CheckFailed, core
+from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import convolution as c01
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
@@ -363,3 +364,80 @@ def test_14_04_avgpool_as_conv() -> None:
     fails(c04.check_avgpool_as_conv, lambda c, k: make(c, k, scale=k * k), match="divide")
     fails(c04.check_avgpool_as_conv, lambda c, k: make(c, k, stride=1), match="stride 1")
     fails(c04.check_avgpool_as_conv, lambda c, k: torch.nn.AvgPool2d(k), match="nn.Conv2d")
+
+
+# ---------------------------------------------------------------- 14.5
+
+def test_14_05_reference_is_the_library_simple_cnn() -> None:
+    from cnnbook.models import SimpleCNN
+
+    lib, ref = SimpleCNN(7, 2, 20).eval(), c05.SimpleCNN(7, 2, 20)
+    ref.load_state_dict(lib.state_dict())
+    x = torch.randn(3, 2, 20, 20)
+    torch.testing.assert_close(ref(x), lib(x))
+
+
+def ref_simple_cnn_params(num_classes, in_channels=3, image_size=32):
+    side = image_size // 4
+    return (9 * in_channels * 32 + 32) + (9 * 32 * 64 + 64) + (64 * side * side * 256 + 256) + (
+        256 * num_classes + num_classes)
+
+
+def test_14_05_simple_cnn_params() -> None:
+    passes(c05.check_simple_cnn_params, ref_simple_cnn_params)
+    fails(c05.check_simple_cnn_params,
+          lambda n, c=3, s=32: ref_simple_cnn_params(n, c, s) - 32 - 64 - 256 - n, match="biases")
+    fails(c05.check_simple_cnn_params,
+          lambda n, c=3, s=32: ref_simple_cnn_params(n, c, 2 * s), match="ONE pool")
+
+    def by_building(n, c=3, s=32):
+        return sum(p.numel() for p in c05.SimpleCNN(n, c, s).parameters())
+
+    fails(c05.check_simple_cnn_params, by_building, match="by hand")
+
+
+def ref_build_cnn(in_channels, num_classes, image_size, widths, relu=True, pools=None):
+    layers, prev = [], in_channels
+    for w in widths:
+        layers += [torch.nn.Conv2d(prev, w, 3, padding=1)] + ([torch.nn.ReLU()] if relu else [])
+        layers += [torch.nn.MaxPool2d(2)]
+        prev = w
+    side = image_size // 2 ** (len(widths) if pools is None else pools)
+    return torch.nn.Sequential(*layers, torch.nn.Flatten(), torch.nn.Linear(prev * side * side, num_classes))
+
+
+def test_14_05_build_cnn() -> None:
+    passes(c05.check_build_cnn, ref_build_cnn)
+    fails(c05.check_build_cnn, lambda *a: ref_build_cnn(*a, pools=1), match="the Linear layer expects")
+    fails(c05.check_build_cnn, lambda *a: ref_build_cnn(*a, relu=False), match="no ReLU")
+    fails(c05.check_build_cnn, lambda c, n, s, w: ref_build_cnn(c, n, s, w[:1]), match="one conv per entry")
+
+
+class _Broken(torch.nn.Module):
+    def __init__(self, num_classes=10, softmax=False, view=False):
+        super().__init__()
+        self.softmax, self.view = softmax, view
+        self.conv1 = torch.nn.Conv2d(3, 32, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(32, 64, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(2, 2)
+        self.fc1 = torch.nn.Linear(64 * 8 * 8, 256)
+        self.fc2 = torch.nn.Linear(256, num_classes)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(-1, 64 * 8 * 8) if self.view else x.flatten(1)
+        x = self.fc2(F.relu(self.fc1(x)))
+        return F.softmax(x, dim=1) if self.softmax else x
+
+
+def test_14_05_fixed_cnn() -> None:
+    passes(c05.check_fixed_cnn, _Broken)
+    fails(c05.check_fixed_cnn, lambda n: _Broken(n, softmax=True), match="logits")
+
+    class NoPad(_Broken):
+        def __init__(self, n):
+            super().__init__(n)
+            self.conv2 = torch.nn.Conv2d(32, 64, 3)
+
+    fails(c05.check_fixed_cnn, NoPad, match="64x8x8")

@@ -145,15 +145,20 @@ def test_tags_follow_missing_answers_through_the_notebook() -> None:
         ("code", "print(math.pi, SEED)"),                                # math was bound by a raising cell
         ("code", "print(SEED)"),                                         # independent
         ("markdown", "hidden", ["solution-only"]),
+        ("code", "class A:\n    ### BEGIN SOLUTION\n    x = 1\n    ### END SOLUTION"),  # class body runs
+        ("code", "if SEED == 0:\n    ### BEGIN SOLUTION\n    v = 1\n    ### END SOLUTION"),
+        ("code", "class B:\n    def m(self):\n        ### BEGIN SOLUTION\n        return 1\n"
+                 "        ### END SOLUTION"),                              # method: runs later
     )
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="x")]
     nb.cells[1].execution_count = 3
     ex = gen.make_exercise(nb)
     raising = [gen.RAISES in _tags(c) for c in ex.cells]
-    assert raising == [False, False, True, False, True, True, True, True, True, False]
+    assert raising == [False, False, True, False, True, True, True, True, True, False,
+                       True, True, False]
     assert _tags(ex.cells[0]) == ["parameters"]
     assert ex.cells[1].outputs == [] and ex.cells[1].execution_count is None
-    assert len(ex.cells) == 10  # the solution-only cell is gone
+    assert len(ex.cells) == 13  # the solution-only cell is gone
     assert gen.BEGIN in nb.cells[1].source  # the solution notebook is left untouched
 
 

@@ -338,6 +338,15 @@ def _resolved_uses(obj: Any) -> list[tuple[str, Any]]:
 _MISSING = object()
 
 
+def source_names(obj: Any) -> set[str] | None:
+    """Every name and attribute name in ``obj``'s source, or ``None`` if it cannot be read."""
+    tree = _source_tree(obj)
+    if tree is None:
+        return None
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+
+
 def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
     """Fail if ``obj``'s source refers to one of the library objects in ``targets``.
 

@@ -1,0 +1,163 @@
+"""Checks for the section 14.5 exercises (building a basic CNN)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from cnnbook.checks.core import (
+    CheckFailed,
+    Context,
+    call,
+    checker,
+    count_params,
+    expect_equal,
+    expect_module,
+    expect_tensor,
+    fail,
+    forbid,
+    modules_of,
+    source_names,
+)
+
+
+class SimpleCNN(nn.Module):
+    """The chapter's SimpleCNN without dropout (same layer names and sizes as
+    ``cnnbook.models.SimpleCNN``; kept here so the checks do not import torchvision)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 256)
+        self.fc2 = nn.Linear(256, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+_BY_HAND = "count from the layer shapes by hand; building the model would do it for you."
+COUNT_LIBRARY = {
+    "cnnbook.models.SimpleCNN": _BY_HAND, "cnnbook.models.classic.SimpleCNN": _BY_HAND,
+    "torch.nn.Conv2d": _BY_HAND, "torch.nn.Linear": _BY_HAND,
+    "cnnbook.summary.count_parameters": _BY_HAND, "torchinfo.summary": _BY_HAND,
+}
+
+
+@checker("SimpleCNN parameter count")
+def check_simple_cnn_params(ctx: Context, fn: Callable[..., int]) -> str:
+    """Check ``fn(num_classes, in_channels, image_size)`` against ``SimpleCNN``'s real count."""
+    cases = [(10, 3, 32), (10, 1, 28), (100, 3, 64)]
+    cases += [(ctx.randint(2, 50), ctx.randint(1, 4), 4 * ctx.randint(2, 16)) for _ in range(5)]
+    for classes, c_in, size in cases:
+        what = f"simple_cnn_params(num_classes={classes}, in_channels={c_in}, image_size={size})"
+        with forbid(fn, COUNT_LIBRARY):
+            got = call(fn, classes, c_in, size, describe=what)
+        ref = count_params(SimpleCNN(classes, c_in, size))
+        side = size // 4
+        biases = 32 + 64 + 256 + classes
+        expect_equal(got, ref, what, wrong={
+            "You left out the biases: every conv filter and every Linear unit has one.": ref - biases,
+            "The flatten size assumes ONE pool; two 2x2 pools shrink the side by 4, so fc1 "
+            "sees 64 * (size/4)^2 features.": ref + 64 * ((size // 2) ** 2 - side**2) * 256,
+            "The flatten size ignores the pools: after two 2x2 pools the side is size/4.":
+                ref + 64 * (size**2 - side**2) * 256,
+            "A 3x3 conv from c_in to c_out has 9 * c_in * c_out weights (you used 9 * c_out).":
+                ref - 9 * c_in * 32 + 9 * 32 - 9 * 32 * 64 + 9 * 64,
+        }, hint="Conv: k*k*c_in*c_out + c_out. Linear: f_in*f_out + f_out. The pools and ReLUs "
+                "have no parameters.")
+    return "parameter counts match SimpleCNN for every number of classes, channels and sizes."
+
+
+def _reference_cnn(c_in: int, classes: int, size: int, widths: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    prev = c_in
+    for w in widths:
+        layers += [nn.Conv2d(prev, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        prev = w
+    side = size // 2 ** len(widths)
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(prev * side * side, classes))
+
+
+@checker("build_cnn")
+def check_build_cnn(ctx: Context, fn: Callable[..., nn.Module]) -> str:
+    """Check ``fn(in_channels, num_classes, image_size, widths)`` builds the described CNN."""
+    cases = [(3, 10, 32, [32, 64]), (1, 10, 28, [8, 16])]
+    for _ in range(4):
+        n = ctx.randint(1, 3)
+        cases.append((ctx.randint(1, 3), ctx.randint(2, 12), 2**n * ctx.randint(2, 5),
+                      [ctx.choice([4, 8, 16]) for _ in range(n)]))
+    for c_in, classes, size, widths in cases:
+        what = (f"build_cnn(in_channels={c_in}, num_classes={classes}, image_size={size}, "
+                f"widths={widths})")
+        model = expect_module(call(fn, c_in, classes, size, list(widths), describe=what), what)
+        ref = _reference_cnn(c_in, classes, size, widths)
+        convs = modules_of(model, nn.Conv2d)
+        linears = modules_of(model, nn.Linear)
+        if [c.out_channels for c in convs] != list(widths):
+            fail(f"{what}: the conv layers have {[c.out_channels for c in convs]} output "
+                 f"channels; expected one conv per entry of widths: {list(widths)}.")
+        if any(c.kernel_size != (3, 3) or c.padding != (1, 1) for c in convs):
+            fail(f"{what}: every conv should be 3x3 with padding=1 (size-preserving); got "
+                 f"{[(c.kernel_size, c.padding) for c in convs]}.")
+        side = size // 2 ** len(widths)
+        if linears and linears[-1].in_features != widths[-1] * side * side:
+            fail(f"{what}: the Linear layer expects {linears[-1].in_features} features, but after "
+                 f"{len(widths)} 2x2 pools a {size}x{size} input becomes {widths[-1]} x {side} x "
+                 f"{side} = {widths[-1] * side * side} features.")
+        expect_equal(count_params(model), count_params(ref), f"parameters of {what}",
+                     hint="Each block is Conv2d(3x3, padding=1) -> ReLU -> MaxPool2d(2); then "
+                          "Flatten and one Linear to num_classes.")
+        forward_names = source_names(type(model).forward) or set()
+        if not modules_of(model, nn.ReLU) and not {"relu", "relu_"} & forward_names:
+            fail(f"{what}: no ReLU found; put a nonlinearity after every conv, otherwise the "
+                 f"convolutions collapse into one linear map.")
+        x = ctx.randn(3, c_in, size, size, dtype=torch.float32)
+        out = call(model, x, describe=f"a batch x of shape {tuple(x.shape)}")
+        expect_tensor(out, torch.zeros(3, classes), f"{what}(x).shape",
+                      shape_hint="The model should return logits of shape (N, num_classes).",
+                      atol=float("inf"))
+    return "build_cnn produces the right layers, parameter counts and output shapes."
+
+
+@checker("fixed CNN")
+def check_fixed_cnn(ctx: Context, cls: Callable[..., nn.Module]) -> str:
+    """Check the debugged ``cls(num_classes)`` behaves exactly like ``SimpleCNN`` (no dropout)."""
+    model = expect_module(call(cls, 10, describe="num_classes=10"), "FixedCNN(10)")
+    ref = SimpleCNN(10)
+    try:
+        missing = model.load_state_dict(ref.state_dict(), strict=True)
+        del missing
+    except RuntimeError as exc:
+        first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+        fail(f"FixedCNN's layers do not match SimpleCNN's (keep the names conv1, conv2, fc1, fc2): "
+             f"{first}")
+    model.eval()
+    ref.eval()
+    for n in (1, 5, 64):
+        x = ctx.randn(n, 3, 32, 32, dtype=torch.float32)
+        with torch.no_grad():
+            try:
+                got = call(model, x, describe=f"a batch of {n} images")
+            except CheckFailed as exc:
+                fail(f"{exc} -- Trace the shapes: with padding=1 both convs keep the size "
+                     f"(32 -> 32, then 16 -> 16), so after two pools fc1 receives 64x8x8 = 4096 "
+                     f"features per image.")
+            expected = ref(x)
+        probs = isinstance(got, torch.Tensor) and got.shape == expected.shape and bool(
+            torch.allclose(got.sum(1), torch.ones(n), atol=1e-4) and (got >= 0).all())
+        if probs:
+            fail("FixedCNN returns probabilities (rows sum to 1). Return raw logits: "
+                 "nn.CrossEntropyLoss applies log-softmax itself, and a softmax before it "
+                 "squashes the gradients.")
+        expect_tensor(got, expected, f"FixedCNN(10)(x of shape {tuple(x.shape)})",
+                      shape_hint=f"One row of {10} logits per image: flatten with "
+                                 f"x.flatten(1) (keep the batch axis) so the batch size cannot "
+                                 f"change.",
+                      atol=1e-4, rtol=1e-4)
+    return "FixedCNN loads SimpleCNN's weights and gives identical logits for batches of 1, 5 and 64."
