@@ -225,8 +225,7 @@ def plot_history(history, title: str | None = None) -> Figure:
     if len(history) == 0:
         raise ValueError("The history is empty: train at least one epoch first.")
     epochs = history["epoch"]
-    fig = Figure(figsize=(13, 3.6))
-    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, label in ((ax_loss, "loss", "cross-entropy"), (ax_acc, "acc", "accuracy")):
         ax.plot(epochs, history[f"train_{key}"], "o-", label="train")
         val = history[f"val_{key}"]
@@ -268,8 +267,7 @@ def plot_confusion_matrix(cm: torch.Tensor, classes: Sequence[str], normalize: b
     values = cm.double()
     if normalize:
         values = values / values.sum(1, keepdim=True).clamp_min(1)
-    fig = Figure(figsize=(0.55 * k + 2.5, 0.55 * k + 1.5))
-    ax = fig.subplots()
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2.5, 0.55 * k + 1.5))
     im = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from matplotlib import colormaps
 
 from cnnbook import plots
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
 
 
 def test_to_hwc_layouts() -> None:
