@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnbook.models.mobile import separable_conv_params, standard_conv_params
 from cnnbook.summary import count_macs
-from cnnbook.timing import time_forward
+from cnnbook.timing import compare_forward
 
 SHAPES = [  # (C_in, C_out, H=W, k)
     (32, 64, 112, 3), (64, 128, 56, 3), (128, 256, 28, 3), (256, 512, 14, 3),
@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, float32, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats} interleaved runs")
     print(f"{'C_in->C_out':>12} {'HxW':>7} {'k':>2} {'params x':>9} {'MACs x':>7} "
           f"{'std ms':>8} {'sep ms':>8} {'speed-up':>8} {'dw share':>8}")
     for c_in, c_out, size, k in SHAPES:
@@ -41,9 +41,8 @@ def main() -> None:
         x = torch.randn(args.batch, c_in, size, size)
         macs_ratio = count_macs(std, x) / count_macs(sep, x)
         param_ratio = standard_conv_params(c_in, c_out, k) / separable_conv_params(c_in, c_out, k)
-        t_std = time_forward(std, x, args.repeats).median_ms
-        t_sep = time_forward(sep, x, args.repeats).median_ms
-        t_dw = time_forward(dw, x, args.repeats).median_ms
+        t = compare_forward({"std": std, "sep": sep, "dw": dw}, x, args.repeats)
+        t_std, t_sep, t_dw = (t[n].median_ms for n in ("std", "sep", "dw"))
         print(f"{c_in:>5}->{c_out:<5} {size:>3}x{size:<3} {k:>2} {param_ratio:>9.1f} "
               f"{macs_ratio:>7.1f} {t_std:>8.2f} {t_sep:>8.2f} {t_std / t_sep:>8.1f} "
               f"{t_dw / t_sep:>8.0%}")

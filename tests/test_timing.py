@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnbook.timing import time_call, time_forward
+from cnnbook.timing import compare_forward, time_call, time_forward
 
 
 def test_counts_calls_and_orders_quantiles() -> None:
@@ -30,3 +30,13 @@ def test_forward_runs_without_grad_and_keeps_mode() -> None:
 def test_rejects_zero_repeats() -> None:
     with pytest.raises(ValueError, match="repeats"):
         time_call(lambda: None, repeats=0)
+
+
+def test_compare_interleaves_and_names_results() -> None:
+    order: list[str] = []
+    models = {"a": lambda x: order.append("a"), "b": lambda x: order.append("b")}
+    out = compare_forward(models, torch.zeros(1), repeats=3, warmup=1)
+    assert order == ["a", "b"] * 4
+    assert list(out) == ["a", "b"] and all(t.repeats == 3 for t in out.values())
+    with pytest.raises(ValueError, match="repeats"):
+        compare_forward({}, torch.zeros(1))
