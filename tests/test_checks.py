@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnbook.checks import CheckFailed, core
+from cnnbook.checks import architectures as c06
 from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import convolution as c01
 from cnnbook.checks import pooling as c04
@@ -441,3 +442,83 @@ def test_14_05_fixed_cnn() -> None:
             self.conv2 = torch.nn.Conv2d(32, 64, 3)
 
     fails(c05.check_fixed_cnn, NoPad, match="64x8x8")
+
+
+# ---------------------------------------------------------------- 14.6
+
+def test_14_06_vgg_block() -> None:
+    from cnnbook.models import make_vgg_block
+
+    passes(c06.check_vgg_block, make_vgg_block)
+
+    def all_from_input(c_in, c_out, n):
+        layers = []
+        for _ in range(n):
+            layers += [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers, torch.nn.MaxPool2d(2))
+
+    fails(c06.check_vgg_block, all_from_input, match="Only the FIRST conv")
+
+    def no_padding(c_in, c_out, n):
+        block = make_vgg_block(c_in, c_out, n)
+        for m in block.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.padding = (0, 0)
+        return block
+
+    fails(c06.check_vgg_block, no_padding, match="padding 1")
+
+
+def test_14_06_vgg_params_agree_with_the_library() -> None:
+    from cnnbook.models import vgg16
+
+    feats, clf = c06.vgg_param_counts((2, 2, 3, 3, 3), 1000)
+    assert feats + clf == sum(p.numel() for p in vgg16().parameters()) == 138_357_544
+
+
+def test_14_06_vgg_params() -> None:
+    passes(c06.check_vgg_params, c06.vgg_param_counts)
+    fails(c06.check_vgg_params, lambda cfg, n: (c06.vgg_param_counts(cfg, n)[0],
+                                                 c06.vgg_param_counts(cfg, n)[1] - 8192 - n),
+          match="Linear biases")
+    fails(c06.check_vgg_params, lambda cfg, n: (1, 2), match="9\\*c_in\\*c_out")
+
+
+def test_14_06_basic_block() -> None:
+    passes(c06.check_basic_block, c06._RefBasicBlock)
+
+    class ReluBeforeAdd(c06._RefBasicBlock):
+        def forward(self, x):
+            return super().forward(x, "relu_before_add")
+
+    class NoFinalRelu(c06._RefBasicBlock):
+        def forward(self, x):
+            return super().forward(x, "no_final_relu")
+
+    class NoProjection(c06._RefBasicBlock):
+        def __init__(self, c_in, c_out, stride=1):
+            super().__init__(c_in, c_out, stride)
+            self.shortcut = torch.nn.Sequential()
+
+    fails(c06.check_basic_block, ReluBeforeAdd, match="AFTER the addition")
+    fails(c06.check_basic_block, NoFinalRelu, match="final ReLU")
+    fails(c06.check_basic_block, NoProjection, match="no projection shortcut")
+
+
+def test_14_06_silence() -> None:
+    def silence(block):
+        with torch.no_grad():
+            block.bn2.weight.zero_()
+            block.bn2.bias.zero_()
+        return block
+
+    def weight_only(block):
+        with torch.no_grad():
+            block.bn2.weight.zero_()
+            block.bn2.bias.fill_(0.5)
+        return block
+
+    passes(c06.check_silence, silence, c06._RefBasicBlock)
+    fails(c06.check_silence, weight_only, c06._RefBasicBlock, match="shift beta")
+    fails(c06.check_silence, lambda b: silence(c06._RefBasicBlock(6, 6)), c06._RefBasicBlock,
+          match="in place")
