@@ -14,6 +14,7 @@ from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import architectures as c06
 from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import convolution as c01
+from cnnbook.checks import one_by_one as c07
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
@@ -522,3 +523,45 @@ def test_14_06_silence() -> None:
     fails(c06.check_silence, weight_only, c06._RefBasicBlock, match="shift beta")
     fails(c06.check_silence, lambda b: silence(c06._RefBasicBlock(6, 6)), c06._RefBasicBlock,
           match="in place")
+
+
+# ---------------------------------------------------------------- 14.7
+
+def test_14_07_pointwise_conv() -> None:
+    def ref(x, w, b):
+        return torch.einsum("oc,nchw->nohw", w, x) + b.view(1, -1, 1, 1)
+
+    passes(c07.check_pointwise_conv, ref)
+    fails(c07.check_pointwise_conv, lambda x, w, b: torch.einsum("oc,nchw->nohw", w, x),
+          match="forgot the bias")
+
+    def scrambled(x, w, b):
+        n, c, h, ww = x.shape
+        return (x.reshape(n, h * ww, c) @ w.T + b).reshape(n, -1, h, ww)
+
+    fails(c07.check_pointwise_conv, scrambled, match="permute")
+    fails(c07.check_pointwise_conv, lambda x, w, b: F.conv2d(x, w[:, :, None, None], b),
+          match="conv2d")
+
+
+def test_14_07_bottleneck_params() -> None:
+    passes(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, c * m + m * m * k * k))
+    fails(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, m * m * k * k),
+          match="1x1 reduction")
+    fails(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, c * m + c * m * k * k),
+          match="REDUCED")
+
+
+def test_14_07_linear_to_conv1x1() -> None:
+    def convert(linear, copy_bias=True):
+        conv = torch.nn.Conv2d(linear.in_features, linear.out_features, 1)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight[:, :, None, None])
+            if copy_bias:
+                conv.bias.copy_(linear.bias)
+        return conv
+
+    passes(c07.check_linear_to_conv1x1, convert)
+    fails(c07.check_linear_to_conv1x1, lambda lin: convert(lin, copy_bias=False), match="bias")
+    fails(c07.check_linear_to_conv1x1,
+          lambda lin: torch.nn.Conv2d(lin.in_features, lin.out_features, 1), match="wrong values")
