@@ -273,6 +273,38 @@ def train_only(model: nn.Module, names: Iterable[str]) -> None:
     unfreeze(model, names)
 
 
+class FrozenBatchNorm:
+    """Keeps frozen batch-norm layers in eval mode while the rest of the model trains.
+
+    ``model.train()`` puts every ``BatchNorm`` layer in training mode: it normalises with the
+    current batch's statistics and overwrites its running averages, even when its weights
+    are frozen. A frozen pretrained layer then no longer computes what it computed during
+    pretraining. While this object is active, a forward pre-hook switches each batch-norm
+    layer whose affine parameters all have ``requires_grad=False`` to eval mode just before it
+    runs; layers that are (or later become) trainable behave normally. Remove it with
+    :meth:`remove`.
+
+    Args:
+        model: Any model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.handles = [m.register_forward_pre_hook(self._hook) for m in model.modules()
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    @staticmethod
+    def _hook(module: nn.Module, _args: tuple) -> None:
+        params = list(module.parameters(recurse=False))
+        if module.training and params and not any(p.requires_grad for p in params):
+            module.train(False)
+
+    def remove(self) -> None:
+        """Detach the hooks (frozen layers follow ``model.train()`` again from the next call)."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
 @dataclass(frozen=True)
 class TrainableReport:
     """Trainable versus total parameter counts, overall and per top-level module.
@@ -412,6 +444,101 @@ def progressive_schedule(stages: Sequence[str], head: str = "head", lr: float = 
         Phase("everything", {**{s: lr / 100 for s in earlier}, last: lr / 10, head: lr},
               int(epochs[2])),
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data helpers for transfer learning
+
+
+class ResizedLoader:
+    """Wrap a loader of ``(x, y)`` batches and resize every ``x`` to ``size x size``.
+
+    Pretrained backbones expect far larger inputs than CIFAR's 32 x 32; upsampling each batch
+    (bilinear, as for photos) gives their filters objects at a familiar scale. Normalising
+    before or after resizing gives the same result, since both are per-channel affine maps
+    and bilinear weights sum to one.
+
+    Args:
+        loader: Yields ``(x (N, C, H, W), y (N,))``, e.g. :class:`cnnbook.data.GPUBatchLoader`.
+        size: Output side in pixels.
+
+    Attributes passed through: ``len()``, ``classes`` and ``set_epoch`` when the inner loader
+    has them (:func:`cnnbook.train.fit` uses all three).
+    """
+
+    def __init__(self, loader: Iterable, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be positive; got {size}.")
+        self.loader, self.size = loader, int(size)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        for x, y in self.loader:
+            if x.shape[-2:] != (self.size, self.size):
+                x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                              align_corners=False)
+            yield x, y
+
+    def __getattr__(self, name: str):
+        if name in ("classes", "set_epoch"):
+            return getattr(self.loader, name)
+        raise AttributeError(name)
+
+
+def extract_features(bundle: Pretrained, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the frozen backbone once over ``loader`` and keep the pooled features.
+
+    The classifier is swapped for ``nn.Identity`` during the pass (and put back afterwards,
+    also on error), so the output is what the head would see.
+
+    Args:
+        bundle: The backbone.
+        loader: Yields preprocessed ``(x, y)`` batches.
+
+    Returns:
+        ``(features (N, D), labels (N,))`` on the CPU; ``D`` is 512 for ResNet-18 and 1280 for
+        EfficientNet-Lite0.
+    """
+    head = get_layer(bundle.model, bundle.head)
+    was_training = bundle.model.training
+    device = next(bundle.model.parameters()).device
+    _set_module(bundle.model, bundle.head, nn.Identity())
+    feats, labels = [], []
+    try:
+        bundle.model.eval()
+        with torch.no_grad():
+            for x, y in loader:
+                feats.append(bundle.model(x.to(device)).flatten(1).cpu())
+                labels.append(y.cpu())
+    finally:
+        _set_module(bundle.model, bundle.head, head)
+        bundle.model.train(was_training)
+    if not feats:
+        raise ValueError("The loader yielded no batches.")
+    return torch.cat(feats), torch.cat(labels)
+
+
+def random_init(name: str, num_classes: int) -> nn.Module:
+    """The same architecture as :func:`load_pretrained` gives, with random weights.
+
+    Args:
+        name: ``"resnet18"`` or ``"efficientnet_lite0"`` (a bundle's ``name``).
+        num_classes: Outputs of the classifier.
+
+    Returns:
+        The untrained model (for a from-scratch baseline).
+    """
+    if name == "resnet18":
+        from torchvision.models import resnet18
+
+        return resnet18(num_classes=num_classes)
+    if name == "efficientnet_lite0":
+        from cnnbook.models.efficientnet import efficientnet_lite0
+
+        return efficientnet_lite0(num_classes=num_classes)
+    raise ValueError(f"Unknown backbone {name!r}; choose one of {BACKBONES}.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -201,3 +201,72 @@ def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, 
         bundle.model.zero_grad(set_to_none=True)
     with pytest.raises(ValueError, match="3"):
         pretrained.progressive_schedule(["a"], epochs=(1, 1))
+
+
+def test_frozen_batchnorm_stays_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    with torch.no_grad():  # give the first BN non-trivial running statistics
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(8, 3, 10, 10)
+    expected_first = model[1](model[0](x)).detach()
+    frozen_stats = model[1].running_mean.clone()
+    pretrained.freeze(model, ["0", "1"])
+    guard = pretrained.FrozenBatchNorm(model)
+    model.train()
+    captured = {}
+    handle = model[1].register_forward_hook(lambda m, i, o: captured.update(out=o.detach()))
+    model(x)
+    handle.remove()
+    torch.testing.assert_close(captured["out"], expected_first)  # running stats, as in eval
+    assert torch.equal(model[1].running_mean, frozen_stats)
+    assert model[4].training and not torch.equal(model[4].running_mean, torch.zeros(4))
+    pretrained.unfreeze(model, ["1"])  # once trainable, it trains normally again
+    model.train()
+    model(x)
+    assert model[1].training and not torch.equal(model[1].running_mean, frozen_stats)
+    guard.remove()
+    assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> None:
+    from cnnbook.data import GPUBatchLoader, ImageArrays
+
+    gen = torch.Generator().manual_seed(0)
+    arrays = ImageArrays(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=gen),
+                         torch.arange(6) % 3, ["a", "b", "c"])
+    inner = GPUBatchLoader(arrays, batch_size=4, train=False, device="cpu", mean=lite0.mean,
+                           std=lite0.std)
+    loader = pretrained.ResizedLoader(inner, 48)
+    assert len(loader) == 2 and loader.classes == ["a", "b", "c"]
+    loader.set_epoch(3)
+    assert inner.epoch == 3
+    batches = list(loader)
+    assert batches[0][0].shape == (4, 3, 48, 48) and batches[1][0].shape == (2, 3, 48, 48)
+    expected = lite0.normalize(nn.functional.interpolate(
+        arrays.images[:4].float() / 255, size=(48, 48), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(batches[0][0], expected, atol=1e-5, rtol=1e-5)
+
+    lite0.model.train()
+    feats, labels = pretrained.extract_features(lite0, loader)
+    assert feats.shape == (6, 1280) and torch.equal(labels, arrays.labels)
+    assert isinstance(lite0.model.classifier, nn.Linear) and lite0.model.training
+    lite0.model.eval()
+    with torch.no_grad():
+        x = torch.cat([b[0] for b in batches])
+        direct = lite0.model.pool(lite0.model.features(x)).flatten(1)
+    torch.testing.assert_close(feats, direct, atol=1e-4, rtol=1e-4)
+
+
+def test_random_init_has_the_same_architecture(lite0: pretrained.Pretrained) -> None:
+    scratch = pretrained.random_init("efficientnet_lite0", num_classes=10)
+    shapes = {k: v.shape for k, v in scratch.state_dict().items() if "classifier" not in k}
+    assert shapes == {k: v.shape for k, v in lite0.model.state_dict().items()
+                      if "classifier" not in k}
+    assert scratch.classifier.out_features == 10
+    assert pretrained.random_init("resnet18", 7).fc.out_features == 7
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        pretrained.random_init("vgg", 10)
