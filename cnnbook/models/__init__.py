@@ -23,6 +23,7 @@ from cnnbook.models.efficientnet import (
     convert_reference_state_dict,
     efficientnet_lite0,
 )
+from cnnbook.models.fast import FastCIFARNet
 from cnnbook.models.mobile import (
     ConvBNAct,
     DepthwiseSeparableConv,
@@ -49,6 +50,7 @@ __all__: list[str] = [
     "ConvBNAct",
     "DepthwiseSeparableConv",
     "EfficientNetLite",
+    "FastCIFARNet",
     "InvertedResidual",
     "MBConv",
     "SqueezeExcitation",

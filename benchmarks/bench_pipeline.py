@@ -1,0 +1,135 @@
+"""Training throughput of the input pipelines on real CIFAR-10, measured in one run.
+
+Rows (all train SimpleCNN with SGD + momentum, forward + backward + step):
+
+(a)  classic: the chapter's pipeline - per-image torchvision transforms (random crop with
+     padding 4, flip, ToTensor, Normalize) in a Dataset behind a DataLoader, batch 32,
+     4 workers, default memory layout;
+(a2) the same per-image pipeline at (b)'s batch size and layout (isolates the pipeline);
+(b)  our fast path: the whole uint8 dataset as one tensor, batches cropped/flipped/normalised
+     at once (cnnbook.data.GPUBatchLoader), channels-last, batch 256;
+(c)  the model-only limit: the same model and settings as (b) on one pre-made batch.
+
+Each row is timed for ``--seconds`` after a warm-up, ``--repeats`` times, interleaved so that
+the machine's load affects all rows alike; medians are reported with the ratios the README
+quotes: (b)/(c) and (b)/(a).
+
+Usage::
+
+    CNNBOOK_DATA=../shared/data python benchmarks/bench_pipeline.py [--seconds 15]
+        [--repeats 3] [--batch 256] [--workers 4] [--model simplecnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from cnnbook import data
+from cnnbook.device import describe_device
+
+
+def _load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def make_model(name: str) -> nn.Module:
+    from cnnbook import models
+
+    if name == "simplecnn":
+        return models.SimpleCNN()
+    if name == "fastnet":
+        return models.FastCIFARNet(widths=(32, 64, 128))
+    raise ValueError(f"Unknown model {name!r}; use simplecnn or fastnet.")
+
+
+class Trainer:
+    """One model + optimiser; ``step`` does forward, backward and update."""
+
+    def __init__(self, model_name: str, channels_last: bool) -> None:
+        torch.manual_seed(0)
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = make_model(model_name).to(memory_format=self.fmt).train()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+        self.loss = nn.CrossEntropyLoss()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        x = x.contiguous(memory_format=self.fmt)
+        loss = self.loss(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def timed(batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], trainer: Trainer,
+          seconds: float, warmup: int = 3) -> float:
+    """Images per second while training from ``batches()`` for about ``seconds``."""
+    it = batches()
+    for _ in range(warmup):
+        trainer.step(*next(it))
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        x, y = next(it)
+        trainer.step(x, y)
+        images += y.shape[0]
+    return images / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--model", default="simplecnn")
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    print(f"machine: {platform.node()} | {describe_device(device)} | torch {torch.__version__}"
+          f" | {_load()}")
+    t = time.perf_counter()
+    train = data.load_cifar10("train")
+    print(f"load CIFAR-10 train (cached uint8 arrays): {time.perf_counter() - t:.2f} s")
+
+    chapter_ds = data.cifar10_dataset("train")  # classic_transforms(train=True)
+    classic_32 = data.classic_loader(chapter_ds, batch_size=32, num_workers=args.workers)
+    classic_big = data.classic_loader(chapter_ds, batch_size=args.batch,
+                                      num_workers=args.workers)
+    fast = data.GPUBatchLoader(train, args.batch, device=device, channels_last=True)
+    x0, y0 = next(iter(fast))
+
+    def forever(loader) -> Callable[[], Iterator]:
+        return lambda: itertools.chain.from_iterable(itertools.repeat(loader))
+
+    rows = {
+        "(a)  classic, batch 32, chapter settings": (forever(classic_32), False),
+        f"(a2) classic, batch {args.batch}, channels_last": (forever(classic_big), True),
+        f"(b)  fast whole-tensor path, batch {args.batch}": (forever(fast), True),
+        f"(c)  model only, batch {args.batch}": (lambda: itertools.repeat((x0, y0)), True),
+    }
+    results: dict[str, list[float]] = {k: [] for k in rows}
+    for rep in range(args.repeats):
+        for name, (batches, cl) in rows.items():
+            rate = timed(batches, Trainer(args.model, cl), args.seconds)
+            results[name].append(rate)
+            print(f"  repeat {rep + 1}: {name}: {rate:8.0f} img/s", flush=True)
+    print(f"\nmedians over {args.repeats} repeats of {args.seconds:.0f} s "
+          f"({args.model}, {torch.get_num_threads()} threads, {args.workers} workers for "
+          f"the classic loaders) | {_load()}")
+    med = {k: statistics.median(v) for k, v in results.items()}
+    for name, rate in med.items():
+        print(f"{name:48s} {rate:8.0f} img/s")
+    a, b, c = (med[k] for k in list(rows)[:1] + list(rows)[2:])
+    print(f"(b)/(c) = {b / c:.2f}   (target >= 0.85)")
+    print(f"(b)/(a) = {b / a:.1f}x  (target >= 8)")
+
+
+if __name__ == "__main__":
+    main()
