@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -34,11 +32,7 @@ import torch
 from torch import nn
 
 from cnnbook import data
-from cnnbook.device import describe_device
-
-
-def _load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+from cnnbook.device import load_average, machine_line
 
 
 def make_model(name: str) -> nn.Module:
@@ -92,8 +86,7 @@ def main() -> None:
     parser.add_argument("--model", default="simplecnn")
     args = parser.parse_args()
     device = torch.device("cpu")
-    print(f"machine: {platform.node()} | {describe_device(device)} | torch {torch.__version__}"
-          f" | {_load()}")
+    print(machine_line(device))
     t = time.perf_counter()
     train = data.load_cifar10("train")
     print(f"load CIFAR-10 train (cached uint8 arrays): {time.perf_counter() - t:.2f} s")
@@ -122,7 +115,7 @@ def main() -> None:
             print(f"  repeat {rep + 1}: {name}: {rate:8.0f} img/s", flush=True)
     print(f"\nmedians over {args.repeats} repeats of {args.seconds:.0f} s "
           f"({args.model}, {torch.get_num_threads()} threads, {args.workers} workers for "
-          f"the classic loaders) | {_load()}")
+          f"the classic loaders) | {load_average()}")
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, rate in med.items():
         print(f"{name:48s} {rate:8.0f} img/s")

@@ -15,22 +15,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 
-import torch
-
 from cnnbook import recipes, train
-from cnnbook.device import describe_device
-
-
-def _load() -> str:
-    try:
-        return "load average %.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "load average unknown"
+from cnnbook.device import load_average, machine_line
 
 
 def one_run(plan: recipes.Plan, seed: int, target: float) -> dict:
@@ -63,8 +52,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
     plan = recipes.cifar10_plan(args.device, fast=False, epochs=args.epochs)
-    print(f"machine: {platform.node()} | {describe_device(plan.device)} | torch "
-          f"{torch.__version__} | {_load()}")
+    print(machine_line(plan.device))
     print(f"plan: {plan.describe()}")
     results = []
     for run in range(args.runs):
@@ -75,7 +63,7 @@ def main() -> None:
         print(f"run {run + 1}: test accuracy {res['acc']:.2%} after {res['seconds'] / 60:.1f} "
               f"min of training+evaluation; {args.target:.0%} reached after {to_target}; "
               f"{res['images_per_s']:,.0f} training img/s; data load {res['data_seconds']:.1f} "
-              f"s | {_load()}")
+              f"s | {load_average()}")
     accs = [r["acc"] for r in results]
     secs = [r["seconds"] for r in results]
     print(f"median of {len(results)} run(s): test accuracy {statistics.median(accs):.2%}, "

@@ -145,3 +145,19 @@ def run_settings(device: torch.device | str | None = None, amp: bool | None = No
     cl = dev.type in ("cpu", "cuda") if channels_last is None else channels_last
     on_gpu = dev.type == "cuda"
     return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu, compile)
+
+
+def load_average() -> str:
+    """The host's 1/5/15-minute load averages as text (timings on a busy machine are noisy)."""
+    import os
+
+    try:
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def machine_line(device: torch.device | None = None) -> str:
+    """Host, device, torch version and load average, for benchmark output on shared machines."""
+    dev = describe_device(device if device is not None else pick_device())
+    return f"machine: {platform.node()} | {dev} | torch {torch.__version__} | {load_average()}"
