@@ -14,6 +14,7 @@ from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import architectures as c06
 from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import convolution as c01
+from cnnbook.checks import depthwise as c08
 from cnnbook.checks import one_by_one as c07
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
@@ -565,3 +566,57 @@ def test_14_07_linear_to_conv1x1() -> None:
     fails(c07.check_linear_to_conv1x1, lambda lin: convert(lin, copy_bias=False), match="bias")
     fails(c07.check_linear_to_conv1x1,
           lambda lin: torch.nn.Conv2d(lin.in_features, lin.out_features, 1), match="wrong values")
+
+
+# ---------------------------------------------------------------- 14.8
+
+def test_14_08_separable_params() -> None:
+    passes(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, ci * k * k + ci * co))
+    fails(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, ci * co * k * k + ci * co),
+          match="ONE k x k filter")
+    fails(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, co * k * k + ci * co),
+          match="INPUT channels")
+
+
+def test_14_08_depthwise_conv() -> None:
+    def loop(x, w):
+        k = w.shape[-1]
+        return torch.cat([F.conv2d(x[:, c:c + 1], w[c:c + 1], padding=k // 2)
+                          for c in range(x.shape[1])], 1)
+
+    passes(c08.check_depthwise_conv, loop)
+    fails(c08.check_depthwise_conv, lambda x, w: F.conv2d(x, w, padding=w.shape[-1] // 2, groups=x.shape[1]),
+          match="groups=")
+    fails(c08.check_depthwise_conv,
+          lambda x, w: F.conv2d(x, w.expand(x.shape[1], x.shape[1], *w.shape[2:]), padding=w.shape[-1] // 2),
+          match="ALL input channels")
+    fails(c08.check_depthwise_conv,
+          lambda x, w: torch.cat([F.conv2d(x[:, c:c + 1], w[c:c + 1]) for c in range(x.shape[1])], 1),
+          match="padding k // 2")
+
+
+def test_14_08_separable_block() -> None:
+    from cnnbook.models.mobile import DepthwiseSeparableConv
+
+    passes(c08.check_separable_block, c08._RefSeparable)
+
+    class NoGroups(c08._RefSeparable):
+        def __init__(self, ci, co, stride=1):
+            super().__init__(ci, co, stride)
+            self.depthwise = torch.nn.Conv2d(ci, ci, 3, stride, 1, bias=False)
+
+    class StridedPointwise(c08._RefSeparable):
+        def __init__(self, ci, co, stride=1):
+            super().__init__(ci, co, 1)
+            self.pointwise = torch.nn.Conv2d(ci, co, 1, stride, bias=False)
+
+    fails(c08.check_separable_block, NoGroups, match="groups=in_channels")
+    fails(c08.check_separable_block, StridedPointwise, match="stride belongs on the depthwise")
+    assert DepthwiseSeparableConv  # the library block exists (its layout differs: see 14.8 notebook)
+
+
+def test_14_08_conv_macs() -> None:
+    passes(c08.check_conv_macs, lambda h, w, ci, co, k, g=1: h * w * co * (ci // g) * k * k)
+    fails(c08.check_conv_macs, lambda h, w, ci, co, k, g=1: h * w * co * ci * k * k, match="groups")
+    fails(c08.check_conv_macs, lambda h, w, ci, co, k, g=1: co * (ci // g) * k * k,
+          match="OUTPUT POSITION")
