@@ -177,17 +177,23 @@ class GridDetector(nn.Module):
     Args:
         num_classes: Object classes (background not counted).
         in_channels: Image channels.
-        widths: Channels of the backbone stages; each stage is conv-BN-ReLU then 2x2 max-pool.
+        widths: Channels of the backbone stages; each stage is ``convs_per_stage`` 3x3
+            conv-BN-ReLU layers then a 2x2 max-pool.
+        convs_per_stage: Convolutions per stage.
     """
 
     def __init__(self, num_classes: int = 3, in_channels: int = 3,
-                 widths: Sequence[int] = (16, 32, 64)) -> None:
+                 widths: Sequence[int] = (16, 32, 64), convs_per_stage: int = 1) -> None:
         super().__init__()
+        if convs_per_stage < 1:
+            raise ValueError(f"convs_per_stage={convs_per_stage} must be >= 1.")
         layers: list[nn.Module] = []
         prev = in_channels
         for w in widths:
-            layers += [conv_bn_relu(prev, w), conv_bn_relu(w, w), nn.MaxPool2d(2)]
-            prev = w
+            for _ in range(convs_per_stage):
+                layers.append(conv_bn_relu(prev, w))
+                prev = w
+            layers.append(nn.MaxPool2d(2))
         self.backbone = nn.Sequential(*layers)
         self.head = nn.Sequential(conv_bn_relu(prev, prev),
                                   nn.Conv2d(prev, BOX_CHANNELS + num_classes, 1))
