@@ -90,11 +90,47 @@ def test_hooks_removed_when_forward_raises() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         interpret.grad_cam(model, torch.zeros(1, 3, 8, 8), "conv", 0)
     assert _hook_count(model) == 0
+    raising_first = nn.Sequential(_Raiser(), nn.Conv2d(3, 4, 3))
     with pytest.raises(RuntimeError, match="boom"):
-        interpret.activation_maximization(model, "conv", 0, mean=[0.5] * 3, std=[0.5] * 3,
-                                          size=8, steps=1)
-    assert _hook_count(model) == 0
-    assert all(p.requires_grad for p in model.parameters())
+        interpret.activation_maximization(raising_first, "1", 0, mean=[0.5] * 3,
+                                          std=[0.5] * 3, size=8, steps=1)
+    assert _hook_count(raising_first) == 0
+    assert all(p.requires_grad for p in raising_first.parameters())
+
+
+class _Raiser(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+def test_layer_output_stops_early_and_keeps_the_graph(resnet: nn.Module,
+                                                      batch: torch.Tensor) -> None:
+    calls = []
+    handle = resnet.layer4.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        out = interpret.layer_output(resnet, "layer2", batch)
+    finally:
+        handle.remove()
+    assert not calls, "layers after the target still ran"
+    expected = interpret.feature_maps(resnet, batch, "layer2")["layer2"]
+    torch.testing.assert_close(out.detach(), expected)
+    assert out.requires_grad and _hook_count(resnet) == 0
+    # "_Exploding" raises after its conv: stopping at the conv never reaches the error.
+    conv_out = interpret.layer_output(_Exploding(), "conv", torch.zeros(1, 3, 8, 8))
+    assert conv_out.shape == (1, 4, 6, 6)
+    with pytest.raises(ValueError, match="did not run"):
+        interpret.layer_output(_Unused(), "extra", torch.zeros(1, 2))
+
+
+class _Unused(nn.Module):
+    """Has a layer its forward pass never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def test_hooks_removed_when_a_later_name_is_unknown(resnet: nn.Module) -> None:
