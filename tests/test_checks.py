@@ -19,6 +19,7 @@ from cnnbook.checks import one_by_one as c07
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
+from cnnbook.checks import transfer as c09
 
 
 def passes(check, *answers) -> None:
@@ -620,3 +621,65 @@ def test_14_08_conv_macs() -> None:
     fails(c08.check_conv_macs, lambda h, w, ci, co, k, g=1: h * w * co * ci * k * k, match="groups")
     fails(c08.check_conv_macs, lambda h, w, ci, co, k, g=1: co * (ci // g) * k * k,
           match="OUTPUT POSITION")
+
+
+# ---------------------------------------------------------------- 14.9
+
+def test_14_09_feature_extractor() -> None:
+    def right(model, n):
+        for p in model.parameters():
+            p.requires_grad = False
+        model.fc = torch.nn.Linear(model.fc.in_features, n)
+        return model
+
+    def freeze_last(model, n):
+        model.fc = torch.nn.Linear(model.fc.in_features, n)
+        for p in model.parameters():
+            p.requires_grad = False
+        return model
+
+    def no_freeze(model, n):
+        model.fc = torch.nn.Linear(model.fc.in_features, n)
+        return model
+
+    passes(c09.check_feature_extractor, right)
+    fails(c09.check_feature_extractor, freeze_last, match="freeze first")
+    fails(c09.check_feature_extractor, no_freeze, match="Set requires_grad = False")
+
+
+def test_14_09_param_groups() -> None:
+    def right(model, lo, hi):
+        body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("fc.")]
+        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
+
+    def with_frozen(model, lo, hi):
+        body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
+        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
+
+    def head_twice(model, lo, hi):
+        body = [p for p in model.parameters() if p.requires_grad]
+        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
+
+    passes(c09.check_param_groups, right)
+    fails(c09.check_param_groups, with_frozen, match="frozen parameters")
+    fails(c09.check_param_groups, head_twice, match="two groups")
+    fails(c09.check_param_groups, lambda m, lo, hi: m.parameters(), match="list of dicts")
+
+
+def test_14_09_imagenet_normalize() -> None:
+    mean = torch.tensor(c09.IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(c09.IMAGENET_STD).view(3, 1, 1)
+
+    def right(image, scale=255.0):
+        return (torch.from_numpy(image).permute(2, 0, 1).float() / scale - mean) / std
+
+    passes(c09.check_imagenet_normalize, right)
+    fails(c09.check_imagenet_normalize, lambda im: right(im, 1.0), match="division by 255")
+    fails(c09.check_imagenet_normalize, lambda im: right(im).permute(1, 2, 0), match="channels first")
+
+    from torchvision import transforms
+
+    def with_torchvision(image):
+        return transforms.Normalize(c09.IMAGENET_MEAN, c09.IMAGENET_STD)(transforms.ToTensor()(image))
+
+    fails(c09.check_imagenet_normalize, with_torchvision, match="steps yourself")
