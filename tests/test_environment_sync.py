@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def _environment() -> dict[str, str]:
     for dep in env["dependencies"]:
         items = dep["pip"] if isinstance(dep, dict) else [dep]
         for item in items:
+            if re.match(r"^[A-Za-z0-9_.-]+=[^=<>]", item):  # conda's "name=version" pin
+                item = item.replace("=", "==", 1)
             r = Requirement(item)
             name = CONDA_TO_PYPI.get(r.name, r.name)
             if name in NOT_PACKAGES:
