@@ -7,11 +7,14 @@ blocks (multi-head self-attention, then an MLP, each with a residual connection)
 token's final state feeds the linear classifier.
 
 :func:`shift_equivariance_error` measures how far a feature map is from following a circular
-shift of its input, for CNN feature maps and ViT patch tokens alike.
+shift of its input, for CNN feature maps and ViT patch tokens alike;
+:func:`with_circular_padding` makes a CNN whose convolutions wrap around, so that the border is
+no longer special and only stride and position information can break equivariance.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -265,3 +268,26 @@ def shift_equivariance_error(feature_fn: Callable[[torch.Tensor], torch.Tensor],
     """
     m = shift_equivariance_map(feature_fn, x, shift, feature_shift)
     return float(m.pow(2).mean().sqrt())
+
+
+def with_circular_padding(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose padded convolutions wrap around (``padding_mode="circular"``).
+
+    With circular padding a stride-1 convolution commutes exactly with circular shifts of its
+    input; zero padding treats the border differently and breaks that near the edges.
+
+    Args:
+        model: Any module; it is not changed.
+
+    Returns:
+        The modified copy (same weights, same train/eval mode).
+    """
+    clone = copy.deepcopy(model)
+    for m in clone.modules():
+        if not isinstance(m, nn.Conv2d):
+            continue
+        if isinstance(m.padding, str):
+            raise ValueError(f"{m} uses padding={m.padding!r}; give explicit integers.")
+        if any(p > 0 for p in m.padding):
+            m.padding_mode = "circular"
+    return clone

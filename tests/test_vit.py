@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbook.models import resnet_cifar
 from cnnbook.vit import (
     PatchEmbedding,
     SelfAttention,
     ViT,
     shift_equivariance_error,
     shift_equivariance_map,
+    with_circular_padding,
 )
 
 
@@ -126,3 +128,15 @@ def test_vit_tokens_follow_patch_shifts_only_without_position_embeddings(
 def test_equivariance_probe_rejects_non_maps(images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match=r"\(N, D, h, w\)"):
         shift_equivariance_error(lambda x: x.mean((2, 3)), images, (1, 1), (1, 1))
+
+
+def test_circular_resnet_features_follow_stride_multiple_shifts(images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    net = resnet_cifar(8, width=8).eval()  # stem + 3 stages; forward_features has stride 4
+    circ = with_circular_padding(net)
+    assert net.stem.conv.padding_mode == "zeros" and circ.stem.conv.padding_mode == "circular"
+    torch.testing.assert_close(circ.fc.weight, net.fc.weight)
+    assert shift_equivariance_error(circ.forward_features, images, (4, -8), (1, -2)) < 1e-5
+    assert shift_equivariance_error(circ.stem, images, (3, 1), (3, 1)) < 1e-5
+    assert shift_equivariance_error(net.forward_features, images, (4, -8), (1, -2)) > 1e-3
+    assert shift_equivariance_error(circ.forward_features, images, (1, 0), (0, 0)) > 0.05
