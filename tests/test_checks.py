@@ -20,6 +20,7 @@ from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
 from cnnbook.checks import transfer as c09
+from cnnbook.checks import visualizing as c10
 
 
 def passes(check, *answers) -> None:
@@ -683,3 +684,62 @@ def test_14_09_imagenet_normalize() -> None:
         return transforms.Normalize(c09.IMAGENET_MEAN, c09.IMAGENET_STD)(transforms.ToTensor()(image))
 
     fails(c09.check_imagenet_normalize, with_torchvision, match="steps yourself")
+
+
+# ---------------------------------------------------------------- 14.10
+
+def _feature_maps(model, x, name, remove=True):
+    store = {}
+    handle = dict(model.named_modules())[name].register_forward_hook(
+        lambda _m, _i, out: store.update(out=out.detach()))
+    with torch.no_grad():
+        model(x)
+    if remove:
+        handle.remove()
+    return store["out"]
+
+
+def test_14_10_get_feature_maps() -> None:
+    passes(c10.check_get_feature_maps, _feature_maps)
+    fails(c10.check_get_feature_maps, lambda m, x, n: _feature_maps(m, x, n, remove=False),
+          match="handle.remove")
+    fails(c10.check_get_feature_maps, lambda m, x, n: m(x).detach(), match="final output|expected shape")
+
+    from cnnbook import interpret
+
+    fails(c10.check_get_feature_maps, lambda m, x, n: interpret.feature_maps(m, x, n)[n],
+          match="cnnbook's own answer")
+
+
+def test_14_10_grad_cam() -> None:
+    passes(c10.check_grad_cam, c10.reference_grad_cam)
+    for variant, match in [("no_relu", "ReLU is missing"), ("act_weights", "mean GRADIENT"),
+                           ("all_classes", "sum of all logits"), ("no_norm", "not normalised")]:
+        fails(c10.check_grad_cam, lambda m, x, c, n, v=variant: c10.reference_grad_cam(m, x, c, n, v),
+              match=match)
+
+
+def test_14_10_grad_cam_reference_agrees_with_library() -> None:
+    from cnnbook import interpret
+
+    torch.manual_seed(0)
+    model, x = c10.tiny_cnn().eval(), torch.randn(1, 3, 12, 12)
+    ref = c10.reference_grad_cam(model, x, 2, "relu2")
+    raw = interpret.grad_cam(model, x, "relu2", 2, upsample=False)[0]
+    torch.testing.assert_close(ref, raw / raw.max(), atol=1e-5, rtol=1e-4)
+
+
+def test_14_10_left_share() -> None:
+    passes(c10.check_left_share, lambda cam: float(cam[:, : cam.shape[1] // 2].sum() / cam.sum()))
+    fails(c10.check_left_share, lambda cam: float(cam[: cam.shape[0] // 2].sum() / cam.sum()),
+          match="COLUMNS")
+
+
+def test_14_10_normalize_filters() -> None:
+    def right(w):
+        flat = w.flatten(1)
+        lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+        return (w - lo) / (hi - lo)
+
+    passes(c10.check_normalize_filters, right)
+    fails(c10.check_normalize_filters, lambda w: (w - w.min()) / (w.max() - w.min()), match="own min")
