@@ -230,7 +230,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     logits, preds, labels = predict(model, loader, device, settings)
     check_outputs(logits[:1], labels[:1], None)
     loss = F.cross_entropy(logits, labels).item()
-    return EvalResult(loss, (preds == labels).float().mean().item(), len(labels))
+    return EvalResult(loss, (preds == labels).double().mean().item(), len(labels))
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor,
