@@ -27,7 +27,7 @@ import hashlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +184,39 @@ def stratified_subset(arrays: ImageArrays, per_class: int, seed: int = 0) -> Ima
                              f"{idx.numel()} per class.")
         chosen.append(idx[torch.randperm(idx.numel(), generator=gen)[:per_class]])
     return arrays.subset(torch.cat(chosen).sort().values)
+
+
+def class_subset(arrays: ImageArrays, counts: Mapping[str, int], seed: int = 0) -> ImageArrays:
+    """Keep some classes with chosen numbers of images (e.g. to build an imbalanced set).
+
+    Args:
+        arrays: The full set.
+        counts: Class name -> images to keep; labels are renumbered in this order.
+        seed: Seed of the random choice.
+
+    Returns:
+        A new :class:`ImageArrays` whose ``classes`` are ``list(counts)``.
+
+    Raises:
+        ValueError: For an unknown class name or a count larger than the class.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    labels = arrays.labels.cpu()
+    picked, new_labels = [], []
+    for new, (name, count) in enumerate(counts.items()):
+        if name not in arrays.classes:
+            raise ValueError(f"Unknown class {name!r}; choose from {arrays.classes}.")
+        idx = torch.nonzero(labels == arrays.classes.index(name)).flatten()
+        if not 0 < count <= idx.numel():
+            raise ValueError(f"Class {name!r} has {idx.numel()} images; ask for 1 to "
+                             f"{idx.numel()}, not {count}.")
+        chosen = idx[torch.randperm(idx.numel(), generator=gen)[:count]].sort().values
+        picked.append(chosen)
+        new_labels.append(torch.full((count,), new, dtype=torch.int64))
+    order = torch.cat(picked)
+    dev = arrays.images.device
+    return ImageArrays(arrays.images[order.to(dev)], torch.cat(new_labels).to(
+        arrays.labels.device), list(counts), arrays.mean, arrays.std)
 
 
 # --------------------------------------------------------------------------------------------

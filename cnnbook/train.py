@@ -240,6 +240,26 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor,
     return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes)
 
 
+def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Loss weights ``N / (K * n_k)`` that give every class the same total weight.
+
+    Args:
+        labels: Training labels ``(N,)``.
+        num_classes: ``K``; ``None`` uses ``labels.max() + 1``.
+
+    Returns:
+        float32 ``(K,)``; 1.0 for every class when the data is balanced.
+
+    Raises:
+        ValueError: If a class has no example (its weight would be infinite).
+    """
+    counts = torch.bincount(labels.cpu().long(), minlength=num_classes or 0).double()
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"Classes {missing} have no training example; drop them or add data.")
+    return (counts.sum() / (len(counts) * counts)).float()
+
+
 def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
     """Recall of each class from a confusion matrix: ``diag / row sums`` (``nan`` if empty)."""
     cm = cm.double()
@@ -482,6 +502,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         epochs: int = 10, lr: float = 0.05, optimizer: str | torch.optim.Optimizer = "sgd",
         weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
         warmup: float = 0.2, label_smoothing: float = 0.0,
+        class_weights: torch.Tensor | None = None,
         device: torch.device | str | None = None, amp: bool | None = None,
         channels_last: bool | None = None, compile: bool = False,
         checkpoint: str | Path | None = None, resume: str | Path | None = None,
@@ -502,6 +523,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         schedule: "onecycle", "cosine" or "constant" (stepped every batch).
         warmup: One-cycle warm-up fraction.
         label_smoothing: Cross-entropy label smoothing (0 disables).
+        class_weights: Per-class loss weights ``(K,)``, e.g. :func:`balanced_class_weights`
+            for imbalanced data.
         device: ``None`` picks CUDA, MPS or CPU.
         amp: Mixed precision (``None``: on for CUDA; bf16 where supported, else fp16 with a
             gradient scaler).
@@ -572,7 +595,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
             model, device_ids=[settings.device.index] if settings.device.type == "cuda" else None)
     if settings.compile:
         net = torch.compile(net)
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    weight = class_weights.to(settings.device, torch.float32) if class_weights is not None else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
     best_state = None
     if verbose and main:
         print(f"Training on {settings.describe()}"

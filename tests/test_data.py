@@ -221,6 +221,21 @@ def test_stratified_subset() -> None:
         data.stratified_subset(arrays, 1000)
 
 
+def test_class_subset_builds_imbalanced_sets() -> None:
+    arrays = _synthetic(30)
+    arrays = data.ImageArrays(arrays.images, arrays.labels % 3, ["a", "b", "c"])
+    sub = data.class_subset(arrays, {"c": 10, "a": 2}, seed=0)
+    assert sub.classes == ["c", "a"] and sub.class_counts().tolist() == [10, 2]
+    # every kept image comes from the class its new label names
+    for img, lab in zip(sub.images, sub.labels, strict=True):
+        src = [i for i in range(30) if torch.equal(arrays.images[i], img)]
+        assert arrays.classes[int(arrays.labels[src[0]])] == sub.classes[int(lab)]
+    with pytest.raises(ValueError, match="Unknown class 'z'"):
+        data.class_subset(arrays, {"z": 1})
+    with pytest.raises(ValueError, match="has 10 images; ask for 1 to 10, not 11"):
+        data.class_subset(arrays, {"a": 11})
+
+
 # ---------------------------------------------------------------- augmentation semantics
 def _candidates(img: torch.Tensor, pad: int) -> dict[tuple[int, int, bool], torch.Tensor]:
     """Every output RandomCrop(padding=pad) + RandomHorizontalFlip can give for ``img``."""

@@ -108,6 +108,31 @@ def test_label_smoothing_reaches_the_loss() -> None:
     assert hist.last["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_class_weights_reach_the_loss() -> None:
+    torch.manual_seed(0)
+    model = toy_model(dropout=0.0)
+    arrays = toy_arrays(96)
+    weights = torch.tensor([1.0, 2.0, 4.0])
+    with torch.no_grad():
+        per_image = F.cross_entropy(model(arrays.normalized()), arrays.labels, reduction="none")
+    hist = quiet_fit(model, GPUBatchLoader(arrays, 96, device="cpu", augment=False), epochs=1,
+                     lr=0.0, schedule="constant", class_weights=weights, channels_last=False)
+    w = weights[arrays.labels]  # weighted mean over the (single) batch
+    assert hist.last["train_loss"] == pytest.approx(float((w * per_image).sum() / w.sum()),
+                                                    rel=1e-5)
+
+
+def test_balanced_class_weights() -> None:
+    labels = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
+    w = train.balanced_class_weights(labels)
+    assert torch.allclose(w, torch.tensor([100 / 240, 100 / 45, 100 / 15]))
+    counts = torch.bincount(labels).float()
+    assert torch.allclose(w * counts, torch.full((3,), 100 / 3))  # equal total weight per class
+    assert torch.equal(train.balanced_class_weights(torch.arange(4)), torch.ones(4))
+    with pytest.raises(ValueError, match=r"Classes \[3\] have no training example"):
+        train.balanced_class_weights(labels, num_classes=4)
+
+
 def test_output_mismatch_is_explained() -> None:
     tr, _ = loaders(toy_arrays(classes=3))
     with pytest.raises(ValueError, match=r"outputs 5 scores.*3 classes.*nn.Linear"):
