@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import architectures as c06
 from cnnbook.checks import basic_cnn as c05
+from cnnbook.checks import batchnorm as c11
 from cnnbook.checks import convolution as c01
 from cnnbook.checks import depthwise as c08
 from cnnbook.checks import one_by_one as c07
@@ -743,3 +744,75 @@ def test_14_10_normalize_filters() -> None:
 
     passes(c10.check_normalize_filters, right)
     fails(c10.check_normalize_filters, lambda w: (w - w.min()) / (w.max() - w.min()), match="own min")
+
+
+# ---------------------------------------------------------------- 14.11
+
+def _bn_train(x, gamma, beta, eps=1e-5, dims=(0, 2, 3), unbiased=False):
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
+    return gamma.view(1, -1, 1, 1) * (x - mean) / torch.sqrt(var + eps) + beta.view(1, -1, 1, 1)
+
+
+def test_14_11_batch_norm_train() -> None:
+    passes(c11.check_batch_norm_train, _bn_train)
+    fails(c11.check_batch_norm_train, lambda x, g, b, e=1e-5: _bn_train(x, g, b, e, dims=(1, 2, 3)),
+          match="layer norm")
+    fails(c11.check_batch_norm_train, lambda x, g, b, e=1e-5: _bn_train(x, g, b, e, unbiased=True),
+          match="biased one")
+    fails(c11.check_batch_norm_train, lambda x, g, b, e=1e-5: _bn_train(x, g, b, 0.0), match="forgot eps")
+    fails(c11.check_batch_norm_train, lambda x, g, b, e=1e-5: F.batch_norm(x, None, None, g, b, True, 0.1, e),
+          match="statistics yourself")
+
+
+def test_14_11_update_running() -> None:
+    def right(rm, rv, x, m=0.1, unbiased=True, swap=False):
+        mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=unbiased)
+        if swap:
+            return m * rm + (1 - m) * mean, m * rv + (1 - m) * var
+        return (1 - m) * rm + m * mean, (1 - m) * rv + m * var
+
+    passes(c11.check_update_running, right)
+    fails(c11.check_update_running, lambda rm, rv, x, m=0.1: right(rm, rv, x, m, unbiased=False),
+          match="UNBIASED")
+    fails(c11.check_update_running, lambda rm, rv, x, m=0.1: right(rm, rv, x, m, swap=True),
+          match="weight of the NEW batch")
+
+
+def test_14_11_fold_bn() -> None:
+    from cnnbook.norm import fold_bn_into_conv
+
+    def ours(conv, bn):
+        import copy
+
+        with torch.no_grad():
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused = copy.deepcopy(conv)
+            fused.weight.mul_(s.view(-1, 1, 1, 1))
+            fused.bias = torch.nn.Parameter((b - bn.running_mean) * s + bn.bias)
+        return fused
+
+    def ignore_conv_bias(conv, bn):
+        import copy
+
+        conv = copy.deepcopy(conv)
+        conv.bias = None
+        return ours(conv, bn)
+
+    def in_place(conv, bn):
+        with torch.no_grad():
+            conv.weight.mul_(1.0)
+            conv.weight.add_(0.5)
+        return ours(conv, bn)
+
+    passes(c11.check_fold_bn, ours)
+    fails(c11.check_fold_bn, ignore_conv_bias, match="conv's own bias")
+    fails(c11.check_fold_bn, in_place, match="modified the original")
+    fails(c11.check_fold_bn, fold_bn_into_conv, match="cnnbook's own answer")
+
+
+def test_14_11_bias_change() -> None:
+    passes(c11.check_bias_change,
+           lambda norm, x, b: float((norm(x + b.view(1, -1, 1, 1)) - norm(x)).abs().max()))
+    fails(c11.check_bias_change, lambda norm, x, b: 0.0, match="expected")

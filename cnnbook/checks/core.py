@@ -365,6 +365,9 @@ def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
         if found is not None:
             forbidden.setdefault(id(getattr(*found)), (path, why))
     own = id(obj)
+    if own in forbidden:
+        path, why = forbidden[own]
+        fail(f"you passed `{path}` itself: {why}")
     for text, target in _resolved_uses(obj):
         if target is _MISSING or id(target) == own:
             continue
