@@ -38,6 +38,7 @@ NOTEBOOK_DIR = os.environ.get("CNNBOOK_BROWSER_NOTEBOOKS", "notebooks")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
 ]
 SERVER_START_TIMEOUT_S = 90
 SERVER_STOP_TIMEOUT_S = 15
@@ -177,7 +178,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server and the browser stop as soon as the browser tests are done, before
+# `make test` goes on to execute the notebooks with nbval.
+@pytest.fixture(scope="module")
 def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A JupyterLab server on 127.0.0.1 serving the repository, shut down at the end."""
     del chromium_path  # only ordering: no server when the browser is missing
@@ -235,7 +238,7 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
 # --------------------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory):
     """Headless system Chromium driven by playwright (closed at the end of the session)."""
     from playwright.sync_api import sync_playwright
