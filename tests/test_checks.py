@@ -16,6 +16,7 @@ from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import batchnorm as c11
 from cnnbook.checks import convolution as c01
 from cnnbook.checks import depthwise as c08
+from cnnbook.checks import modern_design as c12
 from cnnbook.checks import one_by_one as c07
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
@@ -816,3 +817,57 @@ def test_14_11_bias_change() -> None:
     passes(c11.check_bias_change,
            lambda norm, x, b: float((norm(x + b.view(1, -1, 1, 1)) - norm(x)).abs().max()))
     fails(c11.check_bias_change, lambda norm, x, b: 0.0, match="expected")
+
+
+# ---------------------------------------------------------------- 14.12
+
+def test_14_12_squeeze_excite() -> None:
+    passes(c12.check_squeeze_excite, c12._se)
+    fails(c12.check_squeeze_excite, lambda *a: c12._se(*a, pool="max"), match="MEAN")
+    fails(c12.check_squeeze_excite, lambda *a: c12._se(*a, gate="softmax"), match="sigmoid per")
+    fails(c12.check_squeeze_excite, lambda *a: c12._se(*a, apply=False), match="gate alone")
+
+
+def test_14_12_squeeze_excite_agrees_with_library() -> None:
+    from cnnbook.models.mobile import SqueezeExcitation
+
+    se = SqueezeExcitation(8, 2)  # ReLU inside, sigmoid gate (the defaults)
+    convs = [m for m in se.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.randn(2, 8, 5, 5)
+    (w1, b1), (w2, b2) = [(c.weight.flatten(1), c.bias) for c in convs]
+    torch.testing.assert_close(c12._se(x, w1, b1, w2, b2), se(x), atol=1e-5, rtol=1e-4)
+
+
+def test_14_12_compound_scale() -> None:
+    def right(phi, a=1.2, b=1.1, g=1.15):
+        d, w, r = a**phi, b**phi, g**phi
+        return d, w, r, d * w**2 * r**2
+
+    passes(c12.check_compound_scale, right)
+    fails(c12.check_compound_scale, lambda phi, a=1.2, b=1.1, g=1.15: (*right(phi, a, b, g)[:3],
+                                                                     a**phi * b**phi * g**phi),
+          match="TWICE")
+    fails(c12.check_compound_scale, lambda phi, a=1.2, b=1.1, g=1.15: (a * phi, b * phi, g * phi, 1.0),
+          match="POWERS")
+
+
+def test_14_12_mixup() -> None:
+    def right(x, y, lam, partner, k, swap=False, hard=False):
+        oh = F.one_hot(y, k).to(x.dtype)
+        lx = 1 - lam if swap else lam
+        return lx * x + (1 - lx) * x[partner], oh if hard else lam * oh + (1 - lam) * oh[partner]
+
+    passes(c12.check_mixup, right)
+    fails(c12.check_mixup, lambda *a: right(*a, swap=True), match="swapped")
+    fails(c12.check_mixup, lambda *a: right(*a, hard=True), match="same weights")
+
+    from cnnbook.augment import mixup
+
+    fails(c12.check_mixup, lambda x, y, lam, p, k: mixup(x, y, lam, k, p), match="cnnbook's own")
+
+
+def test_14_12_single_dimension() -> None:
+    passes(c12.check_single_dimension, lambda b: {"depth only": (b, 1, 1), "width only": (1, b**0.5, 1),
+                                                  "resolution only": (1, 1, b**0.5)})
+    fails(c12.check_single_dimension, lambda b: {"depth only": (b, 1, 1), "width only": (1, b, 1),
+                                                 "resolution only": (1, 1, b)}, match="sqrt")
