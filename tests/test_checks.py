@@ -14,6 +14,7 @@ from cnnbook.checks import CheckFailed, core
 from cnnbook.checks import architectures as c06
 from cnnbook.checks import basic_cnn as c05
 from cnnbook.checks import batchnorm as c11
+from cnnbook.checks import beyond_classification as c13
 from cnnbook.checks import convolution as c01
 from cnnbook.checks import depthwise as c08
 from cnnbook.checks import modern_design as c12
@@ -871,3 +872,58 @@ def test_14_12_single_dimension() -> None:
                                                   "resolution only": (1, 1, b**0.5)})
     fails(c12.check_single_dimension, lambda b: {"depth only": (b, 1, 1), "width only": (1, b, 1),
                                                  "resolution only": (1, 1, b)}, match="sqrt")
+
+
+# ---------------------------------------------------------------- 14.13
+
+def test_14_13_box_iou() -> None:
+    from torchvision.ops import box_iou
+
+    passes(c13.check_box_iou, lambda a, b: c13._iou(a, b))
+    a, b = torch.tensor([[0.0, 0, 4, 4], [1, 1, 3, 5]]), torch.tensor([[2.0, 2, 6, 6], [9, 9, 10, 10]])
+    torch.testing.assert_close(c13._iou(a, b), box_iou(a, b))
+    fails(c13.check_box_iou, lambda a, b: c13._iou(a, b, clamp=False), match="clamp")
+    fails(c13.check_box_iou, lambda a, b: c13._iou(a, b, plus_one=1.0), match="\\+1 pixel")
+    fails(c13.check_box_iou, lambda a, b: box_iou(a, b), match="torchvision")
+
+
+def test_14_13_nms_reference_agrees_with_torchvision() -> None:
+    from torchvision.ops import nms
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        boxes = torch.rand(10, 2, generator=gen) * 20
+        boxes = torch.cat([boxes, boxes + torch.rand(10, 2, generator=gen) * 15 + 1], 1)
+        scores = torch.rand(10, generator=gen)
+        assert c13._ref_nms(boxes, scores, 0.4) == nms(boxes, scores, 0.4).tolist()
+
+
+def test_14_13_nms() -> None:
+    passes(c13.check_nms, lambda b, s, t: torch.tensor(c13._ref_nms(b, s, t)))
+    fails(c13.check_nms, lambda b, s, t: torch.tensor(c13._ref_nms(b, s, t, "unsorted")),
+          match="DECREASING score")
+    fails(c13.check_nms, lambda b, s, t: torch.tensor(c13._ref_nms(b, s, t, "all_higher")),
+          match="KEPT")
+    fails(c13.check_nms, lambda b, s, t: torch.tensor(sorted(c13._ref_nms(b, s, t))),
+          match="wrong order")
+
+
+def test_14_13_mean_iou() -> None:
+    from cnnbook.segmentation import mean_iou
+
+    def right(pred, target, k):
+        ious = [((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+                for c in range(k) if ((pred == c) | (target == c)).any()]
+        return sum(ious) / len(ious)
+
+    passes(c13.check_mean_iou, right)
+    fails(c13.check_mean_iou, lambda p, t, k: (p == t).double().mean().item(), match="pixel accuracy")
+    fails(c13.check_mean_iou, lambda p, t, k: float(mean_iou(p, t, k)), match="cnnbook's own")
+
+
+def test_14_13_transposed_out_size() -> None:
+    passes(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k + op)
+    fails(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n + 2 * p - k) // s + 1,
+          match="ordinary conv formula")
+    fails(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k,
+          match="output_padding")
