@@ -24,6 +24,7 @@ from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
 from cnnbook.checks import transfer as c09
 from cnnbook.checks import visualizing as c10
+from cnnbook.checks import vit as c14
 
 
 def passes(check, *answers) -> None:
@@ -927,3 +928,33 @@ def test_14_13_transposed_out_size() -> None:
           match="ordinary conv formula")
     fails(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k,
           match="output_padding")
+
+
+# ---------------------------------------------------------------- 14.14
+
+def _patchify(x, p, order=(0, 2, 4, 1, 3, 5)):
+    n, c, h, w = x.shape
+    grid = x.reshape(n, c, h // p, p, w // p, p).permute(*order)
+    return grid.reshape(n, (h // p) * (w // p), c * p * p)
+
+
+def test_14_14_patchify() -> None:
+    passes(c14.check_patchify, _patchify)
+    fails(c14.check_patchify, lambda x, p: _patchify(x, p, (0, 2, 4, 3, 5, 1)), match="\\(C, p, p\\)")
+    fails(c14.check_patchify, lambda x, p: _patchify(x, p, (0, 4, 2, 1, 3, 5)), match="column by column")
+    fails(c14.check_patchify, lambda x, p: F.unfold(x, p, stride=p).transpose(1, 2), match="F.unfold")
+
+
+def test_14_14_patch_embed() -> None:
+    def right(x, w, b):
+        return _patchify(x, w.shape[-1]) @ w.flatten(1).T + b
+
+    passes(c14.check_patch_embed, right)
+    fails(c14.check_patch_embed, lambda x, w, b: _patchify(x, w.shape[-1]) @ w.flatten(1).T, match="bias")
+    fails(c14.check_patch_embed, lambda x, w, b: right(x, w, b).transpose(1, 2), match="transpose")
+
+
+def test_14_14_attention_cost() -> None:
+    passes(c14.check_attention_cost, lambda s, p: ((s // p) ** 2, (s // p) ** 4))
+    fails(c14.check_attention_cost, lambda s, p: ((s // p) ** 2, (s // p) ** 2), match="tokens x tokens")
+    fails(c14.check_attention_cost, lambda s, p: (s // p, (s // p) ** 2), match="ONE side")
