@@ -19,6 +19,7 @@ from cnnbook.checks import convolution as c01
 from cnnbook.checks import depthwise as c08
 from cnnbook.checks import modern_design as c12
 from cnnbook.checks import one_by_one as c07
+from cnnbook.checks import pipeline as c15
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
@@ -958,3 +959,61 @@ def test_14_14_attention_cost() -> None:
     passes(c14.check_attention_cost, lambda s, p: ((s // p) ** 2, (s // p) ** 4))
     fails(c14.check_attention_cost, lambda s, p: ((s // p) ** 2, (s // p) ** 2), match="tokens x tokens")
     fails(c14.check_attention_cost, lambda s, p: (s // p, (s // p) ** 2), match="ONE side")
+
+
+# ---------------------------------------------------------------- 14.15
+
+def _train_epoch(model, loader, criterion, optimizer, zero_grad=True, per_batch=False, train=True):
+    if train:
+        model.train()
+    total, means = 0.0, []
+    for x, y in loader:
+        if zero_grad:
+            optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * x.size(0)
+        means.append(loss.item())
+    return sum(means) / len(means) if per_batch else total / len(loader.dataset)
+
+
+def test_14_15_train_one_epoch() -> None:
+    passes(c15.check_train_one_epoch, _train_epoch)
+    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, zero_grad=False), match="ACCUMULATED")
+    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, per_batch=True), match="per-batch means")
+    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, train=False), match="model.train")
+
+
+def _evaluate(model, loader, criterion, eval_mode=True, no_grad=True, percent=False):
+    if eval_mode:
+        model.eval()
+    total, correct, count = 0.0, 0, 0
+    with torch.set_grad_enabled(not no_grad):
+        for x, y in loader:
+            out = model(x)
+            total += criterion(out, y).item() * x.size(0)
+            correct += (out.argmax(1) == y).sum().item()
+            count += x.size(0)
+    return total / count, (100 if percent else 1) * correct / count
+
+
+def test_14_15_evaluate() -> None:
+    passes(c15.check_evaluate, _evaluate)
+    fails(c15.check_evaluate, lambda *a: _evaluate(*a, eval_mode=False), match="model.eval")
+    fails(c15.check_evaluate, lambda *a: _evaluate(*a, no_grad=False), match="torch.no_grad")
+    fails(c15.check_evaluate, lambda *a: _evaluate(*a, percent=True), match="fraction")
+
+
+def test_14_15_transforms() -> None:
+    from torchvision import transforms as T
+
+    def make(train, augment_val=False, normalize=True, flip=True):
+        aug = [T.RandomCrop(32, padding=4)] + ([T.RandomHorizontalFlip()] if flip else [])
+        norm = [T.Normalize(c15.CIFAR_MEAN, c15.CIFAR_STD)] if normalize else []
+        return T.Compose([*(aug if train or augment_val else []), T.ToTensor(), *norm])
+
+    passes(c15.check_transforms, make)
+    fails(c15.check_transforms, lambda t: make(t, augment_val=True), match="must not be augmented")
+    fails(c15.check_transforms, lambda t: make(t, normalize=False), match="did not normalise")
+    fails(c15.check_transforms, lambda t: make(t, flip=False), match="RandomHorizontalFlip")
