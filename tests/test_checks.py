@@ -20,6 +20,7 @@ from cnnbook.checks import depthwise as c08
 from cnnbook.checks import modern_design as c12
 from cnnbook.checks import one_by_one as c07
 from cnnbook.checks import pipeline as c15
+from cnnbook.checks import pitfalls as c16
 from cnnbook.checks import pooling as c04
 from cnnbook.checks import receptive_fields as c03
 from cnnbook.checks import stride_padding as c02
@@ -1017,3 +1018,61 @@ def test_14_15_transforms() -> None:
     fails(c15.check_transforms, lambda t: make(t, augment_val=True), match="must not be augmented")
     fails(c15.check_transforms, lambda t: make(t, normalize=False), match="did not normalise")
     fails(c15.check_transforms, lambda t: make(t, flip=False), match="RandomHorizontalFlip")
+
+
+# ---------------------------------------------------------------- 14.16
+
+def test_14_16_flatten_size() -> None:
+    def right(features, shape):
+        with torch.no_grad():
+            return features(torch.zeros(1, *shape))[0].numel()
+
+    def with_batch(features, shape):
+        with torch.no_grad():
+            return features(torch.zeros(2, *shape)).numel()
+
+    passes(c16.check_flatten_size, right)
+    fails(c16.check_flatten_size, with_batch, match="batch dimension")
+    fails(c16.check_flatten_size, lambda f, s: s[0] * s[1] * s[2], match="expected")
+
+
+def test_14_16_freeze_batchnorm() -> None:
+    def right(model, whole=False, grads=True):
+        if whole:
+            model.eval()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+                if grads:
+                    for p in m.parameters():
+                        p.requires_grad = False
+        return model
+
+    passes(c16.check_freeze_batchnorm, right)
+    fails(c16.check_freeze_batchnorm, lambda m: right(m, whole=True), match="whole model")
+    fails(c16.check_freeze_batchnorm, lambda m: right(m, grads=False), match="require gradients")
+
+    def grads_only(model):
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for p in m.parameters():
+                    p.requires_grad = False
+        return model
+
+    fails(c16.check_freeze_batchnorm, grads_only, match="still in training mode")
+
+
+def test_14_16_class_weights() -> None:
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    def right(labels, k):
+        return len(labels) / (k * torch.bincount(labels, minlength=k).float())
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    sk = compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy())
+    torch.testing.assert_close(right(labels, 3), torch.tensor(sk, dtype=torch.float32))
+    passes(c16.check_class_weights, right)
+    fails(c16.check_class_weights, lambda y, k: 1 / torch.bincount(y, minlength=k).float(), match="N / K")
+    fails(c16.check_class_weights, lambda y, k: torch.bincount(y, minlength=k).float() / len(y),
+          match="LARGER for rare")

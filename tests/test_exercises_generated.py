@@ -70,10 +70,16 @@ def test_script_check_mode_agrees(capsys) -> None:
     assert gen.main(["--check"]) == 0, capsys.readouterr()
 
 
-def test_every_exercise_has_a_solution_and_a_section() -> None:
+def test_every_section_has_exercises_and_solutions() -> None:
     assert [p.name for p in EXERCISES] == [p.name for p in SOLUTIONS]
-    for path in SOLUTIONS:
-        assert path.stem in SECTION_FILES, f"{path.name} is not a section notebook name"
+    assert [p.stem for p in SOLUTIONS] == SECTION_FILES, (
+        "solutions/ needs exactly one notebook per section, named like the section notebook")
+
+
+def test_exercises_readme_lists_every_section() -> None:
+    readme = (ROOT / "exercises" / "README.md").read_text()
+    for stem in SECTION_FILES:
+        assert f"({stem}.ipynb)" in readme and f"(../solutions/{stem}.ipynb)" in readme, stem
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
