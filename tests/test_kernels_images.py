@@ -73,3 +73,13 @@ def test_photo_resize_gray_and_unknown() -> None:
     assert load_photo("chelsea", size=(40, 60), gray=True).shape == (1, 40, 60)
     with pytest.raises(ValueError, match="choose one of"):
         load_photo("dog")
+
+
+def test_as_rgb_batch() -> None:
+    from cnnbook.images import as_rgb_batch
+
+    assert as_rgb_batch(torch.rand(3, 5, 6)).shape == (1, 3, 5, 6)
+    with pytest.raises(ValueError, match="float"):
+        as_rgb_batch(torch.zeros(3, 5, 5, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        as_rgb_batch(torch.rand(1, 5, 5))

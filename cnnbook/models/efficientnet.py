@@ -278,13 +278,9 @@ def preprocess(images: torch.Tensor, size: int = 224, crop_padding: int = 32) ->
     """
     from torchvision.transforms.v2 import functional as TF
 
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise ValueError("preprocess expects a float tensor in [0, 1]; convert uint8 images "
-                         "with images.float() / 255.")
-    batch = images[None] if images.ndim == 3 else images
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"preprocess expects (3, H, W) or (N, 3, H, W), got "
-                         f"{tuple(images.shape)}.")
+    from cnnbook.images import as_rgb_batch
+
+    batch = as_rgb_batch(images)
     if batch.min() < -1e-3 or batch.max() > 1 + 1e-3:
         raise ValueError("preprocess expects values in [0, 1]; divide uint8 images by 255.")
     h, w = batch.shape[-2:]
