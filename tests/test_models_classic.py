@@ -111,7 +111,8 @@ def test_make_vgg_block() -> None:
 
 @pytest.mark.parametrize("name", ["vgg11", "vgg16"])
 def test_vgg_feature_index_mapping_follows_torchvision(name: str) -> None:
-    ref = getattr(torchvision.models, name)()
+    with torch.device("meta"):  # layout only, no weights needed
+        ref = getattr(torchvision.models, name)()
     conv_indices = [i for i, m in enumerate(ref.features) if isinstance(m, nn.Conv2d)]
     assert sorted(vgg_feature_names(VGG_CONFIGS[name])) == conv_indices
 
@@ -143,10 +144,14 @@ def test_vgg_rejects_wrong_config() -> None:
 
 
 def test_loading_checks_architecture_and_shapes() -> None:
-    ref = torchvision.models.alexnet(num_classes=10)
+    with torch.device("meta"):  # the checks run before any tensor is copied
+        ref = torchvision.models.alexnet(num_classes=10)
+        alexnet, vgg = AlexNet(num_classes=1000), VGG(VGG_CONFIGS["vgg11"], num_classes=10)
     with pytest.raises(ValueError, match="Shape mismatch"):
-        load_torchvision_state_dict(AlexNet(num_classes=1000), ref)
+        load_torchvision_state_dict(alexnet, ref)
     with pytest.raises(TypeError, match="No torchvision key mapping"):
         load_torchvision_state_dict(LeNet5(), ref)
     with pytest.raises(ValueError, match="different model"):
-        load_torchvision_state_dict(VGG(VGG_CONFIGS["vgg11"], num_classes=10), ref)
+        load_torchvision_state_dict(vgg, ref)
+    with pytest.raises(TypeError, match="state dict or nn.Module"):
+        load_torchvision_state_dict(alexnet, [1, 2, 3])
