@@ -1076,3 +1076,12 @@ def test_14_16_class_weights() -> None:
     fails(c16.check_class_weights, lambda y, k: 1 / torch.bincount(y, minlength=k).float(), match="N / K")
     fails(c16.check_class_weights, lambda y, k: torch.bincount(y, minlength=k).float() / len(y),
           match="LARGER for rare")
+
+
+def test_forbidden_import_inside_the_answer_is_caught_as_text() -> None:
+    def correlate2d(image, kernel):
+        from scipy.signal import correlate2d as c
+
+        return torch.from_numpy(c(image.numpy(), kernel.numpy(), mode="valid"))
+
+    fails(c01.check_correlate2d, correlate2d, match="scipy.signal.correlate2d")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib
 import inspect
 import math
 import secrets
@@ -198,17 +197,21 @@ def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) 
 
 
 def _resolve(target: str) -> tuple[Any, str] | None:
+    """``(owner, attribute)`` for a dotted path, looked up among already imported modules only.
+
+    Nothing is imported: a library the student has not imported cannot have been called (an
+    import inside the answer itself is caught by the source scan, which also compares dotted
+    names as text), and importing e.g. scipy or torchvision here would slow every check down.
+    """
     parts = target.split(".")
     for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+        obj: Any = sys.modules.get(".".join(parts[:cut]))
+        if obj is None:
             continue
-        try:
-            for attr in parts[cut:-1]:
-                obj = getattr(obj, attr)
-        except AttributeError:
-            return None
+        for attr in parts[cut:-1]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
         return (obj, parts[-1]) if hasattr(obj, parts[-1]) else None
     return None
 
@@ -369,6 +372,8 @@ def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
         path, why = forbidden[own]
         fail(f"you passed `{path}` itself: {why}")
     for text, target in _resolved_uses(obj):
+        if text in targets:  # a full dotted path, e.g. from an import inside the answer
+            fail(f"{_name_of(obj)} uses `{text}`: {targets[text]}")
         if target is _MISSING or id(target) == own:
             continue
         hit = forbidden.get(id(target))

@@ -20,6 +20,18 @@ from cnnbook.checks.core import (
 
 
 def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]:
+    """A random conv/pool stack and an input shape it accepts (drawn again until it does)."""
+    while True:
+        features, shape = _draw_features(ctx)
+        try:
+            with torch.no_grad():
+                features(torch.zeros(1, *shape))
+        except RuntimeError:  # the input became too small somewhere: draw again
+            continue
+        return features, shape
+
+
+def _draw_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]:
     c = ctx.randint(1, 3)
     layers: list[nn.Module] = []
     prev = c
