@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,11 +152,26 @@ def _stop(proc: subprocess.Popen, lab: LabServer | None) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM the server if pytest itself is killed.
+
+    Finalizers do not run when pytest gets SIGTERM/SIGKILL (a CI timeout, say); the server
+    then still stops, and on SIGTERM it shuts its kernels down.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 def _write_user_settings(settings: Path) -> None:
-    """Lab settings for a quiet test UI: no news prompt, no update check (the UI stays default)."""
+    """Lab settings: no news prompt, no update check, and never autosave (running the cells makes
+    the notebooks dirty; an autosave would write outputs into the committed notebooks)."""
     files = {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
             {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     }
     for rel, value in files.items():
         path = settings / rel
@@ -215,7 +231,8 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
         cmd.append("--allow-root")
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     lab = LabServer(f"http://127.0.0.1:{port}/", token, ROOT, log)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -230,6 +247,9 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
                     raise RuntimeError(f"JupyterLab did not answer on {lab.base_url} within "
                                        f"{SERVER_START_TIMEOUT_S} s:\n{_tail(log)}") from None
                 time.sleep(0.5)
+        docmanager = lab.api("GET", "lab/api/settings/@jupyterlab/docmanager-extension:plugin")
+        assert docmanager["settings"].get("autosave", True) is False, (
+            f"autosave is still on (settings dir not used?): {docmanager['settings']}")
         yield lab
     finally:
         _stop(proc, lab)
@@ -252,24 +272,70 @@ def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory):
             b.close()
 
 
-@pytest.fixture
-def page(browser, lab_server: LabServer, request: pytest.FixtureRequest):
-    """A fresh browser context and page; on failure a screenshot goes to build/screenshots/."""
+def _new_page(browser):
+    """A fresh context (own cookies and storage) and page; uncaught page errors are collected."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
-    console_errors: list[str] = []
-    pg.on("pageerror", lambda exc: console_errors.append(str(exc)))
-    pg.console_errors = console_errors  # type: ignore[attr-defined]
+    pg.console_errors = []  # type: ignore[attr-defined]
+    pg.on("pageerror", lambda exc: pg.console_errors.append(str(exc)))
+    return context, pg
+
+
+def _screenshot_if_failed(pg, request: pytest.FixtureRequest) -> None:
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.name)
+        with contextlib.suppress(Exception):
+            pg.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
+
+
+def open_lab(pg, lab: LabServer, path: str = "") -> None:
+    """Load JupyterLab in a fresh workspace (optionally opening ``path``) and wait for it."""
+    tree = f"/tree/{path}" if path else ""
+    pg.goto(lab.url(f"lab/workspaces/t{uuid.uuid4().hex[:12]}{tree}"))
+    pg.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    pg.evaluate("async () => { await window.jupyterapp.restored; }")
+
+
+@pytest.fixture
+def page(lab_server: LabServer, browser, request: pytest.FixtureRequest):
+    """A fresh browser context and page; on failure a screenshot goes to build/screenshots/."""
+    context, pg = _new_page(browser)
     try:
         yield pg
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.name)
-            with contextlib.suppress(Exception):
-                pg.screenshot(path=str(SCREENSHOTS / f"FAILED-{name}.png"), full_page=True)
+        _screenshot_if_failed(pg, request)
         context.close()
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            lab_server.shutdown_sessions()
+
+
+@pytest.fixture(scope="module")
+def _shared_lab(lab_server: LabServer, browser):
+    context, pg = _new_page(browser)
+    try:
+        open_lab(pg, lab_server)
+        yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def lab_page(_shared_lab, lab_server: LabServer, request: pytest.FixtureRequest):
+    """One JupyterLab page shared by a module's tests (loading JupyterLab costs seconds).
+
+    Page errors are reset for each test; after a failure the screenshot is taken and the page
+    reloaded in a fresh workspace, so one test's dialog cannot leak into the next.
+    """
+    _shared_lab.console_errors.clear()
+    try:
+        yield _shared_lab
+    finally:
+        _screenshot_if_failed(_shared_lab, request)
+        rep = getattr(request.node, "rep_call", None)
+        if rep is None or rep.failed:
+            open_lab(_shared_lab, lab_server)
         with contextlib.suppress(urllib.error.URLError, OSError):
             lab_server.shutdown_sessions()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from .conftest import NOTEBOOK_DIR, ROOT, SCREENSHOTS, LabServer
+from .conftest import NOTEBOOK_DIR, ROOT, SCREENSHOTS, LabServer, open_lab
 
 try:
     from playwright.sync_api import expect
@@ -88,46 +87,90 @@ def test_references_agree_with_known_values() -> None:
 # --------------------------------------------------------------------------- driving the UI
 
 
+# Shared by the page scripts: sleeping, a deadline on any promise, and failing fast on a dialog.
+_JS_HELPERS = """
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+    const dialogText = () => {
+        const d = document.querySelector('.jp-Dialog');
+        return d ? d.innerText.replace(/\\s+/g, ' ').trim() : null;
+    };
+    // Wait for a promise, but give up at the deadline or as soon as a dialog appears.
+    const within = async (promise, deadline, what, dialogsFail = true) => {
+        let done = false;
+        const watch = (async () => {
+            while (!done) {
+                if (dialogsFail && dialogText()) throw new Error(`${what}: dialog: ${dialogText()}`);
+                if (Date.now() > deadline) throw new Error(`${what}: timed out`);
+                await sleep(200);
+            }
+        })();
+        try {
+            return await Promise.race([promise, watch]);
+        } finally {
+            done = true;
+            watch.catch(() => {});
+        }
+    };
+"""
+
+_OPEN_JS = """async ([path, timeoutMs, viaCommand]) => {""" + _JS_HELPERS + """
+    const app = window.jupyterapp;
+    const deadline = Date.now() + timeoutMs;
+    let panel = viaCommand
+        ? await within(app.commands.execute('docmanager:open', {path}), deadline, `open ${path}`)
+        : null;
+    while (!panel) {
+        for (const w of app.shell.widgets('main')) {
+            if (w.context && w.context.path === path && w.content && w.sessionContext) panel = w;
+        }
+        if (!panel) {
+            if (dialogText()) throw new Error(`dialog while opening ${path}: ${dialogText()}`);
+            if (Date.now() > deadline) throw new Error(`${path} did not open`);
+            await sleep(100);
+        }
+    }
+    await within(panel.context.ready, deadline, `load ${path}`);
+    await within(panel.sessionContext.ready, deadline, `session for ${path}`);
+    app.shell.activateById(panel.id);
+    while (true) {
+        const kernel = panel.sessionContext.session?.kernel;
+        if (kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected') {
+            return kernel.name;
+        }
+        if (dialogText()) throw new Error(`dialog while opening ${path}: ${dialogText()}`);
+        if (Date.now() > deadline) {
+            throw new Error(`kernel for ${path} not idle: ${kernel ? kernel.status : 'none'}`);
+        }
+        await sleep(200);
+    }
+}"""
+
+
 def open_notebook(page, lab: LabServer, path: str) -> str:
-    """Open ``path`` in a fresh JupyterLab workspace and wait for an idle kernel.
+    """Load JupyterLab on ``path`` in a fresh workspace and wait for an idle kernel.
 
     Returns:
         The name of the kernel JupyterLab started for the notebook.
     """
-    page.goto(lab.url(f"lab/workspaces/t{uuid.uuid4().hex[:12]}/tree/{path}"))
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
-    return page.evaluate(
-        """async ([path, timeoutMs]) => {
-            const app = window.jupyterapp;
-            await app.restored;
-            const deadline = Date.now() + timeoutMs;
-            const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-            let panel = null;
-            while (!panel) {
-                for (const w of app.shell.widgets('main')) {
-                    if (w.context && w.context.path === path && w.content && w.sessionContext) panel = w;
-                }
-                if (!panel) {
-                    if (Date.now() > deadline) throw new Error(`${path} did not open`);
-                    await sleep(100);
-                }
+    open_lab(page, lab, path)
+    return page.evaluate(_OPEN_JS, [path, KERNEL_START_TIMEOUT_MS, False])
+
+
+def open_in_lab(page, path: str) -> str:
+    """Open ``path`` in the JupyterLab already loaded in ``page``; wait for an idle kernel."""
+    return page.evaluate(_OPEN_JS, [path, KERNEL_START_TIMEOUT_MS, True])
+
+
+def close_notebook(page, path: str) -> None:
+    """Shut down the notebook's kernel and close its tab (no save)."""
+    page.evaluate("""async ([path, timeoutMs]) => {""" + _JS_HELPERS + """
+        for (const w of [...window.jupyterapp.shell.widgets('main')]) {
+            if (w.context && w.context.path === path) {
+                await within(w.sessionContext.shutdown(), Date.now() + timeoutMs, `close ${path}`);
+                w.dispose();
             }
-            await panel.context.ready;
-            await panel.sessionContext.ready;
-            app.shell.activateById(panel.id);
-            while (true) {
-                const kernel = panel.sessionContext.session?.kernel;
-                if (kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected') {
-                    return kernel.name;
-                }
-                if (Date.now() > deadline) {
-                    throw new Error(`kernel for ${path} not idle: ${kernel ? kernel.status : 'none'}`);
-                }
-                await sleep(200);
-            }
-        }""",
-        [path, KERNEL_START_TIMEOUT_MS],
-    )
+        }
+    }""", [path, 30_000])
 
 
 def run_all_cells(page) -> list[str]:
@@ -139,10 +182,11 @@ def run_all_cells(page) -> list[str]:
     page.set_default_timeout(RUN_ALL_TIMEOUT_MS)
     try:
         return page.evaluate(
-            """async () => {
+            """async (timeoutMs) => {""" + _JS_HELPERS + """
                 const app = window.jupyterapp;
                 const panel = app.shell.currentWidget;
-                const ok = await app.commands.execute('notebook:run-all-cells');
+                const ok = await within(app.commands.execute('notebook:run-all-cells'),
+                                        Date.now() + timeoutMs, 'run all cells');
                 const errors = [];
                 const cells = panel.content.model.cells;
                 for (let i = 0; i < cells.length; i++) {
@@ -157,7 +201,8 @@ def run_all_cells(page) -> list[str]:
                 }
                 if (!ok && errors.length === 0) errors.push('run-all-cells reported failure');
                 return errors;
-            }"""
+            }""",
+            RUN_ALL_TIMEOUT_MS,
         )
     finally:
         page.set_default_timeout(30_000)
@@ -417,8 +462,9 @@ def test_receptive_field_explorer_renders_and_responds(page, lab_server: LabServ
 @pytest.mark.browser
 @pytest.mark.parametrize("path", _all_notebooks() or [pytest.param(None, marks=pytest.mark.skip(
     reason=f"no notebooks in {NOTEBOOK_DIR}/ yet"))])
-def test_notebook_opens_without_error(page, lab_server: LabServer, path: str) -> None:
-    assert open_notebook(page, lab_server, path) == "cnnbook"
+def test_notebook_opens_without_error(lab_page, path: str) -> None:
+    assert open_in_lab(lab_page, path) == "cnnbook"
     n_cells = len(json.loads((ROOT / path).read_text())["cells"])
-    expect(page.locator(".jp-NotebookPanel:visible .jp-Cell")).to_have_count(n_cells)
-    assert_no_error_ui(page)
+    expect(lab_page.locator(".jp-NotebookPanel:visible .jp-Cell")).to_have_count(n_cells)
+    assert_no_error_ui(lab_page)
+    close_notebook(lab_page, path)
