@@ -193,7 +193,9 @@ class ConvExplorer:
         self.report: ConvReport | None = None
         for s in self.sliders:
             s.observe(self._on_change, names="value")
-        self.widget = W.VBox([W.HBox([W.VBox(self.sliders), self.summary]), self.image])
+        # the slider column keeps its width whatever the length of the summary text
+        controls = W.VBox(self.sliders, layout=W.Layout(flex="0 0 auto"))
+        self.widget = W.VBox([W.HBox([controls, self.summary]), self.image])
         self.update()
 
     @property
