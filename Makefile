@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.cnnbook-installed
 # Notebook collections executed by the test suite (fast mode).
 NOTEBOOK_DIRS := notebooks solutions exercises
 
-.PHONY: env lab test unit notebooks lint execute doctor benchmark clean
+.PHONY: env lab test unit notebooks browser lint execute doctor clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
@@ -36,6 +36,10 @@ unit: env
 
 notebooks: env
 	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest $(NOTEBOOK_DIRS) --nbval-lax --nbval-current-env
+
+# JupyterLab in headless Chromium (Debian's `chromium` package; no browser download).
+browser: env
+	CNNBOOK_REQUIRE_BROWSER=1 $(PY) -m pytest tests/browser -p no:cacheprovider
 
 lint: env
 	$(PY) -m ruff check .
