@@ -23,3 +23,7 @@ def test_readme_links_every_notebook_that_exists() -> None:
         for nb in (ROOT / folder).glob("14_*.ipynb"):
             assert f"({folder}/{nb.name})" in README, f"README does not link {folder}/{nb.name}"
 
+
+
+def test_readme_has_no_placeholders() -> None:
+    assert "PLACEHOLDER" not in README, "fill in the README's placeholder sections"
