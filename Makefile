@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
+# (--allow-root only when run as root, e.g. inside a container)
 lab: env
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # The whole suite: lint, unit tests, and every notebook executed once in fast mode.
 test: env
