@@ -33,7 +33,7 @@ def one_run(plan: recipes.Plan, seed: int, target: float) -> dict:
     setup_seconds = time.perf_counter() - start
     hist = train.fit(model, tr, te, epochs=plan.epochs, lr=plan.lr,
                      weight_decay=plan.weight_decay, label_smoothing=plan.label_smoothing,
-                     seed=seed, progress=False)
+                     amp=plan.amp, device=plan.device, seed=seed, progress=False)
     elapsed, reached = setup_seconds, None
     for row in hist.rows:
         elapsed += row["seconds"] + row["eval_seconds"]

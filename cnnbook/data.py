@@ -471,7 +471,7 @@ def _find_or_download(name: str, split: str, root: str | Path | None, download: 
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise FileNotFoundError(_missing_message(
             title, split, root, layouts,
-            f" The download failed: {type(exc).__name__}: {exc}")) from exc
+            f" The download failed: {type(exc).__name__}: {exc}")) from None
     return target / ("cifar-10-batches-py" if name == "cifar10" else "MNIST/raw")
 
 

@@ -66,22 +66,66 @@ def describe_device(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
     """The mixed-precision dtype to train with on ``device``, or ``None`` for full float32.
 
     CUDA: bfloat16 where the GPU supports it (Ampere and newer), else float16 (which then
-    needs a gradient scaler, see :func:`needs_grad_scaler`). CPU and MPS: ``None`` - autocast
-    there rarely speeds up convolutions and would make CPU runs differ from the chapter's.
+    needs a gradient scaler, see :func:`needs_grad_scaler`). CPU: bfloat16 only when asked
+    (``cpu_bf16``) and the CPU computes it natively (:func:`cpu_has_native_bf16`; there it
+    trained FastCIFARNet 2-3x faster on a 2-core machine), else float32. MPS: float32.
 
     Args:
         device: The training device.
+        cpu_bf16: Allow bfloat16 autocast on a CPU with native support.
 
     Returns:
         ``torch.bfloat16``, ``torch.float16`` or ``None``.
     """
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_bf16 and cpu_has_native_bf16() else None
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
+
+
+def tune_cpu_allocator() -> bool:
+    """Make glibc's ``malloc`` keep and reuse freed memory instead of returning it to the OS.
+
+    By default glibc serves blocks above 128 KiB with fresh ``mmap`` calls and gives them back
+    on ``free``, so every training step pays page faults to re-zero its activation and batch
+    buffers. Raising the mmap and trim thresholds (as the environment variables
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` would) made CPU training steps
+    about 1.5-2x faster on a 2-core machine, and the fed batches cost no more than reused ones.
+    The setting is process-wide and only affects later allocations.
+
+    Returns:
+        ``True`` if applied (Linux with glibc), ``False`` otherwise (nothing changed).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) and mallopt(_M_TRIM_THRESHOLD, 2**30)
+                and mallopt(_M_TOP_PAD, 64 * 2**20))
 
 
 def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
@@ -101,6 +145,7 @@ class RunSettings:
         pin_memory: Let DataLoaders pin host memory (fast, asynchronous copies to a GPU).
         non_blocking: Copy batches to the device asynchronously.
         compile: Wrap the model in ``torch.compile``.
+        tune_allocator: Call :func:`tune_cpu_allocator` before training (CPU on Linux).
     """
 
     device: torch.device
@@ -110,6 +155,7 @@ class RunSettings:
     pin_memory: bool
     non_blocking: bool
     compile: bool = False
+    tune_allocator: bool = False
 
     def describe(self) -> str:
         """One line, e.g. ``cpu: AMD EPYC, 2 threads | float32 | channels_last``."""
@@ -122,6 +168,8 @@ class RunSettings:
             parts.append("pinned memory")
         if self.compile:
             parts.append("torch.compile")
+        if self.tune_allocator:
+            parts.append("malloc keeps freed memory")
         return " | ".join(parts)
 
 
@@ -131,8 +179,8 @@ def run_settings(device: torch.device | str | None = None, amp: bool | None = No
 
     Args:
         device: The device (``None``: :func:`pick_device`).
-        amp: Mixed precision; ``None`` or ``True`` use it where it helps (CUDA only, see
-            :func:`autocast_dtype`), ``False`` never.
+        amp: Mixed precision. ``None``: on CUDA only; ``True``: also bfloat16 on a CPU that
+            computes it natively; ``False``: never (see :func:`autocast_dtype`).
         channels_last: NHWC layout; ``None`` turns it on for CPU and CUDA (on a 2-core CPU it
             made SimpleCNN training about 1.8x faster; GPUs' tensor cores prefer it too).
         compile: Use ``torch.compile``.
@@ -141,10 +189,11 @@ def run_settings(device: torch.device | str | None = None, amp: bool | None = No
         The :class:`RunSettings`.
     """
     dev = pick_device() if device is None else torch.device(device)
-    dtype = autocast_dtype(dev) if amp is not False else None  # off CUDA: always float32
+    dtype = autocast_dtype(dev, cpu_bf16=amp is True) if amp is not False else None
     cl = dev.type in ("cpu", "cuda") if channels_last is None else channels_last
     on_gpu = dev.type == "cuda"
-    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu, compile)
+    tune = dev.type == "cpu" and platform.system() == "Linux"
+    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu, compile, tune)
 
 
 def load_average() -> str:

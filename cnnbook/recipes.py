@@ -20,7 +20,7 @@ from torch import nn
 
 from cnnbook import config
 from cnnbook.data import GPUBatchLoader, ImageArrays, load_cifar10, stratified_subset
-from cnnbook.device import RunSettings, describe_device, pick_device, run_settings
+from cnnbook.device import RunSettings, pick_device, run_settings, tune_cpu_allocator
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Plan:
         label_smoothing: Label smoothing of the loss.
         train_per_class: Training images per class (``None``: all 5,000).
         test_per_class: Test images per class (``None``: all 1,000).
+        amp: Mixed precision as in :func:`cnnbook.device.run_settings` (``True`` also uses
+            bfloat16 on CPUs that compute it natively).
     """
 
     device: torch.device
@@ -53,6 +55,11 @@ class Plan:
     label_smoothing: float
     train_per_class: int | None
     test_per_class: int | None
+    amp: bool | None = None
+
+    def settings(self) -> RunSettings:
+        """Device settings for this plan (precision, memory layout, transfers)."""
+        return run_settings(self.device, amp=self.amp)
 
     def build_model(self, num_classes: int = 10) -> nn.Module:
         """A freshly initialised model of this plan."""
@@ -75,7 +82,7 @@ class Plan:
                 f"{self.train_per_class * 10:,} training images")
         return (f"{model}, {self.epochs} epoch(s) on {data}, batch {self.batch_size}, "
                 f"peak lr {self.lr}, label smoothing {self.label_smoothing} "
-                f"[{describe_device(self.device)}, {'fast' if self.fast else 'full'} mode]")
+                f"[{self.settings().describe()}, {'fast' if self.fast else 'full'} mode]")
 
 
 def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = None,
@@ -92,15 +99,18 @@ def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = N
     """
     dev = pick_device() if device is None else torch.device(device)
     fast = config.fast_mode(fast)
+    # amp=True: bf16/fp16 autocast on CUDA, and bf16 on CPUs that compute it natively
     if fast:
-        plan = Plan(dev, True, "fastnet", (32, 64, 128), 2, 128, 0.2, 5e-4, 0.1, 200, 100)
+        plan = Plan(dev, True, "fastnet", (32, 64, 128), 2, 128, 0.2, 5e-4, 0.1, 200, 100,
+                    amp=True)
     elif dev.type == "cuda":
         plan = Plan(dev, False, "resnet18", (64, 128, 256), 30, 512, 0.2, 5e-4, 0.1, None,
-                    None)
+                    None, amp=True)
     elif dev.type == "mps":
         plan = Plan(dev, False, "fastnet", (64, 128, 256), 10, 512, 0.4, 5e-4, 0.1, None, None)
     else:
-        plan = Plan(dev, False, "fastnet", (32, 64, 128), 4, 256, 0.4, 5e-4, 0.1, None, None)
+        plan = Plan(dev, False, "fastnet", (32, 64, 128), 4, 256, 0.4, 5e-4, 0.1, None, None,
+                    amp=True)
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -153,6 +163,8 @@ def estimate_seconds(model: nn.Module, loader: GPUBatchLoader, epochs: int,
         Estimated seconds.
     """
     settings = settings or run_settings(loader.device)
+    if settings.tune_allocator:  # as fit() does, so the estimate matches the run
+        tune_cpu_allocator()
     probe = copy.deepcopy(model).to(settings.device)
     if settings.channels_last:
         probe = probe.to(memory_format=torch.channels_last)

@@ -14,6 +14,7 @@ best weights in an atomically written checkpoint, resumes from a checkpoint, sto
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import os
 import tempfile
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.device import RunSettings, run_settings
+from cnnbook.device import RunSettings, run_settings, tune_cpu_allocator
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -197,6 +198,8 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
         ``(logits, predictions, labels)`` on the CPU: ``(N, K)`` float32, ``(N,)``, ``(N,)``.
     """
     settings = settings or run_settings(device or next(model.parameters()).device)
+    if settings.channels_last:  # weights and inputs in the same layout, as during training
+        model.to(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -560,9 +563,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     settings = run_settings(device, amp=amp, channels_last=channels_last, compile=compile)
     rank, world, dev = _init_distributed(settings.device)
     if dev != settings.device:
-        settings = RunSettings(dev, settings.amp_dtype, settings.grad_scaler,
-                               settings.channels_last, settings.pin_memory,
-                               settings.non_blocking, settings.compile)
+        settings = dataclasses.replace(settings, device=dev)
+    if settings.tune_allocator:
+        tune_cpu_allocator()
     main = rank == 0
     train_loader = _shard(train_loader, rank, world, seed or 0)
     steps_per_epoch = len(train_loader)  # type: ignore[arg-type]

@@ -15,7 +15,17 @@ def test_cpu_settings() -> None:
     line = s.describe()
     assert line.startswith("cpu:") and "float32" in line and "channels_last" in line
     assert not device.run_settings("cpu", amp=True, channels_last=False).channels_last
-    assert device.run_settings("cpu", amp=True).amp_dtype is None  # no autocast off CUDA
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch,
+                                             native: bool) -> None:
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    assert device.run_settings("cpu").amp_dtype is None  # default: float32 on a CPU
+    chosen = device.run_settings("cpu", amp=True)
+    assert chosen.amp_dtype == (torch.bfloat16 if native else None)
+    assert not chosen.grad_scaler
+    assert ("bf16 autocast" in chosen.describe()) is native
 
 
 @pytest.mark.parametrize("bf16,dtype,scaler", [(True, torch.bfloat16, False),
