@@ -50,8 +50,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--widths", default=None, help="FastCIFARNet widths, e.g. 64,128,256")
+    parser.add_argument("--lr", type=float, default=None)
     args = parser.parse_args()
-    plan = recipes.cifar10_plan(args.device, fast=False, epochs=args.epochs)
+    widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else None
+    plan = recipes.cifar10_plan(args.device, fast=False, epochs=args.epochs, widths=widths,
+                                lr=args.lr)
     print(machine_line(plan.device))
     print(f"plan: {plan.describe()}")
     results = []

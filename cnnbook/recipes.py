@@ -109,7 +109,7 @@ def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = N
     elif dev.type == "mps":
         plan = Plan(dev, False, "fastnet", (64, 128, 256), 10, 512, 0.4, 5e-4, 0.1, None, None)
     else:
-        plan = Plan(dev, False, "fastnet", (32, 64, 128), 4, 256, 0.4, 5e-4, 0.1, None, None,
+        plan = Plan(dev, False, "fastnet", (32, 64, 128), 6, 256, 0.4, 5e-4, 0.1, None, None,
                     amp=True)
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 

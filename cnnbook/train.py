@@ -505,7 +505,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         epochs: int = 10, lr: float = 0.05, optimizer: str | torch.optim.Optimizer = "sgd",
         weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
         warmup: float = 0.2, label_smoothing: float = 0.0,
-        class_weights: torch.Tensor | None = None,
+        class_weights: torch.Tensor | None = None, freeze_batchnorm: bool = False,
         device: torch.device | str | None = None, amp: bool | None = None,
         channels_last: bool | None = None, compile: bool = False,
         checkpoint: str | Path | None = None, resume: str | Path | None = None,
@@ -528,6 +528,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         label_smoothing: Cross-entropy label smoothing (0 disables).
         class_weights: Per-class loss weights ``(K,)``, e.g. :func:`balanced_class_weights`
             for imbalanced data.
+        freeze_batchnorm: Keep batch-norm layers in eval mode while training (their running
+            statistics stay as loaded; their weights still train if trainable), as advised when
+            fine-tuning a pretrained network with small batches.
         device: ``None`` picks CUDA, MPS or CPU.
         amp: Mixed precision (``None``: on for CUDA; bf16 where supported, else fp16 with a
             gradient scaler).
@@ -614,7 +617,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                     loader.set_epoch(epoch)
             row = _train_epoch(net, train_loader, opt, sched, scaler, criterion, settings,
                                num_classes, grad_clip, history, epoch,
-                               progress and main, steps_per_epoch, world)
+                               progress and main, steps_per_epoch, world, freeze_batchnorm)
             t0 = time.perf_counter()
             if val_loader is not None:
                 res = evaluate(model, val_loader, settings=settings)
@@ -664,10 +667,15 @@ def _check_same_schedule(state: dict, planned_steps: int, epochs: int,
 def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
                  sched, scaler, criterion: nn.Module, settings: RunSettings,
                  num_classes: int | None, grad_clip: float | None, history: History,
-                 epoch: int, progress: bool, steps: int, world: int) -> dict[str, float]:
+                 epoch: int, progress: bool, steps: int, world: int,
+                 freeze_batchnorm: bool = False) -> dict[str, float]:
     from tqdm.auto import tqdm
 
     net.train()
+    if freeze_batchnorm:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
     correct = torch.zeros((), device=settings.device, dtype=torch.int64)
     seen = 0

@@ -122,6 +122,22 @@ def test_class_weights_reach_the_loss() -> None:
                                                     rel=1e-5)
 
 
+def test_freeze_batchnorm_keeps_running_statistics() -> None:
+    def bn_model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+
+    tr, _ = loaders(toy_arrays())
+    frozen, free = bn_model(), bn_model()
+    quiet_fit(frozen, tr, epochs=1, freeze_batchnorm=True)
+    quiet_fit(free, tr, epochs=1)
+    assert torch.equal(frozen[1].running_mean, torch.zeros(8))  # untouched
+    assert int(frozen[1].num_batches_tracked) == 0
+    assert not torch.equal(free[1].running_mean, torch.zeros(8))
+    assert not torch.equal(frozen[1].weight.detach(), torch.ones(8))  # its weights still train
+
+
 def test_balanced_class_weights() -> None:
     labels = torch.tensor([0] * 80 + [1] * 15 + [2] * 5)
     w = train.balanced_class_weights(labels)
