@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.cnnbook-installed
 # Notebook collections executed by the test suite (fast mode).
 NOTEBOOK_DIRS := notebooks solutions exercises
 
-.PHONY: env lab test unit notebooks browser lint execute doctor clean
+.PHONY: env lab test unit notebooks browser lint execute doctor benchmark clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
@@ -48,6 +48,11 @@ lint: env
 # Executed copies of every notebook in build/executed/ (full mode unless CNNBOOK_FAST=1).
 execute: env
 	$(PY) scripts/execute_notebooks.py --out build/executed
+
+# Speed figures quoted in the README (needs CNNBOOK_DATA or an internet connection).
+benchmark: env
+	$(PY) benchmarks/bench_pipeline.py --repeats 5 --seconds 10
+	$(PY) benchmarks/time_to_accuracy.py --runs 3
 
 doctor: env
 	$(PY) -m cnnbook doctor
