@@ -1,13 +1,69 @@
-"""Repository-wide pytest hooks: per-notebook execution times printed at the end of a run."""
+"""Repository-wide pytest hooks for the notebook runs (nbval).
+
+* Per-notebook execution times, printed at the end of a run.
+* nbval waits only 5 s (hard-coded) for each output message after a cell's reply; a loaded CI
+  machine can need longer, so notebook cells get :data:`OUTPUT_TIMEOUT_S` instead.
+* A cell that sends more than :data:`MAX_IOPUB_MESSAGES` output messages fails with a clear
+  message. The kernel publishes on a ZeroMQ socket that drops messages past its high-water mark
+  (1,000 by default) while nbval is still waiting for the cell to finish; when the final "idle"
+  status is among those dropped, nbval times out at random. Widget progress bars created in a
+  loop are the usual cause. Progress bars also refresh every :data:`TQDM_MININTERVAL_S` at most
+  under test (tqdm reads ``TQDM_MININTERVAL``; the kernels inherit it), so a slow machine does
+  not multiply their messages.
+"""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import pytest
 
+OUTPUT_TIMEOUT_S = 60
+MAX_IOPUB_MESSAGES = 800
+TQDM_MININTERVAL_S = 1.0
+
+os.environ.setdefault("TQDM_MININTERVAL", str(TQDM_MININTERVAL_S))
+
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 _NOTEBOOK_FAILED: set[str] = set()
+
+
+def _is_nbval_cell(item: pytest.Item) -> bool:
+    return type(item).__name__ == "IPyNbCell" and hasattr(item, "output_timeout")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_nbval_cell(item):
+            item.output_timeout = OUTPUT_TIMEOUT_S
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    if not _is_nbval_cell(item):
+        return (yield)
+    notebook = item.parent
+    receive = notebook.get_kernel_message
+    received = 0
+
+    def counting(*args, **kwargs):
+        nonlocal received
+        msg = receive(*args, **kwargs)
+        received += kwargs.get("stream", "iopub") == "iopub"
+        return msg
+
+    notebook.get_kernel_message = counting
+    try:
+        result = yield
+    finally:
+        del notebook.get_kernel_message  # the class's method again
+    if received > MAX_IOPUB_MESSAGES:
+        raise AssertionError(
+            f"{item.name} sent {received} output messages (limit {MAX_IOPUB_MESSAGES}); past about "
+            "1,000 the kernel drops messages and nbval fails at random. Widget progress bars "
+            "created in a loop are the usual cause: reuse one bar, or pass progress=False.")
+    return result
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -610,6 +610,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
 
     epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not (progress and main),
                      initial=start_epoch, total=epochs)
+    # One step bar, reset every epoch: a new bar per epoch would open a new notebook widget
+    # each time (hundreds of messages in a long loop of short fits).
+    step_bar = tqdm(total=steps_per_epoch, leave=False, disable=not (progress and main))
     try:
         for epoch in epoch_bar:
             for loader in (train_loader, getattr(train_loader, "sampler", None)):
@@ -617,7 +620,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                     loader.set_epoch(epoch)
             row = _train_epoch(net, train_loader, opt, sched, scaler, criterion, settings,
                                num_classes, grad_clip, history, epoch,
-                               progress and main, steps_per_epoch, world, freeze_batchnorm)
+                               step_bar, steps_per_epoch, world, freeze_batchnorm)
             t0 = time.perf_counter()
             if val_loader is not None:
                 res = evaluate(model, val_loader, settings=settings)
@@ -647,6 +650,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                   + (f"; the model holds the best weights (epoch {history.best_epoch})"
                      if best_state is not None else "") + ".")
     finally:
+        step_bar.close()
         epoch_bar.close()
     if restore_best and best_state is not None and not history.interrupted:
         model.load_state_dict(best_state)
@@ -667,10 +671,9 @@ def _check_same_schedule(state: dict, planned_steps: int, epochs: int,
 def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
                  sched, scaler, criterion: nn.Module, settings: RunSettings,
                  num_classes: int | None, grad_clip: float | None, history: History,
-                 epoch: int, progress: bool, steps: int, world: int,
+                 epoch: int, bar, steps: int, world: int,
                  freeze_batchnorm: bool = False) -> dict[str, float]:
-    from tqdm.auto import tqdm
-
+    """One pass over ``loader``; ``bar`` is a (possibly disabled) tqdm bar, reset here."""
     net.train()
     if freeze_batchnorm:
         for module in net.modules():
@@ -680,9 +683,10 @@ def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
     correct = torch.zeros((), device=settings.device, dtype=torch.int64)
     seen = 0
     start = time.perf_counter()
-    bar = tqdm(_batches(loader, settings), total=steps, desc=f"epoch {epoch + 1}",
-               leave=False, disable=not progress)
-    for step, (x, y) in enumerate(bar):
+    progress = not bar.disable
+    bar.reset(total=steps)
+    bar.set_description(f"epoch {epoch + 1}", refresh=False)
+    for step, (x, y) in enumerate(_batches(loader, settings)):
         with _autocast(settings):
             out = net(x)
             if step == 0:
@@ -708,9 +712,11 @@ def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
         loss_sum += loss.detach().double() * n
         correct += (out.detach().argmax(1) == y).sum()
         seen += n
-        if progress and (step % 20 == 0 or step == steps - 1):
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}",
-                            acc=f"{correct.item() / seen:.1%}")
+        if progress:
+            if step % 20 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}",
+                                acc=f"{correct.item() / seen:.1%}", refresh=False)
+            bar.update(1)
     totals = torch.stack([loss_sum, correct.double(),
                           torch.tensor(float(seen), dtype=torch.float64,
                                        device=settings.device)])
@@ -720,7 +726,6 @@ def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
         dist.all_reduce(totals)
     loss_total, correct_total, count = totals.tolist()
     seconds = time.perf_counter() - start
-    bar.close()
     return {"epoch": epoch + 1, "train_loss": loss_total / count,
             "train_acc": correct_total / count, "lr": opt.param_groups[0]["lr"],
             "images_per_s": count / seconds, "seconds": seconds}

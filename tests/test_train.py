@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import signal
@@ -64,6 +65,30 @@ def test_fit_learns_and_records_history() -> None:
     res = train.evaluate(model, va)
     assert res.count == 96 and res.accuracy == pytest.approx(hist.last["val_acc"])
     assert "epoch   4" in hist.summary()
+
+
+def test_progress_bars_are_two_whatever_the_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One epoch bar and one step bar reset each epoch: a bar per epoch would open a notebook
+    widget per epoch, and a loop of short fits then floods the kernel's output channel."""
+    import tqdm.auto
+
+    made: list = []
+
+    class Counting(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs["file"] = io.StringIO()
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Counting)
+    tr, _ = loaders(toy_arrays(48))
+    for epochs in (1, 7):
+        made.clear()
+        train.fit(toy_model(), tr, device="cpu", epochs=epochs, verbose=False)
+        assert len(made) == 2, f"{epochs} epochs opened {len(made)} progress bars"
+        epoch_bar, step_bar = made
+        assert epoch_bar.n == epochs and step_bar.n == len(tr)  # both counted what ran
+        assert step_bar.desc.startswith(f"epoch {epochs}")
 
 
 def test_same_seed_same_curve_on_cpu() -> None:
