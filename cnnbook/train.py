@@ -429,7 +429,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
         name: "onecycle" (linear warm-up for ``warmup`` of the steps, then cosine decay to
             ~0), "cosine" (cosine decay from the peak) or "constant" (no schedule: ``None``).
         total_steps: Optimisation steps in the whole run.
-        warmup: Fraction of steps spent warming up (one-cycle only).
+        warmup: Fraction of steps spent warming up (one-cycle only; at least 2 steps, and
+            runs of under 3 steps use "cosine").
 
     Returns:
         The scheduler, or ``None`` for "constant".
@@ -438,10 +439,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
         return None
     if total_steps < 1:
         raise ValueError(f"total_steps must be positive; got {total_steps}.")
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"warmup is a fraction of the steps in [0, 1); got {warmup}.")
+    if name == "onecycle" and total_steps < 3:
+        name = "cosine"  # too short for a warm-up and a decay phase
     if name == "onecycle":
         peaks = [g["lr"] for g in optimizer.param_groups]
+        # OneCycleLR divides by each phase's length: keep >= 2 warm-up steps and >= 1 decay step.
+        pct = min(max(warmup, 2 / total_steps), 1 - 1 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup,
+            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct,
             anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
             cycle_momentum=False)
     if name == "cosine":

@@ -120,6 +120,23 @@ def test_schedules_shape_the_learning_rate() -> None:
         quiet_fit(toy_model(), tr, epochs=1, schedule="step")
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 10, 11])
+@pytest.mark.parametrize("warmup", [0.0, 0.2, 0.5, 0.9])
+def test_one_cycle_survives_short_runs(steps: int, warmup: float) -> None:
+    """torch's OneCycleLR divides by zero when a phase has no steps (e.g. 5 steps, 20% warm-up)."""
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched = train.make_scheduler(opt, "onecycle", steps, warmup)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert all(0.0 < lr <= 0.1 + 1e-12 for lr in lrs), lrs
+    assert max(lrs) > 0.085 or steps < 3  # near the peak (OneCycleLR peaks between steps)
+    with pytest.raises(ValueError, match="warmup is a fraction"):
+        train.make_scheduler(opt, "onecycle", 10, 1.0)
+
+
 def test_label_smoothing_reaches_the_loss() -> None:
     torch.manual_seed(0)
     model = toy_model(dropout=0.0)
