@@ -50,3 +50,33 @@ def test_section_notebook_structure(path: Path) -> None:
     assert "what you will learn" in md, f"{path.name}: needs a 'What you will learn' section"
     assert "key takeaways" in md, f"{path.name}: needs a closing 'Key takeaways' section"
     assert f"exercises/{path.name}" in md, f"{path.name}: must link to exercises/{path.name}"
+
+
+FIGURE_RETURNING = {"image_grid", "plot_filters", "plot_feature_maps", "plot_heatmaps",
+                    "plot_history", "plot_confusion_matrix"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_figures_are_not_shown_twice(path: Path) -> None:
+    """A cell ending in a bare call that returns a Figure shows it twice in JupyterLab (the inline
+    backend's copy and the cell's result); end such a line with ``;`` or assign the figure."""
+    import ast
+
+    from cnnbook import plots
+
+    assert all(callable(getattr(plots, name)) for name in FIGURE_RETURNING)
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or cell.source.rstrip().endswith(";"):
+            continue
+        try:
+            body = ast.parse(cell.source).body
+        except SyntaxError:  # IPython magics; nothing to check there
+            continue
+        last = body[-1] if body else None
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+            func = last.value.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            assert name not in FIGURE_RETURNING, (
+                f"cell {index} ends in {name}(...), which returns a Figure: JupyterLab would show "
+                "it twice. End the line with ';' or assign the figure.")
