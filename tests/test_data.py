@@ -343,3 +343,83 @@ def test_mixed_image_sizes_are_named(cache: Path, tmp_path: Path) -> None:
     Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "ds" / "b" / "002.png")
     with pytest.raises(ValueError, match=r"002\.png has shape \(3, 9, 8\).*same size"):
         data.load_image_folder(tmp_path / "ds")
+
+
+# ---------------------------------------------------------------- cache folder, CIFAR-10 Dataset
+def test_decoded_cache_dir_follows_cache_env(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setenv(data_paths.CACHE_ENV, str(tmp_path / "c"))
+    assert data.decoded_cache_dir() == tmp_path / "c" / "decoded"
+    monkeypatch.delenv(data_paths.CACHE_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert data.decoded_cache_dir() == tmp_path / ".cache" / "cnnbook" / "decoded"
+
+
+def test_decoded_arrays_are_written_to_decoded_cache_dir(cache: Path, tmp_path: Path) -> None:
+    _write_folder(tmp_path / "ds")
+    assert not data.decoded_cache_dir().exists()  # nothing is created before it is needed
+    data.load_image_folder(tmp_path / "ds")
+    assert [p.parent for p in cache.rglob("*.pt")] == [data.decoded_cache_dir()]
+
+
+@pytest.fixture()
+def fake_cifar(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """``data.load_cifar10`` replaced by 4 random 32x32 images; returns the calls it gets."""
+    calls: list[tuple] = []
+    small = _synthetic(4, size=32)
+
+    def load(split: str = "train", root=None, download: bool = True) -> data.ImageArrays:
+        calls.append((split, root, download))
+        return data.ImageArrays(small.images, small.labels, list(data.CIFAR10_CLASSES[:4]),
+                                data.CIFAR10_MEAN, data.CIFAR10_STD)
+
+    monkeypatch.setattr(data, "load_cifar10", load)
+    return calls
+
+
+def test_cifar10_dataset_test_split_is_totensor_normalize(fake_cifar: list[tuple],
+                                                          tmp_path: Path) -> None:
+    ds = data.cifar10_dataset("test", root=tmp_path, download=False)
+    assert fake_cifar == [("test", tmp_path, False)]
+    assert len(ds) == 4 and ds.classes == list(data.CIFAR10_CLASSES[:4])
+    images = _synthetic(4, size=32).images
+    for i in range(4):
+        x, y = ds[i]
+        expected = TF.normalize(images[i].float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)
+        assert y == i and x.dtype == torch.float32
+        torch.testing.assert_close(x, expected, atol=1e-6, rtol=1e-5)
+        assert torch.equal(ds[i][0], x)  # no augmentation: the same tensor every time
+
+
+def test_cifar10_dataset_train_split_augments(fake_cifar: list[tuple]) -> None:
+    from torchvision import transforms
+
+    ds = data.cifar10_dataset("train")
+    assert fake_cifar == [("train", None, True)]
+    kinds = [type(t) for t in ds.transform.transforms]
+    assert kinds == [transforms.RandomCrop, transforms.RandomHorizontalFlip, transforms.ToTensor,
+                     transforms.Normalize]
+    torch.manual_seed(0)
+    draws = {tuple(ds[0][0].flatten()[:64].tolist()) for _ in range(10)}
+    assert len(draws) > 1  # random crops and flips
+
+
+def test_cifar10_dataset_raw_and_custom_transforms(fake_cifar: list[tuple]) -> None:
+    images = _synthetic(4, size=32).images
+    raw, label = data.cifar10_dataset("test", transform=False)[2]
+    assert isinstance(raw, Image.Image) and raw.size == (32, 32) and label == 2
+    assert np.array_equal(np.asarray(raw), images[2].permute(1, 2, 0).numpy())
+    sizes = data.cifar10_dataset("train", transform=lambda img: img.size)
+    assert sizes[1] == ((32, 32), 1)
+
+
+@needs_data
+def test_cifar10_dataset_reads_the_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(data_paths.DATA_ENV, str(SHARED))
+    ds = data.cifar10_dataset("test", download=False)
+    assert len(ds) == 10_000 and ds.classes == list(data.CIFAR10_CLASSES)
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and 0 <= y < 10
+    first = sorted((SHARED / "cifar10" / "test" / data.CIFAR10_CLASSES[y]).iterdir())[0]
+    pil = TF.to_tensor(Image.open(first).convert("RGB"))  # image 0 is its class's first file
+    torch.testing.assert_close(x, TF.normalize(pil, data.CIFAR10_MEAN, data.CIFAR10_STD))

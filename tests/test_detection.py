@@ -11,6 +11,7 @@ from cnnbook.detection import (
     GridDetector,
     average_precision,
     batched_nms,
+    box_area,
     box_iou,
     decode_predictions,
     detection_loss,
@@ -40,6 +41,28 @@ def test_box_iou_simple_case_and_bad_shape() -> None:
     torch.testing.assert_close(box_iou(a, b), torch.tensor([[1 / 7, 0.0]]))
     with pytest.raises(ValueError, match=r"\(K, 4\)"):
         box_iou(torch.zeros(3), b)
+
+
+def test_box_area_matches_torchvision() -> None:
+    boxes = _random_boxes(40, 3)
+    torch.testing.assert_close(box_area(boxes), tvops.box_area(boxes))
+    assert box_area(boxes.double()).dtype == torch.float64
+
+
+def test_box_area_by_hand_and_degenerate_boxes() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 3.0], [1.0, 1.0, 1.0, 5.0], [4.0, 4.0, 2.0, 6.0],
+                          [4.0, 4.0, 2.0, 1.0]])
+    # zero width gives 0; inverted sides count as empty, where torchvision multiplies them
+    torch.testing.assert_close(box_area(boxes), torch.tensor([6.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(tvops.box_area(boxes), torch.tensor([6.0, 0.0, -4.0, 6.0]))
+    assert box_area(torch.zeros(0, 4)).shape == (0,)
+
+
+def test_box_area_rejects_bad_shape() -> None:
+    with pytest.raises(ValueError, match=r"boxes must have shape \(K, 4\).*got \(4,\)"):
+        box_area(torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"got \(2, 5\)"):
+        box_area(torch.zeros(2, 5))
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.7, 0.9])

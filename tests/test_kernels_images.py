@@ -83,3 +83,26 @@ def test_as_rgb_batch() -> None:
         as_rgb_batch(torch.zeros(3, 5, 5, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         as_rgb_batch(torch.rand(1, 5, 5))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_box_kernel_values_and_sum(size: int) -> None:
+    k = kernels.box_kernel(size)
+    assert k.shape == (size, size) and k.dtype == torch.float32
+    assert torch.all(k == 1.0 / size**2)
+    assert k.sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_box_kernel_filters_like_avg_pool(size: int) -> None:
+    """Box blurring is the stride-1 mean of each window: ``F.avg_pool2d`` is the reference."""
+    img = torch.rand(2, 12, 15)
+    out = kernels.apply_kernel(img, kernels.box_kernel(size), "zeros")
+    ref = F.avg_pool2d(img[None], size, stride=1, padding=size // 2, count_include_pad=True)[0]
+    torch.testing.assert_close(out, ref)
+
+
+@pytest.mark.parametrize("size", [0, -3])
+def test_box_kernel_rejects_non_positive_size(size: int) -> None:
+    with pytest.raises(ValueError, match=f"size must be positive, got {size}"):
+        kernels.box_kernel(size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,61 @@ def test_estimate_leaves_model_alone() -> None:
     secs = recipes.estimate_seconds(model, loader, epochs=2, eval_images=60, steps=2)
     assert 0 < secs < float("inf")  # a duration (its size depends on the machine)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.fixture()
+def fake_cifar10(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """``recipes.load_cifar10`` replaced by :func:`_toy` (train: 60 images, test: 30)."""
+    calls: list[tuple] = []
+
+    def load(split: str, root=None) -> ImageArrays:
+        calls.append((split, root))
+        return _toy(60 if split == "train" else 30)
+
+    monkeypatch.setattr(recipes, "load_cifar10", load)
+    return calls
+
+
+def _rows(arrays: ImageArrays) -> list[bytes]:
+    return [img.numpy().tobytes() for img in arrays.images]
+
+
+def test_load_plan_data_cuts_balanced_subsets(fake_cifar10: list[tuple], tmp_path: Path) -> None:
+    plan = recipes.cifar10_plan("cpu", fast=True, train_per_class=4, test_per_class=2)
+    train, test = recipes.load_plan_data(plan, tmp_path, seed=1)
+    assert fake_cifar10 == [("train", tmp_path), ("test", tmp_path)]
+    assert train.class_counts().tolist() == [4] * 10 and test.class_counts().tolist() == [2] * 10
+    full = _rows(_toy(60))
+    picked = [full.index(row) for row in _rows(train)]
+    assert picked == sorted(picked)  # a subset of the full set, in its original order
+    assert all(int(train.labels[i]) == p % 10 for i, p in enumerate(picked))  # labels follow
+    assert (train.mean, train.std) == (_toy().mean, _toy().std)
+    again, _ = recipes.load_plan_data(plan, tmp_path, seed=1)
+    other, _ = recipes.load_plan_data(plan, tmp_path, seed=2)
+    assert _rows(again) == _rows(train) and _rows(other) != _rows(train)
+
+
+def test_load_plan_data_without_subsets_and_too_large(fake_cifar10: list[tuple]) -> None:
+    full = recipes.cifar10_plan("cpu", fast=False)
+    assert full.train_per_class is None and full.test_per_class is None
+    train, test = recipes.load_plan_data(full)
+    assert fake_cifar10 == [("train", None), ("test", None)]
+    assert len(train) == 60 and len(test) == 30  # everything
+    too_many = recipes.cifar10_plan("cpu", fast=True)  # 200 per class, the toy set has 6
+    with pytest.raises(ValueError, match="has only 6 images"):
+        recipes.load_plan_data(too_many)
+
+
+def test_make_loaders_train_augments_test_is_plain() -> None:
+    plan = recipes.cifar10_plan("cpu", fast=True, batch_size=16)
+    train, test = _toy(60), _toy(30)
+    tr, te = recipes.make_loaders(plan, train, test, seed=5)
+    assert tr.device == te.device == torch.device("cpu")
+    assert (tr.batch_size, tr.shuffle, tr.augment, tr.drop_last, tr.seed) == (16, True, True, True, 5)
+    assert len(tr) == 3 and all(x.shape == (16, 3, 32, 32) for x, _ in tr)
+    assert (te.batch_size, te.shuffle, te.augment, te.drop_last) == (1000, False, False, False)
+    ((x, y),) = list(te)  # one batch holds the whole test set, in order
+    assert torch.equal(y, test.labels)
+    torch.testing.assert_close(x, test.normalized())
+    first = [next(iter(recipes.make_loaders(plan, train, test, seed=s)[0]))[0] for s in (5, 5, 6)]
+    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])  # seeded

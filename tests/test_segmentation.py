@@ -20,6 +20,8 @@ from cnnbook.segmentation import (
     ASPP,
     UNet,
     confusion_matrix,
+    conv_bn_relu,
+    double_conv,
     iou_per_class,
     mean_iou,
     predict_masks,
@@ -142,3 +144,50 @@ def test_image_pooling_branch_gives_global_context() -> None:
 def test_aspp_rejects_bad_rates() -> None:
     with pytest.raises(ValueError, match="rates"):
         ASPP(3, 4, rates=(0, 2))
+
+
+@pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (3, 2), (5, 3)])
+def test_conv_bn_relu_layers_and_size(k: int, d: int) -> None:
+    block = conv_bn_relu(3, 8, kernel_size=k, dilation=d)
+    conv, bn, relu = block
+    assert [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert conv.bias is None and bn.num_features == 8  # BN's shift replaces the bias
+    assert conv.kernel_size == (k, k) and conv.dilation == (d, d)
+    assert conv.padding == (d * (k - 1) // 2,) * 2
+    assert sum(p.numel() for p in block.parameters()) == k * k * 3 * 8 + 2 * 8
+    assert block(torch.randn(2, 3, 11, 9)).shape == (2, 8, 11, 9)
+
+
+def test_conv_bn_relu_computes_relu_of_normalised_conv() -> None:
+    torch.manual_seed(0)
+    block = conv_bn_relu(2, 4, kernel_size=3, dilation=2).eval()
+    conv, bn, _ = block
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 2, 10, 10)
+    z = F.conv2d(x, conv.weight, padding=2, dilation=2)
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).view(1, -1, 1, 1)
+    ref = ((z - bn.running_mean.view(1, -1, 1, 1)) * scale + bn.bias.view(1, -1, 1, 1)).clamp(min=0)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), ref)
+
+
+def test_conv_bn_relu_rejects_even_kernels() -> None:
+    with pytest.raises(ValueError, match="kernel_size=4 must be odd"):
+        conv_bn_relu(3, 8, kernel_size=4)
+
+
+def test_double_conv_structure_params_and_shape() -> None:
+    block = double_conv(3, 16)
+    assert len(block) == 2
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (3, 16, (3, 3), (1, 1)), (16, 16, (3, 3), (1, 1))]
+    assert [type(m) for m in block.modules() if not isinstance(m, nn.Sequential)] == [
+        nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+    first, second = 9 * 3 * 16 + 2 * 16, 9 * 16 * 16 + 2 * 16  # kernels + BN weight and bias
+    assert sum(p.numel() for p in block.parameters()) == first + second
+    out = block(torch.randn(2, 3, 12, 7))
+    assert out.shape == (2, 16, 12, 7) and out.min() >= 0  # ends with a ReLU

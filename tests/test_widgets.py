@@ -87,3 +87,50 @@ def test_receptive_field_explorer_follows_sliders() -> None:
     ex.depth.value = 1
     assert ex.receptive_field == 3 and ex.layers[1].box.layout.display == "none"
     assert bytes(ex.image.value).startswith(b"\x89PNG")
+
+
+def _boxes_by_level(fig) -> dict[int, list[bool]]:
+    """For each drawn level (its y), whether each unit box, left to right, is highlighted."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
+
+    (ax,) = fig.axes
+    levels: dict[int, list[tuple[float, bool]]] = {}
+    for p in ax.patches:
+        assert isinstance(p, Rectangle)
+        used = p.get_facecolor() == to_rgba("tab:orange")
+        assert used or p.get_facecolor() == to_rgba("white")
+        levels.setdefault(round(p.get_y()), []).append((p.get_x(), used))
+    return {y: [u for _, u in sorted(row)] for y, row in sorted(levels.items())}
+
+
+@pytest.mark.parametrize("layers,rf", [
+    ([LayerSpec(3, 1, 0, 1)] * 3, 7),
+    ([LayerSpec(3, 2, 0, 1), LayerSpec(3, 1, 0, 1)], 7),
+    ([LayerSpec(2, 1, 0, 2)], 3),
+    ([LayerSpec(3, 2, 0, 1, "a"), LayerSpec(3, 1, 0, 2, "b")], 11),
+])
+def test_draw_receptive_field_highlights_the_used_units(layers: list[LayerSpec], rf: int) -> None:
+    from matplotlib.figure import Figure
+
+    fig = wd.draw_receptive_field(layers)
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert ax.get_title() == f"receptive field of one top unit: {rf} input pixels"
+    assert rf == wd.rf_report(layers, check=False)[0][-1]
+    boxes = _boxes_by_level(fig)
+    levels = wd.rf_levels(layers)
+    assert list(boxes) == list(range(len(levels)))
+    assert len(boxes[0]) == rf  # one box per input pixel under the receptive field
+    for y, used in enumerate(levels):
+        assert [i for i, on in enumerate(boxes[y]) if on] == used
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels[0].startswith(f"input  ({len(levels[0])} used, rf 1, jump 1)")
+    assert labels[-1].startswith(f"layer {len(layers)}  (1 used, rf {rf}, jump ")
+    assert wd.figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_draw_receptive_field_shows_dilation_gaps() -> None:
+    """A dilated kernel skips inputs: those boxes stay white."""
+    boxes = _boxes_by_level(wd.draw_receptive_field([LayerSpec(3, 1, 0, 2)]))
+    assert boxes == {0: [True, False, True, False, True], 1: [True]}
