@@ -76,17 +76,25 @@ def find_local_copy(dataset: str, root: str | Path | None = None) -> Path | None
 
 
 def dataset_status() -> dict[str, Status]:
-    """Report, for CIFAR-10 and MNIST, where a copy was found or how to get one."""
-    roots = search_roots()
-    out: dict[str, Status] = {}
-    cifar = _first_existing(
-        [r / "cifar10" / "train" for r in roots] + [r / "cifar-10-batches-py" for r in roots]
-    )
-    mnist = find_local_copy("mnist")
+    """Report, for CIFAR-10 and MNIST, the copy the loaders will read or how to get one.
+
+    The folder named is the one :func:`find_local_copy` (and so the loaders) picks; a class-folder
+    CIFAR-10 copy without its ``train``/``test`` folders is reported as incomplete.
+    """
     hint = (f"not found; set {DATA_ENV} to a folder with a local copy, or stay online and it "
             f"downloads into {cache_dir()} on first use")
-    out["CIFAR-10"] = Status(True, f"local copy at {cifar}") if cifar else Status(False, hint)
-    out["MNIST"] = Status(True, f"local copy at {mnist}") if mnist else Status(False, hint)
+    out: dict[str, Status] = {}
+    for title, name in (("CIFAR-10", "cifar10"), ("MNIST", "mnist")):
+        found = find_local_copy(name)
+        missing = ([split for split in ("train", "test") if not (found / split).is_dir()]
+                   if found is not None and found.name == "cifar10" else [])
+        if found is None:
+            out[title] = Status(False, hint)
+        elif missing:
+            out[title] = Status(False, f"{found} is incomplete (no {' or '.join(missing)} "
+                                       "folder); copy the dataset again or remove that folder")
+        else:
+            out[title] = Status(True, f"local copy at {found}")
     return out
 
 

@@ -173,10 +173,6 @@ def test_random_boxes_follow_the_context_seed() -> None:
     assert not torch.equal(random_boxes(ctx, 5), random_boxes(ctx, 5))  # the generator advances
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "random_boxes promises boxes 'inside a size x size image', but corners are drawn in "
-    "[0, 0.7*size) and sides in [1, 0.4*size + 1), so x2/y2 reach up to 1.1*size + 1 "
-    "(e.g. 23 for size=20)"))
 def test_random_boxes_stay_inside_the_image() -> None:
     size = 20.0
     boxes = random_boxes(_ctx(0), 500, size)

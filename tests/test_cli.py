@@ -20,6 +20,7 @@ def test_doctor_runs_and_names_device() -> None:
 
 def test_doctor_finds_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "cifar10" / "train").mkdir(parents=True)
+    (tmp_path / "cifar10" / "test").mkdir()
     monkeypatch.setenv(data_paths.DATA_ENV, str(tmp_path))
     monkeypatch.setenv(data_paths.CACHE_ENV, str(tmp_path / "cache"))
     rows = {name: (ok, detail) for name, ok, detail in doctor_report()}

@@ -97,27 +97,41 @@ def test_dataset_status_missing_says_what_to_do(roots: tuple[Path, Path]) -> Non
 def test_dataset_status_finds_each_layout(roots: tuple[Path, Path], layout: str) -> None:
     data, cache = roots
     (data / layout).mkdir(parents=True)
+    if layout == "cifar10/train":
+        (data / "cifar10" / "test").mkdir()
     (cache / "MNIST" / "raw").mkdir(parents=True)
     status = data_paths.dataset_status()
-    assert status["CIFAR-10"] == data_paths.Status(True, f"local copy at {data / layout}")
+    copy = data / layout.split("/")[0]  # the dataset folder, as the loaders see it
+    assert status["CIFAR-10"] == data_paths.Status(True, f"local copy at {copy}")
     assert status["MNIST"] == data_paths.Status(True, f"local copy at {cache / 'MNIST' / 'raw'}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dataset_status and find_local_copy disagree: a cifar10/ folder without train/ next to a "
-    "complete cifar-10-batches-py/ is reported as 'local copy at .../cifar-10-batches-py', but "
-    "find_local_copy (and so load_cifar10) picks cifar10/ and fails with \"has no 'train' "
-    "folder\"; with copies in two roots the status also names another copy than the loaders use"))
-@pytest.mark.parametrize("cifar_dirs", [("data/cifar10", "data/cifar-10-batches-py"),
-                                        ("data/cifar-10-batches-py", "cache/cifar10/train")])
+@pytest.mark.parametrize("cifar_dirs", [("data/cifar10/train", "data/cifar-10-batches-py"),
+                                        ("data/cifar-10-batches-py", "cache/cifar10/train"),
+                                        ("cache/cifar-10-batches-py", "cache/cifar10/train")])
 def test_dataset_status_names_the_copy_the_loaders_use(roots: tuple[Path, Path],
                                                        cifar_dirs: tuple[str, str]) -> None:
     data, _ = roots
     for sub in cifar_dirs:
         (data.parent / sub).mkdir(parents=True)
+        if sub.endswith("/train"):
+            (data.parent / sub).with_name("test").mkdir()
     used = data_paths.find_local_copy("cifar10")
     assert used is not None
-    assert data_paths.dataset_status()["CIFAR-10"].detail == f"local copy at {used}"
+    assert data_paths.dataset_status()["CIFAR-10"] == data_paths.Status(True, f"local copy at {used}")
+
+
+def test_dataset_status_reports_an_incomplete_copy_the_loaders_would_read(
+        roots: tuple[Path, Path]) -> None:
+    """An empty cifar10/ next to complete pickles: the loaders pick cifar10/ and fail, so the
+    status must not claim the pickles are what will be used."""
+    data, _ = roots
+    (data / "cifar10").mkdir()
+    (data / "cifar-10-batches-py").mkdir()
+    assert data_paths.find_local_copy("cifar10") == data / "cifar10"
+    status = data_paths.dataset_status()["CIFAR-10"]
+    assert not status.ok
+    assert status.detail.startswith(f"{data / 'cifar10'} is incomplete (no train or test folder)")
 
 
 def test_weights_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -31,8 +31,8 @@ BOX_LIBRARY = {
 
 def random_boxes(ctx: Context, n: int, size: float = 20.0) -> torch.Tensor:
     """``n`` random ``(x1, y1, x2, y2)`` boxes inside a ``size`` x ``size`` image."""
-    xy = ctx.rand(n, 2) * size * 0.7
-    wh = ctx.rand(n, 2) * size * 0.4 + 1.0
+    xy = ctx.rand(n, 2) * size * 0.6  # corners in [0, 0.6 size), sides in [1, 0.4 size)
+    wh = ctx.rand(n, 2) * (size * 0.4 - 1.0) + 1.0
     return torch.cat([xy, xy + wh], dim=1)
 
 
