@@ -186,6 +186,50 @@ def stratified_subset(arrays: ImageArrays, per_class: int, seed: int = 0) -> Ima
     return arrays.subset(torch.cat(chosen).sort().values)
 
 
+def train_val_split(arrays: ImageArrays, val_size: int | float = 5000,
+                    seed: int = 0) -> tuple[ImageArrays, ImageArrays]:
+    """Hold out a stratified validation set from a training set (sections 14.15, 14.16).
+
+    Model selection (best epoch, checkpoint, learning rate, ...) uses the validation part; the
+    test set is scored once, at the end. Each class gives the same share of its images, so the
+    validation set has the training set's class balance (to within one image per class).
+
+    Args:
+        arrays: The training set.
+        val_size: Validation images in all (an int, e.g. 5000 for CIFAR-10) or a fraction in
+            ``(0, 1)``.
+        seed: Seed of the random choice (same seed, same split).
+
+    Returns:
+        ``(train, val)``: disjoint :class:`ImageArrays` that together hold every image, each in
+        the original order.
+
+    Raises:
+        ValueError: If ``val_size`` leaves no training or no validation image in some class.
+    """
+    n = len(arrays)
+    fraction = val_size / n if isinstance(val_size, int) and not isinstance(val_size, bool) \
+        else float(val_size)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_size must be a fraction in (0, 1) or a count in [1, {n - 1}]; "
+                         f"got {val_size!r}.")
+    gen = torch.Generator().manual_seed(seed)
+    labels = arrays.labels.cpu()
+    val_idx = []
+    for k, name in enumerate(arrays.classes):
+        idx = torch.nonzero(labels == k).flatten()
+        take = round(fraction * idx.numel())
+        if idx.numel() and not 0 < take < idx.numel():
+            raise ValueError(f"Class {name!r} has {idx.numel()} images: a validation share of "
+                             f"{fraction:.3g} leaves {take} of them for validation. Choose a "
+                             f"val_size that keeps images of every class on both sides.")
+        val_idx.append(idx[torch.randperm(idx.numel(), generator=gen)[:take]])
+    is_val = torch.zeros(n, dtype=torch.bool)
+    is_val[torch.cat(val_idx)] = True
+    return (arrays.subset(torch.nonzero(~is_val).flatten()),
+            arrays.subset(torch.nonzero(is_val).flatten()))
+
+
 def class_subset(arrays: ImageArrays, counts: Mapping[str, int], seed: int = 0) -> ImageArrays:
     """Keep some classes with chosen numbers of images (e.g. to build an imbalanced set).
 

@@ -423,3 +423,30 @@ def test_cifar10_dataset_reads_the_local_copy(monkeypatch: pytest.MonkeyPatch) -
     first = sorted((SHARED / "cifar10" / "test" / data.CIFAR10_CLASSES[y]).iterdir())[0]
     pil = TF.to_tensor(Image.open(first).convert("RGB"))  # image 0 is its class's first file
     torch.testing.assert_close(x, TF.normalize(pil, data.CIFAR10_MEAN, data.CIFAR10_STD))
+
+
+def test_train_val_split_is_stratified_disjoint_and_complete() -> None:
+    from cnnbook.data import ImageArrays, train_val_split
+
+    counts = [100, 60, 40]
+    labels = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])[torch.randperm(200)]
+    images = torch.arange(200, dtype=torch.int64).reshape(200, 1, 1, 1).to(torch.uint8)
+    arrays = ImageArrays(images, labels, ["a", "b", "c"])  # pixel value = image id
+    train, val = train_val_split(arrays, val_size=50, seed=3)
+    assert len(train) + len(val) == 200 and len(val) == 50
+    assert val.class_counts().tolist() == [25, 15, 10]          # a quarter of each class
+    seen = sorted(train.images.flatten().tolist() + val.images.flatten().tolist())
+    assert seen == sorted(images.flatten().tolist())            # disjoint and complete
+    again = train_val_split(arrays, val_size=0.25, seed=3)[1]
+    assert torch.equal(again.images, val.images)                # same seed, same split
+    assert not torch.equal(train_val_split(arrays, 50, seed=4)[1].images, val.images)
+
+
+@pytest.mark.parametrize("bad", [0, 200, 1.0, 0.0, -3])
+def test_train_val_split_rejects_sizes_that_empty_a_side(bad) -> None:
+    from cnnbook.data import ImageArrays, train_val_split
+
+    arrays = ImageArrays(torch.zeros(200, 1, 2, 2, dtype=torch.uint8), torch.arange(200) % 4,
+                         list("abcd"))
+    with pytest.raises(ValueError, match="val_size"):
+        train_val_split(arrays, bad)

@@ -516,3 +516,134 @@ def expect_module(got: Any, what: str) -> torch.nn.Module:
 def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[torch.nn.Module]:
     """All submodules of ``module`` (itself included) that are instances of ``kind``."""
     return [m for m in module.modules() if isinstance(m, kind)]
+
+
+# ------------------------------------------------------------------ behaviour and global state
+
+def _hook_count(module: torch.nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in module.modules())
+
+
+@contextmanager
+def preserved_state(*modules: torch.nn.Module, what: str = "your code") -> Iterator[None]:
+    """Fail if the block changes global state the student should leave as it was.
+
+    Checks, after the block (also when it raised): the grad mode, each module's train/eval
+    flags, every parameter's ``requires_grad`` and the number of hooks registered on the
+    modules. Whatever changed is put back before failing, so one wrong answer does not break
+    the student's later cells.
+
+    Args:
+        *modules: Modules whose state must come back unchanged.
+        what: How to name the student's code in the message.
+
+    Raises:
+        CheckFailed: Naming each piece of state that changed.
+    """
+    grad = torch.is_grad_enabled()
+    modes = [[m.training for m in mod.modules()] for mod in modules]
+    flags = [[p.requires_grad for p in mod.parameters()] for mod in modules]
+    hooks = [_hook_count(mod) for mod in modules]
+    raised: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:  # noqa: BLE001 - re-raised below after the state check
+        raised = exc
+    problems: list[str] = []
+    if torch.is_grad_enabled() != grad:
+        torch.set_grad_enabled(grad)
+        problems.append(f"gradients were left {'off' if grad else 'on'} globally after {what} "
+                        f"{'raised' if raised else 'returned'} (use `with torch.no_grad():` "
+                        f"so they come back on by themselves)")
+    for mod, before, req, n in zip(modules, modes, flags, hooks, strict=True):
+        after = [m.training for m in mod.modules()]
+        if after != before:
+            for m, was in zip(mod.modules(), before, strict=True):
+                m.training = was
+            problems.append(f"{what} left the model in {'train' if after[0] else 'eval'} mode; it "
+                            f"was in {'train' if before[0] else 'eval'} mode before (restore it)")
+        now = [p.requires_grad for p in mod.parameters()]
+        if now != req:
+            for p, was in zip(mod.parameters(), req, strict=True):
+                p.requires_grad_(was)
+            problems.append(f"{what} changed `requires_grad` of the model's parameters")
+        if _hook_count(mod) != n:
+            problems.append(f"{what} left {_hook_count(mod) - n} hook(s) registered on the model "
+                            f"(remove each handle in a `finally:` block, also when the forward pass "
+                            f"raises)")
+    if problems:
+        fail("; ".join(problems) + ".")
+    if raised is not None:
+        raise raised
+
+
+def expect_same_module(got: torch.nn.Module, reference: torch.nn.Module, inputs: Sequence[torch.Tensor],
+                       what: str, *, atol: float = 1e-5, rtol: float = 1e-4,
+                       wrong: Mapping[str, Callable[[], torch.nn.Module]] | None = None) -> None:
+    """Compare two modules by behaviour: outputs and input gradients with shared weights.
+
+    The reference takes the student's weights when their state dicts have the same keys and
+    shapes (in order); otherwise both modules must already have been seeded identically by the
+    caller. Both are compared in train mode and in eval mode.
+
+    Args:
+        got: The student's module.
+        reference: The reference module (its weights are overwritten).
+        inputs: Inputs to try, each ``(N, C, H, W)`` or whatever the module takes.
+        what: How to name the module in messages.
+        atol: Absolute tolerance.
+        rtol: Relative tolerance.
+        wrong: Known mistakes: hint -> a builder of the module that mistake produces. If the
+            student's outputs match one of them (with the student's weights), that hint is the
+            message.
+
+    Raises:
+        CheckFailed: With the first input on which outputs or gradients differ.
+    """
+    got = expect_module(got, what)
+
+    def load(dst: torch.nn.Module) -> bool:
+        src = list(got.state_dict().values())
+        tgt = dst.state_dict()
+        if len(src) != len(tgt) or any(a.shape != b.shape for a, b in zip(src, tgt.values(), strict=True)):
+            return False
+        dst.load_state_dict(dict(zip(tgt.keys(), src, strict=True)))
+        return True
+
+    load(reference)
+    got_dtype = next((p.dtype for p in got.parameters()), torch.float32)
+    reference.to(got_dtype)
+
+    def run(module: torch.nn.Module, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        was = module.training
+        module.train(train)
+        x = x.detach().to(got_dtype).requires_grad_(True)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                y = call(module, x, describe=f"an input of shape {tuple(x.shape)}")
+            y_t = as_tensor(y, f"{what}'s output")
+            (y_t.double() * torch.linspace(-1, 1, y_t.numel(), dtype=torch.float64)
+             .reshape(y_t.shape)).sum().backward()
+        finally:
+            module.train(was)
+        return y_t.detach(), (x.grad if x.grad is not None else torch.zeros_like(x)).detach()
+
+    for train in (False, True):
+        for x in inputs:
+            mode = "train" if train else "eval"
+            ref_y, ref_g = run(reference, x, train)
+            y, g = run(got, x, train)
+            hints: dict[str, Callable[[], torch.Tensor]] = {}
+            for hint, build in (wrong or {}).items():
+                def mistaken(build: Callable[[], torch.nn.Module] = build) -> torch.Tensor:
+                    m = build()
+                    if not load(m):
+                        return torch.full_like(ref_y, float("nan"))
+                    return run(m.to(got_dtype), x, train)[0]
+                hints[hint] = mistaken
+            expect_tensor(y, ref_y, f"{what}'s output ({mode} mode, input {fmt_shape(x)})",
+                          wrong=hints, atol=atol, rtol=rtol)
+            expect_tensor(g, ref_g, f"the gradient through {what} ({mode} mode, input {fmt_shape(x)})",
+                          atol=atol, rtol=rtol)
