@@ -637,10 +637,11 @@ def expect_same_module(got: torch.nn.Module, reference: torch.nn.Module, inputs:
             y, g = run(got, x, train)
             hints: dict[str, Callable[[], torch.Tensor]] = {}
             for hint, build in (wrong or {}).items():
-                def mistaken(build: Callable[[], torch.nn.Module] = build) -> torch.Tensor:
+                def mistaken(build: Callable[[], torch.nn.Module] = build, x: torch.Tensor = x,
+                             train: bool = train, like: torch.Tensor = ref_y) -> torch.Tensor:
                     m = build()
                     if not load(m):
-                        return torch.full_like(ref_y, float("nan"))
+                        return torch.full_like(like, float("nan"))
                     return run(m.to(got_dtype), x, train)[0]
                 hints[hint] = mistaken
             expect_tensor(y, ref_y, f"{what}'s output ({mode} mode, input {fmt_shape(x)})",
