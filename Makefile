@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.cnnbook-installed
 # Notebook collections executed by the test suite (fast mode).
 NOTEBOOK_DIRS := notebooks solutions exercises
 
-.PHONY: env lab test unit notebooks browser lint execute doctor benchmark clean
+.PHONY: env lab test unit notebooks browser lint execute doctor benchmark progress clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
@@ -56,6 +56,12 @@ benchmark: env
 
 doctor: env
 	$(PY) -m cnnbook doctor
+
+# Exercise progress: which exercises pass, fail or are not attempted yet (your files are not changed).
+#   make progress                                  -> exercises/ of this clone
+#   make progress NOTEBOOKS="~/alice/exercises"    -> another folder or list of notebooks
+progress: env
+	$(PY) -m cnnbook progress $(NOTEBOOKS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

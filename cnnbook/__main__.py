@@ -82,9 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("kernel", help="register this environment as the 'cnnbook' Jupyter kernel")
     k.add_argument("--user", action="store_true",
                    help="register for your user (e.g. for a conda env) instead of inside the env")
+    from cnnbook import progress
+
+    progress.add_arguments(sub.add_parser(
+        "progress", help="run exercise notebooks and report passed / failed / not attempted"))
     args = parser.parse_args(argv)
     if args.cmd == "doctor":
         return _doctor()
+    if args.cmd == "progress":
+        return progress.run(args)
     return _kernel(args.user)
 
 

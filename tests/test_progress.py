@@ -1,0 +1,118 @@
+"""``python -m cnnbook progress``: exercise progress from real exercise and solution notebooks."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cnnbook import progress
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "14_04_pooling.ipynb"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _one_wrong_answer(tmp_path: Path) -> Path:
+    """The solution notebook with its first checked answer replaced by one that returns None."""
+    nb = nbformat.read(ROOT / "solutions" / NAME, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and re.search(r"\bcheck_\w+\s*\(", cell.source):
+            call = next(n for n in ast.walk(ast.parse(cell.source)) if isinstance(n, ast.Call)
+                        and getattr(n.func, "attr", getattr(n.func, "id", "")).startswith("check_"))
+            names = [a.id for a in call.args if isinstance(a, ast.Name)]
+            wrong = "\n".join(f"{n} = lambda *args, **kwargs: None" for n in names)
+            nb.cells.insert(i, nbformat.v4.new_code_cell(wrong))
+            break
+    path = tmp_path / NAME
+    nbformat.write(nb, path)
+    return path
+
+
+def test_untouched_exercises_are_not_attempted_and_solutions_pass() -> None:
+    before = _digest(ROOT / "exercises" / NAME)
+    untouched = progress.run_notebook(ROOT / "exercises" / NAME)
+    solved = progress.run_notebook(ROOT / "solutions" / NAME)
+    assert untouched.run == solved.run == "ok"
+    assert len(untouched.exercises) >= 3 and len(solved.exercises) == len(untouched.exercises)
+    assert [e.status for e in untouched.exercises] == [progress.NOT_ATTEMPTED] * len(untouched.exercises)
+    assert [e.status for e in solved.exercises] == [progress.PASSED] * len(solved.exercises)
+    assert _digest(ROOT / "exercises" / NAME) == before   # the student's file is never written
+
+
+def test_one_wrong_answer_is_exactly_one_failure(tmp_path: Path) -> None:
+    path = _one_wrong_answer(tmp_path)
+    before = _digest(path)
+    report = progress.run_notebook(path)
+    assert report.run == "ok"
+    assert report.count(progress.FAILED) == 1, report.exercises
+    assert report.count(progress.PASSED) == len(report.exercises) - 1
+    failed = next(e for e in report.exercises if e.status == progress.FAILED)
+    assert failed.title.startswith("Exercise 1") and "❌" in failed.detail
+    assert _digest(path) == before
+
+
+def _notebook(tmp_path: Path, name: str, *sources: str) -> Path:
+    path = tmp_path / name
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Exercise 1: x"),
+                                         *map(nbformat.v4.new_code_cell, sources)])
+    nbformat.write(nb, path)
+    return path
+
+
+def test_crash_and_hang_are_reported_and_the_rest_still_runs(tmp_path: Path) -> None:
+    crash = _notebook(tmp_path, "14_98_crash.ipynb", "import os\nos._exit(1)", "check_x(1)")
+    hang = _notebook(tmp_path, "14_99_hang.ipynb", "import time\ntime.sleep(600)")
+    ok = _notebook(tmp_path, "14_97_ok.ipynb",
+                   "def check_x(v):\n    print('✅ Correct: fine' if v == 1 else '❌ wrong')",
+                   "check_x(1)")
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnbook", "progress", str(crash), str(hang), str(ok),
+         "--timeout", "20", "--json"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 1, out.stderr          # not every notebook ran to the end
+    rows = {Path(r["notebook"]).name: r for r in json.loads(out.stdout)["notebooks"]}
+    assert rows["14_98_crash.ipynb"]["run"] == "crashed"
+    assert "kernel died" in rows["14_98_crash.ipynb"]["message"]
+    assert rows["14_99_hang.ipynb"]["run"] == "timed out"
+    assert rows["14_97_ok.ipynb"]["run"] == "ok" and rows["14_97_ok.ipynb"]["passed"] == 1
+    assert rows["14_97_ok.ipynb"]["section"] == "14.97"
+
+
+@pytest.mark.parametrize(("outputs", "status"), [
+    ([{"output_type": "stream", "name": "stdout", "text": "✅ Correct: yes\n"}], progress.PASSED),
+    ([{"output_type": "stream", "name": "stdout", "text": "❌ max_pool2d: no\n"},
+      {"output_type": "error", "ename": "CheckFailed", "evalue": "no", "traceback": []}], progress.FAILED),
+    ([{"output_type": "stream", "name": "stdout", "text": "⏳ f is not implemented yet\n"},
+      {"output_type": "error", "ename": "NotImplementedError", "evalue": "", "traceback": []}],
+     progress.NOT_ATTEMPTED),
+    ([{"output_type": "error", "ename": "SyntaxError", "evalue": "bad", "traceback": []}], progress.FAILED),
+    ([], progress.NOT_ATTEMPTED),
+])
+def test_grading_rules(outputs: list, status: str) -> None:
+    cells = [{"cell_type": "markdown", "source": "## Exercise 2 (compute): heads"},
+             {"cell_type": "code", "source": "def f(): ...", "outputs": []},
+             {"cell_type": "code", "source": "checks.check_f(f)", "outputs": outputs},
+             {"cell_type": "markdown", "source": "## Exercise 3: explain only"},
+             {"cell_type": "markdown", "source": "*YOUR ANSWER HERE*"}]
+    (ex,) = progress.grade_cells(cells)
+    assert ex.title == "Exercise 2 (compute): heads" and ex.status == status
+
+
+def test_table_totals() -> None:
+    reports = [progress.NotebookReport("a/14_01_x.ipynb", "14.1", "ok", [
+        progress.Exercise("Exercise 1", progress.PASSED),
+        progress.Exercise("Exercise 2", progress.FAILED, "❌ wrong")]),
+        progress.NotebookReport("a/14_02_y.ipynb", "14.2", "timed out", message="stopped")]
+    table = progress.format_table(reports)
+    assert re.search(r"^all\s+2 notebooks\s+1\s+1\s+0\s+2\s+1 did not run", table, re.M), table
+    assert "TIMED OUT: stopped" in table and "Exercise 2: ❌ wrong" in table
