@@ -1,5 +1,5 @@
 # cnnbook: two commands do all set-up.
-#   make lab   -> create the environment (first time only) and open JupyterLab on the notebooks
+#   make lab   -> create the environment (first time only) and open JupyterLab on START_HERE.ipynb
 #   make test  -> create the environment (first time only) and run the whole test suite
 # Everything lives in ./.venv, made from the python3 on your PATH (3.11 or newer).
 
@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
-# (--allow-root only when run as root, e.g. inside a container)
+# JupyterLab at the repository root, opening START_HERE.ipynb (cnnbook/lab.py holds the arguments;
+# the browser test starts its server with the same ones). --allow-root is added when run as root.
 lab: env
-	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	$(PY) -m cnnbook lab
 
 # The whole suite: lint, unit tests, and every notebook executed once in fast mode.
 test: env

@@ -86,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     progress.add_arguments(sub.add_parser(
         "progress", help="run exercise notebooks and report passed / failed / not attempted"))
+    lab = sub.add_parser("lab", help="open JupyterLab at the repository root, on the start page")
+    lab.add_argument("extra", nargs=argparse.REMAINDER, help="more arguments for `jupyter lab`")
     args = parser.parse_args(argv)
+    if args.cmd == "lab":
+        from cnnbook import lab as lab_module
+
+        return lab_module.main(args.extra)
     if args.cmd == "doctor":
         return _doctor()
     if args.cmd == "progress":

@@ -1,0 +1,66 @@
+"""The chapter's sections in reading order (the start page, the README and the navigation tests).
+
+One record per section: its number, file name stem, title and a rough full-mode run time. The
+start page (``START_HERE.ipynb``, written by ``scripts/make_start_page.py``) is generated from
+this list, and tests check that every notebook it names exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of Chapter 14.
+
+    Attributes:
+        number: ``"14.1"`` ... ``"14.17"``.
+        stem: File name without ``.ipynb``; the same in ``notebooks/``, ``exercises/`` and
+            ``solutions/``.
+        title: The section's title.
+        cpu: Rough full-mode wall time on a 2-core CPU (as measured; see the README).
+        gpu: Rough full-mode wall time on one GPU, or ``"not measured"``.
+    """
+
+    number: str
+    stem: str
+    title: str
+    cpu: str
+    gpu: str = "not measured"
+
+    @property
+    def notebook(self) -> str:
+        """Path of the section notebook, relative to the repository root."""
+        return f"notebooks/{self.stem}.ipynb"
+
+    @property
+    def exercises(self) -> str:
+        """Path of the exercise notebook, relative to the repository root."""
+        return f"exercises/{self.stem}.ipynb"
+
+    @property
+    def solutions(self) -> str:
+        """Path of the solution notebook, relative to the repository root."""
+        return f"solutions/{self.stem}.ipynb"
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("14.1", "14_01_convolution", "The convolution operation", "< 10 s"),
+    Section("14.2", "14_02_stride_padding_dilation", "Stride, padding and dilation", "< 10 s"),
+    Section("14.3", "14_03_receptive_fields", "Feature maps and receptive fields", "< 10 s"),
+    Section("14.4", "14_04_pooling", "Pooling layers", "< 10 s"),
+    Section("14.5", "14_05_basic_cnn", "Building a basic CNN", "~1 min"),
+    Section("14.6", "14_06_landmark_architectures", "Landmark CNN architectures", "~2 min"),
+    Section("14.7", "14_07_one_by_one_convolutions", "1x1 convolutions", "< 10 s"),
+    Section("14.8", "14_08_depthwise_separable", "Depthwise separable convolutions", "~10 s"),
+    Section("14.9", "14_09_transfer_learning", "Transfer learning with pretrained CNNs", "~3 min"),
+    Section("14.10", "14_10_visualizing_features", "Visualising learned features", "~30 s"),
+    Section("14.11", "14_11_batch_normalization", "Batch normalisation in CNNs", "~30 s"),
+    Section("14.12", "14_12_modern_design", "Modern CNN design principles", "~10 s"),
+    Section("14.13", "14_13_beyond_classification", "CNNs beyond classification", "~1.5 min"),
+    Section("14.14", "14_14_cnn_vs_vit", "CNNs vs Vision Transformers", "~2.5 min"),
+    Section("14.15", "14_15_training_pipeline", "The complete training pipeline", "~1.5 min"),
+    Section("14.16", "14_16_pitfalls", "Common pitfalls and how to catch them", "~1 min"),
+    Section("14.17", "14_17_summary", "Summary: choosing an architecture", "~1 min"),
+)
