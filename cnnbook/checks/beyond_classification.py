@@ -1,19 +1,34 @@
-"""Checks for the section 14.13 exercises (detection: IoU and NMS; segmentation; upsampling)."""
+"""Checks for the section 14.13 exercises (detection: IoU and NMS; segmentation: mean IoU, the
+U-Net decoder step; upsampling).
+
+Every check runs fixed edge cases first (disjoint, touching and nested boxes, non-square boxes
+and maps, an IoU tie exactly at the NMS threshold, a class that appears only in the
+prediction, a class absent from both maps, skip maps whose channel count differs from the
+decoder's), then random cases, so an answer gets the same verdict on every seed. References
+are ``torchvision.ops.box_iou`` and ``torchvision.ops.nms`` where torchvision has them.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from cnnbook import geometry
 from cnnbook.checks.core import (
     Context,
+    as_tensor,
     call,
     checker,
     expect_equal,
+    expect_module,
     expect_tensor,
     fail,
+    fmt_shape,
     forbid,
 )
 
@@ -29,6 +44,12 @@ BOX_LIBRARY = {
 }
 
 
+def _tvops() -> Any:
+    import torchvision.ops  # imported on first use: importing torchvision takes a moment
+
+    return torchvision.ops
+
+
 def random_boxes(ctx: Context, n: int, size: float = 20.0) -> torch.Tensor:
     """``n`` random ``(x1, y1, x2, y2)`` boxes inside a ``size`` x ``size`` image."""
     xy = ctx.rand(n, 2) * size * 0.6  # corners in [0, 0.6 size), sides in [1, 0.4 size)
@@ -37,65 +58,112 @@ def random_boxes(ctx: Context, n: int, size: float = 20.0) -> torch.Tensor:
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor, plus_one: float = 0.0, clamp: bool = True,
-         subtract: bool = True) -> torch.Tensor:
-    area = lambda t: (t[:, 2] - t[:, 0] + plus_one) * (t[:, 3] - t[:, 1] + plus_one)  # noqa: E731
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+         subtract: bool = True, square: bool = False, clamp_product: bool = False,
+         enclosing: bool = False) -> torch.Tensor:
+    """IoU, or the value one known mistake produces (each keyword switches one mistake on)."""
+    def area(t: torch.Tensor) -> torch.Tensor:
+        w, h = t[:, 2] - t[:, 0] + plus_one, t[:, 3] - t[:, 1] + plus_one
+        return w * w if square else w * h
+
+    lo, hi = (torch.minimum, torch.maximum) if enclosing else (torch.maximum, torch.minimum)
+    lt = lo(a[:, None, :2], b[None, :, :2])
+    rb = hi(a[:, None, 2:], b[None, :, 2:])
     wh = rb - lt + plus_one
-    wh = wh.clamp(min=0) if clamp else wh
-    inter = wh[..., 0] * wh[..., 1]
+    wh = wh.clamp(min=0) if clamp and not clamp_product else wh
+    inter = wh[..., 0] * (wh[..., 0] if square else wh[..., 1])
+    if clamp_product:
+        inter = inter.clamp(min=0)
     union = area(a)[:, None] + area(b)[None, :] - (inter if subtract else 0)
     return inter / union
+
+
+def _box_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
+    fixed = [
+        (t([[5, 5, 6, 9]]), t([[0, 0, 4, 4]])),  # N = M = 1, disjoint diagonally
+        # a wide box against: a tall box crossing it, itself, a box inside it, a box touching its
+        # right edge, a box off its corner (both overlap sides negative), a box beside it
+        # (only one side negative)
+        (t([[0, 0, 8, 2], [1, 1, 3, 7]]),
+         t([[2, -1, 4, 5], [0, 0, 8, 2], [1, 0.5, 3, 1.5], [8, 0, 10, 2], [10, 4, 13, 9],
+            [9, 0, 12, 1]])),
+    ]
+    for _ in range(3):
+        a, b = random_boxes(ctx, ctx.randint(1, 5)), random_boxes(ctx, ctx.randint(2, 5))
+        b[0] = t([30.0, 30.0, 35.0, 37.0])  # disjoint from every box of a
+        fixed.append((a, b))
+    return fixed
 
 
 @checker("box IoU")
 def check_box_iou(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(a (N, 4), b (M, 4))`` -> pairwise IoU ``(N, M)`` for xyxy boxes."""
-    for _ in range(5):
-        n, m = ctx.randint(1, 5), ctx.randint(1, 5)
-        a, b = random_boxes(ctx, n), random_boxes(ctx, m)
-        b[0] = torch.tensor([30.0, 30.0, 35.0, 35.0], dtype=b.dtype)  # disjoint from every box of a
+    tv = _tvops()
+    for a, b in _box_cases(ctx):
         what = f"box_iou(a {tuple(a.shape)}, b {tuple(b.shape)})"
         with forbid(fn, BOX_LIBRARY):
             got = call(fn, a.clone(), b.clone(), describe=what)
-        expect_tensor(got, _iou(a, b), what, wrong={
+        expect_tensor(got, tv.box_iou(a, b), what, wrong={
             "Disjoint boxes must have IoU 0: clamp the intersection's width and height at 0 "
-            "(two negative sides would multiply to a positive area).": _iou(a, b, clamp=False),
+            "separately, before multiplying (two negative sides multiply to a positive area, "
+            "so clamping the product, or not clamping, counts an overlap that is not there).":
+                _iou(a, b, clamp_product=True),
+            "Boxes that do not overlap must have IoU 0: clamp the intersection's width and height "
+            "at 0 (a negative side gives a negative area).": _iou(a, b, clamp=False),
             "Boxes here are continuous coordinates: width = x2 - x1, without the old +1 pixel "
             "convention.": _iou(a, b, plus_one=1.0),
             "The union is area_a + area_b - intersection (you counted the overlap twice).":
                 _iou(a, b, subtract=False),
+            "You used the width for the height too (right only for square boxes): a box's area "
+            "is (x2 - x1) * (y2 - y1).": _iou(a, b, square=True),
+            "The intersection's top-left corner is the MAXIMUM of the two top-left corners and "
+            "its bottom-right the MINIMUM (you built the enclosing box).":
+                _iou(a, b, enclosing=True),
+            "Return every pair: (N, M), not only the IoU of a[i] with b[i].":
+                _iou(a, b).diagonal() if len(a) == len(b) else torch.zeros(0),
         }, shape_hint="Return every pair: shape (N, M), row i for box a[i], column j for b[j].")
-    return "your IoU matches torchvision.ops.box_iou, disjoint boxes included."
+    return "your IoU matches torchvision.ops.box_iou, on disjoint, touching, nested and non-square boxes."
 
 
 def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float,
              variant: str = "") -> list[int]:
+    """Greedy NMS as ``torchvision.ops.nms``, or as one known mistake (``variant``) does it."""
     order = list(range(len(scores))) if variant == "unsorted" else scores.argsort(
         descending=True).tolist()
+    iou = _iou(boxes, boxes)
+    over = (lambda v: v >= thr) if variant == "at_least" else (lambda v: v > thr)  # noqa: E731
+    if variant == "best_only":  # one pass: only the top box suppresses anything
+        top = order[:1]
+        return top + [j for j in order[1:] if not over(iou[top[0], j])]
     keep: list[int] = []
     removed: set[int] = set()
-    iou = _iou(boxes, boxes)
     for pos, i in enumerate(order):
         if variant == "all_higher":
-            if any(iou[i, j] > thr for j in order[:pos]):
-                continue
-            keep.append(i)
+            if not any(over(iou[i, j]) for j in order[:pos]):
+                keep.append(i)
             continue
         if i in removed:
             continue
         keep.append(i)
-        removed.update(j for j in order if iou[i, j] > thr and j != i)
+        removed.update(j for j in order if j != i and (
+            not over(iou[i, j]) if variant == "inverted" else over(iou[i, j])))
     return keep
 
 
-@checker("non-maximum suppression")
-def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(boxes (N, 4), scores (N,), iou_threshold)`` -> kept indices, best first."""
-    chain = torch.tensor([[0.0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]], dtype=torch.float64)
-    cases = [  # a chain A-B-C (B overlaps both, A and C barely) and a best box listed last
-        (chain, torch.tensor([0.9, 0.8, 0.7], dtype=torch.float64), 0.3),
-        (chain[:2], torch.tensor([0.5, 0.9], dtype=torch.float64), 0.3),
+def _nms_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
+    # IoUs exactly 0.5 (box 0 and 1, box 1 and 2) and 0.25 (box 0 and 2), exact in binary
+    tie = t([[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 10, 2.5]])
+    chain = t([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]])  # A-B and B-C overlap, A-C barely
+    two = t([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 36], [21, 20, 31, 36]])  # two objects
+    cases = [
+        (tie, t([0.9, 0.8, 0.7]), 0.5),   # ties AT the threshold: kept ("greater than")
+        (chain, t([0.9, 0.8, 0.7]), 0.3),  # B goes, C stays: a removed box removes nothing
+        (tie, t([0.9, 0.8, 0.7]), 0.25),
+        (chain[:2], t([0.5, 0.9]), 0.3),   # the best box is listed last
+        (two, t([0.9, 0.8, 0.7, 0.6]), 0.5),  # each object keeps its own best box
+        (t([[1, 2, 5, 9]]), t([0.3]), 0.5),  # a single box
+        (torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), 0.5),  # none
     ]
     for _ in range(4):
         # a few objects, each with several jittered detections (what NMS is for)
@@ -103,67 +171,331 @@ def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         boxes = torch.cat([base + (ctx.rand(ctx.randint(2, 4), 4) - 0.5) * 6 for base in bases])
         boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         cases.append((boxes, ctx.rand(len(boxes)), float(ctx.choice([0.3, 0.5, 0.7]))))
-    for boxes, scores, thr in cases:
+    return cases
+
+
+def _as_indices(got: Any, n: int, what: str) -> list[int]:
+    if isinstance(got, torch.Tensor):
+        if got.dtype == torch.bool:
+            fail(f"{what} returned a boolean mask of shape {tuple(got.shape)}; return the INDICES "
+                 f"of the kept boxes (a mask cannot say which box is best).")
+        if got.is_floating_point():
+            fail(f"{what} returned a {got.dtype} tensor; indices must be integers (torch.long), "
+                 f"or they cannot index the boxes (torch.tensor(keep, dtype=torch.long)).")
+        if got.ndim != 1:
+            fail(f"{what} should return a 1-D tensor of indices, got shape {tuple(got.shape)}.")
+        got = got.tolist()
+    if not isinstance(got, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in got):
+        fail(f"{what} should return a 1-D tensor of kept indices (torch.long), got "
+             f"{type(got).__name__}: {got!r:.80}.")
+    if any(i < 0 or i >= n for i in got):
+        fail(f"{what} returned {list(got)}, but only indices 0..{n - 1} exist.")
+    return list(got)
+
+
+@checker("non-maximum suppression")
+def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
+    """Check ``fn(boxes (N, 4), scores (N,), iou_threshold)`` -> kept indices, best first."""
+    tv = _tvops()
+    for boxes, scores, thr in _nms_cases(ctx):
         what = f"nms(boxes {tuple(boxes.shape)}, scores, iou_threshold={thr})"
         with forbid(fn, BOX_LIBRARY):
             got = call(fn, boxes.clone(), scores.clone(), thr, describe=what)
-        if isinstance(got, torch.Tensor):
-            got = got.tolist()
-        if not isinstance(got, list):
-            fail(f"{what} should return a tensor (or list) of kept indices, got {type(got).__name__}.")
-        ref = _ref_nms(boxes, scores, thr)
+        got = _as_indices(got, len(boxes), what)
+        ref = tv.nms(boxes, scores, thr).tolist()
         if sorted(got) == sorted(ref) and got != ref:
             fail(f"{what}: you kept the right boxes {sorted(ref)} but return them in the wrong "
                  f"order; list them by decreasing score: {ref}.")
         expect_equal(got, ref, what, wrong={
+            "Remove a box only when its IoU is GREATER THAN the threshold: a box whose IoU "
+            "equals the threshold stays (you used >=).": _ref_nms(boxes, scores, thr, "at_least"),
             "You visited the boxes in input order; visit them by DECREASING score so each "
             "cluster keeps its best box.": _ref_nms(boxes, scores, thr, "unsorted"),
             "A box suppressed earlier must not suppress others: compare each candidate only "
             "with the boxes you KEPT.": _ref_nms(boxes, scores, thr, "all_higher"),
+            "Only the top box suppressed anything: repeat with the best box that is left, "
+            "until no box is left.": _ref_nms(boxes, scores, thr, "best_only"),
+            "The comparison is inverted: remove the boxes that overlap the kept box by MORE "
+            "than the threshold, keep the others.": _ref_nms(boxes, scores, thr, "inverted"),
         }, hint="Greedy NMS: take the best remaining box, keep it, drop the remaining boxes whose "
-                "IoU with it exceeds the threshold, repeat.")
-    return "your NMS keeps exactly the boxes torchvision.ops.nms keeps, in the same order."
+                "IoU with it is greater than the threshold, repeat.")
+    return ("your NMS keeps exactly the boxes torchvision.ops.nms keeps, in the same order, ties "
+            "at the threshold and empty inputs included.")
+
+
+# ---------------------------------------------------------------- mean IoU
+
+def _miou(pred: torch.Tensor, target: torch.Tensor, k: int, mode: str = "") -> float:
+    """Mean IoU over the classes present in pred or target, or what one mistake computes."""
+    if mode == "per_image":
+        return sum(_miou(p, t, k) for p, t in zip(pred, target, strict=True)) / len(pred)
+    if mode == "accuracy":
+        return (pred == target).double().mean().item()
+    scores: list[float] = []
+    for c in range(k):
+        p, t = pred == c, target == c
+        inter, union = (p & t).sum().item(), (p | t).sum().item()
+        if mode == "dice":
+            size = p.sum().item() + t.sum().item()
+            if size:
+                scores.append(2 * inter / size)
+        elif mode == "target_only":
+            if t.any():
+                scores.append(inter / union)
+        elif mode in ("absent_zero", "absent_one"):
+            scores.append(inter / union if union else float(mode == "absent_one"))
+        elif union:
+            scores.append(inter / union)
+    return sum(scores) / len(scores)
+
+
+def _miou_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    t = lambda rows: torch.tensor(rows, dtype=torch.long)  # noqa: E731
+    # Two 3x5 images, 4 classes: class 2 appears only in the prediction, class 3 nowhere.
+    target = t([[[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]],
+                [[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]])
+    pred = t([[[0, 0, 1, 1, 2], [0, 2, 1, 1, 1], [0, 0, 0, 0, 0]],
+              [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]])
+    perfect = t([[[0, 2, 2], [0, 0, 2]]])  # a perfect prediction; class 1 absent from both
+    cases = [(pred, target, 4), (perfect.clone(), perfect, 3)]
+    for _ in range(4):
+        k = ctx.randint(3, 5)
+        shape = (ctx.randint(2, 3), ctx.randint(4, 7), ctx.randint(4, 7))
+        tgt = torch.randint(0, k - 2, shape, generator=ctx.gen)  # classes k-2, k-1 not in target
+        noise = torch.randint(0, k - 1, shape, generator=ctx.gen)  # k-2 only in the prediction
+        prd = torch.where(ctx.rand(*shape) < 0.7, tgt, noise)
+        cases.append((prd, tgt, k))
+    return cases
 
 
 @checker("mean IoU for segmentation")
 def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
-    """Check ``fn(pred (N, H, W), target (N, H, W), num_classes)`` -> mean IoU over present classes."""
-    for _ in range(5):
-        k = ctx.randint(3, 5)
-        target = torch.randint(0, k - 1, (2, 6, 6), generator=ctx.gen)  # class k-1 never appears
-        noise = torch.randint(0, k - 1, target.shape, generator=ctx.gen)
-        pred = torch.where(ctx.rand(*target.shape) < 0.7, target, noise)
+    """Check ``fn(pred (N, H, W), target (N, H, W), num_classes)`` -> mean IoU (a float)."""
+    for pred, target, k in _miou_cases(ctx):
         what = f"mean_iou(pred {tuple(pred.shape)}, target, num_classes={k})"
         with forbid(fn, {"cnnbook.segmentation.mean_iou": _OURS,
                          "cnnbook.segmentation.iou_per_class": _OURS,
+                         "cnnbook.segmentation.confusion_matrix": _OURS,
                          "torchmetrics.functional.jaccard_index": "write it yourself."}):
             got = call(fn, pred.clone(), target.clone(), k, describe=what)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
+        if isinstance(got, torch.Tensor):
+            if got.numel() != 1:
+                fail(f"{what} should return one number (a float), got a tensor of shape "
+                     f"{tuple(got.shape)}; average the per-class IoUs.")
             got = got.item()
-        ious, zero_absent = [], []
-        for c in range(k):
-            inter = ((pred == c) & (target == c)).sum().item()
-            union = ((pred == c) | (target == c)).sum().item()
-            if union:
-                ious.append(inter / union)
-            zero_absent.append(inter / union if union else 0.0)
-        ref = sum(ious) / len(ious)
-        expect_equal(got, ref, what, rel=1e-6, wrong={
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            fail(f"{what} should return a float, got {type(got).__name__}.")
+        expect_equal(got, _miou(pred, target, k), what, rel=1e-6, wrong={
             "That is pixel accuracy (correct pixels / all pixels); IoU is computed per class "
-            "and then averaged.": (pred == target).double().mean().item(),
+            "and then averaged.": _miou(pred, target, k, "accuracy"),
+            "A class that appears only in the PREDICTION counts too (its IoU is 0): average "
+            "over the classes present in pred or target, not only those in the target.":
+                _miou(pred, target, k, "target_only"),
             "A class that appears in neither pred nor target has no IoU; leave it out of the "
-            "mean instead of counting it as 0.": sum(zero_absent) / k,
+            "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
             "A class absent from both must be left out, not counted as a perfect 1.":
-                (sum(ious) + 1.0) / (len(ious) + 1),
-        }, hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c|; average "
-                "over the classes whose union is not empty.")
-    return "your mean IoU averages per-class IoU over the classes that occur."
+                _miou(pred, target, k, "absent_one"),
+            "You averaged per image; count the pixels of the whole batch together, then take "
+            "one IoU per class.": _miou(pred, target, k, "per_image"),
+            "That is the Dice score 2|P∩T| / (|P| + |T|); IoU divides by the union |P∪T|.":
+                _miou(pred, target, k, "dice"),
+        }, hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c| over all "
+                "pixels of the batch; average over the classes whose union is not empty.")
+    return ("your mean IoU counts classes seen only in the prediction and leaves out classes "
+            "absent from both.")
 
+
+# ---------------------------------------------------------------- the U-Net decoder step
+
+class _RefUpBlock(nn.Module):
+    """The reference decoder step; ``mistake`` switches one known mistake on."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int,
+                 mistake: str = "") -> None:
+        super().__init__()
+        self.mistake = mistake
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.conv1 = nn.Conv2d(skip_channels + out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = self.up(x)
+        x = torch.cat([up, skip] if self.mistake == "swapped" else [skip, up], dim=1)
+        for conv, bn, last in ((self.conv1, self.bn1, False), (self.conv2, self.bn2, True)):
+            if self.mistake == "relu_before_bn":
+                x = bn(F.relu(conv(x)))
+            else:
+                x = bn(conv(x))
+                x = x if (last and self.mistake == "no_last_relu") else F.relu(x)
+        return x
+
+    def layers(self) -> list[nn.Module]:
+        return [self.up, self.conv1, self.bn1, self.conv2, self.bn2]
+
+
+_KINDS = (nn.ConvTranspose2d, nn.Conv2d, nn.BatchNorm2d)
+
+
+def _called_layers(block: nn.Module, x: torch.Tensor, skip: torch.Tensor, what: str
+                   ) -> tuple[torch.Tensor, list[nn.Module]]:
+    """Run ``block`` once (eval mode, no gradients) and list its conv/BN layers in call order."""
+    called: list[nn.Module] = []
+    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m))
+               for m in block.modules() if isinstance(m, _KINDS)]
+    was = block.training
+    try:
+        block.eval()
+        with torch.no_grad():
+            out = call(block, x.clone(), skip.clone(), describe=what)
+    finally:
+        block.train(was)
+        for h in handles:
+            h.remove()
+    return out, called
+
+
+def _diagnose_up_block(block: nn.Module, cin: int, cskip: int, cout: int) -> str:
+    """A hint naming the structural mistake, if ``block``'s layers show a known one."""
+    ups = [m for m in block.modules() if isinstance(m, nn.ConvTranspose2d)]
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    if not ups:
+        return ("Upsample with nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, "
+                "stride=2): it learns its upsampling (nn.Upsample does not).")
+    up = ups[0]
+    if up.kernel_size != (2, 2) or up.stride != (2, 2) or up.padding != (0, 0):
+        return (f"Your ConvTranspose2d has kernel {up.kernel_size}, stride {up.stride}, padding "
+                f"{up.padding}: use kernel 2, stride 2, no padding, which exactly doubles H and W "
+                f"(kernel 3, stride 2, padding 1 gives 2H - 1).")
+    if convs:
+        first = convs[0].in_channels
+        if first == 2 * cout and cskip != cout:
+            return (f"The first 3x3 conv takes 2 * out_channels = {2 * cout} channels, but the "
+                    f"concatenation has skip_channels + out_channels = {cskip + cout}: the skip "
+                    f"need not have out_channels channels.")
+        if first == cout:
+            return (f"The first 3x3 conv takes out_channels = {cout} channels, so the skip is not "
+                    f"concatenated (added, or dropped): torch.cat([skip, up], dim=1) gives "
+                    f"skip_channels + out_channels = {cskip + cout} channels.")
+    return ""
+
+
+def _copy_into_reference(called: list[nn.Module], ref: _RefUpBlock, cin: int, cskip: int,
+                         cout: int, block: nn.Module) -> None:
+    kinds = [sum(isinstance(m, k) for m in called) for k in _KINDS]
+    if kinds != [1, 2, 2]:
+        hint = _diagnose_up_block(block, cin, cskip, cout)
+        fail(f"the forward pass should run one ConvTranspose2d, then two 3x3 Conv2d each followed "
+             f"by BatchNorm2d (and ReLU); yours ran {kinds[0]} ConvTranspose2d, {kinds[1]} Conv2d "
+             f"and {kinds[2]} BatchNorm2d. {hint}".rstrip())
+    mine = [next(m for m in called if isinstance(m, nn.ConvTranspose2d))]
+    convs = [m for m in called if isinstance(m, nn.Conv2d)]
+    bns = [m for m in called if isinstance(m, nn.BatchNorm2d)]
+    mine += [convs[0], bns[0], convs[1], bns[1]]
+    names = ["the ConvTranspose2d", "the first 3x3 conv", "the first BatchNorm2d",
+             "the second 3x3 conv", "the second BatchNorm2d"]
+    for src, dst, name in zip(mine, ref.layers(), names, strict=True):
+        got, want = src.state_dict(), dst.state_dict()
+        if isinstance(src, nn.Conv2d) and src.kernel_size != (3, 3):
+            fail(f"{name} has kernel {src.kernel_size}; use 3x3 convolutions with padding 1.")
+        if set(got) != set(want):
+            extra = "bias" in got and "bias" not in want
+            fail(f"{name} has parameters {sorted(got)}, expected {sorted(want)}. " + (
+                "The 3x3 convs take bias=False: the BatchNorm after them has its own shift."
+                if extra else "The ConvTranspose2d keeps its bias (the default)."))
+        for key in want:
+            if got[key].shape != want[key].shape:
+                hint = _diagnose_up_block(block, cin, cskip, cout)
+                fail(f"{name}'s {key} has shape {tuple(got[key].shape)}, expected "
+                     f"{tuple(want[key].shape)}. {hint}".rstrip())
+        dst.load_state_dict(got)
+
+
+def _run_block(block: nn.Module, x: torch.Tensor, skip: torch.Tensor, train: bool, what: str
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    was = block.training
+    block.train(train)
+    x, skip = x.clone().requires_grad_(True), skip.clone().requires_grad_(True)
+    try:
+        out = as_tensor(call(block, x, skip, describe=what), f"{what}'s output")
+        weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+        (out * weight).sum().backward()
+    finally:
+        block.train(was)
+    zeros = torch.zeros_like
+    return (out.detach(), (x.grad if x.grad is not None else zeros(x)).detach(),
+            (skip.grad if skip.grad is not None else zeros(skip)).detach())
+
+
+def _mistaken_output(ref: _RefUpBlock, channels: tuple[int, int, int], mistake: str,
+                     x: torch.Tensor, skip: torch.Tensor, train: bool) -> torch.Tensor:
+    """What the reference computes with ``mistake`` switched on, with the same weights."""
+    m = _RefUpBlock(*channels, mistake)
+    m.load_state_dict(ref.state_dict())
+    return _run_block(m, x, skip, train, "mistake")[0]
+
+
+_UP_MISTAKES = {
+    "Concatenate the skip FIRST and the upsampled map second, torch.cat([skip, up], dim=1), as "
+    "the exercise asks (so the weights line up with cnnbook's UNet).": "swapped",
+    "Apply BatchNorm before ReLU: conv -> BatchNorm -> ReLU.": "relu_before_bn",
+    "The second conv also needs its ReLU: conv -> BN -> ReLU, twice.": "no_last_relu",
+}
+
+
+@checker("U-Net decoder step")
+def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
+    """Check ``block_class(in, skip, out)``: ``forward(x, skip)`` upsamples, concatenates, convolves."""
+    configs = [(6, 3, 4, 2, 3, 5),   # skip channels != out channels, non-square, batch 2
+               (8, 4, 4, 1, 4, 4),   # the classic U-Net case: skip channels == out channels
+               (5, 2, 3, 3, 5, 2)]
+    configs.append((ctx.randint(2, 8), ctx.randint(1, 6), ctx.randint(2, 6), ctx.randint(1, 3),
+                    ctx.randint(2, 5), ctx.randint(2, 5)))
+    for cin, cskip, cout, n, h, w in configs:
+        name = f"UpBlock({cin}, {cskip}, {cout})"
+        block = expect_module(call(block_class, cin, cskip, cout, describe=f"({cin}, {cskip}, {cout})"),
+                              name)
+        block.float()
+        x, skip = ctx.randn(n, cin, h, w, dtype=torch.float32), ctx.randn(
+            n, cskip, 2 * h, 2 * w, dtype=torch.float32)
+        what = f"{name}(x {tuple(x.shape)}, skip {tuple(skip.shape)})"
+        try:
+            out, called = _called_layers(block, x, skip, what)
+        except AssertionError as exc:
+            hint = _diagnose_up_block(block, cin, cskip, cout)
+            raise type(exc)(f"{exc} {hint}".rstrip()) from None
+        out = as_tensor(out, f"{what}'s output")
+        if tuple(out.shape) != (n, cout, 2 * h, 2 * w):
+            hint = _diagnose_up_block(block, cin, cskip, cout)
+            fail(f"{what}: expected shape {(n, cout, 2 * h, 2 * w)}, got {fmt_shape(out)}. "
+                 f"{hint}".rstrip())
+        ref = _RefUpBlock(cin, cskip, cout)
+        _copy_into_reference(called, ref, cin, cskip, cout, block)
+        for train in (False, True):
+            mode = "train" if train else "eval"
+            r_out, r_gx, r_gs = _run_block(ref, x, skip, train, "the reference")
+            g_out, g_gx, g_gs = _run_block(block, x, skip, train, what)
+            wrong = {hint: functools.partial(_mistaken_output, ref, (cin, cskip, cout), mistake,
+                                             x, skip, train)
+                     for hint, mistake in _UP_MISTAKES.items()}
+            if float(g_gs.abs().sum()) == 0.0:
+                fail(f"{what}: the output does not depend on `skip` at all: concatenate it with "
+                     f"the upsampled map.")
+            expect_tensor(g_out, r_out, f"{what} ({mode} mode)", wrong=wrong)
+            expect_tensor(g_gx, r_gx, f"the gradient with respect to x ({mode} mode)")
+            expect_tensor(g_gs, r_gs, f"the gradient with respect to skip ({mode} mode)")
+    return ("your decoder step upsamples, concatenates the skip and convolves exactly like "
+            "cnnbook's U-Net, also when the skip has a different channel count.")
+
+
+# ---------------------------------------------------------------- transposed convolution size
 
 @checker("transposed convolution output size")
 def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(n, k, s, p, output_padding)`` against ``nn.ConvTranspose2d``."""
-    cases = [(16, 4, 2, 1, 0), (16, 3, 2, 1, 1), (7, 2, 2, 0, 0)]
+    cases = [(16, 4, 2, 1, 0), (16, 3, 2, 1, 1), (7, 2, 2, 0, 0), (5, 3, 3, 2, 2), (1, 1, 1, 0, 0)]
     while len(cases) < 20:
         n, k, s = ctx.randint(1, 20), ctx.randint(1, 5), ctx.randint(1, 3)
         p, op = ctx.randint(0, 2), ctx.randint(0, max(0, s - 1))
@@ -175,6 +507,8 @@ def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
                          "torch.nn.functional.conv_transpose2d": "use the formula.",
                          "cnnbook.geometry.transposed_conv_output_size": _OURS}):
             got = call(fn, n, k, s, p, op, describe=what)
+        if isinstance(got, float) and got.is_integer():
+            fail(f"{what} returned the float {got!r}; a size is an int (no `/` needed).")
         ref = geometry.transposed_conv_output_size(n, k, s, p, op)
         expect_equal(got, ref, what, wrong={
             "That is the ordinary conv formula; a transposed conv runs it backwards: "
@@ -182,5 +516,8 @@ def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
             "Padding is REMOVED from both sides of a transposed conv's output: - 2p.":
                 (n - 1) * s + 2 * p + k + op,
             "You forgot output_padding.": (n - 1) * s - 2 * p + k,
+            "Padding is removed from BOTH sides: - 2p, not - p.": (n - 1) * s - p + k + op,
+            "The n input pixels are placed s apart, so they span (n - 1) * s, not n * s.":
+                n * s - 2 * p + k + op,
         }, hint="n_out = (n - 1) * s - 2p + k + output_padding.")
     return "your formula matches nn.ConvTranspose2d on 20 configurations."

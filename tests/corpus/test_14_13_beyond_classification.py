@@ -1,0 +1,489 @@
+"""Wrong-answer corpus for the 14.13 exercises: box IoU, NMS, mean IoU, the U-Net decoder step
+and the transposed-convolution output size.
+
+Each answer is written the way a student would write it. Correct answers (the reference and
+other valid spellings) must pass on every seed; each mistake must fail on every seed with a
+message that names it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnbook.checks import beyond_classification as checks
+from tests.corpus.corpus_tools import accepted, rejected
+
+# ---------------------------------------------------------------- Exercise 1: box IoU
+
+
+def box_iou(a, b):
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def box_iou_loops_float32(a, b):
+    out = torch.zeros(len(a), len(b))  # float32, filled pair by pair
+    for i, (ax1, ay1, ax2, ay2) in enumerate(a.tolist()):
+        for j, (bx1, by1, bx2, by2) in enumerate(b.tolist()):
+            w = max(0.0, min(ax2, bx2) - max(ax1, bx1))
+            h = max(0.0, min(ay2, by2) - max(ay1, by1))
+            inter = w * h
+            out[i, j] = inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
+    return out
+
+
+def iou_no_clamp(a, b):
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).prod(-1)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def iou_clamps_the_product(a, b):
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).prod(-1).clamp(min=0)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def iou_plus_one_pixel(a, b):
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt + 1).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2] - t[:, 0] + 1) * (t[:, 3] - t[:, 1] + 1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def iou_union_counts_overlap_twice(a, b):
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None])
+
+
+def iou_square_boxes_only(a, b):
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    side = (rb - lt).clamp(min=0)[..., 0]
+    inter = side * side
+    area = lambda t: (t[:, 2] - t[:, 0]) ** 2  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def iou_enclosing_box(a, b):
+    lt = torch.min(a[:, None, :2], b[None, :, :2])
+    rb = torch.max(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def iou_elementwise_pairs(a, b):
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def iou_torchvision(a, b):
+    import torchvision.ops
+
+    return torchvision.ops.box_iou(a, b)
+
+
+def test_box_iou_correct_answers_pass() -> None:
+    accepted(checks.check_box_iou, box_iou)
+    accepted(checks.check_box_iou, box_iou_loops_float32)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (iou_no_clamp, "clamp"),
+    (iou_clamps_the_product, "clamp .*separately"),
+    (iou_plus_one_pixel, r"\+1 pixel"),
+    (iou_union_counts_overlap_twice, "overlap twice"),
+    (iou_square_boxes_only, "square boxes"),
+    (iou_enclosing_box, "enclosing box"),
+    (iou_elementwise_pairs, "every pair"),
+    (iou_torchvision, "torchvision"),
+])
+def test_box_iou_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_box_iou, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 2: NMS
+
+
+def nms(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True)
+    iou = box_iou(boxes, boxes)
+    alive = torch.ones(len(scores), dtype=torch.bool)
+    keep = []
+    for i in order.tolist():
+        if not alive[i]:
+            continue
+        keep.append(i)
+        alive &= iou[i] <= iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_while_loop_list(boxes, scores, iou_threshold):
+    remaining = scores.argsort(descending=True)
+    keep = []
+    while len(remaining):
+        best = int(remaining[0])
+        keep.append(best)
+        rest = remaining[1:]
+        remaining = rest[box_iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
+    return keep
+
+
+def nms_suppresses_at_threshold(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True)
+    iou = box_iou(boxes, boxes)
+    alive = torch.ones(len(scores), dtype=torch.bool)
+    keep = []
+    for i in order.tolist():
+        if alive[i]:
+            keep.append(i)
+            alive &= iou[i] < iou_threshold  # removes boxes AT the threshold too
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_input_order(boxes, scores, iou_threshold):
+    iou = box_iou(boxes, boxes)
+    alive = torch.ones(len(scores), dtype=torch.bool)
+    keep = []
+    for i in range(len(boxes)):
+        if alive[i]:
+            keep.append(i)
+            alive &= iou[i] <= iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_removed_boxes_still_suppress(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True).tolist()
+    iou = box_iou(boxes, boxes)
+    keep = [i for pos, i in enumerate(order)
+            if all(iou[i, j] <= iou_threshold for j in order[:pos])]
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_only_the_best_box_suppresses(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True)
+    if len(order) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    iou = box_iou(boxes, boxes)[order[0]]
+    return torch.cat([order[:1], order[1:][iou[order[1:]] <= iou_threshold]])
+
+
+def nms_float_indices(boxes, scores, iou_threshold):
+    return nms(boxes, scores, iou_threshold).float()
+
+
+def nms_returns_a_mask(boxes, scores, iou_threshold):
+    mask = torch.zeros(len(boxes), dtype=torch.bool)
+    mask[nms(boxes, scores, iou_threshold)] = True
+    return mask
+
+
+def nms_crashes_without_boxes(boxes, scores, iou_threshold):
+    order = scores.argsort(descending=True)
+    iou = box_iou(boxes, boxes)
+    alive = torch.ones(len(scores), dtype=torch.bool)
+    keep = []
+    for i in order:
+        if alive[i]:
+            keep.append(i)
+            alive &= iou[i] <= iou_threshold
+    return torch.stack(keep)
+
+
+def test_nms_correct_answers_pass() -> None:
+    accepted(checks.check_nms, nms)
+    accepted(checks.check_nms, nms_while_loop_list)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (nms_suppresses_at_threshold, "GREATER THAN the threshold"),
+    (nms_input_order, "DECREASING score"),
+    (nms_removed_boxes_still_suppress, "KEPT"),
+    (nms_only_the_best_box_suppresses, "Only the top box"),
+    (nms_float_indices, "integers"),
+    (nms_returns_a_mask, "boolean mask"),
+    (nms_crashes_without_boxes, r"raised RuntimeError on nms\(boxes \(0, 4\)"),
+])
+def test_nms_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_nms, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 3: mean IoU
+
+
+def mean_iou(pred, target, num_classes):
+    ious = []
+    for c in range(num_classes):
+        p, t = pred == c, target == c
+        union = (p | t).sum().item()
+        if union:
+            ious.append((p & t).sum().item() / union)
+    return sum(ious) / len(ious)
+
+
+def mean_iou_confusion_matrix(pred, target, num_classes):
+    cm = torch.bincount(target.flatten() * num_classes + pred.flatten(),
+                        minlength=num_classes**2).reshape(num_classes, num_classes).double()
+    inter = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - inter
+    return (inter / union).nanmean()  # 0/0 = NaN for a class absent from both: skipped
+
+
+def mean_iou_classes_from_unique(pred, target, num_classes):
+    present = torch.unique(torch.cat([pred.flatten(), target.flatten()]))
+    return sum(((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+               for c in present.tolist()) / len(present)
+
+
+def miou_target_classes_only(pred, target, num_classes):
+    classes = torch.unique(target).tolist()
+    return sum(((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+               for c in classes) / len(classes)
+
+
+def miou_absent_classes_count_zero(pred, target, num_classes):
+    ious = []
+    for c in range(num_classes):
+        union = ((pred == c) | (target == c)).sum().item()
+        ious.append(((pred == c) & (target == c)).sum().item() / union if union else 0.0)
+    return sum(ious) / num_classes
+
+
+def miou_absent_classes_count_one(pred, target, num_classes):
+    ious = []
+    for c in range(num_classes):
+        union = ((pred == c) | (target == c)).sum().item()
+        ious.append(((pred == c) & (target == c)).sum().item() / union if union else 1.0)
+    return sum(ious) / num_classes
+
+
+def miou_pixel_accuracy(pred, target, num_classes):
+    return (pred == target).float().mean().item()
+
+
+def miou_per_image_then_averaged(pred, target, num_classes):
+    return sum(mean_iou(p[None], t[None], num_classes) for p, t in zip(pred, target)) / len(pred)
+
+
+def miou_dice_instead(pred, target, num_classes):
+    scores = []
+    for c in range(num_classes):
+        p, t = pred == c, target == c
+        if (p | t).any():
+            scores.append(2 * (p & t).sum().item() / (p.sum().item() + t.sum().item()))
+    return sum(scores) / len(scores)
+
+
+def miou_returns_the_per_class_tensor(pred, target, num_classes):
+    return torch.tensor([((pred == c) & (target == c)).sum().item() / max(1, ((pred == c) | (target == c)).sum().item())
+                         for c in range(num_classes)])
+
+
+def test_mean_iou_correct_answers_pass() -> None:
+    accepted(checks.check_mean_iou, mean_iou)
+    accepted(checks.check_mean_iou, mean_iou_confusion_matrix)
+    accepted(checks.check_mean_iou, mean_iou_classes_from_unique)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (miou_target_classes_only, "only in the PREDICTION"),
+    (miou_absent_classes_count_zero, "counting it as 0"),
+    (miou_absent_classes_count_one, "perfect 1"),
+    (miou_pixel_accuracy, "pixel accuracy"),
+    (miou_per_image_then_averaged, "per image"),
+    (miou_dice_instead, "Dice"),
+    (miou_returns_the_per_class_tensor, "one number"),
+])
+def test_mean_iou_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_mean_iou, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 4: the decoder step
+
+
+def _cbr(cin, cout):
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class UpBlock(nn.Module):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.conv = nn.Sequential(*_cbr(skip_channels + out_channels, out_channels),
+                                  *_cbr(out_channels, out_channels))
+
+    def forward(self, x, skip):
+        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UpBlockFunctionalReLU(nn.Module):
+    """Layers declared in another order, padding="same", ReLU from torch.nn.functional."""
+
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__()
+        self.bn_b = nn.BatchNorm2d(out_channels)
+        self.conv_b = nn.Conv2d(out_channels, out_channels, 3, padding="same", bias=False)
+        self.bn_a = nn.BatchNorm2d(out_channels)
+        self.conv_a = nn.Conv2d(skip_channels + out_channels, out_channels, 3, padding="same",
+                                bias=False)
+        self.upsample = nn.ConvTranspose2d(in_channels, out_channels, 2, 2)
+
+    def forward(self, x, skip):
+        x = torch.cat((skip, self.upsample(x)), 1)
+        x = F.relu(self.bn_a(self.conv_a(x)))
+        return F.relu(self.bn_b(self.conv_b(x)))
+
+
+class UpBlockSharedReLU(UpBlock):
+    """One nn.ReLU module reused after both convolutions."""
+
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        relu = nn.ReLU(inplace=True)
+        self.conv = nn.Sequential(self.conv[0], self.conv[1], relu, self.conv[3], self.conv[4], relu)
+
+
+class UpBlockConvTakesTwiceOut(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.conv = nn.Sequential(*_cbr(2 * out_channels, out_channels),
+                                  *_cbr(out_channels, out_channels))
+
+
+class UpBlockAddsTheSkip(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.conv = nn.Sequential(*_cbr(out_channels, out_channels), *_cbr(out_channels, out_channels))
+
+    def forward(self, x, skip):
+        return self.conv(self.up(x) + skip)
+
+
+class UpBlockIgnoresTheSkip(UpBlockAddsTheSkip):
+    def forward(self, x, skip):
+        return self.conv(self.up(x))
+
+
+class UpBlockSkipLast(UpBlock):
+    def forward(self, x, skip):
+        return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+class UpBlockNearestUpsample(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(in_channels, out_channels, 1))
+
+
+class UpBlockKernel3Transposed(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1)
+
+
+class UpBlockReLUBeforeBN(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        c = self.conv
+        self.conv = nn.Sequential(c[0], c[2], c[1], c[3], c[5], c[4])
+
+
+class UpBlockNoReLUAtTheEnd(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.conv = self.conv[:5]
+
+
+class UpBlockConvWithBias(UpBlock):
+    def __init__(self, in_channels, skip_channels, out_channels):
+        super().__init__(in_channels, skip_channels, out_channels)
+        self.conv[0] = nn.Conv2d(skip_channels + out_channels, out_channels, 3, padding=1)
+
+
+def test_up_block_correct_answers_pass() -> None:
+    accepted(checks.check_up_block, UpBlock)
+    accepted(checks.check_up_block, UpBlockFunctionalReLU)
+    accepted(checks.check_up_block, UpBlockSharedReLU)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (UpBlockConvTakesTwiceOut, "2 \\* out_channels"),
+    (UpBlockAddsTheSkip, "not concatenated"),
+    (UpBlockIgnoresTheSkip, "not concatenated"),
+    (UpBlockSkipLast, "skip FIRST"),
+    (UpBlockNearestUpsample, "ConvTranspose2d\\(in_channels, out_channels, kernel_size=2"),
+    (UpBlockKernel3Transposed, "kernel 2, stride 2"),
+    (UpBlockReLUBeforeBN, "BatchNorm before ReLU"),
+    (UpBlockNoReLUAtTheEnd, "second conv also needs its ReLU"),
+    (UpBlockConvWithBias, "bias=False"),
+])
+def test_up_block_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_up_block, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 5: transposed size
+
+
+def transposed_out_size(n, k, s=1, p=0, output_padding=0):
+    return (n - 1) * s - 2 * p + k + output_padding
+
+
+def transposed_out_size_with_dilation_term(n, k, s=1, p=0, output_padding=0):
+    dilation = 1
+    return (n - 1) * s - 2 * p + dilation * (k - 1) + output_padding + 1
+
+
+def size_ordinary_conv_formula(n, k, s=1, p=0, output_padding=0):
+    return (n + 2 * p - k) // s + 1
+
+
+def size_adds_padding(n, k, s=1, p=0, output_padding=0):
+    return (n - 1) * s + 2 * p + k + output_padding
+
+
+def size_forgets_output_padding(n, k, s=1, p=0, output_padding=0):
+    return (n - 1) * s - 2 * p + k
+
+
+def size_removes_padding_once(n, k, s=1, p=0, output_padding=0):
+    return (n - 1) * s - p + k + output_padding
+
+
+def size_n_times_s(n, k, s=1, p=0, output_padding=0):
+    return n * s - 2 * p + k + output_padding
+
+
+def test_transposed_size_correct_answers_pass() -> None:
+    accepted(checks.check_transposed_out_size, transposed_out_size)
+    accepted(checks.check_transposed_out_size, transposed_out_size_with_dilation_term)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (size_ordinary_conv_formula, "ordinary conv formula"),
+    (size_adds_padding, "REMOVED from both sides"),
+    (size_forgets_output_padding, "forgot output_padding"),
+    (size_removes_padding_once, "not - p"),
+    (size_n_times_s, r"\(n - 1\) \* s, not n \* s"),
+])
+def test_transposed_size_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_transposed_out_size, answer, hint=hint)
