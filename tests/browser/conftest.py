@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnbook.lab import lab_arguments
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 # Folder (relative to the repository) whose notebooks are opened; override only to debug the
@@ -223,7 +225,7 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
     cmd = [
         str(jupyter), "lab", "--no-browser", "--expose-app-in-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
+        f"--IdentityProvider.token={token}", *lab_arguments(ROOT),  # as `make lab` does
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
         "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
     ]
