@@ -1,0 +1,435 @@
+"""The chapter's architectures side by side: size, compute, latency and accuracy (section 14.17).
+
+:data:`ARCHITECTURES` lists every network of the chapter with how to build it and where its
+published ImageNet top-1 accuracy comes from. :func:`count_row` counts parameters and
+multiply-accumulates (MACs) without allocating any weights (the model is built on PyTorch's
+``meta`` device); :func:`measure` adds a CPU latency at batch 1, measured on the machine it
+runs on with :func:`cnnbook.timing.time_forward`.
+
+Where the accuracies come from:
+
+* torchvision's weight enums carry the figures they were evaluated at, offline, in
+  ``weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]`` (single 224 px centre crop, ImageNet-1K
+  validation set). We use the ``IMAGENET1K_V1`` weights: the original training recipes. The
+  networks built by :mod:`cnnbook.models` (AlexNet, VGG-16, ResNet-18/50) have exactly
+  torchvision's architecture (the tests compare them), so torchvision's figure applies.
+* EfficientNet-Lite0 is not in torchvision. Its 75.1 % (FP32) is the figure in the table of
+  the authors' EfficientNet-lite README (``tensorflow/tpu``,
+  ``models/official/efficientnet/lite/README.md``); the weights :mod:`cnnbook.models.efficientnet`
+  loads are a conversion of that checkpoint.
+* LeNet-5 was built for 32 x 32 digits and has no ImageNet accuracy (``None``).
+
+MACs follow :mod:`cnnbook.summary` (conv, linear and attention products; one MAC = one multiply
+plus one add). torchvision's "GFLOPS" column holds the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnbook.summary import count_macs, count_parameters
+from cnnbook.timing import Timing, time_forward
+
+__all__ = [
+    "ARCHITECTURES",
+    "HISTORY",
+    "LITE0_TOP1",
+    "LITE0_TOP1_SOURCE",
+    "TORCHVISION_SOURCE",
+    "ArchRow",
+    "Architecture",
+    "Milestone",
+    "architecture",
+    "build",
+    "count_row",
+    "format_table",
+    "measure",
+    "plot_timeline",
+    "plot_tradeoffs",
+    "torchvision_weights",
+]
+
+TORCHVISION_SOURCE = 'torchvision weights metadata (IMAGENET1K_V1, meta["_metrics"])'
+LITE0_TOP1 = 75.1
+LITE0_TOP1_SOURCE = "EfficientNet-lite README, tensorflow/tpu (FP32 checkpoint)"
+
+
+def _tv(name: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from torchvision import models as tvm
+
+        return getattr(tvm, name)(weights=None)
+
+    make.__name__ = f"torchvision.models.{name}"
+    return make
+
+
+def _cnnbook(name: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        from cnnbook import models
+
+        return getattr(models, name)()
+
+    make.__name__ = f"cnnbook.models.{name}"
+    return make
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One network of the chapter.
+
+    Attributes:
+        name: Display name, e.g. ``"ResNet-50"``.
+        year: Year of the paper that introduced it.
+        idea: What it brought, in a few words.
+        section: The section notebook that teaches it, e.g. ``"14.6"``.
+        builder: Builds the model with random weights (no download).
+        input_shape: The input of one image, ``(1, C, H, W)``.
+        weights_enum: Name of torchvision's weight enum holding its published accuracy (or
+            ``None``).
+        top1_fixed: Accuracy taken from elsewhere when there is no torchvision entry.
+        top1_source_fixed: Where ``top1_fixed`` comes from.
+    """
+
+    name: str
+    year: int
+    idea: str
+    section: str
+    builder: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int, int] = (1, 3, 224, 224)
+    weights_enum: str | None = None
+    top1_fixed: float | None = None
+    top1_source_fixed: str = ""
+
+    @property
+    def top1(self) -> float | None:
+        """Published ImageNet-1K top-1 accuracy in percent (``None`` if there is none)."""
+        if self.weights_enum is not None:
+            return float(torchvision_weights(self.weights_enum).meta["_metrics"]["ImageNet-1K"]["acc@1"])
+        return self.top1_fixed
+
+    @property
+    def top1_source(self) -> str:
+        """Where :attr:`top1` comes from."""
+        if self.weights_enum is not None:
+            return f"{TORCHVISION_SOURCE}: {self.weights_enum}"
+        return self.top1_source_fixed or "none (not an ImageNet model)"
+
+
+def torchvision_weights(enum_name: str):  # noqa: ANN201 - a torchvision WeightsEnum member
+    """The ``IMAGENET1K_V1`` member of a torchvision weight enum (metadata only, no download).
+
+    Args:
+        enum_name: E.g. ``"ResNet50_Weights"``.
+
+    Returns:
+        ``torchvision.models.<enum_name>.IMAGENET1K_V1``.
+    """
+    from torchvision import models as tvm
+
+    enum = getattr(tvm, enum_name, None)
+    if enum is None:
+        raise ValueError(f"torchvision.models has no weight enum {enum_name!r}.")
+    return enum.IMAGENET1K_V1
+
+
+ARCHITECTURES: tuple[Architecture, ...] = (
+    Architecture("LeNet-5", 1998, "conv + pool stacks, trained end to end", "14.6",
+                 _cnnbook("LeNet5"), (1, 1, 32, 32),
+                 top1_source_fixed="none (a 32x32 digit model, never trained on ImageNet)"),
+    Architecture("AlexNet", 2012, "ReLU, dropout, GPU training at scale", "14.6",
+                 _cnnbook("AlexNet"), weights_enum="AlexNet_Weights"),
+    Architecture("VGG-16", 2014, "only 3x3 convolutions, deep and uniform", "14.6",
+                 _cnnbook("vgg16"), weights_enum="VGG16_Weights"),
+    Architecture("ResNet-18", 2015, "skip connections (basic blocks)", "14.6",
+                 _cnnbook("resnet18"), weights_enum="ResNet18_Weights"),
+    Architecture("ResNet-50", 2015, "bottleneck blocks with 1x1 convolutions", "14.7",
+                 _cnnbook("resnet50"), weights_enum="ResNet50_Weights"),
+    Architecture("MobileNetV2", 2018, "inverted residuals, depthwise convolutions", "14.8",
+                 _tv("mobilenet_v2"), weights_enum="MobileNet_V2_Weights"),
+    Architecture("MobileNetV3-L", 2019, "searched blocks, squeeze-excitation, hard-swish", "14.12",
+                 _tv("mobilenet_v3_large"), weights_enum="MobileNet_V3_Large_Weights"),
+    Architecture("EfficientNet-B0", 2019, "compound scaling of a searched base", "14.12",
+                 _tv("efficientnet_b0"), weights_enum="EfficientNet_B0_Weights"),
+    Architecture("EfficientNet-Lite0", 2020, "B0 for edge devices: no SE, ReLU6", "14.12",
+                 _cnnbook("efficientnet_lite0"), top1_fixed=LITE0_TOP1,
+                 top1_source_fixed=LITE0_TOP1_SOURCE),
+    Architecture("ConvNeXt-T", 2022, "a CNN modernised with transformer design choices", "14.14",
+                 _tv("convnext_tiny"), weights_enum="ConvNeXt_Tiny_Weights"),
+    Architecture("ViT-B/16", 2020, "a transformer on 16x16 patches, no convolutions after the stem",
+                 "14.14", _tv("vit_b_16"), weights_enum="ViT_B_16_Weights"),
+)
+
+
+def architecture(name: str) -> Architecture:
+    """Look an entry of :data:`ARCHITECTURES` up by name (case-insensitive).
+
+    Raises:
+        KeyError: Naming the known architectures.
+    """
+    for arch in ARCHITECTURES:
+        if arch.name.lower() == str(name).lower():
+            return arch
+    known = ", ".join(a.name for a in ARCHITECTURES)
+    raise KeyError(f"no architecture called {name!r}; known: {known}.")
+
+
+def build(name: str, device: str | torch.device = "cpu") -> nn.Module:
+    """Build an architecture with random weights, in eval mode.
+
+    Args:
+        name: A name from :data:`ARCHITECTURES`.
+        device: ``"meta"`` builds the structure without allocating weights (fast, enough for
+            counting parameters and MACs); ``"cpu"`` builds a runnable model.
+
+    Returns:
+        The model in eval mode.
+    """
+    arch = architecture(name)
+    with torch.device(device):
+        model = arch.builder()
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class ArchRow:
+    """One row of the comparison table.
+
+    Attributes:
+        name: Architecture name.
+        year: Year introduced.
+        params: Number of parameters.
+        macs: Multiply-accumulates of one forward pass at ``input_shape``.
+        input_shape: The input it was counted (and timed) at, ``(1, C, H, W)``.
+        top1: Published ImageNet-1K top-1 accuracy in percent, or ``None``.
+        top1_source: Where ``top1`` comes from.
+        latency_ms: Median CPU latency at batch 1 in milliseconds, or ``None`` if not measured.
+        latency: The full :class:`~cnnbook.timing.Timing`, or ``None``.
+    """
+
+    name: str
+    year: int
+    params: int
+    macs: int
+    input_shape: tuple[int, int, int, int]
+    top1: float | None
+    top1_source: str
+    latency_ms: float | None = None
+    latency: Timing | None = None
+
+
+def count_row(name: str) -> ArchRow:
+    """Parameters and MACs of one architecture, counted on the meta device (no weights).
+
+    Args:
+        name: A name from :data:`ARCHITECTURES`.
+
+    Returns:
+        The row, without latency.
+    """
+    arch = architecture(name)
+    model = build(name, "meta")
+    return ArchRow(arch.name, arch.year, count_parameters(model),
+                   count_macs(model, arch.input_shape), arch.input_shape, arch.top1, arch.top1_source)
+
+
+def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | None = None,
+            repeats: int = 5, warmup: int = 1,
+            progress: Callable[[str], None] | None = None) -> list[ArchRow]:
+    """Count every architecture and time some of them on this machine's CPU.
+
+    Args:
+        names: Architectures to include (default: all of :data:`ARCHITECTURES`, in order).
+        time_names: Which of them to time (default: all of ``names``); the others get
+            ``latency_ms=None``.
+        repeats: Timed forward passes per model (the median is reported).
+        warmup: Untimed passes first.
+        progress: Called with each architecture's name before it is processed.
+
+    Returns:
+        One :class:`ArchRow` per name, in the order given.
+
+    Raises:
+        ValueError: If ``repeats`` < 1, ``warmup`` < 0, or a name in ``time_names`` is not
+            among ``names``.
+    """
+    names = [a.name for a in ARCHITECTURES] if names is None else [architecture(n).name for n in names]
+    timed = set(names if time_names is None else (architecture(n).name for n in time_names))
+    if not timed <= set(names):
+        raise ValueError(f"time_names {sorted(timed - set(names))} are not in names.")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}.")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}.")
+    rows = []
+    for name in names:
+        if progress is not None:
+            progress(name)
+        row = count_row(name)
+        if name in timed:
+            model = build(name, "cpu")
+            x = torch.randn(row.input_shape)
+            timing = time_forward(model, x, repeats=repeats, warmup=warmup)
+            row = replace(row, latency_ms=timing.median_ms, latency=timing)
+            del model
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[ArchRow]) -> str:
+    """The rows as fixed-width text: year, parameters (M), GMACs, latency (ms), top-1 (%).
+
+    Args:
+        rows: Rows from :func:`measure` or :func:`count_row`.
+
+    Returns:
+        The table (print it).
+    """
+    header = (f"{'architecture':<19} {'year':>4} {'params':>12} {'GMACs':>7} {'input':>7} "
+              f"{'CPU ms':>8} {'top-1 %':>7}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        size = f"{r.input_shape[-2]}x{r.input_shape[-1]}"
+        lat = "-" if r.latency_ms is None else f"{r.latency_ms:.1f}"
+        acc = "-" if r.top1 is None else f"{r.top1:.1f}"
+        lines.append(f"{r.name:<19} {r.year:>4} {r.params:>12,} {r.macs / 1e9:>7.3f} {size:>7} "
+                     f"{lat:>8} {acc:>7}")
+    return "\n".join(lines)
+
+
+def plot_tradeoffs(rows: Sequence[ArchRow], title: str = "") -> Figure:
+    """Top-1 accuracy against GMACs and against measured CPU latency, both on log x axes.
+
+    Rows without an accuracy are left out of both panels; rows without a latency are left
+    out of the second (its title says how many).
+
+    Args:
+        rows: Rows from :func:`measure`.
+        title: Figure title.
+
+    Returns:
+        The figure (two panels).
+    """
+    import matplotlib.pyplot as plt
+
+    with_acc = [r for r in rows if r.top1 is not None]
+    timed = [r for r in with_acc if r.latency_ms is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, data, x_of, label in (
+        (axes[0], with_acc, lambda r: r.macs / 1e9, "multiply-adds per image (GMACs, log scale)"),
+        (axes[1], timed, lambda r: r.latency_ms, "CPU latency at batch 1 (ms, log scale)"),
+    ):
+        for r in data:
+            ax.scatter(x_of(r), r.top1, s=30 + 250 * math.sqrt(r.params / 140e6), alpha=0.7)
+            ax.annotate(r.name, (x_of(r), r.top1), textcoords="offset points", xytext=(5, 4),
+                        fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("ImageNet top-1 (%, published)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("accuracy vs compute (marker area ~ parameters)")
+    missing = len(with_acc) - len(timed)
+    axes[1].set_title("accuracy vs measured latency"
+                      + (f" ({missing} not timed)" if missing else ""))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """One event on the timeline.
+
+    Attributes:
+        year: Year of publication.
+        name: Short name.
+        what: What it contributed.
+        section: Section notebook that covers it (``""`` for the biological background).
+    """
+
+    name: str
+    year: int
+    what: str
+    section: str = ""
+
+
+HISTORY: tuple[Milestone, ...] = (
+    Milestone("Hubel & Wiesel", 1959, "single cells in cat visual cortex respond to oriented edges"),
+    Milestone("Hubel & Wiesel", 1962, "simple and complex cells: a hierarchy of receptive fields",
+              "14.3"),
+    Milestone("Neocognitron", 1980, "Fukushima: layers of local feature detectors and pooling",
+              "14.4"),
+    Milestone("LeNet", 1989, "LeCun et al.: convolutions trained by backpropagation", "14.1"),
+    Milestone("LeNet-5", 1998, "the classic conv-pool-conv-pool-FC digit reader", "14.6"),
+    Milestone("AlexNet", 2012, "ReLU, dropout, GPUs: wins ImageNet by a wide margin", "14.6"),
+    Milestone("VGG", 2014, "depth from stacks of 3x3 convolutions", "14.6"),
+    Milestone("ResNet", 2015, "skip connections make 100+ layers trainable", "14.6"),
+    Milestone("MobileNet", 2017, "depthwise separable convolutions for phones", "14.8"),
+    Milestone("EfficientNet", 2019, "compound scaling of depth, width and resolution", "14.12"),
+    Milestone("ViT", 2020, "a plain transformer on image patches", "14.14"),
+    Milestone("ConvNeXt", 2022, "a CNN redesigned with transformer-era choices", "14.14"),
+)
+
+
+def plot_timeline(events: Sequence[Milestone] = HISTORY, split: int = 2005) -> Figure:
+    """The milestones on a timeline with a broken year axis.
+
+    The biology and the early networks (before ``split``) get a compressed left panel; the
+    crowded years since get the wider right panel. Labels alternate above and below the line.
+
+    Args:
+        events: The milestones, in any order.
+        split: First year of the right panel.
+
+    Returns:
+        The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if not events:
+        raise ValueError("plot_timeline needs at least one event.")
+    events = sorted(events, key=lambda e: (e.year, e.name))
+    early = [e for e in events if e.year < split]
+    late = [e for e in events if e.year >= split]
+    panels = [p for p in (early, late) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.6), sharey=True,
+                             gridspec_kw={"width_ratios": [len(p) for p in panels]})
+    axes = [axes] if len(panels) == 1 else list(axes)
+    levels = [1.0, -1.0, 2.1, -2.1]
+    for ax, panel in zip(axes, panels, strict=True):
+        ax.axhline(0, color="0.4", lw=1.5)
+        for i, e in enumerate(panel):
+            level = levels[i % len(levels)]
+            ax.vlines(e.year, 0, level, color="0.6", lw=0.8)
+            ax.plot(e.year, 0, "o", color="tab:green" if e.year < 1980 else "tab:blue")
+            where = f" [{e.section}]" if e.section else ""
+            words, lines, line = e.what.split(), [], ""
+            for w in words:  # wrap the description at about 26 characters
+                if line and len(line) + len(w) > 26:
+                    lines.append(line)
+                    line = w
+                else:
+                    line = f"{line} {w}".strip()
+            lines.append(line)
+            ax.annotate(f"{e.year} {e.name}{where}\n" + "\n".join(lines), (e.year, level),
+                        ha="center", va="bottom" if level > 0 else "top", fontsize=7.5)
+        years = [e.year for e in panel]
+        pad = max(2.0, 0.12 * (max(years) - min(years)))
+        ax.set_xlim(min(years) - pad, max(years) + pad)
+        ax.set_ylim(-4.2, 4.2)
+        ax.set_yticks([])
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+    axes[0].set_title("From the visual cortex to ConvNeXt ([14.x] = section that covers it)",
+                      loc="left")
+    if len(axes) == 2:
+        axes[1].set_xlabel(f"the axis is broken at {split}: the right panel spans far fewer years")
+    fig.tight_layout()
+    return fig

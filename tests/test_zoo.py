@@ -1,0 +1,131 @@
+"""Tests for cnnbook.zoo: the 14.17 comparison table agrees with the counts asserted elsewhere."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+from cnnbook import zoo
+from cnnbook.summary import count_macs, count_parameters
+
+matplotlib.use("Agg")
+
+# The counts the section notebooks and the model tests assert (14.6, 14.7, 14.8, test_efficientnet).
+ASSERTED_PARAMS = {
+    "LeNet-5": 61_706,
+    "AlexNet": 61_100_840,
+    "VGG-16": 138_357_544,
+    "ResNet-18": 11_689_512,
+    "ResNet-50": 25_557_032,
+    "EfficientNet-B0": 5_288_548,
+    "EfficientNet-Lite0": 4_652_008,
+}
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, zoo.ArchRow]:
+    return {a.name: zoo.count_row(a.name) for a in zoo.ARCHITECTURES}
+
+
+def test_every_chapter_network_is_listed() -> None:
+    names = [a.name for a in zoo.ARCHITECTURES]
+    assert len(names) == len(set(names)) == 11
+    for name in ("LeNet-5", "AlexNet", "VGG-16", "ResNet-18", "ResNet-50", "MobileNetV2",
+                 "MobileNetV3-L", "EfficientNet-B0", "EfficientNet-Lite0", "ConvNeXt-T", "ViT-B/16"):
+        assert zoo.architecture(name).name == name
+    assert zoo.architecture("resnet-50").name == "ResNet-50"
+
+
+def test_counts_match_the_other_notebooks(rows: dict[str, zoo.ArchRow]) -> None:
+    for name, expected in ASSERTED_PARAMS.items():
+        assert rows[name].params == expected, name
+    assert round(rows["ResNet-18"].macs / 1e9, 3) == 1.814  # asserted in 14.6
+
+
+def test_counts_match_torchvision_metadata(rows: dict[str, zoo.ArchRow]) -> None:
+    # torchvision publishes num_params and "_ops" (GMACs, labelled GFLOPS) for each weight set
+    for arch in zoo.ARCHITECTURES:
+        if arch.weights_enum is None:
+            continue
+        meta = zoo.torchvision_weights(arch.weights_enum).meta
+        assert rows[arch.name].params == meta["num_params"], arch.name
+        assert round(rows[arch.name].macs / 1e9, 3) == pytest.approx(meta["_ops"], abs=1e-3), arch.name
+
+
+def test_meta_device_counts_equal_real_model_counts() -> None:
+    real = zoo.build("MobileNetV3-L", "cpu")
+    row = zoo.count_row("MobileNetV3-L")
+    assert next(real.parameters()).device.type == "cpu" and not real.training
+    assert row.params == count_parameters(real)
+    assert row.macs == count_macs(real, (1, 3, 224, 224))
+    lenet = zoo.count_row("LeNet-5")
+    assert lenet.input_shape == (1, 1, 32, 32)
+    # conv 6*28*28*25 + 16*10*10*150 + 120*400, fc 120*84 + 84*10
+    assert lenet.macs == 6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 120 * 400 + 120 * 84 + 84 * 10
+
+
+def test_published_accuracies_and_sources(rows: dict[str, zoo.ArchRow]) -> None:
+    assert rows["LeNet-5"].top1 is None and "never" in rows["LeNet-5"].top1_source
+    assert rows["EfficientNet-Lite0"].top1 == zoo.LITE0_TOP1 == 75.1
+    assert "tensorflow/tpu" in rows["EfficientNet-Lite0"].top1_source
+    assert rows["ResNet-50"].top1 == pytest.approx(76.13)
+    assert rows["EfficientNet-B0"].top1 == pytest.approx(77.692)
+    assert "torchvision" in rows["ViT-B/16"].top1_source
+    assert all(0 < r.top1 < 100 for r in rows.values() if r.top1 is not None)
+
+
+def test_measure_times_only_what_is_asked() -> None:
+    got = zoo.measure(["LeNet-5", "AlexNet"], time_names=["LeNet-5"], repeats=2, warmup=0)
+    assert [r.name for r in got] == ["LeNet-5", "AlexNet"]
+    assert got[0].latency_ms is not None and got[0].latency_ms > 0 and got[0].latency.repeats == 2
+    assert got[1].latency_ms is None and got[1].latency is None
+    assert got[1].params == 61_100_840
+
+
+def test_measure_rejects_bad_arguments() -> None:
+    with pytest.raises(KeyError, match="known"):
+        zoo.measure(["ResNet-51"])
+    with pytest.raises(ValueError, match="not in names"):
+        zoo.measure(["LeNet-5"], time_names=["AlexNet"])
+    with pytest.raises(ValueError, match="repeats"):
+        zoo.measure(["LeNet-5"], repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        zoo.measure(["LeNet-5"], warmup=-1)
+    with pytest.raises(ValueError, match="weight enum"):
+        zoo.torchvision_weights("NoSuch_Weights")
+
+
+def test_format_table_and_plots(rows: dict[str, zoo.ArchRow]) -> None:
+    from dataclasses import replace
+
+    table = list(rows.values())
+    table[0] = replace(table[0], latency_ms=1.5)
+    table[3] = replace(table[3], latency_ms=20.0)
+    text = zoo.format_table(table)
+    assert len(text.splitlines()) == 2 + len(table)
+    assert "138,357,544" in text and "32x32" in text and "75.1" in text
+    fig = zoo.plot_tradeoffs(table, title="t")
+    first, second = fig.axes
+    assert first.get_xscale() == second.get_xscale() == "log"
+    assert len(first.collections) == 10  # LeNet has no accuracy
+    assert len(second.collections) == 1  # only ResNet-18 has both latency and accuracy
+    assert "not timed" in second.get_title()
+
+
+def test_timeline_covers_the_history() -> None:
+    years = {m.year for m in zoo.HISTORY}
+    assert {1959, 1962, 1980, 1989, 1998, 2012, 2014, 2015, 2017, 2019, 2020, 2022} <= years
+    fig = zoo.plot_timeline()
+    assert len(fig.axes) == 2
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert len(texts) == len(zoo.HISTORY) and any("Neocognitron" in t for t in texts)
+    assert len(zoo.plot_timeline(zoo.HISTORY[:2]).axes) == 1
+    with pytest.raises(ValueError):
+        zoo.plot_timeline(())
+
+
+def test_build_runs_a_forward_pass() -> None:
+    model = zoo.build("LeNet-5")
+    with torch.inference_mode():
+        assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
