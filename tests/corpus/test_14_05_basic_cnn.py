@@ -1,0 +1,207 @@
+"""Wrong-answer corpus for the 14.5 exercises (building a basic CNN)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from corpus_tools import accepted, rejected
+from torch import nn
+
+from cnnbook.checks import basic_cnn as checks
+
+# ---------------------------------------------------------------- Exercise 1: parameter count
+
+
+def params_reference(num_classes, in_channels=3, image_size=32):
+    side = image_size // 4
+    return (9 * in_channels * 32 + 32) + (9 * 32 * 64 + 64) + (64 * side * side * 256 + 256) + (
+        256 * num_classes + num_classes)
+
+
+def params_by_layer_list(num_classes, in_channels=3, image_size=32):
+    layers = [(9 * in_channels, 32), (9 * 32, 64), (64 * (image_size // 4) ** 2, 256), (256, num_classes)]
+    return sum(f_in * f_out + f_out for f_in, f_out in layers)
+
+
+def params_without_biases(num_classes, in_channels=3, image_size=32):
+    side = image_size // 4
+    return 9 * in_channels * 32 + 9 * 32 * 64 + 64 * side * side * 256 + 256 * num_classes
+
+
+def params_one_pool(num_classes, in_channels=3, image_size=32):
+    return params_reference(num_classes, in_channels, 2 * image_size)
+
+
+def params_rgb_hard_coded(num_classes, in_channels=3, image_size=32):
+    return params_reference(num_classes, 3, image_size)
+
+
+def params_ten_classes_hard_coded(num_classes, in_channels=3, image_size=32):
+    return params_reference(10, in_channels, image_size)
+
+
+def test_params_right_answers_pass() -> None:
+    accepted(checks.check_simple_cnn_params, params_reference)
+    accepted(checks.check_simple_cnn_params, params_by_layer_list)
+
+
+def test_params_mistakes_are_named() -> None:
+    rejected(checks.check_simple_cnn_params, params_without_biases, hint="biases")
+    rejected(checks.check_simple_cnn_params, params_one_pool, hint="ONE pool")
+    rejected(checks.check_simple_cnn_params, params_rgb_hard_coded, hint="3 input channels")
+    rejected(checks.check_simple_cnn_params, params_ten_classes_hard_coded, hint="10 classes")
+
+
+# ---------------------------------------------------------------- Exercise 2: build_cnn
+
+
+def cnn_reference(in_channels, num_classes, image_size, widths):
+    layers, prev = [], in_channels
+    for width in widths:
+        layers += [nn.Conv2d(prev, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        prev = width
+    side = image_size // 2 ** len(widths)
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(prev * side * side, num_classes))
+
+
+def cnn_padding_same_shared_relu(in_channels, num_classes, image_size, widths):
+    relu, layers, prev = nn.ReLU(inplace=True), [], in_channels
+    for width in widths:
+        layers += [nn.Conv2d(prev, width, (3, 3), padding="same"), relu, nn.MaxPool2d(2, 2)]
+        prev = width
+    side = image_size // 2 ** len(widths)
+    return nn.Sequential(*layers, nn.Flatten(1), nn.Linear(prev * side * side, num_classes))
+
+
+class CnnModule(nn.Module):
+    """A hand-written module with F.relu after the pool (max-pool and ReLU commute)."""
+
+    def __init__(self, in_channels, num_classes, image_size, widths):
+        super().__init__()
+        chans = [in_channels, *widths]
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(chans, widths, strict=False))
+        side = image_size // 2 ** len(widths)
+        self.head = nn.Linear(widths[-1] * side * side, num_classes)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = F.relu(F.max_pool2d(conv(x), 2))
+        return self.head(x.flatten(1))
+
+
+def _variant(in_channels, num_classes, image_size, widths, *, pool=nn.MaxPool2d, relu_every=True,
+             stride=1, relu_on_logits=False):
+    layers, prev = [], in_channels
+    for i, width in enumerate(widths):
+        layers.append(nn.Conv2d(prev, width, 3, stride=stride, padding=1))
+        if relu_every or i == 0:
+            layers.append(nn.ReLU())
+        if stride == 1:
+            layers.append(pool(2))
+        prev = width
+    side = image_size // 2 ** len(widths)
+    tail = [nn.ReLU()] if relu_on_logits else []
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(prev * side * side, num_classes), *tail)
+
+
+def cnn_avg_pool(*args):
+    return _variant(*args, pool=nn.AvgPool2d)
+
+
+def cnn_relu_after_first_conv_only(*args):
+    return _variant(*args, relu_every=False)
+
+
+def cnn_stride_two_conv_instead_of_pool(*args):
+    return _variant(*args, stride=2)
+
+
+def cnn_relu_on_logits_not_after_convs(in_channels, num_classes, image_size, widths):
+    layers, prev = [], in_channels
+    for width in widths:
+        layers += [nn.Conv2d(prev, width, 3, padding=1), nn.MaxPool2d(2)]
+        prev = width
+    side = image_size // 2 ** len(widths)
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(prev * side * side, num_classes), nn.ReLU())
+
+
+def cnn_linear_sized_for_one_pool(in_channels, num_classes, image_size, widths):
+    model = cnn_reference(in_channels, num_classes, image_size, widths)
+    side = image_size // 2
+    model[-1] = nn.Linear(widths[-1] * side * side, num_classes)
+    return model
+
+
+def cnn_no_padding(in_channels, num_classes, image_size, widths):
+    model = cnn_reference(in_channels, num_classes, image_size, widths)
+    for m in model:
+        if isinstance(m, nn.Conv2d):
+            m.padding = (0, 0)
+    return model
+
+
+def test_build_cnn_right_answers_pass() -> None:
+    accepted(checks.check_build_cnn, cnn_reference)
+    accepted(checks.check_build_cnn, cnn_padding_same_shared_relu)
+    accepted(checks.check_build_cnn, CnnModule)
+
+
+def test_build_cnn_mistakes_are_named() -> None:
+    rejected(checks.check_build_cnn, cnn_avg_pool, hint="AvgPool2d")
+    rejected(checks.check_build_cnn, cnn_relu_after_first_conv_only, hint="Only the first conv")
+    rejected(checks.check_build_cnn, cnn_stride_two_conv_instead_of_pool, hint="stride-2")
+    rejected(checks.check_build_cnn, cnn_relu_on_logits_not_after_convs, hint="on the logits")
+    rejected(checks.check_build_cnn, cnn_linear_sized_for_one_pool, hint="Linear layer expects")
+    rejected(checks.check_build_cnn, cnn_no_padding, hint="shape|padding")
+
+
+# ---------------------------------------------------------------- Exercise 3: FixedCNN
+
+
+class FixedReference(nn.Module):
+    def __init__(self, num_classes=10, head=None, fc1_in=64 * 8 * 8, pad2=1, flatten=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=pad2)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.fc1 = nn.Linear(fc1_in, 256)
+        self.fc2 = nn.Linear(256, num_classes)
+        self.head, self.flatten = head, flatten or (lambda x: x.flatten(1))
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = self.fc2(F.relu(self.fc1(self.flatten(x))))
+        return x if self.head is None else self.head(x)
+
+
+def fixed_with_view_batch_axis(num_classes=10):
+    return FixedReference(num_classes, flatten=lambda x: x.view(x.size(0), -1))
+
+
+def fixed_keeps_softmax(num_classes=10):
+    return FixedReference(num_classes, head=lambda z: F.softmax(z, dim=1))
+
+
+def fixed_returns_log_softmax(num_classes=10):
+    return FixedReference(num_classes, head=lambda z: F.log_softmax(z, dim=1))
+
+
+def fixed_resizes_fc1_instead_of_padding(num_classes=10):
+    return FixedReference(num_classes, fc1_in=64 * 7 * 7, pad2=0)
+
+
+def fixed_hard_codes_batch_of_64(num_classes=10):
+    return FixedReference(num_classes, flatten=lambda x: x.reshape(64, -1))
+
+
+def test_fixed_cnn_right_answers_pass() -> None:
+    accepted(checks.check_fixed_cnn, FixedReference)
+    accepted(checks.check_fixed_cnn, fixed_with_view_batch_axis)
+
+
+def test_fixed_cnn_mistakes_are_named() -> None:
+    rejected(checks.check_fixed_cnn, fixed_keeps_softmax, hint="probabilities")
+    rejected(checks.check_fixed_cnn, fixed_returns_log_softmax, hint="log-probabilities")
+    rejected(checks.check_fixed_cnn, fixed_resizes_fc1_instead_of_padding, hint="padding=1")
+    rejected(checks.check_fixed_cnn, fixed_hard_codes_batch_of_64, hint="hard-coded")
+
