@@ -1,13 +1,29 @@
-"""Checks for the section 14.1 exercises (the convolution operation)."""
+"""Checks for the section 14.1 exercises (the convolution operation).
+
+Also home of :func:`judge`, the case runner the checks of sections 14.1-14.4 share. It makes the
+verdicts deterministic and the hints honest:
+
+* every check runs a fixed list of edge cases (non-square images and kernels, batches larger
+  than one, several channels, zero shifts, sizes not divisible by the stride, ...) first, then
+  random cases drawn from the check's seed; a wrong answer is caught by the fixed cases on every
+  seed;
+* a hint names a mistake only when the student's answer equals that mistaken version (recomputed
+  by the checker) on *every* case, or when the answer is right on every case except exactly
+  those with one property (e.g. "right on square kernels, wrong on the others"); otherwise the
+  message says what differs on the first failing case.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from cnnbook.checks.core import Context, call, checker, expect_tensor, forbid
+from cnnbook.checks.core import CheckFailed, Context, call, checker, expect_tensor, fail, forbid
 
 Fn = Callable[..., torch.Tensor]
 
@@ -27,93 +43,290 @@ CONV_LIBRARY = {
     "scipy.ndimage.convolve": _WHOLE, "numpy.convolve": _WHOLE, "numpy.correlate": _WHOLE,
 }
 
+NONSQUARE_HINT = ("Your answer is right on every case with square images and kernels and wrong "
+                  "on the non-square ones: keep the two sizes apart (e.g. `kh, kw = "
+                  "kernel.shape` and `h, w = image.shape[-2:]`).")
+BATCH_HINT = ("Your answer is right for a batch of one image and wrong for N > 1: handle every "
+              "image of the batch (loop over the first axis, or keep it in your tensor "
+              "operations).")
+
+
+# ------------------------------------------------------------------ the shared case runner
+
+@dataclass(frozen=True)
+class Case:
+    """One input to try a student's answer on.
+
+    Attributes:
+        args: Positional arguments for the student's function.
+        label: How to describe the arguments in a message.
+        tags: Properties of the case (``"nonsquare"``, ``"batch"``, ``"zero shift"``, ...) used to
+            recognise answers that fail exactly on the cases with one property.
+    """
+
+    args: tuple[Any, ...]
+    label: str
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class _Raised:
+    message: str
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _quiet(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run one of the checker's own (reference or mistaken) versions; an exception is a value."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - a mistaken version may raise where the student's does
+        return _Raised(f"{type(exc).__name__}: {exc}")
+
+
+def judge(fn: Callable[..., Any], cases: Sequence[Case], *, reference: Callable[..., Any],
+          compare: Callable[[Any, Any, str], Any],
+          mistakes: Sequence[tuple[str, Callable[..., Any]]] = (),
+          patterns: Sequence[tuple[str, str]] = (),
+          forbidden: Mapping[str, str] | None = None,
+          around: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
+    """Run ``fn`` on every case and fail with the first difference, naming a recognised mistake.
+
+    Args:
+        fn: The student's function.
+        cases: Fixed edge cases first, then random ones.
+        reference: Computes the expected answer from a case's arguments.
+        compare: ``compare(got, expected, label)`` raises :class:`CheckFailed` saying what
+            differs (e.g. :func:`cnnbook.checks.core.expect_tensor`); it is also used, with the
+            same tolerance, to test whether the answer equals a mistaken version.
+        mistakes: ``(hint, mistaken_fn)`` pairs: ``mistaken_fn`` takes the same arguments and
+            computes (or raises) what that mistake gives. The hint is reported only when the
+            student's answer agrees with it on every case.
+        patterns: ``(tag, hint)`` pairs: the hint is reported when the answer fails on some
+            cases, all of which carry ``tag``, and passes every case without it.
+        forbidden: Library shortcuts the exercise forbids (see :func:`forbid`).
+        around: Extra context (e.g. :func:`cnnbook.checks.core.guard`) around the student's calls.
+
+    Raises:
+        CheckFailed: On the first failing case, with the recognised mistake when there is one.
+    """
+    expected = [reference(*c.args) for c in cases]
+    outcomes: list[Any] = []
+    with (forbid(fn, forbidden) if forbidden else contextlib.nullcontext()), \
+            (around() if around else contextlib.nullcontext()):
+        for c in cases:
+            try:
+                outcomes.append(call(fn, *_clone(c.args), describe=c.label))
+            except CheckFailed as exc:
+                if " calls `" in str(exc):  # a forbidden shortcut: no point in going on
+                    raise
+                outcomes.append(_Raised(str(exc)))
+
+    def agrees(got: Any, want: Any, label: str) -> bool:
+        if isinstance(got, _Raised) or isinstance(want, _Raised):
+            return isinstance(got, _Raised) and isinstance(want, _Raised)
+        try:
+            compare(got, want, label)
+        except CheckFailed:
+            return False
+        return True
+
+    failures: list[tuple[Case, str]] = []
+    for c, got, want in zip(cases, outcomes, expected, strict=True):
+        if isinstance(got, _Raised):
+            failures.append((c, got.message))
+            continue
+        try:
+            compare(got, want, c.label)
+        except CheckFailed as exc:
+            failures.append((c, str(exc)))
+    if not failures:
+        return
+    first = failures[0][1]
+    for hint, wrong in mistakes:
+        if all(agrees(got, _quiet(wrong, c.args), c.label)
+               for c, got in zip(cases, outcomes, strict=True)):
+            fail(f"{first}\n   Likely mistake: {hint}")
+    for tag, hint in patterns:
+        if all(tag in c.tags for c, _ in failures) and any(tag not in c.tags for c in cases):
+            fail(f"{first}\n   Likely mistake: {hint}")
+    fail(first)
+
+
+# ------------------------------------------------------------------ exercise 1: correlate2d
 
 def _ref_correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(image[None, None], kernel[None, None])[0, 0]
+    return F.conv2d(image[None, None], kernel[None, None].to(image.dtype))[0, 0]
 
 
-def _random_image_kernel(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
-    kh, kw = ctx.randint(1, 4), ctx.randint(2, 5)
-    h, w = ctx.randint(kh + 1, 11), ctx.randint(kw + 1, 12)
-    return ctx.randn(h, w), ctx.randn(kh, kw)
+def _image_kernel_cases(ctx: Context, fixed: Sequence[tuple[int, int, int, int]],
+                        n_random: int) -> list[Case]:
+    shapes = list(fixed)
+    for _ in range(n_random):
+        kh, kw = ctx.randint(1, 4), ctx.randint(1, 5)
+        shapes.append((ctx.randint(kh, 10), ctx.randint(kw, 11), kh, kw))
+    cases = []
+    for h, w, kh, kw in shapes:
+        image, kernel = ctx.randn(h, w), ctx.randn(kh, kw)
+        tags = frozenset() if (h == w and kh == kw) else frozenset({"nonsquare"})
+        cases.append(Case((image, kernel), f"image {(h, w)} and kernel {(kh, kw)}", tags))
+    return cases
+
+
+# (H, W, kH, kW): non-square image and kernel both ways, a 1x1 kernel, a kernel as large as the
+# image (one output), a one-row kernel, a square case
+_CORRELATE_FIXED = [(4, 4, 3, 3), (5, 7, 2, 3), (7, 5, 3, 2), (6, 6, 2, 2), (3, 6, 1, 1),
+                    (5, 5, 5, 5), (4, 9, 1, 4), (8, 3, 3, 1)]
+
+
+def _tensor_compare(shape_hint: Callable[[str], str] | None = None) -> Callable[[Any, Any, str], Any]:
+    def compare(got: Any, want: Any, label: str) -> Any:
+        return expect_tensor(got, want, label, shape_hint=shape_hint(label) if shape_hint else "")
+    return compare
+
+
+def _correlate_loops_square_only(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    k = kernel.shape[0]  # one size for both axes
+    h, w = image.shape
+    out = image.new_zeros(h - k + 1, w - k + 1)
+    for i in range(h - k + 1):
+        for j in range(w - k + 1):
+            out[i, j] = (image[i:i + k, j:j + k] * kernel).sum()
+    return out
+
+
+def _transposed_kernel(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    if kernel.shape[0] != kernel.shape[1]:  # kernel[n, m] with m < kH, n < kW: IndexError
+        raise IndexError("index out of range")
+    return _ref_correlate(image, kernel.T)
 
 
 @checker("correlate2d")
 def check_correlate2d(ctx: Context, fn: Fn) -> str:
     """Check a single-channel valid cross-correlation ``fn(image (H, W), kernel (kH, kW))``."""
-    for _ in range(6):
-        image, kernel = _random_image_kernel(ctx)
-        desc = f"image {tuple(image.shape)} and kernel {tuple(kernel.shape)}"
-        with forbid(fn, CONV_LIBRARY):
-            got = call(fn, image.clone(), kernel.clone(), describe=desc)
-        h, w = image.shape
-        kh, kw = kernel.shape
-        expect_tensor(
-            got, _ref_correlate(image, kernel), f"correlate2d({desc})",
-            shape_hint=(f"A valid correlation has (H - kH + 1) x (W - kW + 1) = "
-                        f"{h - kh + 1} x {w - kw + 1} outputs: the kernel must fit entirely "
-                        f"inside the image at every position."),
-            wrong={
-                "You flipped the kernel: that is *true* convolution. Deep-learning "
-                "'convolution' is cross-correlation: out[i, j] = sum image[i+m, j+n] * kernel[m, n].":
-                    _ref_correlate(image, kernel.flip(0, 1)),
-                "You used the transposed kernel (kernel.T); index the kernel as kernel[m, n] "
-                "with m over rows and n over columns.":
-                    (_ref_correlate(image, kernel.T) if kh == kw else image.new_zeros(0)),
-            })
-    return "your correlate2d matches torch.nn.functional.conv2d on 6 random image/kernel pairs."
+    cases = _image_kernel_cases(ctx, _CORRELATE_FIXED, 4)
+    judge(fn, cases, reference=_ref_correlate, forbidden=CONV_LIBRARY,
+          compare=_tensor_compare(lambda _: "A valid correlation has (H - kH + 1) x (W - kW + 1) "
+                                            "outputs: the kernel must fit inside the image."),
+          mistakes=[
+              ("you flipped the kernel: that is *true* convolution. Deep-learning 'convolution' "
+               "is cross-correlation: out[i, j] = sum image[i+m, j+n] * kernel[m, n].",
+               lambda im, k: _ref_correlate(im, k.flip(0, 1))),
+              ("your loops stop one position early: a valid correlation has H - kH + 1 rows and "
+               "W - kW + 1 columns (range(h - kh + 1)).",
+               lambda im, k: _ref_correlate(im, k)[:-1, :-1]),
+              ("you used one kernel size for both axes (kernel.shape[0]); a kernel can be "
+               "non-square: kh, kw = kernel.shape.", _correlate_loops_square_only),
+              ("you indexed the kernel as kernel[n, m] (transposed); m runs over rows and n over "
+               "columns: kernel[m, n].", _transposed_kernel),
+          ],
+          patterns=[("nonsquare", NONSQUARE_HINT)])
+    return (f"your correlate2d matches torch.nn.functional.conv2d on {len(cases)} image/kernel "
+            f"pairs (non-square, 1x1 and image-sized kernels included).")
+
+
+# ------------------------------------------------------------------ exercise 2: convolve2d
+
+def _flipped_conv(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    return _ref_correlate(image, kernel.flip(0, 1))
+
+
+def _correlate_or_empty(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Like a loop version: an empty result when the kernel is one pixel too large."""
+    h, w = image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
+    if min(h, w) < 0:
+        raise RuntimeError("negative dimension")
+    return image.new_zeros(h, w) if min(h, w) == 0 else _ref_correlate(image, kernel)
 
 
 @checker("convolve2d (true convolution)")
 def check_convolve2d(ctx: Context, fn: Fn) -> str:
     """Check a single-channel valid *true* convolution (kernel flipped in both axes)."""
-    for _ in range(6):
-        image, kernel = _random_image_kernel(ctx)
-        desc = f"image {tuple(image.shape)} and kernel {tuple(kernel.shape)}"
-        with forbid(fn, CONV_LIBRARY):
-            got = call(fn, image.clone(), kernel.clone(), describe=desc)
-        expect_tensor(
-            got, _ref_correlate(image, kernel.flip(0, 1)), f"convolve2d({desc})",
-            shape_hint="Like correlation, valid convolution gives (H - kH + 1) x (W - kW + 1).",
-            wrong={
-                "This is cross-correlation: true convolution flips the kernel in BOTH axes "
-                "first (kernel.flip(0, 1)).": _ref_correlate(image, kernel),
-                "You flipped the kernel along the rows only; flip both axes (kernel.flip(0, 1)).":
-                    _ref_correlate(image, kernel.flip(0)),
-                "You flipped the kernel along the columns only; flip both axes "
-                "(kernel.flip(0, 1)).":
-                    _ref_correlate(image, kernel.flip(1)),
-            })
-    return "your convolve2d matches scipy.signal.convolve2d(mode='valid') on 6 random pairs."
+    cases = _image_kernel_cases(ctx, _CORRELATE_FIXED, 4)
+    judge(fn, cases, reference=_flipped_conv, forbidden=CONV_LIBRARY,
+          compare=_tensor_compare(lambda _: "Like correlation, valid convolution gives "
+                                            "(H - kH + 1) x (W - kW + 1)."),
+          mistakes=[
+              ("this is cross-correlation: true convolution flips the kernel in BOTH axes first "
+               "(kernel.flip(0, 1)).", _ref_correlate),
+              ("you flipped the kernel along the rows only (flip(0)); flip both axes "
+               "(kernel.flip(0, 1)).", lambda im, k: _ref_correlate(im, k.flip(0))),
+              ("you flipped the kernel along the columns only (flip(1)); flip both axes "
+               "(kernel.flip(0, 1)).", lambda im, k: _ref_correlate(im, k.flip(1))),
+              ("you transposed the kernel (kernel.T); a flip reverses the order of the rows and of "
+               "the columns: kernel.flip(0, 1).", lambda im, k: _correlate_or_empty(im, k.T)),
+              ("you rotated the kernel by 90 degrees; the flip of convolution is a half-turn "
+               "(180 degrees): kernel.flip(0, 1).",
+               lambda im, k: _correlate_or_empty(im, torch.rot90(k, 1, (0, 1)))),
+          ],
+          patterns=[("nonsquare", NONSQUARE_HINT)])
+    return (f"your convolve2d matches scipy.signal.convolve2d(mode='valid') on {len(cases)} "
+            f"pairs.")
+
+
+# ------------------------------------------------------------------ exercise 3: conv layer
+
+# (N, C_in, C_out, H, W, kH, kW)
+_LAYER_FIXED = [(1, 1, 2, 4, 4, 3, 3), (2, 3, 4, 5, 7, 2, 3), (3, 2, 1, 6, 5, 3, 1),
+                (2, 2, 3, 3, 4, 3, 4), (1, 3, 2, 5, 5, 1, 1), (4, 1, 1, 4, 6, 2, 2)]
+
+
+def _layer_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, weight, bias)
+
+
+def _no_channel_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    maps = [F.conv2d(x[:, c:c + 1], weight[o:o + 1, c:c + 1], bias[o:o + 1])
+            for o in range(weight.shape[0]) for c in range(x.shape[1])]
+    return torch.cat(maps, dim=1)
 
 
 @checker("multi-channel conv layer")
 def check_conv_layer(ctx: Context, fn: Fn) -> str:
     """Check ``fn(x (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out,))``."""
-    for _ in range(5):
-        n, c_in, c_out = ctx.randint(1, 3), ctx.randint(2, 4), ctx.randint(2, 5)
-        k = ctx.randint(1, 3)
-        h, w = ctx.randint(k + 1, 8), ctx.randint(k + 1, 9)
-        x, weight, bias = ctx.randn(n, c_in, h, w), ctx.randn(c_out, c_in, k, k), ctx.randn(c_out)
-        desc = (f"x {tuple(x.shape)}, weight {tuple(weight.shape)}, bias {tuple(bias.shape)}")
-        with forbid(fn, CONV_LIBRARY):
-            got = call(fn, x.clone(), weight.clone(), bias.clone(), describe=desc)
-        ref = F.conv2d(x, weight, bias)
-        expect_tensor(
-            got, ref, f"conv_layer({desc})",
-            shape_hint=(f"The output is (N, C_out, H - k + 1, W - k + 1) = {tuple(ref.shape)}: one "
-                        f"feature map per filter, each summing over ALL input channels."),
-            wrong={
-                "You forgot the bias: add bias[o] to every pixel of output channel o.":
-                    F.conv2d(x, weight),
-                "You added the bias once per input channel; add it once per output pixel, after "
-                "summing over the input channels.":
-                    F.conv2d(x, weight, bias * c_in),
-                "You flipped the kernels (true convolution); conv layers compute cross-correlation.":
-                    F.conv2d(x, weight.flip(2, 3), bias),
-            })
-    return "your conv layer matches torch.nn.functional.conv2d (with bias) on 5 random layers."
+    shapes = list(_LAYER_FIXED)
+    for _ in range(3):
+        kh, kw = ctx.randint(1, 3), ctx.randint(1, 3)
+        shapes.append((ctx.randint(1, 3), ctx.randint(1, 3), ctx.randint(1, 4),
+                       ctx.randint(kh, 7), ctx.randint(kw, 8), kh, kw))
+    cases = []
+    for n, c_in, c_out, h, w, kh, kw in shapes:
+        x, weight, bias = ctx.randn(n, c_in, h, w), ctx.randn(c_out, c_in, kh, kw), ctx.randn(c_out)
+        tags = {"batch"} if n > 1 else set()
+        if h != w or kh != kw:
+            tags.add("nonsquare")
+        cases.append(Case((x, weight, bias), f"x {(n, c_in, h, w)}, weight {(c_out, c_in, kh, kw)}, "
+                                             f"bias {(c_out,)}", frozenset(tags)))
+    judge(fn, cases, reference=_layer_ref, forbidden=CONV_LIBRARY,
+          compare=_tensor_compare(lambda _: "The output is (N, C_out, H - kH + 1, W - kW + 1): one "
+                                            "feature map per filter, each summing over ALL input "
+                                            "channels."),
+          mistakes=[
+              ("you forgot the bias: add bias[o] to every pixel of output channel o.",
+               lambda x, w, b: F.conv2d(x, w)),
+              ("you added the bias once per input channel; add it once per output pixel, after "
+               "summing over the input channels.", lambda x, w, b: F.conv2d(x, w, b * x.shape[1])),
+              ("you flipped the kernels (true convolution); conv layers compute cross-correlation.",
+               lambda x, w, b: F.conv2d(x, w.flip(2, 3), b)),
+              ("you averaged over the input channels; a filter SUMS its responses over all input "
+               "channels.", lambda x, w, b: F.conv2d(x, w / x.shape[1], b)),
+              ("you made one map per (filter, input channel) pair; each filter sums over ALL input "
+               "channels into ONE output map.", _no_channel_sum),
+              ("you only processed the first image of the batch (x[0]); the output needs one "
+               "result per image: shape (N, C_out, ...).", lambda x, w, b: F.conv2d(x[:1], w, b)),
+          ],
+          patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)])
+    return (f"your conv layer matches torch.nn.functional.conv2d (with bias) on {len(cases)} "
+            f"layers (batches, one and several channels, non-square kernels).")
 
+
+# ------------------------------------------------------------------ exercise 4: shift
 
 def _ref_shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     out = torch.zeros_like(image)
@@ -122,25 +335,57 @@ def _ref_shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
+def _shift_negative_slices(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    out = torch.zeros_like(image)
+    out[dy:, dx:] = image[:-dy, :-dx]  # image[:-0] is empty
+    return out
+
+
+def _shift_square_only(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    n = image.shape[0]  # one size for both axes
+    out = torch.zeros_like(image)
+    out[dy:, dx:] = image[:n - dy, :n - dx]
+    return out
+
+
+# (H, W, dy, dx): zero shifts (both, one axis), non-square, a shift of all but one row
+_SHIFT_FIXED = [(5, 5, 1, 2), (5, 7, 2, 3), (6, 4, 0, 0), (6, 4, 0, 2), (4, 6, 3, 0),
+                (5, 5, 4, 4), (7, 3, 2, 1), (4, 8, 1, 6)]
+
+
 @checker("shift")
 def check_shift(ctx: Context, fn: Fn) -> str:
     """Check ``fn(image (H, W), dy, dx)``: move content down/right, fill with zeros."""
-    for _ in range(6):
-        h, w = ctx.randint(4, 9), ctx.randint(4, 9)
-        image = ctx.randn(h, w)
-        dy, dx = ctx.randint(0, 3), ctx.randint(0, 3)
-        desc = f"image {tuple(image.shape)}, dy={dy}, dx={dx}"
-        got = call(fn, image.clone(), dy, dx, describe=desc)
-        expect_tensor(
-            got, _ref_shift(image, dy, dx), f"shift({desc})",
-            shape_hint="A shift keeps the image size: the output is (H, W).",
-            wrong={
-                "torch.roll wraps the pixels that fall off one edge around to the other; here "
-                "the vacated rows/columns must be zeros.":
-                    torch.roll(image, (dy, dx), (0, 1)),
-                "You shifted up/left; a positive dy moves content DOWN (out[i + dy] = image[i]).":
-                    _ref_shift(image.flip(0, 1), dy, dx).flip(0, 1),
-                "dy and dx are swapped: dy is the row (vertical) offset, dx the column offset.":
-                    _ref_shift(image, dx, dy),
-            })
-    return "shift moves content down/right and fills the gap with zeros."
+    shapes = list(_SHIFT_FIXED)
+    for _ in range(4):
+        h, w = ctx.randint(3, 9), ctx.randint(3, 9)
+        shapes.append((h, w, ctx.randint(0, h - 1), ctx.randint(0, w - 1)))
+    cases = []
+    for h, w, dy, dx in shapes:
+        tags = set()
+        if h != w:
+            tags.add("nonsquare")
+        if dy == 0 or dx == 0:
+            tags.add("zero shift")
+        cases.append(Case((ctx.randn(h, w), dy, dx), f"image {(h, w)}, dy={dy}, dx={dx}",
+                          frozenset(tags)))
+    judge(fn, cases, reference=_ref_shift,
+          compare=_tensor_compare(lambda _: "A shift keeps the image size: the output is (H, W)."),
+          mistakes=[
+              ("torch.roll wraps the pixels that fall off one edge around to the other; here the "
+               "vacated rows and columns must be zeros.",
+               lambda im, dy, dx: torch.roll(im, (dy, dx), (0, 1))),
+              ("you shifted up/left; a positive dy moves content DOWN (out[i + dy] = image[i]).",
+               lambda im, dy, dx: _ref_shift(im.flip(0, 1), dy, dx).flip(0, 1)),
+              ("dy and dx are swapped: dy is the row (vertical) offset, dx the column offset.",
+               lambda im, dy, dx: _ref_shift(im, dx, dy)),
+              ("image[:-dy] is EMPTY when dy = 0 (-0 is 0): slice with image[:h - dy, :w - dx] so "
+               "a zero shift works.", _shift_negative_slices),
+              ("you used one size for both axes (image.shape[0]); images can be non-square: "
+               "h, w = image.shape.", _shift_square_only),
+          ],
+          patterns=[("zero shift", "Your answer fails only when dy or dx is 0: check what your "
+                                   "slices give for a zero shift (x[:-0] is empty)."),
+                    ("nonsquare", NONSQUARE_HINT)])
+    return f"shift moves content down/right and fills with zeros, on {len(cases)} cases (zero " \
+           f"shifts and non-square images included)."
