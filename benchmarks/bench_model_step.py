@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     args = parser.parse_args()
-    tune_cpu_allocator()  # as fit() does on a CPU
+    tune_cpu_allocator()  # opt-in, process-wide: as 14.15's CPU plan asks (Plan.tune_process)
     configs = {k: v for k, v in CONFIGS.items() if not (args.no_compile and v[3])}
     steps = {name: make_step(*cfg) for name, cfg in configs.items()}
     rates: dict[str, list[float]] = {name: [] for name in configs}

@@ -109,7 +109,9 @@ def tune_cpu_allocator() -> bool:
     buffers. Raising the mmap and trim thresholds (as the environment variables
     ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` would) made CPU training steps
     about 1.5-2x faster on a 2-core machine, and the fed batches cost no more than reused ones.
-    The setting is process-wide and only affects later allocations.
+    The setting is process-wide, lasts until the process ends and only affects later
+    allocations, so nothing in cnnbook calls it for you: a notebook or script that wants the
+    speed calls it once, visibly (the benchmarks and the CPU recipe of 14.15 do).
 
     Returns:
         ``True`` if applied (Linux with glibc), ``False`` otherwise (nothing changed).
@@ -144,8 +146,6 @@ class RunSettings:
         channels_last: Keep the model and batches in channels-last (NHWC) memory layout.
         pin_memory: Let DataLoaders pin host memory (fast, asynchronous copies to a GPU).
         non_blocking: Copy batches to the device asynchronously.
-        compile: Wrap the model in ``torch.compile``.
-        tune_allocator: Call :func:`tune_cpu_allocator` before training (CPU on Linux).
     """
 
     device: torch.device
@@ -154,8 +154,6 @@ class RunSettings:
     channels_last: bool
     pin_memory: bool
     non_blocking: bool
-    compile: bool = False
-    tune_allocator: bool = False
 
     def describe(self) -> str:
         """One line, e.g. ``cpu: AMD EPYC, 2 threads | float32 | channels_last``."""
@@ -166,15 +164,11 @@ class RunSettings:
             parts.append("channels_last")
         if self.pin_memory:
             parts.append("pinned memory")
-        if self.compile:
-            parts.append("torch.compile")
-        if self.tune_allocator:
-            parts.append("malloc keeps freed memory")
         return " | ".join(parts)
 
 
 def run_settings(device: torch.device | str | None = None, amp: bool | None = None,
-                 channels_last: bool | None = None, compile: bool = False) -> RunSettings:
+                 channels_last: bool | None = None) -> RunSettings:
     """Choose precision, memory layout and transfer options for ``device``.
 
     Args:
@@ -183,7 +177,6 @@ def run_settings(device: torch.device | str | None = None, amp: bool | None = No
             computes it natively; ``False``: never (see :func:`autocast_dtype`).
         channels_last: NHWC layout; ``None`` turns it on for CPU and CUDA (on a 2-core CPU it
             made SimpleCNN training about 1.8x faster; GPUs' tensor cores prefer it too).
-        compile: Use ``torch.compile``.
 
     Returns:
         The :class:`RunSettings`.
@@ -192,8 +185,7 @@ def run_settings(device: torch.device | str | None = None, amp: bool | None = No
     dtype = autocast_dtype(dev, cpu_bf16=amp is True) if amp is not False else None
     cl = dev.type in ("cpu", "cuda") if channels_last is None else channels_last
     on_gpu = dev.type == "cuda"
-    tune = dev.type == "cpu" and platform.system() == "Linux"
-    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu, compile, tune)
+    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu)
 
 
 def load_average() -> str:

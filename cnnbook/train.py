@@ -1,20 +1,17 @@
 """Training loop, evaluation, metrics and checkpoints (sections 14.15 and 14.16).
 
-:func:`fit` trains a classifier on any loader that yields ``(images, labels)`` batches - the
-classic ``DataLoader`` or :class:`cnnbook.data.GPUBatchLoader` - and returns a
-:class:`History` with one row per epoch (loss, accuracy, learning rate, images per second,
-seconds). It picks mixed precision and memory layout from the device
-(:func:`cnnbook.device.run_settings`), shows ``tqdm.auto`` progress bars, schedules the
-learning rate (one-cycle or cosine, stepped every batch), supports label smoothing, keeps the
-best weights in an atomically written checkpoint, resumes from a checkpoint, stops cleanly on
-``KeyboardInterrupt``, and runs unchanged under ``torchrun --nproc_per_node=N`` with
-``DistributedDataParallel`` (gloo on CPU, NCCL on GPUs).
+:func:`train_one_epoch` is one pass over a loader: forward pass under autocast, loss,
+backward pass through one gradient scaler (a no-op unless float16 needs it), optimiser and
+schedule steps. :func:`fit` repeats it for a number of epochs and adds what a real run needs:
+an optimiser and a learning-rate schedule (one-cycle or cosine, stepped every batch), the
+device's precision and memory layout (:func:`cnnbook.device.run_settings`), evaluation after
+every epoch, a :class:`History`, the best weights in an atomically written checkpoint,
+resuming, ``tqdm.auto`` progress bars and a clean stop on ``KeyboardInterrupt``. Data-parallel
+training with ``torchrun`` lives in :mod:`cnnbook.distributed`.
 """
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import math
 import os
 import tempfile
@@ -27,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.device import RunSettings, run_settings, tune_cpu_allocator
+from cnnbook import distributed
+from cnnbook.device import RunSettings, run_settings
+from cnnbook.distributed import distributed_env  # noqa: F401 - re-exported (old home)
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -179,6 +178,105 @@ def _batches(loader: Iterable, settings: RunSettings) -> Iterator[tuple[torch.Te
         yield x, y.to(settings.device, non_blocking=settings.non_blocking)
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first 4-D weight is stored channels-last (NHWC)."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+def settings_for(model: nn.Module, amp: bool | None = None) -> RunSettings:
+    """Run settings that match where ``model`` is and how its weights are laid out."""
+    return run_settings(_device_of(model), amp=amp, channels_last=_is_channels_last(model))
+
+
+# --------------------------------------------------------------------------------------------
+# One epoch of training
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EpochResult:
+    """What one :func:`train_one_epoch` pass saw.
+
+    Attributes:
+        loss: Mean training loss per image (as computed during the pass, in train mode).
+        accuracy: Fraction of images classified correctly during the pass.
+        count: Images seen.
+        seconds: Wall time of the pass.
+        step_lr: The learning rate of every optimisation step.
+    """
+
+    loss: float
+    accuracy: float
+    count: int
+    seconds: float
+    step_lr: tuple[float, ...]
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    loss_fn, *, settings: RunSettings | None = None, scheduler=None,
+                    scaler: torch.amp.GradScaler | None = None, num_classes: int | None = None,
+                    max_steps: int | None = None, progress=None) -> EpochResult:
+    """One pass over ``loader``: forward, loss, backward and an optimiser step per batch.
+
+    Args:
+        model: The network, already on ``settings.device`` (put in train mode here).
+        loader: Yields ``(images (N, C, H, W), labels (N,))``; batches are moved to the device.
+        optimizer: Steps once per batch.
+        loss_fn: ``loss_fn(logits (N, K), labels (N,))`` -> mean loss, e.g.
+            ``nn.CrossEntropyLoss(label_smoothing=0.1)``.
+        settings: Device, autocast dtype and memory layout (``None``: :func:`settings_for`).
+        scheduler: Stepped after every optimiser step, if given.
+        scaler: A ``torch.amp.GradScaler`` (``None``: one enabled only when
+            ``settings.grad_scaler``, i.e. float16 autocast; disabled it changes nothing).
+        num_classes: Classes in the data, checked against the first batch's outputs.
+        max_steps: Stop after this many batches (``None``: the whole loader).
+        progress: A ``tqdm`` bar to advance once per batch, or ``None``.
+
+    Returns:
+        An :class:`EpochResult`.
+
+    Raises:
+        ValueError: If the model's outputs do not fit the labels, or no batch was seen.
+    """
+    settings = settings or settings_for(model)
+    if scaler is None:
+        scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.grad_scaler)
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=settings.device)
+    correct = torch.zeros((), dtype=torch.int64, device=settings.device)
+    seen, step_lr, start = 0, [], time.perf_counter()
+    for step, (x, y) in enumerate(_batches(loader, settings)):
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(settings):
+            out = model(x)
+            if step == 0:
+                check_outputs(out, y, num_classes)
+            loss = loss_fn(out, y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step_lr.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.detach().double() * len(y)
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if progress is not None:
+            progress.update(1)
+        if step + 1 == max_steps:
+            break
+    if seen == 0:
+        raise ValueError("The training loader yielded no batches.")
+    return EpochResult(loss_sum.item() / seen, correct.item() / seen, seen,
+                       time.perf_counter() - start, tuple(step_lr))
+
+
 # --------------------------------------------------------------------------------------------
 # Evaluation and metrics
 # --------------------------------------------------------------------------------------------
@@ -188,18 +286,25 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
                                                           torch.Tensor]:
     """Run ``model`` over ``loader`` in eval mode.
 
+    The model's memory layout is left as it is (inputs are given the same layout) and its
+    train/eval mode is restored afterwards.
+
     Args:
         model: The classifier.
         loader: Yields ``(images, labels)``.
-        device: Where to run (``None``: the model's device).
-        settings: Precision/layout (``None``: :func:`cnnbook.device.run_settings`).
+        device: Where to run; the model is moved there if it is elsewhere (``None``: the
+            model's device). Batches always go to the model's device.
+        settings: Precision/layout (``None``: :func:`settings_for` the model).
 
     Returns:
         ``(logits, predictions, labels)`` on the CPU: ``(N, K)`` float32, ``(N,)``, ``(N,)``.
     """
-    settings = settings or run_settings(device or next(model.parameters()).device)
-    if settings.channels_last:  # weights and inputs in the same layout, as during training
-        model.to(memory_format=torch.channels_last)
+    if settings is None:
+        if device is not None:
+            model.to(device)
+        settings = settings_for(model)
+    elif _device_of(model) != settings.device:
+        model.to(settings.device)
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -224,8 +329,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     Args:
         model: The classifier.
         loader: Yields ``(images, labels)``.
-        device: Where to run (``None``: the model's device).
-        settings: Precision/layout (``None``: chosen for the device).
+        device: Where to run (``None``: the model's device); see :func:`predict`.
+        settings: Precision/layout (``None``: matching the model).
 
     Returns:
         An :class:`EvalResult`.
@@ -371,7 +476,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
                              f"{str(exc).splitlines()[-1].strip()} Build the model with the "
                              "arguments used when it was saved.") from None
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if obj is not None and key in state:
+        if obj is not None and state.get(key):  # a disabled GradScaler saves an empty dict
             obj.load_state_dict(state[key])
     if state.get("history") is not None:
         state["history"] = History.from_dict(state["history"])
@@ -457,72 +562,22 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
 
 
 # --------------------------------------------------------------------------------------------
-# Data-parallel support
-# --------------------------------------------------------------------------------------------
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` as set by ``torchrun`` (``(0, 1, 0)`` otherwise)."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _init_distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    import torch.distributed as dist
-
-    rank, world, local = distributed_env()
-    if world <= 1:
-        return 0, 1, device
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        # Keep the group for later fit() calls in this process (re-creating one after
-        # destroying it can hang) and close it when the process exits.
-        atexit.register(dist.destroy_process_group)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def _shard(loader, rank: int, world: int, seed: int):
-    """Give this rank its share of the training data (GPUBatchLoader or DataLoader)."""
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    if world <= 1:
-        return loader
-    if hasattr(loader, "world_size") and hasattr(loader, "rank"):
-        if loader.world_size == 1:
-            loader.rank, loader.world_size = rank, world
-        return loader
-    if isinstance(loader, DataLoader):
-        if isinstance(loader.sampler, DistributedSampler):
-            return loader
-        sampler = DistributedSampler(loader.dataset, num_replicas=world, rank=rank,
-                                     shuffle=True, seed=seed)
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                          num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-                          drop_last=loader.drop_last,
-                          persistent_workers=loader.num_workers > 0)
-    raise TypeError(f"Cannot shard a {type(loader).__name__} across processes; use a "
-                    "DataLoader or cnnbook.data.GPUBatchLoader.")
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
+# The whole run
 # --------------------------------------------------------------------------------------------
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
         epochs: int = 10, lr: float = 0.05, optimizer: str | torch.optim.Optimizer = "sgd",
         weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
-        warmup: float = 0.2, label_smoothing: float = 0.0,
-        class_weights: torch.Tensor | None = None, freeze_batchnorm: bool = False,
+        warmup: float = 0.2, loss_fn: nn.Module | None = None,
         device: torch.device | str | None = None, amp: bool | None = None,
-        channels_last: bool | None = None, compile: bool = False,
-        checkpoint: str | Path | None = None, resume: str | Path | None = None,
-        restore_best: bool = False, seed: int | None = None, num_classes: int | None = None,
-        grad_clip: float | None = None, progress: bool = True,
+        channels_last: bool | None = None, checkpoint: str | Path | None = None,
+        resume: str | Path | None = None, seed: int | None = None,
+        num_classes: int | None = None, progress: bool = True,
         verbose: bool = True) -> History:
-    """Train a classifier and return its per-epoch history.
+    """Train a classifier with :func:`train_one_epoch` and return its per-epoch history.
 
     Args:
-        model: The network; moved to the device (and to channels-last memory) in place.
+        model: The network; moved to the device (and to channels-last memory) in place. A
+            ``DistributedDataParallel`` wrapper is accepted (see :mod:`cnnbook.distributed`).
         train_loader: Yields ``(images (N, C, H, W), labels (N,))``.
         val_loader: Optional evaluation data, scored after every epoch.
         epochs: Total epochs (when resuming, including those already done).
@@ -532,24 +587,18 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         momentum: SGD momentum.
         schedule: "onecycle", "cosine" or "constant" (stepped every batch).
         warmup: One-cycle warm-up fraction.
-        label_smoothing: Cross-entropy label smoothing (0 disables).
-        class_weights: Per-class loss weights ``(K,)``, e.g. :func:`balanced_class_weights`
-            for imbalanced data.
-        freeze_batchnorm: Keep batch-norm layers in eval mode while training (their running
-            statistics stay as loaded; their weights still train if trainable), as advised when
-            fine-tuning a pretrained network with small batches.
+        loss_fn: The training loss (``None``: ``nn.CrossEntropyLoss()``); e.g.
+            ``nn.CrossEntropyLoss(label_smoothing=0.1)`` or with
+            ``weight=balanced_class_weights(labels)`` for imbalanced data.
         device: ``None`` picks CUDA, MPS or CPU.
         amp: Mixed precision (``None``: on for CUDA; bf16 where supported, else fp16 with a
             gradient scaler).
         channels_last: NHWC memory layout (``None``: on for CPU and CUDA).
-        compile: Wrap the model in ``torch.compile``.
         checkpoint: File for the best weights (by validation accuracy); a resumable
             every-epoch checkpoint goes next to it (:func:`last_checkpoint_path`).
         resume: Continue from this checkpoint (weights, optimiser, schedule, history).
-        restore_best: Load the best weights into ``model`` when training ends.
         seed: Seed Python/NumPy/PyTorch first (same seed on a CPU, same loss curve).
         num_classes: Classes in the data; ``None`` reads ``classes`` from the loader.
-        grad_clip: Clip the gradient norm to this value.
         progress: Show ``tqdm.auto`` progress bars.
         verbose: Print the settings line and one line per epoch.
 
@@ -566,92 +615,64 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1; got {epochs}.")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}.")
     if seed is not None:
         config.seed_everything(seed)
-    settings = run_settings(device, amp=amp, channels_last=channels_last, compile=compile)
-    rank, world, dev = _init_distributed(settings.device)
-    if dev != settings.device:
-        settings = dataclasses.replace(settings, device=dev)
-    if settings.tune_allocator:
-        tune_cpu_allocator()
-    main = rank == 0
-    train_loader = _shard(train_loader, rank, world, seed or 0)
-    steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-    if steps_per_epoch == 0:
+    settings = run_settings(device, amp=amp, channels_last=channels_last)
+    plain, main = unwrap(model), distributed.is_main_process()
+    steps = len(train_loader)  # type: ignore[arg-type]
+    if steps == 0:
         raise ValueError("The training loader yields no batches (dataset smaller than one "
                          "batch with drop_last?); use a smaller batch size.")
     num_classes = num_classes if num_classes is not None else _num_classes_of(train_loader)
-
-    model.to(settings.device, memory_format=torch.channels_last if settings.channels_last
+    plain.to(settings.device, memory_format=torch.channels_last if settings.channels_last
              else torch.preserve_format)
     opt = (optimizer if isinstance(optimizer, torch.optim.Optimizer)
-           else make_optimizer(model, optimizer, lr, weight_decay, momentum))
-    sched = make_scheduler(opt, schedule, epochs * steps_per_epoch, warmup)
-    scaler = torch.amp.GradScaler(settings.device.type) if settings.grad_scaler else None
+           else make_optimizer(plain, optimizer, lr, weight_decay, momentum))
+    sched = make_scheduler(opt, schedule, epochs * steps, warmup)
+    scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.grad_scaler)
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     history, start_epoch = History(), 0
     if resume is not None:
-        state = load_checkpoint(resume, model, optimizer=opt, scheduler=sched, scaler=scaler,
-                                map_location=settings.device)
-        _check_same_schedule(state, epochs * steps_per_epoch, epochs, resume)
-        start_epoch = int(state["epoch"])
-        history = state["history"] or History()
-        history.interrupted = False
-        torch.set_rng_state(state["rng"].cpu())
-        if start_epoch >= epochs:
-            raise ValueError(f"{resume} already finished {start_epoch} epochs; ask for more "
-                             f"than that (epochs={start_epoch + 1} or more) to continue.")
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[settings.device.index] if settings.device.type == "cuda" else None)
-    if settings.compile:
-        net = torch.compile(net)
-    weight = class_weights.to(settings.device, torch.float32) if class_weights is not None else None
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
-    best_state = None
+        history, start_epoch = _resume(resume, plain, opt, sched, scaler, settings, epochs, steps)
     if verbose and main:
         print(f"Training on {settings.describe()}"
-              + (f" | {world} processes (DistributedDataParallel)" if world > 1 else ""))
-
-    epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not (progress and main),
+              + (" | DistributedDataParallel" if plain is not model else ""))
+    show = progress and main
+    epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not show,
                      initial=start_epoch, total=epochs)
     # One step bar, reset every epoch: a new bar per epoch would open a new notebook widget
     # each time (hundreds of messages in a long loop of short fits).
-    step_bar = tqdm(total=steps_per_epoch, leave=False, disable=not (progress and main))
+    step_bar = tqdm(total=steps, leave=False, disable=not show)
+    best_state = None
     try:
         for epoch in epoch_bar:
-            for loader in (train_loader, getattr(train_loader, "sampler", None)):
-                if hasattr(loader, "set_epoch"):
-                    loader.set_epoch(epoch)
-            row = _train_epoch(net, train_loader, opt, sched, scaler, criterion, settings,
-                               num_classes, grad_clip, history, epoch,
-                               step_bar, steps_per_epoch, world, freeze_batchnorm)
-            t0 = time.perf_counter()
-            if val_loader is not None:
-                res = evaluate(model, val_loader, settings=settings)
-                row.update(val_loss=res.loss, val_acc=res.accuracy)
-            else:
-                row.update(val_loss=math.nan, val_acc=math.nan)
-            row["eval_seconds"] = time.perf_counter() - t0
+            for obj in (train_loader, getattr(train_loader, "sampler", None)):
+                if hasattr(obj, "set_epoch"):
+                    obj.set_epoch(epoch)
+            step_bar.reset(total=steps)
+            step_bar.set_description(f"epoch {epoch + 1}", refresh=False)
+            res = train_one_epoch(model, train_loader, opt, loss_fn, settings=settings,
+                                  scheduler=sched, scaler=scaler, num_classes=num_classes,
+                                  progress=step_bar if show else None)
+            history.step_lr.extend(res.step_lr)
+            row = _epoch_row(epoch, res, opt, plain, val_loader, settings)
             history.rows.append(row)
             metric = row["val_acc"] if val_loader is not None else row["train_acc"]
             if history.best_metric is None or metric > history.best_metric:
                 history.best_metric, history.best_epoch = metric, epoch + 1
-                best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone().cpu() for k, v in plain.state_dict().items()}
                 if checkpoint is not None and main:
-                    save_checkpoint(checkpoint, model, epoch=epoch + 1, history=history,
+                    save_checkpoint(checkpoint, plain, epoch=epoch + 1, history=history,
                                     extra={"best_metric": metric})
             if checkpoint is not None and main:
-                save_checkpoint(last_checkpoint_path(checkpoint), model, optimizer=opt,
+                save_checkpoint(last_checkpoint_path(checkpoint), plain, optimizer=opt,
                                 scheduler=sched, scaler=scaler, epoch=epoch + 1, history=history)
             if verbose and main:
                 epoch_bar.write(history.summary().splitlines()[-1])
     except KeyboardInterrupt:
         history.interrupted = True
         if best_state is not None:
-            model.load_state_dict(best_state)
+            plain.load_state_dict(best_state)
         if main:
             print(f"\nInterrupted: kept {len(history)} finished epoch(s)"
                   + (f"; the model holds the best weights (epoch {history.best_epoch})"
@@ -659,80 +680,45 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     finally:
         step_bar.close()
         epoch_bar.close()
-    if restore_best and best_state is not None and not history.interrupted:
-        model.load_state_dict(best_state)
     return history
 
 
-def _check_same_schedule(state: dict, planned_steps: int, epochs: int,
-                         path: str | Path) -> None:
+def _epoch_row(epoch: int, res: EpochResult, opt: torch.optim.Optimizer, model: nn.Module,
+               val_loader: Iterable | None, settings: RunSettings) -> dict[str, float]:
+    """The history row: training figures summed over all processes, then validation."""
+    totals = distributed.all_reduce_sum(torch.tensor(
+        [res.loss * res.count, res.accuracy * res.count, float(res.count)],
+        dtype=torch.float64, device=settings.device))
+    loss_total, correct_total, count = totals.tolist()
+    row = {"epoch": epoch + 1, "train_loss": loss_total / count,
+           "train_acc": correct_total / count, "lr": opt.param_groups[0]["lr"],
+           "images_per_s": count / res.seconds, "seconds": res.seconds,
+           "val_loss": math.nan, "val_acc": math.nan}
+    start = time.perf_counter()
+    if val_loader is not None:
+        val = evaluate(model, val_loader, settings=settings)
+        row.update(val_loss=val.loss, val_acc=val.accuracy)
+    row["eval_seconds"] = time.perf_counter() - start
+    return row
+
+
+def _resume(path: str | Path, model: nn.Module, opt, sched, scaler, settings: RunSettings,
+            epochs: int, steps: int) -> tuple[History, int]:
+    """Restore a run from :func:`fit`'s every-epoch checkpoint; ``(history, epochs done)``."""
+    state = load_checkpoint(path, model, optimizer=opt, scheduler=sched, scaler=scaler,
+                            map_location=settings.device)
     saved = state.get("scheduler") or {}
     for key in ("total_steps", "T_max"):
-        if key in saved and saved[key] != planned_steps:
+        if key in saved and saved[key] != epochs * steps:
             raise ValueError(
                 f"{path} was trained with a learning-rate schedule of {saved[key]} steps, but "
-                f"this call plans {planned_steps} (epochs={epochs}). Resume with the same "
+                f"this call plans {epochs * steps} (epochs={epochs}). Resume with the same "
                 "epochs, batch size and schedule as the interrupted run.")
-
-
-def _train_epoch(net: nn.Module, loader: Iterable, opt: torch.optim.Optimizer,
-                 sched, scaler, criterion: nn.Module, settings: RunSettings,
-                 num_classes: int | None, grad_clip: float | None, history: History,
-                 epoch: int, bar, steps: int, world: int,
-                 freeze_batchnorm: bool = False) -> dict[str, float]:
-    """One pass over ``loader``; ``bar`` is a (possibly disabled) tqdm bar, reset here."""
-    net.train()
-    if freeze_batchnorm:
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-    loss_sum = torch.zeros((), device=settings.device, dtype=torch.float64)
-    correct = torch.zeros((), device=settings.device, dtype=torch.int64)
-    seen = 0
-    start = time.perf_counter()
-    progress = not bar.disable
-    bar.reset(total=steps)
-    bar.set_description(f"epoch {epoch + 1}", refresh=False)
-    for step, (x, y) in enumerate(_batches(loader, settings)):
-        with _autocast(settings):
-            out = net(x)
-            if step == 0:
-                check_outputs(out, y, num_classes)
-            loss = criterion(out, y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
-        history.step_lr.append(opt.param_groups[0]["lr"])
-        if sched is not None:
-            sched.step()
-        n = y.shape[0]
-        loss_sum += loss.detach().double() * n
-        correct += (out.detach().argmax(1) == y).sum()
-        seen += n
-        if progress:
-            if step % 20 == 0 or step == steps - 1:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}",
-                                acc=f"{correct.item() / seen:.1%}", refresh=False)
-            bar.update(1)
-    totals = torch.stack([loss_sum, correct.double(),
-                          torch.tensor(float(seen), dtype=torch.float64,
-                                       device=settings.device)])
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(totals)
-    loss_total, correct_total, count = totals.tolist()
-    seconds = time.perf_counter() - start
-    return {"epoch": epoch + 1, "train_loss": loss_total / count,
-            "train_acc": correct_total / count, "lr": opt.param_groups[0]["lr"],
-            "images_per_s": count / seconds, "seconds": seconds}
+    done = int(state["epoch"])
+    if done >= epochs:
+        raise ValueError(f"{path} already finished {done} epochs; ask for more than that "
+                         f"(epochs={done + 1} or more) to continue.")
+    history = state["history"] or History()
+    history.interrupted = False
+    torch.set_rng_state(state["rng"].cpu())
+    return history, done

@@ -1,0 +1,64 @@
+"""cnnbook.distributed: sharding keeps a loader's settings and never changes the caller's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_train import toy_arrays
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from cnnbook import distributed
+from cnnbook.data import GPUBatchLoader
+
+
+def _collate(batch):
+    xs, ys = zip(*batch, strict=True)
+    return torch.stack(xs) * 2, torch.stack(ys)
+
+
+def _init_worker(worker_id: int) -> None:  # pragma: no cover - runs in workers only
+    torch.manual_seed(worker_id)
+
+
+def test_shard_rebuilds_a_dataloader_with_all_its_settings() -> None:
+    ds = TensorDataset(torch.arange(10.0).view(10, 1), torch.arange(10))
+    gen = torch.Generator().manual_seed(3)
+    loader = DataLoader(ds, batch_size=5, shuffle=True, collate_fn=_collate, generator=gen,
+                        worker_init_fn=_init_worker, drop_last=True)
+    sampler_before = loader.sampler
+    mine = distributed.shard(loader, rank=1, world=2, seed=7)
+    assert mine is not loader and loader.sampler is sampler_before  # the caller's is untouched
+    assert isinstance(mine.sampler, DistributedSampler)
+    assert (mine.sampler.rank, mine.sampler.num_replicas, mine.sampler.seed) == (1, 2, 7)
+    assert mine.collate_fn is _collate and mine.worker_init_fn is _init_worker
+    assert mine.generator is gen and mine.drop_last and mine.batch_size == 5
+    x, _ = next(iter(mine))
+    assert torch.equal(x, x.round()) and (x % 2 == 0).all()  # our collate_fn ran (doubled)
+    other = distributed.shard(loader, rank=0, world=2, seed=7)
+    seen = {int(i) for ld in (mine, other) for _, ys in ld for i in ys}
+    assert seen == set(range(10))  # the two shards cover the data
+    assert distributed.shard(mine, 1, 2) is mine  # already sharded
+    assert distributed.shard(loader, 0, 1) is loader  # one process: nothing to do
+
+
+def test_shard_copies_a_gpu_batch_loader() -> None:
+    loader = GPUBatchLoader(toy_arrays(40), 8, device="cpu")
+    mine = distributed.shard(loader, rank=1, world=2)
+    assert (loader.rank, loader.world_size) == (0, 1)  # the caller's loader is unchanged
+    assert (mine.rank, mine.world_size) == (1, 2) and mine.num_samples == 20 and loader.num_samples == 40
+
+
+def test_shard_errors() -> None:
+    with pytest.raises(TypeError, match="Cannot shard a list"):
+        distributed.shard([1, 2], 0, 2)
+    with pytest.raises(ValueError, match="rank 2 is outside"):
+        distributed.shard([1, 2], 2, 2)
+
+
+def test_outside_torchrun_everything_is_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.setup("cpu") == (0, 1, torch.device("cpu"))
+    assert distributed.is_main_process()
+    t = torch.tensor([1.0, 2.0])
+    assert distributed.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
