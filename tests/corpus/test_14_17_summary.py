@@ -1,0 +1,230 @@
+"""Wrong-answer corpus for the 14.17 exercises (cnnbook.checks.choosing)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnbook import zoo
+from cnnbook.checks import choosing as checks
+from cnnbook.zoo import ArchRow
+from tests.corpus.corpus_tools import accepted, rejected
+
+
+@pytest.fixture(scope="module")
+def table() -> list[ArchRow]:
+    """The chapter's table as the notebook builds it, from torchvision's metadata (fast)."""
+    rows = []
+    for arch in zoo.ARCHITECTURES:
+        if arch.weights_enum is None:
+            rows.append(zoo.count_row(arch.name))  # LeNet-5 and Lite0 are quick to count
+            continue
+        meta = zoo.torchvision_weights(arch.weights_enum).meta
+        rows.append(ArchRow(arch.name, arch.year, meta["num_params"], round(meta["_ops"] * 1e9),
+                            arch.input_shape, arch.top1, arch.top1_source))
+    return rows
+
+
+# ------------------------------------------------------------ exercise 1: cheapest above 75.1 %
+
+def test_cheapest_above_accepts_the_answer(table: list[ArchRow]) -> None:
+    accepted(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), "EfficientNet-Lite0")
+    accepted(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), " efficientnet-lite0 ")
+    lite = next(r for r in table if r.name == "EfficientNet-Lite0")
+    accepted(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), lite)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    ("EfficientNet-B0", r"at least.*includes the bar"),          # used > instead of >=
+    ("MobileNetV3-L", r"below the bar"),                          # fewest MACs, ignoring the bar
+    ("ConvNeXt-T", r"most accurate.*fewest MACs"),                # best accuracy instead
+    ("LeNet-5", r"no published ImageNet accuracy"),               # fewest MACs of all
+    ("ResNet-50", r"costs fewer|reaches the bar but"),            # a familiar default
+    ("EfficientNet", r"not in the table"),                        # not a name in the table
+])
+def test_cheapest_above_rejects_mistakes(table: list[ArchRow], answer: str, hint: str) -> None:
+    rejected(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), answer, hint=hint)
+
+
+def test_cheapest_above_none_and_types(table: list[ArchRow]) -> None:
+    rejected(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), None, hint="is None")
+    rejected(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), 3, hint="as a string")
+
+
+# ------------------------------------------------------------ exercise 2: choose under budgets
+
+def choose_reference(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
+            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    if not fits:
+        return None
+    best = max(r.top1 for r in fits)
+    return min((r for r in fits if r.top1 == best), key=lambda r: r.macs).name
+
+
+def choose_sorted_variant(rows, max_params, max_latency_ms):
+    ok = sorted((r for r in rows if None not in (r.top1, r.latency_ms)
+                 and r.params <= max_params and r.latency_ms <= max_latency_ms),
+                key=lambda r: (-r.top1, r.macs))
+    return ok[0].name if ok else None
+
+
+def choose_strict_budgets(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
+            and r.params < max_params and r.latency_ms < max_latency_ms]
+    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
+
+
+def choose_unmeasured_fits(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.params <= max_params
+            and (r.latency_ms is None or r.latency_ms <= max_latency_ms)]
+    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
+
+
+def choose_ignores_params(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
+            and r.latency_ms <= max_latency_ms]
+    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
+
+
+def choose_fastest(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
+            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    return min(fits, key=lambda r: r.latency_ms).name if fits else None
+
+
+def choose_first_of_ties(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
+            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    return max(fits, key=lambda r: r.top1).name if fits else None
+
+
+def choose_keeps_missing_accuracy(rows, max_params, max_latency_ms):
+    fits = [r for r in rows if r.latency_ms is not None
+            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    return max(fits, key=lambda r: r.top1).name if fits else None
+
+
+def test_choose_accepts_correct_answers() -> None:
+    accepted(checks.check_choose, choose_reference)
+    accepted(checks.check_choose, choose_sorted_variant)
+    accepted(checks.check_choose, checks.ref_choose)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (choose_strict_budgets, r"at most.*<="),
+    (choose_unmeasured_fits, r"not measured"),
+    (choose_ignores_params, r"parameter budget"),
+    (choose_fastest, r"fastest.*most accurate"),
+    (choose_first_of_ties, r"ties in accuracy.*fewer MACs"),
+    (choose_keeps_missing_accuracy, r"top1 is None.*skip"),
+])
+def test_choose_rejects_mistakes(answer, hint: str) -> None:
+    rejected(checks.check_choose, answer, hint=hint)
+
+
+# ------------------------------------------------------------ exercise 3: Pareto front
+
+def _points(rows, cost):
+    return [(r.name, getattr(r, cost), r.top1) for r in rows
+            if r.top1 is not None and getattr(r, cost) is not None]
+
+
+def pareto_reference(rows, cost):
+    pts = _points(rows, cost)
+    return [n for n, c, a in pts
+            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
+
+
+def pareto_sweep_variant(rows, cost):
+    # sort by cost, then best accuracy first; keep a model if it beats every cheaper one,
+    # or ties the best exactly at the same cost (an identical twin)
+    pts = sorted(_points(rows, cost), key=lambda p: (p[1], -p[2]))
+    front, best, best_cost = [], float("-inf"), None
+    for n, c, a in pts:
+        if a > best or (a == best and c == best_cost):
+            front.append(n)
+            best, best_cost = a, c
+    return front
+
+
+def pareto_weak_domination(rows, cost):
+    pts = _points(rows, cost)
+    return [n for n, c, a in pts
+            if not any(n2 != n and c2 <= c and a2 >= a for n2, c2, a2 in pts)]
+
+
+def pareto_both_strict(rows, cost):
+    pts = _points(rows, cost)
+    return [n for n, c, a in pts if not any(c2 < c and a2 > a for _, c2, a2 in pts)]
+
+
+def pareto_always_macs(rows, cost):
+    return pareto_reference(rows, "macs")
+
+
+def pareto_unmeasured_as_zero(rows, cost):
+    pts = [(r.name, getattr(r, cost) or 0, r.top1) for r in rows if r.top1 is not None]
+    return [n for n, c, a in pts
+            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
+
+
+def test_pareto_accepts_correct_answers() -> None:
+    accepted(checks.check_pareto_front, pareto_reference)
+    accepted(checks.check_pareto_front, pareto_sweep_variant)
+    accepted(checks.check_pareto_front, lambda rows, cost: set(pareto_reference(rows, cost)))
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (pareto_weak_domination, r"identical models.*strict"),
+    (pareto_both_strict, r"same cost and lower accuracy"),
+    (pareto_always_macs, r"`cost` argument"),
+    (pareto_unmeasured_as_zero, r"not measured"),
+    (lambda rows, cost: pareto_reference(rows, cost) * 2, r"lists a model twice"),
+])
+def test_pareto_rejects_mistakes(answer, hint: str) -> None:
+    rejected(checks.check_pareto_front, answer, hint=hint)
+
+
+# ------------------------------------------------------------ exercise 4: achieved GMAC/s
+
+def throughput_reference(rows):
+    return {r.name: (r.macs / 1e9) / (r.latency_ms / 1000) for r in rows if r.latency_ms is not None}
+
+
+def throughput_variant(rows):
+    out = {}
+    for r in rows:
+        if r.latency_ms:
+            out[r.name] = r.macs * 1e3 / r.latency_ms / 1e9  # MACs per ms -> per s, in G
+    return out
+
+
+def throughput_in_ms(rows):
+    return {r.name: r.macs / 1e9 / r.latency_ms for r in rows if r.latency_ms is not None}
+
+
+def throughput_flops(rows):
+    return {r.name: 2 * r.macs / 1e9 / (r.latency_ms / 1e3) for r in rows if r.latency_ms is not None}
+
+
+def throughput_params(rows):
+    return {r.name: r.params / 1e9 / (r.latency_ms / 1e3) for r in rows if r.latency_ms is not None}
+
+
+def throughput_keeps_untimed(rows):
+    return {r.name: 0.0 if r.latency_ms is None else r.macs / 1e9 / (r.latency_ms / 1e3) for r in rows}
+
+
+def test_throughput_accepts_correct_answers() -> None:
+    accepted(checks.check_gmacs_per_second, throughput_reference)
+    accepted(checks.check_gmacs_per_second, throughput_variant)
+
+
+@pytest.mark.parametrize(("answer", "hint"), [
+    (throughput_in_ms, r"milliseconds"),
+    (throughput_flops, r"2 FLOPs"),
+    (throughput_params, r"not row.params"),
+    (throughput_keeps_untimed, r"not timed.*leave them out"),
+])
+def test_throughput_rejects_mistakes(answer, hint: str) -> None:
+    rejected(checks.check_gmacs_per_second, answer, hint=hint)
