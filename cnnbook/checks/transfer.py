@@ -1,19 +1,34 @@
 """Checks for the section 14.9 exercises (transfer learning: freezing, learning rates, inputs).
 
-The checks use an untrained ``torchvision.models.resnet18`` (``weights=None``): which weights
-it holds does not matter for freezing and optimiser set-up, and nothing is downloaded.
+The checks build small ResNet-shaped networks with torchvision's layer names (``conv1``,
+``bn1``, ``layer1`` ... ``layer4`` made of blocks ``layerN.0.conv1`` ..., ``fc``), so an answer
+written for torchvision's ResNet-18 works on them unchanged. Which weights a network holds does
+not matter for freezing and optimiser set-up, so nothing is downloaded. Every check runs its
+fixed edge cases first (a head whose width is not 512, backbone layers whose names contain
+``"fc"`` or ``"conv1"``, a model that arrives with everything trainable), so a given answer
+gets the same verdict on every seed; random cases add to them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from cnnbook.checks.core import Context, call, checker, expect_module, expect_tensor, fail, forbid
+from cnnbook.checks.core import (
+    Context,
+    as_tensor,
+    call,
+    checker,
+    expect_module,
+    expect_tensor,
+    fail,
+    forbid,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,101 +40,292 @@ TRANSFORMS = {
     "torchvision.transforms.v2.Normalize": _STEPS,
     "torchvision.transforms.v2.functional.normalize": _STEPS,
 }
+_HELPERS = "that is cnnbook's helper; write the plain PyTorch yourself."
+HELPERS = {
+    "cnnbook.pretrained.freeze": _HELPERS, "cnnbook.pretrained.unfreeze": _HELPERS,
+    "cnnbook.pretrained.train_only": _HELPERS, "cnnbook.pretrained.param_groups": _HELPERS,
+    "cnnbook.pretrained.progressive_schedule": _HELPERS,
+}
+#: ResNet stages from the output back to the input; the stem is ``conv1`` + ``bn1``.
+STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "stem")
 
 
-def _resnet18() -> nn.Module:
-    from torchvision.models import resnet18
+# ------------------------------------------------------------------------------ test networks
 
-    return resnet18(weights=None)
+class _SqueezeExcite(nn.Module):
+    """Channel attention with two small linear layers named ``fc1``/``fc2`` (as in SE-ResNets)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(c, max(1, c // 2))
+        self.fc2 = nn.Linear(max(1, c // 2), c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3))))))
+        return x * s[:, :, None, None]
 
 
-def _trainable(model: nn.Module) -> dict[str, int]:
-    return {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+class _Block(nn.Module):
+    """A BasicBlock with torchvision's names (``conv1``, ``bn1``, ``conv2``, ``bn2``, ``downsample``)."""
 
+    def __init__(self, cin: int, cout: int, stride: int, se: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.se = _SqueezeExcite(cout) if se else None
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                         nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        if self.se is not None:
+            out = self.se(out)
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class TinyResNet(nn.Module):
+    """A small ResNet with torchvision's module names and a head of ``widths[-1]`` inputs.
+
+    Args:
+        widths: Channels of ``layer1`` ... ``layer4``.
+        num_classes: Outputs of ``fc``.
+        se: Add a squeeze-and-excitation unit (``layerN.0.se.fc1``/``fc2``) to every block.
+    """
+
+    def __init__(self, widths: tuple[int, int, int, int] = (8, 12, 16, 24), num_classes: int = 10,
+                 se: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            setattr(self, f"layer{i + 1}", nn.Sequential(_Block(cin, w, 1 if i == 0 else 2, se)))
+            cin = w
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def stage_of(name: str) -> str:
+    """The ResNet stage a parameter name belongs to: ``"stem"``, ``"layer1"`` ... or ``"fc"``."""
+    top = name.split(".", 1)[0]
+    return "stem" if top in ("conv1", "bn1") else top
+
+
+def _names(model: nn.Module, ids: set[int]) -> list[str]:
+    return [n for n, p in model.named_parameters() if id(p) in ids]
+
+
+def _short_list(names: list[str], limit: int = 4) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ------------------------------------------------------------------------------ Exercise 1
 
 @checker("feature extractor")
 def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
-    """Check ``fn(model, num_classes)`` freezes the backbone and adds a trainable head."""
-    for classes in (5, ctx.randint(2, 40)):
-        model = _resnet18()
-        what = f"feature_extractor(resnet18, num_classes={classes})"
-        out = expect_module(call(fn, model, classes, describe=what), what)
+    """Check ``fn(model, num_classes)`` freezes the whole backbone and adds a trainable head.
+
+    Fixed cases: small ResNets whose heads have 24 inputs (5 classes, then 1 class) and 14
+    inputs (with squeeze-and-excitation layers nested in the blocks); then a random one.
+    """
+    cases: list[tuple[Callable[[], nn.Module], int]] = [
+        (lambda: TinyResNet(), 5), (lambda: TinyResNet(), 1),
+        (lambda: TinyResNet((6, 8, 10, 14), se=True), 3),
+        (lambda: TinyResNet(tuple(ctx.randint(4, 12) for _ in range(4)), se=ctx.randint(0, 1) == 1),
+         ctx.randint(2, 40)),
+    ]
+    for build, classes in cases:
+        model = build()
+        in_features = model.fc.in_features
+        backbone_ids = {id(p) for n, p in model.named_parameters() if not n.startswith("fc.")}
+        kind = f"a ResNet whose fc has {in_features} inputs"
+        what = f"feature_extractor({kind}, num_classes={classes})"
+        with forbid(fn, HELPERS):
+            out = expect_module(call(fn, model, classes, describe=what), what)
         fc = getattr(out, "fc", None)
-        if not isinstance(fc, nn.Linear) or fc.out_features != classes or fc.in_features != 512:
-            fail(f"{what}: model.fc should be a new nn.Linear(512, {classes}) "
-                 f"(in_features = model.fc.in_features), got {fc}.")
-        trainable = _trainable(out)
-        head = 512 * classes + classes
+        if not isinstance(fc, nn.Linear):
+            fail(f"{what}: model.fc should be a new nn.Linear, got {type(fc).__name__}.")
+        if fc.in_features != in_features:
+            fail(f"{what}: the new fc takes {fc.in_features} inputs but the backbone gives "
+                 f"{in_features}. Read the width from model.fc.in_features instead of "
+                 f"hard-coding 512.")
+        if fc.out_features != classes:
+            fail(f"{what}: the new fc has {fc.out_features} outputs, expected {classes}.")
+        if fc.bias is None:
+            fail(f"{what}: the new fc has no bias; a classification head keeps its bias "
+                 f"(nn.Linear's default bias=True).")
+        params = dict(out.named_parameters())
+        trainable = [n for n, p in params.items() if p.requires_grad]
         if not trainable:
-            fail(f"{what}: nothing is trainable. You froze after replacing fc, so the new head was "
-                 f"frozen too: freeze first, then create the new layer (new layers require "
+            fail(f"{what}: nothing is trainable. You froze after replacing fc, so the new head "
+                 f"was frozen too: freeze first, then create the new layer (new layers require "
                  f"gradients by default).")
-        if sum(trainable.values()) > head:
-            extra = sorted({n.rsplit(".", 2)[0] for n in trainable if not n.startswith("fc.")})
-            fail(f"{what}: {sum(trainable.values()):,} parameters are trainable, expected only "
-                 f"the head's {head:,}. Still trainable: {extra[:6]}... Set requires_grad = False "
-                 f"on every backbone parameter.")
-        if set(trainable) != {"fc.weight", "fc.bias"}:
-            fail(f"{what}: the trainable parameters are {sorted(trainable)}; expected fc.weight "
-                 f"and fc.bias only.")
-        x = ctx.randn(2, 3, 64, 64, dtype=torch.float32)
+        if not {"fc.weight", "fc.bias"} <= set(trainable):
+            fail(f"{what}: the new head is not fully trainable (trainable: {trainable}).")
+        extra = [n for n in trainable if not n.startswith("fc.")]
+        if extra:
+            bn_only = all(isinstance(out.get_submodule(n.rsplit(".", 1)[0]),
+                                     nn.modules.batchnorm._BatchNorm) for n in extra)
+            if bn_only:
+                fail(f"{what}: the batch-norm weights are still trainable ({_short_list(extra)}). "
+                     f"Freeze every parameter of the backbone, not only the conv layers: loop "
+                     f"over model.parameters().")
+            if len(extra) == len(backbone_ids):
+                fail(f"{what}: every backbone parameter is still trainable. Set "
+                     f"requires_grad = False on each of them (model.requires_grad = False only "
+                     f"sets an attribute on the module; use p.requires_grad = False for each "
+                     f"p in model.parameters(), or model.requires_grad_(False)).")
+            fail(f"{what}: {len(extra)} backbone parameters are still trainable "
+                 f"({_short_list(extra)}); freeze every parameter outside the new fc, nested "
+                 f"layers included.")
         out.eval()
-        logits = call(out, x, describe="a batch of 2 images")
-        expect_tensor(logits, torch.zeros(2, classes), f"{what}(x).shape", atol=float("inf"),
-                      shape_hint="The model should return (N, num_classes) logits.")
+        x = ctx.randn(2, 3, 17, 23, dtype=torch.float32)
+        logits = as_tensor(call(out, x, describe="a batch of 2 images (3, 17, 23)"),
+                           f"{what}(x)")
+        if tuple(logits.shape) != (2, classes):
+            fail(f"{what}(x) has shape {tuple(logits.shape)}; expected (2, {classes}).")
         logits.sum().backward()
         if any(p.grad is not None for n, p in out.named_parameters() if not n.startswith("fc.")):
             fail(f"{what}: a backbone parameter received a gradient.")
-    return "only the new head trains: 2,565 of 11.2M parameters for 5 classes."
+    return "only the new head trains, whatever the backbone's width."
 
 
-def _group_ids(groups: Any, what: str) -> list[tuple[set[int], float]]:
+# ------------------------------------------------------------------------------ groups
+
+def _lr_map(groups: Any, model: nn.Module, what: str) -> dict[str, float]:
+    """Parameter name -> learning rate from a student's list of optimiser groups."""
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
         fail(f"{what} should return a list of dicts like {{'params': [...], 'lr': 1e-4}}, got "
              f"{type(groups).__name__}.")
-    out = []
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: dict[str, float] = {}
     for g in groups:
         if "params" not in g or "lr" not in g:
             fail(f"{what}: every group needs 'params' and 'lr' keys, got keys {sorted(g)}.")
-        out.append(({id(p) for p in g["params"]}, float(g["lr"])))
+        params = g["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        try:
+            lr = float(g["lr"])
+        except (TypeError, ValueError):
+            fail(f"{what}: a group's 'lr' is {g['lr']!r}, not a number.")
+        for p in params:
+            if id(p) not in names:
+                fail(f"{what}: a group holds a {type(p).__name__} that is not a parameter of "
+                     f"the model.")
+            if names[id(p)] in out:
+                fail(f"{what}: {names[id(p)]} appears in two groups (the optimiser would "
+                     f"refuse it); put every parameter in exactly one group.")
+            out[names[id(p)]] = lr
+    return out
+
+
+def _same_map(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return set(a) == set(b) and all(math.isclose(a[k], b[k], rel_tol=1e-9) for k in a)
+
+
+def _expect_lr_map(got: dict[str, float], expected: dict[str, float], model: nn.Module,
+                   what: str, wrong: Mapping[str, dict[str, float]]) -> None:
+    if _same_map(got, expected):
+        return
+    for hint, value in wrong.items():
+        if _same_map(got, value):
+            fail(f"{what}: {hint}")
+    frozen = [n for n in got if not dict(model.named_parameters())[n].requires_grad]
+    if frozen:
+        fail(f"{what}: {len(frozen)} frozen parameters were handed to the optimiser "
+             f"({_short_list(frozen)}); keep only parameters with requires_grad=True.")
+    missing = [n for n in expected if n not in got]
+    if missing:
+        fail(f"{what}: {len(missing)} trainable parameters are in no group "
+             f"({_short_list(missing)}).")
+    extra = [n for n in got if n not in expected]
+    if extra:
+        fail(f"{what}: these parameters should not be in any group: {_short_list(extra)}.")
+    bad = [n for n in expected if not math.isclose(got[n], expected[n], rel_tol=1e-9)]
+    fail(f"{what}: wrong learning rate for {len(bad)} parameters, e.g. {bad[0]} has lr "
+         f"{got[bad[0]]:g}, expected {expected[bad[0]]:g}.")
+
+
+# ------------------------------------------------------------------------------ Exercise 2
+
+def _freeze_prefixes(model: nn.Module, stages: tuple[str, ...]) -> None:
+    for n, p in model.named_parameters():
+        p.requires_grad_(stage_of(n) not in stages)
+
+
+def groups_map(model: nn.Module, backbone_lr: float, head_lr: float, *,
+               head_rule: str = "fc.", frozen_too: bool = False) -> dict[str, float]:
+    """The reference answer to Exercise 2 as ``name -> lr`` (``head_rule`` reproduces mistakes).
+
+    Args:
+        model: The partly frozen model.
+        backbone_lr: Rate of the trainable backbone.
+        head_lr: Rate of ``model.fc``.
+        head_rule: ``"fc."`` (a prefix: right) or ``"fc"`` (a substring: the chapter's test).
+        frozen_too: Include frozen parameters (a mistake).
+    """
+    out = {}
+    for n, p in model.named_parameters():
+        if head_rule == "fc.":
+            head = n.startswith("fc.")
+        else:  # the chapter's substring test, applied to trainable parameters
+            head = "fc" in n and (p.requires_grad or frozen_too)
+        if head:
+            out[n] = head_lr
+        elif p.requires_grad or frozen_too:
+            out[n] = backbone_lr
     return out
 
 
 @checker("discriminative learning rates")
 def check_param_groups(ctx: Context, fn: Callable[..., list[dict]]) -> str:
-    """Check ``fn(model, backbone_lr, head_lr)`` -> optimiser groups for a partly frozen model."""
-    model = _resnet18()
-    for name, p in model.named_parameters():
-        if name.startswith(("conv1", "bn1", "layer1", "layer2")):
-            p.requires_grad_(False)
-    model.fc = nn.Linear(512, 5)
-    backbone_lr, head_lr = 10.0 ** -ctx.randint(4, 5), 10.0 ** -ctx.randint(2, 3)
-    what = f"param_groups(model, backbone_lr={backbone_lr:g}, head_lr={head_lr:g})"
-    groups = _group_ids(call(fn, model, backbone_lr, head_lr, describe=what), what)
-    named = dict(model.named_parameters())
-    head = {id(p) for n, p in named.items() if n.startswith("fc.")}
-    body = {id(p) for n, p in named.items() if p.requires_grad and not n.startswith("fc.")}
-    frozen = {id(p) for p in named.values() if not p.requires_grad}
-    seen: list[int] = [i for ids, _ in groups for i in ids]
-    if len(seen) != len(set(seen)):
-        fail(f"{what}: some parameters appear in two groups (the optimiser would refuse them); "
-             f"the head's parameters belong only to the head group.")
-    if frozen & set(seen):
-        fail(f"{what}: {len(frozen & set(seen))} frozen parameters were handed to the optimiser; "
-             f"keep only parameters with requires_grad=True.")
-    by_lr: dict[float, set[int]] = {}
-    for ids, lr in groups:
-        by_lr.setdefault(lr, set()).update(ids)
-    if by_lr.get(head_lr) != head:
-        fail(f"{what}: the group with lr={head_lr:g} should hold exactly the new fc layer's 2 "
-             f"tensors, got {len(by_lr.get(head_lr, set()))} tensors.")
-    if by_lr.get(backbone_lr) != body:
-        fail(f"{what}: the group with lr={backbone_lr:g} should hold the {len(body)} trainable "
-             f"backbone tensors (layer3, layer4), got {len(by_lr.get(backbone_lr, set()))}.")
-    torch.optim.Adam([{"params": [named[n] for n in named if id(named[n]) in ids], "lr": lr}
-                      for ids, lr in groups])
-    return "two groups: small learning rate for the unfrozen backbone, larger for the new head."
+    """Check ``fn(model, backbone_lr, head_lr)`` -> optimiser groups for a partly frozen model.
 
+    Fixed cases: a ResNet with squeeze-and-excitation layers named ``se.fc1``/``se.fc2`` in
+    every block (a name test ``"fc" in name`` puts them in the head), stem to layer2 frozen;
+    the same with only the stem frozen; then a random freezing.
+    """
+    cases = [(True, ("stem", "layer1", "layer2"), 1e-4, 1e-3),
+             (True, ("stem",), 3e-5, 2e-3),
+             (ctx.randint(0, 1) == 1, STAGES_FROM_TOP[ctx.randint(1, 4):],
+              10.0 ** -ctx.randint(4, 6), 10.0 ** -ctx.randint(2, 3))]
+    for se, frozen, backbone_lr, head_lr in cases:
+        model = TinyResNet(se=se)
+        _freeze_prefixes(model, frozen)
+        what = (f"param_groups(model with {' + '.join(frozen)} frozen"
+                f"{' and se.fc1/se.fc2 layers' if se else ''}, backbone_lr={backbone_lr:g}, "
+                f"head_lr={head_lr:g})")
+        with forbid(fn, HELPERS):
+            got = call(fn, model, backbone_lr, head_lr, describe=what)
+        got_map = _lr_map(got, model, what)
+        _expect_lr_map(got_map, groups_map(model, backbone_lr, head_lr), model, what, wrong={
+            "the backbone's squeeze-and-excitation layers (layerN.0.se.fc1, ...) went to the "
+            "head: a name test like `'fc' in name` matches any name containing 'fc'. Take the "
+            "head's parameters from model.fc.parameters() (or names starting with 'fc.').":
+                groups_map(model, backbone_lr, head_lr, head_rule="fc"),
+            "the learning rates are swapped: the pretrained backbone gets the small "
+            "backbone_lr, the new head the larger head_lr.":
+                groups_map(model, head_lr, backbone_lr),
+            "frozen parameters were handed to the optimiser; keep only parameters with "
+            "requires_grad=True.": groups_map(model, backbone_lr, head_lr, frozen_too=True),
+        })
+        try:
+            torch.optim.Adam(got)
+        except Exception as exc:  # noqa: BLE001 - report the optimiser's complaint
+            fail(f"{what}: torch.optim.Adam refused the groups: {type(exc).__name__}: {exc}")
+    return "the new head learns at head_lr, the trainable backbone at backbone_lr, frozen layers not at all."
+
+
+# ------------------------------------------------------------------------------ Exercise 3
 
 def _ref_normalize(image: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(image).permute(2, 0, 1).double() / 255.0
@@ -129,25 +335,134 @@ def _ref_normalize(image: np.ndarray) -> torch.Tensor:
 
 @checker("ImageNet preprocessing")
 def check_imagenet_normalize(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(image uint8 (H, W, 3))`` -> float (3, H, W) tensor normalised for ImageNet."""
+    """Check ``fn(image uint8 (H, W, 3))`` -> float (3, H, W) tensor normalised for ImageNet.
+
+    Fixed cases: non-square images both ways (5 x 7 and 7 x 4) and a 1 x 1 image; then random
+    sizes.
+    """
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(3, 1, 1)
-    for _ in range(4):
-        h, w = ctx.randint(4, 12), ctx.randint(4, 12)
+    sizes = [(5, 7), (7, 4), (1, 1), (ctx.randint(2, 12), ctx.randint(2, 12))]
+    for h, w in sizes:
         image = (ctx.rand(h, w, 3) * 256).clamp(max=255).to(torch.uint8).numpy()
         what = f"imagenet_normalize(uint8 image of shape {image.shape})"
+        given = image.copy()
         with forbid(fn, TRANSFORMS):
-            got = call(fn, image.copy(), describe=what)
+            got = call(fn, given, describe=what)
+        if not np.array_equal(given, image):
+            fail(f"{what} changed the input image in place; work on a copy.")
         ref = _ref_normalize(image)
         raw = torch.from_numpy(image).permute(2, 0, 1).double()
+        own = raw / 255
+
+        def own_stats(own: torch.Tensor = own) -> torch.Tensor:
+            flat = own.flatten(1)
+            return (own - flat.mean(1).view(3, 1, 1)) / flat.std(1).view(3, 1, 1)
+
         expect_tensor(got, ref, what, wrong={
             "You skipped the division by 255: ToTensor maps pixels to [0, 1] before "
             "normalising.": (raw - mean) / std,
-            "You swapped mean and std.": (raw / 255 - std) / mean,
-            "You scaled to [0, 1] but did not normalise with the ImageNet mean and std.": raw / 255,
+            "You swapped mean and std.": (own - std) / mean,
+            "You scaled to [0, 1] but did not normalise with the ImageNet mean and std.": own,
             "The channels are reversed (BGR): the ImageNet statistics are in RGB order.":
                 (raw.flip(0) / 255 - mean) / std,
+            "You used reshape/view to go from (H, W, 3) to (3, H, W): that keeps the memory "
+            "order and mixes pixels and channels; use permute(2, 0, 1).":
+                (torch.from_numpy(image.copy()).reshape(3, h, w).double() / 255 - mean) / std,
+            "You normalised with the image's own mean and std; a pretrained network expects "
+            "the fixed ImageNet statistics it was trained with.": own_stats,
         }, shape_hint="Return channels first: (3, H, W), as PyTorch models expect.", atol=1e-4)
-        if isinstance(got, torch.Tensor) and not got.is_floating_point():
-            fail(f"{what} should be a float tensor.")
+        if not got.is_floating_point():
+            fail(f"{what} should be a float tensor, got {got.dtype}.")
     return "your preprocessing matches ToTensor() + Normalize(ImageNet mean, std)."
+
+
+# ------------------------------------------------------------------------------ Exercise 4
+
+def unfreeze_map(model: nn.Module, k: int, head_lr: float, decay: float, *,
+                 variant: str = "") -> dict[str, float]:
+    """The reference answer to Exercise 4 as ``name -> lr``; ``variant`` reproduces a mistake.
+
+    The head ``fc`` trains at ``head_lr``; the ``i``-th stage from the top (``layer4`` is 1,
+    the stem ``conv1`` + ``bn1`` is 5) trains at ``head_lr / decay**i`` when ``i <= k``.
+
+    Variants: ``"substring"`` (stem found with ``"conv1" in name or "bn1" in name``, tested
+    before the layer names), ``"exponent"`` (``decay**(i - 1)``), ``"bottom"`` (the first
+    ``k`` stages from the input instead of the last).
+    """
+    order = list(STAGES_FROM_TOP[::-1]) if variant == "bottom" else list(STAGES_FROM_TOP)
+    rank = {s: i + 1 for i, s in enumerate(order)}
+    if variant == "bottom":
+        rank = {s: len(order) - i for i, s in enumerate(order)}  # lr still by depth from the top
+    chosen = set(order[:k])
+    out = {}
+    for n, _ in model.named_parameters():
+        stage = stage_of(n)
+        if variant == "substring" and ("conv1" in n or "bn1" in n):
+            stage = "stem"
+        if stage == "fc":
+            out[n] = head_lr
+        elif stage in chosen:
+            i = rank[stage] - (1 if variant == "exponent" else 0)
+            out[n] = head_lr / decay ** i
+    return out
+
+
+@checker("progressive unfreezing")
+def check_unfreeze_last(ctx: Context, fn: Callable[..., list[dict]]) -> str:
+    """Check ``fn(model, k, head_lr, decay)``: trainable head + last ``k`` stages, layer-wise rates.
+
+    Fixed cases, each on a model left in the state of an earlier phase: k = 2 on a model whose
+    parameters are all trainable, k = 0 (head only) and k = 5 (everything, stem included) on
+    a fully frozen one, k = 3 with decay 2.6; then a random case.
+    """
+    cases = [(2, "all trainable", 1e-3, 10.0), (0, "all frozen", 1e-3, 10.0),
+             (5, "all frozen", 2e-3, 10.0), (3, "all frozen", 1e-2, 2.6),
+             (ctx.randint(1, 5), ctx.choice(["all trainable", "all frozen"]),
+              10.0 ** -ctx.randint(2, 4), ctx.choice([2.0, 2.6, 10.0]))]
+    for k, state, head_lr, decay in cases:
+        model = TinyResNet()
+        model.requires_grad_(state == "all trainable")
+        what = f"unfreeze_last(model ({state}), k={k}, head_lr={head_lr:g}, decay={decay:g})"
+        with forbid(fn, HELPERS):
+            got = call(fn, model, k, head_lr, decay, describe=what)
+        expected = unfreeze_map(model, k, head_lr, decay)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        if trainable != set(expected):
+            if trainable > set(expected) and state == "all trainable":
+                fail(f"{what}: {len(trainable - set(expected))} parameters outside the last {k} "
+                     f"stages are still trainable ({_short_list(sorted(trainable - set(expected)))}"
+                     f"). The model may come from an earlier phase with more layers unfrozen: "
+                     f"freeze everything first, then unfreeze the head and the last k stages.")
+            wrong_sets = {
+                "`'conv1' in name or 'bn1' in name` also matches layer1.0.conv1, layer3.0.bn1 "
+                "and every block's first conv: find the stem with name.startswith(('conv1.', "
+                "'bn1.')).": unfreeze_map(model, k, head_lr, decay, variant="substring"),
+                f"you unfroze the first {k} stages from the input; progressive unfreezing "
+                f"starts at the output (layer4 first, the stem last).":
+                    unfreeze_map(model, k, head_lr, decay, variant="bottom"),
+            }
+            for hint, value in wrong_sets.items():
+                if trainable == set(value):
+                    fail(f"{what}: {hint}")
+            missing, extra = set(expected) - trainable, trainable - set(expected)
+            fail(f"{what}: the trainable parameters are wrong: "
+                 + (f"should train but frozen: {_short_list(sorted(missing))}; " if missing else "")
+                 + (f"should be frozen but train: {_short_list(sorted(extra))}." if extra else ""))
+        got_map = _lr_map(got, model, what)
+        _expect_lr_map(got_map, expected, model, what, wrong={
+            "`'conv1' in name or 'bn1' in name` also matches layer1.0.conv1, layer3.0.bn1 and "
+            "every block's first conv: find the stem with name.startswith(('conv1.', 'bn1.')).":
+                unfreeze_map(model, k, head_lr, decay, variant="substring"),
+            "the exponent is off by one: layer4 (the first stage below the head) already "
+            "trains decay times slower than the head, at head_lr / decay; stage i from the top "
+            "at head_lr / decay**i.": unfreeze_map(model, k, head_lr, decay, variant="exponent"),
+            f"you unfroze the first {k} stages from the input; progressive unfreezing starts "
+            f"at the output (layer4 first, the stem last).":
+                unfreeze_map(model, k, head_lr, decay, variant="bottom"),
+        })
+        try:
+            torch.optim.SGD(got)
+        except Exception as exc:  # noqa: BLE001 - report the optimiser's complaint
+            fail(f"{what}: torch.optim.SGD refused the groups: {type(exc).__name__}: {exc}")
+    return "the head and the last k stages train, each stage decay times slower than the one above."

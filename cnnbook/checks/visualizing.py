@@ -1,20 +1,36 @@
-"""Checks for the section 14.10 exercises (visualising features: hooks, Grad-CAM, filters)."""
+"""Checks for the section 14.10 exercises (visualising features: hooks, Grad-CAM, filters,
+activation maximisation).
+
+The checks use :func:`tiny_cnn`, a small random CNN with nested layers (``layer1.0.conv1``
+sits inside a residual block, next to a top-level ``conv1``), so an answer that only finds
+top-level layers, or matches names by substring, is caught. Every check runs fixed edge cases
+first (nested names, non-square images, a forward pass that raises, a heat map that is
+positive everywhere, odd widths, ...) so a given answer gets the same verdict on every seed;
+random cases add to them. :func:`cnnbook.checks.core.preserved_state` makes sure the student's
+code leaves no hook behind, also when the forward pass raises, and restores grad mode,
+train/eval mode and ``requires_grad``.
+"""
 
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
 from cnnbook.checks.core import (
+    CheckFailed,
     Context,
+    as_tensor,
     call,
     checker,
     expect_tensor,
     fail,
     forbid,
+    preserved_state,
 )
 
 _OURS = "that is cnnbook's own answer; write yours."
@@ -22,70 +38,151 @@ _WHOLE = "it does the whole exercise; write the hooks yourself."
 HOOK_LIBRARY = {
     "cnnbook.interpret.feature_maps": _OURS, "cnnbook.interpret.capture_outputs": _OURS,
     "cnnbook.interpret.layer_output": _OURS, "cnnbook.interpret.grad_cam": _OURS,
+    "cnnbook.interpret.activation_maximization": _OURS,
     "torchvision.models.feature_extraction.create_feature_extractor": _WHOLE,
     "pytorch_grad_cam.GradCAM": _WHOLE,
 }
+NESTED_HINT = ("works for top-level layers but not for the nested layer {name!r}: "
+               "getattr(model, name) and model.named_children() only see the top level. Look "
+               "the layer up with dict(model.named_modules())[name] or model.get_submodule(name).")
+
+
+class _Block(nn.Module):
+    """A residual block: ``conv2(relu(conv1(x))) + shortcut(x)`` (names as in a ResNet)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, (3, 5), padding=(1, 2))
+        self.shortcut = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.relu(self.conv1(x))) + self.shortcut(x)
 
 
 def tiny_cnn(classes: int = 4) -> nn.Sequential:
-    """A small random CNN with named layers (``conv1 ... fc``) for hook and Grad-CAM checks."""
+    """A small random CNN with top-level and nested layers for hook and Grad-CAM checks.
+
+    Layers: ``conv1``, ``relu1``, ``pool``, ``layer1`` (a residual block ``layer1.0`` with
+    ``layer1.0.conv1``, ``layer1.0.relu``, ``layer1.0.conv2``, ``layer1.0.shortcut``),
+    ``relu2``, ``gap``, ``flat``, ``fc``.
+    """
     return nn.Sequential(OrderedDict(
         conv1=nn.Conv2d(3, 6, 3, padding=1), relu1=nn.ReLU(), pool=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(6, 8, 3, padding=1), relu2=nn.ReLU(),
+        layer1=nn.Sequential(_Block(6, 8)), relu2=nn.ReLU(),
         gap=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, classes)))
 
 
-def _hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks)
-               for m in model.modules())
+def _layer_io(model: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor,
+                                                                     torch.Tensor]:
+    """(input, output, final output) of the named layer for ``x`` (no gradients)."""
+    store: dict[str, torch.Tensor] = {}
 
+    def hook(_m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        store["in"], store["out"] = args[0].detach(), out.detach()
+
+    handle = model.get_submodule(name).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            final = model(x)
+    finally:
+        handle.remove()
+    return store["in"], store["out"], final
+
+
+def fixed(seed: int, build: Callable[[], object]) -> object:
+    """Build something with torch's global RNG seeded by ``seed`` (the caller's RNG untouched).
+
+    Fixed edge cases use it for their models and inputs, so they are the same on every seed
+    of the check and a given answer always gets the same verdict.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what: str) -> None:
+    """Call ``fn`` on an input that makes the forward pass raise; hooks must be gone after."""
+    with preserved_state(model, what=what):
+        try:
+            fn(model, *args)
+        except Exception:  # noqa: BLE001 - raising is expected here; only the state counts
+            pass
+
+
+# ------------------------------------------------------------------------------ Exercise 1
 
 @checker("feature maps with a forward hook")
 def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(model, x, layer_name)`` returns that layer's output and removes its hook."""
-    model = tiny_cnn().eval()
-    for name in ("conv1", "pool", "relu2", "conv2"):
-        x = ctx.randn(2, 3, 2 * ctx.randint(3, 6), 2 * ctx.randint(3, 6), dtype=torch.float32)
-        what = f"get_feature_maps(model, x {tuple(x.shape)}, {name!r})"
-        before = _hook_count(model)
-        with forbid(fn, HOOK_LIBRARY):
-            got = call(fn, model, x, name, describe=what)
-        if _hook_count(model) > before:
-            fail(f"{what} left a hook on the model: keep the handle returned by "
-                 f"register_forward_hook and call handle.remove() (in a finally: block), or "
-                 f"every later forward pass will run it again.")
-        ref = None
-        out = x
-        for layer_name, layer in model.named_children():
-            out = layer(out)
-            if layer_name == name:
-                ref = out.detach()
-                break
-        assert ref is not None
-        expect_tensor(got, ref, what, wrong={
-            "That is the model's final output; the hook must store the output of the named layer.":
-                model(x).detach(),
-        }, shape_hint="Return the output the hooked layer produced (N, C_l, H_l, W_l).")
-        if got.requires_grad:
-            fail(f"{what} still requires grad: store output.detach() (or run under torch.no_grad()) "
-                 f"so the feature maps do not keep the graph alive.")
-    return "the hook captures the named layer's output and is removed afterwards."
+    """Check ``fn(model, x, layer_name)`` returns that layer's output and removes its hook.
 
+    Fixed cases, in order: the top-level ``"pool"`` and ``"conv1"`` (a substring match would
+    also hook ``layer1.0.conv1``), the nested ``"layer1.0.conv1"`` and ``"layer1.0"``, all
+    on a batch of 2 non-square images; then an input with 4 channels, on which the forward
+    pass raises: the hook must still be removed. A random layer and size add to them.
+    """
+    model = fixed(100, lambda: tiny_cnn().eval())
+    cases = [(name, fixed(101 + i, lambda n=n, h=h, w=w: torch.randn(n, 3, h, w)))
+             for i, (name, (n, h, w)) in enumerate([
+                 ("pool", (2, 10, 14)), ("conv1", (2, 10, 14)), ("layer1.0.conv1", (3, 12, 8)),
+                 ("layer1.0", (2, 9, 11))])]
+    cases.append((ctx.choice(["relu1", "layer1.0.conv2", "layer1.0.shortcut", "relu2", "layer1"]),
+                  ctx.randn(ctx.randint(1, 3), 3, 2 * ctx.randint(3, 7), 2 * ctx.randint(3, 7),
+                            dtype=torch.float32)))
+    top_level_ok = False
+    for name, x in cases:
+        what = f"get_feature_maps(model, x {tuple(x.shape)}, {name!r})"
+        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
+            try:
+                got = call(fn, model, x.clone(), name, describe=what)
+            except CheckFailed as exc:
+                if top_level_ok and "." in name:
+                    fail(f"{what} {NESTED_HINT.format(name=name)} ({exc})")
+                raise
+        if got is None and top_level_ok and "." in name:
+            fail(f"{what} returned None: it {NESTED_HINT.format(name=name)}")
+        inp, ref, final = _layer_io(model, x, name)
+        wrong = {
+            "That is the model's final output; the hook must store the output of the named "
+            "layer.": final,
+            "You stored the layer's INPUT; a forward hook is called as hook(module, inputs, "
+            "output): keep the third argument.": inp,
+        }
+        if name == "conv1":
+            wrong["A substring test (`layer_name in name`) also hooked layer1.0.conv1, whose "
+                  "output came last; compare names with ==."] = _layer_io(
+                model, x, "layer1.0.conv1")[1]
+        got = expect_tensor(got, ref, what, wrong=wrong,
+                            shape_hint="Return the output the hooked layer produced.")
+        if got.requires_grad:
+            fail(f"{what} still requires grad: store output.detach() (or run under "
+                 f"torch.no_grad()) so the feature maps do not keep the graph alive.")
+        top_level_ok = top_level_ok or "." not in name
+    _run_raising(fn, model, (torch.zeros(1, 4, 8, 8), "layer1.0.conv2"),
+                 "get_feature_maps on an input whose forward pass raises")
+    return "the hook captures the named layer's output (nested layers too) and is always removed."
+
+
+# ------------------------------------------------------------------------------ Exercise 2
 
 def reference_grad_cam(model: nn.Module, x: torch.Tensor, target_class: int, layer: str,
                        variant: str = "") -> torch.Tensor:
-    """The chapter's Grad-CAM at the layer's resolution, min-max scaled; ``variant`` names a
-    common mistake to reproduce it."""
+    """Grad-CAM at the layer's resolution, min-max scaled; ``variant`` reproduces a mistake.
+
+    Variants: ``"no_relu"``, ``"act_weights"`` (channels weighted by mean activation),
+    ``"all_classes"`` (the sum of all logits back-propagated), ``"no_norm"`` (not scaled),
+    ``"max_only"`` (divided by the max without subtracting the min).
+    """
     store: dict[str, torch.Tensor] = {}
-    module = dict(model.named_modules())[layer]
 
     def hook(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
-        out.retain_grad()
         store["a"] = out
 
-    handle = module.register_forward_hook(hook)
+    handle = model.get_submodule(layer).register_forward_hook(hook)
     try:
-        logits = model(x)
+        with torch.enable_grad():
+            logits = model(x)
     finally:
         handle.remove()
     score = logits.sum() if variant == "all_classes" else logits[0, target_class]
@@ -98,57 +195,150 @@ def reference_grad_cam(model: nn.Module, x: torch.Tensor, target_class: int, lay
         cam = torch.relu(cam)
     if variant == "no_norm":
         return cam
-    cam = cam - cam.min()
+    if variant != "max_only":
+        cam = cam - cam.min()
     return cam / (cam.max() + 1e-8)
+
+
+def positive_cam_model(classes: int = 4, target: int = 1) -> nn.Sequential:
+    """A :func:`tiny_cnn` whose Grad-CAM map at ``relu2`` for ``target`` is positive everywhere.
+
+    The shortcut's bias makes every ``relu2`` activation positive and the head's weights for
+    ``target`` are positive, so the map's minimum is well above zero: scaling by the maximum
+    alone then differs from min-max scaling.
+    """
+    model = tiny_cnn(classes)
+    with torch.no_grad():
+        model.layer1[0].shortcut.bias.fill_(3.0)
+        model.fc.weight[target].abs_().add_(0.1)
+    return model.eval()
 
 
 @checker("Grad-CAM")
 def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(model, image (1, C, H, W), target_class, layer_name)`` -> (H_l, W_l) in [0, 1]."""
-    done = 0
-    while done < 4:
+    """Check ``fn(model, image (1, C, H, W), target_class, layer_name)`` -> (H_l, W_l) in [0, 1].
+
+    Fixed cases: a map positive everywhere at ``relu2`` (min-max scaling differs from dividing
+    by the max), the nested ``layer1.0.conv2`` and ``layer1.0`` on non-square images, the
+    first and the last class; an input on which the forward pass raises (the hooks must still
+    be removed); then random models, classes and layers.
+    """
+    cases = [(fixed(200, lambda: positive_cam_model(4, 1)), 1, "relu2",
+              fixed(201, lambda: torch.randn(1, 3, 12, 16))),
+             (fixed(202, lambda: tiny_cnn(4).eval()), 0, "layer1.0.conv2",
+              fixed(203, lambda: torch.randn(1, 3, 14, 10))),
+             (fixed(204, lambda: tiny_cnn(3).eval()), 2, "layer1.0",
+              fixed(205, lambda: torch.randn(1, 3, 10, 12)))]
+    while len(cases) < 5:
         model = tiny_cnn().eval()
         x = ctx.randn(1, 3, 2 * ctx.randint(4, 7), 2 * ctx.randint(4, 7), dtype=torch.float32)
-        target, layer = ctx.randint(0, 3), ctx.choice(["conv2", "relu2"])
+        target, layer = ctx.randint(0, 3), ctx.choice(["layer1.0.conv2", "relu2", "layer1.0"])
+        if reference_grad_cam(model, x, target, layer).max() > 0.5:  # skip all-zero maps
+            cases.append((model, target, layer, x))
+    top_level_ok = False
+    for model, target, layer, x in cases:
         ref = reference_grad_cam(model, x, target, layer)
-        if ref.max() < 0.5:  # degenerate map (all zero): draw another model
-            continue
-        done += 1
-        what = f"grad_cam(model, x {tuple(x.shape)}, target_class={target}, target_layer={layer!r})"
-        before = _hook_count(model)
-        with forbid(fn, HOOK_LIBRARY):
-            got = call(fn, model, x.clone(), target, layer, describe=what)
-        if _hook_count(model) > before:
-            fail(f"{what} left hooks on the model; remove them with handle.remove().")
-        if isinstance(got, torch.Tensor):
-            got = got.detach()
-            if got.ndim == 4 and got.shape[:2] == (1, 1):
-                got = got[0, 0]
-            elif got.ndim == 3 and got.shape[0] == 1:
-                got = got[0]
-        expect_tensor(got, ref, what, wrong={
+        what = f"grad_cam(model, x {tuple(x.shape)}, target_class={target}, layer_name={layer!r})"
+        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
+            try:
+                got = call(fn, model, x.clone(), target, layer, describe=what)
+            except CheckFailed as exc:
+                if top_level_ok and "." in layer:
+                    fail(f"{what} {NESTED_HINT.format(name=layer)} ({exc})")
+                raise
+        got = as_tensor(got, what).detach()
+        if got.ndim == 4 and got.shape[:2] == (1, 1):
+            got = got[0, 0]
+        elif got.ndim == 3 and got.shape[0] == 1:
+            got = got[0]
+        wrong = {
             "The ReLU is missing: keep only the positive evidence for the class.":
-                reference_grad_cam(model, x, target, layer, "no_relu"),
+                partial(reference_grad_cam, model, x, target, layer, "no_relu"),
             "You weighted the channels by their mean ACTIVATION; Grad-CAM weights them by the "
             "mean GRADIENT of the class score.":
-                reference_grad_cam(model, x, target, layer, "act_weights"),
+                partial(reference_grad_cam, model, x, target, layer, "act_weights"),
             "You back-propagated the sum of all logits; use the target class's score only.":
-                reference_grad_cam(model, x, target, layer, "all_classes"),
-            "The map is not normalised: subtract its min and divide by the max so it lies in "
-            "[0, 1].": reference_grad_cam(model, x, target, layer, "no_norm"),
-        }, shape_hint="Return the map at the layer's resolution, (H_l, W_l), without upsampling.",
-            atol=1e-4, rtol=1e-3)
-    return "your Grad-CAM matches the reference on random CNNs, classes and layers."
+                partial(reference_grad_cam, model, x, target, layer, "all_classes"),
+            "The map is not scaled: subtract its min, then divide by its max, so it spans "
+            "[0, 1].": partial(reference_grad_cam, model, x, target, layer, "no_norm"),
+            "You divided by the max without subtracting the min first: where the whole map is "
+            "positive its smallest value must become 0.":
+                partial(reference_grad_cam, model, x, target, layer, "max_only"),
+        }
+        expect_tensor(got, ref, what, wrong=wrong, atol=1e-4, rtol=1e-3,
+                      shape_hint="Return the map at the layer's resolution, (H_l, W_l), without "
+                                 "upsampling.")
+        top_level_ok = top_level_ok or "." not in layer
+    _run_raising(fn, tiny_cnn().eval(), (torch.zeros(1, 5, 8, 8), 0, "relu2"),
+                 "grad_cam on an input whose forward pass raises")
+    return "your Grad-CAM matches the reference, nested layers and positive maps included."
 
+
+# ------------------------------------------------------------------------------ Exercise 3
+
+@checker("left-half share of a heat map")
+def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
+    """Check ``fn(cam (H, W))`` = heat in the left ``W // 2`` columns / total heat.
+
+    Fixed cases: an odd width (the middle column counts as right), an even width, a map
+    taller than wide, heat only in the middle column; then random maps.
+    """
+    middle = torch.zeros(3, 5, dtype=torch.float64)
+    middle[:, 2] = 1.0
+    middle[0, 0] = 1.0
+    maps = [fixed(300 + i, lambda s=s: torch.rand(*s, dtype=torch.float64) + 0.1)
+            for i, s in enumerate([(4, 7), (3, 6), (9, 4)])] + [middle]
+    h, w = ctx.randint(2, 9), ctx.randint(2, 9)
+    maps.append(ctx.rand(h, w) * (ctx.rand(h, w) > 0.3) + 0.01)
+    for cam in maps:
+        h, w = cam.shape
+        what = f"left_share(cam of shape {tuple(cam.shape)})"
+        got = call(fn, cam.clone(), describe=what)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, numbers.Real) or isinstance(got, bool):
+            fail(f"{what} should return a float, got {type(got).__name__}.")
+        got = float(got)
+        total = float(cam.sum())
+        ref = float(cam[:, : w // 2].sum()) / total
+        if abs(got - ref) > 1e-6:
+            mistakes = {
+                "you took the top half of the ROWS; the left half is the first W // 2 "
+                "COLUMNS (cam[:, :W // 2]).": float(cam[: h // 2].sum()) / total,
+                "you measured the right half.": float(cam[:, w // 2:].sum()) / total,
+                "for an odd width you counted the middle column as left; the left half is the "
+                "first W // 2 columns.": float(cam[:, : (w + 1) // 2].sum()) / total,
+                "you returned the heat in the left half without dividing by the total heat "
+                "cam.sum().": float(cam[:, : w // 2].sum()),
+            }
+            hint = next((m for m, v in mistakes.items() if abs(got - v) < 1e-6),
+                        "divide the heat in cam[:, :W // 2] by the total heat cam.sum().")
+            fail(f"{what}: expected {ref:.4f}, got {got:.4f}; {hint}")
+    return "left_share divides the left half's heat by the total."
+
+
+# ------------------------------------------------------------------------------ Exercise 4
 
 @checker("filter normalisation for display")
 def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(w (C_out, C_in, k, k))`` min-max scales each filter to [0, 1] separately."""
-    for _ in range(4):
-        w = ctx.randn(ctx.randint(2, 8), 3, ctx.choice([3, 5, 7]), ctx.choice([3, 5, 7]))
-        w = w * ctx.rand(w.shape[0], 1, 1, 1) * 5  # filters of very different contrast
+    """Check ``fn(w (C_out, C_in, k_h, k_w))`` min-max scales each filter to [0, 1] separately.
+
+    Fixed cases: non-square kernels (3 x 5), one input channel, filters of very different
+    contrast and offset; then random shapes.
+    """
+    shapes = [(4, 3, 3, 5), (3, 1, 5, 3), (5, 4, 1, 1),
+              (ctx.randint(2, 8), ctx.randint(1, 4), ctx.choice([3, 5, 7]), ctx.choice([3, 5, 7]))]
+    for i, shape in enumerate(shapes):
+        g = torch.Generator().manual_seed(400 + i) if i < 3 else ctx.gen
+        w = torch.randn(*shape, generator=g, dtype=torch.float64) * (
+            torch.rand(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 5 + 0.1)
+        w = w + torch.randn(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 3
         what = f"normalize_filters(w of shape {tuple(w.shape)})"
-        got = call(fn, w.clone(), describe=what)
+        given = w.clone()
+        got = call(fn, given, describe=what)
+        if not torch.equal(given, w):
+            fail(f"{what} changed w in place; return a new tensor (the model's weights must "
+                 f"not change for a plot).")
         flat = w.flatten(1)
         lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
         ref = (w - lo) / (hi - lo)
@@ -157,32 +347,107 @@ def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> st
             "own min and max so low-contrast filters stay visible.":
                 (w - w.min()) / (w.max() - w.min()),
             "You scaled each channel of each filter separately, which distorts the filter's "
-            "colours; use one min and max per filter (over its C_in x k x k values).":
-                (w - w.amin((2, 3), keepdim=True)) / (w.amax((2, 3), keepdim=True) -
-                                                      w.amin((2, 3), keepdim=True)),
-        }, shape_hint="Keep the shape (C_out, C_in, k, k).")
+            "colours; use one min and max per filter (over its C_in x k_h x k_w values).":
+                (w - w.amin((2, 3), keepdim=True)) / (w.amax((2, 3), keepdim=True)
+                                                      - w.amin((2, 3), keepdim=True)),
+            "You divided by the max without subtracting the min first: each filter must span "
+            "exactly [0, 1], from its min to its max.": w / hi,
+            "You divided by (max - min) but did not subtract the min first.": w / (hi - lo),
+        }, shape_hint="Keep the shape (C_out, C_in, k_h, k_w).")
     return "each filter now spans [0, 1] on its own scale."
 
 
-@checker("left-half share of a heat map")
-def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
-    """Check ``fn(cam (H, W))`` = heat in the left ``W // 2`` columns / total heat."""
-    for _ in range(5):
-        h, w = ctx.randint(2, 9), ctx.randint(2, 9)
-        cam = ctx.rand(h, w) * (ctx.rand(h, w) > 0.3)
-        what = f"left_share(cam of shape {tuple(cam.shape)})"
-        got = call(fn, cam.clone(), describe=what)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if not isinstance(got, float):
-            fail(f"{what} should return a float, got {type(got).__name__}.")
-        ref = float(cam[:, : w // 2].sum() / cam.sum())
-        if abs(got - ref) > 1e-6:
-            swapped = float(cam[: h // 2].sum() / cam.sum())
-            right_half = float(cam[:, w // 2:].sum() / cam.sum())
-            hint = ("you took the top half of the ROWS; the left half is the first W // 2 "
-                    "COLUMNS (cam[:, :W // 2])." if abs(got - swapped) < 1e-6 else
-                    "you measured the right half." if abs(got - right_half) < 1e-6 else
-                    "divide the heat in cam[:, :W // 2] by the total heat cam.sum().")
-            fail(f"{what}: expected {ref:.4f}, got {got:.4f}; {hint}")
-    return "left_share divides the left half's heat by the total."
+# ------------------------------------------------------------------------------ Exercise 5
+
+def reference_maximize_unit(model: nn.Module, layer: str, channel: int, row: int, col: int,
+                            start: torch.Tensor, steps: int, lr: float,
+                            variant: str = "") -> torch.Tensor:
+    """Plain gradient ascent on one unit; ``variant`` reproduces a mistake.
+
+    Variants: ``"descent"`` (steps against the gradient), ``"channel_mean"`` (the channel's
+    mean instead of one unit), ``"accumulate"`` (the image's gradient never zeroed),
+    ``"swapped"`` (``row`` and ``col`` exchanged).
+    """
+    x = start.detach().clone()
+    total = torch.zeros_like(x)
+    store: dict[str, torch.Tensor] = {}
+    handle = model.get_submodule(layer).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    try:
+        for _ in range(steps):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                model(x)
+                out = store["out"]
+                if variant == "channel_mean":
+                    act = out[0, channel].mean()
+                elif variant == "swapped":
+                    if col >= out.shape[2] or row >= out.shape[3]:
+                        return torch.full_like(start, float("nan"))
+                    act = out[0, channel, col, row]
+                else:
+                    act = out[0, channel, row, col]
+                (grad,) = torch.autograd.grad(act, x)
+            total = total + grad
+            step = total if variant == "accumulate" else grad
+            x = (x - lr * step if variant == "descent" else x + lr * step).detach()
+    finally:
+        handle.remove()
+    return x
+
+
+def maximize_model() -> nn.Sequential:
+    """A :func:`tiny_cnn` in eval mode whose parameters all require gradients."""
+    return tiny_cnn().eval()
+
+
+@checker("activation maximisation of one unit")
+def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
+    """Check ``fn(model, layer, channel, row, col, start, steps, lr)`` (plain gradient ascent).
+
+    Fixed cases: the nested ``layer1.0.conv2`` at a unit off the diagonal of a non-square map
+    (row != col, so swapping them shows), 3 steps; the top-level ``conv1`` at a corner unit,
+    2 steps; then a random case. Each case also checks that ``start`` is not changed, the
+    parameters' ``.grad`` are untouched and no hook, mode or ``requires_grad`` change is left.
+    """
+    cases = [("layer1.0.conv2", 5, 1, 2, (1, 3, 6, 12), 3, 0.1),
+             ("conv1", 2, 0, 0, (1, 3, 7, 9), 2, 0.05),
+             ("layer1.0.conv2", 3, 3, 1, (1, 3, 10, 8), 4, 0.2),
+             (ctx.choice(["layer1.0.conv1", "layer1.0.conv2", "conv1"]), ctx.randint(0, 5),
+              ctx.randint(0, 2), ctx.randint(0, 2), (1, 3, 2 * ctx.randint(3, 5),
+                                                     2 * ctx.randint(3, 5)), ctx.randint(2, 4),
+              0.1)]
+    for i, (layer, channel, row, col, shape, steps, lr) in enumerate(cases):
+        fixed_case = i < 3
+        model = fixed(500 + i, maximize_model) if fixed_case else maximize_model()
+        start = (fixed(510 + i, lambda shape=shape: torch.randn(*shape)) if fixed_case
+                 else ctx.randn(*shape, dtype=torch.float32)) * 0.1
+        given = start.clone()
+        what = (f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
+                f"start {tuple(shape)}, steps={steps}, lr={lr:g})")
+        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
+            got = call(fn, model, layer, channel, row, col, given, steps, lr, describe=what)
+        if not torch.equal(given, start):
+            fail(f"{what} changed `start` in place; work on a copy (start.detach().clone()).")
+        touched = [n for n, p in model.named_parameters() if p.grad is not None]
+        if touched:
+            fail(f"{what} left gradients in the model's parameters ({', '.join(touched[:3])}"
+                 f"...): `.backward()` also fills every parameter's .grad. Differentiate with "
+                 f"respect to the image only: torch.autograd.grad(activation, image).")
+        got = as_tensor(got, what)
+        if got.requires_grad:
+            got = got.detach()
+        unit = partial(reference_maximize_unit, model, layer, channel, row, col, start, steps, lr)
+        ref = unit()
+        expect_tensor(got, ref, what, wrong={
+            "You stepped against the gradient (x - lr * grad): that MINIMISES the unit; "
+            "gradient ascent adds it.": partial(unit, variant="descent"),
+            "You maximised the mean of the whole channel; this exercise asks for the one unit "
+            "at (row, col) of that channel.": partial(unit, variant="channel_mean"),
+            "The image's gradient accumulates over the steps: zero it (image.grad = None) or "
+            "use torch.autograd.grad, which returns a fresh gradient every step.":
+                partial(unit, variant="accumulate"),
+            "row and col are swapped: the unit is output[0, channel, row, col].":
+                partial(unit, variant="swapped"),
+        }, shape_hint="Return the image, with the same shape as start.", atol=1e-5, rtol=1e-4)
+    return "plain gradient ascent on one unit, with the model left exactly as it was."

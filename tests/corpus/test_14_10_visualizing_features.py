@@ -1,0 +1,479 @@
+"""Wrong-answer corpus for the 14.10 exercises (visualising learned features)."""
+
+from __future__ import annotations
+
+import torch
+from corpus_tools import accepted, rejected
+
+from cnnbook.checks import visualizing as checks
+
+# ---------------------------------------------------------------- Exercise 1: feature maps
+
+
+def fm_reference(model, x, layer_name):
+    store = {}
+    layer = dict(model.named_modules())[layer_name]
+    handle = layer.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_get_submodule_no_grad_only(model, x, layer_name):
+    outputs = []
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda module, inputs, output: outputs.append(output))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return outputs[-1]
+
+
+def fm_getattr(model, x, layer_name):
+    store = {}
+    handle = getattr(model, layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_named_children(model, x, layer_name):
+    store = {}
+    for name, module in model.named_children():
+        if name == layer_name:
+            handle = module.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
+            break
+    else:
+        return None
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_no_finally(model, x, layer_name):
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out.detach()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    return store["out"]
+
+
+def fm_never_removed(model, x, layer_name):
+    store = {}
+    model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out.detach()))
+    with torch.no_grad():
+        model(x)
+    return store["out"]
+
+
+def fm_substring_match(model, x, layer_name):
+    store, handles = {}, []
+    for name, module in model.named_modules():
+        if name.endswith(layer_name):
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out: store.update(out=out.detach())))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return store["out"]
+
+
+def fm_stores_input(model, x, layer_name):
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, inputs, _o: store.update(out=inputs[0].detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_final_output(model, x, layer_name):
+    with torch.no_grad():
+        return model(x)
+
+
+def fm_not_detached(model, x, layer_name):
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_grad_mode_left_off(model, x, layer_name):
+    torch.set_grad_enabled(False)
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return store["out"]
+
+
+def fm_cnnbook(model, x, layer_name):
+    from cnnbook import interpret
+
+    return interpret.feature_maps(model, x, layer_name)[layer_name]
+
+
+def test_feature_maps_accepts_right_answers() -> None:
+    accepted(checks.check_get_feature_maps, fm_reference)
+    accepted(checks.check_get_feature_maps, fm_get_submodule_no_grad_only)
+
+
+def test_feature_maps_rejects_mistakes() -> None:
+    rejected(checks.check_get_feature_maps, fm_getattr, hint="nested layer.*get_submodule")
+    rejected(checks.check_get_feature_maps, fm_named_children, hint="nested layer.*named_modules")
+    rejected(checks.check_get_feature_maps, fm_no_finally, hint="hook.*also when the forward pass raises")
+    rejected(checks.check_get_feature_maps, fm_never_removed, hint="hook\\(s\\) registered")
+    rejected(checks.check_get_feature_maps, fm_substring_match, hint="substring")
+    rejected(checks.check_get_feature_maps, fm_stores_input, hint="layer's INPUT")
+    rejected(checks.check_get_feature_maps, fm_final_output, hint="final output")
+    rejected(checks.check_get_feature_maps, fm_not_detached, hint="still requires grad")
+    rejected(checks.check_get_feature_maps, fm_grad_mode_left_off, hint="gradients were left off")
+    rejected(checks.check_get_feature_maps, fm_cnnbook, hint="cnnbook's own answer")
+
+
+# ---------------------------------------------------------------- Exercise 2: Grad-CAM
+
+
+def cam_reference(model, image, target_class, layer_name):
+    store = {}
+    layer = dict(model.named_modules())[layer_name]
+    handle = layer.register_forward_hook(lambda _m, _i, out: store.update(act=out))
+    try:
+        logits = model(image)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[0, target_class], store["act"])
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = torch.relu((weights * store["act"]).sum(dim=1))[0].detach()
+    cam = cam - cam.min()
+    return cam / (cam.max() + 1e-8)
+
+
+def cam_backward_hooks(model, image, target_class, layer_name):
+    """The chapter's approach (forward + full backward hook), made safe with try/finally."""
+    acts, grads = {}, {}
+    module = model.get_submodule(layer_name)
+    fh = module.register_forward_hook(lambda _m, _i, out: acts.update(v=out))
+    bh = module.register_full_backward_hook(lambda _m, _gi, go: grads.update(v=go[0]))
+    try:
+        output = model(image)
+        model.zero_grad()
+        output[0, target_class].backward()
+    finally:
+        fh.remove()
+        bh.remove()
+    weights = grads["v"].mean(dim=[2, 3], keepdim=True)
+    cam = torch.relu((weights * acts["v"]).sum(dim=1, keepdim=True)).squeeze().detach()
+    cam = cam - cam.min()
+    return cam / (cam.max() + 1e-8)
+
+
+def _variant(name):
+    def answer(model, image, target_class, layer_name):
+        return checks.reference_grad_cam(model, image, target_class, layer_name, name)
+    answer.__name__ = f"cam_{name}"
+    return answer
+
+
+cam_no_relu = _variant("no_relu")
+cam_activation_weights = _variant("act_weights")
+cam_all_logits = _variant("all_classes")
+cam_unscaled = _variant("no_norm")
+cam_max_only = _variant("max_only")
+
+
+def cam_getattr(model, image, target_class, layer_name):
+    store = {}
+    handle = getattr(model, layer_name).register_forward_hook(lambda _m, _i, out: store.update(act=out))
+    try:
+        logits = model(image)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[0, target_class], store["act"])
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * store["act"]).sum(dim=1))[0].detach()
+    cam = cam - cam.min()
+    return cam / (cam.max() + 1e-8)
+
+
+def cam_hooks_removed_at_the_end(model, image, target_class, layer_name):
+    """The chapter's listing as printed: hooks removed after the computation, no finally."""
+    acts, grads = {}, {}
+    module = model.get_submodule(layer_name)
+    fh = module.register_forward_hook(lambda _m, _i, out: acts.update(v=out))
+    bh = module.register_full_backward_hook(lambda _m, _gi, go: grads.update(v=go[0]))
+    output = model(image)
+    model.zero_grad()
+    output[0, target_class].backward()
+    weights = grads["v"].mean(dim=[2, 3], keepdim=True)
+    cam = torch.relu((weights * acts["v"]).sum(dim=1, keepdim=True)).squeeze().detach()
+    cam = cam - cam.min()
+    cam = cam / (cam.max() + 1e-8)
+    fh.remove()
+    bh.remove()
+    return cam
+
+
+def cam_upsampled(model, image, target_class, layer_name):
+    cam = cam_reference(model, image, target_class, layer_name)
+    return torch.nn.functional.interpolate(cam[None, None], size=image.shape[-2:], mode="bilinear")[0, 0]
+
+
+def test_grad_cam_accepts_right_answers() -> None:
+    accepted(checks.check_grad_cam, cam_reference)
+    accepted(checks.check_grad_cam, cam_backward_hooks)
+
+
+def test_grad_cam_rejects_mistakes() -> None:
+    rejected(checks.check_grad_cam, cam_no_relu, hint="ReLU is missing")
+    rejected(checks.check_grad_cam, cam_activation_weights, hint="mean ACTIVATION")
+    rejected(checks.check_grad_cam, cam_all_logits, hint="sum of all logits")
+    rejected(checks.check_grad_cam, cam_unscaled, hint="not scaled")
+    rejected(checks.check_grad_cam, cam_max_only, hint="without subtracting the min")
+    rejected(checks.check_grad_cam, cam_getattr, hint="nested layer")
+    rejected(checks.check_grad_cam, cam_hooks_removed_at_the_end, hint="also when the forward pass raises")
+    rejected(checks.check_grad_cam, cam_upsampled, hint="without upsampling")
+
+
+# ---------------------------------------------------------------- Exercise 3: left-half share
+
+
+def share_reference(cam):
+    total = cam.sum()
+    return float(cam[:, : cam.shape[1] // 2].sum() / total) if total > 0 else 0.0
+
+
+def share_tensor_result(cam):
+    return cam[:, : cam.shape[-1] // 2].sum() / cam.sum()
+
+
+def share_rows(cam):
+    return float(cam[: cam.shape[0] // 2].sum() / cam.sum())
+
+
+def share_right_half(cam):
+    return float(cam[:, cam.shape[1] // 2:].sum() / cam.sum())
+
+
+def share_middle_column_left(cam):
+    return float(cam[:, : (cam.shape[1] + 1) // 2].sum() / cam.sum())
+
+
+def share_not_divided(cam):
+    return float(cam[:, : cam.shape[1] // 2].sum())
+
+
+def test_left_share_accepts_right_answers() -> None:
+    accepted(checks.check_left_share, share_reference)
+    accepted(checks.check_left_share, share_tensor_result)
+
+
+def test_left_share_rejects_mistakes() -> None:
+    rejected(checks.check_left_share, share_rows, hint="ROWS")
+    rejected(checks.check_left_share, share_right_half, hint="right half")
+    rejected(checks.check_left_share, share_middle_column_left, hint="middle column")
+    rejected(checks.check_left_share, share_not_divided, hint="without dividing")
+
+
+# ---------------------------------------------------------------- Exercise 4: filters for display
+
+
+def filters_reference(w):
+    flat = w.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
+    return (w - lo) / (hi - lo)
+
+
+def filters_amin(w):
+    lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+    return (w - lo) / (hi - lo)
+
+
+def filters_global(w):
+    return (w - w.min()) / (w.max() - w.min())
+
+
+def filters_per_channel(w):
+    lo, hi = w.amin(dim=(2, 3), keepdim=True), w.amax(dim=(2, 3), keepdim=True)
+    return (w - lo) / (hi - lo)
+
+
+def filters_divide_by_max(w):
+    return w / w.amax(dim=(1, 2, 3), keepdim=True)
+
+
+def filters_in_place(w):
+    lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+    return w.sub_(lo).div_(hi - lo)
+
+
+def test_normalize_filters_accepts_right_answers() -> None:
+    accepted(checks.check_normalize_filters, filters_reference)
+    accepted(checks.check_normalize_filters, filters_amin)
+
+
+def test_normalize_filters_rejects_mistakes() -> None:
+    rejected(checks.check_normalize_filters, filters_global, hint="all filters together")
+    rejected(checks.check_normalize_filters, filters_per_channel, hint="each channel")
+    rejected(checks.check_normalize_filters, filters_divide_by_max, hint="without subtracting the min")
+    rejected(checks.check_normalize_filters, filters_in_place, hint="in place")
+
+
+# ---------------------------------------------------------------- Exercise 5: activation maximisation
+
+
+def unit_reference(model, layer_name, channel, row, col, start, steps, lr):
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    x = start.detach().clone()
+    try:
+        for _ in range(steps):
+            x.requires_grad_(True)
+            model(x)
+            (grad,) = torch.autograd.grad(store["out"][0, channel, row, col], x)
+            x = (x + lr * grad).detach()
+    finally:
+        handle.remove()
+    return x
+
+
+def unit_frozen_params_and_backward(model, layer_name, channel, row, col, start, steps, lr):
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    store = {}
+    handle = dict(model.named_modules())[layer_name].register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    image = start.clone().requires_grad_(True)
+    try:
+        for _ in range(steps):
+            image.grad = None
+            model(image)
+            store["out"][0, channel, row, col].backward()
+            with torch.no_grad():
+                image += lr * image.grad
+    finally:
+        handle.remove()
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+    return image.detach()
+
+
+def unit_descent(model, layer_name, channel, row, col, start, steps, lr):
+    return checks.reference_maximize_unit(model, layer_name, channel, row, col, start, steps, lr,
+                                          "descent")
+
+
+def unit_channel_mean(model, layer_name, channel, row, col, start, steps, lr):
+    return checks.reference_maximize_unit(model, layer_name, channel, row, col, start, steps, lr,
+                                          "channel_mean")
+
+
+def unit_grad_accumulates(model, layer_name, channel, row, col, start, steps, lr):
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    image = start.clone().requires_grad_(True)
+    try:
+        for _ in range(steps):
+            model(image)
+            store["out"][0, channel, row, col].backward()  # image.grad is never reset
+            with torch.no_grad():
+                image += lr * image.grad
+    finally:
+        handle.remove()
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+    return image.detach()
+
+
+def unit_row_col_swapped(model, layer_name, channel, row, col, start, steps, lr):
+    return unit_reference(model, layer_name, channel, col, row, start, steps, lr)
+
+
+def unit_backward_fills_param_grads(model, layer_name, channel, row, col, start, steps, lr):
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(
+        lambda _m, _i, out: store.update(out=out))
+    image = start.clone().requires_grad_(True)
+    try:
+        for _ in range(steps):
+            image.grad = None
+            model(image)
+            store["out"][0, channel, row, col].backward()
+            with torch.no_grad():
+                image += lr * image.grad
+    finally:
+        handle.remove()
+    return image.detach()
+
+
+def unit_changes_start(model, layer_name, channel, row, col, start, steps, lr):
+    result = unit_reference(model, layer_name, channel, row, col, start, steps, lr)
+    start.copy_(result)
+    return start
+
+
+def unit_hook_left_behind(model, layer_name, channel, row, col, start, steps, lr):
+    store = {}
+    model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
+    x = start.detach().clone()
+    for _ in range(steps):
+        x.requires_grad_(True)
+        model(x)
+        (grad,) = torch.autograd.grad(store["out"][0, channel, row, col], x)
+        x = (x + lr * grad).detach()
+    return x
+
+
+def unit_params_left_frozen(model, layer_name, channel, row, col, start, steps, lr):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return unit_reference(model, layer_name, channel, row, col, start, steps, lr)
+
+
+def test_maximize_unit_accepts_right_answers() -> None:
+    accepted(checks.check_maximize_unit, unit_reference)
+    accepted(checks.check_maximize_unit, unit_frozen_params_and_backward)
+
+
+def test_maximize_unit_rejects_mistakes() -> None:
+    rejected(checks.check_maximize_unit, unit_descent, hint="against the gradient")
+    rejected(checks.check_maximize_unit, unit_channel_mean, hint="mean of the whole channel")
+    rejected(checks.check_maximize_unit, unit_grad_accumulates, hint="accumulates")
+    rejected(checks.check_maximize_unit, unit_row_col_swapped, hint="swapped")
+    rejected(checks.check_maximize_unit, unit_backward_fills_param_grads, hint="parameters.*\\.grad")
+    rejected(checks.check_maximize_unit, unit_changes_start, hint="changed `start` in place")
+    rejected(checks.check_maximize_unit, unit_hook_left_behind, hint="hook\\(s\\) registered")
+    rejected(checks.check_maximize_unit, unit_params_left_frozen, hint="requires_grad")
