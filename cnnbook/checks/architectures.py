@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
@@ -15,27 +17,52 @@ from cnnbook.checks.core import (
     count_params,
     expect_equal,
     expect_module,
+    expect_same_module,
     expect_tensor,
     fail,
     forbid,
     modules_of,
+    preserved_state,
 )
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 
 
-def _reference_vgg_block(c_in: int, c_out: int, n: int) -> nn.Sequential:
+def _vgg_block(c_in: int, c_out: int, n: int, variant: str = "") -> nn.Sequential:
+    """The reference VGG block, or one known mistake (``variant``) with the same parameters."""
     layers: list[nn.Module] = []
     for i in range(n):
-        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1), nn.ReLU()]
-    return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1,
+                                stride=2 if variant == "strided_last_conv" and i == n - 1 else 1))
+        if variant != "one_relu" or i == n - 1:
+            layers.append(nn.ReLU())
+    pool = {"avg_pool": [nn.AvgPool2d(2, 2)], "strided_last_conv": []}.get(variant, [nn.MaxPool2d(2, 2)])
+    return nn.Sequential(*layers, *pool)
+
+
+_reference_vgg_block = _vgg_block
+
+VGG_MISTAKES = {
+    "avg_pool": "The block averages where VGG takes the maximum: end with nn.MaxPool2d(2, 2).",
+    "one_relu": "Only the last conv is followed by a ReLU; VGG puts one after EVERY conv "
+                "(a reused nn.ReLU() module is fine).",
+    "strided_last_conv": "The last conv has stride 2 instead of a stride-1 conv followed by "
+                         "nn.MaxPool2d(2, 2).",
+}
 
 
 @checker("VGG block")
 def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
-    """Check ``fn(in_channels, out_channels, num_convs)`` builds a VGG block."""
-    for c_in, c_out, n in [(3, 64, 2), (64, 128, 2), *[(ctx.randint(1, 8), ctx.randint(2, 12),
-                                                         ctx.randint(1, 4)) for _ in range(4)]]:
+    """Check ``fn(in_channels, out_channels, num_convs)`` builds a VGG block.
+
+    Fixed cases always run (one conv, equal and different channel counts, non-square inputs
+    with odd sides); the student's weights are copied into the reference and outputs and input
+    gradients compared in train and eval mode.
+    """
+    cases = [(3, 8, 2, (7, 10)), (4, 4, 1, (6, 6)), (2, 5, 3, (9, 4))]
+    cases += [(ctx.randint(1, 6), ctx.randint(2, 8), ctx.randint(1, 3),
+               (ctx.randint(2, 9), ctx.randint(2, 9))) for _ in range(1)]
+    for c_in, c_out, n, (h, w) in cases:
         what = f"make_vgg_block({c_in}, {c_out}, {n})"
         block = expect_module(call(fn, c_in, c_out, n, describe=what), what)
         convs = modules_of(block, nn.Conv2d)
@@ -46,25 +73,24 @@ def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
         if chans != expected:
             fail(f"{what}: conv channels are {chans}, expected {expected}. Only the FIRST conv "
                  f"takes in_channels; the rest go from out_channels to out_channels.")
-        if any(c.kernel_size != (3, 3) or c.padding != (1, 1) for c in convs):
-            fail(f"{what}: VGG uses 3x3 kernels with padding 1 (size-preserving), got "
-                 f"{[(c.kernel_size, c.padding) for c in convs]}.")
-        if len(modules_of(block, nn.ReLU)) != n:
-            fail(f"{what}: found {len(modules_of(block, nn.ReLU))} ReLUs; put one after every conv.")
-        if not modules_of(block, nn.MaxPool2d):
-            fail(f"{what}: the block should end with a 2x2 max pool (stride 2).")
-        ref = _reference_vgg_block(c_in, c_out, n)
+        if any(c.kernel_size != (3, 3) for c in convs):
+            fail(f"{what}: VGG uses 3x3 kernels, got {[c.kernel_size for c in convs]}.")
+        ref = _vgg_block(c_in, c_out, n)
         if count_params(block) != count_params(ref):
             fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,}: "
                  f"only 3x3 convs (with bias), ReLUs and one max pool.")
-        size = 2 * ctx.randint(2, 6)
-        x = ctx.randn(2, c_in, size, size, dtype=torch.float32)
-        ref.load_state_dict({k2: v for (k2, _), v in zip(ref.state_dict().items(),
-                                                          block.state_dict().values(), strict=True)})
-        with torch.no_grad():
-            expect_tensor(call(block, x, describe=f"x {tuple(x.shape)}"), ref(x), f"{what}(x)",
-                          shape_hint="Convs keep the size, the pool halves it: (N, out, H/2, W/2).")
-    return "your VGG blocks have the right layers and match the reference output."
+        x = ctx.randn(2, c_in, h, w)
+        ref_shape = (2, c_out, h // 2, w // 2)
+        try:
+            expect_same_module(block, ref, [x], what, wrong={
+                hint: functools.partial(_vgg_block, c_in, c_out, n, variant)
+                for variant, hint in VGG_MISTAKES.items()})
+        except CheckFailed as exc:
+            if "expected shape" in str(exc):
+                fail(f"{exc} The convs keep the size (3x3, padding 1) and the 2x2 pool halves it "
+                     f"(rounding down): an input of {h}x{w} gives {ref_shape}.")
+            raise
+    return "your VGG blocks compute the same outputs and gradients as the reference."
 
 
 def vgg_param_counts(convs_per_block: Sequence[int], num_classes: int) -> tuple[int, int]:
@@ -110,6 +136,7 @@ def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
 class _RefBasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
+        self.stride = stride
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
@@ -120,14 +147,59 @@ class _RefBasicBlock(nn.Module):
                                           nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor, variant: str = "") -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if variant == "relu_before_add":
-            return torch.relu(out) + self.shortcut(x)
-        if variant == "no_skip":
-            return torch.relu(out)
-        out = out + self.shortcut(x)
-        return out if variant == "no_final_relu" else torch.relu(out)
+        if variant == "stride_on_conv2":
+            out = torch.relu(self.bn1(F.conv2d(x, self.conv1.weight, padding=1)))
+            out = self.bn2(F.conv2d(out, self.conv2.weight, stride=self.stride, padding=1))
+        else:
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+        return _finish(out, self.shortcut(x), variant)
+
+
+class _RefBottleneck(nn.Module):
+    """The original (v1) bottleneck: the stride sits on the first 1x1 convolution."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, mid: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = 4 * mid
+        self.stride = stride
+        self.conv1 = nn.Conv2d(c_in, mid, 1, stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor, variant: str = "") -> torch.Tensor:
+        s3 = self.stride if variant == "stride_on_3x3" else 1
+        s1 = 1 if variant == "stride_on_3x3" else self.stride
+        out = torch.relu(self.bn1(F.conv2d(x, self.conv1.weight, stride=s1)))
+        out = torch.relu(self.bn2(F.conv2d(out, self.conv2.weight, stride=s3, padding=1)))
+        out = self.bn3(self.conv3(out))
+        return _finish(out, self.shortcut(x), variant)
+
+
+def _finish(out: torch.Tensor, shortcut: torch.Tensor, variant: str) -> torch.Tensor:
+    """``ReLU(out + shortcut)``, or a known mistake in how the two branches are joined."""
+    if variant == "relu_before_add":
+        return torch.relu(out) + shortcut
+    if variant == "no_skip":
+        return torch.relu(out)
+    out = out + shortcut
+    return out if variant == "no_final_relu" else torch.relu(out)
+
+
+_JOIN_MISTAKES = {
+    "relu_before_add": "The ReLU must come AFTER the addition: y = ReLU(F(x) + shortcut(x)).",
+    "no_final_relu": "You forgot the final ReLU after the addition.",
+    "no_skip": "The skip connection is missing: add shortcut(x) to the residual branch.",
+}
 
 
 def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
@@ -140,37 +212,25 @@ def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
 
 
-@checker("ResNet basic block")
-def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
-    """Check ``cls(in_channels, out_channels, stride)`` is the chapter's residual BasicBlock."""
-    for c_in, c_out, stride in [(8, 8, 1), (8, 16, 2), (4, 4, 2), (6, 10, 1)]:
-        what = f"BasicBlock({c_in}, {c_out}, stride={stride})"
-        block = expect_module(call(cls, c_in, c_out, stride, describe=what), what)
-        ref = _RefBasicBlock(c_in, c_out, stride)
-        needs_projection = stride != 1 or c_in != c_out
-        if count_params(block) != count_params(ref):
-            extra = count_params(block) - count_params(ref)
-            proj = c_in * c_out + 2 * c_out
-            if needs_projection and extra == -proj:
-                fail(f"{what} has no projection shortcut. When the stride is not 1 or the channel "
-                     f"count changes, x cannot be added to F(x) as is: use a 1x1 conv with that "
-                     f"stride (no bias) followed by BatchNorm2d.")
-            if not needs_projection and extra == proj:
-                fail(f"{what} has a projection shortcut although shapes already match; use the "
-                     f"identity (an empty nn.Sequential()) there.")
-            fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
-                 f"(two 3x3 convs without bias, two BatchNorm2d"
-                 f"{', and a 1x1 conv + BatchNorm2d shortcut' if needs_projection else ''}).")
-        try:
-            block.load_state_dict(ref.state_dict())
-        except RuntimeError as exc:
-            fail(f"{what}: its parameters could not be matched to the chapter's names (conv1, bn1, "
-                 f"conv2, bn2, shortcut): {str(exc).splitlines()[0]}")
-        _randomise_bn(ref, ctx.gen)
+def _check_residual(ctx: Context, block: nn.Module, ref: nn.Module, what: str, names: str,
+                    mistakes: dict[str, str], sizes: Sequence[tuple[int, int]]) -> None:
+    """Load ``ref``'s (randomised) weights into ``block`` by name; compare outputs in both modes."""
+    try:
         block.load_state_dict(ref.state_dict())
-        size = 2 * ctx.randint(3, 6)
-        x = ctx.randn(4, c_in, size, size, dtype=torch.float32)
+    except RuntimeError as exc:
+        fail(f"{what}: its parameters could not be matched to the exercise's names ({names}): "
+             f"{str(exc).splitlines()[0]}")
+    _randomise_bn(ref, ctx.gen)
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+
+    def run_ref(x: torch.Tensor, variant: str = "") -> torch.Tensor:
+        ref.load_state_dict(state)  # train mode updates running statistics: start afresh
+        return ref(x, variant)
+
+    for h, w in sizes:
+        x = ctx.randn(4, ref.conv1.in_channels, h, w, dtype=torch.float32)
         for mode in ("eval", "train"):
+            block.load_state_dict(state)
             block.train(mode == "train")
             ref.train(mode == "train")
             with torch.no_grad():
@@ -178,38 +238,110 @@ def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
                     got = call(block, x.clone(), describe=f"x {tuple(x.shape)} in {mode} mode")
                 except CheckFailed as exc:
                     fail(f"{exc} -- the two branches must have the same shape before the addition.")
-                expected = ref(x)
-                wrong = {
-                    "The ReLU must come AFTER the addition: y = ReLU(F(x) + shortcut(x)).":
-                        ref(x, "relu_before_add"),
-                    "You forgot the final ReLU after the addition.": ref(x, "no_final_relu"),
-                    "The skip connection is missing: add shortcut(x) to the residual branch.":
-                        ref(x, "no_skip"),
-                }
-            expect_tensor(got, expected, f"{what}(x) in {mode} mode", wrong=wrong,
-                          shape_hint=f"Expected (N, out_channels, H/stride, W/stride) = "
-                                     f"{tuple(expected.shape)}.", atol=1e-4, rtol=1e-4)
+                expected = run_ref(x)
+                wrong = {hint: functools.partial(run_ref, x, variant)
+                         for variant, hint in mistakes.items()}
+            expect_tensor(got, expected, f"{what}(x of shape {tuple(x.shape)}) in {mode} mode",
+                          wrong=wrong, atol=1e-4, rtol=1e-4,
+                          shape_hint=f"Expected (N, out_channels, ceil(H/stride), ceil(W/stride)) "
+                                     f"= {tuple(expected.shape)}.")
+
+
+def _shortcut_hints(block: nn.Module, ref: nn.Module, what: str, c_out: int,
+                    needs_projection: bool, c_in: int) -> None:
+    extra = count_params(block) - count_params(ref)
+    proj = c_in * c_out + 2 * c_out
+    if extra == 0:
+        return
+    if needs_projection and extra == -proj:
+        fail(f"{what} has no projection shortcut. When the stride is not 1 or the channel "
+             f"count changes, x cannot be added to F(x) as is: use a 1x1 conv with that "
+             f"stride (no bias) followed by BatchNorm2d.")
+    if needs_projection and extra == -2 * c_out and not modules_of(
+            getattr(block, "shortcut", nn.Identity()), nn.BatchNorm2d):
+        fail(f"{what}: the projection shortcut has no BatchNorm2d after its 1x1 conv.")
+    if not needs_projection and extra == proj:
+        fail(f"{what} has a projection shortcut although shapes already match; use the "
+             f"identity (an empty nn.Sequential()) there.")
+    fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
+         f"(convs without bias, one BatchNorm2d after each"
+         f"{', and a 1x1 conv + BatchNorm2d shortcut' if needs_projection else ''}).")
+
+
+@checker("ResNet basic block")
+def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
+    """Check ``cls(in_channels, out_channels, stride)`` is the chapter's residual BasicBlock.
+
+    Identity and projection shortcuts, stride 1 and 2, non-square inputs with odd sides; weights
+    and randomised batch-norm statistics are loaded by name; train and eval mode.
+    """
+    for c_in, c_out, stride in [(8, 8, 1), (8, 16, 2), (4, 4, 2), (6, 10, 1)]:
+        what = f"BasicBlock({c_in}, {c_out}, stride={stride})"
+        block = expect_module(call(cls, c_in, c_out, stride, describe=what), what)
+        ref = _RefBasicBlock(c_in, c_out, stride)
+        _shortcut_hints(block, ref, what, c_out, stride != 1 or c_in != c_out, c_in)
+        mistakes = dict(_JOIN_MISTAKES)
+        if stride != 1:
+            mistakes["stride_on_conv2"] = ("The stride belongs on conv1 (the first 3x3 conv), "
+                                           "not on conv2.")
+        _check_residual(ctx, block, ref, what, "conv1, bn1, conv2, bn2, shortcut", mistakes,
+                        [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)])
     return "your BasicBlock matches the chapter's (identity and projection shortcuts, train and eval)."
+
+
+@checker("ResNet bottleneck block (v1)")
+def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
+    """Check ``cls(in_channels, mid_channels, stride)`` is the original (v1) Bottleneck.
+
+    ``conv1`` 1x1 with the block's stride, ``conv2`` 3x3, ``conv3`` 1x1 to ``4 * mid``; fixed
+    cases cover identity and projection shortcuts (by channels and by stride) and odd sides.
+    """
+    for c_in, mid, stride in [(16, 4, 1), (8, 4, 1), (16, 4, 2), (6, 2, 2)]:
+        what = f"Bottleneck({c_in}, {mid}, stride={stride})"
+        block = expect_module(call(cls, c_in, mid, stride, describe=what), what)
+        ref = _RefBottleneck(c_in, mid, stride)
+        c_out = 4 * mid
+        convs = modules_of(block, nn.Conv2d)
+        if convs and max(c.out_channels for c in convs) not in (c_out,) and count_params(block) != \
+                count_params(ref):
+            fail(f"{what}: the block should output 4 * mid_channels = {c_out} channels (expansion "
+                 f"4); its convs output {[c.out_channels for c in convs]}.")
+        _shortcut_hints(block, ref, what, c_out, stride != 1 or c_in != c_out, c_in)
+        mistakes = dict(_JOIN_MISTAKES)
+        if stride != 1:
+            mistakes["stride_on_3x3"] = (
+                "That is the v1.5 block (stride on the 3x3 conv, as in torchvision and the "
+                "notebook); this exercise asks for the original v1 block, stride on conv1 (1x1).")
+        _check_residual(ctx, block, ref, what, "conv1, bn1, conv2, bn2, conv3, bn3, shortcut",
+                        mistakes, [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)])
+    return "your v1 Bottleneck matches the reference (both shortcuts, stride on the first 1x1 conv)."
 
 
 @checker("silenced residual block")
 def check_silence(ctx: Context, fn: Callable[..., nn.Module],
                   block_cls: Callable[..., nn.Module]) -> str:
     """Check ``fn(block)`` zeroes ``bn2`` in place so the residual branch outputs 0."""
-    for c_in, c_out, stride in [(6, 6, 1), (4, 8, 2)]:
+    for c_in, c_out, stride, train in [(6, 6, 1, True), (4, 8, 2, False)]:
         block = expect_module(call(block_cls, c_in, c_out, stride), "BasicBlock")
-        x = ctx.rand(3, c_in, 8, 8, dtype=torch.float32)
-        got = call(fn, block, describe=f"BasicBlock({c_in}, {c_out}, stride={stride})")
+        block.train(train)
+        _randomise_bn(block, ctx.gen)
+        x = ctx.rand(3, c_in, 8, 7, dtype=torch.float32)
+        bn1 = getattr(block, "bn1", None)
+        bn1_before = [t.clone() for t in bn1.parameters()] if isinstance(bn1, nn.Module) else []
+        with preserved_state(block, what="silence"):
+            got = call(fn, block, describe=f"BasicBlock({c_in}, {c_out}, stride={stride})")
         if got is not block:
             fail("silence should modify the block in place and return that same block.")
         bn2 = getattr(block, "bn2", None)
         if not isinstance(bn2, nn.BatchNorm2d):
             fail("the block has no bn2 BatchNorm2d; name the layers as in the chapter.")
+        if bn1_before and any(not torch.equal(a, b) for a, b in zip(bn1_before, bn1.parameters(),
+                                                                     strict=True)):
+            fail("silence changed bn1; the branch ends with bn2, so zero bn2's weight and bias "
+                 "and leave bn1 alone.")
         if bn2.weight.abs().max() > 0 or bn2.bias.abs().max() > 0:
             fail("bn2.weight and bn2.bias must both be zero; with only the weight zeroed the "
                  "branch still adds the shift beta.")
-        if bn2.weight.requires_grad is False:
-            fail("keep bn2 trainable (zero the values, do not freeze them).")
         block.eval()
         with torch.no_grad():
             shortcut = getattr(block, "shortcut", nn.Identity())(x)

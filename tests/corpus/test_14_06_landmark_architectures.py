@@ -1,0 +1,357 @@
+"""Wrong-answer corpus for the 14.6 exercises (VGG block, VGG parameters, ResNet blocks)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from corpus_tools import accepted, rejected
+from torch import nn
+
+from cnnbook.checks import architectures as checks
+
+# ---------------------------------------------------------------- Exercise 1: VGG block
+
+
+def vgg_reference(in_channels, out_channels, num_convs):
+    layers = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
+
+
+def vgg_one_shared_relu_padding_same(in_channels, out_channels, num_convs):
+    relu, layers = nn.ReLU(), []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3,
+                             padding="same"), relu]
+    return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2))
+
+
+def vgg_library_block(in_channels, out_channels, num_convs):
+    from cnnbook.models import make_vgg_block
+    return make_vgg_block(in_channels, out_channels, num_convs)
+
+
+def vgg_avg_pool(in_channels, out_channels, num_convs):
+    block = vgg_reference(in_channels, out_channels, num_convs)
+    block[-1] = nn.AvgPool2d(2, 2)
+    return block
+
+
+def vgg_single_relu_at_the_end(in_channels, out_channels, num_convs):
+    convs = [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
+             for i in range(num_convs)]
+    return nn.Sequential(*convs, nn.ReLU(), nn.MaxPool2d(2, 2))
+
+
+def vgg_every_conv_from_in_channels(in_channels, out_channels, num_convs):
+    layers = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
+
+
+def vgg_no_padding(in_channels, out_channels, num_convs):
+    layers = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3), nn.ReLU()]
+    return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
+
+
+def vgg_stride_two_instead_of_pool(in_channels, out_channels, num_convs):
+    layers = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1,
+                             stride=2 if i == num_convs - 1 else 1), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def test_vgg_block_right_answers_pass() -> None:
+    accepted(checks.check_vgg_block, vgg_reference)
+    accepted(checks.check_vgg_block, vgg_one_shared_relu_padding_same)
+    accepted(checks.check_vgg_block, vgg_library_block)
+
+
+def test_vgg_block_mistakes_are_named() -> None:
+    rejected(checks.check_vgg_block, vgg_avg_pool, hint="MaxPool2d")
+    rejected(checks.check_vgg_block, vgg_single_relu_at_the_end, hint="one after EVERY conv")
+    rejected(checks.check_vgg_block, vgg_every_conv_from_in_channels, hint="Only the FIRST conv")
+    rejected(checks.check_vgg_block, vgg_no_padding, hint="padding 1")
+    rejected(checks.check_vgg_block, vgg_stride_two_instead_of_pool, hint="stride 2")
+
+
+# ---------------------------------------------------------------- Exercise 2: VGG parameters
+
+WIDTHS = (64, 128, 256, 512, 512)
+
+
+def vgg_params_reference(convs_per_block, num_classes=1000):
+    conv, prev = 0, 3
+    for n, width in zip(convs_per_block, WIDTHS, strict=True):
+        for _ in range(n):
+            conv += 9 * prev * width + width
+            prev = width
+    fc = (25088 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * num_classes + num_classes)
+    return conv, fc
+
+
+def vgg_params_as_list_sums(convs_per_block, num_classes=1000):
+    ins = [3] + [w for n, w in zip(convs_per_block, WIDTHS, strict=True) for _ in range(n)][:-1]
+    outs = [w for n, w in zip(convs_per_block, WIDTHS, strict=True) for _ in range(n)]
+    conv = sum(9 * a * b + b for a, b in zip(ins, outs, strict=True))
+    dims = [512 * 7 * 7, 4096, 4096, num_classes]
+    return conv, sum(a * b + b for a, b in zip(dims, dims[1:], strict=False))
+
+
+def vgg_params_no_conv_bias(convs_per_block, num_classes=1000):
+    conv, fc = vgg_params_reference(convs_per_block, num_classes)
+    return conv - sum(n * w for n, w in zip(convs_per_block, WIDTHS, strict=True)), fc
+
+
+def vgg_params_no_linear_bias(convs_per_block, num_classes=1000):
+    conv, fc = vgg_params_reference(convs_per_block, num_classes)
+    return conv, fc - 4096 - 4096 - num_classes
+
+
+def vgg_params_first_fc_from_512(convs_per_block, num_classes=1000):
+    conv, _ = vgg_params_reference(convs_per_block, num_classes)
+    return conv, (512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * num_classes + num_classes)
+
+
+def vgg_params_first_conv_from_64(convs_per_block, num_classes=1000):
+    conv, fc = vgg_params_reference(convs_per_block, num_classes)
+    return conv - 9 * 3 * 64 + 9 * 64 * 64, fc
+
+
+def test_vgg_params_right_answers_pass() -> None:
+    accepted(checks.check_vgg_params, vgg_params_reference)
+    accepted(checks.check_vgg_params, vgg_params_as_list_sums)
+
+
+def test_vgg_params_mistakes_are_named() -> None:
+    rejected(checks.check_vgg_params, vgg_params_no_conv_bias, hint="conv biases")
+    rejected(checks.check_vgg_params, vgg_params_no_linear_bias, hint="Linear biases")
+    rejected(checks.check_vgg_params, vgg_params_first_fc_from_512, hint="25,088")
+    rejected(checks.check_vgg_params, vgg_params_first_conv_from_64, hint="3 RGB channels")
+
+
+# ---------------------------------------------------------------- Exercise 3: BasicBlock
+
+
+class BasicReference(nn.Module):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class BasicIdentityModuleInplaceRelu(BasicReference):
+    """nn.Identity() for the identity shortcut and one in-place ReLU module reused."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return self.relu(out)
+
+
+class BasicReluBeforeAdd(BasicReference):
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out))) + self.shortcut(x)
+
+
+class BasicNoFinalRelu(BasicReference):
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out)) + self.shortcut(x)
+
+
+class BasicNoProjection(BasicReference):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.shortcut = nn.Sequential()
+
+
+class BasicStrideOnSecondConv(BasicReference):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride, 1, bias=False)
+
+
+class BasicProjectionWithoutBatchNorm(BasicReference):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False))
+
+
+def test_basic_block_right_answers_pass() -> None:
+    accepted(checks.check_basic_block, BasicReference)
+    accepted(checks.check_basic_block, BasicIdentityModuleInplaceRelu)
+
+
+def test_basic_block_mistakes_are_named() -> None:
+    rejected(checks.check_basic_block, BasicReluBeforeAdd, hint="AFTER the addition")
+    rejected(checks.check_basic_block, BasicNoFinalRelu, hint="final ReLU")
+    rejected(checks.check_basic_block, BasicNoProjection, hint="no projection shortcut")
+    rejected(checks.check_basic_block, BasicStrideOnSecondConv, hint="stride belongs on conv1")
+    rejected(checks.check_basic_block, BasicProjectionWithoutBatchNorm, hint="no BatchNorm2d")
+
+
+# ---------------------------------------------------------------- Exercise 4: Bottleneck (v1)
+
+
+class BottleneckReference(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_channels, mid_channels, stride=1, stride_on_3x3=False):
+        super().__init__()
+        out_channels = 4 * mid_channels
+        self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, 1 if stride_on_3x3 else stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid_channels)
+        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, stride if stride_on_3x3 else 1, 1,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(mid_channels)
+        self.conv3 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+class BottleneckStrideAsSlice(BottleneckReference):
+    """A 1x1 conv with stride 2 is a 1x1 conv on every other pixel: same function."""
+
+    def __init__(self, in_channels, mid_channels, stride=1):
+        super().__init__(in_channels, mid_channels, stride)
+        self.step = stride
+        self.conv1.stride = (1, 1)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x[:, :, ::self.step, ::self.step])))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+def bottleneck_v15_stride_on_3x3(in_channels, mid_channels, stride=1):
+    return BottleneckReference(in_channels, mid_channels, stride, stride_on_3x3=True)
+
+
+class BottleneckReluBeforeAdd(BottleneckReference):
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out))) + self.shortcut(x)
+
+
+class BottleneckNoProjectionWhenChannelsChange(BottleneckReference):
+    def __init__(self, in_channels, mid_channels, stride=1):
+        super().__init__(in_channels, mid_channels, stride)
+        if stride == 1:
+            self.shortcut = nn.Sequential()
+
+
+class BottleneckNoExpansion(BottleneckReference):
+    def __init__(self, in_channels, mid_channels, stride=1):
+        super().__init__(in_channels, mid_channels, stride)
+        self.conv3 = nn.Conv2d(mid_channels, mid_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(mid_channels)
+
+
+def test_bottleneck_right_answers_pass() -> None:
+    accepted(checks.check_bottleneck_block, BottleneckReference)
+    accepted(checks.check_bottleneck_block, BottleneckStrideAsSlice)
+
+
+def test_bottleneck_mistakes_are_named() -> None:
+    rejected(checks.check_bottleneck_block, bottleneck_v15_stride_on_3x3, hint="v1.5")
+    rejected(checks.check_bottleneck_block, BottleneckReluBeforeAdd, hint="AFTER the addition")
+    rejected(checks.check_bottleneck_block, BottleneckNoProjectionWhenChannelsChange,
+             hint="no projection shortcut")
+    rejected(checks.check_bottleneck_block, BottleneckNoExpansion, hint="4 \\* mid_channels")
+
+
+# ---------------------------------------------------------------- Exercise 5: silence
+
+
+def silence_reference(block):
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    return block
+
+
+def silence_with_fill_on_data(block):
+    block.bn2.weight.data.fill_(0.0)
+    block.bn2.bias.data.fill_(0.0)
+    return block
+
+
+def silence_weight_only(block):
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+    return block
+
+
+def silence_bn1_instead_of_bn2(block):
+    with torch.no_grad():
+        block.bn1.weight.zero_()
+        block.bn1.bias.zero_()
+    return block
+
+
+def silence_leaves_gradients_off(block):
+    torch.set_grad_enabled(False)
+    block.bn2.weight.zero_()
+    block.bn2.bias.zero_()
+    return block
+
+
+def silence_freezes_bn2(block):
+    block.bn2.weight.requires_grad_(False)
+    block.bn2.bias.requires_grad_(False)
+    return silence_reference(block)
+
+
+def silence_returns_a_fresh_block(block):
+    return silence_reference(type(block)(block.conv1.in_channels, block.conv1.out_channels,
+                                         block.conv1.stride[0]))
+
+
+def test_silence_right_answers_pass() -> None:
+    accepted(checks.check_silence, silence_reference, BasicReference)
+    accepted(checks.check_silence, silence_with_fill_on_data, BasicReference)
+
+
+def test_silence_mistakes_are_named() -> None:
+    rejected(checks.check_silence, silence_weight_only, BasicReference, hint="shift beta")
+    rejected(checks.check_silence, silence_bn1_instead_of_bn2, BasicReference, hint="changed bn1")
+    rejected(checks.check_silence, silence_leaves_gradients_off, BasicReference,
+             hint="gradients were left off")
+    rejected(checks.check_silence, silence_freezes_bn2, BasicReference, hint="requires_grad")
+    rejected(checks.check_silence, silence_returns_a_fresh_block, BasicReference, hint="in place")
