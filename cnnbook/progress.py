@@ -115,11 +115,12 @@ def grade_cells(cells: Sequence[dict]) -> list[Exercise]:
             "".join(c["source"]) if isinstance(c["source"], list) else c["source"])]
         if not checks:
             continue
-        verdicts.append(_grade(title, code_cells, checks))
+        verdicts.append(_grade(title, code_cells, checks, cells))
     return verdicts
 
 
-def _grade(title: str, code_cells: list[dict], checks: list[dict]) -> Exercise:
+def _grade(title: str, code_cells: list[dict], checks: list[dict],
+           all_cells: Sequence[dict] = ()) -> Exercise:
     results = []
     for cell in checks:
         text, errors = _text_outputs(cell)
@@ -136,17 +137,39 @@ def _grade(title: str, code_cells: list[dict], checks: list[dict]) -> Exercise:
             results.append(NOT_ATTEMPTED)  # the check never ran (e.g. the kernel stopped before)
     if all(r == PASSED for r in results):
         return Exercise(title, PASSED)
-    # An error in a check cell: "not attempted" if it comes from an answer that is still the
-    # placeholder (NotImplementedError there, so the check cannot find the name), else failed.
+    # An error in a check cell means "not attempted" when it comes from an answer that is still
+    # the placeholder: NotImplementedError in this exercise, or a name whose defining cell (here
+    # or in an earlier exercise) stopped at the placeholder. Any other error is a failure.
     placeholder = any(err.get("ename") == "NotImplementedError"
                       for c in code_cells for err in _text_outputs(c)[1])
     for r in results:
         if isinstance(r, tuple):
             err = r[1]
-            if placeholder and err.get("ename") in ("NameError", "NotImplementedError"):
+            if err.get("ename") == "NotImplementedError" or (
+                    err.get("ename") == "NameError"
+                    and (placeholder or _defined_by_placeholder(err.get("evalue", ""), all_cells))):
                 continue
             return Exercise(title, FAILED, f"{err.get('ename')}: {err.get('evalue', '')}".strip())
     return Exercise(title, NOT_ATTEMPTED)
+
+
+def _defined_by_placeholder(evalue: str, cells: Sequence[dict]) -> bool:
+    """Whether the name in ``name 'X' is not defined`` belongs to an answer still to write.
+
+    True when the cell defining it raised ``NotImplementedError``, or when no cell defines it and
+    some answer cell still raises ``NotImplementedError`` (the definition is the answer).
+    """
+    m = re.search(r"name '(\w+)' is not defined", evalue)
+    if not m:
+        return False
+    defines = re.compile(rf"^\s*(?:(?:def|class)\s+{m.group(1)}\b|{m.group(1)}\s*[:=])", re.MULTILINE)
+    unfinished = [c for c in cells if c.get("cell_type") == "code" and any(
+        e.get("ename") == "NotImplementedError" for e in _text_outputs(c)[1])]
+    definers = [c for c in cells if c.get("cell_type") == "code"
+                and defines.search("".join(c.get("source", "")))]
+    if not definers:  # the whole definition is the answer to write (a `# YOUR CODE HERE` cell)
+        return bool(unfinished)
+    return any(c in unfinished for c in definers)
 
 
 def _execute(path: Path, cell_timeout: int) -> list[dict]:
@@ -226,13 +249,17 @@ def _crash_reason(lines: list[str]) -> str:
     return lines[-1][:200] if lines else "the runner stopped without a message"
 
 
+def _clip(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
 def format_table(reports: Sequence[NotebookReport]) -> str:
     """A plain-text table: section, passed, failed, not attempted, total, note."""
     head = ("section", "notebook", "passed", "failed", "not attempted", "total", "note")
     rows = []
     for r in reports:
         note = r.message if r.run != "ok" else "; ".join(
-            f"{e.title.split(':')[0]}: {e.detail}" for e in r.exercises if e.status == FAILED)
+            f"{e.title.split(':')[0]}: {_clip(e.detail)}" for e in r.exercises if e.status == FAILED)
         counts = ("-", "-", "-", "-") if r.run != "ok" else (
             r.count(PASSED), r.count(FAILED), r.count(NOT_ATTEMPTED), len(r.exercises))
         status = "" if r.run == "ok" else f"{r.run.upper()}: "

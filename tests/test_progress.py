@@ -116,3 +116,25 @@ def test_table_totals() -> None:
     table = progress.format_table(reports)
     assert re.search(r"^all\s+2 notebooks\s+1\s+1\s+0\s+2\s+1 did not run", table, re.M), table
     assert "TIMED OUT: stopped" in table and "Exercise 2: ❌ wrong" in table
+
+
+def _err(ename: str, evalue: str = "") -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
+@pytest.mark.parametrize(("answer_source", "answer_outputs", "status"), [
+    # the class is the answer and is still the placeholder: a later exercise cannot run yet
+    ("# YOUR CODE HERE\nraise NotImplementedError()", [_err("NotImplementedError")],
+     progress.NOT_ATTEMPTED),
+    ("class Block:\n    raise NotImplementedError()", [_err("NotImplementedError")], progress.NOT_ATTEMPTED),
+    # the student's own definition has a bug: that is a failure, not "not attempted"
+    ("class Block:\n    x = 1 / 0", [_err("ZeroDivisionError")], progress.FAILED),
+])
+def test_a_later_exercise_waiting_for_an_earlier_answer(answer_source, answer_outputs, status) -> None:
+    cells = [{"cell_type": "markdown", "source": "## Exercise 1: block"},
+             {"cell_type": "code", "source": answer_source, "outputs": answer_outputs},
+             {"cell_type": "markdown", "source": "## Exercise 2: use it"},
+             {"cell_type": "code", "source": "checks.check_use(Block)",
+              "outputs": [_err("NameError", "name 'Block' is not defined")]}]
+    verdicts = progress.grade_cells([{**c, "outputs": c.get("outputs", [])} for c in cells])
+    assert verdicts[-1].status == status
