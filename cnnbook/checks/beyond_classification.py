@@ -180,8 +180,11 @@ def _as_indices(got: Any, n: int, what: str) -> list[int]:
             fail(f"{what} returned a boolean mask of shape {tuple(got.shape)}; return the INDICES "
                  f"of the kept boxes (a mask cannot say which box is best).")
         if got.is_floating_point():
-            fail(f"{what} returned a {got.dtype} tensor; indices must be integers (torch.long), "
-                 f"or they cannot index the boxes (torch.tensor(keep, dtype=torch.long)).")
+            empty = (" (torch.tensor([]) of an empty list is float32 unless you pass "
+                     "dtype=torch.long)" if got.numel() == 0 else "")
+            fail(f"{what} returned a {got.dtype} tensor{empty}; indices must be integers "
+                 f"(torch.long), or they cannot index the boxes: "
+                 f"torch.tensor(keep, dtype=torch.long).")
         if got.ndim != 1:
             fail(f"{what} should return a 1-D tensor of indices, got shape {tuple(got.shape)}.")
         got = got.tolist()
@@ -507,8 +510,6 @@ def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
                          "torch.nn.functional.conv_transpose2d": "use the formula.",
                          "cnnbook.geometry.transposed_conv_output_size": _OURS}):
             got = call(fn, n, k, s, p, op, describe=what)
-        if isinstance(got, float) and got.is_integer():
-            fail(f"{what} returned the float {got!r}; a size is an int (no `/` needed).")
         ref = geometry.transposed_conv_output_size(n, k, s, p, op)
         expect_equal(got, ref, what, wrong={
             "That is the ordinary conv formula; a transposed conv runs it backwards: "
