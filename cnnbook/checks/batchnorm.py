@@ -1,15 +1,26 @@
-"""Checks for the section 14.11 exercises (batch normalisation from scratch, folding)."""
+"""Checks for the section 14.11 exercises (batch norm's backward pass, running statistics,
+folding a batch norm into the convolution after it, what a conv bias does before batch norm).
+
+Every check runs fixed edge cases first (a batch of one image, non-square maps and kernels,
+one channel, several channels, ``1 x 1`` maps, strides that do not divide the input), then a
+few random cases, so a given answer gets the same verdict on every seed. A hint is printed only
+when the answer equals a known mistake recomputed on the same inputs.
+"""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
+    CheckFailed,
     Context,
     call,
     checker,
@@ -17,173 +28,387 @@ from cnnbook.checks.core import (
     expect_tensor,
     fail,
     forbid,
+    preserved_state,
 )
 
-_WHOLE = "it normalises for you; compute the statistics yourself."
 _OURS = "that is cnnbook's own answer; write yours."
+_WHOLE = "it normalises for you; compute the statistics yourself."
 BN_LIBRARY = {
     "torch.nn.functional.batch_norm": _WHOLE, "torch.batch_norm": _WHOLE,
     "torch.nn.BatchNorm2d": _WHOLE, "torch.nn.functional.instance_norm": _WHOLE,
     "torch.nn.functional.group_norm": _WHOLE, "torch.nn.functional.layer_norm": _WHOLE,
     "cnnbook.norm.BatchNorm2d": _OURS, "cnnbook.norm.batch_stats": _OURS,
 }
+_AUTOGRAD = "autograd would derive the gradient for you; write the formula yourself."
+AUTOGRAD = {
+    "torch.autograd.grad": _AUTOGRAD, "torch.autograd.backward": _AUTOGRAD,
+    "torch.Tensor.backward": _AUTOGRAD, "torch.autograd.functional.vjp": _AUTOGRAD,
+    "torch.autograd.functional.jacobian": _AUTOGRAD, "torch.func.vjp": _AUTOGRAD,
+    "torch.func.grad": _AUTOGRAD, "torch.func.jacrev": _AUTOGRAD,
+}
+_FUSER = "it folds for you; derive the new weights yourself."
 FOLD_LIBRARY = {
     "cnnbook.norm.fold_bn_into_conv": _OURS, "cnnbook.norm.fold_batchnorm": _OURS,
-    "torch.nn.utils.fusion.fuse_conv_bn_eval": "it folds for you; derive the new weights yourself.",
-    "torch.nn.utils.fusion.fuse_conv_bn_weights": "it folds for you; derive the new weights yourself.",
-    "torch.nn.utils.fuse_conv_bn_eval": "it folds for you; derive the new weights yourself.",
+    "torch.nn.utils.fusion.fuse_conv_bn_eval": _FUSER,
+    "torch.nn.utils.fusion.fuse_conv_bn_weights": _FUSER,
+    "torch.nn.utils.fuse_conv_bn_eval": _FUSER,
 }
 
 
-def _bn(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-        dims: tuple[int, ...] = (0, 2, 3), unbiased: bool = False, eps_outside: bool = False
-        ) -> torch.Tensor:
+def _as_float(got: Any, what: str) -> float:
+    """The student's number as a float, or a clear failure (never a raw traceback)."""
+    if isinstance(got, torch.Tensor):
+        if got.numel() != 1:
+            fail(f"{what} should be one number, got a tensor of shape {tuple(got.shape)}.")
+        got = got.item()
+    if got is None:
+        fail(f"{what} is None: did you forget to `return` the result?")
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
+        fail(f"{what} should be a number (float), got {type(got).__name__}.")
+    return float(got)
+
+
+def _attempt(fn: Callable[..., Any], *args: Any, describe: str) -> Any:
+    """Run the student's code now, keeping its failure for when the comparison reaches that case.
+
+    All cases run inside one :func:`forbid` block (one source scan instead of one per case); a
+    case that raised is reported in its place in the order of cases, like any other mismatch.
+    """
+    try:
+        return call(fn, *args, describe=describe)
+    except CheckFailed as exc:
+        return exc
+
+
+def _reached(got: Any) -> Any:
+    if isinstance(got, CheckFailed):
+        raise got
+    return got
+
+
+def _pair(got: Any, n: int, what: str, names: str) -> Sequence[Any]:
+    if not isinstance(got, (tuple, list)) or len(got) != n:
+        kind = type(got).__name__ if not isinstance(got, (tuple, list)) else f"{len(got)} values"
+        fail(f"{what} should return a tuple {names}, got {kind}.")
+    return got
+
+
+# ------------------------------------------------------------------ exercise 1: backward pass
+
+def _bn_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float, *,
+                 dims: tuple[int, ...] = (0, 2, 3), unbiased: bool = False,
+                 mean_path: bool = True, var_path: bool = True, count: int | None = None
+                 ) -> torch.Tensor:
+    """dL/dx of training-mode batch norm, with switches that reproduce known mistakes."""
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
-    denom = var.sqrt() + eps if eps_outside else (var + eps).sqrt()
-    g, b = gamma.view(1, -1, 1, 1), beta.view(1, -1, 1, 1)
-    return (x - mean) / denom * g + b
+    inv = 1.0 / torch.sqrt(var + eps)
+    x_hat = (x - mean) * inv
+    m = count if count is not None else math.prod(x.shape[d] for d in dims)
+    g = gamma.view(1, -1, 1, 1)
+    out = dy.clone()
+    if mean_path:
+        out = out - dy.sum(dim=dims, keepdim=True) / m
+    if var_path:
+        out = out - x_hat * (dy * x_hat).sum(dim=dims, keepdim=True) / m
+    return g * inv * out
 
 
-@checker("batch norm (train mode)")
-def check_batch_norm_train(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(x (N, C, H, W), gamma (C,), beta (C,), eps)`` against ``F.batch_norm``."""
-    for _ in range(5):
-        n, c, h, w = ctx.randint(2, 4), ctx.randint(2, 5), ctx.randint(1, 3), ctx.randint(2, 3)
-        x = ctx.randn(n, c, h, w) * 3 + ctx.randn(1, c, 1, 1) * 2
-        gamma, beta = ctx.rand(c) + 0.5, ctx.randn(c)
-        eps = float(ctx.choice([0.1, 0.5, 1.0]))
-        what = f"batch_norm_train(x {tuple(x.shape)}, gamma, beta, eps={eps})"
-        with forbid(fn, BN_LIBRARY):
-            got = call(fn, x.clone(), gamma.clone(), beta.clone(), eps, describe=what)
-        ref = F.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-        expect_tensor(got, ref, what, wrong={
-            "You normalised each SAMPLE over (C, H, W) (that is layer norm). Batch norm "
-            "computes one mean and variance per CHANNEL over (N, H, W).": _bn(x, gamma, beta, eps, (1, 2, 3)),
-            "You averaged over the batch axis only, giving statistics per channel AND position; "
-            "a conv's batch norm shares them over (N, H, W).": _bn(x, gamma, beta, eps, (0,)),
-            "You normalised each (sample, channel) map on its own (instance norm); pool the "
-            "statistics over the batch too: dims (0, 2, 3).": _bn(x, gamma, beta, eps, (2, 3)),
-            "You used the unbiased variance (divide by n - 1); normalisation uses the biased "
-            "one (divide by n = N*H*W): x.var(..., unbiased=False).":
-                _bn(x, gamma, beta, eps, unbiased=True),
-            "eps goes INSIDE the square root: sqrt(var + eps).":
-                _bn(x, gamma, beta, eps, eps_outside=True),
-            "You forgot eps.": _bn(x, gamma, beta, 0.0),
-            "You forgot the learnable scale and shift: y = gamma * x_hat + beta.":
-                _bn(x, torch.ones(c, dtype=x.dtype), torch.zeros(c, dtype=x.dtype), eps),
-        }, shape_hint="Batch norm keeps the shape (N, C, H, W).")
-    return "your batch norm matches F.batch_norm in training mode."
+def _reference_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    xr = x.detach().clone().requires_grad_(True)
+    gr = gamma.detach().clone().requires_grad_(True)
+    br = torch.zeros_like(gr, requires_grad=True)
+    with torch.enable_grad():
+        y = F.batch_norm(xr, None, None, gr, br, training=True, eps=eps)
+        dx, dg, db = torch.autograd.grad(y, (xr, gr, br), dy)
+    return dx, dg, db
+
+
+def _compare_backward(got: Any, x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor,
+                      eps: float) -> None:
+    n, c, h, w = x.shape
+    what = f"batch_norm_backward(x {(n, c, h, w)}, gamma, dy, eps={eps})"
+    got = _pair(_reached(got), 3, what, "(dx, dgamma, dbeta)")
+    dx, dg, db = _reference_backward(x, gamma, dy, eps)
+    x_hat = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
+        x.var((0, 2, 3), unbiased=False, keepdim=True) + eps)
+    expect_tensor(got[0], dx, f"{what}[0] (dx)", wrong={
+        "You treated the batch mean and variance as constants (dx = gamma * dy / sigma); "
+        "both depend on x, and each adds a term to the gradient.":
+            lambda: _bn_backward(x, gamma, dy, eps, mean_path=False, var_path=False),
+        "The term from the variance is missing: subtract x_hat * mean(dy * x_hat) too.":
+            lambda: _bn_backward(x, gamma, dy, eps, var_path=False),
+        "The term from the mean is missing: subtract mean(dy) over (N, H, W) too.":
+            lambda: _bn_backward(x, gamma, dy, eps, mean_path=False),
+        "Your forward statistics use the unbiased variance (divide by n - 1); batch norm "
+        "normalises with the biased one (divide by n = N*H*W).":
+            lambda: _bn_backward(x, gamma, dy, eps, unbiased=True),
+        "Your element count assumes square maps (N * H * H); each channel has N * H * W "
+        "values.": lambda: _bn_backward(x, gamma, dy, eps, count=n * h * h),
+        "You took the statistics per image over (C, H, W) (layer norm); batch norm takes "
+        "them per channel over (N, H, W).":
+            lambda: _bn_backward(x, gamma, dy, eps, dims=(1, 2, 3)),
+    }, shape_hint="dx has the shape of x.")
+    expect_tensor(got[1], dg, f"{what}[1] (dgamma)", wrong={
+        "dgamma sums dy * x_hat (the NORMALISED input), not dy * x.": (dy * x).sum((0, 2, 3)),
+        "dgamma is a SUM over (N, H, W), not a mean.": (dy * x_hat).mean((0, 2, 3)),
+    }, shape_hint="One value per channel: shape (C,).")
+    expect_tensor(got[2], db, f"{what}[2] (dbeta)", wrong={
+        "dbeta is a SUM of dy over (N, H, W), not a mean.": dy.mean((0, 2, 3)),
+    }, shape_hint="One value per channel: shape (C,).")
+
+
+# (N, C, H, W, eps): a batch of one non-square map, one channel, 1x1 maps, several channels.
+_BACKWARD_CASES = [(2, 3, 3, 5, 0.5), (1, 2, 4, 3, 0.1), (3, 1, 2, 5, 1e-3), (4, 3, 1, 1, 0.2)]
+
+
+@checker("batch norm backward pass")
+def check_batch_norm_backward(ctx: Context, fn: Callable[..., tuple[torch.Tensor, ...]]) -> str:
+    """Check ``fn(x (N, C, H, W), gamma (C,), dy (N, C, H, W), eps)`` -> ``(dx, dgamma, dbeta)``.
+
+    The reference is autograd through ``F.batch_norm`` in training mode.
+    """
+    cases = list(_BACKWARD_CASES)
+    for _ in range(2):
+        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), ctx.randint(2, 5), ctx.randint(1, 5),
+                      float(ctx.choice([1e-3, 0.1, 0.5]))))
+    inputs = []
+    for n, c, h, w, eps in cases:
+        x = ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1)
+        inputs.append((x, ctx.rand(c) + 0.5, ctx.randn(n, c, h, w), eps))
+    answers = []
+    with preserved_state(what="batch_norm_backward"), forbid(fn, {**AUTOGRAD, **BN_LIBRARY}):
+        for x, gamma, dy, eps in inputs:
+            what = f"batch_norm_backward(x {tuple(x.shape)}, gamma, dy, eps={eps})"
+            answers.append(_attempt(fn, x.clone(), gamma.clone(), dy.clone(), eps, describe=what))
+    for (x, gamma, dy, eps), got in zip(inputs, answers, strict=True):
+        _compare_backward(got, x, gamma, dy, eps)
+    return "your gradients equal autograd's through F.batch_norm, batch of one and 1x1 maps included."
+
+
+# ------------------------------------------------------------------ exercise 2: running statistics
+
+def _mean_of_image_variances(rv: torch.Tensor, x: torch.Tensor, m: float) -> torch.Tensor:
+    """The update with the per-image variances averaged (NaN where a map has one value)."""
+    if x.shape[2] * x.shape[3] < 2:
+        return torch.full_like(rv, float("nan"))
+    return (1 - m) * rv + m * x.var(dim=(2, 3), unbiased=True).mean(0)
+
+
+# (N, C, H, W, momentum): a batch of one non-square map, 1x1 maps, one channel, TF-style 0.01.
+_RUNNING_CASES = [(3, 2, 2, 5, 0.1), (1, 3, 4, 3, 0.3), (5, 4, 1, 1, 0.1), (2, 1, 3, 2, 0.01)]
 
 
 @checker("running statistics")
 def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     """Check ``fn(running_mean, running_var, x, momentum)`` -> new (mean, var) as PyTorch."""
-    for _ in range(4):
-        n, c = ctx.randint(2, 4), ctx.randint(2, 5)
-        x = ctx.randn(n, c, 2, ctx.randint(1, 3)) * 2 + 1
-        rm, rv = ctx.randn(c), ctx.rand(c) + 0.5
-        momentum = float(ctx.choice([0.1, 0.3]))
-        what = f"update_running(running_mean, running_var, x {tuple(x.shape)}, momentum={momentum})"
-        with forbid(fn, BN_LIBRARY):
-            got = call(fn, rm.clone(), rv.clone(), x.clone(), momentum, describe=what)
-        if not isinstance(got, tuple) or len(got) != 2:
-            fail(f"{what} should return a tuple (new_mean, new_var), got {type(got).__name__}.")
+    cases = list(_RUNNING_CASES)
+    for _ in range(2):
+        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), ctx.randint(2, 4), ctx.randint(1, 4),
+                      float(ctx.choice([0.1, 0.3, 0.05]))))
+    inputs = [(ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1) + ctx.randn(n, c, 1, 1), ctx.randn(c),
+               ctx.rand(c) + 0.5, momentum) for n, c, h, w, momentum in cases]
+    answers = []
+    with preserved_state(what="update_running"), forbid(fn, BN_LIBRARY):
+        for x, rm, rv, momentum in inputs:
+            what = f"update_running(running_mean, running_var, x {tuple(x.shape)}, momentum={momentum})"
+            answers.append(_attempt(fn, rm.clone(), rv.clone(), x.clone(), momentum, describe=what))
+    for (x, rm, rv, momentum), got in zip(inputs, answers, strict=True):
+        n, c, h, w = x.shape
+        what = f"update_running(running_mean, running_var, x {(n, c, h, w)}, momentum={momentum})"
+        got = _pair(_reached(got), 2, what, "(new_mean, new_var)")
         ref_m, ref_v = rm.clone(), rv.clone()
         F.batch_norm(x, ref_m, ref_v, training=True, momentum=momentum)
         mean = x.mean(dim=(0, 2, 3))
         var_b, var_u = x.var(dim=(0, 2, 3), unbiased=False), x.var(dim=(0, 2, 3), unbiased=True)
+        m = momentum
+        keras = ("Your momentum weighs the OLD estimate (Keras/TensorFlow's convention, where "
+                 "0.99 means keep 99%); in PyTorch it is the weight of the NEW batch: "
+                 "(1 - m) * running + m * batch.")
         expect_tensor(got[0], ref_m, f"{what}[0] (new running mean)", wrong={
-            "The momentum is the weight of the NEW batch: (1 - m) * running + m * batch.":
-                momentum * rm + (1 - momentum) * mean,
+            keras: m * rm + (1 - m) * mean,
             "You replaced the running mean by the batch mean; blend them with the momentum.": mean,
         }, shape_hint="One running mean per channel: shape (C,).")
         expect_tensor(got[1], ref_v, f"{what}[1] (new running variance)", wrong={
-            "PyTorch's running variance uses the UNBIASED batch variance (divide by n - 1), "
-            "unlike the normalisation itself.": (1 - momentum) * rv + momentum * var_b,
-            "The momentum is the weight of the NEW batch: (1 - m) * running + m * batch.":
-                momentum * rv + (1 - momentum) * var_u,
+            "PyTorch's running variance uses the UNBIASED batch variance (divide by n - 1, "
+            "n = N*H*W), unlike the normalisation itself.": (1 - m) * rv + m * var_b,
+            keras: m * rv + (1 - m) * var_u,
+            "You averaged the per-image variances; the batch variance is taken over (N, H, W) "
+            "together, so it also counts how the images' means differ.":
+                _mean_of_image_variances(rv, x, m),
+            "You replaced the running variance by the batch variance; blend them with the "
+            "momentum.": var_u,
         }, shape_hint="One running variance per channel: shape (C,).")
     return "your running estimates match nn.BatchNorm2d's update (unbiased variance, momentum)."
 
 
-@checker("fold batch norm into the conv")
-def check_fold_bn(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str:
-    """Check ``fn(conv, bn)`` returns one conv equal to ``bn(conv(x))`` in eval mode."""
-    for bias in (False, True, True):
-        c_in, c_out, k = ctx.randint(1, 4), ctx.randint(2, 5), ctx.choice([1, 3])
-        stride = ctx.choice([1, 2])
-        conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=bias)
-        bn = nn.BatchNorm2d(c_out, eps=float(ctx.choice([1e-3, 0.1])))
-        with torch.no_grad():
-            bn.weight.copy_(ctx.rand(c_out, dtype=torch.float32) + 0.5)
-            bn.bias.copy_(ctx.randn(c_out, dtype=torch.float32))
-            bn.running_mean.copy_(ctx.randn(c_out, dtype=torch.float32))
-            bn.running_var.copy_(ctx.rand(c_out, dtype=torch.float32) + 0.2)
-        bn.eval()
-        conv_before, bn_before = copy.deepcopy(conv.state_dict()), copy.deepcopy(bn.state_dict())
-        what = f"fold_bn(Conv2d({c_in}, {c_out}, {k}, stride={stride}, bias={bias}), bn)"
-        with forbid(fn, FOLD_LIBRARY):
-            fused = expect_module(call(fn, conv, bn, describe=what), what)
-        if not isinstance(fused, nn.Conv2d):
-            fail(f"{what} should return an nn.Conv2d, got {type(fused).__name__}.")
-        x = ctx.randn(2, c_in, 7, 7, dtype=torch.float32)
-        with torch.no_grad():
-            for key, value in conv.state_dict().items():
-                if not torch.equal(value, conv_before[key]):
-                    fail(f"{what} modified the original conv's {key}; build a new conv (or a copy).")
-            for key, value in bn.state_dict().items():
-                if not torch.equal(value, bn_before[key]):
-                    fail(f"{what} modified the batch norm's {key}.")
-            got = call(fused, x, describe=f"x {tuple(x.shape)}")
-            ref = bn(conv(x))
+# ------------------------------------------------------------------ exercise 3: fold BN into the next conv
+
+def _bn_eval(c: int, ctx: Context, eps: float) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(c, eps=eps)
+    with torch.no_grad():
+        bn.weight.copy_(ctx.rand(c, dtype=torch.float32) + 0.5)
+        bn.bias.copy_(ctx.randn(c, dtype=torch.float32))
+        bn.running_mean.copy_(ctx.randn(c, dtype=torch.float32))
+        bn.running_var.copy_(ctx.rand(c, dtype=torch.float32) * 2 + 0.1)
+    return bn.eval()
+
+
+def _folded_before(bn: nn.BatchNorm2d, conv: nn.Conv2d, *, eps: bool = True, mean: bool = True,
+                   own_bias: bool = True, taps: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and bias of one conv equal to ``conv(bn(x))``, with switches for known mistakes."""
+    s = bn.weight / torch.sqrt(bn.running_var + (bn.eps if eps else 0.0))
+    t = bn.bias - (bn.running_mean * s if mean else 0.0)
+    w = conv.weight
+    per_tap = {"sum": w.sum((2, 3)), "mean": w.mean((2, 3)),
+               "centre": w[:, :, w.shape[2] // 2, w.shape[3] // 2]}[taps]
+    b = (conv.bias if conv.bias is not None and own_bias else torch.zeros(w.shape[0])) + per_tap @ t
+    return w * s.view(1, -1, 1, 1), b
+
+
+def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn_before: dict,
+                  conv_before: dict, x: torch.Tensor) -> None:
+    c_in, c_out, k, stride, bias, eps, h, w = case
+    what = f"fold_bn_before_conv(BatchNorm2d({c_in}, eps={eps}), Conv2d({c_in}, {c_out}, " \
+           f"kernel_size={k}, stride={stride}, bias={bias}))"
+    fused = expect_module(_reached(got), what)
+    if not isinstance(fused, nn.Conv2d):
+        fail(f"{what} should return an nn.Conv2d, got {type(fused).__name__}.")
+    if set(conv.state_dict()) != set(conv_before):
+        fail(f"{what} modified the original conv (its parameters are now "
+             f"{sorted(conv.state_dict())}); build a new conv (or a copy).")
+    for key, value in conv.state_dict().items():
+        if not torch.equal(value, conv_before[key]):
+            fail(f"{what} modified the original conv's {key}; build a new conv (or a copy).")
+    for key, value in bn.state_dict().items():
+        if not torch.equal(value, bn_before[key]):
+            fail(f"{what} modified the batch norm's {key}.")
+    with torch.no_grad():
+        got_y = call(fused, x.to(fused.weight.dtype), describe=f"x {tuple(x.shape)}")
+        ref = conv(bn(x))
+
+        def out(**mistake: Any) -> torch.Tensor:
+            wt, b = _folded_before(bn, conv, **mistake)
+            return F.conv2d(x, wt, b, stride)
+
+        def scaled_outputs() -> torch.Tensor:  # folding as if BN came AFTER the conv
+            if c_in != c_out:
+                return torch.full_like(ref, float("nan"))
             s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             b = conv.bias if conv.bias is not None else torch.zeros(c_out)
-            w_fold = conv.weight * s.view(-1, 1, 1, 1)
-            conv_only = F.conv2d(x, w_fold, None, stride, k // 2)
-            wrong = {
-                "Your bias ignores the conv's own bias: b' = (b - mean) * s + beta.":
-                    conv_only + ((0 - bn.running_mean) * s + bn.bias).view(1, -1, 1, 1),
-                "The bias is missing the shift beta: b' = (b - mean) * s + beta.":
-                    conv_only + ((b - bn.running_mean) * s).view(1, -1, 1, 1),
-                "Scale the mean too: b' = (b - mean) * s + beta, not b - mean * ... .":
-                    conv_only + (b - bn.running_mean + bn.bias).view(1, -1, 1, 1),
-                "Use s = gamma / sqrt(running_var + eps), with eps inside the square root.":
-                    F.conv2d(x, conv.weight * (bn.weight / bn.running_var.sqrt()).view(-1, 1, 1, 1),
-                             ((b - bn.running_mean) * bn.weight / bn.running_var.sqrt() + bn.bias),
-                             stride, k // 2),
-            }
-        expect_tensor(got, ref, f"{what}(x)", wrong=wrong, atol=1e-4, rtol=1e-4,
-                      shape_hint="Keep the conv's stride and padding.")
-    return "your folded conv equals conv followed by batch norm (eval mode), with and without bias."
+            return F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1),
+                            (b - bn.running_mean) * s + bn.bias, stride)
+
+        wrong = {
+            "You scaled the conv's OUTPUT channels (the recipe for a BN that comes after the "
+            "conv); here BN acts on the conv's INPUT, so scale W along the input-channel "
+            "axis: W * s.view(1, -1, 1, 1).": scaled_outputs,
+            "The shift reaches every kernel tap: sum the weights over the kernel positions "
+            "(W.sum((2, 3)) @ t), not their mean.": lambda: out(taps="mean"),
+            "The shift reaches every kernel tap, not only the centre one: sum the weights "
+            "over the kernel positions (W.sum((2, 3)) @ t).": lambda: out(taps="centre"),
+            "Your bias drops the conv's own bias: b' = b + W.sum((2, 3)) @ t.":
+                lambda: out(own_bias=False),
+            "Your shift forgets the running mean: t = beta - mean * s.": lambda: out(mean=False),
+            "Use s = gamma / sqrt(running_var + eps): you left out eps.": lambda: out(eps=False),
+        }
+    expect_tensor(got_y, ref, f"{what}(x {tuple(x.shape)})", wrong=wrong, atol=1e-4, rtol=1e-4,
+                  shape_hint="Keep the conv's kernel size, stride and padding=0.")
+
+
+# (C_in, C_out, kernel, stride, bias, eps, H, W): the first case has C_in == C_out so that folding
+# over the wrong channel axis still runs (and can be named); non-square kernels and maps, strides
+# that do not divide the input, with and without a conv bias.
+_FOLD_CASES = [(3, 3, (3, 2), 1, True, 0.1, 7, 6), (2, 4, (3, 3), 2, False, 1e-3, 9, 8),
+               (4, 2, (1, 3), (2, 1), True, 0.5, 5, 7), (1, 3, (2, 2), 1, False, 1e-5, 6, 5)]
+
+
+@checker("fold batch norm into the following conv")
+def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str:
+    """Check ``fn(bn, conv)`` returns one ``nn.Conv2d`` equal to ``conv(bn(x))`` (bn in eval mode).
+
+    The convolutions have ``padding=0`` and ``groups=1``; strides, kernel shapes and biases vary.
+    """
+    cases = list(_FOLD_CASES)
+    for _ in range(2):
+        kh, kw = ctx.randint(1, 3), ctx.randint(1, 3)
+        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), (kh, kw), ctx.randint(1, 2),
+                      bool(ctx.randint(0, 1)), float(ctx.choice([1e-3, 0.1])),
+                      ctx.randint(kh + 2, 8), ctx.randint(kw + 2, 8)))
+    pairs = []
+    for c_in, c_out, k, stride, bias, eps, _h, _w in cases:
+        conv = nn.Conv2d(c_in, c_out, k, stride=stride, bias=bias)
+        with torch.no_grad():
+            conv.weight.copy_(ctx.randn(*conv.weight.shape, dtype=torch.float32) * 0.5)
+            if conv.bias is not None:
+                conv.bias.copy_(ctx.randn(c_out, dtype=torch.float32))
+        pairs.append((_bn_eval(c_in, ctx, eps), conv))
+    saved = [(copy.deepcopy(bn.state_dict()), copy.deepcopy(conv.state_dict())) for bn, conv in pairs]
+    answers = []
+    with preserved_state(what="fold_bn_before_conv"), forbid(fn, FOLD_LIBRARY):
+        for bn, conv in pairs:
+            answers.append(_attempt(fn, bn, conv, describe=f"({bn}, {conv})"))
+            if bn.training or not conv.training:
+                bn.eval()
+                conv.train()
+                answers[-1] = CheckFailed(
+                    "fold_bn_before_conv changed the modules' train/eval mode (the batch norm "
+                    "was in eval mode, the conv in train mode); fold a copy, leave the inputs "
+                    "as they were.")
+    for case, (bn, conv), (bn_before, conv_before), got in zip(cases, pairs, saved, answers,
+                                                              strict=True):
+        x = ctx.randn(2, case[0], case[6], case[7], dtype=torch.float32)
+        _compare_fold(got, case, bn, conv, bn_before, conv_before, x)
+    return "your single conv equals batch norm (eval mode) followed by the conv, with and without bias."
+
+
+# ------------------------------------------------------------------ exercise 4: conv bias before BN
+
+def _norms() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    return [
+        ("identity", lambda t: t),
+        ("doubling", lambda t: 2 * t),
+        ("per-sample centring", lambda t: t - t.mean((1, 2, 3), keepdim=True)),
+        ("train-mode batch norm", lambda t: F.batch_norm(t, None, None, training=True)),
+    ]
 
 
 @checker("effect of a per-channel bias")
 def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
     """Check ``fn(norm, x, bias)`` = max |norm(x + bias per channel) - norm(x)|."""
-    norms: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
-        ("identity", lambda t: t),
-        ("doubling", lambda t: 2 * t),
-        ("per-sample normalisation", lambda t: (t - t.mean((1, 2, 3), keepdim=True))),
-        ("train-mode batch norm", lambda t: F.batch_norm(t, None, None, training=True)),
-    ]
-    for name, norm in norms:
-        n, c = ctx.randint(2, 6), ctx.randint(2, 5)
-        x = ctx.randn(n, c, 4, 4, dtype=torch.float32)
-        bias = ctx.randn(c, dtype=torch.float32) * 10
-        what = f"bias_change({name}, x {tuple(x.shape)}, bias {tuple(bias.shape)})"
-        got = call(fn, norm, x.clone(), bias.clone(), describe=what)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if not isinstance(got, (int, float)):
-            fail(f"{what} should return a float, got {type(got).__name__}.")
-        ref = float((norm(x + bias.view(1, -1, 1, 1)) - norm(x)).abs().max())
-        wrong_axis = float((norm(x + bias.view(1, 1, 1, -1)) - norm(x)).abs().max()) if x.shape[-1] == c \
-            else None
-        if abs(got - ref) > 1e-4 * max(1.0, abs(ref)):
-            hint = ("bias has one value per CHANNEL (axis 1): add bias.view(1, -1, 1, 1)."
-                    if wrong_axis is not None and abs(got - wrong_axis) < 1e-4 else
-                    "return the LARGEST ABSOLUTE difference, (a - b).abs().max()." if got < 0 else
-                    "compare norm(x + bias.view(1, -1, 1, 1)) with norm(x).")
-            fail(f"{what}: expected {ref:.4g}, got {got:.4g}; {hint}")
+    # x (3, 4, 5, 4): W == C, so adding the bias along the last axis runs (and can be named).
+    fixed_bias = torch.tensor([-12.0, 3.0, 0.0, 7.0])
+    fixed_x = torch.linspace(-2, 2, 3 * 4 * 5 * 4).reshape(3, 4, 5, 4).flip(-1).cos() * 2
+    cases: list[tuple[torch.Tensor, torch.Tensor]] = [(fixed_x, fixed_bias)]
+    for _ in range(2):
+        n, c = ctx.randint(2, 5), ctx.randint(2, 5)
+        cases.append((ctx.randn(n, c, ctx.randint(2, 5), ctx.randint(2, 5), dtype=torch.float32),
+                      ctx.randn(c, dtype=torch.float32) * 10))
+    for x, bias in cases:
+        for name, norm in _norms():
+            what = f"bias_change({name}, x {tuple(x.shape)}, bias {tuple(bias.shape)})"
+            got = _as_float(call(fn, norm, x.clone(), bias.clone(), describe=what), what)
+            a, b = norm(x + bias.view(1, -1, 1, 1)), norm(x)
+            ref = float((a - b).abs().max())
+            wrong = {
+                "Return the largest ABSOLUTE difference, (a - b).abs().max(): a bias can push "
+                "values down as well as up.": lambda a=a, b=b: float((a - b).max()),
+                "Return the LARGEST absolute difference (.max()), not the mean.":
+                    lambda a=a, b=b: float((a - b).abs().mean()),
+                "Compare norm(x + bias) with norm(x), not with x itself.":
+                    lambda a=a, x=x: float((a - x).abs().max()),
+                "bias has one value per CHANNEL (axis 1): add bias.view(1, -1, 1, 1), not along "
+                "the last axis.": lambda x=x, bias=bias, norm=norm, b=b: float(
+                    (norm(x + bias.view(1, 1, 1, -1)) - b).abs().max()) if x.shape[-1] == bias.numel()
+                    else math.nan,
+            }
+            if abs(got - ref) <= 1e-4 * max(1.0, abs(ref)):
+                continue
+            for hint, value in wrong.items():
+                v = value()
+                if not math.isnan(v) and abs(got - v) <= 1e-4 * max(1.0, abs(v)):
+                    fail(f"{what}: expected {ref:.4g}, got {got:.4g}. {hint}")
+            fail(f"{what}: expected {ref:.4g}, got {got:.4g}; compare norm(x + bias.view(1, -1, 1, 1)) "
+                 f"with norm(x) and return the largest absolute difference.")
     return "right; and for train-mode batch norm the change is ~1e-6: the bias cancels."
