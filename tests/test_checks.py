@@ -536,21 +536,21 @@ def test_14_06_silence() -> None:
 
 # ---------------------------------------------------------------- 14.7
 
-def test_14_07_pointwise_conv() -> None:
-    def ref(x, w, b):
-        return torch.einsum("oc,nchw->nohw", w, x) + b.view(1, -1, 1, 1)
+def test_14_07_merge_pointwise() -> None:
+    def merge(first, second, keep_first_bias=True):
+        w1, w2 = first.weight.flatten(1), second.weight.flatten(1)
+        b1 = first.bias if first.bias is not None and keep_first_bias else torch.zeros(w1.shape[0])
+        b2 = second.bias if second.bias is not None else torch.zeros(w2.shape[0])
+        conv = torch.nn.Conv2d(w1.shape[1], w2.shape[0], 1)
+        with torch.no_grad():
+            conv.weight.copy_((w2 @ w1)[:, :, None, None])
+            conv.bias.copy_(w2 @ b1 + b2)
+        return conv
 
-    passes(c07.check_pointwise_conv, ref)
-    fails(c07.check_pointwise_conv, lambda x, w, b: torch.einsum("oc,nchw->nohw", w, x),
-          match="forgot the bias")
-
-    def scrambled(x, w, b):
-        n, c, h, ww = x.shape
-        return (x.reshape(n, h * ww, c) @ w.T + b).reshape(n, -1, h, ww)
-
-    fails(c07.check_pointwise_conv, scrambled, match="permute")
-    fails(c07.check_pointwise_conv, lambda x, w, b: F.conv2d(x, w[:, :, None, None], b),
-          match="conv2d")
+    passes(c07.check_merge_pointwise, merge)
+    fails(c07.check_merge_pointwise, lambda a, b: merge(a, b, keep_first_bias=False),
+          match="ignores first's bias")
+    fails(c07.check_merge_pointwise, lambda a, b: torch.nn.Sequential(a, b), match="ONE nn.Conv2d")
 
 
 def test_14_07_bottleneck_params() -> None:

@@ -1,0 +1,187 @@
+"""Wrong-answer corpus for the 14.7 exercises (1x1 convolutions)."""
+
+from __future__ import annotations
+
+import torch
+from corpus_tools import accepted, rejected
+from torch import nn
+
+from cnnbook.checks import one_by_one as checks
+
+# ---------------------------------------------------------------- Exercise 1: merge two 1x1 convs
+
+
+def _bias(conv):
+    return conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+
+
+def merge_reference(first, second):
+    w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
+    merged = nn.Conv2d(first.in_channels, second.out_channels, 1)
+    with torch.no_grad():
+        merged.weight.copy_((w2 @ w1)[:, :, None, None])
+        merged.bias.copy_(w2 @ _bias(first) + _bias(second))
+    return merged
+
+
+def merge_with_einsum_and_parameters(first, second):
+    with torch.no_grad():
+        w = torch.einsum("om,mi->oi", second.weight.flatten(1), first.weight.flatten(1))
+        b = second(_bias(first)[None, :, None, None]).flatten() if first.bias is not None \
+            else _bias(second).clone()
+    merged = nn.Conv2d(first.in_channels, second.out_channels, kernel_size=(1, 1))
+    merged.weight = nn.Parameter(w[:, :, None, None])
+    merged.bias = nn.Parameter(b)
+    return merged
+
+
+def merge_keeps_second_bias_only(first, second):
+    merged = merge_reference(first, second)
+    with torch.no_grad():
+        merged.bias.copy_(_bias(second))
+    return merged
+
+
+def merge_adds_biases(first, second):
+    merged = merge_reference(first, second)
+    with torch.no_grad():
+        b1 = _bias(first)
+        merged.bias.copy_(_bias(second) + (b1 if b1.numel() == second.out_channels else 0))
+    return merged
+
+
+def merge_wrong_matrix_order(first, second):
+    w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
+    merged = merge_reference(first, second)
+    with torch.no_grad():
+        merged.weight.copy_((w1 @ w2)[:, :, None, None])
+    return merged
+
+
+def merge_without_bias(first, second):
+    w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
+    merged = nn.Conv2d(first.in_channels, second.out_channels, 1, bias=False)
+    with torch.no_grad():
+        merged.weight.copy_((w2 @ w1)[:, :, None, None])
+    return merged
+
+
+def merge_assumes_both_biases(first, second):
+    w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
+    merged = nn.Conv2d(first.in_channels, second.out_channels, 1)
+    with torch.no_grad():
+        merged.weight.copy_((w2 @ w1)[:, :, None, None])
+        merged.bias.copy_(w2 @ first.bias + second.bias)
+    return merged
+
+
+def merge_returns_the_pair(first, second):
+    return nn.Sequential(first, second)
+
+
+def test_merge_right_answers_pass() -> None:
+    accepted(checks.check_merge_pointwise, merge_reference)
+    accepted(checks.check_merge_pointwise, merge_with_einsum_and_parameters)
+
+
+def test_merge_mistakes_are_named() -> None:
+    rejected(checks.check_merge_pointwise, merge_keeps_second_bias_only, hint="ignores first's bias")
+    rejected(checks.check_merge_pointwise, merge_adds_biases, hint="b1 \\+ b2")
+    rejected(checks.check_merge_pointwise, merge_wrong_matrix_order, hint="wrong order")
+    rejected(checks.check_merge_pointwise, merge_without_bias, hint="has no bias")
+    rejected(checks.check_merge_pointwise, merge_assumes_both_biases,
+             hint="raised TypeError.*bias=False")
+    rejected(checks.check_merge_pointwise, merge_returns_the_pair, hint="ONE nn.Conv2d")
+
+
+# ---------------------------------------------------------------- Exercise 2: bottleneck savings
+
+
+def bottleneck_reference(c, c_mid, k=3):
+    return c * c * k * k, c * c_mid + c_mid * c_mid * k * k
+
+
+def bottleneck_from_shapes(c, c_mid, k=3):
+    shapes = [(c, c, k, k)], [(c_mid, c, 1, 1), (c_mid, c_mid, k, k)]
+    return tuple(sum(a * b * h * w for a, b, h, w in group) for group in shapes)
+
+
+def bottleneck_counts_biases(c, c_mid, k=3):
+    return c * c * k * k + c, c * c_mid + c_mid + c_mid * c_mid * k * k + c_mid
+
+
+def bottleneck_without_reduction(c, c_mid, k=3):
+    return c * c * k * k, c_mid * c_mid * k * k
+
+
+def bottleneck_kxk_on_full_channels(c, c_mid, k=3):
+    return c * c * k * k, c * c_mid + c * c_mid * k * k
+
+
+def bottleneck_adds_expansion(c, c_mid, k=3):
+    return c * c * k * k, c * c_mid + c_mid * c_mid * k * k + c_mid * c
+
+
+def test_bottleneck_right_answers_pass() -> None:
+    accepted(checks.check_bottleneck_params, bottleneck_reference)
+    accepted(checks.check_bottleneck_params, bottleneck_from_shapes)
+
+
+def test_bottleneck_mistakes_are_named() -> None:
+    rejected(checks.check_bottleneck_params, bottleneck_counts_biases, hint="biases")
+    rejected(checks.check_bottleneck_params, bottleneck_without_reduction, hint="left out the 1x1")
+    rejected(checks.check_bottleneck_params, bottleneck_kxk_on_full_channels, hint="REDUCED")
+    rejected(checks.check_bottleneck_params, bottleneck_adds_expansion, hint="expansion")
+
+
+# ---------------------------------------------------------------- Exercise 3: Linear as 1x1 conv
+
+
+def to_conv_reference(linear):
+    conv = nn.Conv2d(linear.in_features, linear.out_features, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight[:, :, None, None])
+        conv.bias.copy_(linear.bias)
+    return conv
+
+
+def to_conv_with_view_and_new_parameters(linear):
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
+    conv.weight = nn.Parameter(linear.weight.detach().clone().view(*linear.weight.shape, 1, 1))
+    conv.bias = nn.Parameter(linear.bias.detach().clone())
+    return conv
+
+
+def to_conv_without_bias_copy(linear):
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight[:, :, None, None])
+    return conv
+
+
+def to_conv_transposed_weight(linear):
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.T.reshape(linear.out_features, linear.in_features, 1, 1))
+        conv.bias.copy_(linear.bias)
+    return conv
+
+
+def to_conv_fresh_weights(linear):
+    return nn.Conv2d(linear.in_features, linear.out_features, 1)
+
+
+def to_conv_returns_linear(linear):
+    return linear
+
+
+def test_linear_to_conv_right_answers_pass() -> None:
+    accepted(checks.check_linear_to_conv1x1, to_conv_reference)
+    accepted(checks.check_linear_to_conv1x1, to_conv_with_view_and_new_parameters)
+
+
+def test_linear_to_conv_mistakes_are_named() -> None:
+    rejected(checks.check_linear_to_conv1x1, to_conv_without_bias_copy, hint="bias was not copied")
+    rejected(checks.check_linear_to_conv1x1, to_conv_transposed_weight, hint="transposed")
+    rejected(checks.check_linear_to_conv1x1, to_conv_fresh_weights, hint="wrong values")
+    rejected(checks.check_linear_to_conv1x1, to_conv_returns_linear, hint="kernel_size=1")
