@@ -44,6 +44,7 @@ __all__ = [
     "TORCHVISION_SOURCE",
     "ArchRow",
     "Architecture",
+    "add_latency",
     "Milestone",
     "architecture",
     "build",
@@ -239,27 +240,27 @@ def count_row(name: str) -> ArchRow:
                    count_macs(model, arch.input_shape), arch.input_shape, arch.top1, arch.top1_source)
 
 
-def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | None = None,
-            repeats: int = 5, warmup: int = 1,
-            progress: Callable[[str], None] | None = None) -> list[ArchRow]:
-    """Count every architecture and time some of them on this machine's CPU.
+def add_latency(rows: Sequence[ArchRow], time_names: Iterable[str] | None = None, *,
+                repeats: int = 5, warmup: int = 1,
+                progress: Callable[[str], None] | None = None) -> list[ArchRow]:
+    """Time some counted rows on this machine's CPU (batch 1, ``torch.inference_mode``).
 
     Args:
-        names: Architectures to include (default: all of :data:`ARCHITECTURES`, in order).
-        time_names: Which of them to time (default: all of ``names``); the others get
-            ``latency_ms=None``.
+        rows: Rows from :func:`count_row`.
+        time_names: Which of them to time (default: all); the others are returned unchanged.
         repeats: Timed forward passes per model (the median is reported).
         warmup: Untimed passes first.
-        progress: Called with each architecture's name before it is processed.
+        progress: Called with each architecture's name before it is timed.
 
     Returns:
-        One :class:`ArchRow` per name, in the order given.
+        New rows, in the same order, with ``latency_ms`` and ``latency`` filled in for the
+        timed ones.
 
     Raises:
         ValueError: If ``repeats`` < 1, ``warmup`` < 0, or a name in ``time_names`` is not
-            among ``names``.
+            among the rows.
     """
-    names = [a.name for a in ARCHITECTURES] if names is None else [architecture(n).name for n in names]
+    names = [r.name for r in rows]
     timed = set(names if time_names is None else (architecture(n).name for n in time_names))
     if not timed <= set(names):
         raise ValueError(f"time_names {sorted(timed - set(names))} are not in names.")
@@ -267,19 +268,41 @@ def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | N
         raise ValueError(f"repeats must be a positive int, got {repeats!r}.")
     if not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative int, got {warmup!r}.")
-    rows = []
-    for name in names:
-        if progress is not None:
-            progress(name)
-        row = count_row(name)
-        if name in timed:
-            model = build(name, "cpu")
-            x = torch.randn(row.input_shape)
-            timing = time_forward(model, x, repeats=repeats, warmup=warmup)
+    out = []
+    for row in rows:
+        if row.name in timed:
+            if progress is not None:
+                progress(row.name)
+            model = build(row.name, "cpu")
+            timing = time_forward(model, torch.randn(row.input_shape), repeats=repeats, warmup=warmup)
             row = replace(row, latency_ms=timing.median_ms, latency=timing)
             del model
-        rows.append(row)
-    return rows
+        out.append(row)
+    return out
+
+
+def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | None = None,
+            repeats: int = 5, warmup: int = 1,
+            progress: Callable[[str], None] | None = None) -> list[ArchRow]:
+    """Count architectures (:func:`count_row`) and time some of them (:func:`add_latency`).
+
+    Args:
+        names: Architectures to include (default: all of :data:`ARCHITECTURES`, in order).
+        time_names: Which of them to time (default: all of ``names``); the others get
+            ``latency_ms=None``.
+        repeats: Timed forward passes per model (the median is reported).
+        warmup: Untimed passes first.
+        progress: Called with each architecture's name before it is timed.
+
+    Returns:
+        One :class:`ArchRow` per name, in the order given.
+
+    Raises:
+        ValueError: As :func:`add_latency`.
+    """
+    names = [a.name for a in ARCHITECTURES] if names is None else [architecture(n).name for n in names]
+    return add_latency([count_row(n) for n in names], time_names, repeats=repeats, warmup=warmup,
+                       progress=progress)
 
 
 def format_table(rows: Sequence[ArchRow]) -> str:

@@ -129,3 +129,10 @@ def test_build_runs_a_forward_pass() -> None:
     model = zoo.build("LeNet-5")
     with torch.inference_mode():
         assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_add_latency_leaves_untimed_rows_alone() -> None:
+    counted = [zoo.count_row("LeNet-5")]
+    assert zoo.add_latency(counted, []) == counted
+    timed = zoo.add_latency(counted, ["lenet-5"], repeats=1, warmup=0)
+    assert timed[0].params == counted[0].params and timed[0].latency_ms > 0
