@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbook.checks.convolution import BATCH_HINT, NONSQUARE_HINT, Case, judge
 from cnnbook.checks.core import (
     Context,
     call,
@@ -17,7 +20,6 @@ from cnnbook.checks.core import (
     expect_module,
     expect_tensor,
     fail,
-    forbid,
 )
 
 _WHOLE = "it pools for you; take the maximum of each window yourself."
@@ -31,82 +33,152 @@ POOL_LIBRARY = {
 }
 
 
+def _pool_compare(got: Any, want: torch.Tensor, label: str) -> torch.Tensor:
+    return expect_tensor(got, want, label, shape_hint=(
+        "The output size follows the conv formula floor((n + 2p - k) / s) + 1, with s = k when "
+        "stride is None."))
+
+
+def _partial_windows(x: torch.Tensor, k: int, s: int | None = None, p: int = 0) -> torch.Tensor:
+    """Max pooling that keeps a last window sticking out of the (padded) input (rounds up)."""
+    s = k if s is None else s
+    xp = F.pad(x, (p,) * 4, value=float("-inf"))
+    extra = [(-(-(n - k) // s)) * s + k - n for n in xp.shape[-2:]]
+    xp = F.pad(xp, (0, extra[1], 0, extra[0]), value=float("-inf"))
+    return xp.unfold(2, k, s).unfold(3, k, s).amax(dim=(-2, -1))
+
+
+# (N, C, H, W, k, stride, padding, negative): sizes not divisible by the window, non-square
+# maps, batch and channels > 1, overlapping windows, padding on all-negative maps (where a zero
+# pad would win), the default stride
+_MAX_POOL_FIXED = [(1, 1, 4, 4, 2, None, 0, False), (1, 2, 5, 5, 2, None, 0, False),
+                   (1, 1, 7, 7, 3, 2, 1, True), (2, 3, 5, 7, 2, None, 0, False),
+                   (1, 2, 7, 6, 3, 2, 1, True), (2, 1, 6, 9, 2, 1, 0, False),
+                   (1, 3, 8, 5, 3, None, 1, True), (3, 2, 7, 8, 3, 3, 0, False),
+                   (1, 1, 9, 9, 3, 2, 0, True), (2, 2, 5, 6, 2, 2, 1, True)]
+
+
 @checker("max pooling")
 def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x (N, C, H, W), kernel_size, stride=None, padding=0)`` against F.max_pool2d."""
-    cases = [(2, None, 0), (3, 2, 1), (2, 1, 0), (3, None, 1)]
-    cases += [(ctx.randint(2, 3), ctx.choice([None, 1, 2]), ctx.randint(0, 1)) for _ in range(4)]
-    for i, (k, s, p) in enumerate(cases):
-        x = ctx.randn(ctx.randint(1, 2), ctx.randint(1, 3), ctx.randint(k + 2, 11), ctx.randint(k + 2, 11))
-        if i % 2:  # all-negative maps reveal zero padding
+    shapes = list(_MAX_POOL_FIXED)
+    for _ in range(3):
+        k = ctx.randint(2, 3)
+        shapes.append((ctx.randint(1, 2), ctx.randint(1, 3), ctx.randint(k + 2, 11),
+                       ctx.randint(k + 2, 11), k, ctx.choice([None, 1, 2]), ctx.randint(0, 1),
+                       ctx.randint(0, 1) == 1))
+    cases = []
+    for n, c, h, w, k, s, p, negative in shapes:
+        x = ctx.randn(n, c, h, w)
+        if negative:  # all-negative maps reveal zero padding
             x = -x.abs() - 0.1
-        args = (x.clone(), k) if s is None else (x.clone(), k, s)
-        kwargs = {"padding": p} if p else {}
-        what = (f"max_pool2d(x {tuple(x.shape)}, kernel_size={k}"
-                f"{'' if s is None else f', stride={s}'}{f', padding={p}' if p else ''})")
-        with forbid(fn, POOL_LIBRARY):
-            got = call(fn, *args, **kwargs, describe=what)
-        stride = k if s is None else s
-        ref = F.max_pool2d(x, k, stride, p)
-        wrong = {
-            "You padded with zeros; a zero on the border can beat negative values. Pad with "
-            "-inf so the padding never wins the max.": F.max_pool2d(F.pad(x, (p,) * 4), k, stride),
-            "You averaged; max pooling keeps the LARGEST value of each window.":
-                F.avg_pool2d(x, k, stride, p),
-        }
-        if s is None:
-            wrong["With stride=None the stride defaults to the kernel size (non-overlapping "
-                  "windows), not 1."] = F.max_pool2d(x, k, 1, p)
-        expect_tensor(got, ref, what, wrong=wrong,
-                      shape_hint="The output size follows the conv formula: "
-                                 "floor((n + 2p - k) / s) + 1, with s = k when stride is None.")
-    return "your max pooling matches F.max_pool2d, including default stride and -inf padding."
+        tags = set() if h == w else {"nonsquare"}
+        if n > 1:
+            tags.add("batch")
+        label = (f"max_pool2d(x {(n, c, h, w)}, kernel_size={k}"
+                 f"{'' if s is None else f', stride={s}'}{f', padding={p}' if p else ''})")
+        cases.append(Case((x, k) if s is None and not p else (x, k, s, p), label, frozenset(tags)))
+
+    def ref(x: torch.Tensor, k: int, s: int | None = None, p: int = 0) -> torch.Tensor:
+        return F.max_pool2d(x, k, k if s is None else s, p)
+
+    judge(fn, cases, reference=ref, compare=_pool_compare, forbidden=POOL_LIBRARY, mistakes=[
+        ("you padded with zeros; a zero on the border can beat negative values. Pad with -inf so "
+         "the padding never wins the max.",
+         lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (p,) * 4), k, k if s is None else s)),
+        ("you averaged; max pooling keeps the LARGEST value of each window.",
+         lambda x, k, s=None, p=0: F.avg_pool2d(x, k, k if s is None else s, p,
+                                                count_include_pad=False)),
+        ("with stride=None the stride defaults to the kernel size (non-overlapping windows), "
+         "not 1.", lambda x, k, s=None, p=0: F.max_pool2d(x, k, 1 if s is None else s, p)),
+        ("you kept a last, partial window; PyTorch drops windows that do not fit (floor), "
+         "like a convolution.", _partial_windows),
+        ("you padded only one side (right/bottom); padding p adds p pixels on EACH side.",
+         lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (0, p, 0, p), value=float("-inf")), k,
+                                                k if s is None else s)),
+    ], patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)])
+    return ("your max pooling matches F.max_pool2d on " f"{len(cases)} cases, including the "
+            "default stride, -inf padding and sizes not divisible by the window.")
 
 
 @checker("classifier head parameters")
 def check_head_params(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(c, h, w, num_classes, gap)`` = params of the Linear head (with bias)."""
-    cases = [(512, 7, 7, 1000, False), (512, 7, 7, 1000, True)]
-    cases += [(ctx.randint(1, 64), ctx.randint(1, 9), ctx.randint(1, 9), ctx.randint(2, 20),
-               ctx.choice([True, False])) for _ in range(8)]
-    for c, h, w, classes, gap in cases:
-        what = f"head_params(c={c}, h={h}, w={w}, num_classes={classes}, gap={gap})"
-        with forbid(fn, {"torch.nn.Linear": "count from the shapes, without building the layer."}):
-            got = call(fn, c, h, w, classes, gap, describe=what)
-        features = c if gap else c * h * w
-        expect_equal(got, count_params(nn.Linear(features, classes)), what, wrong={
-            "You forgot the bias: nn.Linear has one bias per output class.": features * classes,
-            "With global average pooling each channel becomes ONE number, so the head sees c "
-            "features, not c*h*w.": c * h * w * classes + classes,
-            "Without pooling the head sees every position of every channel: c*h*w features.":
-                c * classes + classes,
-        }, hint="A Linear layer from f features to n classes has f*n weights and n biases.")
+    fixed = [(512, 7, 7, 1000, False), (512, 7, 7, 1000, True), (3, 4, 6, 2, False),
+             (3, 4, 6, 2, True), (1, 1, 1, 10, False), (64, 5, 3, 7, True), (8, 2, 9, 5, False)]
+    extra = [(ctx.randint(1, 64), ctx.randint(1, 9), ctx.randint(1, 9), ctx.randint(2, 20),
+              ctx.choice([True, False])) for _ in range(6)]
+    cases = [Case(args, f"head_params(c={args[0]}, h={args[1]}, w={args[2]}, "
+                        f"num_classes={args[3]}, gap={args[4]})") for args in [*fixed, *extra]]
+
+    def features(c: int, h: int, w: int, gap: bool) -> int:
+        return c if gap else c * h * w
+
+    def compare(got: Any, want: int, label: str) -> Any:
+        if isinstance(got, bool) or not isinstance(got, numbers.Integral):
+            fail(f"{label} should return an int, got {got!r}.")
+        return expect_equal(int(got), want, label,
+                            hint="A Linear layer from f features to n classes has f*n weights "
+                                 "and n biases.")
+
+    judge(fn, cases, compare=compare,
+          forbidden={"torch.nn.Linear": "count from the shapes, without building the layer."},
+          reference=lambda c, h, w, n, gap: count_params(nn.Linear(features(c, h, w, gap), n,
+                                                                   device="meta")),
+          mistakes=[
+              ("you forgot the bias: nn.Linear has one bias per output class.",
+               lambda c, h, w, n, gap: features(c, h, w, gap) * n),
+              ("with global average pooling each channel becomes ONE number, so the head sees c "
+               "features, not c*h*w.", lambda c, h, w, n, gap: c * h * w * n + n),
+              ("without pooling the head sees every position of every channel: c*h*w features, "
+               "not c.", lambda c, h, w, n, gap: c * n + n),
+              ("you counted one bias per input feature; nn.Linear has one bias per OUTPUT class.",
+               lambda c, h, w, n, gap: features(c, h, w, gap) * (n + 1)),
+              ("with gap=False you used h*w features and forgot the channels: flattening keeps "
+               "c*h*w numbers.",
+               lambda c, h, w, n, gap: (c if gap else h * w) * n + n),
+          ])
     return "right counts: GAP shrinks VGG's 512x7x7 -> 1000 head from 25.1M to 0.5M parameters."
+
+
+def _avg(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(x, k)
 
 
 @checker("average pooling as a strided convolution")
 def check_avgpool_as_conv(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(channels, k)`` returns an ``nn.Conv2d`` equal to ``nn.AvgPool2d(k)``."""
-    for _ in range(4):
-        c, k = ctx.randint(1, 5), ctx.randint(2, 4)
+    # (channels, k, N, H, W): one channel, sizes not divisible by k, non-square maps, batches
+    shapes = [(1, 2, 1, 4, 4), (3, 3, 2, 7, 8), (4, 2, 2, 5, 9), (2, 4, 3, 9, 6), (5, 3, 1, 6, 11)]
+    shapes += [(ctx.randint(1, 5), k, ctx.randint(1, 3), ctx.randint(k, 12), ctx.randint(k, 12))
+               for k in (ctx.randint(2, 4),)]
+    for c, k, n, h, w in shapes:
         what = f"avgpool_as_conv(channels={c}, k={k})"
         conv = expect_module(call(fn, c, k, describe=what), what)
         if not isinstance(conv, nn.Conv2d):
             fail(f"{what} should return an nn.Conv2d, got {type(conv).__name__}.")
-        x = ctx.randn(2, c, ctx.randint(k, 12), ctx.randint(k, 12))
+        x = ctx.randn(n, c, h, w)
+        label = f"{what} applied to x {(n, c, h, w)}"
         with torch.no_grad():
-            got = call(conv, x.to(conv.weight.dtype), describe=f"x {tuple(x.shape)}")
-        ref = F.avg_pool2d(x, k)
-        expect_tensor(got.double(), ref, f"{what}(x {tuple(x.shape)})", wrong={
+            got = call(conv, x.to(conv.weight.dtype), describe=f"x {(n, c, h, w)}")
+        bias = conv.bias.detach().double() if conv.bias is not None else None
+        wrong = {
             "Your filter sums the window; divide each weight by k*k to average it.":
-                F.avg_pool2d(x, k) * k * k,
-            "Your conv has stride 1 (overlapping windows); pooling steps by k.":
+                _avg(x, k) * k * k,
+            "Your weights are 1/k; the window has k*k pixels, so each weight is 1/k^2.":
+                _avg(x, k) * k,
+            "Your conv has stride 1 (overlapping windows); pooling steps by k: stride=k.":
                 F.avg_pool2d(x, k, 1),
             "Each output mixes all input channels (groups=1 with every weight 1/k^2). Pooling "
-            "works on each channel separately: use groups=channels, one 1-channel filter per "
-            "channel.": F.avg_pool2d(x, k).sum(1, keepdim=True).expand(-1, c, -1, -1),
-        }, shape_hint=f"Use stride={k} so the windows do not overlap.", atol=1e-5)
-        if conv.bias is not None and conv.bias.abs().max() > 0:
-            fail(f"{what}: the bias should be zero (or bias=False).")
-    return "your fixed-weight depthwise conv is exactly average pooling: pooling is a conv with " \
-           "frozen weights."
+            "works on each channel separately: use groups=channels (one 1-channel filter per "
+            "channel), or zero the weights between different channels.":
+                _avg(x, k).sum(1, keepdim=True).expand(-1, c, -1, -1),
+        }
+        if bias is not None and bias.shape == (c,) and bias.abs().max() > 0:
+            wrong["Your conv adds a bias (nn.Conv2d has one by default, randomly initialised); "
+                  "use bias=False or set it to zero."] = _avg(x, k) + bias.view(1, -1, 1, 1)
+        got = got.double() if isinstance(got, torch.Tensor) else got
+        expect_tensor(got, _avg(x, k), label, wrong=wrong, atol=1e-5,
+                      shape_hint=f"Use stride={k} so the windows do not overlap, and no padding.")
+    return ("your fixed-weight conv is exactly average pooling (several channels, sizes not "
+            "divisible by k): pooling is a conv with frozen weights.")
