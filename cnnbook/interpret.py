@@ -7,7 +7,6 @@ Hooks are always removed before a function returns, including when the forward p
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,27 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """Return the sub-module called ``name`` in ``model.named_modules()``.
-
-    Args:
-        model: Any model.
-        name: Dotted module name, e.g. ``"layer3.1.conv2"``.
-
-    Returns:
-        The module.
-
-    Raises:
-        ValueError: If no module has that name (the message suggests close names).
-    """
-    modules = dict(model.named_modules())
-    if name not in modules or name == "":
-        close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.4)
-        hint = f" Did you mean one of {close}?" if close else ""
-        raise ValueError(f"{type(model).__name__} has no layer named {name!r}.{hint} "
-                         "List the names with [n for n, _ in model.named_modules()].")
-    return modules[name]
+from cnnbook.modules import get_layer  # noqa: F401 - re-exported (its home is cnnbook.modules)
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:

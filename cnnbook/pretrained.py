@@ -21,7 +21,6 @@ head only -> last stage -> everything.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,8 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnbook.data import denormalize, normalize
+from cnnbook.data_paths import resnet18_weights_file
 from cnnbook.images import as_rgb_batch
-from cnnbook.interpret import get_layer
+from cnnbook.modules import FrozenBatchNorm, freeze_batchnorm, get_layer, set_layer  # noqa: F401
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -112,8 +113,7 @@ class Pretrained:
         Returns:
             Same shape, normalised.
         """
-        mean, std = self._stats_like(images)
-        return (images - mean) / std
+        return normalize(images, self.mean, self.std, dtype=images.dtype, max_value=1.0)
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
         """Undo :meth:`normalize` for display: ``x * std + mean``, clipped to ``[0, 1]``.
@@ -124,14 +124,7 @@ class Pretrained:
         Returns:
             Same shape, in ``[0, 1]``.
         """
-        mean, std = self._stats_like(images)
-        return (images * std + mean).clamp(0, 1)
-
-    def _stats_like(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        def as_tensor(values: tuple[float, ...]) -> torch.Tensor:
-            return torch.tensor(values, dtype=images.dtype, device=images.device).view(3, 1, 1)
-
-        return as_tensor(self.mean), as_tensor(self.std)
+        return denormalize(images, self.mean, self.std)
 
     def resolve(self, names: Iterable[str]) -> list[str]:
         """Expand stage names and ``"head"`` into module names (module names pass through).
@@ -174,7 +167,7 @@ class Pretrained:
         if not isinstance(old, nn.Linear):
             raise TypeError(f"{self.head!r} is a {type(old).__name__}, not nn.Linear.")
         new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        _set_module(self.model, self.head, new)
+        set_layer(self.model, self.head, new)
         return new
 
     def freeze(self, *names: str) -> None:
@@ -215,12 +208,6 @@ class Pretrained:
 
 # ---------------------------------------------------------------------------------------------
 # Freezing, reports, parameter groups
-
-
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = get_layer(model, parent_name) if parent_name else model
-    setattr(parent, child, new)
 
 
 def _params_under(model: nn.Module, names: Iterable[str]) -> list[nn.Parameter]:
@@ -272,38 +259,6 @@ def train_only(model: nn.Module, names: Iterable[str]) -> None:
     _params_under(model, names)  # validate names before changing anything
     freeze(model)
     unfreeze(model, names)
-
-
-class FrozenBatchNorm:
-    """Keeps frozen batch-norm layers in eval mode while the rest of the model trains.
-
-    ``model.train()`` puts every ``BatchNorm`` layer in training mode: it normalises with the
-    current batch's statistics and overwrites its running averages, even when its weights
-    are frozen. A frozen pretrained layer then no longer computes what it computed during
-    pretraining. While this object is active, a forward pre-hook switches each batch-norm
-    layer whose affine parameters all have ``requires_grad=False`` to eval mode just before it
-    runs; layers that are (or later become) trainable behave normally. Remove it with
-    :meth:`remove`.
-
-    Args:
-        model: Any model.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.handles = [m.register_forward_pre_hook(self._hook) for m in model.modules()
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    @staticmethod
-    def _hook(module: nn.Module, _args: tuple) -> None:
-        params = list(module.parameters(recurse=False))
-        if module.training and params and not any(p.requires_grad for p in params):
-            module.train(False)
-
-    def remove(self) -> None:
-        """Detach the hooks (frozen layers follow ``model.train()`` again from the next call)."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
 
 
 @dataclass(frozen=True)
@@ -505,7 +460,7 @@ def extract_features(bundle: Pretrained, loader: Iterable) -> tuple[torch.Tensor
     head = get_layer(bundle.model, bundle.head)
     was_training = bundle.model.training
     device = next(bundle.model.parameters()).device
-    _set_module(bundle.model, bundle.head, nn.Identity())
+    set_layer(bundle.model, bundle.head, nn.Identity())
     feats, labels = [], []
     try:
         bundle.model.eval()
@@ -514,7 +469,7 @@ def extract_features(bundle: Pretrained, loader: Iterable) -> tuple[torch.Tensor
                 feats.append(bundle.model(x.to(device)).flatten(1).cpu())
                 labels.append(y.cpu())
     finally:
-        _set_module(bundle.model, bundle.head, head)
+        set_layer(bundle.model, bundle.head, head)
         bundle.model.train(was_training)
     if not feats:
         raise ValueError("The loader yielded no batches.")
@@ -544,14 +499,6 @@ def random_init(name: str, num_classes: int) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-def resnet18_weights_file() -> Path:
-    """Where torch.hub keeps (or would keep) the ResNet-18 ImageNet weights."""
-    from torchvision.models import ResNet18_Weights
-
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def _download_reachable(host: str = DOWNLOAD_HOST, timeout: float = 3.0) -> bool:

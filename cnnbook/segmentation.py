@@ -10,15 +10,22 @@ convolution, so one layer sees context at several scales without losing resoluti
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from cnnbook.metrics import confusion_matrix
+from cnnbook.models.mobile import ConvBNAct
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3,
-                 dilation: int = 1) -> nn.Sequential:
+                 dilation: int = 1) -> ConvBNAct:
     """Convolution (size-preserving padding, no bias) -> BatchNorm -> ReLU.
+
+    The package's one conv-BN-activation block, :class:`cnnbook.models.mobile.ConvBNAct`, with
+    an in-place ReLU.
 
     Args:
         in_channels: Input channels.
@@ -27,18 +34,11 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3,
         dilation: Dilation rate; padding ``dilation * (kernel_size - 1) // 2`` keeps H and W.
 
     Returns:
-        The three layers as an ``nn.Sequential`` mapping ``(N, C_in, H, W)`` to
+        The three layers (children ``conv``, ``bn``, ``act``) mapping ``(N, C_in, H, W)`` to
         ``(N, C_out, H, W)``.
     """
-    if kernel_size % 2 != 1:
-        raise ValueError(f"kernel_size={kernel_size} must be odd to keep the size unchanged.")
-    pad = dilation * (kernel_size - 1) // 2
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=pad, dilation=dilation,
-                  bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+    return ConvBNAct(in_channels, out_channels, kernel_size, dilation=dilation,
+                     activation=functools.partial(nn.ReLU, inplace=True))
 
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -171,31 +171,6 @@ class ASPP(nn.Module):
         if self.pooling is not None:
             outs.append(self.pooling(x).expand(-1, -1, *x.shape[-2:]))
         return self.project(torch.cat(outs, dim=1))
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Pixel counts by (true class, predicted class).
-
-    Args:
-        pred: Predicted class ids, any shape, e.g. ``(N, H, W)``.
-        target: True class ids, same shape as ``pred``.
-        num_classes: Number of classes ``C``.
-
-    Returns:
-        int64 matrix ``(C, C)``; entry ``[t, p]`` counts pixels of class ``t`` predicted ``p``.
-
-    Raises:
-        ValueError: If shapes differ or an id lies outside ``0..C-1``.
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ; "
-                         "pass class ids (take logits.argmax(1) first).")
-    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
-    for name, t in (("pred", pred), ("target", target)):
-        if t.numel() and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(f"{name} holds ids outside 0..{num_classes - 1}.")
-    counts = torch.bincount(target * num_classes + pred, minlength=num_classes**2)
-    return counts.reshape(num_classes, num_classes).cpu()
 
 
 def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

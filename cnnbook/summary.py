@@ -26,6 +26,8 @@ import torchinfo
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnbook.modules import count_parameters  # noqa: F401 - its home is cnnbook.modules
+
 InputSpec = torch.Tensor | Sequence[int]
 
 
@@ -49,28 +51,6 @@ class LayerRow:
     output_shape: tuple[int, ...]
     params: int
     macs: int
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters in ``model``.
-
-    Args:
-        model: Any module.
-        trainable_only: Count only parameters with ``requires_grad=True``.
-
-    Returns:
-        The count (shared parameters are counted once).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"count_parameters expects an nn.Module, got {type(model).__name__}.")
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable_only and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
 
 
 def _device_of(model: nn.Module) -> torch.device:

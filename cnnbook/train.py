@@ -27,6 +27,8 @@ from torch import nn
 from cnnbook import distributed
 from cnnbook.device import RunSettings, run_settings
 from cnnbook.distributed import distributed_env  # noqa: F401 - re-exported (old home)
+from cnnbook.metrics import confusion_matrix, per_class_accuracy  # noqa: F401 - re-exported
+from cnnbook.modules import unwrap
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -115,17 +117,6 @@ class EvalResult:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside ``torch.compile`` and ``DistributedDataParallel`` wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
 def _num_classes_of(loader: Iterable) -> int | None:
     for obj in (loader, getattr(loader, "dataset", None)):
         classes = getattr(obj, "classes", None)
@@ -341,13 +332,6 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | No
     return EvalResult(loss, (preds == labels).double().mean().item(), len(labels))
 
 
-def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor,
-                     num_classes: int) -> torch.Tensor:
-    """Counts ``cm[true, predicted]``, shape ``(num_classes, num_classes)`` (as scikit-learn)."""
-    idx = labels.long().cpu() * num_classes + predictions.long().cpu()
-    return torch.bincount(idx, minlength=num_classes ** 2).view(num_classes, num_classes)
-
-
 def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """Loss weights ``N / (K * n_k)`` that give every class the same total weight.
 
@@ -366,12 +350,6 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None)
         missing = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(f"Classes {missing} have no training example; drop them or add data.")
     return (counts.sum() / (len(counts) * counts)).float()
-
-
-def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
-    """Recall of each class from a confusion matrix: ``diag / row sums`` (``nan`` if empty)."""
-    cm = cm.double()
-    return cm.diagonal() / cm.sum(1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -450,3 +450,28 @@ def test_train_val_split_rejects_sizes_that_empty_a_side(bad) -> None:
                          list("abcd"))
     with pytest.raises(ValueError, match="val_size"):
         train_val_split(arrays, bad)
+
+
+def test_normalisation_has_one_formula() -> None:
+    """normalize, denormalize, GPUBatchLoader and Pretrained.normalize share normalization_affine."""
+    from cnnbook.pretrained import Pretrained
+
+    arrays = _synthetic(6)
+    mean, std = arrays.mean, arrays.std
+    x = data.normalize(arrays.images, mean, std)
+    expected = TF.normalize(arrays.images.float() / 255, mean, std)
+    torch.testing.assert_close(x, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(data.denormalize(x, mean, std), arrays.images.float() / 255,
+                               atol=1e-6, rtol=0)
+    single = data.normalize(arrays.images[0], mean, std)  # (C, H, W) works too
+    torch.testing.assert_close(single, x[0])
+    loader = data.GPUBatchLoader(arrays, 6, train=False, device="cpu")
+    assert torch.equal(next(iter(loader))[0], x)  # the loader computes exactly the same
+    bundle = Pretrained("toy", torch.nn.Identity(), mean, std, 8, [], {}, "", "")
+    floats = arrays.images.double() / 255
+    torch.testing.assert_close(bundle.normalize(floats), expected.double(), atol=1e-6, rtol=1e-6)
+    assert bundle.normalize(floats).dtype == torch.float64
+    with pytest.raises(ValueError, match="std must be positive"):
+        data.normalize(arrays.images, mean, (0.2, 0.0, 0.2))
+    with pytest.raises(ValueError, match="mean/std have 2/2 values but the images have 3"):
+        data.normalize(arrays.images, mean[:2], std[:2])

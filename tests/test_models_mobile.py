@@ -168,3 +168,38 @@ def test_bad_inputs_raise_clear_errors() -> None:
         ConvBNAct(3, 4, kernel_size=2)
     with pytest.raises(ValueError, match="padding"):
         ConvBNAct(3, 4, padding="valid")  # type: ignore[arg-type]
+
+
+def test_stochastic_depth_equals_torchvision_without_importing_it() -> None:
+    import subprocess
+    import sys
+
+    from torchvision.ops import StochasticDepth as TVStochasticDepth
+
+    from cnnbook.models.mobile import StochasticDepth
+
+    x = torch.randn(64, 3, 4, 4)
+    for p in (0.0, 0.3, 1.0):
+        ours, ref = StochasticDepth(p).train(), TVStochasticDepth(p, "row").train()
+        torch.manual_seed(5)
+        a = ours(x)
+        torch.manual_seed(5)
+        torch.testing.assert_close(a, ref(x))
+        assert torch.equal(ours.eval()(x), x)
+    with pytest.raises(ValueError, match="drop probability"):
+        StochasticDepth(1.5)
+    code = "import sys, cnnbook.models, cnnbook.checks.basic_cnn; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_conv_bn_relu_is_the_one_conv_bn_act_block() -> None:
+    from cnnbook.segmentation import conv_bn_relu, double_conv
+
+    block = conv_bn_relu(3, 8, kernel_size=3, dilation=2)
+    assert isinstance(block, ConvBNAct) and block.conv.dilation == (2, 2)
+    assert all(isinstance(b, ConvBNAct) for b in double_conv(3, 4))
+    ref = ConvBNAct(3, 8, 3, dilation=2)
+    ref.load_state_dict(block.state_dict())
+    x = torch.randn(2, 3, 9, 7)
+    torch.testing.assert_close(block.eval()(x), ref.eval()(x))

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix as sk_confusion
-from sklearn.metrics import recall_score
 from torch import nn
 
 from cnnbook import plots, train
@@ -185,17 +183,6 @@ def test_output_mismatch_is_explained() -> None:
     flat = nn.Sequential(nn.Conv2d(3, 3, 1))  # forgot the head: returns (N, 3, 8, 8)
     with pytest.raises(ValueError, match=r"returned shape \(16, 3, 8, 8\)"):
         quiet_fit(flat, tr, epochs=1)
-
-
-def test_metrics_match_sklearn() -> None:
-    g = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 4, (200,), generator=g)
-    preds = torch.where(torch.rand(200, generator=g) < 0.7, labels,
-                        torch.randint(0, 4, (200,), generator=g))
-    cm = train.confusion_matrix(preds, labels, 4)
-    assert cm.tolist() == sk_confusion(labels, preds, labels=range(4)).tolist()
-    recall = recall_score(labels, preds, average=None)
-    assert torch.allclose(train.per_class_accuracy(cm), torch.tensor(recall, dtype=torch.float64))
 
 
 def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from cnnbook import models
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
@@ -23,23 +24,8 @@ from cnnbook.checks.core import (
     modules_of,
 )
 
-
-class SimpleCNN(nn.Module):
-    """The chapter's SimpleCNN without dropout (same layer names and sizes as
-    ``cnnbook.models.SimpleCNN``; kept here so the checks do not import torchvision)."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 256)
-        self.fc2 = nn.Linear(256, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.relu(self.conv1(x)))
-        x = self.pool(torch.relu(self.conv2(x)))
-        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+# The chapter's SimpleCNN without dropout: the reference the checks compare against.
+SimpleCNN = functools.partial(models.SimpleCNN, dropout=0.0)
 
 
 _BY_HAND = "count from the layer shapes by hand; building the model would do it for you."

@@ -25,7 +25,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import StochasticDepth
 
 Activation = Callable[[], nn.Module]
 Padding = Literal["symmetric", "tf_same"]
@@ -37,6 +36,7 @@ __all__ = [
     "MBConv",
     "SamePad2d",
     "SqueezeExcitation",
+    "StochasticDepth",
     "separable_conv_params",
     "separable_ratio",
     "standard_conv_params",
@@ -104,6 +104,38 @@ class SamePad2d(nn.Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
+class StochasticDepth(nn.Module):
+    """Drop a residual branch for whole samples at random while training ("drop path").
+
+    In training mode each sample's branch output is zeroed with probability ``p`` and the kept
+    ones are scaled by ``1 / (1 - p)`` so the expectation is unchanged; in eval mode (or with
+    ``p = 0``) it is the identity. Same computation as ``torchvision.ops.StochasticDepth`` in
+    ``"row"`` mode, without importing torchvision.
+
+    Args:
+        p: Drop probability in ``[0, 1]``.
+
+    Shape:
+        ``(N, ...) -> (N, ...)``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"drop probability must be in [0, 1], got {p}.")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep) if keep > 0 else x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class ConvBNAct(nn.Sequential):
     """Convolution (no bias) -> ``BatchNorm2d`` -> activation, as named children.
 
@@ -123,6 +155,7 @@ class ConvBNAct(nn.Sequential):
             pads like TensorFlow (extra pixel at the bottom/right) when the stride is above 1.
         bn_eps: Batch-norm epsilon (TensorFlow-trained models use ``1e-3``).
         bn_momentum: Batch-norm momentum in PyTorch's convention.
+        dilation: Dilation rate; symmetric padding ``dilation * (kernel_size - 1) // 2``.
 
     Shape:
         ``(N, C_in, H, W) -> (N, C_out, ceil(H / stride), ceil(W / stride))``.
@@ -139,19 +172,23 @@ class ConvBNAct(nn.Sequential):
         padding: Padding = "symmetric",
         bn_eps: float = 1e-5,
         bn_momentum: float = 0.1,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}.")
+            raise ValueError(f"kernel_size={kernel_size} must be odd to keep the size unchanged "
+                             "(stride 1) or exactly divided (stride s).")
         if padding not in ("symmetric", "tf_same"):
             raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}.")
         # For stride 1 and an odd kernel, TF "SAME" is exactly k // 2 on each side.
         explicit = padding == "tf_same" and stride > 1
+        if explicit and dilation != 1:
+            raise ValueError("tf_same padding of a strided layer supports dilation=1 only.")
         if explicit:
             self.pad = SamePad2d(kernel_size, stride)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=0 if explicit else kernel_size // 2, groups=groups,
-                              bias=False)
+                              padding=0 if explicit else dilation * (kernel_size - 1) // 2,
+                              dilation=dilation, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         if activation is not None:
             self.act = activation()
@@ -309,7 +346,7 @@ class InvertedResidual(nn.Module):
                    if se_ratio else nn.Identity())
         self.project = ConvBNAct(hidden, out_channels, 1, activation=None, **bn)
         self.use_residual = stride == 1 and in_channels == out_channels
-        self.drop_path = StochasticDepth(drop_path, "row") if self.use_residual else nn.Identity()
+        self.drop_path = StochasticDepth(drop_path) if self.use_residual else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Run the block.
