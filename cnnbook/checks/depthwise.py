@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbook.checks.architectures import _randomise_bn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
@@ -20,7 +21,6 @@ from cnnbook.checks.core import (
     expect_tensor,
     fail,
     forbid,
-    guard,
     modules_of,
 )
 
@@ -53,38 +53,118 @@ def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> 
     return "right: the separable/standard ratio is 1/C_out + 1/k^2 (about 0.115 for 256 and 3x3)."
 
 
-def _groups_of(args: tuple, kwargs: dict) -> Any:
-    return args[6] if len(args) > 6 else kwargs.get("groups", 1)
+SUM_OVER_CHANNELS = ("Each output filter was summed over the input channels; in a separable conv "
+                     "output channel o keeps one k x k slice per input channel c: "
+                     "P[o, c] * D[c].")
+DEPTHWISE_BY_OUTPUT = ("The depthwise filter was picked by the OUTPUT channel (D[o]); the filter "
+                       "that reaches output o through input c is input c's own filter D[c].")
+NO_POINTWISE = ("The pointwise weights are missing: every (o, c) slice must be scaled by "
+                "P[o, c].")
+SQUARE_ONLY = "Your code assumes a square kernel; keep kh and kw apart (weight shape (C, 1, kh, kw))."
 
 
-def _veto_groups(*args: Any, **kwargs: Any) -> str | None:
-    groups = _groups_of(args, kwargs)
-    if groups != 1:
-        return (f"it was called with groups={groups}; the point is to filter each channel "
-                f"yourself, one ordinary convolution per channel.")
-    return None
+@checker("separable as a standard convolution")
+def check_separable_to_standard(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
+    """Check ``fn(depthwise_weight (C, 1, kh, kw), pointwise_weight (C_out, C, 1, 1))``.
+
+    The answer is the ``(C_out, C, kh, kw)`` weight of one standard convolution equal to the
+    depthwise-then-pointwise pair. Fixed cases: square and non-square kernels, ``C_out``
+    equal to and different from ``C``, one channel.
+    """
+    cases = [(3, 3, 3, 3), (3, 5, 3, 2), (2, 4, 1, 5), (1, 2, 3, 3)]
+    cases += [(ctx.randint(1, 5), ctx.randint(1, 5), ctx.choice([1, 3, 5]), ctx.choice([1, 3, 5]))]
+    for c, c_out, kh, kw in cases:
+        dw, pw = ctx.randn(c, 1, kh, kw), ctx.randn(c_out, c, 1, 1)
+        what = f"separable_to_standard(depthwise {tuple(dw.shape)}, pointwise {tuple(pw.shape)})"
+        try:
+            got = call(fn, dw.clone(), pw.clone(), describe=what)
+        except CheckFailed as exc:
+            fail(f"{exc}{' ' + SQUARE_ONLY if kh != kw else ''}")
+        expected = pw * dw.transpose(0, 1)  # (C_out, C, 1, 1) * (1, C, kh, kw)
+        wrong = {SUM_OVER_CHANNELS: expected.sum(1, keepdim=True).expand_as(expected),
+                 NO_POINTWISE: dw.transpose(0, 1).expand_as(expected)}
+        if c == c_out:
+            wrong[DEPTHWISE_BY_OUTPUT] = pw * dw
+        expect_tensor(got, expected, what, wrong=wrong,
+                      shape_hint="One standard conv weight: (C_out, C, kh, kw).")
+        x = ctx.randn(2, c, kh + 3, kw + 2)
+        separable = F.conv2d(F.conv2d(x, dw, groups=c), pw)
+        expect_tensor(F.conv2d(x, got.to(x.dtype)), separable,
+                      f"F.conv2d(x, {what})", atol=1e-6)
+    return ("a depthwise separable conv is a standard conv whose weight factorises as "
+            "W[o, c] = P[o, c] * D[c].")
 
 
-@checker("depthwise convolution")
-def check_depthwise_conv(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(x (N, C, H, W), weight (C, 1, k, k))`` = depthwise conv with 'same' padding."""
-    for _ in range(5):
-        n, c, k = ctx.randint(1, 2), ctx.randint(2, 5), ctx.choice([1, 3, 5])
-        h, w = ctx.randint(k, 9), ctx.randint(k, 9)
-        x, weight = ctx.randn(n, c, h, w), ctx.randn(c, 1, k, k)
-        what = f"depthwise_conv(x {tuple(x.shape)}, weight {tuple(weight.shape)})"
-        with guard("torch.nn.functional.conv2d", _veto_groups), guard("torch.conv2d", _veto_groups):
-            got = call(fn, x.clone(), weight.clone(), describe=what)
-        ref = F.conv2d(x, weight, padding=k // 2, groups=c)
-        mixed = F.conv2d(x, weight.expand(c, c, k, k), padding=k // 2)
-        expect_tensor(got, ref, what, wrong={
-            "Each output channel summed over ALL input channels (a standard conv with the "
-            "filter repeated). Depthwise means channel c is filtered by weight[c] alone.": mixed,
-            "You flipped the kernels; conv layers compute cross-correlation.":
-                F.conv2d(x, weight.flip(2, 3), padding=k // 2, groups=c),
-        }, shape_hint=f"Use padding k // 2 = {k // 2} so the output keeps the input's size; "
-                      f"there is one output channel per input channel.")
-    return "your per-channel loop equals F.conv2d(..., groups=C): depthwise is grouped conv."
+def _saving(c_out: int, k: int) -> Fraction:
+    """Standard / separable weights, exactly: C_out k^2 / (C_out + k^2)."""
+    return Fraction(c_out * k * k, c_out + k * k)
+
+
+def _min_channels(k: int, target: Fraction) -> int | None:
+    if target >= k * k:
+        return None
+    c = 1
+    while _saving(c, k) < target:
+        c += 1
+    return c
+
+
+@checker("channels needed for a saving")
+def check_min_channels(ctx: Context, fn: Callable[..., int | None]) -> str:
+    """Check ``fn(k, target)`` = smallest ``C_out`` whose saving is at least ``target``, or None.
+
+    Fixed cases include exact ties (k=3, target 4.5 and 8; k=5, target 12.5), targets that no
+    ``C_out`` reaches (target >= k^2, k = 1), and targets every layer reaches.
+    """
+    cases = [(3, Fraction(8)), (3, Fraction(9, 2)), (5, Fraction(25, 2)), (3, Fraction(6)),
+             (3, Fraction(9)), (1, Fraction(1)), (7, Fraction(1, 2)), (5, Fraction(20)),
+             (3, Fraction(10))]
+    cases += [(ctx.choice([3, 5, 7]), Fraction(ctx.randint(2, 40), 4)) for _ in range(2)]
+    for k, target in cases:
+        t = int(target) if target.denominator == 1 else float(target)
+        what = f"min_channels_for_saving(k={k}, target={t})"
+        got = call(fn, k, t, describe=what)
+        expected = _min_channels(k, target)
+        if expected is None:
+            if got is not None:
+                fail(f"{what}: expected None, got {got!r}. The saving C_out k^2 / (C_out + k^2) "
+                     f"stays below k^2 = {k * k} for every C_out, so no layer reaches {t}.")
+            continue
+        tie = _saving(expected, k) == target
+        below = "" if expected == 1 else \
+            f", C_out = {expected - 1} only {float(_saving(expected - 1, k)):.4g}"
+        mistakes = {
+            "At an exact tie the saving EQUALS the target, which counts ('at least'); check "
+            "candidates with exact integer arithmetic (a floating-point formula can land just "
+            "above the integer and round up).": expected + 1 if tie else None,
+            "You rounded down: the smallest C_out that reaches the target is the ceiling.":
+                expected - 1 if not tie and expected > 1 else None,
+            "You used 1/k instead of 1/k^2 in the saving.": _min_channels_k(k, target),
+        }
+        if got is None:
+            if mistakes["You used 1/k instead of 1/k^2 in the saving."] is None:
+                fail(f"{what}: expected {expected}, got None. You used 1/k instead of 1/k^2 in "
+                     f"the saving.")
+            fail(f"{what}: expected {expected}, got None; C_out = {expected} saves "
+                 f"{float(_saving(expected, k)):.4g}x >= {t}.")
+        if isinstance(got, bool) or not isinstance(got, int):
+            if isinstance(got, (int, float)) and float(got) == expected:
+                fail(f"{what}: return an int (a channel count), got {got!r} of type "
+                     f"{type(got).__name__}.")
+        expect_equal(got, expected, what, wrong={h: v for h, v in mistakes.items() if v is not None},
+                     hint=f"The saving of C_out channels is C_out k^2 / (C_out + k^2): C_out = "
+                          f"{expected} gives {float(_saving(expected, k)):.4g}{below}.")
+    return "right: the saving C_out k^2 / (C_out + k^2) grows towards k^2 but never reaches it."
+
+
+def _min_channels_k(k: int, target: Fraction) -> int | None:
+    """The answer for the mistaken saving 1 / (1/C_out + 1/k)."""
+    if target >= k:
+        return None
+    c = 1
+    while Fraction(c * k, c + k) < target:
+        c += 1
+    return c
 
 
 class _RefSeparable(nn.Module):
@@ -95,9 +175,19 @@ class _RefSeparable(nn.Module):
         self.bn1 = nn.BatchNorm2d(c_in)
         self.bn2 = nn.BatchNorm2d(c_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.bn1(self.depthwise(x)))
-        return torch.relu(self.bn2(self.pointwise(x)))
+    def forward(self, x: torch.Tensor, variant: str = "") -> torch.Tensor:
+        x = self.bn1(self.depthwise(x))
+        x = x if variant == "no_inner_relu" else torch.relu(x)
+        x = self.bn2(self.pointwise(x))
+        return x if variant == "no_final_relu" else torch.relu(x)
+
+
+SEPARABLE_MISTAKES = {
+    "no_inner_relu": "There is no ReLU between the depthwise and the pointwise conv "
+                     "(depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU).",
+    "no_final_relu": "The block ends without its ReLU after bn2 (that linear ending is "
+                     "MobileNetV2's projection, not this block).",
+}
 
 
 @checker("depthwise separable block")
@@ -129,38 +219,29 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         except RuntimeError as exc:
             fail(f"{what}: use the attribute names depthwise, pointwise, bn1, bn2: "
                  f"{str(exc).splitlines()[0]}")
-        x = ctx.randn(4, c_in, 8, 8, dtype=torch.float32)
-        with torch.no_grad():
-            try:
-                got = call(block.train(), x, describe=f"x {tuple(x.shape)}")
-            except CheckFailed as exc:
-                fail(f"{exc} -- bn1 normalises the depthwise output ({c_in} channels), bn2 the "
-                     f"pointwise output ({c_out} channels).")
-            expect_tensor(got, ref.train()(x), f"{what}(x)", atol=1e-4, rtol=1e-4,
+        _randomise_bn(ref, ctx.gen)
+        state = {k: v.clone() for k, v in ref.state_dict().items()}
+        x = ctx.randn(4, c_in, 7, 9, dtype=torch.float32)
+        for mode in ("eval", "train"):
+            block.load_state_dict(state)
+            ref.load_state_dict(state)
+            block.train(mode == "train")
+            ref.train(mode == "train")
+            with torch.no_grad():
+                try:
+                    got = call(block, x, describe=f"x {tuple(x.shape)} in {mode} mode")
+                except CheckFailed as exc:
+                    fail(f"{exc} -- bn1 normalises the depthwise output ({c_in} channels), bn2 "
+                         f"the pointwise output ({c_out} channels).")
+                expected = ref(x)
+                wrong = {}
+                for variant, hint in SEPARABLE_MISTAKES.items():
+                    ref.load_state_dict(state)
+                    wrong[hint] = ref(x, variant)
+            expect_tensor(got, expected, f"{what}(x) in {mode} mode", wrong=wrong, atol=1e-4,
+                          rtol=1e-4,
                           shape_hint="depthwise 3x3 (stride, padding 1) -> BN -> ReLU -> 1x1 -> "
-                                     "BN -> ReLU gives (N, C_out, H/stride, W/stride).")
+                                     "BN -> ReLU gives (N, C_out, ceil(H/stride), ceil(W/stride)).")
         if not modules_of(block, nn.BatchNorm2d):
             fail(f"{what} has no batch norm.")
     return "your block matches MobileNet's depthwise separable unit."
-
-
-@checker("multiply-accumulate count")
-def check_conv_macs(ctx: Context, fn: Callable[..., int]) -> str:
-    """Check ``fn(h_out, w_out, c_in, c_out, k, groups)`` = multiply-adds of a conv layer."""
-    cases = [(56, 56, 64, 128, 3, 1), (56, 56, 64, 64, 3, 64), (56, 56, 64, 128, 1, 1)]
-    for _ in range(6):
-        g = ctx.choice([1, 2, 4])
-        cases.append((ctx.randint(1, 32), ctx.randint(1, 32), g * ctx.randint(1, 16),
-                      g * ctx.randint(1, 16), ctx.choice([1, 3, 5]), g))
-    for h, w, c_in, c_out, k, g in cases:
-        what = f"conv_macs(h_out={h}, w_out={w}, c_in={c_in}, c_out={c_out}, k={k}, groups={g})"
-        got = call(fn, h, w, c_in, c_out, k, g, describe=what)
-        ref = h * w * c_out * (c_in // g) * k * k
-        expect_equal(got, ref, what, wrong={
-            "You ignored the groups: each output channel only sees C_in / groups input channels.":
-                h * w * c_out * c_in * k * k,
-            "That is the parameter count; every weight is used once per OUTPUT POSITION, so "
-            "multiply by h_out * w_out.": c_out * (c_in // g) * k * k,
-        }, hint="Each of the h_out * w_out * C_out outputs needs (C_in / groups) * k^2 "
-                "multiply-adds.")
-    return "right: MACs = H_out * W_out * C_out * (C_in / groups) * k^2."
