@@ -318,7 +318,7 @@ def test_mean_iou_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_mean_iou, answer, hint=hint)
 
 
-# ---------------------------------------------------------------- Exercise 4: the decoder step
+# ---------------------------------------------------------------- Exercise 5: the U-Net decoder step
 
 
 def _cbr(cin, cout):
@@ -441,7 +441,7 @@ def test_up_block_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_up_block, answer, hint=hint)
 
 
-# ---------------------------------------------------------------- Exercise 5: transposed size
+# ---------------------------------------------------------------- Exercise 4: transposed size
 
 
 def transposed_out_size(n, k, s=1, p=0, output_padding=0):
