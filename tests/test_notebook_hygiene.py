@@ -14,8 +14,27 @@ NOTEBOOKS = sorted(
 IDS = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
 
 
-def test_there_are_notebooks() -> None:
-    assert len(list((ROOT / "notebooks").glob("14_*.ipynb"))) >= 4
+SECTIONS = (
+    "14_01_convolution", "14_02_stride_padding_dilation", "14_03_receptive_fields",
+    "14_04_pooling", "14_05_basic_cnn", "14_06_landmark_architectures",
+    "14_07_one_by_one_convolutions", "14_08_depthwise_separable", "14_09_transfer_learning",
+    "14_10_visualizing_features", "14_11_batch_normalization", "14_12_modern_design",
+    "14_13_beyond_classification", "14_14_cnn_vs_vit", "14_15_training_pipeline",
+    "14_16_pitfalls", "14_17_summary",
+)
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "solutions", "exercises"])
+def test_exactly_the_expected_notebooks(folder: str) -> None:
+    """16 sections plus the 14.17 summary, each with its exercises and worked solutions."""
+    found = sorted(p.stem for p in (ROOT / folder).glob("*.ipynb"))
+    assert found == sorted(SECTIONS), (
+        f"{folder}/: missing {sorted(set(SECTIONS) - set(found))}, "
+        f"unexpected {sorted(set(found) - set(SECTIONS))}")
+
+
+def test_start_page_exists() -> None:
+    assert (ROOT / "START_HERE.ipynb").is_file(), "the start page START_HERE.ipynb is missing"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
