@@ -7,16 +7,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cnnbook-installed
+# Exact versions CI runs with; pyproject.toml keeps the ranges (CONTRIBUTING.md: refreshing).
+CONSTRAINTS := constraints.txt
 # Notebook collections executed by the test suite (fast mode).
 NOTEBOOK_DIRS := notebooks solutions exercises
 
 .PHONY: env lab test unit notebooks browser lint execute doctor benchmark progress clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,lab]"
 	$(PY) -m cnnbook kernel
 	touch $(STAMP)
 
@@ -57,6 +59,19 @@ benchmark: env
 
 doctor: env
 	$(PY) -m cnnbook doctor
+
+# On a CUDA machine: the GPU tests (fp16 + grad scaler, bf16, GPUBatchLoader, channels-last,
+# GPU checkpoint -> CPU) and notebook 14.15 in fast mode on the GPU (aim: under two minutes).
+gpu-check: env
+	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check needs a CUDA GPU (torch.cuda.is_available() is False)")'
+	$(PY) -m pytest -q -rs tests/test_gpu.py -p no:cacheprovider
+	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest -q --nbval-lax --nbval-current-env \
+		-p no:cacheprovider notebooks/14_15_training_pipeline.ipynb
+
+# Line coverage of cnnbook/ by the unit tests (needs pytest-cov: pip install pytest-cov).
+coverage: env
+	$(PY) -m pytest tests -m "not browser" -q -p no:cacheprovider --cov=cnnbook \
+		--cov-report=term-missing:skip-covered
 
 # Exercise progress: which exercises pass, fail or are not attempted yet (your files are not changed).
 #   make progress                                  -> exercises/ of this clone

@@ -1,14 +1,20 @@
-"""environment.yml (conda) and pyproject.toml (pip) must name the same packages and ranges."""
+"""environment.yml (conda), pyproject.toml (pip) and constraints.txt (CI's exact versions) agree.
+
+Conda cannot be installed here, so what a conda solve could give is checked from the file: no
+channel known to stop below CI's versions, and every range admits the version CI runs.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda package name -> PyPI name where they differ
@@ -18,15 +24,16 @@ NOT_PACKAGES = {"python", "pip"}
 
 def _pyproject() -> dict[str, str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = list(meta["dependencies"]) + list(meta["optional-dependencies"]["dev"])
+    reqs = list(meta["dependencies"]) + [r for extra in meta["optional-dependencies"].values()
+                                         for r in extra]
     out = {}
     for r in map(Requirement, reqs):
         out[canonicalize_name(r.name)] = str(r.specifier)
     return out
 
 
-def _environment() -> dict[str, str]:
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+def _environment(env: dict | None = None) -> dict[str, str]:
+    env = env if env is not None else yaml.safe_load((ROOT / "environment.yml").read_text())
     out = {}
     for dep in env["dependencies"]:
         items = dep["pip"] if isinstance(dep, dict) else [dep]
@@ -64,3 +71,85 @@ def test_ranges_admit_the_ci_versions() -> None:
     assert "8.1.5" in SpecifierSet(pip["ipywidgets"]) and "9.0" not in SpecifierSet(pip["ipywidgets"])
     assert "4.2.0" in SpecifierSet(pip["jupyterlab"]) and "5.0" not in SpecifierSet(pip["jupyterlab"])
     assert "3.0.13" in SpecifierSet(pip["jupyterlab-widgets"])
+
+
+# Conda channels that stopped publishing, with the last version they have of a package.
+FROZEN_CHANNELS = {"pytorch": {"pytorch": "2.5.1", "torchvision": "0.20.1", "torchaudio": "2.5.1"}}
+
+
+def _constraints() -> dict[str, str]:
+    """Package -> exact version from constraints.txt (what `make env` installs)."""
+    out = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            r = Requirement(line)
+            (spec,) = r.specifier
+            assert spec.operator == "==", f"constraints.txt must pin exactly: {line!r}"
+            out[canonicalize_name(r.name)] = spec.version
+    return out
+
+
+def _conda_problems(env: dict) -> list[str]:
+    """Channels or ranges in a conda environment that cannot give CI's pinned versions."""
+    from packaging.specifiers import SpecifierSet
+
+    pins, problems = _constraints(), []
+    conda_names = {Requirement(d.replace("=", "==", 1) if re.match(r"^[\w.-]+=[^=<>]", d)
+                               else d).name for d in env["dependencies"] if isinstance(d, str)}
+    for channel in env.get("channels", []):
+        for name, last in FROZEN_CHANNELS.get(channel, {}).items():
+            pypi = canonicalize_name(CONDA_TO_PYPI.get(name, name))
+            if name in conda_names and pypi in pins and Version(pins[pypi]) > Version(last):
+                problems.append(f"channel {channel!r} stops at {name} {last}, CI runs "
+                                f"{pins[pypi]}: take {name} from conda-forge or pip")
+    for name, spec in _environment(env).items():
+        if name in pins and pins[name] not in SpecifierSet(spec, prereleases=True):
+            problems.append(f"{name}{spec} excludes CI's {pins[name]}")
+    return problems
+
+
+def test_environment_can_give_the_ci_versions() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert not _conda_problems(env)
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert python == "python={}.{}".format(*sys.version_info[:2]), (
+        f"environment.yml pins {python}, CI runs Python {sys.version.split()[0]}")
+
+
+def test_the_check_catches_a_frozen_channel_and_a_bad_pin() -> None:
+    """The old file (pytorch channel first, conda's pytorch) and a pin below CI's both fail."""
+    old = {"channels": ["pytorch", "conda-forge"],
+           "dependencies": ["python=3.11", "pytorch>=2.4,<2.15", "numpy<1.20"]}
+    problems = _conda_problems(old)
+    assert any("channel 'pytorch' stops at pytorch 2.5.1" in p for p in problems), problems
+    assert any(p.startswith("numpy<1.20 excludes CI's") for p in problems), problems
+    assert not _conda_problems({"channels": ["conda-forge"], "dependencies": ["numpy>=1.26"]})
+
+
+def test_constraints_pin_every_declared_package_inside_its_range() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    pins, declared = _constraints(), _pyproject()
+    missing = sorted(set(declared) - set(pins))
+    assert not missing, f"constraints.txt pins no version of {missing}"
+    outside = {n: (pins[n], r) for n, r in declared.items() if pins[n] not in SpecifierSet(r)}
+    assert not outside, f"pins outside pyproject's ranges: {outside}"
+
+
+def test_installed_versions_are_the_pinned_ones() -> None:
+    """`make env` installed exactly constraints.txt (a local build tag such as +cu130 aside)."""
+    from importlib import metadata
+
+    wrong = {}
+    for name, pinned in _constraints().items():
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # platform-specific wheels (e.g. CUDA libraries) absent on this machine
+        if Version(have).public != Version(pinned).public:
+            wrong[name] = (have, pinned)
+    assert not wrong, (f"installed != pinned (installed, pinned): {wrong}; run `make env` or "
+                       "refresh constraints.txt (CONTRIBUTING.md)")
+    for name in _pyproject():
+        metadata.version(name)  # every declared package is installed
