@@ -177,3 +177,12 @@ def test_random_boxes_stay_inside_the_image() -> None:
     size = 20.0
     boxes = random_boxes(_ctx(0), 500, size)
     assert boxes.min() >= 0 and boxes.max() <= size
+
+
+def test_preserved_state_names_structural_changes_instead_of_crashing() -> None:
+    conv = nn.Conv2d(2, 2, 3, bias=False)
+    with pytest.raises(CheckFailed, match="added or removed parameters"), core.preserved_state(conv):
+        conv.bias = nn.Parameter(torch.zeros(2))
+    net = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(CheckFailed, match="added or removed layers"), core.preserved_state(net):
+        net.append(nn.ReLU())

@@ -558,13 +558,19 @@ def preserved_state(*modules: torch.nn.Module, what: str = "your code") -> Itera
                         f"so they come back on by themselves)")
     for mod, before, req, n in zip(modules, modes, flags, hooks, strict=True):
         after = [m.training for m in mod.modules()]
-        if after != before:
+        if len(after) != len(before):
+            problems.append(f"{what} added or removed layers of the model ({len(before)} modules "
+                            f"before, {len(after)} after); leave its structure as it is")
+        elif after != before:
             for m, was in zip(mod.modules(), before, strict=True):
                 m.training = was
             problems.append(f"{what} left the model in {'train' if after[0] else 'eval'} mode; it "
                             f"was in {'train' if before[0] else 'eval'} mode before (restore it)")
         now = [p.requires_grad for p in mod.parameters()]
-        if now != req:
+        if len(now) != len(req):
+            problems.append(f"{what} added or removed parameters of the model ({len(req)} before, "
+                            f"{len(now)} after), e.g. gave a layer a bias it did not have")
+        elif now != req:
             for p, was in zip(mod.parameters(), req, strict=True):
                 p.requires_grad_(was)
             problems.append(f"{what} changed `requires_grad` of the model's parameters")
