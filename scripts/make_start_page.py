@@ -1,14 +1,18 @@
-"""Write ``START_HERE.ipynb``, the page ``make lab`` opens, from ``cnnbook.sections``.
+"""Write ``START_HERE.ipynb`` (the page ``make lab`` opens) and the table of ``exercises/README.md``.
+
+Both come from ``cnnbook.sections``; the exercise table lists each exercise notebook's
+``## Exercise N (kind): title`` headings, so it never drifts from the notebooks.
 
 Usage::
 
-    python scripts/make_start_page.py           # (re)write START_HERE.ipynb
-    python scripts/make_start_page.py --check   # exit 1 if the committed page is stale
+    python scripts/make_start_page.py           # (re)write both
+    python scripts/make_start_page.py --check   # exit 1 if either committed file is stale
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -83,19 +87,43 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
+TABLE_BEGIN, TABLE_END = "<!-- BEGIN TABLE (scripts/make_start_page.py) -->", "<!-- END TABLE -->"
+_EXERCISE = re.compile(r"^##\s*Exercise\s+\d+\s*\(([^)]*)\)\s*:?\s*(.*)$", re.MULTILINE)
+
+
+def exercises_table() -> str:
+    """The markdown table of ``exercises/README.md``: one row per section, its exercises' titles."""
+    rows = ["| section | exercises | solutions | what you practise |", "| --- | --- | --- | --- |"]
+    for s in SECTIONS:
+        nb = nbformat.read(ROOT / s.solutions, as_version=4)
+        md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        practise = "; ".join(f"{title.strip()} ({kind.strip()})" for kind, title in _EXERCISE.findall(md))
+        rows.append(f"| {s.number} | [{s.stem}]({s.stem}.ipynb) | [answers](../{s.solutions}) "
+                    f"| {practise} |")
+    return "\n".join(rows)
+
+
+def exercises_readme() -> str:
+    """``exercises/README.md`` with its table regenerated."""
+    text = (ROOT / "exercises" / "README.md").read_text()
+    start, end = text.index(TABLE_BEGIN) + len(TABLE_BEGIN), text.index(TABLE_END)
+    return text[:start] + "\n" + exercises_table() + "\n" + text[end:]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if START_HERE.ipynb is stale")
     args = parser.parse_args()
-    text = nbformat.writes(build()) + "\n"
-    target = ROOT / "START_HERE.ipynb"
+    outputs = {ROOT / "START_HERE.ipynb": nbformat.writes(build()) + "\n",
+               ROOT / "exercises" / "README.md": exercises_readme()}
+    stale = [p for p, text in outputs.items() if not p.is_file() or p.read_text() != text]
     if args.check:
-        if not target.is_file() or target.read_text() != text:
-            print("START_HERE.ipynb is stale: run `python scripts/make_start_page.py`.")
-            return 1
-        return 0
-    target.write_text(text)
-    print(f"wrote {target.relative_to(ROOT)}")
+        for p in stale:
+            print(f"{p.relative_to(ROOT)} is stale: run `python scripts/make_start_page.py`.")
+        return 1 if stale else 0
+    for p in stale:
+        p.write_text(outputs[p])
+        print(f"wrote {p.relative_to(ROOT)}")
     return 0
 
 
