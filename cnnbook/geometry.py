@@ -297,10 +297,23 @@ def module_receptive_field(module: nn.Module, upto: str | None = None) -> list[R
 def receptive_field_by_gradient(model: nn.Module, input_size: int, channels: int = 3) -> int:
     """Measure the receptive field of the centre output unit by back-propagation.
 
-    A copy of the model is made "gradient-transparent": max pools become average pools (same
-    window), conv weights become positive and biases zero, batch norms are put in eval mode.
-    The gradient of the centre output unit with respect to the input is then non-zero exactly
-    on that unit's receptive field, whose extent we measure.
+    A copy of the model is made "gradient-transparent" (the model itself is not touched):
+
+    * max pools become average pools (same window), so every pixel of a window gets gradient;
+    * conv weights become positive and equal, biases zero, and batch norms the identity
+      (eval mode with reset statistics), so no gradient cancels by accident;
+    * element-wise activations become the identity: ``ReLU6``, ``Hardtanh``, ``Hardswish``,
+      ``Hardsigmoid``, ``Sigmoid``, ``Tanh``, ``SiLU``, ``GELU`` and the rest saturate or
+      vanish somewhere, and after a few residual additions (MobileNetV2) the activations pass
+      6 and a ``ReLU6`` would stop every gradient;
+    * a global (adaptive) pooling outputs a constant 1, with no gradient: a squeeze-and-
+      excitation block (EfficientNet, MobileNetV3) rescales channels by statistics of the
+      *whole* map, which would make every unit depend on every pixel. The probe measures the
+      local, convolutional receptive field, which is what the layer recurrence
+      (:func:`receptive_field`) describes.
+
+    Activations applied as functions inside a custom ``forward`` (``F.relu6(x)``) cannot be
+    replaced; they are harmless unless they saturate on the probe's positive activations.
 
     Args:
         model: A convolutional model producing ``(N, C, H, W)``.
@@ -310,25 +323,58 @@ def receptive_field_by_gradient(model: nn.Module, input_size: int, channels: int
 
     Returns:
         The receptive field side in input pixels.
+
+    Raises:
+        ValueError: If the model does not return feature maps, or the field reaches the border.
+        RuntimeError: If no gradient reaches the input.
     """
     probe = copy.deepcopy(model).eval()
     _make_transparent(probe)
     x = torch.ones(1, channels, input_size, input_size, requires_grad=True)
-    out = probe(x)
-    if out.ndim != 4:
-        raise ValueError(f"model must return (N, C, H, W) feature maps, got shape "
-                         f"{tuple(out.shape)}; pass its convolutional part (e.g. .features).")
-    h, w = out.shape[-2] // 2, out.shape[-1] // 2
-    out[0, :, h, w].sum().backward()
+    with torch.enable_grad():
+        out = probe(x)
+        if out.ndim != 4:
+            raise ValueError(f"model must return (N, C, H, W) feature maps, got shape "
+                             f"{tuple(out.shape)}; pass its convolutional part (e.g. .features).")
+        h, w = out.shape[-2] // 2, out.shape[-1] // 2
+        out[0, :, h, w].sum().backward()
     assert x.grad is not None
+    if not torch.isfinite(x.grad).all():
+        raise RuntimeError("The probe's activations overflowed (inf/NaN gradient); the model is "
+                           "not supported by this probe.")
     rows = x.grad[0].abs().sum(0).sum(1).nonzero()
     if len(rows) == 0:
-        raise RuntimeError("The gradient vanished; the model is not supported by this probe.")
+        raise RuntimeError("The gradient vanished; the model is not supported by this probe "
+                           "(an activation applied as a function may saturate).")
     extent = int(rows.max() - rows.min() + 1)
     if rows.min() == 0 or rows.max() == input_size - 1:
         raise ValueError(f"The receptive field reaches the border of a {input_size}px input; "
                          f"use a larger input_size.")
     return extent
+
+
+# element-wise non-linearities the probe replaces by the identity
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
+                nn.SiLU, nn.Mish, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
+                nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid)
+_GLOBAL_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
+                 nn.AdaptiveMaxPool2d)
+
+
+class _ConstantContext(nn.Module):
+    """A global pool whose output is a constant 1: no gradient through it, no growth.
+
+    In a squeeze-and-excitation block the pooled statistics scale the map they came from; with
+    the probe's positive weights a pooled value ``v`` would square the activations at every
+    block (and overflow); a constant 1 keeps the scale at 1.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(self.module(x))
 
 
 def _make_transparent(module: nn.Module) -> None:
@@ -339,6 +385,10 @@ def _make_transparent(module: nn.Module) -> None:
         elif isinstance(child, nn.MaxPool1d):
             setattr(module, name, nn.AvgPool1d(child.kernel_size, child.stride, child.padding,
                                                ceil_mode=child.ceil_mode))
+        elif isinstance(child, _ACTIVATIONS):
+            setattr(module, name, nn.Identity())
+        elif isinstance(child, _GLOBAL_POOLS):
+            setattr(module, name, _ConstantContext(child))
         else:
             _make_transparent(child)
     with torch.no_grad():

@@ -171,6 +171,68 @@ def test_gradient_probe_on_resnet_branches() -> None:
     assert g.receptive_field_by_gradient(stem_to_layer1, 128) == 43
 
 
+def _recurrence_by_hand(model: nn.Module) -> int:
+    """An independent receptive field: the recurrence over every conv/pool module's geometry.
+
+    MobileNetV2's and EfficientNet's shortcuts are identities, so the field is that of the
+    main path, i.e. of every conv and pool layer in order (1x1 convs, SE convs included, add 0).
+    """
+    rf, jump = 1, 1
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            s = m.stride if isinstance(m.stride, int) else m.stride[0]
+            d = getattr(m, "dilation", 1)
+            d = d if isinstance(d, int) else d[0]
+            rf += d * (k - 1) * jump
+            jump *= s
+    return rf
+
+
+@pytest.mark.parametrize(("build", "blocks", "expected"), [
+    # stem + 7 inverted residual blocks: after the residual additions the probe's activations
+    # pass 6, where a ReLU6 would stop every gradient ("The gradient vanished" before the fix)
+    (torchvision.models.mobilenet_v2, 8, 75),
+    # stem + MBConv stages with squeeze-excitation (global pooling) and SiLU
+    (torchvision.models.efficientnet_b0, 5, 147),
+])
+def test_gradient_probe_on_mobilenet_v2_and_efficientnet_b0(build, blocks: int, expected: int) -> None:
+    torch.manual_seed(0)
+    model = build(weights=None)
+    features = model.features[:blocks]
+    before = {k: v.clone() for k, v in features.state_dict().items()}
+    kinds = [type(m) for m in features.modules()]
+    rf = _recurrence_by_hand(features)
+    assert rf == g.module_receptive_field(features)[-1].rf == expected
+    jump = g.module_receptive_field(features)[-1].jump
+    assert g.receptive_field_by_gradient(features, rf + 2 * jump) == expected
+    # the model itself is untouched: same modules (ReLU6, SiLU, AdaptiveAvgPool2d), same weights
+    assert [type(m) for m in features.modules()] == kinds
+    assert all(torch.equal(before[k], v) for k, v in features.state_dict().items())
+
+
+class _Doubling(nn.Module):
+    """x + conv(x): with the probe's positive averaging weights, activations double."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Sigmoid,
+                                 nn.Tanh, nn.SiLU, nn.GELU])
+def test_gradient_probe_makes_bounded_activations_transparent(act: type[nn.Module]) -> None:
+    # three residual doublings take the probe's activations to 8: past ReLU6's 6, Hardtanh's 1
+    # and Hardsigmoid's 3, where their gradient is exactly 0 (MobileNetV2's failure)
+    net = nn.Sequential(_Doubling(), _Doubling(), _Doubling(), act(), nn.Conv2d(3, 3, 3, padding=1),
+                        act())
+    assert g.receptive_field_by_gradient(net, 25) == 1 + 4 * 2 == _recurrence_by_hand(net)
+    assert isinstance(net[3], act)  # the model keeps its activations
+
+
 def test_gradient_probe_rejects_small_input_and_non_maps() -> None:
     with pytest.raises(ValueError, match="larger input_size"):
         g.receptive_field_by_gradient(nn.Sequential(*[nn.Conv2d(3, 3, 3)] * 1,
