@@ -965,61 +965,82 @@ def test_14_14_attention_cost() -> None:
 
 
 # ---------------------------------------------------------------- 14.15
+# (the full wrong-answer corpus is tests/corpus/test_14_15_training_pipeline.py)
 
-def _train_epoch(model, loader, criterion, optimizer, zero_grad=True, per_batch=False, train=True):
-    if train:
-        model.train()
-    total, means = 0.0, []
-    for x, y in loader:
-        if zero_grad:
-            optimizer.zero_grad()
-        loss = criterion(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * x.size(0)
-        means.append(loss.item())
-    return sum(means) / len(means) if per_batch else total / len(loader.dataset)
-
-
-def test_14_15_train_one_epoch() -> None:
-    passes(c15.check_train_one_epoch, _train_epoch)
-    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, zero_grad=False), match="ACCUMULATED")
-    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, per_batch=True), match="per-batch means")
-    fails(c15.check_train_one_epoch, lambda *a: _train_epoch(*a, train=False), match="model.train")
+def _split(labels, fraction, seed, stratify=True):
+    gen = torch.Generator().manual_seed(seed)
+    if not stratify:
+        perm = torch.randperm(len(labels), generator=gen)
+        return perm[round(fraction * len(labels)):], perm[:round(fraction * len(labels))]
+    val = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]])
+    val = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val.tolist()))), val
 
 
-def _evaluate(model, loader, criterion, eval_mode=True, no_grad=True, percent=False):
+def test_14_15_stratified_split() -> None:
+    passes(c15.check_stratified_split, _split)
+    fails(c15.check_stratified_split, lambda y, f, s: _split(y, f, s, stratify=False),
+          match="not stratified")
+    fails(c15.check_stratified_split, lambda y, f, s: (torch.arange(len(y)), _split(y, f, s)[1]),
+          match="BOTH parts")
+
+
+def _choose(candidates, score, on="val"):
+    chosen = max(candidates, key=lambda c: score(c, on))
+    return chosen, score(chosen, "test")
+
+
+def test_14_15_honest_selection() -> None:
+    passes(c15.check_honest_selection, _choose)
+    fails(c15.check_honest_selection, lambda c, s: _choose(c, s, on="test"), match="best on test")
+    fails(c15.check_honest_selection, lambda c, s: (_choose(c, s)[0], s(_choose(c, s)[0], "val")),
+          match="test set was scored|never scored")
+
+
+def _evaluate(model, loader, criterion, eval_mode=True, grad_off_globally=False, restore=True):
+    modes = [(m, m.training) for m in model.modules()]
     if eval_mode:
         model.eval()
+    if grad_off_globally:
+        torch.set_grad_enabled(False)
     total, correct, count = 0.0, 0, 0
-    with torch.set_grad_enabled(not no_grad):
+    with torch.no_grad():
         for x, y in loader:
             out = model(x)
             total += criterion(out, y).item() * x.size(0)
             correct += (out.argmax(1) == y).sum().item()
             count += x.size(0)
-    return total / count, (100 if percent else 1) * correct / count
+    if restore:
+        for m, was in modes:
+            m.train(was)
+    return total / count, correct / count
 
 
 def test_14_15_evaluate() -> None:
     passes(c15.check_evaluate, _evaluate)
     fails(c15.check_evaluate, lambda *a: _evaluate(*a, eval_mode=False), match="model.eval")
-    fails(c15.check_evaluate, lambda *a: _evaluate(*a, no_grad=False), match="torch.no_grad")
-    fails(c15.check_evaluate, lambda *a: _evaluate(*a, percent=True), match="fraction")
+    fails(c15.check_evaluate, lambda *a: _evaluate(*a, grad_off_globally=True), match="left off globally")
+    fails(c15.check_evaluate, lambda *a: _evaluate(*a, restore=False), match="modes they had before")
+    assert torch.is_grad_enabled()
 
 
 def test_14_15_transforms() -> None:
     from torchvision import transforms as T
 
-    def make(train, augment_val=False, normalize=True, flip=True):
+    def make(train, augment_val=False, normalize=True, flip=True, vflip=False):
         aug = [T.RandomCrop(32, padding=4)] + ([T.RandomHorizontalFlip()] if flip else [])
+        aug += [T.RandomVerticalFlip()] if vflip else []
         norm = [T.Normalize(c15.CIFAR_MEAN, c15.CIFAR_STD)] if normalize else []
         return T.Compose([*(aug if train or augment_val else []), T.ToTensor(), *norm])
 
     passes(c15.check_transforms, make)
     fails(c15.check_transforms, lambda t: make(t, augment_val=True), match="must not be augmented")
-    fails(c15.check_transforms, lambda t: make(t, normalize=False), match="did not normalise")
+    fails(c15.check_transforms, lambda t: make(t, normalize=False), match="does not normalise")
     fails(c15.check_transforms, lambda t: make(t, flip=False), match="RandomHorizontalFlip")
+    fails(c15.check_transforms, lambda t: make(t, vflip=True), match="upside down")
 
 
 # ---------------------------------------------------------------- 14.16

@@ -1,0 +1,377 @@
+"""Wrong-answer corpus for the section 14.15 exercises (see corpus_tools)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from corpus_tools import accepted, rejected
+from torchvision import transforms as T
+
+from cnnbook.checks import pipeline as checks
+
+# ------------------------------------------------------------------ Exercise 1: stratified split
+
+
+def split_reference(labels, val_fraction, seed):
+    gen = torch.Generator().manual_seed(seed)
+    val = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        take = round(val_fraction * len(idx))
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
+    val_idx = torch.cat(val)
+    is_val = torch.zeros(len(labels), dtype=torch.bool)
+    is_val[val_idx] = True
+    return torch.nonzero(~is_val).flatten(), val_idx
+
+
+def split_numpy_lists(labels, val_fraction, seed):
+    """Correct variant: NumPy, plain Python lists, sorted output."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(labels)
+    val = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        val += rng.choice(idx, size=int(math.floor(val_fraction * len(idx) + 0.5)),
+                          replace=False).tolist()
+    train = sorted(set(range(len(y))) - set(val))
+    return train, sorted(val)
+
+
+def split_not_stratified(labels, val_fraction, seed):
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(labels), generator=gen)
+    k = round(val_fraction * len(labels))
+    return perm[k:], perm[:k]
+
+
+def split_rounds_down(labels, val_fraction, seed):
+    gen = torch.Generator().manual_seed(seed)
+    val = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        val.append(idx[torch.randperm(len(idx), generator=gen)[:int(val_fraction * len(idx))]])
+    val_idx = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
+
+
+def split_same_number_per_class(labels, val_fraction, seed):
+    gen = torch.Generator().manual_seed(seed)
+    classes = labels.unique()
+    per_class = round(val_fraction * len(labels) / len(classes))
+    val = [torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()),
+                                                               generator=gen)[:per_class]]
+           for c in classes]
+    val_idx = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
+
+
+def split_first_of_each_class(labels, val_fraction, seed):
+    val = [torch.nonzero(labels == c).flatten()[:round(val_fraction * int((labels == c).sum()))]
+           for c in labels.unique()]
+    val_idx = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
+
+
+def split_ignores_seed(labels, val_fraction, seed):
+    val = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        val.append(idx[torch.randperm(len(idx))[:round(val_fraction * len(idx))]])
+    val_idx = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
+
+
+def split_train_keeps_everything(labels, val_fraction, seed):
+    return torch.arange(len(labels)), split_reference(labels, val_fraction, seed)[1]
+
+
+def split_returns_masks(labels, val_fraction, seed):
+    _, val_idx = split_reference(labels, val_fraction, seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    mask[val_idx] = True
+    return ~mask, mask
+
+
+def test_split_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_stratified_split, split_reference)
+    accepted(checks.check_stratified_split, split_numpy_lists)
+
+
+def test_split_rejects_known_mistakes() -> None:
+    c = checks.check_stratified_split
+    rejected(c, split_not_stratified, hint="not stratified")
+    rejected(c, split_rounds_down, hint="rounded down")
+    rejected(c, split_same_number_per_class, hint="same NUMBER from every class")
+    rejected(c, split_first_of_each_class, hint="at random .*not the first")
+    rejected(c, split_ignores_seed, hint="twice with seed=0 gave two different splits")
+    rejected(c, split_train_keeps_everything, hint="in BOTH parts")
+    rejected(c, split_returns_masks, hint="boolean mask")
+
+
+# ------------------------------------------------------------------ Exercise 2: honest selection
+
+
+def select_reference(candidates, score):
+    best, best_val = None, -1.0
+    for c in candidates:
+        v = score(c, "val")
+        if v > best_val:
+            best, best_val = c, v
+    return best, score(best, "test")
+
+
+def select_with_max(candidates, score):
+    """Correct variant: max() keeps the first of equal keys."""
+    chosen = max(candidates, key=lambda c: score(c, "val"))
+    return chosen, score(chosen, "test")
+
+
+def select_on_test(candidates, score):
+    chosen = max(candidates, key=lambda c: score(c, "test"))
+    return chosen, score(chosen, "test")
+
+
+def select_on_val_but_test_everything(candidates, score):
+    tests = {c: score(c, "test") for c in candidates}
+    chosen = max(candidates, key=lambda c: score(c, "val"))
+    return chosen, tests[chosen]
+
+
+def select_reports_validation(candidates, score):
+    chosen = max(candidates, key=lambda c: score(c, "val"))
+    return chosen, score(chosen, "val")
+
+
+def select_keeps_later_tie(candidates, score):
+    best, best_val = None, -1.0
+    for c in candidates:
+        v = score(c, "val")
+        if v >= best_val:
+            best, best_val = c, v
+    return best, score(best, "test")
+
+
+def select_returns_index(candidates, score):
+    i = max(range(len(candidates)), key=lambda i: score(candidates[i], "val"))
+    return i, score(candidates[i], "test")
+
+
+def test_selection_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_honest_selection, select_reference)
+    accepted(checks.check_honest_selection, select_with_max)
+
+
+def test_selection_rejects_known_mistakes() -> None:
+    c = checks.check_honest_selection
+    rejected(c, select_on_test, hint="best on test.*choose on validation")
+    rejected(c, select_on_val_but_test_everything, hint="test set was scored \\d+ times")
+    rejected(c, select_reports_validation, hint="VALIDATION accuracy.*optimistic|never scored")
+    rejected(c, select_keeps_later_tie, hint="tie .*EARLIEST")
+    rejected(c, select_returns_index, hint="not its position")
+
+
+# ------------------------------------------------------------------ Exercise 3: evaluate
+
+
+def evaluate_reference(model, loader, loss_fn):
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    total, correct, count = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for x, y in loader:
+                out = model(x)
+                total += loss_fn(out, y).item() * len(y)
+                correct += (out.argmax(1) == y).sum().item()
+                count += len(y)
+    finally:
+        for m, was in modes:
+            m.train(was)
+    return total / count, correct / count
+
+
+def evaluate_inference_mode_tensors(model, loader, loss_fn):
+    """Correct variant: inference_mode, a sum-reduced copy of the loss, tensors returned."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    total, correct, count = torch.zeros(()), torch.zeros(()), 0
+    summed = type(loss_fn)(reduction="sum", label_smoothing=loss_fn.label_smoothing)
+    with torch.inference_mode():
+        for x, y in loader:
+            out = model(x)
+            total += summed(out, y)
+            correct += (out.argmax(1) == y).sum()
+            count += len(y)
+    for m, was in modes.items():
+        m.training = was
+    return total / count, correct / count
+
+
+def evaluate_grad_off_globally(model, loader, loss_fn):
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    torch.set_grad_enabled(False)
+    total, correct, count = 0.0, 0, 0
+    for x, y in loader:
+        out = model(x)
+        total += loss_fn(out, y).item() * len(y)
+        correct += (out.argmax(1) == y).sum().item()
+        count += len(y)
+    for m, was in modes:
+        m.train(was)
+    return total / count, correct / count
+
+
+def evaluate_forgets_eval(model, loader, loss_fn):
+    with torch.no_grad():
+        total, correct, count = 0.0, 0, 0
+        for x, y in loader:
+            out = model(x)
+            total += loss_fn(out, y).item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            count += len(y)
+    return total / count, correct / count
+
+
+def evaluate_leaves_eval_mode(model, loader, loss_fn):
+    model.eval()
+    with torch.no_grad():
+        total, correct, count = 0.0, 0, 0
+        for x, y in loader:
+            out = model(x)
+            total += loss_fn(out, y).item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            count += len(y)
+    return total / count, correct / count
+
+
+def evaluate_restores_top_level_only(model, loader, loss_fn):
+    was = model.training
+    model.eval()
+    result = evaluate_leaves_eval_mode(model, loader, loss_fn)
+    model.train(was)
+    return result
+
+
+def evaluate_mean_of_batch_means(model, loader, loss_fn):
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    losses, accs = [], []
+    with torch.no_grad():
+        for x, y in loader:
+            out = model(x)
+            losses.append(loss_fn(out, y).item())
+            accs.append((out.argmax(1) == y).float().mean().item())
+    for m, was in modes:
+        m.train(was)
+    return sum(losses) / len(losses), sum(accs) / len(accs)
+
+
+def evaluate_ignores_loss_fn(model, loader, loss_fn):
+    return evaluate_reference(model, loader, torch.nn.CrossEntropyLoss())
+
+
+def evaluate_percent(model, loader, loss_fn):
+    loss, acc = evaluate_reference(model, loader, loss_fn)
+    return loss, 100 * acc
+
+
+def test_evaluate_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_evaluate, evaluate_reference)
+    accepted(checks.check_evaluate, evaluate_inference_mode_tensors)
+
+
+def test_evaluate_rejects_known_mistakes() -> None:
+    c = checks.check_evaluate
+    rejected(c, evaluate_grad_off_globally, hint="gradients were left off globally")
+    rejected(c, evaluate_forgets_eval, hint="model.eval")
+    rejected(c, evaluate_leaves_eval_mode, hint="restore it afterwards")
+    rejected(c, evaluate_restores_top_level_only, hint="EVERY layer in train mode")
+    rejected(c, evaluate_mean_of_batch_means, hint="per-batch mean losses")
+    rejected(c, evaluate_ignores_loss_fn, hint="use the `loss_fn` you were given")
+    rejected(c, evaluate_percent, hint="not a percentage")
+
+
+# ------------------------------------------------------------------ Exercise 4: transforms
+
+MEAN, STD = checks.CIFAR_MEAN, checks.CIFAR_STD
+
+
+def transforms_reference(train):
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_v2_reflect(train):
+    """Correct variant: transforms.v2, reflect padding, flip before crop."""
+    from torchvision.transforms import v2
+
+    steps = [v2.RandomHorizontalFlip(p=0.5),
+             v2.RandomCrop(32, padding=4, padding_mode="reflect")] if train else []
+    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                       v2.Normalize(MEAN, STD)])
+
+
+def transforms_always_flip(train):
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(p=1.0)] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_vertical_flip_too(train):
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+             T.RandomVerticalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_no_normalize(train):
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor()])
+
+
+def transforms_normalize_only_for_validation(train):
+    if train:
+        return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
+    return T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_augment_validation(train):
+    return transforms_reference(True)
+
+
+def transforms_no_flip(train):
+    steps = [T.RandomCrop(32, padding=4)] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_no_padding(train):
+    steps = [T.RandomCrop(32), T.RandomHorizontalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def transforms_half_half(train):
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if train else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+
+
+SEEDS = range(20)
+
+
+def test_transforms_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_transforms, transforms_reference, seeds=range(20))
+    accepted(checks.check_transforms, transforms_v2_reflect, seeds=SEEDS)
+
+
+def test_transforms_rejects_known_mistakes() -> None:
+    c = checks.check_transforms
+    rejected(c, transforms_always_flip, hint="all 64 training samples were mirrored", seeds=SEEDS)
+    rejected(c, transforms_vertical_flip_too, hint="upside down", seeds=SEEDS)
+    rejected(c, transforms_no_normalize, hint="validation pipeline does not normalise", seeds=SEEDS)
+    rejected(c, transforms_normalize_only_for_validation, hint="training samples are not normalised",
+             seeds=SEEDS)
+    rejected(c, transforms_augment_validation, hint="must not be augmented", seeds=SEEDS)
+    rejected(c, transforms_no_flip, hint="none of 64 .*mirrored", seeds=SEEDS)
+    rejected(c, transforms_no_padding, hint="no training sample was shifted", seeds=SEEDS)
+    rejected(c, transforms_half_half, hint="mean 0.5 and std 0.5", seeds=SEEDS)
