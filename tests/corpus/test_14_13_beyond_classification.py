@@ -282,7 +282,7 @@ def miou_pixel_accuracy(pred, target, num_classes):
 
 
 def miou_per_image_then_averaged(pred, target, num_classes):
-    return sum(mean_iou(p[None], t[None], num_classes) for p, t in zip(pred, target)) / len(pred)
+    return sum(mean_iou(p[None], t[None], num_classes) for p, t in zip(pred, target, strict=True)) / len(pred)
 
 
 def miou_dice_instead(pred, target, num_classes):
@@ -295,8 +295,8 @@ def miou_dice_instead(pred, target, num_classes):
 
 
 def miou_returns_the_per_class_tensor(pred, target, num_classes):
-    return torch.tensor([((pred == c) & (target == c)).sum().item() / max(1, ((pred == c) | (target == c)).sum().item())
-                         for c in range(num_classes)])
+    return torch.tensor([((pred == c) & (target == c)).sum().item()
+                         / max(1, ((pred == c) | (target == c)).sum().item()) for c in range(num_classes)])
 
 
 def test_mean_iou_correct_answers_pass() -> None:
