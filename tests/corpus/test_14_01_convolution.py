@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from corpus_tools import accepted, rejected
 
 from cnnbook.checks import convolution as c
-from corpus_tools import accepted, rejected
 
 # ---------------------------------------------------------------- exercise 1: correlate2d
 
