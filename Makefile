@@ -32,6 +32,7 @@ lab: env
 # The whole suite: lint, unit tests, and every notebook executed once in fast mode.
 test: env
 	$(PY) -m ruff check .
+	$(PY) -m mypy cnnbook
 	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOK_DIRS) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
@@ -47,6 +48,7 @@ browser: env
 
 lint: env
 	$(PY) -m ruff check .
+	$(PY) -m mypy cnnbook
 
 # Executed copies of every notebook in build/executed/ (full mode unless CNNBOOK_FAST=1).
 execute: env
@@ -68,7 +70,7 @@ gpu-check: env
 	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest -q --nbval-lax --nbval-current-env \
 		-p no:cacheprovider notebooks/14_15_training_pipeline.ipynb
 
-# Line coverage of cnnbook/ by the unit tests (needs pytest-cov: pip install pytest-cov).
+# Line coverage of cnnbook/ by the unit tests (pytest-cov, in the dev extra).
 coverage: env
 	$(PY) -m pytest tests -m "not browser" -q -p no:cacheprovider --cov=cnnbook \
 		--cov-report=term-missing:skip-covered

@@ -118,7 +118,7 @@ def shard(loader: Iterable, rank: int, world: int, seed: int = 0) -> Iterable:
         if loader.batch_size is None:
             raise TypeError("Cannot shard a DataLoader with a custom batch_sampler; give it a "
                             "DistributedSampler yourself.")
-        sampler = DistributedSampler(loader.dataset, num_replicas=world, rank=rank,
+        sampler: DistributedSampler[int] = DistributedSampler(loader.dataset, num_replicas=world, rank=rank,
                                      shuffle=True, seed=seed)
         workers = loader.num_workers
         return DataLoader(
@@ -160,8 +160,8 @@ def fit_distributed(model: nn.Module, train_loader: Iterable, val_loader: Iterab
     rank, world, dev = setup(device)
     settings = run_settings(dev, channels_last=channels_last)
     # Layout and device are fixed before wrapping: DDP registers the parameters as they are.
-    model.to(dev, memory_format=torch.channels_last if settings.channels_last
-             else torch.preserve_format)
+    model.to(dev).to(memory_format=torch.channels_last if settings.channels_last
+                     else torch.preserve_format)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(

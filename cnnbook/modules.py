@@ -13,6 +13,7 @@ Nothing here imports another ``cnnbook`` module, so any module can use it.
 from __future__ import annotations
 
 import difflib
+from typing import cast
 
 from torch import nn
 
@@ -67,7 +68,7 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside ``torch.compile`` and ``DistributedDataParallel`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:
@@ -157,6 +158,6 @@ def freeze_batchnorm(model: nn.Module) -> FrozenBatchNorm:
     """
     for bn in batchnorm_layers(model):
         bn.requires_grad_(False)
-        bn._cnnbook_frozen = True
+        bn._cnnbook_frozen = True  # type: ignore[assignment]  # a plain flag (Module stubs want tensors)
         bn.eval()
     return FrozenBatchNorm(model)

@@ -52,6 +52,11 @@ class BatchNorm2d(nn.Module):
         ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
+    # buffers registered in __init__ (declared here for the type checker)
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ def _pair(name: str, v: IntPair) -> tuple[int, int]:
     t = (v, v) if isinstance(v, int) else tuple(v)
     if len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in t):
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}.")
-    return t  # type: ignore[return-value]
+    return t
 
 
 def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

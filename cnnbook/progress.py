@@ -121,7 +121,7 @@ def grade_cells(cells: Sequence[dict]) -> list[Exercise]:
 
 def _grade(title: str, code_cells: list[dict], checks: list[dict],
            all_cells: Sequence[dict] = ()) -> Exercise:
-    results = []
+    results: list[str | tuple[str, dict]] = []  # a status, or ("error", error output)
     for cell in checks:
         text, errors = _text_outputs(cell)
         if "❌" in text:

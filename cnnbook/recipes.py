@@ -176,7 +176,7 @@ def estimate_seconds(model: nn.Module, loader: GPUBatchLoader, epochs: int,
     from cnnbook.train import train_one_epoch
 
     settings = settings or run_settings(loader.device)
-    probe = copy.deepcopy(model).to(settings.device, memory_format=(
+    probe = copy.deepcopy(model).to(settings.device).to(memory_format=(
         torch.channels_last if settings.channels_last else torch.preserve_format))
     opt = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
     rng, epoch = torch.get_rng_state(), loader.epoch

@@ -602,8 +602,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         raise ValueError("The training loader yields no batches (dataset smaller than one "
                          "batch with drop_last?); use a smaller batch size.")
     num_classes = num_classes if num_classes is not None else _num_classes_of(train_loader)
-    plain.to(settings.device, memory_format=torch.channels_last if settings.channels_last
-             else torch.preserve_format)
+    plain.to(settings.device).to(memory_format=torch.channels_last if settings.channels_last
+                                 else torch.preserve_format)
     opt = (optimizer if isinstance(optimizer, torch.optim.Optimizer)
            else make_optimizer(plain, optimizer, lr, weight_decay, momentum))
     sched = make_scheduler(opt, schedule, epochs * steps, warmup)
@@ -625,8 +625,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     try:
         for epoch in epoch_bar:
             for obj in (train_loader, getattr(train_loader, "sampler", None)):
-                if hasattr(obj, "set_epoch"):
-                    obj.set_epoch(epoch)
+                set_epoch = getattr(obj, "set_epoch", None)
+                if set_epoch is not None:
+                    set_epoch(epoch)
             step_bar.reset(total=steps)
             step_bar.set_description(f"epoch {epoch + 1}", refresh=False)
             res = train_one_epoch(model, train_loader, opt, loss_fn, settings=settings,

@@ -109,7 +109,10 @@ def rename_torchvision_keys(
             return _rename_indexed(k, features, _VGG_CLASSIFIER)
 
     elif isinstance(model, ResNet):
-        rename = _rename_resnet
+
+        def rename(k: str) -> str:
+            return _rename_resnet(k)
+
     else:
         raise TypeError(
             f"No torchvision key mapping for {type(model).__name__}; supported: AlexNet, VGG, ResNet."

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnbook.models.mobile import ConvBNAct, InvertedResidual, Padding
+from cnnbook.models.mobile import BNArgs, ConvBNAct, InvertedResidual, Padding
 from cnnbook.scaling import round_filters, round_repeats
 
 __all__ = [
@@ -47,6 +47,13 @@ __all__ = [
     "preprocess",
     "top_k",
 ]
+
+
+class _BlockArgs(BNArgs):
+    """Settings shared by every conv-BN-activation of the network."""
+
+    padding: Padding
+
 
 # Input normalisation on the [0, 1] scale, equal to (255 x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
@@ -119,7 +126,7 @@ class EfficientNetLite(nn.Module):
         stages: tuple[StageSpec, ...] = LITE0_STAGES,
     ) -> None:
         super().__init__()
-        common = {"padding": padding, "bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        common = _BlockArgs(padding=padding, bn_eps=bn_eps, bn_momentum=bn_momentum)
         stem_channels, head_channels = 32, 1280
         self.stem = ConvBNAct(3, stem_channels, 3, stride=2, activation=nn.ReLU6, **common)
 

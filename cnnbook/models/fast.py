@@ -108,6 +108,7 @@ class FastCIFARNet(nn.Module):
         eigval, eigvec = eigval.flip(0), eigvec.flip(1)
         filters = (eigvec / (eigval + eps).sqrt()).T.reshape(-1, w.shape[1], 2, 2)
         self.stem.weight.copy_(torch.cat([filters, -filters]))
+        assert self.stem.bias is not None  # built with bias=True
         self.stem.bias.copy_(-(self.stem.weight.flatten(1) @ mean))
         self.stem.requires_grad_(not freeze)
         return eigval

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,13 @@ from torch import nn
 
 Activation = Callable[[], nn.Module]
 Padding = Literal["symmetric", "tf_same"]
+
+
+class BNArgs(TypedDict):
+    """Batch-norm settings passed on to every :class:`ConvBNAct` of a block."""
+
+    bn_eps: float
+    bn_momentum: float
 
 __all__ = [
     "ConvBNAct",
@@ -229,7 +236,7 @@ class DepthwiseSeparableConv(nn.Module):
         bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn = BNArgs(bn_eps=bn_eps, bn_momentum=bn_momentum)
         self.depthwise = ConvBNAct(in_channels, in_channels, kernel_size, stride,
                                    groups=in_channels, activation=activation, padding=padding,
                                    **bn)
@@ -335,7 +342,7 @@ class InvertedResidual(nn.Module):
             raise ValueError(f"expand_ratio must be at least 1, got {expand_ratio}.")
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride}.")
-        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        bn = BNArgs(bn_eps=bn_eps, bn_momentum=bn_momentum)
         hidden = in_channels * expand_ratio
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.expand = (ConvBNAct(in_channels, hidden, 1, activation=activation, **bn)

@@ -248,7 +248,7 @@ class ResNet(nn.Module):
             for j in range(n):
                 stride = 2 if (i > 1 and j == 0) else 1
                 if block is BasicBlock:
-                    blk: nn.Module = BasicBlock(channels, width, stride, residual=residual)
+                    blk: BasicBlock | Bottleneck = BasicBlock(channels, width, stride, residual=residual)
                 else:
                     blk = Bottleneck(channels, width, stride=stride, residual=residual)
                 blocks.append(blk)
