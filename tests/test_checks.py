@@ -1046,13 +1046,17 @@ def test_14_15_transforms() -> None:
 # ---------------------------------------------------------------- 14.16
 
 def test_14_16_flatten_size() -> None:
-    def right(features, shape):
+    def right(features, shape, batch=1):
+        was = [(m, m.training) for m in features.modules()]
+        features.eval()  # a train-mode pass would update batch-norm running statistics
         with torch.no_grad():
-            return features(torch.zeros(1, *shape))[0].numel()
+            out = features(torch.zeros(batch, *shape))
+        for m, mode in was:
+            m.train(mode)
+        return out[0].numel() if batch == 1 else out.numel()
 
     def with_batch(features, shape):
-        with torch.no_grad():
-            return features(torch.zeros(2, *shape)).numel()
+        return right(features, shape, batch=2)
 
     passes(c16.check_flatten_size, right)
     fails(c16.check_flatten_size, with_batch, match="batch dimension")
@@ -1064,7 +1068,7 @@ def test_14_16_freeze_batchnorm() -> None:
         if whole:
             model.eval()
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
                 if grads:
                     for p in m.parameters():
@@ -1084,21 +1088,35 @@ def test_14_16_freeze_batchnorm() -> None:
 
     fails(c16.check_freeze_batchnorm, grads_only, match="still in training mode")
 
+    def children_only(model):
+        for m in model.children():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+                m.requires_grad_(False)
+        return model
+
+    fails(c16.check_freeze_batchnorm, children_only, match="nested batch-norm")
+
 
 def test_14_16_class_weights() -> None:
     import numpy as np
     from sklearn.utils.class_weight import compute_class_weight
 
     def right(labels, k):
-        return len(labels) / (k * torch.bincount(labels, minlength=k).float())
+        counts = torch.bincount(labels, minlength=k).float()
+        return torch.where(counts > 0, len(labels) / (k * counts.clamp(min=1)), 0.0)
 
     labels = torch.tensor([0, 0, 0, 1, 2, 2])
     sk = compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy())
     torch.testing.assert_close(right(labels, 3), torch.tensor(sk, dtype=torch.float32))
     passes(c16.check_class_weights, right)
-    fails(c16.check_class_weights, lambda y, k: 1 / torch.bincount(y, minlength=k).float(), match="N / K")
+    fails(c16.check_class_weights, lambda y, k: torch.where(
+        torch.bincount(y, minlength=k) > 0, 1 / torch.bincount(y, minlength=k).float(), 0.0),
+        match="N / K")
     fails(c16.check_class_weights, lambda y, k: torch.bincount(y, minlength=k).float() / len(y),
           match="LARGER for rare")
+    fails(c16.check_class_weights, lambda y, k: len(y) / (k * torch.bincount(y).float()),
+          match="minlength")  # a class absent from the labels
 
 
 def test_forbidden_import_inside_the_answer_is_caught_as_text() -> None:

@@ -1,4 +1,11 @@
-"""Checks for the section 14.16 exercises (shape bugs, frozen batch norm, class imbalance)."""
+"""Checks for the section 14.16 exercises (flatten size, frozen batch norm, class weights).
+
+Every check runs fixed edge cases first (non-square and odd-sized inputs, batch norm inside
+the feature extractor, batch-norm layers nested inside sub-modules and of several kinds, a
+class absent from the labels, ...) and adds random cases, so an answer gets the same verdict
+on every seed. Frozen batch norm means what :func:`cnnbook.modules.freeze_batchnorm` does:
+eval mode and no gradient for the layer's scale and shift.
+"""
 
 from __future__ import annotations
 
@@ -16,113 +23,244 @@ from cnnbook.checks.core import (
     expect_module,
     expect_tensor,
     fail,
+    preserved_state,
 )
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+# ------------------------------------------------------------------ Exercise 1: flatten size
+
+def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool]]:
+    """(features, input shape, leave in train mode?) for the fixed edge cases."""
+    torch.manual_seed(0)
+    return [
+        # non-square input, a stride-2 conv on an odd size, a pool on an odd size, batch norm
+        (nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                       nn.MaxPool2d(2), nn.Conv2d(8, 16, (3, 5), padding=1), nn.ReLU()),
+         (3, 37, 29), True),
+        # the same kind of model already in eval mode: it must stay there
+        (nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)),
+         (1, 31, 40), False),
+        # a single conv, square input: the output's C*H*W, not the input's
+        (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.MaxPool2d(2)), (2, 28, 28), True),
+    ]
 
 
 def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]:
     """A random conv/pool stack and an input shape it accepts (drawn again until it does)."""
     while True:
-        features, shape = _draw_features(ctx)
+        c = ctx.randint(1, 3)
+        layers: list[nn.Module] = []
+        prev = c
+        for _ in range(ctx.randint(1, 3)):
+            out, k = ctx.choice([4, 8, 16]), ctx.choice([3, 5])
+            layers += [nn.Conv2d(prev, out, k, padding=ctx.choice([0, k // 2]),
+                                 stride=ctx.choice([1, 2])), nn.ReLU()]
+            if ctx.randint(0, 1):
+                layers.append(nn.BatchNorm2d(out))
+            if ctx.randint(0, 1):
+                layers.append(nn.MaxPool2d(2))
+            prev = out
+        features, shape = nn.Sequential(*layers), (c, ctx.randint(28, 40), ctx.randint(28, 40))
         try:
             with torch.no_grad():
-                features(torch.zeros(1, *shape))
+                features.eval()(torch.zeros(1, *shape))
         except RuntimeError:  # the input became too small somewhere: draw again
             continue
-        return features, shape
-
-
-def _draw_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]:
-    c = ctx.randint(1, 3)
-    layers: list[nn.Module] = []
-    prev = c
-    for _ in range(ctx.randint(1, 3)):
-        out, k = ctx.choice([4, 8, 16]), ctx.choice([3, 5])
-        layers += [nn.Conv2d(prev, out, k, padding=ctx.choice([0, k // 2]),
-                             stride=ctx.choice([1, 2])), nn.ReLU()]
-        if ctx.randint(0, 1):
-            layers.append(nn.MaxPool2d(2))
-        prev = out
-    return nn.Sequential(*layers), (c, ctx.randint(28, 40), ctx.randint(28, 40))
+        return features.train(), shape
 
 
 @checker("flatten size")
 def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
-    """Check ``fn(features, input_shape (C, H, W))`` = number of features after flattening."""
-    for _ in range(5):
-        features, shape = _random_features(ctx)
+    """Check ``fn(features, input_shape (C, H, W))`` = features per sample after flattening."""
+    cases = _fixed_features() + [(*_random_features(ctx), True) for _ in range(2)]
+    for features, shape, training in cases:
+        features.train(training)
         what = f"flatten_size(features, input_shape={shape}) for\n{features}\n"
-        was_training = features.training
-        got = call(fn, features, shape, describe=what)
+        state = copy.deepcopy(features.state_dict())
+        modes = [m.training for m in features.modules()]
+        with preserved_state(what="flatten_size"):
+            got = call(fn, features, shape, describe=what)
+        for key, value in features.state_dict().items():
+            if not torch.equal(value, state[key]):
+                fail(f"{what}: your dummy pass changed {key}: a forward pass in train mode updates "
+                     f"batch-norm running statistics. Run it in eval mode (and put the model "
+                     f"back in the mode it had afterwards).")
+        if [m.training for m in features.modules()] != modes:
+            fail(f"{what}: the model's train/eval mode changed (it was in "
+                 f"{'train' if training else 'eval'} mode); remember it before model.eval() and "
+                 f"restore it afterwards.")
         with torch.no_grad():
-            out = features(torch.zeros(1, *shape))
+            out = features.eval()(torch.zeros(1, *shape))
+        features.train(training)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if isinstance(got, float) and got.is_integer():
             got = int(got)
+        c, h, w = shape
         expect_equal(got, out[0].numel(), what, wrong={
             "That includes the batch dimension: count the features of ONE sample "
             "(out.shape[1:]), which is what nn.Linear sees per row.": 2 * out[0].numel(),
             "That is the channel count only; flattening multiplies channels by height and width.":
                 out.shape[1],
+            "That is height x width only; multiply by the number of output channels too.":
+                out.shape[2] * out.shape[3],
+            "That is the size of the INPUT (C * H * W); the convolutions and poolings change it: "
+            "run the dummy input through `features` and count its output.": c * h * w,
         }, hint="Run a dummy batch through the features and multiply the output's C * H * W.")
-        if features.training != was_training:
-            fail("flatten_size changed the model's train/eval mode; restore it (or leave it alone).")
-    return "a dummy forward pass gives the flatten size for any input size."
+    return "a dummy pass gives the flatten size for any input, and the model is left as it was."
+
+
+# ------------------------------------------------------------------ Exercise 2: frozen batch norm
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.inner = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, affine=False), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.relu(self.bn(self.conv(x)))) + x
 
 
 def _bn_model() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4), nn.Flatten())
+    """Batch norm at the top level, nested two levels deep (one without affine parameters) and
+    a BatchNorm1d in the head; dropout and an already frozen conv to watch the other layers."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
+                          _Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6),
+                          nn.BatchNorm1d(6), nn.Linear(6, 3))
+    model[0].requires_grad_(False)  # frozen before: it must stay frozen, the rest trainable
+    return model.train()
 
 
 @checker("frozen batch norm")
 def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
-    """Check ``fn(model)`` freezes every BatchNorm (eval mode, no grads) and nothing else."""
-    model = _bn_model().train()
+    """Check ``fn(model)`` freezes every batch-norm layer (eval mode, no grads), nothing else."""
+    torch.manual_seed(ctx.randint(0, 10_000))
+    model = _bn_model()
     before = copy.deepcopy(model.state_dict())
-    got = expect_module(call(fn, model, describe="a train-mode model with two BatchNorm2d"),
-                        "freeze_batchnorm(model)")
+    requires = {name: p.requires_grad for name, p in model.named_parameters()}
+    got = call(fn, model, describe="a train-mode model with batch-norm layers at several depths")
+    if got is None:
+        fail("freeze_batchnorm returned None: change the model in place and `return model`.")
+    got = expect_module(got, "freeze_batchnorm(model)")
     if got is not model:
-        fail("freeze_batchnorm should change the model in place and return it.")
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    if any(m.training for m in bns):
-        fail("a BatchNorm2d is still in training mode: call .eval() on every batch-norm layer so "
-             "it uses (and stops updating) its running statistics.")
-    if not model[3].training or not model.training:
-        fail("you put the whole model in eval mode; only the batch-norm layers should be frozen "
-             "(dropout and the rest keep training).")
-    if any(p.requires_grad for m in bns for p in m.parameters()):
-        fail("batch-norm weight and bias still require gradients; set requires_grad = False on "
-             "them too, so the optimiser does not move gamma and beta.")
-    if not all(p.requires_grad for m in model.modules() if isinstance(m, nn.Conv2d)
-               for p in m.parameters()):
-        fail("a convolution was frozen too; freeze only the batch-norm layers.")
-    x = ctx.randn(4, 3, 8, 8, dtype=torch.float32) * 3 + 2
+        fail("freeze_batchnorm should change the model in place and return it (not a copy).")
+    bns = {name: m for name, m in model.named_modules() if isinstance(m, _BN)}
+    awake = [name for name, m in bns.items() if m.training]
+    if awake:
+        top = [name for name in bns if "." not in name]
+        if all(name not in top for name in awake) and any(isinstance(bns[n], nn.BatchNorm2d)
+                                                          for n in awake):
+            fail(f"the nested batch-norm layers {awake} are still in training mode: "
+                 f"`model.children()` lists only the top level; walk `model.modules()`, which "
+                 f"reaches layers inside sub-modules too.")
+        if all(isinstance(bns[n], nn.BatchNorm1d) for n in awake):
+            fail(f"{awake} (BatchNorm1d) is still in training mode: freeze every kind of batch "
+                 f"norm (BatchNorm1d, 2d and 3d all derive from "
+                 f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d.")
+        fail(f"the batch-norm layers {awake} are still in training mode: call .eval() on every "
+             f"batch-norm layer so it uses (and stops updating) its running statistics.")
+    if not model.training or not model[3].training:
+        fail("you put the whole model in eval mode (dropout too); only the batch-norm layers "
+             "should be frozen, the rest keeps training.")
+    if any(m.training is False for name, m in model.named_modules()
+           if not isinstance(m, _BN) and not any(name.startswith(b + ".") for b in bns)):
+        fail("a layer that is not batch norm was put in eval mode; freeze only the batch-norm "
+             "layers.")
+    still = [f"{name}.{pn}" for name, m in bns.items() for pn, p in m.named_parameters()
+             if p.requires_grad]
+    if still:
+        fail(f"batch-norm weight and bias still require gradients ({', '.join(still[:3])}); "
+             f"set requires_grad = False on them too, so the optimiser does not move gamma and "
+             f"beta.")
+    bn_params = {f"{name}.{pn}" for name, m in bns.items() for pn, _ in m.named_parameters()}
+    changed = [name for name, p in model.named_parameters()
+               if name not in bn_params and p.requires_grad != requires[name]]
+    if changed:
+        fail(f"`requires_grad` changed on layers that are not batch norm ({', '.join(changed[:3])});"
+             f" leave every other layer as it was.")
+    x = ctx.randn(4, 3, 9, 7, dtype=torch.float32) * 3 + 2
     model(x)
     for key, value in model.state_dict().items():
-        if "running" in key and not torch.equal(value, before[key]):
+        if ("running" in key or "num_batches" in key) and not torch.equal(value, before[key]):
             fail(f"a training-mode forward pass changed {key}; the batch-norm layers must stay "
                  f"in eval mode.")
-    return "batch norm is frozen (running statistics and affine parameters) while the rest trains."
+    return "every batch-norm layer, nested ones too, is frozen (running statistics and affine " \
+           "parameters) while the rest trains."
 
 
-@checker("balanced class weights")
-def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(labels (N,), num_classes)`` = N / (K * count_c), as sklearn's 'balanced'."""
-    for _ in range(4):
+# ------------------------------------------------------------------ Exercise 3: class weights
+
+def _weight_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
+    g = torch.Generator().manual_seed(3)
+    cases = [
+        (torch.tensor([0, 0, 0, 1, 2, 2, 2, 2, 2, 2]), 4),  # the last class is absent
+        (torch.tensor([3, 0, 3, 3, 0, 1, 3, 3, 1, 3, 3, 0])[torch.randperm(12, generator=g)], 5),
+        # class 2 absent in the middle, class 4 absent at the end, labels unsorted
+        (torch.tensor([1, 0, 1, 1, 0, 1]), 2),  # two classes, all present
+    ]
+    for _ in range(2):
         k = ctx.randint(2, 6)
         probs = ctx.rand(k) ** 3 + 0.02
         labels = torch.multinomial(probs / probs.sum(), ctx.randint(50, 300), replacement=True,
                                    generator=ctx.gen)
         labels[:k] = torch.arange(k)  # every class occurs at least once
-        what = f"class_weights(labels of {len(labels)} samples, num_classes={k})"
-        got = call(fn, labels.clone(), k, describe=what)
+        cases.append((labels, k))
+    return cases
+
+
+@checker("balanced class weights")
+def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
+    """Check ``fn(labels (N,), num_classes)`` = N / (K * count_c), 0 for absent classes."""
+    for labels, k in _weight_cases(ctx):
+        what = f"class_weights(labels={labels.tolist() if len(labels) <= 12 else '...'}, " \
+               f"num_classes={k})"
+        before = labels.clone()
+        got = call(fn, labels, k, describe=what)
+        if not torch.equal(labels, before):
+            fail(f"{what} changed the labels it was given.")
         counts = torch.bincount(labels, minlength=k).double()
-        ref = len(labels) / (k * counts)
-        expect_tensor(got, ref, what, wrong={
+        n = len(labels)
+        present = counts > 0
+        ref = torch.where(present, n / (k * counts.clamp(min=1)), torch.zeros_like(counts))
+        k_present = int(present.sum())
+        wrong = {
             "Those are the class frequencies; weights must be LARGER for rare classes: use "
-            "N / (K * count).": counts / len(labels),
+            "N / (K * count).": counts / n,
             "The inverse counts 1 / count have the right shape but the wrong scale; multiply by "
-            "N / K so a balanced dataset gets weight 1 for every class.": 1 / counts,
+            "N / K so a balanced dataset gets weight 1 for every class.":
+                torch.where(present, 1 / counts.clamp(min=1), torch.zeros_like(counts)),
             "You normalised the weights to sum to 1; the convention is N / (K * count), which "
-            "averages to about 1 per sample.": (1 / counts) / (1 / counts).sum(),
-        }, shape_hint="One weight per class: shape (num_classes,).", atol=1e-6)
-    return "your weights match sklearn's compute_class_weight('balanced')."
+            "averages to about 1 per sample.": ref / ref.sum(),
+            "K is `num_classes`, not the number of classes that occur in the labels.":
+                torch.where(present, n / (k_present * counts.clamp(min=1)),
+                            torch.zeros_like(counts)),
+        }
+        if not bool(present.all()):
+            wrong["A class with no sample got an infinite (or NaN) weight: give it weight 0 (it "
+                  "has no loss terms to weight)."] = n / (k * counts)
+            last = int(labels.max()) + 1
+            if last < k:
+                wrong[f"`torch.bincount` without `minlength=num_classes` stops at the largest "
+                      f"label ({last - 1}), so the classes above it are missing."] = \
+                    (n / (k * torch.bincount(labels).double()))
+        t = got if not isinstance(got, torch.Tensor) else got.detach()
+        if isinstance(t, torch.Tensor) and t.shape != ref.shape and not bool(present.all()) \
+                and t.numel() == int(labels.max()) + 1:
+            fail(f"{what}: expected shape {tuple(ref.shape)}, got {tuple(t.shape)}: "
+                 f"`torch.bincount` without `minlength=num_classes` stops at the largest label "
+                 f"({int(labels.max())}), so the classes above it are missing.")
+        if isinstance(t, torch.Tensor) and t.shape == ref.shape and not torch.isfinite(t).all() \
+                and not bool(present.all()):
+            fail(f"{what}: a class with no sample got weight {t[~present].tolist()}; give it "
+                 f"weight 0 (it has no loss terms to weight; inf or NaN would break sums and "
+                 f"plots).")
+        expect_tensor(got, ref, what, wrong=wrong,
+                      shape_hint="One weight per class: shape (num_classes,).", atol=1e-6)
+        if isinstance(got, torch.Tensor) and not got.is_floating_point():
+            fail(f"{what} has dtype {got.dtype}; nn.CrossEntropyLoss(weight=...) needs a float "
+                 f"tensor.")
+    return "your weights match N / (K * count), sklearn's 'balanced', with 0 for absent classes."

@@ -1,0 +1,244 @@
+"""Wrong-answer corpus for the section 14.16 exercises (see corpus_tools)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from corpus_tools import accepted, rejected
+from torch import nn
+
+from cnnbook.checks import pitfalls as checks
+
+# ------------------------------------------------------------------ Exercise 1: flatten size
+
+
+def flatten_reference(features, input_shape):
+    modes = [(m, m.training) for m in features.modules()]
+    features.eval()
+    try:
+        with torch.no_grad():
+            out = features(torch.zeros(1, *input_shape))
+    finally:
+        for m, was in modes:
+            m.train(was)
+    return out[0].numel()
+
+
+def flatten_copy_of_model(features, input_shape):
+    """Correct variant: a deep copy in eval mode, returns a tensor-derived int."""
+    import copy
+
+    probe = copy.deepcopy(features).eval()
+    with torch.inference_mode():
+        return int(torch.tensor(probe(torch.zeros(2, *input_shape)).shape[1:]).prod())
+
+
+def flatten_with_batch(features, input_shape):
+    return flatten_reference(features, (input_shape[0], *input_shape[1:])) * 2
+
+
+def flatten_channels_only(features, input_shape):
+    modes = [(m, m.training) for m in features.modules()]
+    features.eval()
+    with torch.no_grad():
+        out = features(torch.zeros(1, *input_shape))
+    for m, was in modes:
+        m.train(was)
+    return out.shape[1]
+
+
+def flatten_input_size(features, input_shape):
+    c, h, w = input_shape
+    return c * h * w
+
+
+def flatten_in_train_mode(features, input_shape):
+    with torch.no_grad():
+        return features(torch.zeros(1, *input_shape))[0].numel()
+
+
+def flatten_leaves_eval_mode(features, input_shape):
+    features.eval()
+    with torch.no_grad():
+        return features(torch.zeros(1, *input_shape))[0].numel()
+
+
+def flatten_grad_off_globally(features, input_shape):
+    torch.set_grad_enabled(False)
+    return flatten_reference(features, input_shape)
+
+
+def flatten_hard_coded_quarter(features, input_shape):
+    c, h, w = input_shape
+    convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1].out_channels * (h // 4) * (w // 4)
+
+
+def test_flatten_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_flatten_size, flatten_reference)
+    accepted(checks.check_flatten_size, flatten_copy_of_model)
+
+
+def test_flatten_rejects_known_mistakes() -> None:
+    c = checks.check_flatten_size
+    rejected(c, flatten_with_batch, hint="batch dimension")
+    rejected(c, flatten_channels_only, hint="channel count only")
+    rejected(c, flatten_input_size, hint="size of the INPUT")
+    rejected(c, flatten_in_train_mode, hint="running statistics")
+    rejected(c, flatten_leaves_eval_mode, hint="train/eval mode changed")
+    rejected(c, flatten_grad_off_globally, hint="gradients were left off globally")
+    rejected(c, flatten_hard_coded_quarter, hint="expected")
+
+
+# ------------------------------------------------------------------ Exercise 2: frozen batch norm
+
+
+def freeze_reference(model):
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+    return model
+
+
+def freeze_by_type_tuple(model):
+    """Correct variant: an explicit tuple of the three kinds, requires_grad_ on the module."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            module.train(False)
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_with_cnnbook(model):
+    """Correct variant: the package's mechanism (the guard is dropped here)."""
+    from cnnbook.modules import freeze_batchnorm
+
+    freeze_batchnorm(model).remove()
+    return model
+
+
+def freeze_children_only(model):
+    for module in model.children():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_batchnorm2d_only(model):
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_whole_model(model):
+    model.eval()
+    return freeze_reference(model)
+
+
+def freeze_grads_only(model):
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_eval_only(model):
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+    return model
+
+
+def freeze_forgets_return(model):
+    freeze_reference(model)
+
+
+def freeze_unfreezes_the_rest(model):
+    for p in model.parameters():
+        p.requires_grad = True
+    return freeze_reference(model)
+
+
+def test_freeze_accepts_the_reference_and_variants() -> None:
+    accepted(checks.check_freeze_batchnorm, freeze_reference)
+    accepted(checks.check_freeze_batchnorm, freeze_by_type_tuple)
+    accepted(checks.check_freeze_batchnorm, freeze_with_cnnbook)
+
+
+def test_freeze_rejects_known_mistakes() -> None:
+    c = checks.check_freeze_batchnorm
+    rejected(c, freeze_children_only, hint="model.children\\(\\)` lists only the top level")
+    rejected(c, freeze_batchnorm2d_only, hint="BatchNorm1d")
+    rejected(c, freeze_whole_model, hint="whole model")
+    rejected(c, freeze_grads_only, hint="still in training mode")
+    rejected(c, freeze_eval_only, hint="still require gradients")
+    rejected(c, freeze_forgets_return, hint="returned None")
+    rejected(c, freeze_unfreezes_the_rest, hint="not batch norm")
+
+
+# ------------------------------------------------------------------ Exercise 3: class weights
+
+
+def weights_reference(labels, num_classes):
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    weights = len(labels) / (num_classes * counts)
+    weights[counts == 0] = 0.0
+    return weights
+
+
+def weights_numpy_float64(labels, num_classes):
+    """Correct variant: NumPy, float64, np.divide with a where mask."""
+    counts = np.bincount(labels.numpy(), minlength=num_classes).astype(np.float64)
+    out = np.zeros(num_classes)
+    np.divide(len(labels), num_classes * counts, out=out, where=counts > 0)
+    return torch.from_numpy(out)
+
+
+def weights_without_minlength(labels, num_classes):
+    counts = torch.bincount(labels).float()
+    return len(labels) / (num_classes * counts)
+
+
+def weights_infinite_for_absent(labels, num_classes):
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return len(labels) / (num_classes * counts)
+
+
+def weights_present_classes_as_k(labels, num_classes):
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    k = int((counts > 0).sum())
+    return torch.where(counts > 0, len(labels) / (k * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
+def weights_frequencies(labels, num_classes):
+    return torch.bincount(labels, minlength=num_classes).float() / len(labels)
+
+
+def weights_inverse_counts(labels, num_classes):
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    return torch.where(counts > 0, 1 / counts.clamp(min=1), torch.zeros_like(counts))
+
+
+def weights_sum_to_one(labels, num_classes):
+    w = weights_reference(labels, num_classes)
+    return w / w.sum()
+
+
+def test_weights_accept_the_reference_and_variants() -> None:
+    accepted(checks.check_class_weights, weights_reference)
+    accepted(checks.check_class_weights, weights_numpy_float64)
+
+
+def test_weights_reject_known_mistakes() -> None:
+    c = checks.check_class_weights
+    rejected(c, weights_without_minlength, hint="without `minlength=num_classes`")
+    rejected(c, weights_infinite_for_absent, hint="weight 0")
+    rejected(c, weights_present_classes_as_k, hint="K is `num_classes`")
+    rejected(c, weights_frequencies, hint="LARGER for rare classes")
+    rejected(c, weights_inverse_counts, hint="wrong scale")
+    rejected(c, weights_sum_to_one, hint="sum to 1")
