@@ -177,7 +177,7 @@ def check_honest_selection(ctx: Context, fn: Callable[..., Any]) -> str:
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             fail(f"{what} should return (chosen candidate, its test accuracy), got {got!r}.")
         chosen, reported = got
-        if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen not in names:
+        if isinstance(chosen, int) and not isinstance(chosen, bool):  # names are strings
             fail(f"{what} returned {chosen!r}; return the candidate itself (an element of "
                  f"`candidates`, e.g. {names[0]!r}), not its position.")
         by_test = names[max(range(len(test)), key=lambda i: (test[i], -i))]
@@ -259,9 +259,14 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
         model = _Probe()
         with torch.no_grad():
             bn = model.net[1]
+            assert isinstance(bn, nn.BatchNorm2d)
+            assert bn.running_mean is not None
+            assert bn.running_var is not None
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
-            model.net[-1].weight.mul_(8.0)  # confident predictions: the loss_fn matters
+            head = model.net[-1]
+            assert isinstance(head, nn.Linear)
+            head.weight.mul_(8.0)  # confident predictions: the loss_fn matters
         model.train(mode != "eval")
         if mode == "mixed":
             bn.eval()  # frozen batch norm inside a training model
