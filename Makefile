@@ -82,4 +82,4 @@ progress: env
 	$(PY) -m cnnbook progress $(NOTEBOOKS)
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov

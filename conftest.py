@@ -95,7 +95,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _NOTEBOOK_FAILED.add(path)
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if not _NOTEBOOK_SECONDS:
         return
     tr = terminalreporter

@@ -22,7 +22,7 @@ _PACKAGES = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupyt
 def _version(module: str) -> str:
     try:
         mod = importlib.import_module(module)
-    except Exception as exc:  # noqa: BLE001 - report any import failure as text
+    except Exception as exc:  # report any import failure as text
         return f"MISSING ({type(exc).__name__}: {exc})"
     return str(getattr(mod, "__version__", "installed"))
 

@@ -294,7 +294,7 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | No
         # mmap: pages are read lazily from the OS cache, so a cached load takes milliseconds.
         blob = torch.load(path, weights_only=True, mmap=True)
         images, labels, classes = blob["images"], blob["labels"], list(blob["classes"])
-    except Exception as exc:  # noqa: BLE001 - any damage means "decode again"
+    except Exception as exc:  # any damage means "decode again"
         warnings.warn(f"Ignoring unreadable cache file {path} ({exc}); decoding again.",
                       stacklevel=3)
         return None
@@ -512,7 +512,7 @@ def _find_or_download(name: str, split: str, root: str | Path | None, download: 
     try:
         target.mkdir(parents=True, exist_ok=True)
         cls(root=str(target), train=split == "train", download=True)
-    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+    except Exception as exc:  # network errors come in many types
         raise FileNotFoundError(_missing_message(
             title, split, root, layouts,
             f" The download failed: {type(exc).__name__}: {exc}")) from None
@@ -598,7 +598,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None,
         ds = MNIST(root=str(found.parent.parent), train=split == "train", download=False)
         images = ds.data.unsqueeze(1).contiguous()
         labels = ds.targets.to(torch.int64)
-    except Exception as exc:  # noqa: BLE001 - torchvision raises assorted errors here
+    except Exception as exc:  # torchvision raises assorted errors here
         raise ValueError(
             f"Cannot read MNIST {split} from {found} ({type(exc).__name__}: {exc}); the copy "
             f"looks missing or truncated. Copy it again (the folder must hold "

@@ -197,5 +197,5 @@ class DecisionWidget:
         self.answer.value = (f"<b>Start with: {escape(rec.architecture)}</b>{backbone}"
                              f"<ul>{items}</ul><small>path: {escape(' → '.join(rec.path))}</small>")
 
-    def _repr_mimebundle_(self, **kwargs):  # noqa: ANN003, ANN202 - delegate to the widget
+    def _repr_mimebundle_(self, **kwargs):  # delegate to the widget
         return self.box._repr_mimebundle_(**kwargs)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.modules import get_layer  # noqa: F401 - re-exported (its home is cnnbook.modules)
+from cnnbook.modules import get_layer  # re-exported (its home is cnnbook.modules)
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:

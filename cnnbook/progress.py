@@ -14,6 +14,7 @@ from the check cells in it (cells that call a ``check_...`` function), which pri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -232,10 +233,8 @@ def run_notebook(path: str | Path, timeout: float = 300.0, fast: bool = True) ->
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # the group has already gone
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.communicate()
 
 

@@ -431,7 +431,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
                                 f"checkpoint='{path}')) or fix the path.")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors come in many types
+    except Exception as exc:  # pickle/zip errors come in many types
         raise ValueError(f"Checkpoint {path} is damaged or not a PyTorch checkpoint "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Delete it "
                          "and train again.") from None

@@ -231,7 +231,7 @@ class ConvExplorer:
                               f"margin-left:1em'>{head}<br>{body}<br>{check}</div>")
         self.image.value = figure_png(draw_conv(*args, self.out_row.value, self.out_col.value))
 
-    def _repr_mimebundle_(self, **kwargs):  # noqa: ANN003 - delegate to the widget
+    def _repr_mimebundle_(self, **kwargs):  # delegate to the widget
         return self.widget._repr_mimebundle_(**kwargs)
 
 
@@ -386,5 +386,5 @@ class ReceptiveFieldExplorer:
                               f"{text.replace(chr(10), '<br>')}</div>")
         self.image.value = figure_png(draw_receptive_field(self.specs))
 
-    def _repr_mimebundle_(self, **kwargs):  # noqa: ANN003 - delegate to the widget
+    def _repr_mimebundle_(self, **kwargs):  # delegate to the widget
         return self.widget._repr_mimebundle_(**kwargs)

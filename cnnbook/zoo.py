@@ -123,7 +123,7 @@ class Architecture:
         return self.top1_source_fixed or "none (not an ImageNet model)"
 
 
-def torchvision_weights(enum_name: str):  # noqa: ANN201 - a torchvision WeightsEnum member
+def torchvision_weights(enum_name: str):  # a torchvision WeightsEnum member
     """The ``IMAGENET1K_V1`` member of a torchvision weight enum (metadata only, no download).
 
     Args:

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 pm.execute_notebook(str(nb), str(dest), parameters=params, cwd=str(nb.parent),
                                     kernel_name="cnnbook", progress_bar=False)
-            except Exception as exc:  # noqa: BLE001 - keep going, report at the end
+            except Exception as exc:  # keep going, report at the end
                 failures.append((nb, exc))
             secs = time.perf_counter() - start
             times.append((secs, nb))

@@ -172,9 +172,9 @@ def _stub_functions(tree: ast.Module) -> set[str]:
     """Top-level functions/classes whose body raises NotImplementedError (an answer stub)."""
     names = set()
     for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            if any(_is_stub_raise(node) for node in ast.walk(stmt)):
-                names.add(stmt.name)
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and any(
+                _is_stub_raise(node) for node in ast.walk(stmt)):
+            names.add(stmt.name)
     return names
 
 

@@ -35,7 +35,8 @@ def test_cutout_transform_and_errors() -> None:
     torch.manual_seed(0)
     out = v2.Compose([v2.RandomHorizontalFlip(), Cutout(10)])(img)
     # at least the quarter that stays inside at a corner, at most the whole square
-    assert out.shape == img.shape and 25 <= int((out == 0).all(dim=0).sum()) <= 100
+    assert out.shape == img.shape
+    assert 25 <= int((out == 0).all(dim=0).sum()) <= 100
     assert torch.equal(Cutout(10, p=0.0)(img), img)
     with pytest.raises(ValueError, match="probability"):
         Cutout(10, p=2.0)

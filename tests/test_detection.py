@@ -116,14 +116,17 @@ def test_encode_then_decode_recovers_the_boxes() -> None:
         torch.testing.assert_close(det.boxes[order], boxes[ref], atol=2e-3, rtol=0)
         assert torch.equal(det.labels[order], labels[ref])
     m = detection_metrics(dets, scenes.boxes, scenes.labels, num_classes=3)
-    assert m["mAP"] == pytest.approx(1.0) and m["recall"] == 1.0 and m["precision"] == 1.0
+    assert m["mAP"] == pytest.approx(1.0)
+    assert m["recall"] == 1.0
+    assert m["precision"] == 1.0
     assert m["mean_iou"] == pytest.approx(1.0, abs=1e-3)
 
 
 def test_centres_in_one_cell_keep_the_larger_box() -> None:
     boxes = [torch.tensor([[2.0, 2.0, 6.0, 6.0], [0.0, 0.0, 8.0, 8.0]])]
     t = encode_targets(boxes, [torch.tensor([1, 2])], image_size=16, stride=8)
-    assert t.dropped == 1 and int(t.objectness.sum()) == 1
+    assert t.dropped == 1
+    assert int(t.objectness.sum()) == 1
     assert t.classes[0, 0, 0] == 1  # label 2 (the larger box) -> class index 1
     torch.testing.assert_close(t.boxes[0, :, 0, 0], torch.tensor([0.5, 0.5, 0.0, 0.0]))
 
@@ -149,7 +152,8 @@ def test_detector_output_grid_and_training_step() -> None:
     net = GridDetector(num_classes=3, widths=(8, 16, 16))
     scenes = detection_scenes(8, seed=2)
     raw = net(scenes.images)
-    assert net.stride == 8 and raw.shape == (8, 8, 8, 8)
+    assert net.stride == 8
+    assert raw.shape == (8, 8, 8, 8)
     targets = encode_targets(scenes.boxes, scenes.labels, 64, net.stride)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
@@ -184,4 +188,5 @@ def test_average_precision_by_hand() -> None:
     none = [_det([], [], []), _det([], [], [])]
     assert average_precision(none, gt_boxes, gt_labels, 1) == 0.0
     m = detection_metrics(dets, gt_boxes, gt_labels, num_classes=1)
-    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == 1.0

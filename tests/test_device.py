@@ -10,10 +10,15 @@ from cnnbook import device
 
 def test_cpu_settings() -> None:
     s = device.run_settings("cpu")
-    assert s.amp_dtype is None and not s.grad_scaler
-    assert s.channels_last and not s.pin_memory and not s.non_blocking
+    assert s.amp_dtype is None
+    assert not s.grad_scaler
+    assert s.channels_last
+    assert not s.pin_memory
+    assert not s.non_blocking
     line = s.describe()
-    assert line.startswith("cpu:") and "float32" in line and "channels_last" in line
+    assert line.startswith("cpu:")
+    assert "float32" in line
+    assert "channels_last" in line
     assert not device.run_settings("cpu", amp=True, channels_last=False).channels_last
 
 
@@ -28,15 +33,18 @@ def test_cpu_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch,
     assert ("bf16 autocast" in chosen.describe()) is native
 
 
-@pytest.mark.parametrize("bf16,dtype,scaler", [(True, torch.bfloat16, False),
+@pytest.mark.parametrize(("bf16", "dtype", "scaler"), [(True, torch.bfloat16, False),
                                                (False, torch.float16, True)])
 def test_cuda_precision_choice(monkeypatch: pytest.MonkeyPatch, bf16: bool,
                                dtype: torch.dtype, scaler: bool) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     monkeypatch.setattr(device, "describe_device", lambda d: "cuda: test GPU")
     s = device.run_settings(torch.device("cuda"))
-    assert s.amp_dtype == dtype and s.grad_scaler is scaler
-    assert s.pin_memory and s.non_blocking and s.channels_last
+    assert s.amp_dtype == dtype
+    assert s.grad_scaler is scaler
+    assert s.pin_memory
+    assert s.non_blocking
+    assert s.channels_last
     assert ("grad scaler" in s.describe()) is scaler
     assert device.run_settings(torch.device("cuda"), amp=False).amp_dtype is None
 
@@ -55,7 +63,7 @@ def test_autocast_dtype_on_cpu(monkeypatch: pytest.MonkeyPatch, native: bool) ->
     assert device.autocast_dtype(cpu, cpu_bf16=True) == (torch.bfloat16 if native else None)
 
 
-@pytest.mark.parametrize("bf16,dtype", [(True, torch.bfloat16), (False, torch.float16)])
+@pytest.mark.parametrize(("bf16", "dtype"), [(True, torch.bfloat16), (False, torch.float16)])
 def test_autocast_dtype_on_cuda(monkeypatch: pytest.MonkeyPatch, bf16: bool,
                                 dtype: torch.dtype) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
@@ -74,7 +82,8 @@ def test_tune_cpu_allocator_returns_bool_and_repeats() -> None:
     import sys
 
     first, second = device.tune_cpu_allocator(), device.tune_cpu_allocator()
-    assert isinstance(first, bool) and second is first
+    assert isinstance(first, bool)
+    assert second is first
     if not sys.platform.startswith("linux"):
         assert first is False
 

@@ -27,13 +27,18 @@ def test_shard_rebuilds_a_dataloader_with_all_its_settings() -> None:
                         worker_init_fn=_init_worker, drop_last=True)
     sampler_before = loader.sampler
     mine = distributed.shard(loader, rank=1, world=2, seed=7)
-    assert mine is not loader and loader.sampler is sampler_before  # the caller's is untouched
+    assert mine is not loader  # the caller's is untouched
+    assert loader.sampler is sampler_before
     assert isinstance(mine.sampler, DistributedSampler)
     assert (mine.sampler.rank, mine.sampler.num_replicas, mine.sampler.seed) == (1, 2, 7)
-    assert mine.collate_fn is _collate and mine.worker_init_fn is _init_worker
-    assert mine.generator is gen and mine.drop_last and mine.batch_size == 5
+    assert mine.collate_fn is _collate
+    assert mine.worker_init_fn is _init_worker
+    assert mine.generator is gen
+    assert mine.drop_last
+    assert mine.batch_size == 5
     x, _ = next(iter(mine))
-    assert torch.equal(x, x.round()) and (x % 2 == 0).all()  # our collate_fn ran (doubled)
+    assert torch.equal(x, x.round())  # our collate_fn ran (doubled)
+    assert (x % 2 == 0).all()
     other = distributed.shard(loader, rank=0, world=2, seed=7)
     seen = {int(i) for ld in (mine, other) for _, ys in ld for i in ys}
     assert seen == set(range(10))  # the two shards cover the data
@@ -45,7 +50,9 @@ def test_shard_copies_a_gpu_batch_loader() -> None:
     loader = GPUBatchLoader(toy_arrays(40), 8, device="cpu")
     mine = distributed.shard(loader, rank=1, world=2)
     assert (loader.rank, loader.world_size) == (0, 1)  # the caller's loader is unchanged
-    assert (mine.rank, mine.world_size) == (1, 2) and mine.num_samples == 20 and loader.num_samples == 40
+    assert (mine.rank, mine.world_size) == (1, 2)
+    assert mine.num_samples == 20
+    assert loader.num_samples == 40
 
 
 def test_shard_errors() -> None:
@@ -61,4 +68,5 @@ def test_outside_torchrun_everything_is_local(monkeypatch: pytest.MonkeyPatch) -
     assert distributed.setup("cpu") == (0, 1, torch.device("cpu"))
     assert distributed.is_main_process()
     t = torch.tensor([1.0, 2.0])
-    assert distributed.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
+    assert distributed.all_reduce_sum(t) is t
+    assert t.tolist() == [1.0, 2.0]

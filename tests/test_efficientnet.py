@@ -86,7 +86,8 @@ def test_classifies_real_photos(ours: EfficientNetLite, photos: torch.Tensor) ->
     with torch.no_grad():
         (cat, *_), (cup, *_) = top_k(ours(photos), k=5)
     assert cat[0] in CAT_CLASSES, cat
-    assert cup[0] == ESPRESSO and cup[1] == "espresso" and cup[2] > 0.5, cup
+    assert cup[:2] == (ESPRESSO, "espresso"), cup
+    assert cup[2] > 0.5, cup
 
 
 def test_symmetric_padding_changes_logits(ours: EfficientNetLite,
@@ -100,9 +101,12 @@ def test_symmetric_padding_changes_logits(ours: EfficientNetLite,
 def test_preprocess_and_class_names() -> None:
     x = preprocess(load_photo("coffee"))
     assert x.shape == (1, 3, 224, 224)
-    assert x.min() >= -127 / 128 - 1e-4 and x.max() <= 128 / 128 + 1e-4
+    assert x.min() >= -127 / 128 - 1e-4
+    assert x.max() <= 128 / 128 + 1e-4
     names = imagenet_classes()
-    assert len(names) == 1000 and names[ESPRESSO] == "espresso" and names[281] == "tabby"
+    assert len(names) == 1000
+    assert names[ESPRESSO] == "espresso"
+    assert names[281] == "tabby"
     with pytest.raises(ValueError, match="float"):
         preprocess(torch.zeros(3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -68,8 +68,10 @@ def test_ranges_admit_the_ci_versions() -> None:
 
     assert "2.14.1" in SpecifierSet(pip["torch"])
     assert "0.29.1" in SpecifierSet(pip["torchvision"])
-    assert "8.1.5" in SpecifierSet(pip["ipywidgets"]) and "9.0" not in SpecifierSet(pip["ipywidgets"])
-    assert "4.2.0" in SpecifierSet(pip["jupyterlab"]) and "5.0" not in SpecifierSet(pip["jupyterlab"])
+    assert "8.1.5" in SpecifierSet(pip["ipywidgets"])
+    assert "9.0" not in SpecifierSet(pip["ipywidgets"])
+    assert "4.2.0" in SpecifierSet(pip["jupyterlab"])
+    assert "5.0" not in SpecifierSet(pip["jupyterlab"])
     assert "3.0.13" in SpecifierSet(pip["jupyterlab-widgets"])
 
 

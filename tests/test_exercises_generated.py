@@ -24,7 +24,8 @@ SECTION_FILES = [s.stem for s in SECTIONS]  # 14.1 ... 14.17, in order (cnnbook/
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location("make_exercises", ROOT / "scripts" / "make_exercises.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules["make_exercises"] = module
     spec.loader.exec_module(module)
@@ -74,7 +75,8 @@ def test_every_section_has_exercises_and_solutions() -> None:
 def test_exercises_readme_lists_every_section() -> None:
     readme = (ROOT / "exercises" / "README.md").read_text()
     for stem in SECTION_FILES:
-        assert f"({stem}.ipynb)" in readme and f"(../solutions/{stem}.ipynb)" in readme, stem
+        assert f"({stem}.ipynb)" in readme, stem
+        assert f"(../solutions/{stem}.ipynb)" in readme, stem
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
@@ -98,7 +100,8 @@ def test_solution_structure(path: Path) -> None:
 def test_exercise_has_no_answers_and_stubs_are_tagged(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     for i, cell in enumerate(nb.cells):
-        assert gen.BEGIN not in cell.source and gen.END not in cell.source
+        assert gen.BEGIN not in cell.source
+        assert gen.END not in cell.source
         if cell.cell_type != "code":
             continue
         top_stub = re.search(r"^raise NotImplementedError\(\)", cell.source, flags=re.M)
@@ -117,13 +120,15 @@ def test_code_block_is_replaced_at_its_indentation() -> None:
 
 def test_top_level_block_and_markdown_block() -> None:
     out, top = gen.strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION", code=True)
-    assert out == "a = 1\n# YOUR CODE HERE\nraise NotImplementedError()" and top
+    assert out == "a = 1\n# YOUR CODE HERE\nraise NotImplementedError()"
+    assert top
     out, top = gen.strip_solutions("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
                                    code=False)
-    assert out == "Why?\n\n*YOUR ANSWER HERE*" and not top
+    assert out == "Why?\n\n*YOUR ANSWER HERE*"
+    assert not top
 
 
-@pytest.mark.parametrize("src,match", [
+@pytest.mark.parametrize(("src", "match"), [
     ("### END SOLUTION", "without a matching"),
     ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
     ("### BEGIN SOLUTION\nx = 1", "never closed"),
@@ -158,7 +163,8 @@ def test_tags_follow_missing_answers_through_the_notebook() -> None:
     assert raising == [False, False, True, False, True, True, True, True, True, False,
                        True, True, False]
     assert _tags(ex.cells[0]) == ["parameters"]
-    assert ex.cells[1].outputs == [] and ex.cells[1].execution_count is None
+    assert ex.cells[1].outputs == []
+    assert ex.cells[1].execution_count is None
     assert len(ex.cells) == 13  # the solution-only cell is gone
     assert gen.BEGIN in nb.cells[1].source  # the solution notebook is left untouched
 
@@ -174,7 +180,8 @@ def test_generate_and_check_mode_on_a_temporary_tree(tmp_path: Path, capsys) -> 
     assert gen.main(args) == 0
     assert gen.main([*args, "--check"]) == 0
     text = (ex / "14_99_demo.ipynb").read_text()
-    assert "raise NotImplementedError()" in text and "return 1" not in text
+    assert "raise NotImplementedError()" in text
+    assert "return 1" not in text
     (ex / "14_99_demo.ipynb").write_text(text.replace("YOUR CODE HERE", "edited by hand"))
     assert gen.main([*args, "--check"]) == 1
     assert "stale" in capsys.readouterr().out

@@ -32,7 +32,8 @@ def test_conv_output_size_matches_conv2d_on_random_sweep() -> None:
             continue
         assert g.conv_output_size(n, k, s, p, d) == expected, (n, k, s, p, d)
         checked += 1
-    assert checked > 2000 and errors > 50  # both branches were exercised
+    assert checked > 2000  # both branches were exercised
+    assert errors > 50
 
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same.")
@@ -43,7 +44,8 @@ def test_same_padding_matches_pytorch_same_for_stride_one() -> None:
         conv = nn.Conv2d(1, 1, k, padding="same", dilation=d, device="meta")
         assert conv(_meta(n)).shape[-1] == g.conv_output_size(n, k, 1, "same", d) == n
         lo, hi = g.same_padding(k, 1, d)
-        assert lo + hi == g.effective_kernel_size(k, d) - 1 and hi - lo in (0, 1)
+        assert lo + hi == g.effective_kernel_size(k, d) - 1
+        assert hi - lo in (0, 1)
 
 
 def test_same_padding_with_stride_gives_ceil() -> None:
@@ -70,7 +72,7 @@ def test_pool_output_size_matches_maxpool_and_avgpool() -> None:
         try:
             expected = pool(_meta(n)).shape[-1]
         except RuntimeError:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="larger than the padded input"):
                 g.pool_output_size(n, k, s, p, d, ceil)
             continue
         assert g.pool_output_size(n, k, s, p, d, ceil) == expected, (n, k, s, p, d, ceil)
@@ -91,7 +93,7 @@ def test_transposed_conv_output_size_matches_convtranspose2d() -> None:
         try:
             expected = layer(_meta(n)).shape[-1]
         except RuntimeError:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="removes the whole output"):
                 g.transposed_conv_output_size(n, k, s, p, op, d)
             continue
         assert g.transposed_conv_output_size(n, k, s, p, op, d) == expected
@@ -105,7 +107,7 @@ def test_stride_two_conv_and_transposed_conv_invert_sizes() -> None:
         assert g.transposed_conv_output_size(down, 3, 2, 1, output_padding=1) == n
 
 
-@pytest.mark.parametrize("k,d,expected", [(3, 1, 3), (3, 2, 5), (3, 4, 9), (5, 2, 9), (1, 7, 1)])
+@pytest.mark.parametrize(("k", "d", "expected"), [(3, 1, 3), (3, 2, 5), (3, 4, 9), (5, 2, 9), (1, 7, 1)])
 def test_effective_kernel_size(k: int, d: int, expected: int) -> None:
     assert g.effective_kernel_size(k, d) == expected
 
@@ -129,7 +131,8 @@ def test_three_3x3_convs_see_7x7_and_strides_multiply_jump() -> None:
     rows = g.receptive_field([g.LayerSpec(3, 1, 1)] * 3)
     assert [r.rf for r in rows] == [3, 5, 7]
     rows = g.receptive_field([g.LayerSpec(3, 2, 1), g.LayerSpec(3, 2, 1), g.LayerSpec(3, 1, 1)])
-    assert [r.jump for r in rows] == [2, 4, 4] and [r.rf for r in rows] == [3, 7, 15]
+    assert [r.jump for r in rows] == [2, 4, 4]
+    assert [r.rf for r in rows] == [3, 7, 15]
 
 
 def test_dilated_stack_grows_exponentially() -> None:
@@ -140,8 +143,10 @@ def test_dilated_stack_grows_exponentially() -> None:
 def test_published_receptive_fields_alexnet_vgg16() -> None:
     alex = g.module_receptive_field(torchvision.models.alexnet().features)
     vgg = g.module_receptive_field(torchvision.models.vgg16().features)
-    assert alex[-1].rf == 195 and alex[-1].jump == 32
-    assert vgg[-1].rf == 212 and vgg[-1].jump == 32
+    assert alex[-1].rf == 195
+    assert alex[-1].jump == 32
+    assert vgg[-1].rf == 212
+    assert vgg[-1].jump == 32
 
 
 def test_upto_stops_and_unknown_name_is_clear() -> None:

@@ -39,7 +39,10 @@ def loaders(n: int = 96):
 def test_gpu_batch_loader_serves_batches_from_the_gpu() -> None:
     tr, va = loaders()
     x, y = next(iter(tr))
-    assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and x.shape == (16, 3, 8, 8)
+    assert x.is_cuda
+    assert y.is_cuda
+    assert x.dtype == torch.float32
+    assert x.shape == (16, 3, 8, 8)
     cpu = GPUBatchLoader(toy_arrays(96), 32, train=False, device="cpu")
     torch.testing.assert_close(next(iter(va))[0].cpu(), next(iter(cpu))[0])  # same pixels
 
@@ -51,7 +54,8 @@ def test_fit_with_mixed_precision(monkeypatch: pytest.MonkeyPatch, dtype: torch.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported",
                         lambda *a, **k: dtype == torch.bfloat16)  # force the choice
     settings = run_settings("cuda")
-    assert settings.amp_dtype == dtype and settings.grad_scaler == (dtype == torch.float16)
+    assert settings.amp_dtype == dtype
+    assert settings.grad_scaler == (dtype == torch.float16)
     model = bn_model()
     tr, va = loaders()
     hist = train.fit(model, tr, va, epochs=3, lr=0.1, device="cuda", progress=False,
@@ -73,7 +77,8 @@ def test_fp16_grad_scaler_recovers_gradients_that_underflow() -> None:
     scaler = torch.amp.GradScaler("cuda", enabled=True)
     train.train_one_epoch(model, [(x, y)], opt, lambda out, t: 1e-8 * nn.functional.cross_entropy(
         out, t), settings=settings, scaler=scaler)
-    assert model.weight.grad is not None and model.weight.grad.abs().sum() > 0
+    assert model.weight.grad is not None
+    assert model.weight.grad.abs().sum() > 0
     assert torch.equal(model.weight.detach(), before)  # lr 0: only the gradient was checked
 
 

@@ -14,8 +14,8 @@ from torch import nn
 from cnnbook import interpret
 
 pytest.importorskip("pytorch_grad_cam")
-from pytorch_grad_cam import GradCAM  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 # Grad-CAM min-max scales a float32 map, so summation-order rounding (~1e-7 relative) in the
 # channel sum can grow to a few 1e-6 after scaling; anything real would be far larger.
@@ -47,7 +47,8 @@ def test_get_layer_and_unknown_name(resnet: nn.Module) -> None:
 
 def test_first_and_last_conv(resnet: nn.Module) -> None:
     name, conv = interpret.first_conv(resnet)
-    assert name == "conv1" and tuple(conv.weight.shape) == (64, 3, 7, 7)
+    assert name == "conv1"
+    assert tuple(conv.weight.shape) == (64, 3, 7, 7)
     assert interpret.last_conv_name(resnet) == "layer4.1.conv2"
     with pytest.raises(ValueError, match="no nn.Conv2d"):
         interpret.first_conv(nn.Linear(2, 2))
@@ -60,7 +61,8 @@ def test_feature_maps_equal_manual_forward(resnet: nn.Module, batch: torch.Tenso
         stem = resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(batch))))
         l1 = resnet.layer1(stem)
         l4 = resnet.layer4(resnet.layer3(resnet.layer2(l1)))
-    assert maps["layer1"].shape == (2, 64, 16, 16) and maps["layer4"].shape == (2, 512, 2, 2)
+    assert maps["layer1"].shape == (2, 64, 16, 16)
+    assert maps["layer4"].shape == (2, 512, 2, 2)
     torch.testing.assert_close(maps["layer1"], l1)
     torch.testing.assert_close(maps["layer4"], l4)
     assert _hook_count(resnet) == 0
@@ -114,7 +116,8 @@ def test_layer_output_stops_early_and_keeps_the_graph(resnet: nn.Module,
     assert not calls, "layers after the target still ran"
     expected = interpret.feature_maps(resnet, batch, "layer2")["layer2"]
     torch.testing.assert_close(out.detach(), expected)
-    assert out.requires_grad and _hook_count(resnet) == 0
+    assert out.requires_grad
+    assert _hook_count(resnet) == 0
     # "_Exploding" raises after its conv: stopping at the conv never reaches the error.
     conv_out = interpret.layer_output(_Exploding(), "conv", torch.zeros(1, 3, 8, 8))
     assert conv_out.shape == (1, 4, 6, 6)
@@ -134,9 +137,8 @@ class _Unused(nn.Module):
 
 
 def test_hooks_removed_when_a_later_name_is_unknown(resnet: nn.Module) -> None:
-    with pytest.raises(ValueError, match="nope"):
-        with interpret.capture_outputs(resnet, ["layer1", "nope"]):
-            pass
+    with pytest.raises(ValueError, match="nope"), interpret.capture_outputs(resnet, ["layer1", "nope"]):
+        pass
     assert _hook_count(resnet) == 0
 
 
@@ -152,8 +154,10 @@ def test_grad_cam_matches_grad_cam_package(resnet: nn.Module, batch: torch.Tenso
                                            layer: str) -> None:
     ours = interpret.grad_cam(resnet, batch, layer, [3, 7])
     ref = _reference_cam(resnet, layer, batch, [3, 7])
-    assert ours.shape == (2, 64, 64) and ref.shape == (2, 64, 64)
-    assert float(ours.min()) >= 0.0 and float(ours.max()) <= 1.0
+    assert ours.shape == (2, 64, 64)
+    assert ref.shape == (2, 64, 64)
+    assert float(ours.min()) >= 0.0
+    assert float(ours.max()) <= 1.0
     diff = np.abs(ours.numpy() - ref).max()
     assert diff < GRADCAM_ATOL, f"max |ours - grad-cam| = {diff:.2e}"
     # The two classes give different maps, so the class really steers the result.
@@ -173,7 +177,8 @@ def test_grad_cam_default_is_top_class_and_int_target(resnet: nn.Module,
 def test_grad_cam_raw_map_and_side_effects(resnet: nn.Module, batch: torch.Tensor) -> None:
     resnet.zero_grad(set_to_none=True)  # the grad-cam package leaves gradients behind
     raw = interpret.grad_cam(resnet, batch, "layer4", [1, 2], upsample=False)
-    assert raw.shape == (2, 2, 2) and float(raw.min()) >= 0.0
+    assert raw.shape == (2, 2, 2)
+    assert float(raw.min()) >= 0.0
     assert all(p.grad is None for p in resnet.parameters()), "parameters got gradients"
     assert _hook_count(resnet) == 0
     with pytest.raises(ValueError, match="2 images"):
@@ -216,7 +221,8 @@ def test_activation_maximization_raises_activation_and_regularises(resnet: nn.Mo
               "steps": 24, "lr": 0.05, "seed": 0}
     reg = interpret.activation_maximization(resnet, "layer2", 5, **kwargs)
     assert reg.image.shape == (3, 48, 48)
-    assert float(reg.image.min()) >= 0.0 and float(reg.image.max()) <= 1.0
+    assert float(reg.image.min()) >= 0.0
+    assert float(reg.image.max()) <= 1.0
     assert len(reg.history) == 24
     assert reg.history[-1] > reg.start + 0.1, (reg.start, reg.history[-1])
     raw = interpret.activation_maximization(resnet, "layer2", 5, jitter=0, blur_every=0,

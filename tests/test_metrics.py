@@ -16,7 +16,8 @@ def test_confusion_matrix_and_per_class_metrics_match_sklearn() -> None:
     preds = torch.where(torch.rand(300, generator=g) < 0.6, labels,
                         torch.randint(0, 4, (300,), generator=g))
     cm = metrics.confusion_matrix(preds, labels, 4)
-    assert cm.dtype == torch.int64 and cm.tolist() == sk_confusion(labels, preds).tolist()
+    assert cm.dtype == torch.int64
+    assert cm.tolist() == sk_confusion(labels, preds).tolist()
     torch.testing.assert_close(metrics.per_class_accuracy(cm),
                                torch.tensor(recall_score(labels, preds, average=None)))
     torch.testing.assert_close(metrics.per_class_precision(cm),
@@ -29,7 +30,8 @@ def test_absent_classes_and_one_implementation() -> None:
     cm = metrics.confusion_matrix(torch.tensor([0, 0, 2]), torch.tensor([0, 1, 1]), 3)
     assert cm.tolist() == [[1, 0, 0], [1, 0, 1], [0, 0, 0]]
     recall = metrics.per_class_accuracy(cm)
-    assert recall[:2].tolist() == [1.0, 0.0] and torch.isnan(recall[2])  # class 2 never true
+    assert recall[:2].tolist() == [1.0, 0.0]
+    assert torch.isnan(recall[2])  # class 2 never true
     assert torch.isnan(metrics.per_class_precision(cm)[1])  # class 1 never predicted
     assert train.confusion_matrix is metrics.confusion_matrix
     assert segmentation.confusion_matrix is metrics.confusion_matrix

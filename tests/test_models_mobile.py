@@ -37,7 +37,7 @@ def randomize_bn(module: nn.Module, gen: torch.Generator) -> None:
             m.running_var = torch.rand(c, generator=gen) + 0.5
 
 
-@pytest.mark.parametrize("c_in,c_out,k", [(3, 16, 3), (64, 128, 3), (32, 256, 5), (1, 1, 1)])
+@pytest.mark.parametrize(("c_in", "c_out", "k"), [(3, 16, 3), (64, 128, 3), (32, 256, 5), (1, 1, 1)])
 def test_param_formulas_match_counted_layers(c_in: int, c_out: int, k: int) -> None:
     std = nn.Conv2d(c_in, c_out, k, bias=False)
     dw = nn.Conv2d(c_in, c_in, k, groups=c_in, bias=False)
@@ -72,7 +72,7 @@ def test_separable_equals_grouped_then_pointwise_conv() -> None:
     torch.testing.assert_close(block(x), h)
 
 
-@pytest.mark.parametrize("size,k,s,expected", [
+@pytest.mark.parametrize(("size", "k", "s", "expected"), [
     (224, 3, 2, (0, 1)), (56, 5, 2, (1, 2)), (225, 3, 2, (1, 1)), (14, 5, 1, (2, 2)),
     (7, 1, 1, (0, 0)),
 ])
@@ -87,7 +87,8 @@ def test_same_pad_moves_odd_pixel_to_bottom_right() -> None:
     y = SamePad2d(3, 2)(x)
     assert y.shape == (1, 1, 5, 5)
     torch.testing.assert_close(y[..., :4, :4], x)
-    assert y[..., 4, :].abs().sum() == 0 and y[..., :, 4].abs().sum() == 0
+    assert y[..., 4, :].abs().sum() == 0
+    assert y[..., :, 4].abs().sum() == 0
 
 
 def test_tf_same_and_symmetric_differ_only_for_even_strided_inputs() -> None:
@@ -110,10 +111,11 @@ def test_squeeze_excitation_matches_torchvision() -> None:
     x = torch.randn(3, 16, 5, 7)
     torch.testing.assert_close(ours(x), ref(x))
     w = ours.channel_weights(x)
-    assert w.shape == (3, 16, 1, 1) and bool((w > 0).all() and (w < 1).all())
+    assert w.shape == (3, 16, 1, 1)
+    assert bool((w > 0).all() and (w < 1).all())
 
 
-@pytest.mark.parametrize("c_in,c_out,stride,expand", [(16, 16, 1, 6), (16, 24, 2, 6),
+@pytest.mark.parametrize(("c_in", "c_out", "stride", "expand"), [(16, 16, 1, 6), (16, 24, 2, 6),
                                                       (32, 16, 1, 1)])
 def test_inverted_residual_matches_torchvision_mobilenetv2(c_in: int, c_out: int, stride: int,
                                                            expand: int) -> None:
@@ -146,7 +148,8 @@ def test_inverted_residual_with_se_and_drop_path() -> None:
     torch.manual_seed(0)
     block = InvertedResidual(16, 16, expand_ratio=4, se_ratio=0.25, activation=nn.SiLU,
                              drop_path=0.5)
-    assert isinstance(block.se, SqueezeExcitation) and block.se.reduce.out_channels == 4
+    assert isinstance(block.se, SqueezeExcitation)
+    assert block.se.reduce.out_channels == 4
     x = torch.randn(64, 16, 6, 6)
     block.train()
     out = block(x)
@@ -197,7 +200,8 @@ def test_conv_bn_relu_is_the_one_conv_bn_act_block() -> None:
     from cnnbook.segmentation import conv_bn_relu, double_conv
 
     block = conv_bn_relu(3, 8, kernel_size=3, dilation=2)
-    assert isinstance(block, ConvBNAct) and block.conv.dilation == (2, 2)
+    assert isinstance(block, ConvBNAct)
+    assert block.conv.dilation == (2, 2)
     assert all(isinstance(b, ConvBNAct) for b in double_conv(3, 4))
     ref = ConvBNAct(3, 8, 3, dilation=2)
     ref.load_state_dict(block.state_dict())

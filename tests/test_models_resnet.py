@@ -29,11 +29,14 @@ def test_basic_block_shortcut_kinds_and_shapes() -> None:
     assert same(torch.randn(2, 64, 8, 8)).shape == (2, 64, 8, 8)
     down = BasicBlock(64, 128, stride=2)
     conv = down.shortcut.conv
-    assert conv.kernel_size == (1, 1) and conv.stride == (2, 2) and conv.bias is None
+    assert conv.kernel_size == (1, 1)
+    assert conv.stride == (2, 2)
+    assert conv.bias is None
     assert isinstance(down.shortcut.bn, nn.BatchNorm2d)
     assert down(torch.randn(2, 64, 8, 8)).shape == (2, 128, 4, 4)
     wider = BasicBlock(32, 64, stride=1)
-    assert wider.shortcut is not None and not isinstance(wider.shortcut, nn.Identity)
+    assert wider.shortcut is not None
+    assert not isinstance(wider.shortcut, nn.Identity)
 
 
 def test_basic_block_adds_the_input() -> None:
@@ -53,7 +56,8 @@ def test_basic_block_adds_the_input() -> None:
 def test_bottleneck_matches_torchvision_block() -> None:
     ours = Bottleneck(256, 64, stride=2)
     assert ours.out_channels == 256
-    assert ours.conv1.stride == (1, 1) and ours.conv2.stride == (2, 2)  # stride on the 3x3
+    assert ours.conv1.stride == (1, 1)
+    assert ours.conv2.stride == (2, 2)  # stride on the 3x3
     downsample = nn.Sequential(nn.Conv2d(256, 256, 1, stride=2, bias=False), nn.BatchNorm2d(256))
     ref = tv_resnet.Bottleneck(256, 64, stride=2, downsample=downsample)
     assert count_parameters(ours) == count_parameters(ref)
@@ -85,8 +89,10 @@ def test_outputs_equal_torchvision_after_key_mapping(builder, side: int) -> None
 def test_key_mapping_names() -> None:
     with torch.device("meta"):
         keys = rename_torchvision_keys(torchvision.models.resnet50().state_dict(), resnet50())
-    assert "stem.conv.weight" in keys and "stem.bn.running_var" in keys
-    assert "layer2.0.shortcut.conv.weight" in keys and "layer2.0.shortcut.bn.bias" in keys
+    assert "stem.conv.weight" in keys
+    assert "stem.bn.running_var" in keys
+    assert "layer2.0.shortcut.conv.weight" in keys
+    assert "layer2.0.shortcut.bn.bias" in keys
     assert not any("downsample" in k for k in keys)
 
 
@@ -110,7 +116,8 @@ def test_imagenet_stem_shapes() -> None:
 def test_cifar_stem_variant() -> None:
     model = resnet18(num_classes=10, stem="cifar")
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
-    assert model.stem.conv.kernel_size == (3, 3) and model.stem.conv.stride == (1, 1)
+    assert model.stem.conv.kernel_size == (3, 3)
+    assert model.stem.conv.stride == (1, 1)
     # Widely published count for the CIFAR ResNet-18 (3x3 stem, no max-pool, 10 classes).
     assert count_parameters(model) == 11_173_962
     x = torch.randn(2, 3, 32, 32)

@@ -33,7 +33,8 @@ def test_get_and_set_layer_by_dotted_name() -> None:
 def test_old_homes_still_work() -> None:
     from cnnbook import interpret, pretrained, summary, train
 
-    assert interpret.get_layer is modules.get_layer and train.unwrap is modules.unwrap
+    assert interpret.get_layer is modules.get_layer
+    assert train.unwrap is modules.unwrap
     assert summary.count_parameters is modules.count_parameters
     assert pretrained.FrozenBatchNorm is modules.FrozenBatchNorm
 
@@ -55,7 +56,9 @@ def test_freeze_batchnorm_has_one_meaning() -> None:
     assert len(bns) == 2
     before = {k: v.clone() for k, v in net.state_dict().items()}
     guard = modules.freeze_batchnorm(net)
-    assert not any(bn.training for bn in bns) and net.training and net[3].training
+    assert not any(bn.training for bn in bns)
+    assert net.training
+    assert net[3].training
     assert not any(p.requires_grad for bn in bns for p in bn.parameters())
     assert all(p.requires_grad for p in net[0].parameters())  # the rest still trains
     net.train()  # what every training loop does first
@@ -76,7 +79,8 @@ def test_frozen_batchnorm_guard_follows_requires_grad() -> None:
     guard = modules.FrozenBatchNorm(net)
     net[1].requires_grad_(False)  # frozen by the parameter-freezing helpers (14.9)
     net(torch.randn(2, 3, 9, 9))
-    assert not net[1].training and net[4][1].training  # affine=False layer: never frozen here
+    assert not net[1].training
+    assert net[4][1].training  # affine=False layer: never frozen here
     net[1].requires_grad_(True)
     net.train()
     net(torch.randn(2, 3, 9, 9))

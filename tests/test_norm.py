@@ -68,7 +68,7 @@ def _trained_bn(c: int, seed: int) -> nn.BatchNorm2d:
     return bn.eval()
 
 
-@pytest.mark.parametrize("bias,groups,stride", [(False, 1, 1), (True, 1, 2), (False, 8, 1)])
+@pytest.mark.parametrize(("bias", "groups", "stride"), [(False, 1, 1), (True, 1, 2), (False, 8, 1)])
 def test_fold_matches_torch_fuser_and_unfused(bias: bool, groups: int, stride: int) -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 16, 3, stride=stride, padding=1, groups=groups, bias=bias).eval()
@@ -110,7 +110,8 @@ def test_fold_whole_network() -> None:
     model.eval()
     folded = fold_batchnorm(model)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert n_bn == 1 + 2 + 15 * 3 + 1 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert n_bn == 1 + 2 + 15 * 3 + 1
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)

@@ -47,7 +47,7 @@ def test_depthwise_is_groups_equal_channels() -> None:
     torch.testing.assert_close(ops.conv2d_loops(x, w, groups=4), F.conv2d(x, w, groups=4))
 
 
-@pytest.mark.parametrize("kwargs,match", [
+@pytest.mark.parametrize(("kwargs", "match"), [
     (dict(x=torch.randn(3, 8, 8), weight=torch.randn(1, 3, 3, 3)), "add a batch dimension"),
     (dict(x=torch.randn(1, 3, 8, 8), weight=torch.randn(1, 4, 3, 3)), "Channel mismatch"),
     (dict(x=torch.randn(1, 3, 4, 4), weight=torch.randn(1, 3, 7, 7)), "larger than the padded"),
@@ -85,7 +85,7 @@ def test_convolve2d_is_correlation_with_flipped_kernel() -> None:
                               ops.conv2d_unfold(img.float()[None, None], asym[None, None])[0, 0])
 
 
-@pytest.mark.parametrize("pool,ref", [(ops.max_pool2d, F.max_pool2d),
+@pytest.mark.parametrize(("pool", "ref"), [(ops.max_pool2d, F.max_pool2d),
                                       (ops.avg_pool2d, F.avg_pool2d)])
 def test_pooling_matches_functional(pool, ref) -> None:
     rng = random.Random(1)

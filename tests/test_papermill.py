@@ -26,7 +26,8 @@ def test_injected_parameter_changes_the_run(tmp_path: Path, monkeypatch: pytest.
                         cwd=str(src.parent), progress_bar=False)
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert len(injected) == 1 and "PHOTO_SIZE = 40" in injected[0].source
+    assert len(injected) == 1
+    assert "PHOTO_SIZE = 40" in injected[0].source
     text = _stdout(nb)
     assert "photo size: 40px" in text  # the fast-mode default would be 96px
     assert "photo size: 96px" not in text

@@ -56,7 +56,8 @@ def test_overlay_is_alpha_blend_of_colormap() -> None:
 def test_grids_have_one_axis_per_item() -> None:
     fig = plots.image_grid(torch.rand(5, 3, 8, 8), titles=list("abcde"), ncols=3)
     shown = [ax for ax in fig.axes if ax.images]
-    assert len(fig.axes) == 6 and len(shown) == 5
+    assert len(fig.axes) == 6
+    assert len(shown) == 5
     assert [ax.get_title() for ax in shown] == list("abcde")
     with pytest.raises(ValueError, match="titles"):
         plots.image_grid(torch.rand(2, 8, 8), titles=["x"])

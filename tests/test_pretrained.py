@@ -42,7 +42,8 @@ def lite0() -> pretrained.Pretrained:
 
 
 def test_lite0_recognises_real_photos(lite0: pretrained.Pretrained) -> None:
-    assert len(lite0.categories) == 1000 and lite0.categories[281] == "tabby"
+    assert len(lite0.categories) == 1000
+    assert lite0.categories[281] == "tabby"
     photos = torch.stack([load_photo("chelsea", size=256), load_photo("coffee", size=256)])
     x = lite0.preprocess(photos)
     assert x.shape == (2, 3, 224, 224)
@@ -91,14 +92,16 @@ def test_auto_offline_uses_lite0_and_says_why(offline: Path,
     bundle = pretrained.load_pretrained("auto")
     assert bundle.name == "efficientnet_lite0"
     printed = capsys.readouterr().out
-    assert "efficientnet_lite0" in printed and "not cached" in printed
+    assert "efficientnet_lite0" in printed
+    assert "not cached" in printed
     assert str(pretrained.resnet18_weights_file()) in printed
 
 
 def test_auto_prefers_cached_resnet18(cached_resnet: dict[str, torch.Tensor],
                                       capsys: pytest.CaptureFixture[str]) -> None:
     bundle = pretrained.load_pretrained("auto")
-    assert bundle.name == "resnet18" and "cached" in capsys.readouterr().out
+    assert bundle.name == "resnet18"
+    assert "cached" in capsys.readouterr().out
     for key, value in bundle.model.state_dict().items():
         assert torch.equal(value, cached_resnet[key]), key
     photo = load_photo("chelsea")
@@ -141,7 +144,8 @@ def test_feature_extraction_counts_match_the_book(cached_resnet: dict[str, torch
     assert pretrained.trainable_report(bundle.model).total == RESNET18_PARAMS
     bundle.freeze()
     head = bundle.replace_head(5)
-    assert bundle.model.fc is head and head.weight.requires_grad
+    assert bundle.model.fc is head
+    assert head.weight.requires_grad
     report = pretrained.trainable_report(bundle.model)
     assert (report.trainable, report.total) == (512 * 5 + 5, RESNET18_PARAMS - 513_000 + 2565)
     assert dict((n, (t, a)) for n, t, a in report.rows)["fc"] == (2565, 2565)
@@ -177,7 +181,8 @@ def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, 
     phases = pretrained.progressive_schedule(list(bundle.stages), lr=1e-3, epochs=(2, 1, 1))
     assert [p.name for p in phases] == ["head only", "+ layer4", "everything"]
     assert phases[1].lrs == {"layer4": 1e-4, "head": 1e-3}  # the book's stage 2
-    assert phases[2].lrs["stem"] == pytest.approx(1e-5) and phases[0].epochs == 2
+    assert phases[2].lrs["stem"] == pytest.approx(1e-5)
+    assert phases[0].epochs == 2
     expected_trainable = [
         sum(p.numel() for p in bundle.model.fc.parameters()),
         sum(p.numel() for m in (bundle.model.layer4, bundle.model.fc) for p in m.parameters()),
@@ -223,11 +228,13 @@ def test_frozen_batchnorm_stays_in_eval_mode() -> None:
     handle.remove()
     torch.testing.assert_close(captured["out"], expected_first)  # running stats, as in eval
     assert torch.equal(model[1].running_mean, frozen_stats)
-    assert model[4].training and not torch.equal(model[4].running_mean, torch.zeros(4))
+    assert model[4].training
+    assert not torch.equal(model[4].running_mean, torch.zeros(4))
     pretrained.unfreeze(model, ["1"])  # once trainable, it trains normally again
     model.train()
     model(x)
-    assert model[1].training and not torch.equal(model[1].running_mean, frozen_stats)
+    assert model[1].training
+    assert not torch.equal(model[1].running_mean, frozen_stats)
     guard.remove()
     assert not any(m._forward_pre_hooks for m in model.modules())
 
@@ -241,19 +248,23 @@ def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> No
     inner = GPUBatchLoader(arrays, batch_size=4, train=False, device="cpu", mean=lite0.mean,
                            std=lite0.std)
     loader = pretrained.ResizedLoader(inner, 48)
-    assert len(loader) == 2 and loader.classes == ["a", "b", "c"]
+    assert len(loader) == 2
+    assert loader.classes == ["a", "b", "c"]
     loader.set_epoch(3)
     assert inner.epoch == 3
     batches = list(loader)
-    assert batches[0][0].shape == (4, 3, 48, 48) and batches[1][0].shape == (2, 3, 48, 48)
+    assert batches[0][0].shape == (4, 3, 48, 48)
+    assert batches[1][0].shape == (2, 3, 48, 48)
     expected = lite0.normalize(nn.functional.interpolate(
         arrays.images[:4].float() / 255, size=(48, 48), mode="bilinear", align_corners=False))
     torch.testing.assert_close(batches[0][0], expected, atol=1e-5, rtol=1e-5)
 
     lite0.model.train()
     feats, labels = pretrained.extract_features(lite0, loader)
-    assert feats.shape == (6, 1280) and torch.equal(labels, arrays.labels)
-    assert isinstance(lite0.model.classifier, nn.Linear) and lite0.model.training
+    assert feats.shape == (6, 1280)
+    assert torch.equal(labels, arrays.labels)
+    assert isinstance(lite0.model.classifier, nn.Linear)
+    assert lite0.model.training
     lite0.model.eval()
     with torch.no_grad():
         x = torch.cat([b[0] for b in batches])

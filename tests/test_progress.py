@@ -44,7 +44,8 @@ def test_untouched_exercises_are_not_attempted_and_solutions_pass() -> None:
     untouched = progress.run_notebook(ROOT / "exercises" / NAME)
     solved = progress.run_notebook(ROOT / "solutions" / NAME)
     assert untouched.run == solved.run == "ok"
-    assert len(untouched.exercises) >= 3 and len(solved.exercises) == len(untouched.exercises)
+    assert len(untouched.exercises) >= 3
+    assert len(solved.exercises) == len(untouched.exercises)
     assert [e.status for e in untouched.exercises] == [progress.NOT_ATTEMPTED] * len(untouched.exercises)
     assert [e.status for e in solved.exercises] == [progress.PASSED] * len(solved.exercises)
     assert _digest(ROOT / "exercises" / NAME) == before   # the student's file is never written
@@ -58,7 +59,8 @@ def test_one_wrong_answer_is_exactly_one_failure(tmp_path: Path) -> None:
     assert report.count(progress.FAILED) == 1, report.exercises
     assert report.count(progress.PASSED) == len(report.exercises) - 1
     failed = next(e for e in report.exercises if e.status == progress.FAILED)
-    assert failed.title.startswith("Exercise 1") and "❌" in failed.detail
+    assert failed.title.startswith("Exercise 1")
+    assert "❌" in failed.detail
     assert _digest(path) == before
 
 
@@ -84,7 +86,8 @@ def test_crash_and_hang_are_reported_and_the_rest_still_runs(tmp_path: Path) -> 
     assert rows["14_98_crash.ipynb"]["run"] == "crashed"
     assert "kernel died" in rows["14_98_crash.ipynb"]["message"]
     assert rows["14_99_hang.ipynb"]["run"] == "timed out"
-    assert rows["14_97_ok.ipynb"]["run"] == "ok" and rows["14_97_ok.ipynb"]["passed"] == 1
+    assert rows["14_97_ok.ipynb"]["run"] == "ok"
+    assert rows["14_97_ok.ipynb"]["passed"] == 1
     assert rows["14_97_ok.ipynb"]["section"] == "14.97"
 
 
@@ -105,7 +108,8 @@ def test_grading_rules(outputs: list, status: str) -> None:
              {"cell_type": "markdown", "source": "## Exercise 3: explain only"},
              {"cell_type": "markdown", "source": "*YOUR ANSWER HERE*"}]
     (ex,) = progress.grade_cells(cells)
-    assert ex.title == "Exercise 2 (compute): heads" and ex.status == status
+    assert ex.title == "Exercise 2 (compute): heads"
+    assert ex.status == status
 
 
 def test_table_totals() -> None:
@@ -115,7 +119,8 @@ def test_table_totals() -> None:
         progress.NotebookReport("a/14_02_y.ipynb", "14.2", "timed out", message="stopped")]
     table = progress.format_table(reports)
     assert re.search(r"^all\s+2 notebooks\s+1\s+1\s+0\s+2\s+1 did not run", table, re.M), table
-    assert "TIMED OUT: stopped" in table and "Exercise 2: ❌ wrong" in table
+    assert "TIMED OUT: stopped" in table
+    assert "Exercise 2: ❌ wrong" in table
 
 
 def _err(ename: str, evalue: str = "") -> dict:

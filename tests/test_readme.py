@@ -13,7 +13,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     block = re.search(r"```bash\n(.*?)```", README, re.S)
     assert block, "README must open with a bash block holding the two set-up commands"
     commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
-    assert "make lab" in commands and "make test" in commands
+    assert "make lab" in commands
+    assert "make test" in commands
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert "make test" in ci_lines, ".ci/run must call exactly the README's test command"
 

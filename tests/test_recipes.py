@@ -14,16 +14,23 @@ from cnnbook.models import FastCIFARNet, ResNet, SimpleCNN
 
 def test_plans_follow_device_and_mode() -> None:
     cpu = recipes.cifar10_plan("cpu", fast=False)
-    assert cpu.model == "fastnet" and cpu.train_per_class is None and cpu.epochs >= 2
+    assert cpu.model == "fastnet"
+    assert cpu.train_per_class is None
+    assert cpu.epochs >= 2
     assert isinstance(cpu.build_model(), FastCIFARNet)
     gpu = recipes.cifar10_plan(torch.device("cuda"), fast=False)
-    assert gpu.model == "resnet18" and gpu.epochs > cpu.epochs and gpu.batch_size > cpu.batch_size
+    assert gpu.model == "resnet18"
+    assert gpu.epochs > cpu.epochs
+    assert gpu.batch_size > cpu.batch_size
     assert isinstance(gpu.build_model(), ResNet)
     ci = recipes.cifar10_plan("cpu", fast=True)
-    assert ci.train_per_class == 200 and ci.test_per_class == 100 and ci.epochs <= 2
+    assert ci.train_per_class == 200
+    assert ci.test_per_class == 100
+    assert ci.epochs <= 2
     custom = recipes.cifar10_plan("cpu", fast=False, model="simplecnn", epochs=3, lr=None)
     assert isinstance(custom.build_model(), SimpleCNN)
-    assert custom.epochs == 3 and custom.lr == cpu.lr  # None leaves the default
+    assert custom.epochs == 3
+    assert custom.lr == cpu.lr  # None leaves the default
     assert "SimpleCNN, 3 epoch(s) on all 50,000 training images" in custom.describe()
     with pytest.raises(ValueError, match="Unknown model 'vit'"):
         recipes.cifar10_plan("cpu", fast=True, model="vit").build_model()
@@ -54,7 +61,7 @@ def test_estimate_leaves_model_alone() -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.fixture()
+@pytest.fixture
 def fake_cifar10(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """``recipes.load_cifar10`` replaced by :func:`_toy` (train: 60 images, test: 30)."""
     calls: list[tuple] = []
@@ -75,7 +82,8 @@ def test_load_plan_data_cuts_balanced_subsets(fake_cifar10: list[tuple], tmp_pat
     plan = recipes.cifar10_plan("cpu", fast=True, train_per_class=4, test_per_class=2)
     train, test = recipes.load_plan_data(plan, tmp_path, seed=1)
     assert fake_cifar10 == [("train", tmp_path), ("test", tmp_path)]
-    assert train.class_counts().tolist() == [4] * 10 and test.class_counts().tolist() == [2] * 10
+    assert train.class_counts().tolist() == [4] * 10
+    assert test.class_counts().tolist() == [2] * 10
     full = _rows(_toy(60))
     picked = [full.index(row) for row in _rows(train)]
     assert picked == sorted(picked)  # a subset of the full set, in its original order
@@ -83,15 +91,18 @@ def test_load_plan_data_cuts_balanced_subsets(fake_cifar10: list[tuple], tmp_pat
     assert (train.mean, train.std) == (_toy().mean, _toy().std)
     again, _ = recipes.load_plan_data(plan, tmp_path, seed=1)
     other, _ = recipes.load_plan_data(plan, tmp_path, seed=2)
-    assert _rows(again) == _rows(train) and _rows(other) != _rows(train)
+    assert _rows(again) == _rows(train)
+    assert _rows(other) != _rows(train)
 
 
 def test_load_plan_data_without_subsets_and_too_large(fake_cifar10: list[tuple]) -> None:
     full = recipes.cifar10_plan("cpu", fast=False)
-    assert full.train_per_class is None and full.test_per_class is None
+    assert full.train_per_class is None
+    assert full.test_per_class is None
     train, test = recipes.load_plan_data(full)
     assert fake_cifar10 == [("train", None), ("test", None)]
-    assert len(train) == 60 and len(test) == 30  # everything
+    assert len(train) == 60  # everything
+    assert len(test) == 30
     too_many = recipes.cifar10_plan("cpu", fast=True)  # 200 per class, the toy set has 6
     with pytest.raises(ValueError, match="has only 6 images"):
         recipes.load_plan_data(too_many)
@@ -103,10 +114,12 @@ def test_make_loaders_train_augments_test_is_plain() -> None:
     tr, te = recipes.make_loaders(plan, train, test, seed=5)
     assert tr.device == te.device == torch.device("cpu")
     assert (tr.batch_size, tr.shuffle, tr.augment, tr.drop_last, tr.seed) == (16, True, True, True, 5)
-    assert len(tr) == 3 and all(x.shape == (16, 3, 32, 32) for x, _ in tr)
+    assert len(tr) == 3
+    assert all(x.shape == (16, 3, 32, 32) for x, _ in tr)
     assert (te.batch_size, te.shuffle, te.augment, te.drop_last) == (1000, False, False, False)
     ((x, y),) = list(te)  # one batch holds the whole test set, in order
     assert torch.equal(y, test.labels)
     torch.testing.assert_close(x, test.normalized())
     first = [next(iter(recipes.make_loaders(plan, train, test, seed=s)[0]))[0] for s in (5, 5, 6)]
-    assert torch.equal(first[0], first[1]) and not torch.equal(first[0], first[2])  # seeded
+    assert torch.equal(first[0], first[1])  # seeded
+    assert not torch.equal(first[0], first[2])

@@ -21,7 +21,7 @@ from cnnbook.scaling import (
 
 
 def test_constraint_is_about_two() -> None:
-    assert ALPHA * BETA**2 * GAMMA**2 == pytest.approx(1.92, abs=0.005)
+    assert pytest.approx(1.92, abs=0.005) == ALPHA * BETA**2 * GAMMA**2
     assert flops_factor(*compound_multipliers(1)) == pytest.approx(1.92, abs=0.005)
 
 
@@ -31,7 +31,8 @@ def test_table_doubles_flops_per_step() -> None:
     assert (rows[0].depth, rows[0].width, rows[0].resolution, rows[0].flops) == (1, 1, 224, 1)
     for prev, row in zip(rows, rows[1:], strict=False):
         assert row.flops / prev.flops == pytest.approx(ALPHA * BETA**2 * GAMMA**2)
-        assert row.resolution % 8 == 0 and row.resolution > prev.resolution
+        assert row.resolution % 8 == 0
+        assert row.resolution > prev.resolution
     assert rows[7].depth == pytest.approx(1.2**7)
 
 

@@ -29,7 +29,7 @@ from cnnbook.segmentation import (
 from cnnbook.synthetic import segmentation_scenes
 
 
-@pytest.mark.parametrize("widths,size", [((8, 16), 16), ((8, 16, 32), 32), ((4, 8, 16, 32), 24)])
+@pytest.mark.parametrize(("widths", "size"), [((8, 16), 16), ((8, 16, 32), 32), ((4, 8, 16, 32), 24)])
 def test_unet_keeps_resolution(widths: tuple[int, ...], size: int) -> None:
     net = UNet(in_channels=3, num_classes=5, widths=widths)
     assert net(torch.randn(2, 3, size, size)).shape == (2, 5, size, size)
@@ -37,7 +37,8 @@ def test_unet_keeps_resolution(widths: tuple[int, ...], size: int) -> None:
 
 def test_unet_decoder_upsamples_with_transposed_convs() -> None:
     net = UNet(widths=(8, 16, 32))
-    assert len(net.up) == 2 and all(isinstance(u, nn.ConvTranspose2d) for u in net.up)
+    assert len(net.up) == 2
+    assert all(isinstance(u, nn.ConvTranspose2d) for u in net.up)
     for up in net.up:
         k, s = up.kernel_size[0], up.stride[0]
         assert transposed_conv_output_size(8, k, s) == 16
@@ -57,7 +58,7 @@ def test_unet_rejects_sizes_it_cannot_halve() -> None:
         UNet(widths=(8, 16, 32))(torch.randn(1, 3, 30, 32))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         UNet()(torch.randn(3, 32, 32))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least two levels"):
         UNet(widths=(8,))
 
 
@@ -95,7 +96,8 @@ def test_iou_absent_class_is_nan_and_skipped() -> None:
     target = torch.tensor([[0, 0, 1, 1]])
     pred = torch.tensor([[0, 1, 1, 1]])
     ious = iou_per_class(pred, target, 3)
-    assert ious[0] == pytest.approx(1 / 2) and ious[1] == pytest.approx(2 / 3)
+    assert ious[0] == pytest.approx(1 / 2)
+    assert ious[1] == pytest.approx(2 / 3)
     assert torch.isnan(ious[2])
     assert mean_iou(pred, target, 3) == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert mean_iou(pred, target, 3, ignore_background=True) == pytest.approx(2 / 3)
@@ -146,13 +148,15 @@ def test_aspp_rejects_bad_rates() -> None:
         ASPP(3, 4, rates=(0, 2))
 
 
-@pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (3, 2), (5, 3)])
+@pytest.mark.parametrize(("k", "d"), [(1, 1), (3, 1), (3, 2), (5, 3)])
 def test_conv_bn_relu_layers_and_size(k: int, d: int) -> None:
     block = conv_bn_relu(3, 8, kernel_size=k, dilation=d)
     conv, bn, relu = block
     assert [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
-    assert conv.bias is None and bn.num_features == 8  # BN's shift replaces the bias
-    assert conv.kernel_size == (k, k) and conv.dilation == (d, d)
+    assert conv.bias is None  # BN's shift replaces the bias
+    assert bn.num_features == 8
+    assert conv.kernel_size == (k, k)
+    assert conv.dilation == (d, d)
     assert conv.padding == (d * (k - 1) // 2,) * 2
     assert sum(p.numel() for p in block.parameters()) == k * k * 3 * 8 + 2 * 8
     assert block(torch.randn(2, 3, 11, 9)).shape == (2, 8, 11, 9)
@@ -190,4 +194,5 @@ def test_double_conv_structure_params_and_shape() -> None:
     first, second = 9 * 3 * 16 + 2 * 16, 9 * 16 * 16 + 2 * 16  # kernels + BN weight and bias
     assert sum(p.numel() for p in block.parameters()) == first + second
     out = block(torch.randn(2, 3, 12, 7))
-    assert out.shape == (2, 16, 12, 7) and out.min() >= 0  # ends with a ReLU
+    assert out.shape == (2, 16, 12, 7)
+    assert out.min() >= 0  # ends with a ReLU

@@ -21,7 +21,8 @@ def test_several_objects_in_order_and_methods_dedented() -> None:
     from cnnbook.data import ImageArrays
 
     text = source.show_source(ImageArrays.subset, train_val_split).data
-    assert text.startswith("def subset(") and "\n\ndef train_val_split(" in text
+    assert text.startswith("def subset(")
+    assert "\n\ndef train_val_split(" in text
 
 
 @pytest.mark.parametrize("bad", [len, 3, object()])

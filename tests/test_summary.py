@@ -74,7 +74,8 @@ def test_macs_by_module_sums_children_and_restores_mode() -> None:
 def test_layer_table_for_simple_cnn() -> None:
     model = SimpleCNN()
     rows = layer_table(model, (1, 3, 32, 32))
-    assert rows[0].name == "" and rows[0].params == 1_070_794
+    assert rows[0].name == ""
+    assert rows[0].params == 1_070_794
     by_name = {r.name: r for r in rows[1:]}
     assert by_name["conv1"].output_shape == (1, 32, 32, 32)
     assert by_name["conv2"].output_shape == (1, 64, 16, 16)
@@ -85,13 +86,16 @@ def test_layer_table_for_simple_cnn() -> None:
     reference = torchinfo.summary(model, input_size=(1, 3, 32, 32), verbose=0, device="cpu")
     assert rows[0].params == reference.total_params
     text = format_layer_table(rows)
-    assert "MACs" in text and "conv1 (Conv2d)" in text and "1,070,794" in text
+    assert "MACs" in text
+    assert "conv1 (Conv2d)" in text
+    assert "1,070,794" in text
 
 
 def test_layer_table_nested_names_and_bad_input() -> None:
     rows = layer_table(resnet18(), (1, 3, 64, 64), depth=2)
     names = [r.name for r in rows]
-    assert "layer2.0" in names and "stem.conv" in names
+    assert "layer2.0" in names
+    assert "stem.conv" in names
     assert sum(r.params for r in rows if r.depth == 1) == 11_689_512
     with pytest.raises(ValueError, match="positive ints"):
         count_macs(SimpleCNN(), (1, 3, 0, 32))

@@ -18,19 +18,25 @@ from cnnbook.synthetic import (
 
 def test_shapes_dtypes_and_ranges() -> None:
     s = make_shape_scenes(12, size=40, seed=3)
-    assert s.images.shape == (12, 3, 40, 40) and s.images.dtype == torch.float32
-    assert s.masks.shape == (12, 40, 40) and s.masks.dtype == torch.int64
-    assert 0.0 <= float(s.images.min()) and float(s.images.max()) <= 1.0
+    assert s.images.shape == (12, 3, 40, 40)
+    assert s.images.dtype == torch.float32
+    assert s.masks.shape == (12, 40, 40)
+    assert s.masks.dtype == torch.int64
+    assert float(s.images.min()) >= 0.0
+    assert float(s.images.max()) <= 1.0
     assert set(s.masks.unique().tolist()) <= set(range(len(CLASSES)))
     assert len(s) == len(s.boxes) == len(s.labels) == 12
     for b, lab in zip(s.boxes, s.labels, strict=True):
-        assert b.shape == (len(lab), 4) and 1 <= len(lab) <= 3
-        assert lab.min() >= 1 and lab.max() <= 3
+        assert b.shape == (len(lab), 4)
+        assert 1 <= len(lab) <= 3
+        assert lab.min() >= 1
+        assert lab.max() <= 3
 
 
 def test_same_seed_same_scenes_other_seed_differs() -> None:
     a, b, c = (make_shape_scenes(5, seed=s) for s in (7, 7, 8))
-    assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
+    assert torch.equal(a.images, b.images)
+    assert torch.equal(a.masks, b.masks)
     assert all(torch.equal(x, y) for x, y in zip(a.boxes, b.boxes, strict=True))
     assert not torch.equal(a.images, c.images)
 
@@ -42,8 +48,10 @@ def test_boxes_are_tight_around_their_shape_pixels() -> None:
         for (x1, y1, x2, y2), lab in zip(boxes.long().tolist(), labels.tolist(), strict=True):
             inside = mask[y1:y2, x1:x2] == lab
             # every edge row/column of a tight box touches the shape
-            assert inside[0].any() and inside[-1].any()
-            assert inside[:, 0].any() and inside[:, -1].any()
+            assert inside[0].any()
+            assert inside[-1].any()
+            assert inside[:, 0].any()
+            assert inside[:, -1].any()
             covered[y1:y2, x1:x2] = True
         assert not (mask > 0)[~covered].any(), "a shape pixel lies outside every box"
 
@@ -77,10 +85,11 @@ def test_shape_classes_are_balanced_and_background_dominates() -> None:
     assert 0.6 < frac_bg < 0.95
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"n": 0}, {"n": 2, "object_size": (20, 40), "size": 32}, {"n": 2, "objects": (3, 1)},
-    {"n": 2, "object_size": (2, 5)}, {"n": 2, "noise": -1.0},
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"n": 0}, "n=0"), ({"n": 2, "object_size": (20, 40), "size": 32}, "object_size"),
+    ({"n": 2, "objects": (3, 1)}, "objects"), ({"n": 2, "object_size": (2, 5)}, "object_size"),
+    ({"n": 2, "noise": -1.0}, "noise"),
 ])
-def test_bad_arguments_raise(kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
         make_shape_scenes(**kwargs)

@@ -52,7 +52,8 @@ def test_fit_learns_and_records_history() -> None:
     model = toy_model()
     tr, va = loaders(toy_arrays())
     hist = quiet_fit(model, tr, va, epochs=4, lr=0.1)
-    assert len(hist) == 4 and hist["epoch"] == [1, 2, 3, 4]
+    assert len(hist) == 4
+    assert hist["epoch"] == [1, 2, 3, 4]
     assert set(hist.last) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr",
                               "images_per_s", "seconds", "eval_seconds"}
     assert hist["train_loss"][-1] < hist["train_loss"][0]
@@ -60,7 +61,8 @@ def test_fit_learns_and_records_history() -> None:
     assert hist.best_metric == max(hist["val_acc"])
     assert hist["val_acc"][hist.best_epoch - 1] == hist.best_metric
     res = train.evaluate(model, va)
-    assert res.count == 96 and res.accuracy == pytest.approx(hist.last["val_acc"])
+    assert res.count == 96
+    assert res.accuracy == pytest.approx(hist.last["val_acc"])
     assert "epoch   4" in hist.summary()
 
 
@@ -84,7 +86,8 @@ def test_progress_bars_are_two_whatever_the_epochs(monkeypatch: pytest.MonkeyPat
         train.fit(toy_model(), tr, device="cpu", epochs=epochs, verbose=False)
         assert len(made) == 2, f"{epochs} epochs opened {len(made)} progress bars"
         epoch_bar, step_bar = made
-        assert epoch_bar.n == epochs and step_bar.n == len(tr)  # both counted what ran
+        assert epoch_bar.n == epochs  # both counted what ran
+        assert step_bar.n == len(tr)
         assert step_bar.desc.startswith(f"epoch {epochs}")
 
 
@@ -96,7 +99,8 @@ def test_same_seed_same_curve_on_cpu() -> None:
         return hist["train_loss"], model[-1].weight.detach().clone()
 
     (loss_a, w_a), (loss_b, w_b), (loss_c, _) = run(1), run(1), run(2)
-    assert loss_a == loss_b and torch.equal(w_a, w_b)
+    assert loss_a == loss_b
+    assert torch.equal(w_a, w_b)
     assert loss_a != loss_c
 
 
@@ -106,8 +110,10 @@ def test_schedules_shape_the_learning_rate() -> None:
     lrs = hist.step_lr
     assert len(lrs) == 30
     peak = max(range(30), key=lrs.__getitem__)
-    assert peak == 5 and lrs[peak] == pytest.approx(0.2)  # last step of a 20% warm-up
-    assert lrs[0] == pytest.approx(0.02) and lrs[-1] < 0.01
+    assert peak == 5  # last step of a 20% warm-up
+    assert lrs[peak] == pytest.approx(0.2)
+    assert lrs[0] == pytest.approx(0.02)
+    assert lrs[-1] < 0.01
     hist = quiet_fit(toy_model(), tr, epochs=2, lr=0.1, schedule="cosine")
     assert hist.step_lr[0] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(hist.step_lr, hist.step_lr[1:], strict=False))
@@ -201,7 +207,8 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:
     state = train.load_checkpoint(path, other, optimizer=opt2)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                  other.state_dict().values(), strict=True))
-    assert state["epoch"] == 3 and state["extra"]["classes"] == ["a", "b"]
+    assert state["epoch"] == 3
+    assert state["extra"]["classes"] == ["a", "b"]
     assert state["history"].rows == hist.rows
     assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"],
                        opt.state_dict()["state"][0]["momentum_buffer"])
@@ -238,9 +245,11 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
     tr, va = loaders(arrays)
     h_first = quiet_fit(first, InterruptingLoader(tr, after_batches=len(tr)), va, epochs=3,
                         seed=5, checkpoint=tmp_path / "b" / "best.pt")
-    assert h_first.interrupted and len(h_first) == 1
+    assert h_first.interrupted
+    assert len(h_first) == 1
     last = train.last_checkpoint_path(tmp_path / "b" / "best.pt")
-    assert last.name == "best-last.pt" and last.is_file()
+    assert last.name == "best-last.pt"
+    assert last.is_file()
     resumed = fresh()
     h_resumed = quiet_fit(resumed, *loaders(arrays), epochs=3, seed=5, resume=last)
     assert h_resumed["train_loss"] == h_straight["train_loss"]
@@ -281,7 +290,8 @@ def test_keyboard_interrupt_keeps_history_and_best_weights(tmp_path: Path,
     hist = train.fit(model, InterruptingLoader(tr, after_batches=2 * len(tr) + 3), va,
                      device="cpu", epochs=5, progress=False, verbose=False,
                      checkpoint=tmp_path / "best.pt")
-    assert hist.interrupted and len(hist) == 2
+    assert hist.interrupted
+    assert len(hist) == 2
     assert "Interrupted: kept 2 finished epoch(s)" in capsys.readouterr().out
     saved = train.load_checkpoint(tmp_path / "best.pt", toy_model())
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
@@ -291,7 +301,8 @@ def test_keyboard_interrupt_keeps_history_and_best_weights(tmp_path: Path,
 def test_plots_of_a_run() -> None:
     hist = quiet_fit(toy_model(), *loaders(toy_arrays()), epochs=2)
     fig = plots.plot_history(hist, title="toy")
-    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 2  # train + validation
+    assert len(fig.axes) == 3
+    assert len(fig.axes[0].lines) == 2  # train + validation
     cm = torch.tensor([[5, 1], [2, 7]])
     fig = plots.plot_confusion_matrix(cm, ["a", "b"])
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -325,7 +336,8 @@ def test_torchrun_two_cpu_processes_end_with_equal_weights(tmp_path: Path, loade
             out, _ = proc.communicate()
         pytest.fail(f"torchrun did not finish in 240 s:\n{out[-3000:]}")
     assert proc.returncode == 0, out[-3000:]
-    assert "2 process(es)" in out and "DistributedDataParallel" in out
+    assert "2 process(es)" in out
+    assert "DistributedDataParallel" in out
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["world_size"] == r1["world_size"] == 2

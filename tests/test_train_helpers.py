@@ -25,7 +25,8 @@ def test_unwrap_ddp_wrapper() -> None:
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         ddp = nn.parallel.DistributedDataParallel(model)
-        assert ddp.module is model and train.unwrap(ddp) is model
+        assert ddp.module is model
+        assert train.unwrap(ddp) is model
     finally:
         dist.destroy_process_group()
 
@@ -37,7 +38,8 @@ def test_unwrap_compiled_module_and_nested_wrappers() -> None:
     """
     model = toy_model()
     compiled = torch.compile(model)
-    assert compiled is not model and train.unwrap(compiled) is model
+    assert compiled is not model
+    assert train.unwrap(compiled) is model
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         assert train.unwrap(nn.parallel.DistributedDataParallel(compiled)) is model
@@ -53,7 +55,7 @@ def test_check_outputs_accepts_matching_outputs() -> None:
     assert train.check_outputs(torch.zeros(4, 5), labels, None) is None  # K unknown: labels fit
 
 
-@pytest.mark.parametrize("shape,match", [
+@pytest.mark.parametrize(("shape", "match"), [
     ((4,), r"returned shape \(4,\) for a batch of 4 images.*torch.flatten\(x, 1\)"),
     ((4, 3, 2, 2), r"returned shape \(4, 3, 2, 2\) for a batch of 4 images"),
     ((5, 3), r"returned shape \(5, 3\) for a batch of 4 images"),
@@ -84,12 +86,15 @@ def test_predict_equals_an_eval_forward_pass() -> None:
     loader = GPUBatchLoader(arrays, 16, train=False, device="cpu")  # batches of 16, 16, 8
     logits, preds, labels = train.predict(model, loader, device="cpu")
     assert model.training  # the mode is restored
-    assert logits.shape == (40, 3) and logits.dtype == torch.float32 and logits.device.type == "cpu"
+    assert logits.shape == (40, 3)
+    assert logits.dtype == torch.float32
+    assert logits.device.type == "cpu"
     model.eval()
     with torch.no_grad():
         expected = model(arrays.normalized())  # no dropout: the same logits
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
-    assert torch.equal(preds, expected.argmax(1)) and torch.equal(labels, arrays.labels)
+    assert torch.equal(preds, expected.argmax(1))
+    assert torch.equal(labels, arrays.labels)
     again, _, _ = train.predict(model, loader)  # device None: the model's own
     assert not model.training
     torch.testing.assert_close(again, logits)
@@ -101,7 +106,8 @@ def test_predict_on_a_plain_list_of_batches_and_empty_loader() -> None:
     logits, preds, labels = train.predict(model, [(x[:4], y[:4]), (x[4:], y[4:])], "cpu")
     with torch.no_grad():
         torch.testing.assert_close(logits, model(x))
-    assert torch.equal(labels, y) and torch.equal(preds, model(x).argmax(1))
+    assert torch.equal(labels, y)
+    assert torch.equal(preds, model(x).argmax(1))
     with pytest.raises(ValueError, match="The loader yielded no batches"):
         train.predict(model, [], "cpu")
 
@@ -136,7 +142,8 @@ def test_make_optimizer_adamw_skips_frozen_and_empty_groups() -> None:
                                     id(model[1].bias): 0.0, id(model[2].bias): 0.0}
     assert all(g["lr"] == 1e-3 for g in opt.param_groups)
     only_norm = train.make_optimizer(nn.BatchNorm1d(4), "adamw")
-    assert len(only_norm.param_groups) == 1 and only_norm.param_groups[0]["weight_decay"] == 0.0
+    assert len(only_norm.param_groups) == 1
+    assert only_norm.param_groups[0]["weight_decay"] == 0.0
 
 
 def test_make_optimizer_errors() -> None:

@@ -42,7 +42,8 @@ def test_one_epoch_equals_the_hand_written_loop() -> None:
     losses = _hand_written(theirs, batches, 0.1)
     opt = torch.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
     res = train.train_one_epoch(ours, batches, opt, nn.CrossEntropyLoss())
-    assert res.count == 30 and res.step_lr == (0.1,) * 5
+    assert res.count == 30
+    assert res.step_lr == (0.1,) * 5
     assert res.loss == pytest.approx(sum(losses) / 5, rel=1e-6)  # equal batches: plain mean
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -79,7 +80,9 @@ def test_max_steps_scheduler_and_progress() -> None:
     bar = Bar()
     res = train.train_one_epoch(model, _batches(5), opt, nn.CrossEntropyLoss(), scheduler=sched,
                                 max_steps=3, progress=bar)
-    assert res.count == 18 and bar.n == 3 and res.step_lr == (1.0, 0.5, 0.25)
+    assert res.count == 18
+    assert bar.n == 3
+    assert res.step_lr == (1.0, 0.5, 0.25)
     assert opt.param_groups[0]["lr"] == 0.125
 
 
@@ -104,11 +107,13 @@ def test_predict_keeps_the_model_layout_and_matches_devices() -> None:
     logits_cl, _, _ = train.predict(cl, loader)
     assert cl[0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(logits_cl, train.predict(model, loader)[0])
-    assert train.settings_for(cl).channels_last and not train.settings_for(model).channels_last
+    assert train.settings_for(cl).channels_last
+    assert not train.settings_for(model).channels_last
     # device= moves the model; the batches follow the model
     moved = toy_model().to(torch.float32)
     logits, _, _ = train.predict(moved, loader, device="cpu")
-    assert logits.shape == (20, 3) and next(moved.parameters()).device.type == "cpu"
+    assert logits.shape == (20, 3)
+    assert next(moved.parameters()).device.type == "cpu"
 
 
 def test_fit_no_longer_takes_the_removed_options() -> None:

@@ -69,7 +69,8 @@ def test_vit_shapes_and_parameter_count() -> None:
     assert n == _expected_params(3, 4, 48, 3, 96, 65, 10)
     no_cls = ViT(image_size=32, patch_size=8, dim=32, depth=1, heads=2, class_token=False,
                  position_embedding=False)
-    assert no_cls(x).shape == (2, 10) and no_cls.patch_grid(x).shape == (2, 32, 4, 4)
+    assert no_cls(x).shape == (2, 10)
+    assert no_cls.patch_grid(x).shape == (2, 32, 4, 4)
     with pytest.raises(ValueError, match="32x32"):
         vit(torch.randn(1, 3, 28, 28))
     with pytest.raises(ValueError, match="multiple"):
@@ -99,7 +100,8 @@ def test_circular_conv_features_follow_any_shift(images: torch.Tensor) -> None:
     zero = nn.Conv2d(3, 8, 3, padding=1)
     err_map = shift_equivariance_map(zero, images, (0, 5), (0, 5))
     assert err_map[:, 7:31].max() < 1e-5      # away from the edges and the seam
-    assert err_map[:, 0].min() > 1e-2 and err_map[:, 31].min() > 1e-2
+    assert err_map[:, 0].min() > 1e-2
+    assert err_map[:, 31].min() > 1e-2
 
 
 def test_strided_conv_follows_only_stride_multiple_shifts(images: torch.Tensor) -> None:
@@ -134,7 +136,8 @@ def test_circular_resnet_features_follow_stride_multiple_shifts(images: torch.Te
     torch.manual_seed(0)
     net = resnet_cifar(8, width=8).eval()  # stem + 3 stages; forward_features has stride 4
     circ = with_circular_padding(net)
-    assert net.stem.conv.padding_mode == "zeros" and circ.stem.conv.padding_mode == "circular"
+    assert net.stem.conv.padding_mode == "zeros"
+    assert circ.stem.conv.padding_mode == "circular"
     torch.testing.assert_close(circ.fc.weight, net.fc.weight)
     assert shift_equivariance_error(circ.forward_features, images, (4, -8), (1, -2)) < 1e-5
     assert shift_equivariance_error(circ.stem, images, (3, 1), (3, 1)) < 1e-5

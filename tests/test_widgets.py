@@ -29,13 +29,16 @@ def test_conv_report_matches_conv2d_over_slider_grid() -> None:
             assert f"= {rep.out_size}" in rep.text
         else:
             seen_impossible += 1
-            assert "Impossible" in rep.text and "padding" in rep.text
+            assert "Impossible" in rep.text
+            assert "padding" in rep.text
     assert seen_impossible > 0
 
 
 def test_kernel_taps_follow_stride_and_dilation() -> None:
     taps = wd.kernel_taps(1, 2, kernel=3, stride=2, dilation=2)
-    assert taps[0] == (2, 4) and taps[-1] == (6, 8) and len(taps) == 9
+    assert taps[0] == (2, 4)
+    assert taps[-1] == (6, 8)
+    assert len(taps) == 9
 
 
 def test_draw_conv_returns_figures_for_possible_and_impossible() -> None:
@@ -47,11 +50,13 @@ def test_draw_conv_returns_figures_for_possible_and_impossible() -> None:
 
 def test_conv_explorer_follows_sliders() -> None:
     ex = wd.ConvExplorer(size=9, kernel=3)
-    assert ex.output_size == 7 and "Output size: 7 x 7" in ex.summary.value
+    assert ex.output_size == 7
+    assert "Output size: 7 x 7" in ex.summary.value
     png_before = ex.image.value
     ex.stride.value = 2
     assert ex.output_size == _conv2d_size(9, 3, 2, 0, 1) == 4
-    assert "Output size: 4 x 4" in ex.summary.value and "agrees" in ex.summary.value
+    assert "Output size: 4 x 4" in ex.summary.value
+    assert "agrees" in ex.summary.value
     assert ex.image.value != png_before
     ex.dilation.value = 3
     assert ex.output_size == _conv2d_size(9, 3, 2, 0, 3) == 2
@@ -59,7 +64,8 @@ def test_conv_explorer_follows_sliders() -> None:
     ex.dilation.value = 4  # k_eff = 9 > 9? no: 9 fits exactly
     assert ex.output_size == 1
     ex.kernel.value = 5  # k_eff = 17 > 9: impossible, shown as a message
-    assert ex.output_size is None and "Impossible setting" in ex.summary.value
+    assert ex.output_size is None
+    assert "Impossible setting" in ex.summary.value
 
 
 def test_rf_levels_and_report() -> None:
@@ -68,24 +74,28 @@ def test_rf_levels_and_report() -> None:
     rfs, text = wd.rf_report(layers)
     assert levels[-1] == [0]
     assert max(levels[0]) - min(levels[0]) + 1 == rfs[-1] == 1 + 2 * 1 + 2 * 1 + (5 - 1) * 2
-    assert "agrees" in text and "jump = 2" in text
+    assert "agrees" in text
+    assert "jump = 2" in text
 
 
-@pytest.mark.parametrize("k,s,d", [(3, 1, 1), (3, 2, 1), (2, 2, 2), (5, 1, 3)])
+@pytest.mark.parametrize(("k", "s", "d"), [(3, 1, 1), (3, 2, 1), (2, 2, 2), (5, 1, 3)])
 def test_rf_report_agrees_with_gradient(k: int, s: int, d: int) -> None:
     rfs, text = wd.rf_report([LayerSpec(k, s, 0, d)] * 3)
-    assert "DISAGREES" not in text and "agrees" in text
+    assert "DISAGREES" not in text
+    assert "agrees" in text
 
 
 def test_receptive_field_explorer_follows_sliders() -> None:
     ex = wd.ReceptiveFieldExplorer(depth=3)
-    assert ex.receptive_field == 7 and "Receptive field: 7 px" in ex.summary.value
+    assert ex.receptive_field == 7
+    assert "Receptive field: 7 px" in ex.summary.value
     ex.layers[0].stride.value = 2
     assert ex.receptive_field == 3 + 2 * 2 + 2 * 2
     ex.layers[2].dilation.value = 3
     assert ex.receptive_field == 3 + 2 * 2 + 6 * 2
     ex.depth.value = 1
-    assert ex.receptive_field == 3 and ex.layers[1].box.layout.display == "none"
+    assert ex.receptive_field == 3
+    assert ex.layers[1].box.layout.display == "none"
     assert bytes(ex.image.value).startswith(b"\x89PNG")
 
 
@@ -104,7 +114,7 @@ def _boxes_by_level(fig) -> dict[int, list[bool]]:
     return {y: [u for _, u in sorted(row)] for y, row in sorted(levels.items())}
 
 
-@pytest.mark.parametrize("layers,rf", [
+@pytest.mark.parametrize(("layers", "rf"), [
     ([LayerSpec(3, 1, 0, 1)] * 3, 7),
     ([LayerSpec(3, 2, 0, 1), LayerSpec(3, 1, 0, 1)], 7),
     ([LayerSpec(2, 1, 0, 2)], 3),

@@ -56,7 +56,8 @@ def test_counts_match_torchvision_metadata(rows: dict[str, zoo.ArchRow]) -> None
 def test_meta_device_counts_equal_real_model_counts() -> None:
     real = zoo.build("MobileNetV3-L", "cpu")
     row = zoo.count_row("MobileNetV3-L")
-    assert next(real.parameters()).device.type == "cpu" and not real.training
+    assert next(real.parameters()).device.type == "cpu"
+    assert not real.training
     assert row.params == count_parameters(real)
     assert row.macs == count_macs(real, (1, 3, 224, 224))
     lenet = zoo.count_row("LeNet-5")
@@ -66,7 +67,8 @@ def test_meta_device_counts_equal_real_model_counts() -> None:
 
 
 def test_published_accuracies_and_sources(rows: dict[str, zoo.ArchRow]) -> None:
-    assert rows["LeNet-5"].top1 is None and "never" in rows["LeNet-5"].top1_source
+    assert rows["LeNet-5"].top1 is None
+    assert "never" in rows["LeNet-5"].top1_source
     assert rows["EfficientNet-Lite0"].top1 == zoo.LITE0_TOP1 == 75.1
     assert "tensorflow/tpu" in rows["EfficientNet-Lite0"].top1_source
     assert rows["ResNet-50"].top1 == pytest.approx(76.13)
@@ -78,8 +80,11 @@ def test_published_accuracies_and_sources(rows: dict[str, zoo.ArchRow]) -> None:
 def test_measure_times_only_what_is_asked() -> None:
     got = zoo.measure(["LeNet-5", "AlexNet"], time_names=["LeNet-5"], repeats=2, warmup=0)
     assert [r.name for r in got] == ["LeNet-5", "AlexNet"]
-    assert got[0].latency_ms is not None and got[0].latency_ms > 0 and got[0].latency.repeats == 2
-    assert got[1].latency_ms is None and got[1].latency is None
+    assert got[0].latency_ms is not None
+    assert got[0].latency_ms > 0
+    assert got[0].latency.repeats == 2
+    assert got[1].latency_ms is None
+    assert got[1].latency is None
     assert got[1].params == 61_100_840
 
 
@@ -104,7 +109,9 @@ def test_format_table_and_plots(rows: dict[str, zoo.ArchRow]) -> None:
     table[3] = replace(table[3], latency_ms=20.0)
     text = zoo.format_table(table)
     assert len(text.splitlines()) == 2 + len(table)
-    assert "138,357,544" in text and "32x32" in text and "75.1" in text
+    assert "138,357,544" in text
+    assert "32x32" in text
+    assert "75.1" in text
     fig = zoo.plot_tradeoffs(table, title="t")
     first, second = fig.axes
     assert first.get_xscale() == second.get_xscale() == "log"
@@ -119,9 +126,10 @@ def test_timeline_covers_the_history() -> None:
     fig = zoo.plot_timeline()
     assert len(fig.axes) == 2
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert len(texts) == len(zoo.HISTORY) and any("Neocognitron" in t for t in texts)
+    assert len(texts) == len(zoo.HISTORY)
+    assert any("Neocognitron" in t for t in texts)
     assert len(zoo.plot_timeline(zoo.HISTORY[:2]).axes) == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one event"):
         zoo.plot_timeline(())
 
 
@@ -135,4 +143,5 @@ def test_add_latency_leaves_untimed_rows_alone() -> None:
     counted = [zoo.count_row("LeNet-5")]
     assert zoo.add_latency(counted, []) == counted
     timed = zoo.add_latency(counted, ["lenet-5"], repeats=1, warmup=0)
-    assert timed[0].params == counted[0].params and timed[0].latency_ms > 0
+    assert timed[0].params == counted[0].params
+    assert timed[0].latency_ms > 0

@@ -68,7 +68,7 @@ def find_chromium() -> str | None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ARG001
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Remember each phase's report on the item so fixtures can tell whether the test failed."""
     outcome = yield
     rep = outcome.get_result()
@@ -96,7 +96,7 @@ class LabServer:
         """Call the REST API (``path`` like ``api/sessions``); returns the decoded JSON or None."""
         req = urllib.request.Request(f"{self.base_url}{path}", method=method,
                                      headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # loopback only
             body = resp.read()
         return json.loads(body) if body else None
 

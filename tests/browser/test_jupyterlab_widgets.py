@@ -79,7 +79,8 @@ def conv2d_receptive_field(layers: list[tuple[int, int, int]]) -> int:
 
 def test_references_agree_with_known_values() -> None:
     # Pure torch, no browser: guards the references the browser checks rely on.
-    assert conv2d_output_size(9, 3, 2, 0, 1) == 4 and conv2d_output_size(3, 5, 1, 0, 1) is None
+    assert conv2d_output_size(9, 3, 2, 0, 1) == 4
+    assert conv2d_output_size(3, 5, 1, 0, 1) is None
     assert conv2d_receptive_field([(3, 1, 1)] * 3) == 7
     assert conv2d_receptive_field([(3, 2, 1), (3, 1, 1), (3, 1, 2)]) == 3 + 2 * 2 + 4 * 2
 
