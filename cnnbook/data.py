@@ -109,11 +109,6 @@ class ImageArrays:
         return ImageArrays(self.images[idx], self.labels[idx.to(self.labels.device)],
                            self.classes, self.mean, self.std)
 
-    def to(self, device: torch.device | str) -> ImageArrays:
-        """A copy with both tensors on ``device``."""
-        return ImageArrays(self.images.to(device), self.labels.to(device), self.classes,
-                           self.mean, self.std)
-
     def normalized(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Images ``start:stop`` as normalised float32, shape ``(n, C, H, W)``.
 

@@ -174,10 +174,6 @@ class Pretrained:
         """Freeze the named stages/modules (all parameters when no name is given)."""
         freeze(self.model, self.resolve(names) if names else None)
 
-    def unfreeze(self, *names: str) -> None:
-        """Unfreeze the named stages/modules (all parameters when no name is given)."""
-        unfreeze(self.model, self.resolve(names) if names else None)
-
     def train_only(self, *names: str) -> None:
         """Freeze everything, then unfreeze the named stages/modules."""
         train_only(self.model, self.resolve(names))

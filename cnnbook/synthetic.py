@@ -45,11 +45,6 @@ class ShapeScenes:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    @property
-    def num_classes(self) -> int:
-        """Number of mask classes, background included."""
-        return len(self.classes)
-
 
 def make_shape_scenes(
     n: int,
