@@ -26,13 +26,11 @@ import secrets
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, overload
 
 import torch
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CheckFailed(AssertionError):
@@ -110,7 +108,7 @@ def _name_of(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def checker(title: str) -> Callable[[F], F]:
+def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckResult]]:
     """Turn ``body(ctx, *args)`` into a user-facing check function.
 
     The decorated function takes the student's answer(s) plus keyword-only ``seed`` (``None``
@@ -124,10 +122,10 @@ def checker(title: str) -> Callable[[F], F]:
         A decorator.
     """
 
-    def decorate(body: Callable[..., str]) -> F:
+    def decorate(body: Callable[..., str]) -> Callable[..., CheckResult]:
         @functools.wraps(body)
         def run(*answers: Any, seed: int | None = None, raise_on_fail: bool = True) -> CheckResult:
-            __tracebackhide__ = True  # noqa: F841 - pytest and IPython hide this frame
+            __tracebackhide__ = True  # pytest and IPython hide this frame
             seed = secrets.randbelow(2**31) if seed is None else int(seed)
             gen = torch.Generator().manual_seed(seed)
             try:
@@ -150,12 +148,12 @@ def checker(title: str) -> Callable[[F], F]:
             print(msg)
             return CheckResult(title, True, msg, seed)
 
-        return run  # type: ignore[return-value]
+        return run
 
     return decorate
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Abort the running check with ``message`` (expected vs got, and a hint)."""
     raise CheckFailed(message)
 
@@ -175,7 +173,7 @@ def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) 
     Raises:
         CheckFailed: If ``fn`` raised, or called a function the exercise forbids.
     """
-    __tracebackhide__ = True  # noqa: F841
+    __tracebackhide__ = True
     name = _name_of(fn)
     try:
         return fn(*args, **kwargs)
@@ -191,7 +189,7 @@ def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) 
         raise CheckFailed(f"{name} calls `{exc.target}`: {why}") from None
     except (CheckFailed, _NotDone):
         raise
-    except Exception as exc:  # noqa: BLE001 - any error in student code becomes a hint
+    except Exception as exc:  # any error in student code becomes a hint
         on = f" on {describe}" if describe else ""
         raise CheckFailed(f"{name} raised {type(exc).__name__}{on}: {exc}") from None
 
@@ -294,10 +292,8 @@ def _namespace(obj: Any) -> dict[str, Any]:
         ns = dict(obj.__globals__)
         cells = getattr(obj, "__closure__", None) or ()
         for name, cell in zip(obj.__code__.co_freevars, cells, strict=False):
-            try:
+            with suppress(ValueError):  # an empty cell
                 ns[name] = cell.cell_contents
-            except ValueError:  # an empty cell
-                pass
         return ns
     if isinstance(obj, type):
         for attr in vars(obj).values():
@@ -315,7 +311,7 @@ def _resolved_uses(obj: Any) -> list[tuple[str, Any]]:
         return []
     ns = _namespace(obj)
     builtins_ns = vars(__import__("builtins"))
-    uses = []
+    uses: list[tuple[str, Any]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:  # imports inside the body
             mod = sys.modules.get(node.module)
@@ -513,7 +509,14 @@ def expect_module(got: Any, what: str) -> torch.nn.Module:
     return got
 
 
-def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[torch.nn.Module]:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+@overload
+def modules_of(module: torch.nn.Module, kind: type[M]) -> list[M]: ...
+@overload
+def modules_of(module: torch.nn.Module, kind: tuple[type, ...]) -> list[torch.nn.Module]: ...
+def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[Any]:
     """All submodules of ``module`` (itself included) that are instances of ``kind``."""
     return [m for m in module.modules() if isinstance(m, kind)]
 
@@ -548,7 +551,7 @@ def preserved_state(*modules: torch.nn.Module, what: str = "your code") -> Itera
     raised: BaseException | None = None
     try:
         yield
-    except BaseException as exc:  # noqa: BLE001 - re-raised below after the state check
+    except BaseException as exc:  # re-raised below after the state check
         raised = exc
     problems: list[str] = []
     if torch.is_grad_enabled() != grad:
