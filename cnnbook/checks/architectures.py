@@ -107,7 +107,7 @@ def vgg_param_counts(convs_per_block: Sequence[int], num_classes: int) -> tuple[
 @checker("VGG parameter count")
 def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(convs_per_block, num_classes)`` -> (features, classifier) parameter counts."""
-    cases = [((2, 2, 3, 3, 3), 1000), ((1, 1, 2, 2, 2), 1000)]
+    cases: list[tuple[tuple[int, ...], int]] = [((2, 2, 3, 3, 3), 1000), ((1, 1, 2, 2, 2), 1000)]
     cases += [(tuple(ctx.randint(1, 4) for _ in range(5)), ctx.randint(2, 200)) for _ in range(5)]
     by_hand = "count from the shapes; building the model would do it for you."
     for cfg, classes in cases:
@@ -206,13 +206,18 @@ def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
+                assert m.weight is not None  # affine batch norm (the default)
+                assert m.bias is not None
+                assert m.running_mean is not None
+                assert m.running_var is not None
                 m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(m.num_features, generator=gen))
                 m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
 
 
-def _check_residual(ctx: Context, block: nn.Module, ref: nn.Module, what: str, names: str,
+def _check_residual(ctx: Context, block: nn.Module, ref: _RefBasicBlock | _RefBottleneck, what: str,
+                    names: str,
                     mistakes: dict[str, str], sizes: Sequence[tuple[int, int]]) -> None:
     """Load ``ref``'s (randomised) weights into ``block`` by name; compare outputs in both modes."""
     try:
@@ -335,7 +340,8 @@ def check_silence(ctx: Context, fn: Callable[..., nn.Module],
         bn2 = getattr(block, "bn2", None)
         if not isinstance(bn2, nn.BatchNorm2d):
             fail("the block has no bn2 BatchNorm2d; name the layers as in the chapter.")
-        if bn1_before and any(not torch.equal(a, b) for a, b in zip(bn1_before, bn1.parameters(),
+        if isinstance(bn1, nn.Module) and bn1_before and any(
+                not torch.equal(a, b) for a, b in zip(bn1_before, bn1.parameters(),
                                                                      strict=True)):
             fail("silence changed bn1; the branch ends with bn2, so zero bn2's weight and bias "
                  "and leave bn1 alone.")
