@@ -247,6 +247,10 @@ def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, tor
 
 def _bn_eval(c: int, ctx: Context, eps: float) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(c, eps=eps)
+    assert bn.weight is not None  # affine, with running statistics (the defaults)
+    assert bn.bias is not None
+    assert bn.running_mean is not None
+    assert bn.running_var is not None
     with torch.no_grad():
         bn.weight.copy_(ctx.rand(c, dtype=torch.float32) + 0.5)
         bn.bias.copy_(ctx.randn(c, dtype=torch.float32))
@@ -258,6 +262,10 @@ def _bn_eval(c: int, ctx: Context, eps: float) -> nn.BatchNorm2d:
 def _folded_before(bn: nn.BatchNorm2d, conv: nn.Conv2d, *, eps: bool = True, mean: bool = True,
                    own_bias: bool = True, taps: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and bias of one conv equal to ``conv(bn(x))``, with switches for known mistakes."""
+    assert bn.running_var is not None  # built by _bn_eval: affine, with running statistics
+    assert bn.running_mean is not None
+    assert bn.weight is not None
+    assert bn.bias is not None
     s = bn.weight / torch.sqrt(bn.running_var + (bn.eps if eps else 0.0))
     t = bn.bias - (bn.running_mean * s if mean else 0.0)
     w = conv.weight
@@ -295,6 +303,8 @@ def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn
         def scaled_outputs() -> torch.Tensor:  # folding as if BN came AFTER the conv
             if c_in != c_out:
                 return torch.full_like(ref, float("nan"))
+            assert bn.running_var is not None  # built by _bn_eval
+            assert bn.running_mean is not None
             s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             b = conv.bias if conv.bias is not None else torch.zeros(c_out)
             return F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1),
@@ -320,7 +330,8 @@ def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn
 # (C_in, C_out, kernel, stride, bias, eps, H, W): the first case has C_in == C_out so that folding
 # over the wrong channel axis still runs (and can be named); non-square kernels and maps, strides
 # that do not divide the input, with and without a conv bias.
-_FOLD_CASES = [(3, 3, (3, 2), 1, True, 0.1, 7, 6), (2, 4, (3, 3), 2, False, 1e-3, 9, 8),
+_FOLD_CASES: list[tuple[int, int, tuple[int, int], int | tuple[int, int], bool, float, int, int]] = [
+    (3, 3, (3, 2), 1, True, 0.1, 7, 6), (2, 4, (3, 3), 2, False, 1e-3, 9, 8),
                (4, 2, (1, 3), (2, 1), True, 0.5, 5, 7), (1, 3, (2, 2), 1, False, 1e-5, 6, 5)]
 
 
@@ -391,7 +402,7 @@ def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
             got = _as_float(call(fn, norm, x.clone(), bias.clone(), describe=what), what)
             a, b = norm(x + bias.view(1, -1, 1, 1)), norm(x)
             ref = float((a - b).abs().max())
-            wrong = {
+            wrong: dict[str, Callable[..., float]] = {
                 "Return the largest ABSOLUTE difference, (a - b).abs().max(): a bias can push "
                 "values down as well as up.": lambda a=a, b=b: float((a - b).max()),
                 "Return the LARGEST absolute difference (.max()), not the mean.":
