@@ -78,7 +78,7 @@ def _iou(a: torch.Tensor, b: torch.Tensor, plus_one: float = 0.0, clamp: bool = 
 
 
 def _box_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
+    t = lambda rows: torch.tensor(rows, dtype=torch.float64)
     fixed = [
         (t([[5, 5, 6, 9]]), t([[0, 0, 4, 4]])),  # N = M = 1, disjoint diagonally
         # a wide box against: a tall box crossing it, itself, a box inside it, a box touching its
@@ -131,7 +131,7 @@ def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float,
     order = list(range(len(scores))) if variant == "unsorted" else scores.argsort(
         descending=True).tolist()
     iou = _iou(boxes, boxes)
-    over = (lambda v: v >= thr) if variant == "at_least" else (lambda v: v > thr)  # noqa: E731
+    over = (lambda v: v >= thr) if variant == "at_least" else (lambda v: v > thr)
     if variant == "best_only":  # one pass: only the top box suppresses anything
         top = order[:1]
         return top + [j for j in order[1:] if not over(iou[top[0], j])]
@@ -151,7 +151,7 @@ def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float,
 
 
 def _nms_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
-    t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
+    t = lambda rows: torch.tensor(rows, dtype=torch.float64)
     # IoUs exactly 0.5 (box 0 and 1, box 1 and 2) and 0.25 (box 0 and 2), exact in binary
     tie = t([[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 10, 2.5]])
     chain = t([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]])  # A-B and B-C overlap, A-C barely
@@ -254,7 +254,7 @@ def _miou(pred: torch.Tensor, target: torch.Tensor, k: int, mode: str = "") -> f
 
 
 def _miou_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-    t = lambda rows: torch.tensor(rows, dtype=torch.long)  # noqa: E731
+    t = lambda rows: torch.tensor(rows, dtype=torch.long)
     # Two 3x5 images, 4 classes: class 2 appears only in the prediction, class 3 nowhere.
     target = t([[[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]],
                 [[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]])
@@ -393,7 +393,7 @@ def _copy_into_reference(called: list[nn.Module], ref: _RefUpBlock, cin: int, cs
         fail(f"the forward pass should run one ConvTranspose2d, then two 3x3 Conv2d each followed "
              f"by BatchNorm2d (and ReLU); yours ran {kinds[0]} ConvTranspose2d, {kinds[1]} Conv2d "
              f"and {kinds[2]} BatchNorm2d. {hint}".rstrip())
-    mine = [next(m for m in called if isinstance(m, nn.ConvTranspose2d))]
+    mine: list[nn.Module] = [next(m for m in called if isinstance(m, nn.ConvTranspose2d))]
     convs = [m for m in called if isinstance(m, nn.Conv2d)]
     bns = [m for m in called if isinstance(m, nn.BatchNorm2d)]
     mine += [convs[0], bns[0], convs[1], bns[1]]
