@@ -70,7 +70,7 @@ def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow],
     if strict and got.name == min(strict, key=lambda r: r.macs).name:
         fail(f"{got.name} qualifies, but {best.name} has {best.top1}% and \"at least\" includes "
              f"the bar itself: it qualifies too, with fewer MACs.")
-    if got.top1 == max(r.top1 for r in qualified):
+    if got.top1 == max(r.top1 for r in qualified if r.top1 is not None):
         fail(f"{got.name} is the most accurate model, but the question asks for the fewest MACs "
              f"among those that reach the bar.")
     fail(f"{got.name} reaches the bar but costs {got.macs / 1e9:.3f} GMACs; another model that "
@@ -80,6 +80,12 @@ def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow],
 
 # ------------------------------------------------------------------ exercise 2: choose under budgets
 
+def _known_top1(row: ArchRow) -> float:
+    """``row.top1`` of a row already filtered to have one."""
+    assert row.top1 is not None
+    return row.top1
+
+
 def ref_choose(rows: Sequence[ArchRow], max_params: int, max_latency_ms: float) -> str | None:
     """The most accurate model with params <= max_params and measured latency <= the budget;
     ties in accuracy go to fewer MACs; ``None`` if nothing fits."""
@@ -87,7 +93,7 @@ def ref_choose(rows: Sequence[ArchRow], max_params: int, max_latency_ms: float) 
             and r.params <= max_params and r.latency_ms <= max_latency_ms]
     if not fits:
         return None
-    return min(fits, key=lambda r: (-r.top1, r.macs)).name
+    return min(fits, key=lambda r: (-_known_top1(r), r.macs)).name
 
 
 def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: float) -> dict[str, Any]:
@@ -95,8 +101,8 @@ def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: floa
         fits = [r for r in rows if keep(r)]
         return min(fits, key=key).name if fits else None
 
-    acc = lambda r: (-r.top1, r.macs)  # noqa: E731
-    known = lambda r: r.top1 is not None  # noqa: E731
+    acc = lambda r: (-r.top1, r.macs)
+    known = lambda r: r.top1 is not None
     return {
         "A model exactly at a budget fits: the budgets are \"at most\" (use <=, not <).":
             pick(lambda r: known(r) and r.latency_ms is not None and r.params < max_params
@@ -113,7 +119,7 @@ def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: floa
                  and r.latency_ms <= max_latency_ms, lambda r: r.latency_ms),
         "Ties in accuracy go to the model with fewer MACs.":
             pick(lambda r: known(r) and r.latency_ms is not None and r.params <= max_params
-                 and r.latency_ms <= max_latency_ms, lambda r: (-r.top1, -r.macs)),
+                 and r.latency_ms <= max_latency_ms, lambda r: (-_known_top1(r), -r.macs)),
     }
 
 
@@ -193,8 +199,8 @@ def _cost(row: ArchRow, cost: str) -> float | None:
 def ref_pareto_front(rows: Sequence[ArchRow], cost: str) -> list[str]:
     """Names of the rows no other row dominates (cost <= and top1 >=, one of them strictly),
     among rows with both a top-1 and a cost; sorted by cost."""
-    pts = [(r.name, _cost(r, cost), r.top1) for r in rows
-           if r.top1 is not None and _cost(r, cost) is not None]
+    pts = [(r.name, c, a) for r in rows
+           if (a := r.top1) is not None and (c := _cost(r, cost)) is not None]
     front = [(c, n) for n, c, a in pts
              if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
     return [n for _, n in sorted(front)]
@@ -207,9 +213,9 @@ def _pareto_wrong(rows: Sequence[ArchRow], cost: str) -> dict[str, list[str]]:
         return sorted(n for n, c, a in pts
                       if not any(n2 != n and dominated(c2, a2, c, a) for n2, c2, a2 in pts))
 
-    has = lambda r: r.top1 is not None and _cost(r, cost) is not None  # noqa: E731
-    mine = lambda r: _cost(r, cost)  # noqa: E731
-    strict = lambda c2, a2, c, a: c2 <= c and a2 >= a and (c2 < c or a2 > a)  # noqa: E731
+    has = lambda r: r.top1 is not None and _cost(r, cost) is not None
+    mine = lambda r: _cost(r, cost)
+    strict = lambda c2, a2, c, a: c2 <= c and a2 >= a and (c2 < c or a2 > a)
     return {
         "Two identical models do not dominate each other: domination needs one of the two "
         "comparisons to be strict.":
@@ -289,14 +295,14 @@ def ref_gmacs_per_second(rows: Sequence[ArchRow]) -> dict[str, float]:
 
 
 def _throughput_wrong(rows: Sequence[ArchRow]) -> dict[str, dict[str, float]]:
-    timed = [r for r in rows if r.latency_ms is not None and r.latency_ms > 0]
+    timed = [(r, ms) for r in rows if (ms := r.latency_ms) is not None and ms > 0]
     return {
         "The latency is in milliseconds: divide by latency_ms / 1000 (seconds), not by latency_ms.":
-            {r.name: r.macs / 1e9 / r.latency_ms for r in timed},
+            {r.name: r.macs / 1e9 / ms for r, ms in timed},
         "A multiply-add is one MAC; counting it as 2 FLOPs doubles the figure.":
-            {r.name: 2 * r.macs / 1e9 / (r.latency_ms / 1e3) for r in timed},
+            {r.name: 2 * r.macs / 1e9 / (ms / 1e3) for r, ms in timed},
         "Throughput is multiply-adds per second: use row.macs, not row.params.":
-            {r.name: r.params / 1e9 / (r.latency_ms / 1e3) for r in timed},
+            {r.name: r.params / 1e9 / (ms / 1e3) for r, ms in timed},
     }
 
 
