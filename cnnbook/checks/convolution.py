@@ -86,7 +86,7 @@ def _quiet(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """Run one of the checker's own (reference or mistaken) versions; an exception is a value."""
     try:
         return fn(*args)
-    except Exception as exc:  # noqa: BLE001 - a mistaken version may raise where the student's does
+    except Exception as exc:  # a mistaken version may raise where the student's does
         return _Raised(f"{type(exc).__name__}: {exc}")
 
 
