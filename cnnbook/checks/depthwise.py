@@ -147,10 +147,10 @@ def check_min_channels(ctx: Context, fn: Callable[..., int | None]) -> str:
                      f"the saving.")
             fail(f"{what}: expected {expected}, got None; C_out = {expected} saves "
                  f"{float(_saving(expected, k)):.4g}x >= {t}.")
-        if isinstance(got, bool) or not isinstance(got, int):
-            if isinstance(got, (int, float)) and float(got) == expected:
-                fail(f"{what}: return an int (a channel count), got {got!r} of type "
-                     f"{type(got).__name__}.")
+        if ((isinstance(got, bool) or not isinstance(got, int))
+                and isinstance(got, (int, float)) and float(got) == expected):
+            fail(f"{what}: return an int (a channel count), got {got!r} of type "
+                 f"{type(got).__name__}.")
         expect_equal(got, expected, what, wrong={h: v for h, v in mistakes.items() if v is not None},
                      hint=f"The saving of C_out channels is C_out k^2 / (C_out + k^2): C_out = "
                           f"{expected} gives {float(_saving(expected, k)):.4g}{below}.")
