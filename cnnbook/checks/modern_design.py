@@ -61,7 +61,8 @@ def _se(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b
     return x * g[:, :, None, None] if apply else g
 
 
-def _compare_se(got: Any, args: tuple[torch.Tensor, ...], what: str) -> None:
+def _compare_se(got: Any, args: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                what: str) -> None:
     expect_tensor(got, _se(*args), what, wrong={
         "You squeezed with the maximum; SE squeezes each channel with its MEAN (global "
         "average pooling).": lambda: _se(*args, pool="max"),
@@ -176,7 +177,7 @@ def check_mixup(ctx: Context, fn: Callable[..., tuple[torch.Tensor, torch.Tensor
             "You mixed each image with the batch in reverse order (x.flip(0)); mix sample i "
             "with x[partner[i]].": lam * x + (1 - lam) * x.flip(0),
         }, shape_hint="The mixed batch has the same shape as x.")
-        guessed = y.max().item() + 1
+        guessed = int(y.max().item()) + 1
         expect_tensor(got[1], lam * one_hot + (1 - lam) * one_hot[partner], f"{what}[1] (labels)",
                       wrong={
             "The labels must be mixed with the same weights as the images; you kept the "
@@ -229,7 +230,7 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
         for channels, mult, divisor in cases:
             what = f"round_filters({channels}, {mult}, divisor={divisor})"
             got = call(fn, channels, mult, divisor, describe=what)
-            got_all.append(_number(got, what, integer=True))
+            got_all.append(int(_number(got, what, integer=True)))
     expected = [_round_filters(*case) for case in cases]
     if got_all == expected:
         return "your widths follow EfficientNet's rule: nearest multiple, halves up, never 10% short."
