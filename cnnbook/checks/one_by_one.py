@@ -24,7 +24,7 @@ def _pointwise(c_in: int, c_out: int, bias: bool, gen: torch.Generator) -> nn.Co
     conv = nn.Conv2d(c_in, c_out, 1, bias=bias)
     with torch.no_grad():
         conv.weight.copy_(torch.randn(c_out, c_in, 1, 1, generator=gen))
-        if bias:
+        if conv.bias is not None:  # bias=True
             conv.bias.copy_(torch.randn(c_out, generator=gen))
     return conv
 
@@ -74,8 +74,8 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
                  f"channels; expected {c_in} -> {c_out}.")
         x = ctx.randn(2, c_in, 3, 5, dtype=torch.float32)
         w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
-        b1 = first.bias if bias1 else torch.zeros(c_mid)
-        b2 = second.bias if bias2 else torch.zeros(c_out)
+        b1 = first.bias if first.bias is not None else torch.zeros(c_mid)  # bias=bias1
+        b2 = second.bias if second.bias is not None else torch.zeros(c_out)  # bias=bias2
         with torch.no_grad():
             got = call(merged, x, describe=f"x of shape {tuple(x.shape)}")
             expected = second(first(x))
