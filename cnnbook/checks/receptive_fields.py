@@ -159,6 +159,7 @@ def _probe_stack(specs: Sequence[tuple[str, int, int, int]]) -> tuple[nn.Sequent
             conv = nn.Conv2d(1, 1, k, stride=s, padding=d * (k // 2), dilation=d)
             with torch.no_grad():
                 conv.weight.fill_(1.0 / k**2)
+                assert conv.bias is not None  # nn.Conv2d's default bias=True
                 conv.bias.zero_()
             layers += [conv, nn.ReLU()]
             geo.append(geometry.LayerSpec(k, s, d * (k // 2), d))
