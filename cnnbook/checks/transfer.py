@@ -95,7 +95,13 @@ class TinyResNet(nn.Module):
         se: Add a squeeze-and-excitation unit (``layerN.0.se.fc1``/``fc2``) to every block.
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (8, 12, 16, 24), num_classes: int = 10,
+    # set with setattr in __init__ (declared here for the type checker)
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
+    def __init__(self, widths: tuple[int, ...] = (8, 12, 16, 24), num_classes: int = 10,
                  se: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
@@ -137,7 +143,7 @@ def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     Fixed cases: small ResNets whose heads have 24 inputs (5 classes, then 1 class) and 14
     inputs (with squeeze-and-excitation layers nested in the blocks); then a random one.
     """
-    cases: list[tuple[Callable[[], nn.Module], int]] = [
+    cases: list[tuple[Callable[[], TinyResNet], int]] = [
         (lambda: TinyResNet(), 5), (lambda: TinyResNet(), 1),
         (lambda: TinyResNet((6, 8, 10, 14), se=True), 3),
         (lambda: TinyResNet(tuple(ctx.randint(4, 12) for _ in range(4)), se=ctx.randint(0, 1) == 1),
@@ -275,10 +281,9 @@ def groups_map(model: nn.Module, backbone_lr: float, head_lr: float, *,
     """
     out = {}
     for n, p in model.named_parameters():
-        if head_rule == "fc.":
-            head = n.startswith("fc.")
-        else:  # the chapter's substring test, applied to trainable parameters
-            head = "fc" in n and (p.requires_grad or frozen_too)
+        # "fc." is a prefix; "fc" is the chapter's substring test, applied to trainable parameters
+        head = (n.startswith("fc.") if head_rule == "fc."
+                else "fc" in n and (p.requires_grad or frozen_too))
         if head:
             out[n] = head_lr
         elif p.requires_grad or frozen_too:
@@ -320,7 +325,7 @@ def check_param_groups(ctx: Context, fn: Callable[..., list[dict]]) -> str:
         })
         try:
             torch.optim.Adam(got)
-        except Exception as exc:  # noqa: BLE001 - report the optimiser's complaint
+        except Exception as exc:  # report the optimiser's complaint
             fail(f"{what}: torch.optim.Adam refused the groups: {type(exc).__name__}: {exc}")
     return "the new head learns at head_lr, the trainable backbone at backbone_lr, frozen layers not at all."
 
@@ -463,6 +468,6 @@ def check_unfreeze_last(ctx: Context, fn: Callable[..., list[dict]]) -> str:
         })
         try:
             torch.optim.SGD(got)
-        except Exception as exc:  # noqa: BLE001 - report the optimiser's complaint
+        except Exception as exc:  # report the optimiser's complaint
             fail(f"{what}: torch.optim.SGD refused the groups: {type(exc).__name__}: {exc}")
     return "the head and the last k stages train, each stage decay times slower than the one above."
