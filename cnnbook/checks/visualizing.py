@@ -16,7 +16,9 @@ from __future__ import annotations
 import numbers
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -91,7 +93,10 @@ def _layer_io(model: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tenso
     return store["in"], store["out"], final
 
 
-def fixed(seed: int, build: Callable[[], object]) -> object:
+T = TypeVar("T")
+
+
+def fixed(seed: int, build: Callable[[], T]) -> T:
     """Build something with torch's global RNG seeded by ``seed`` (the caller's RNG untouched).
 
     Fixed edge cases use it for their models and inputs, so they are the same on every seed
@@ -104,11 +109,9 @@ def fixed(seed: int, build: Callable[[], object]) -> object:
 
 def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what: str) -> None:
     """Call ``fn`` on an input that makes the forward pass raise; hooks must be gone after."""
-    with preserved_state(model, what=what):
-        try:
-            fn(model, *args)
-        except Exception:  # noqa: BLE001 - raising is expected here; only the state counts
-            pass
+    # raising is expected here; only the state counts
+    with preserved_state(model, what=what), suppress(Exception):
+        fn(model, *args)
 
 
 # ------------------------------------------------------------------------------ Exercise 1
@@ -123,7 +126,7 @@ def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str
     pass raises: the hook must still be removed. A random layer and size add to them.
     """
     model = fixed(100, lambda: tiny_cnn().eval())
-    cases = [(name, fixed(101 + i, lambda n=n, h=h, w=w: torch.randn(n, 3, h, w)))
+    cases = [(name, fixed(101 + i, partial(torch.randn, n, 3, h, w)))
              for i, (name, (n, h, w)) in enumerate([
                  ("pool", (2, 10, 14)), ("conv1", (2, 10, 14)), ("layer1.0.conv1", (3, 12, 8)),
                  ("layer1.0", (2, 9, 11))])]
@@ -208,9 +211,13 @@ def positive_cam_model(classes: int = 4, target: int = 1) -> nn.Sequential:
     alone then differs from min-max scaling.
     """
     model = tiny_cnn(classes)
+    shortcut, fc = model.get_submodule("layer1.0.shortcut"), model.get_submodule("fc")
+    assert isinstance(shortcut, nn.Conv2d)
+    assert shortcut.bias is not None
+    assert isinstance(fc, nn.Linear)
     with torch.no_grad():
-        model.layer1[0].shortcut.bias.fill_(3.0)
-        model.fc.weight[target].abs_().add_(0.1)
+        shortcut.bias.fill_(3.0)
+        fc.weight[target].abs_().add_(0.1)
     return model.eval()
 
 
@@ -286,7 +293,7 @@ def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
     middle = torch.zeros(3, 5, dtype=torch.float64)
     middle[:, 2] = 1.0
     middle[0, 0] = 1.0
-    maps = [fixed(300 + i, lambda s=s: torch.rand(*s, dtype=torch.float64) + 0.1)
+    maps = [fixed(300 + i, partial(torch.rand, *s, dtype=torch.float64)) + 0.1
             for i, s in enumerate([(4, 7), (3, 6), (9, 4)])] + [middle]
     h, w = ctx.randint(2, 9), ctx.randint(2, 9)
     maps.append(ctx.rand(h, w) * (ctx.rand(h, w) > 0.3) + 0.01)
@@ -420,7 +427,7 @@ def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     for i, (layer, channel, row, col, shape, steps, lr) in enumerate(cases):
         fixed_case = i < 3
         model = fixed(500 + i, maximize_model) if fixed_case else maximize_model()
-        start = (fixed(510 + i, lambda shape=shape: torch.randn(*shape)) if fixed_case
+        start = (fixed(510 + i, partial(torch.randn, *shape)) if fixed_case
                  else ctx.randn(*shape, dtype=torch.float32)) * 0.1
         given = start.clone()
         what = (f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
