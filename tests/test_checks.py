@@ -31,7 +31,8 @@ from cnnbook.checks import vit as c14
 
 def passes(check, *answers) -> None:
     result = check(*answers, seed=1)
-    assert result and result.passed, result.message
+    assert result, result.message
+    assert result.passed, result.message
     assert result.message.startswith("✅")
 
 
@@ -65,7 +66,8 @@ def test_not_implemented_helper_is_named() -> None:
 
 def test_failure_can_return_instead_of_raise(capsys) -> None:
     result = c01.check_correlate2d(lambda image, kernel: image, seed=3, raise_on_fail=False)
-    assert not result and result.seed == 3
+    assert not result
+    assert result.seed == 3
     assert capsys.readouterr().out.startswith("❌")
 
 

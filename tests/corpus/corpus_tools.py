@@ -24,7 +24,8 @@ def accepted(check: Callable[..., Any], *answers: Any, seeds: range = SEEDS) -> 
     """Assert that ``check(*answers)`` passes on every seed."""
     for seed in seeds:
         result = check(*answers, seed=seed, raise_on_fail=False)
-        assert result and result.passed, f"seed {seed}: a correct answer was rejected: {result.message}"
+        assert result, f"seed {seed}: a correct answer was rejected: {result.message}"
+        assert result.passed, f"seed {seed}: a correct answer was rejected: {result.message}"
 
 
 def rejected(check: Callable[..., Any], *answers: Any, hint: str, seeds: range = SEEDS) -> None:

@@ -44,7 +44,7 @@ def iou_no_clamp(a, b):
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -52,7 +52,7 @@ def iou_clamps_the_product(a, b):
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).prod(-1).clamp(min=0)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -60,7 +60,7 @@ def iou_plus_one_pixel(a, b):
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt + 1).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0] + 1) * (t[:, 3] - t[:, 1] + 1)  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0] + 1) * (t[:, 3] - t[:, 1] + 1)
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -68,7 +68,7 @@ def iou_union_counts_overlap_twice(a, b):
     lt = torch.max(a[:, None, :2], b[None, :, :2])
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     return inter / (area(a)[:, None] + area(b)[None])
 
 
@@ -77,7 +77,7 @@ def iou_square_boxes_only(a, b):
     rb = torch.min(a[:, None, 2:], b[None, :, 2:])
     side = (rb - lt).clamp(min=0)[..., 0]
     inter = side * side
-    area = lambda t: (t[:, 2] - t[:, 0]) ** 2  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) ** 2
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -85,7 +85,7 @@ def iou_enclosing_box(a, b):
     lt = torch.min(a[:, None, :2], b[None, :, :2])
     rb = torch.max(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -93,7 +93,7 @@ def iou_elementwise_pairs(a, b):
     lt = torch.max(a[:, :2], b[:, :2])
     rb = torch.min(a[:, 2:], b[:, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
     return inter / (area(a) + area(b) - inter)
 
 
