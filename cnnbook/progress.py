@@ -248,7 +248,7 @@ def _crash_reason(lines: list[str]) -> str:
     return lines[-1][:200] if lines else "the runner stopped without a message"
 
 
-def _clip(text: str, limit: int = 90) -> str:
+def _clip(text: str, limit: int = 150) -> str:
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
