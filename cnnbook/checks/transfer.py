@@ -126,10 +126,6 @@ def stage_of(name: str) -> str:
     return "stem" if top in ("conv1", "bn1") else top
 
 
-def _names(model: nn.Module, ids: set[int]) -> list[str]:
-    return [n for n, p in model.named_parameters() if id(p) in ids]
-
-
 def _short_list(names: list[str], limit: int = 4) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
