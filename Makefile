@@ -32,6 +32,7 @@ lab: env
 # The whole suite: lint, unit tests, and every notebook executed once in fast mode.
 test: env
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy cnnbook
 	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOK_DIRS) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
@@ -48,6 +49,7 @@ browser: env
 
 lint: env
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy cnnbook
 
 # Executed copies of every notebook in build/executed/ (full mode unless CNNBOOK_FAST=1).

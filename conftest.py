@@ -39,14 +39,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     cells = [item for item in items if _is_nbval_cell(item)]
     notebook_items = [item for item in items if item.nodeid.split("::", 1)[0].endswith(".ipynb")]
     if notebook_items and not cells:
-        warnings.warn(pytest.PytestConfigWarning(
-            "the nbval guard in conftest.py is OFF: this nbval has no IPyNbCell with "
-            "get_kernel_message (its internals changed), so cells keep nbval's 5 s output wait "
-            "and floods of output messages are not explained; update conftest.py"), stacklevel=1)
+        warnings.warn(
+            pytest.PytestConfigWarning(
+                "the nbval guard in conftest.py is OFF: this nbval has no IPyNbCell with "
+                "get_kernel_message (its internals changed), so cells keep nbval's 5 s output wait "
+                "and floods of output messages are not explained; update conftest.py"
+            ),
+            stacklevel=1,
+        )
     if cells and not hasattr(cells[0], "output_timeout"):
-        warnings.warn(pytest.PytestConfigWarning(
-            "this nbval has no IPyNbCell.output_timeout; conftest.py cannot lengthen its wait "
-            "for cell output"), stacklevel=1)
+        warnings.warn(
+            pytest.PytestConfigWarning(
+                "this nbval has no IPyNbCell.output_timeout; conftest.py cannot lengthen its wait "
+                "for cell output"
+            ),
+            stacklevel=1,
+        )
     for item in cells:
         item.output_timeout = OUTPUT_TIMEOUT_S
 
@@ -68,10 +76,12 @@ def pytest_runtest_call(item: pytest.Item):
     notebook.get_kernel_message = counting
 
     def explanation() -> str:
-        return (f"{item.name} sent {received} output messages (limit {MAX_IOPUB_MESSAGES}); past "
-                "about 1,000 the kernel drops messages and nbval fails at random. Widget progress "
-                "bars created in a loop are the usual cause: reuse one bar, or pass "
-                "progress=False.")
+        return (
+            f"{item.name} sent {received} output messages (limit {MAX_IOPUB_MESSAGES}); past "
+            "about 1,000 the kernel drops messages and nbval fails at random. Widget progress "
+            "bars created in a loop are the usual cause: reuse one bar, or pass "
+            "progress=False."
+        )
 
     try:
         result = yield

@@ -24,16 +24,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = efficientnet_lite0(pretrained=True)
     folded = fold_batchnorm(model)
-    print(f"torch {torch.__version__}, {args.threads} threads, 224x224, "
-          f"median of {args.repeats} interleaved runs")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, 224x224, "
+        f"median of {args.repeats} interleaved runs"
+    )
     for batch in args.batch:
         x = torch.randn(batch, 3, 224, 224)
         with torch.inference_mode():
             diff = (model(x) - folded(x)).abs().max().item()
         timings = compare_forward({"bn": model, "folded": folded}, x, args.repeats)
         t_bn, t_fold = timings["bn"], timings["folded"]
-        print(f"batch {batch:>3}: with BN {t_bn}; folded {t_fold}; "
-              f"speed-up {t_bn.median_ms / t_fold.median_ms:.2f}x; max |logit diff| {diff:.2e}")
+        print(
+            f"batch {batch:>3}: with BN {t_bn}; folded {t_fold}; "
+            f"speed-up {t_bn.median_ms / t_fold.median_ms:.2f}x; max |logit diff| {diff:.2e}"
+        )
 
 
 if __name__ == "__main__":

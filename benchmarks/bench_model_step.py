@@ -34,8 +34,9 @@ CONFIGS: dict[str, tuple[int, bool, bool, bool, bool]] = {
 }
 
 
-def make_step(batch: int, channels_last: bool, autocast: bool, compiled: bool,
-              bf16_weights: bool) -> Callable[[], None]:
+def make_step(
+    batch: int, channels_last: bool, autocast: bool, compiled: bool, bf16_weights: bool
+) -> Callable[[], None]:
     """One training step of SimpleCNN on a fixed ``(batch, 3, 32, 32)`` input."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

@@ -53,8 +53,7 @@ def make_model(name: str) -> nn.Module:
 class Trainer:
     """One model + optimiser; ``step`` does forward, backward and update."""
 
-    def __init__(self, model_name: str, channels_last: bool,
-                 amp_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model_name: str, channels_last: bool, amp_dtype: torch.dtype | None = None) -> None:
         torch.manual_seed(0)
         self.amp_dtype = amp_dtype
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -71,8 +70,12 @@ class Trainer:
         self.opt.step()
 
 
-def timed(batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]], trainer: Trainer,
-          seconds: float, warmup: int = 3) -> float:
+def timed(
+    batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]],
+    trainer: Trainer,
+    seconds: float,
+    warmup: int = 3,
+) -> float:
     """Images per second while training from ``batches()`` for about ``seconds``."""
     it = batches()
     for _ in range(warmup):
@@ -99,8 +102,10 @@ def main() -> None:
     # Opt-in and process-wide, so every row (and the loader workers) gets it, as 14.15's CPU
     # plan asks for it (Plan.tune_process).
     tuned = tune_cpu_allocator()
-    print(f"(a2)/(b)/(c) settings: {fast.describe()}"
-          + (" | malloc keeps freed memory (all rows)" if tuned else ""))
+    print(
+        f"(a2)/(b)/(c) settings: {fast.describe()}"
+        + (" | malloc keeps freed memory (all rows)" if tuned else "")
+    )
     print(machine_line(device))
     t = time.perf_counter()
     train = data.load_cifar10("train")
@@ -108,8 +113,7 @@ def main() -> None:
 
     chapter_ds = data.cifar10_dataset("train")  # classic_transforms(train=True)
     classic_32 = data.classic_loader(chapter_ds, batch_size=32, num_workers=args.workers)
-    classic_big = data.classic_loader(chapter_ds, batch_size=args.batch,
-                                      num_workers=args.workers)
+    classic_big = data.classic_loader(chapter_ds, batch_size=args.batch, num_workers=args.workers)
     loader = data.GPUBatchLoader(train, args.batch, device=device, channels_last=True)
     x0, y0 = next(iter(loader))
 
@@ -118,12 +122,9 @@ def main() -> None:
 
     rows = {
         "(a)  classic, batch 32, chapter settings": (forever(classic_32), False, None),
-        f"(a2) classic, batch {args.batch}, (b)'s settings": (forever(classic_big), True,
-                                                              fast.amp_dtype),
-        f"(b)  fast whole-tensor path, batch {args.batch}": (forever(loader), True,
-                                                             fast.amp_dtype),
-        f"(c)  model only, batch {args.batch}": (lambda: itertools.repeat((x0, y0)), True,
-                                                 fast.amp_dtype),
+        f"(a2) classic, batch {args.batch}, (b)'s settings": (forever(classic_big), True, fast.amp_dtype),
+        f"(b)  fast whole-tensor path, batch {args.batch}": (forever(loader), True, fast.amp_dtype),
+        f"(c)  model only, batch {args.batch}": (lambda: itertools.repeat((x0, y0)), True, fast.amp_dtype),
     }
     results: dict[str, list[float]] = {k: [] for k in rows}
     for rep in range(args.repeats):
@@ -131,9 +132,11 @@ def main() -> None:
             rate = timed(batches, Trainer(args.model, cl, dtype), args.seconds)
             results[name].append(rate)
             print(f"  repeat {rep + 1}: {name}: {rate:8.0f} img/s", flush=True)
-    print(f"\nmedians over {args.repeats} repeats of {args.seconds:.0f} s "
-          f"({args.model}, {torch.get_num_threads()} threads, {args.workers} workers for "
-          f"the classic loaders) | {load_average()}")
+    print(
+        f"\nmedians over {args.repeats} repeats of {args.seconds:.0f} s "
+        f"({args.model}, {torch.get_num_threads()} threads, {args.workers} workers for "
+        f"the classic loaders) | {load_average()}"
+    )
     med = {k: statistics.median(v) for k, v in results.items()}
     for name, rate in med.items():
         print(f"{name:48s} {rate:8.0f} img/s")

@@ -15,8 +15,18 @@ import sys
 
 KERNEL_NAME = "cnnbook"
 KERNEL_DISPLAY = "Python (cnnbook)"
-_PACKAGES = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "jupyterlab",
-             "skimage", "sklearn", "tqdm", "torchinfo")
+_PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "matplotlib",
+    "ipywidgets",
+    "jupyterlab",
+    "skimage",
+    "sklearn",
+    "tqdm",
+    "torchinfo",
+)
 
 
 def _version(module: str) -> str:
@@ -40,11 +50,22 @@ def doctor_report() -> list[tuple[str, bool, str]]:
     rows.append(("python", sys.version_info >= (3, 11), sys.version.split()[0]))
     for name in _PACKAGES:
         ver = _version(name)
-        rows.append((name, not ver.startswith("MISSING"),
-                     ver if not ver.startswith("MISSING") else ver + "; run `make env`"))
+        rows.append(
+            (
+                name,
+                not ver.startswith("MISSING"),
+                ver if not ver.startswith("MISSING") else ver + "; run `make env`",
+            )
+        )
     dev = pick_device()
-    rows.append(("device", True, describe_device(dev) + (
-        "" if dev.type != "cpu" else "  (no GPU found: notebooks pick CPU-sized defaults)")))
+    rows.append(
+        (
+            "device",
+            True,
+            describe_device(dev)
+            + ("" if dev.type != "cpu" else "  (no GPU found: notebooks pick CPU-sized defaults)"),
+        )
+    )
     for name, status in data_paths.dataset_status().items():
         rows.append((f"data: {name}", status.ok, status.detail))
     for name, status in data_paths.weights_status().items():
@@ -68,8 +89,17 @@ def _doctor() -> int:
 
 def _kernel(user: bool) -> int:
     where = ["--user"] if user else ["--sys-prefix"]
-    cmd = [sys.executable, "-m", "ipykernel", "install", *where,
-           "--name", KERNEL_NAME, "--display-name", KERNEL_DISPLAY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ipykernel",
+        "install",
+        *where,
+        "--name",
+        KERNEL_NAME,
+        "--display-name",
+        KERNEL_DISPLAY,
+    ]
     print("registering Jupyter kernel:", " ".join(cmd))
     return subprocess.call(cmd)
 
@@ -80,12 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("doctor", help="check versions, device, data and weights")
     k = sub.add_parser("kernel", help="register this environment as the 'cnnbook' Jupyter kernel")
-    k.add_argument("--user", action="store_true",
-                   help="register for your user (e.g. for a conda env) instead of inside the env")
+    k.add_argument(
+        "--user",
+        action="store_true",
+        help="register for your user (e.g. for a conda env) instead of inside the env",
+    )
     from cnnbook import progress
 
-    progress.add_arguments(sub.add_parser(
-        "progress", help="run exercise notebooks and report passed / failed / not attempted"))
+    progress.add_arguments(
+        sub.add_parser("progress", help="run exercise notebooks and report passed / failed / not attempted")
+    )
     lab = sub.add_parser("lab", help="open JupyterLab at the repository root, on the start page")
     lab.add_argument("extra", nargs=argparse.REMAINDER, help="more arguments for `jupyter lab`")
     args = parser.parse_args(argv)
@@ -103,4 +137,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     raise SystemExit(main())
-

@@ -19,8 +19,13 @@ from torch import nn
 __all__ = ["Cutout", "cutmix", "cutmix_box", "cutout", "mixup", "to_soft_labels"]
 
 
-def cutout(images: torch.Tensor, size: int, centers: torch.Tensor | None = None,
-           fill: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def cutout(
+    images: torch.Tensor,
+    size: int,
+    centers: torch.Tensor | None = None,
+    fill: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Blank a ``size x size`` square in each image (DeVries and Taylor, 2017).
 
     The square's centre is uniform over the image, so near the border part of the square
@@ -47,8 +52,9 @@ def cutout(images: torch.Tensor, size: int, centers: torch.Tensor | None = None,
         raise ValueError(f"size must be a positive number of pixels, got {size}.")
     n, _, h, w = batch.shape
     if centers is None:
-        centers = torch.stack([torch.randint(h, (n,), generator=generator),
-                               torch.randint(w, (n,), generator=generator)], dim=1)
+        centers = torch.stack(
+            [torch.randint(h, (n,), generator=generator), torch.randint(w, (n,), generator=generator)], dim=1
+        )
     if centers.shape != (n, 2):
         raise ValueError(f"centers must have shape ({n}, 2), got {tuple(centers.shape)}.")
     out = batch.clone()
@@ -96,8 +102,7 @@ def to_soft_labels(labels: torch.Tensor, num_classes: int | None) -> torch.Tenso
         return F.one_hot(labels.long(), num_classes).float()
     if labels.ndim == 2:
         return labels.float()
-    raise ValueError(f"labels must be (N,) indices or (N, K) probabilities, got "
-                     f"{tuple(labels.shape)}.")
+    raise ValueError(f"labels must be (N,) indices or (N, K) probabilities, got {tuple(labels.shape)}.")
 
 
 def _partner(images: torch.Tensor, partner: torch.Tensor | None) -> torch.Tensor:
@@ -105,9 +110,13 @@ def _partner(images: torch.Tensor, partner: torch.Tensor | None) -> torch.Tensor
     return torch.roll(torch.arange(images.shape[0]), 1) if partner is None else partner
 
 
-def mixup(images: torch.Tensor, labels: torch.Tensor, lam: float,
-          num_classes: int | None = None, partner: torch.Tensor | None = None
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def mixup(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lam: float,
+    num_classes: int | None = None,
+    partner: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend each image and its label with a partner's (Zhang et al., 2018).
 
     ``x = lam * x_i + (1 - lam) * x_j`` and ``y = lam * y_i + (1 - lam) * y_j``.
@@ -130,8 +139,7 @@ def mixup(images: torch.Tensor, labels: torch.Tensor, lam: float,
     return lam * images + (1 - lam) * images[j], lam * soft + (1 - lam) * soft[j]
 
 
-def cutmix_box(lam: float, height: int, width: int, center: tuple[int, int]
-               ) -> tuple[int, int, int, int]:
+def cutmix_box(lam: float, height: int, width: int, center: tuple[int, int]) -> tuple[int, int, int, int]:
     """The pasted box of CutMix: area about ``(1 - lam) * H * W`` around ``center``.
 
     Half-sides are ``int(0.5 * sqrt(1 - lam) * W)`` and ``... * H``; the box is clipped to the
@@ -149,13 +157,16 @@ def cutmix_box(lam: float, height: int, width: int, center: tuple[int, int]
     r = 0.5 * math.sqrt(1.0 - lam)
     half_w, half_h = int(r * width), int(r * height)
     cy, cx = center
-    return (max(cx - half_w, 0), max(cy - half_h, 0),
-            min(cx + half_w, width), min(cy + half_h, height))
+    return (max(cx - half_w, 0), max(cy - half_h, 0), min(cx + half_w, width), min(cy + half_h, height))
 
 
-def cutmix(images: torch.Tensor, labels: torch.Tensor, box: tuple[int, int, int, int],
-           num_classes: int | None = None, partner: torch.Tensor | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor, float]:
+def cutmix(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    box: tuple[int, int, int, int],
+    num_classes: int | None = None,
+    partner: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Paste a box from each sample's partner into it (Yun et al., 2019).
 
     Labels are mixed by area: ``lam = 1 - box_area / (H * W)``.

@@ -39,7 +39,16 @@ from torch.utils.data import Dataset
 from cnnbook import data_paths
 
 CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 # Published per-channel statistics of the training splits (pixel values scaled to [0, 1]).
@@ -84,11 +93,13 @@ class ImageArrays:
             raise TypeError("ImageArrays.images must be a uint8 tensor of shape (N, C, H, W).")
         if self.images.dim() != 4:
             raise ValueError(
-                f"ImageArrays.images must have shape (N, C, H, W); got {tuple(self.images.shape)}.")
+                f"ImageArrays.images must have shape (N, C, H, W); got {tuple(self.images.shape)}."
+            )
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"ImageArrays.labels must be int64 of shape ({self.images.shape[0]},); got "
-                f"{self.labels.dtype} {tuple(self.labels.shape)}.")
+                f"{self.labels.dtype} {tuple(self.labels.shape)}."
+            )
         self.classes = list(self.classes)
 
     def __len__(self) -> int:
@@ -106,8 +117,9 @@ class ImageArrays:
     def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageArrays:
         """The images at ``indices`` (same classes and statistics)."""
         idx = torch.as_tensor(indices, dtype=torch.int64, device=self.images.device)
-        return ImageArrays(self.images[idx], self.labels[idx.to(self.labels.device)],
-                           self.classes, self.mean, self.std)
+        return ImageArrays(
+            self.images[idx], self.labels[idx.to(self.labels.device)], self.classes, self.mean, self.std
+        )
 
     def normalized(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Images ``start:stop`` as normalised float32, shape ``(n, C, H, W)``.
@@ -119,16 +131,20 @@ class ImageArrays:
         return normalize(self.images[start:stop], mean, std)
 
 
-def _require_stats(mean: Sequence[float] | None,
-                   std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _require_stats(
+    mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if mean is None or std is None:
-        raise ValueError("No normalisation statistics: pass mean= and std= (e.g. "
-                         "cnnbook.data.CIFAR10_MEAN/CIFAR10_STD, or channel_stats(arrays)).")
+        raise ValueError(
+            "No normalisation statistics: pass mean= and std= (e.g. "
+            "cnnbook.data.CIFAR10_MEAN/CIFAR10_STD, or channel_stats(arrays))."
+        )
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
-def channel_stats(arrays: ImageArrays | torch.Tensor,
-                  chunk: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    arrays: ImageArrays | torch.Tensor, chunk: int = 10_000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of pixel values scaled to [0, 1].
 
     Args:
@@ -143,7 +159,7 @@ def channel_stats(arrays: ImageArrays | torch.Tensor,
     total = torch.zeros(c, dtype=torch.float64)
     total_sq = torch.zeros(c, dtype=torch.float64)
     for start in range(0, images.shape[0], chunk):
-        block = images[start:start + chunk].to(torch.float64).cpu() / 255.0
+        block = images[start : start + chunk].to(torch.float64).cpu() / 255.0
         total += block.sum(dim=(0, 2, 3))
         total_sq += (block * block).sum(dim=(0, 2, 3))
     count = images.shape[0] * images.shape[2] * images.shape[3]
@@ -175,14 +191,16 @@ def stratified_subset(arrays: ImageArrays, per_class: int, seed: int = 0) -> Ima
     for k, name in enumerate(arrays.classes):
         idx = torch.nonzero(labels == k).flatten()
         if idx.numel() < per_class:
-            raise ValueError(f"Class {name!r} has only {idx.numel()} images; ask for at most "
-                             f"{idx.numel()} per class.")
+            raise ValueError(
+                f"Class {name!r} has only {idx.numel()} images; ask for at most {idx.numel()} per class."
+            )
         chosen.append(idx[torch.randperm(idx.numel(), generator=gen)[:per_class]])
     return arrays.subset(torch.cat(chosen).sort().values)
 
 
-def train_val_split(arrays: ImageArrays, val_size: int | float = 5000,
-                    seed: int = 0) -> tuple[ImageArrays, ImageArrays]:
+def train_val_split(
+    arrays: ImageArrays, val_size: int | float = 5000, seed: int = 0
+) -> tuple[ImageArrays, ImageArrays]:
     """Hold out a stratified validation set from a training set (sections 14.15, 14.16).
 
     Model selection (best epoch, checkpoint, learning rate, ...) uses the validation part; the
@@ -203,11 +221,13 @@ def train_val_split(arrays: ImageArrays, val_size: int | float = 5000,
         ValueError: If ``val_size`` leaves no training or no validation image in some class.
     """
     n = len(arrays)
-    fraction = val_size / n if isinstance(val_size, int) and not isinstance(val_size, bool) \
-        else float(val_size)
+    fraction = (
+        val_size / n if isinstance(val_size, int) and not isinstance(val_size, bool) else float(val_size)
+    )
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"val_size must be a fraction in (0, 1) or a count in [1, {n - 1}]; "
-                         f"got {val_size!r}.")
+        raise ValueError(
+            f"val_size must be a fraction in (0, 1) or a count in [1, {n - 1}]; got {val_size!r}."
+        )
     gen = torch.Generator().manual_seed(seed)
     labels = arrays.labels.cpu()
     val_idx = []
@@ -215,14 +235,15 @@ def train_val_split(arrays: ImageArrays, val_size: int | float = 5000,
         idx = torch.nonzero(labels == k).flatten()
         take = round(fraction * idx.numel())
         if idx.numel() and not 0 < take < idx.numel():
-            raise ValueError(f"Class {name!r} has {idx.numel()} images: a validation share of "
-                             f"{fraction:.3g} leaves {take} of them for validation. Choose a "
-                             f"val_size that keeps images of every class on both sides.")
+            raise ValueError(
+                f"Class {name!r} has {idx.numel()} images: a validation share of "
+                f"{fraction:.3g} leaves {take} of them for validation. Choose a "
+                f"val_size that keeps images of every class on both sides."
+            )
         val_idx.append(idx[torch.randperm(idx.numel(), generator=gen)[:take]])
     is_val = torch.zeros(n, dtype=torch.bool)
     is_val[torch.cat(val_idx)] = True
-    return (arrays.subset(torch.nonzero(~is_val).flatten()),
-            arrays.subset(torch.nonzero(is_val).flatten()))
+    return (arrays.subset(torch.nonzero(~is_val).flatten()), arrays.subset(torch.nonzero(is_val).flatten()))
 
 
 def class_subset(arrays: ImageArrays, counts: Mapping[str, int], seed: int = 0) -> ImageArrays:
@@ -247,15 +268,21 @@ def class_subset(arrays: ImageArrays, counts: Mapping[str, int], seed: int = 0) 
             raise ValueError(f"Unknown class {name!r}; choose from {arrays.classes}.")
         idx = torch.nonzero(labels == arrays.classes.index(name)).flatten()
         if not 0 < count <= idx.numel():
-            raise ValueError(f"Class {name!r} has {idx.numel()} images; ask for 1 to "
-                             f"{idx.numel()}, not {count}.")
+            raise ValueError(
+                f"Class {name!r} has {idx.numel()} images; ask for 1 to {idx.numel()}, not {count}."
+            )
         chosen = idx[torch.randperm(idx.numel(), generator=gen)[:count]].sort().values
         picked.append(chosen)
         new_labels.append(torch.full((count,), new, dtype=torch.int64))
     order = torch.cat(picked)
     dev = arrays.images.device
-    return ImageArrays(arrays.images[order.to(dev)], torch.cat(new_labels).to(
-        arrays.labels.device), list(counts), arrays.mean, arrays.std)
+    return ImageArrays(
+        arrays.images[order.to(dev)],
+        torch.cat(new_labels).to(arrays.labels.device),
+        list(counts),
+        arrays.mean,
+        arrays.std,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,26 +317,27 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | No
         blob = torch.load(path, weights_only=True, mmap=True)
         images, labels, classes = blob["images"], blob["labels"], list(blob["classes"])
     except Exception as exc:  # any damage means "decode again"
-        warnings.warn(f"Ignoring unreadable cache file {path} ({exc}); decoding again.",
-                      stacklevel=3)
+        warnings.warn(f"Ignoring unreadable cache file {path} ({exc}); decoding again.", stacklevel=3)
         return None
     return images, labels, classes
 
 
-def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor,
-                 classes: Sequence[str]) -> None:
+def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     except OSError as exc:
-        warnings.warn(f"Cannot write the decoded-array cache in {path.parent} ({exc}); set "
-                      f"{data_paths.CACHE_ENV} to a writable folder to load faster next time.",
-                      stacklevel=3)
+        warnings.warn(
+            f"Cannot write the decoded-array cache in {path.parent} ({exc}); set "
+            f"{data_paths.CACHE_ENV} to a writable folder to load faster next time.",
+            stacklevel=3,
+        )
         return
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save({"images": images.contiguous(), "labels": labels.contiguous(),
-                        "classes": list(classes)}, fh)
+            torch.save(
+                {"images": images.contiguous(), "labels": labels.contiguous(), "classes": list(classes)}, fh
+            )
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -354,7 +382,7 @@ def _decode_files(files: Sequence[Path], channels: int) -> torch.Tensor:
     fast = _torchvision_jpeg_decoder()
     out: list[torch.Tensor] = []
     for start in range(0, len(files), _DECODE_CHUNK):
-        chunk = files[start:start + _DECODE_CHUNK]
+        chunk = files[start : start + _DECODE_CHUNK]
         raw = [p.read_bytes() for p in chunk]
         try:
             if fast is not None and all(p.suffix.lower() in (".jpg", ".jpeg") for p in chunk):
@@ -363,7 +391,8 @@ def _decode_files(files: Sequence[Path], channels: int) -> torch.Tensor:
                     warnings.simplefilter("ignore", DeprecationWarning)
                     imgs = decode_jpeg(
                         [torch.frombuffer(bytearray(r), dtype=torch.uint8) for r in raw],
-                        mode=mode.RGB if channels == 3 else mode.GRAY)
+                        mode=mode.RGB if channels == 3 else mode.GRAY,
+                    )
             else:
                 imgs = [_decode_pil(r, channels) for r in raw]
             out.append(torch.stack(imgs))
@@ -382,18 +411,24 @@ def _name_bad_file(files: Sequence[Path], raw: Sequence[bytes], channels: int) -
         except (OSError, ValueError) as exc:
             raise ValueError(
                 f"Cannot decode {p} ({exc}). The dataset copy is damaged: copy the folder "
-                "again (or delete it and let torchvision download the original).") from exc
+                "again (or delete it and let torchvision download the original)."
+            ) from exc
         if first is None:
             first = shape
         elif shape != first:
             raise ValueError(
                 f"{p} has shape {shape} but earlier images have {first}; every image in a "
-                "folder dataset must have the same size (resize them first).")
+                "folder dataset must have the same size (resize them first)."
+            )
 
 
-def load_image_folder(folder: str | Path, classes: Sequence[str] | None = None,
-                      expected_per_class: int | None = None, channels: int = 3,
-                      cache: bool = True) -> ImageArrays:
+def load_image_folder(
+    folder: str | Path,
+    classes: Sequence[str] | None = None,
+    expected_per_class: int | None = None,
+    channels: int = 3,
+    cache: bool = True,
+) -> ImageArrays:
     """Read a class-folder dataset (``folder/<class>/<image>``) into uint8 arrays.
 
     Every image must have the same size. Decoded arrays are cached in
@@ -419,8 +454,9 @@ def load_image_folder(folder: str | Path, classes: Sequence[str] | None = None,
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise FileNotFoundError(f"Dataset folder {folder} does not exist; check the path (or "
-                                f"{data_paths.DATA_ENV}).")
+        raise FileNotFoundError(
+            f"Dataset folder {folder} does not exist; check the path (or {data_paths.DATA_ENV})."
+        )
     present = sorted(d.name for d in folder.iterdir() if d.is_dir())
     names = list(classes) if classes is not None else present
     missing = [c for c in names if c not in present]
@@ -428,33 +464,37 @@ def load_image_folder(folder: str | Path, classes: Sequence[str] | None = None,
         raise FileNotFoundError(
             f"{folder} lacks the class folders {missing or '(none found)'}; the copy looks "
             "incomplete. Copy the dataset again, or point "
-            f"{data_paths.DATA_ENV} at a complete copy.")
+            f"{data_paths.DATA_ENV} at a complete copy."
+        )
     listings: list[list[str]] = []
     signature: list[object] = [str(folder.resolve()), channels]
     for name in names:
         sub = folder / name
-        listing = sorted(f for f in os.listdir(sub)
-                         if os.path.splitext(f)[1].lower() in _IMAGE_SUFFIXES)
+        listing = sorted(f for f in os.listdir(sub) if os.path.splitext(f)[1].lower() in _IMAGE_SUFFIXES)
         if not listing:
-            raise ValueError(f"{sub} holds no images; the copy looks truncated. Copy the dataset "
-                             "again.")
+            raise ValueError(f"{sub} holds no images; the copy looks truncated. Copy the dataset again.")
         if expected_per_class is not None and len(listing) != expected_per_class:
             raise ValueError(
                 f"{sub} holds {len(listing)} images but should hold {expected_per_class}; the "
-                "copy looks truncated. Copy the dataset again (or delete it and download).")
-        signature.append((name, sub.stat().st_mtime_ns, len(listing),
-                          hashlib.sha1("\n".join(listing).encode()).hexdigest()))
+                "copy looks truncated. Copy the dataset again (or delete it and download)."
+            )
+        signature.append(
+            (
+                name,
+                sub.stat().st_mtime_ns,
+                len(listing),
+                hashlib.sha1("\n".join(listing).encode()).hexdigest(),
+            )
+        )
         listings.append(listing)
     cache_path = _cache_file(f"folder-{folder.name}", signature)
     hit = _read_cache(cache_path) if cache else None
     if hit is not None:
         images, label_t, _ = hit
     else:
-        files = [folder / name / f for name, listing in zip(names, listings, strict=True)
-                 for f in listing]
+        files = [folder / name / f for name, listing in zip(names, listings, strict=True) for f in listing]
         images = _decode_files(files, channels)
-        label_t = torch.repeat_interleave(torch.arange(len(names)),
-                                          torch.tensor([len(x) for x in listings]))
+        label_t = torch.repeat_interleave(torch.arange(len(names)), torch.tensor([len(x) for x in listings]))
         if cache:
             _write_cache(cache_path, images, label_t, names)
     return ImageArrays(images, label_t, names)
@@ -465,13 +505,14 @@ def _check_split(split: str) -> None:
         raise ValueError(f"Unknown split {split!r}; use 'train' or 'test'.")
 
 
-def _missing_message(name: str, split: str, root: str | Path | None, layouts: str,
-                     extra: str = "") -> str:
+def _missing_message(name: str, split: str, root: str | Path | None, layouts: str, extra: str = "") -> str:
     where = ", ".join(str(r) for r in data_paths.search_roots(root))
     target = Path(root).expanduser() if root is not None else data_paths.cache_dir()
-    return (f"{name} ({split}) not found in {where}. Set {data_paths.DATA_ENV} (or pass "
-            f"root=) to a folder holding {layouts}, or go online and call with download=True "
-            f"so torchvision downloads it into {target}.{extra}")
+    return (
+        f"{name} ({split}) not found in {where}. Set {data_paths.DATA_ENV} (or pass "
+        f"root=) to a folder holding {layouts}, or go online and call with download=True "
+        f"so torchvision downloads it into {target}.{extra}"
+    )
 
 
 def _check_data_env() -> None:
@@ -479,7 +520,8 @@ def _check_data_env() -> None:
     if root is not None and not root.is_dir():
         raise FileNotFoundError(
             f"{data_paths.DATA_ENV}={root} is not a folder; fix the path or unset "
-            f"{data_paths.DATA_ENV} to download into {data_paths.cache_dir()}.")
+            f"{data_paths.DATA_ENV} to download into {data_paths.cache_dir()}."
+        )
 
 
 _LAYOUT_HINTS = {
@@ -508,17 +550,18 @@ def _find_or_download(name: str, split: str, root: str | Path | None, download: 
         target.mkdir(parents=True, exist_ok=True)
         cls(root=str(target), train=split == "train", download=True)
     except Exception as exc:  # network errors come in many types
-        raise FileNotFoundError(_missing_message(
-            title, split, root, layouts,
-            f" The download failed: {type(exc).__name__}: {exc}")) from None
+        raise FileNotFoundError(
+            _missing_message(
+                title, split, root, layouts, f" The download failed: {type(exc).__name__}: {exc}"
+            )
+        ) from None
     return target / ("cifar-10-batches-py" if name == "cifar10" else "MNIST/raw")
 
 
 def _cifar10_from_pickles(batches: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     from torchvision.datasets import CIFAR10
 
-    files = sorted(batches.glob("data_batch_*") if split == "train" else
-                   batches.glob("test_batch"))
+    files = sorted(batches.glob("data_batch_*") if split == "train" else batches.glob("test_batch"))
     signature = [split, *_file_signature(files)]
     cache_path = _cache_file(f"cifar10-pickle-{split}", signature)
     hit = _read_cache(cache_path)
@@ -529,15 +572,15 @@ def _cifar10_from_pickles(batches: Path, split: str) -> tuple[torch.Tensor, torc
     except RuntimeError as exc:
         raise ValueError(
             f"{batches} is incomplete or corrupted ({exc}). Delete it and download again, or "
-            f"point {data_paths.DATA_ENV} at a complete copy.") from exc
+            f"point {data_paths.DATA_ENV} at a complete copy."
+        ) from exc
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor(ds.targets, dtype=torch.int64)
     _write_cache(cache_path, images, labels, CIFAR10_CLASSES)
     return images, labels
 
 
-def load_cifar10(split: str = "train", root: str | Path | None = None,
-                 download: bool = True) -> ImageArrays:
+def load_cifar10(split: str = "train", root: str | Path | None = None, download: bool = True) -> ImageArrays:
     """Load CIFAR-10 as uint8 arrays ``(N, 3, 32, 32)`` with the published statistics attached.
 
     Args:
@@ -558,19 +601,22 @@ def load_cifar10(split: str = "train", root: str | Path | None = None,
         images, labels = _cifar10_from_pickles(found, split)
     else:
         if data_paths.missing_splits(found, (split,)):
-            raise FileNotFoundError(f"{found} has no '{split}' folder; the copy is incomplete. "
-                                    "Copy the dataset again.")
-        arrays = load_image_folder(found / split, CIFAR10_CLASSES,
-                                   expected_per_class=EXPECTED_SIZES["cifar10"][split] // 10)
+            raise FileNotFoundError(
+                f"{found} has no '{split}' folder; the copy is incomplete. Copy the dataset again."
+            )
+        arrays = load_image_folder(
+            found / split, CIFAR10_CLASSES, expected_per_class=EXPECTED_SIZES["cifar10"][split] // 10
+        )
         images, labels = arrays.images, arrays.labels
     if tuple(images.shape[1:]) != (3, 32, 32) or images.shape[0] != EXPECTED_SIZES["cifar10"][split]:
-        raise ValueError(f"CIFAR-10 {split} in {found} has shape {tuple(images.shape)}, expected "
-                         f"({EXPECTED_SIZES['cifar10'][split]}, 3, 32, 32); copy it again.")
+        raise ValueError(
+            f"CIFAR-10 {split} in {found} has shape {tuple(images.shape)}, expected "
+            f"({EXPECTED_SIZES['cifar10'][split]}, 3, 32, 32); copy it again."
+        )
     return ImageArrays(images, labels, list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD)
 
 
-def load_mnist(split: str = "train", root: str | Path | None = None,
-               download: bool = True) -> ImageArrays:
+def load_mnist(split: str = "train", root: str | Path | None = None, download: bool = True) -> ImageArrays:
     """Load MNIST as uint8 arrays ``(N, 1, 28, 28)`` with the published statistics attached.
 
     Args:
@@ -597,15 +643,19 @@ def load_mnist(split: str = "train", root: str | Path | None = None,
         raise ValueError(
             f"Cannot read MNIST {split} from {found} ({type(exc).__name__}: {exc}); the copy "
             f"looks missing or truncated. Copy it again (the folder must hold "
-            f"{_LAYOUT_HINTS['mnist']}).") from exc
+            f"{_LAYOUT_HINTS['mnist']})."
+        ) from exc
     if tuple(images.shape) != (EXPECTED_SIZES["mnist"][split], 1, 28, 28):
-        raise ValueError(f"MNIST {split} in {found} has shape {tuple(images.shape)}, expected "
-                         f"({EXPECTED_SIZES['mnist'][split]}, 1, 28, 28); copy it again.")
+        raise ValueError(
+            f"MNIST {split} in {found} has shape {tuple(images.shape)}, expected "
+            f"({EXPECTED_SIZES['mnist'][split]}, 1, 28, 28); copy it again."
+        )
     return ImageArrays(images, labels, list(MNIST_CLASSES), MNIST_MEAN, MNIST_STD)
 
 
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                 download: bool = True) -> ImageArrays:
+def load_dataset(
+    name: str, split: str = "train", root: str | Path | None = None, download: bool = True
+) -> ImageArrays:
     """Load a dataset by name: "cifar10" or "mnist" (see :func:`load_cifar10`).
 
     Raises:
@@ -652,9 +702,14 @@ class ImageArrayDataset(Dataset):
         return img, self._labels[index]
 
 
-def classic_transforms(train: bool, mean: Sequence[float] = CIFAR10_MEAN,
-                       std: Sequence[float] = CIFAR10_STD, size: int = 32, padding: int = 4,
-                       flip: bool = True):
+def classic_transforms(
+    train: bool,
+    mean: Sequence[float] = CIFAR10_MEAN,
+    std: Sequence[float] = CIFAR10_STD,
+    size: int = 32,
+    padding: int = 4,
+    flip: bool = True,
+):
     """The chapter's torchvision transforms: augmentation for training, none for evaluation.
 
     Args:
@@ -679,8 +734,9 @@ def classic_transforms(train: bool, mean: Sequence[float] = CIFAR10_MEAN,
     return transforms.Compose(steps)
 
 
-def cifar10_dataset(split: str = "train", transform=None, root: str | Path | None = None,
-                    download: bool = True) -> ImageArrayDataset:
+def cifar10_dataset(
+    split: str = "train", transform=None, root: str | Path | None = None, download: bool = True
+) -> ImageArrayDataset:
     """CIFAR-10 as a per-image Dataset (classic pipeline).
 
     Args:
@@ -695,8 +751,9 @@ def cifar10_dataset(split: str = "train", transform=None, root: str | Path | Non
     return ImageArrayDataset(load_cifar10(split, root, download), transform or None)
 
 
-def mnist_dataset(split: str = "train", transform=None, root: str | Path | None = None,
-                  download: bool = True) -> ImageArrayDataset:
+def mnist_dataset(
+    split: str = "train", transform=None, root: str | Path | None = None, download: bool = True
+) -> ImageArrayDataset:
     """MNIST as a per-image Dataset; ``transform=None`` gives ToTensor + Normalize (no flips).
 
     Args:
@@ -710,9 +767,14 @@ def mnist_dataset(split: str = "train", transform=None, root: str | Path | None 
     return ImageArrayDataset(load_mnist(split, root, download), transform or None)
 
 
-def classic_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = True,
-                   num_workers: int = 2, device: torch.device | str | None = None,
-                   seed: int | None = None) -> torch.utils.data.DataLoader:
+def classic_loader(
+    dataset: Dataset,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    num_workers: int = 2,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+) -> torch.utils.data.DataLoader:
     """A ``DataLoader`` over a per-image dataset, with ``pin_memory`` when training on CUDA.
 
     Args:
@@ -727,17 +789,29 @@ def classic_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = True,
 
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     pin = device is not None and torch.device(device).type == "cuda"
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=pin, generator=gen, persistent_workers=num_workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=pin,
+        generator=gen,
+        persistent_workers=num_workers > 0,
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Fast pipeline: the whole dataset as one tensor, augmented a batch at a time
 # --------------------------------------------------------------------------------------------
-def normalization_affine(mean: Sequence[float], std: Sequence[float], channels: int, *,
-                         max_value: float = 255.0, dtype: torch.dtype = torch.float32,
-                         device: torch.device | str | None = None,
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def normalization_affine(
+    mean: Sequence[float],
+    std: Sequence[float],
+    channels: int,
+    *,
+    max_value: float = 255.0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)``, each ``(C, 1, 1)``, with ``x * scale + shift == (x / max_value - mean) / std``.
 
     The package's one normalisation formula: :func:`normalize`, :func:`denormalize`,
@@ -755,18 +829,24 @@ def normalization_affine(mean: Sequence[float], std: Sequence[float], channels: 
         ValueError: If ``mean``/``std`` do not have ``C`` values or a std is not positive.
     """
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(f"mean/std have {len(mean)}/{len(std)} values but the images have "
-                         f"{channels} channels; use statistics of the same dataset.")
+        raise ValueError(
+            f"mean/std have {len(mean)}/{len(std)} values but the images have "
+            f"{channels} channels; use statistics of the same dataset."
+        )
     if min(std) <= 0:
         raise ValueError(f"std must be positive; got {tuple(std)}.")
     m = torch.tensor(mean, dtype=torch.float64).view(channels, 1, 1)
     s = torch.tensor(std, dtype=torch.float64).view(channels, 1, 1)
-    return ((1.0 / (max_value * s)).to(device=device, dtype=dtype),
-            (-m / s).to(device=device, dtype=dtype))
+    return ((1.0 / (max_value * s)).to(device=device, dtype=dtype), (-m / s).to(device=device, dtype=dtype))
 
 
-def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-              dtype: torch.dtype = torch.float32, max_value: float = 255.0) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+    max_value: float = 255.0,
+) -> torch.Tensor:
     """``(x / max_value - mean) / std`` per channel, as ToTensor + Normalize do for uint8 images.
 
     Args:
@@ -780,13 +860,13 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
     Returns:
         Normalised ``dtype`` images, same shape.
     """
-    scale, shift = normalization_affine(mean, std, images.shape[-3], max_value=max_value,
-                                        dtype=dtype, device=images.device)
+    scale, shift = normalization_affine(
+        mean, std, images.shape[-3], max_value=max_value, dtype=dtype, device=images.device
+    )
     return torch.addcmul(shift, images.to(dtype), scale)
 
 
-def denormalize(images: torch.Tensor, mean: Sequence[float],
-                std: Sequence[float]) -> torch.Tensor:
+def denormalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Undo :func:`normalize` for display: ``x * std + mean``, clipped to ``[0, 1]``.
 
     Args:
@@ -797,13 +877,15 @@ def denormalize(images: torch.Tensor, mean: Sequence[float],
     Returns:
         Same shape and dtype, in ``[0, 1]``.
     """
-    scale, shift = normalization_affine(mean, std, images.shape[-3], max_value=1.0,
-                                        dtype=images.dtype, device=images.device)
+    scale, shift = normalization_affine(
+        mean, std, images.shape[-3], max_value=1.0, dtype=images.dtype, device=images.device
+    )
     return ((images - shift) / scale).clamp(0, 1)
 
 
-def crop_flip(images: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
-              flip: torch.Tensor, padding: int) -> torch.Tensor:
+def crop_flip(
+    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor, padding: int
+) -> torch.Tensor:
     """Zero-pad a batch by ``padding``, crop each image at its own offset, flip some.
 
     Equivalent, image by image, to ``hflip(crop(pad(img, padding), top, left, H, W))`` (the
@@ -864,13 +946,25 @@ class GPUBatchLoader:
         world_size: Number of data-parallel processes.
     """
 
-    def __init__(self, arrays: ImageArrays, batch_size: int = 256, *, train: bool = True,
-                 device: torch.device | str | None = None,
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 padding: int = 4, flip: bool = True, shuffle: bool | None = None,
-                 augment: bool | None = None, drop_last: bool | None = None,
-                 channels_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+    def __init__(
+        self,
+        arrays: ImageArrays,
+        batch_size: int = 256,
+        *,
+        train: bool = True,
+        device: torch.device | str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        padding: int = 4,
+        flip: bool = True,
+        shuffle: bool | None = None,
+        augment: bool | None = None,
+        drop_last: bool | None = None,
+        channels_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         from cnnbook.device import pick_device
 
         if batch_size <= 0:
@@ -878,8 +972,9 @@ class GPUBatchLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size}).")
         self.device = torch.device(device) if device is not None else pick_device()
-        self.mean, self.std = _require_stats(mean if mean is not None else arrays.mean,
-                                             std if std is not None else arrays.std)
+        self.mean, self.std = _require_stats(
+            mean if mean is not None else arrays.mean, std if std is not None else arrays.std
+        )
         self.classes = arrays.classes
         self.images = arrays.images.to(self.device)
         self.labels = arrays.labels.to(self.device)
@@ -891,8 +986,9 @@ class GPUBatchLoader:
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
-        self._scale, self._shift = normalization_affine(self.mean, self.std,
-                                                        self.images.shape[1], device=self.device)
+        self._scale, self._shift = normalization_affine(
+            self.mean, self.std, self.images.shape[1], device=self.device
+        )
 
     @property
     def num_samples(self) -> int:
@@ -913,7 +1009,7 @@ class GPUBatchLoader:
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         if self.world_size > 1:  # pad to a multiple of world_size, as DistributedSampler does
             total = self.num_samples * self.world_size
-            order = torch.cat([order, order[: total - n]])[self.rank::self.world_size]
+            order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
         return order
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -928,7 +1024,7 @@ class GPUBatchLoader:
         self.epoch += 1
         non_blocking = self.device.type == "cuda"
         for start in range(len(self)):
-            idx = order[start * self.batch_size:(start + 1) * self.batch_size]
+            idx = order[start * self.batch_size : (start + 1) * self.batch_size]
             idx = idx.to(self.device, non_blocking=non_blocking)
             images = self.images.index_select(0, idx)
             if self.augment and (self.padding or self.flip):
@@ -936,7 +1032,6 @@ class GPUBatchLoader:
                 span = 2 * self.padding + 1
                 top = torch.randint(0, span, (b,), generator=gen)
                 left = torch.randint(0, span, (b,), generator=gen)
-                flip = (torch.rand(b, generator=gen) < 0.5) if self.flip else torch.zeros(
-                    b, dtype=torch.bool)
+                flip = (torch.rand(b, generator=gen) < 0.5) if self.flip else torch.zeros(b, dtype=torch.bool)
                 images = crop_flip(images, top, left, flip, self.padding)
             yield self._prepare(images), self.labels.index_select(0, idx)

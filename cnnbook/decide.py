@@ -61,43 +61,69 @@ def _flag(value: object, name: str) -> bool:
 
 def _count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a whole number of images, got {value!r} "
-                        f"({type(value).__name__}).")
+        raise TypeError(f"{name} must be a whole number of images, got {value!r} ({type(value).__name__}).")
     if int(value) < 0:
         raise ValueError(f"{name} must be at least 0, got {value}.")
     return int(value)
 
 
-def _classification(latency_critical: bool, dataset_size: int, pretrained_for_domain: bool,
-                    large_dataset: int) -> tuple[str, list[str], list[str]]:
+def _classification(
+    latency_critical: bool, dataset_size: int, pretrained_for_domain: bool, large_dataset: int
+) -> tuple[str, list[str], list[str]]:
     if latency_critical:
-        return ("MobileNetV3 or EfficientNet-Lite",
-                ["Inference speed is critical: depthwise separable blocks (14.8) give the best "
-                 "accuracy per millisecond among the measured networks (see the table)."],
-                ["latency-critical=yes"])
+        return (
+            "MobileNetV3 or EfficientNet-Lite",
+            [
+                "Inference speed is critical: depthwise separable blocks (14.8) give the best "
+                "accuracy per millisecond among the measured networks (see the table)."
+            ],
+            ["latency-critical=yes"],
+        )
     path = ["latency-critical=no"]
     if dataset_size > large_dataset:
-        return ("EfficientNet-B4/B5 or ConvNeXt-Base",
-                [f"Speed is not the constraint and {dataset_size:,} images (more than "
-                 f"{large_dataset:,}) can feed a large model without it overfitting; start "
-                 f"from ImageNet weights all the same (14.9)."],
-                [*path, "large=yes"])
+        return (
+            "EfficientNet-B4/B5 or ConvNeXt-Base",
+            [
+                f"Speed is not the constraint and {dataset_size:,} images (more than "
+                f"{large_dataset:,}) can feed a large model without it overfitting; start "
+                f"from ImageNet weights all the same (14.9)."
+            ],
+            [*path, "large=yes"],
+        )
     path.append("large=no")
-    small = (f"{dataset_size:,} images is not a large dataset (at most {large_dataset:,}), "
-             f"so capacity must be bought with prior knowledge rather than data.")
+    small = (
+        f"{dataset_size:,} images is not a large dataset (at most {large_dataset:,}), "
+        f"so capacity must be bought with prior knowledge rather than data."
+    )
     if pretrained_for_domain:
-        return ("ResNet-50 or EfficientNet-B0, fine-tuned",
-                [small, "Pretrained weights exist for the domain: fine-tune them (14.9); "
-                 "EfficientNet-B0 reaches ResNet-50's accuracy with a tenth of its MACs."],
-                [*path, "pretrained=yes"])
-    return ("ResNet-18, adding capacity as needed",
-            [small, "No pretrained weights for the domain: start small so the model does not "
-             "memorise the data, and grow it only while the validation score improves (14.15)."],
-            [*path, "pretrained=no"])
+        return (
+            "ResNet-50 or EfficientNet-B0, fine-tuned",
+            [
+                small,
+                "Pretrained weights exist for the domain: fine-tune them (14.9); "
+                "EfficientNet-B0 reaches ResNet-50's accuracy with a tenth of its MACs.",
+            ],
+            [*path, "pretrained=yes"],
+        )
+    return (
+        "ResNet-18, adding capacity as needed",
+        [
+            small,
+            "No pretrained weights for the domain: start small so the model does not "
+            "memorise the data, and grow it only while the validation score improves (14.15).",
+        ],
+        [*path, "pretrained=no"],
+    )
 
 
-def recommend(latency_critical: bool, dataset_size: int, pretrained_for_domain: bool,
-              task: str = "classification", *, large_dataset: int = LARGE_DATASET) -> Recommendation:
+def recommend(
+    latency_critical: bool,
+    dataset_size: int,
+    pretrained_for_domain: bool,
+    task: str = "classification",
+    *,
+    large_dataset: int = LARGE_DATASET,
+) -> Recommendation:
     """Recommend a starting architecture following section 14.17's guide.
 
     Args:
@@ -125,28 +151,47 @@ def recommend(latency_critical: bool, dataset_size: int, pretrained_for_domain: 
     if key not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
 
-    choice, reasons, path = _classification(latency_critical, dataset_size,
-                                            pretrained_for_domain, large_dataset)
+    choice, reasons, path = _classification(
+        latency_critical, dataset_size, pretrained_for_domain, large_dataset
+    )
     path = [f"task={key}", *path]
     if key == "classification":
         return Recommendation(choice, tuple(reasons), None, tuple(path))
     if key == "segmentation":
         return Recommendation(
-            "U-Net", ("Segmentation: U-Net's encoder-decoder with skip concatenations (14.13) is "
-                      "the default starting point, above all in medical imaging.",
-                      f"Its encoder follows the classification guide: {choice}.", *reasons),
-            choice, tuple(path))
+            "U-Net",
+            (
+                "Segmentation: U-Net's encoder-decoder with skip concatenations (14.13) is "
+                "the default starting point, above all in medical imaging.",
+                f"Its encoder follows the classification guide: {choice}.",
+                *reasons,
+            ),
+            choice,
+            tuple(path),
+        )
     if latency_critical:
         return Recommendation(
-            "YOLOv8", ("Detection in real time: a single-stage detector (14.13) predicts boxes "
-                       "in one pass; YOLOv8 has the best speed-accuracy trade-off of the family.",
-                       f"Backbone by the classification guide: {choice}.", *reasons),
-            choice, tuple(path))
+            "YOLOv8",
+            (
+                "Detection in real time: a single-stage detector (14.13) predicts boxes "
+                "in one pass; YOLOv8 has the best speed-accuracy trade-off of the family.",
+                f"Backbone by the classification guide: {choice}.",
+                *reasons,
+            ),
+            choice,
+            tuple(path),
+        )
     return Recommendation(
-        "Faster R-CNN", ("Detection where speed is secondary: a two-stage detector (14.13) with a "
-                         "ResNet or EfficientNet backbone is the more accurate choice.",
-                         f"Backbone by the classification guide: {choice}.", *reasons),
-        choice, tuple(path))
+        "Faster R-CNN",
+        (
+            "Detection where speed is secondary: a two-stage detector (14.13) with a "
+            "ResNet or EfficientNet backbone is the more accurate choice.",
+            f"Backbone by the classification guide: {choice}.",
+            *reasons,
+        ),
+        choice,
+        tuple(path),
+    )
 
 
 class DecisionWidget:
@@ -161,16 +206,22 @@ class DecisionWidget:
         task: Initial task.
     """
 
-    def __init__(self, latency_critical: bool = False, dataset_size: int = 5_000,
-                 pretrained_for_domain: bool = True, task: str = "classification") -> None:
+    def __init__(
+        self,
+        latency_critical: bool = False,
+        dataset_size: int = 5_000,
+        pretrained_for_domain: bool = True,
+        task: str = "classification",
+    ) -> None:
         import ipywidgets as W
 
-        self.latency = W.Checkbox(value=latency_critical, description="latency-critical (real time / edge)",
-                                  indent=False)
-        self.size = W.BoundedIntText(value=dataset_size, min=0, max=10**10, step=1000,
-                                     description="images:")
-        self.pretrained = W.Checkbox(value=pretrained_for_domain,
-                                     description="pretrained weights exist for my domain", indent=False)
+        self.latency = W.Checkbox(
+            value=latency_critical, description="latency-critical (real time / edge)", indent=False
+        )
+        self.size = W.BoundedIntText(value=dataset_size, min=0, max=10**10, step=1000, description="images:")
+        self.pretrained = W.Checkbox(
+            value=pretrained_for_domain, description="pretrained weights exist for my domain", indent=False
+        )
         self.task = W.Dropdown(options=list(TASKS), value=task, description="task:")
         self.answer = W.HTML()
         for control in (self.latency, self.size, self.pretrained, self.task):
@@ -181,8 +232,7 @@ class DecisionWidget:
     @property
     def recommendation(self) -> Recommendation:
         """The recommendation for the current settings."""
-        return recommend(self.latency.value, int(self.size.value), self.pretrained.value,
-                         self.task.value)
+        return recommend(self.latency.value, int(self.size.value), self.pretrained.value, self.task.value)
 
     def _on_change(self, _change: dict) -> None:
         self.update()
@@ -194,8 +244,10 @@ class DecisionWidget:
         rec = self.recommendation
         backbone = f" <i>(backbone: {escape(rec.backbone)})</i>" if rec.backbone else ""
         items = "".join(f"<li>{escape(r)}</li>" for r in rec.reasons)
-        self.answer.value = (f"<b>Start with: {escape(rec.architecture)}</b>{backbone}"
-                             f"<ul>{items}</ul><small>path: {escape(' → '.join(rec.path))}</small>")
+        self.answer.value = (
+            f"<b>Start with: {escape(rec.architecture)}</b>{backbone}"
+            f"<ul>{items}</ul><small>path: {escape(' → '.join(rec.path))}</small>"
+        )
 
     def _repr_mimebundle_(self, **kwargs):  # delegate to the widget
         return self.box._repr_mimebundle_(**kwargs)

@@ -31,8 +31,7 @@ BOX_CHANNELS = 5  # objectness, dx, dy, log w, log h
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"{name} must have shape (K, 4) as (x1, y1, x2, y2), "
-                         f"got {tuple(boxes.shape)}.")
+        raise ValueError(f"{name} must have shape (K, 4) as (x1, y1, x2, y2), got {tuple(boxes.shape)}.")
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
@@ -53,7 +52,7 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     _check_boxes(a, "a")
     _check_boxes(b, "b")
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])      # (N, M, 2)
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
     bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2)
     wh = (bottom_right - top_left).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
@@ -77,8 +76,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     """
     _check_boxes(boxes, "boxes")
     if scores.shape != boxes.shape[:1]:
-        raise ValueError(f"scores {tuple(scores.shape)} must have one entry per box "
-                         f"({boxes.shape[0]}).")
+        raise ValueError(f"scores {tuple(scores.shape)} must have one entry per box ({boxes.shape[0]}).")
     order = scores.argsort(descending=True)
     iou = box_iou(boxes, boxes)
     suppressed = torch.zeros(len(boxes), dtype=torch.bool)
@@ -91,8 +89,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
-                iou_threshold: float) -> torch.Tensor:
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
     """NMS run separately per class (boxes of different classes never suppress each other).
 
     Args:
@@ -131,8 +130,9 @@ class GridTargets:
     dropped: int
 
 
-def encode_targets(boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
-                   image_size: int, stride: int) -> GridTargets:
+def encode_targets(
+    boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], image_size: int, stride: int
+) -> GridTargets:
     """Assign every ground-truth box to the grid cell holding its centre.
 
     Args:
@@ -165,8 +165,9 @@ def encode_targets(boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
                 dropped += 1
                 continue
             obj[i, gy, gx] = 1.0
-            reg[i, :, gy, gx] = torch.tensor([cx / stride - gx, cy / stride - gy,
-                                              math.log(w / stride), math.log(h / stride)])
+            reg[i, :, gy, gx] = torch.tensor(
+                [cx / stride - gx, cy / stride - gy, math.log(w / stride), math.log(h / stride)]
+            )
             cls[i, gy, gx] = int(lab[j]) - 1
     return GridTargets(obj, reg, cls, dropped)
 
@@ -182,8 +183,13 @@ class GridDetector(nn.Module):
         convs_per_stage: Convolutions per stage.
     """
 
-    def __init__(self, num_classes: int = 3, in_channels: int = 3,
-                 widths: Sequence[int] = (16, 32, 64), convs_per_stage: int = 1) -> None:
+    def __init__(
+        self,
+        num_classes: int = 3,
+        in_channels: int = 3,
+        widths: Sequence[int] = (16, 32, 64),
+        convs_per_stage: int = 1,
+    ) -> None:
         super().__init__()
         if convs_per_stage < 1:
             raise ValueError(f"convs_per_stage={convs_per_stage} must be >= 1.")
@@ -195,8 +201,7 @@ class GridDetector(nn.Module):
                 prev = w
             layers.append(nn.MaxPool2d(2))
         self.backbone = nn.Sequential(*layers)
-        self.head = nn.Sequential(conv_bn_relu(prev, prev),
-                                  nn.Conv2d(prev, BOX_CHANNELS + num_classes, 1))
+        self.head = nn.Sequential(conv_bn_relu(prev, prev), nn.Conv2d(prev, BOX_CHANNELS + num_classes, 1))
         self.num_classes = num_classes
         self.stride = 2 ** len(widths)
 
@@ -211,13 +216,16 @@ class GridDetector(nn.Module):
             docstring).
         """
         if x.ndim != 4 or x.shape[-1] % self.stride or x.shape[-2] % self.stride:
-            raise ValueError(f"GridDetector expects (N, C, H, W) with H and W multiples of "
-                             f"{self.stride}, got {tuple(x.shape)}.")
+            raise ValueError(
+                f"GridDetector expects (N, C, H, W) with H and W multiples of "
+                f"{self.stride}, got {tuple(x.shape)}."
+            )
         return self.head(self.backbone(x))
 
 
-def detection_loss(raw: torch.Tensor, targets: GridTargets, box_weight: float = 5.0,
-                   noobj_weight: float = 0.5) -> torch.Tensor:
+def detection_loss(
+    raw: torch.Tensor, targets: GridTargets, box_weight: float = 5.0, noobj_weight: float = 0.5
+) -> torch.Tensor:
     """YOLO-style sum of objectness, box and class losses, averaged over images.
 
     Objectness: binary cross-entropy in every cell (cells without objects weighted by
@@ -234,19 +242,21 @@ def detection_loss(raw: torch.Tensor, targets: GridTargets, box_weight: float = 
         Scalar loss.
     """
     if raw.shape[-2:] != targets.objectness.shape[-2:]:
-        raise ValueError(f"prediction grid {tuple(raw.shape[-2:])} differs from target grid "
-                         f"{tuple(targets.objectness.shape[-2:])}; check image_size and stride.")
+        raise ValueError(
+            f"prediction grid {tuple(raw.shape[-2:])} differs from target grid "
+            f"{tuple(targets.objectness.shape[-2:])}; check image_size and stride."
+        )
     n = raw.shape[0]
     obj_t = targets.objectness
     pos = obj_t > 0
     weights = torch.where(pos, 1.0, noobj_weight)
-    obj_loss = F.binary_cross_entropy_with_logits(raw[:, 0], obj_t, weight=weights,
-                                                  reduction="sum")
+    obj_loss = F.binary_cross_entropy_with_logits(raw[:, 0], obj_t, weight=weights, reduction="sum")
     pred_box = torch.cat([raw[:, 1:3].sigmoid(), raw[:, 3:5]], dim=1).permute(0, 2, 3, 1)[pos]
     true_box = targets.boxes.permute(0, 2, 3, 1)[pos]
     box_loss = F.mse_loss(pred_box, true_box, reduction="sum")
-    cls_loss = F.cross_entropy(raw[:, BOX_CHANNELS:].permute(0, 2, 3, 1)[pos],
-                               targets.classes[pos], reduction="sum")
+    cls_loss = F.cross_entropy(
+        raw[:, BOX_CHANNELS:].permute(0, 2, 3, 1)[pos], targets.classes[pos], reduction="sum"
+    )
     return (obj_loss + box_weight * box_loss + cls_loss) / n
 
 
@@ -259,8 +269,9 @@ class Detections:
     labels: torch.Tensor
 
 
-def decode_predictions(raw: torch.Tensor, stride: int, score_threshold: float = 0.5,
-                       iou_threshold: float | None = 0.5) -> list[Detections]:
+def decode_predictions(
+    raw: torch.Tensor, stride: int, score_threshold: float = 0.5, iou_threshold: float | None = 0.5
+) -> list[Detections]:
     """Turn raw grid outputs into boxes, scores and labels, then apply per-class NMS.
 
     The score of a cell is ``sigmoid(objectness) * max softmax class probability``.
@@ -288,15 +299,22 @@ def decode_predictions(raw: torch.Tensor, stride: int, score_threshold: float = 
     for i in range(n):
         keep = all_scores[i] >= score_threshold
         boxes, scores, labels = all_boxes[i][keep], all_scores[i][keep], cls[i][keep] + 1
-        order = (batched_nms(boxes, scores, labels, iou_threshold) if iou_threshold is not None
-                 else scores.argsort(descending=True))
+        order = (
+            batched_nms(boxes, scores, labels, iou_threshold)
+            if iou_threshold is not None
+            else scores.argsort(descending=True)
+        )
         out.append(Detections(boxes[order], scores[order], labels[order]))
     return out
 
 
-def average_precision(detections: Sequence[Detections], gt_boxes: Sequence[torch.Tensor],
-                      gt_labels: Sequence[torch.Tensor], label: int,
-                      iou_threshold: float = 0.5) -> float:
+def average_precision(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    label: int,
+    iou_threshold: float = 0.5,
+) -> float:
     """Average precision of one class (all-point interpolation, as in PASCAL VOC 2010+).
 
     Detections of class ``label`` from all images are ranked by score; each is a true positive
@@ -322,8 +340,7 @@ def average_precision(detections: Sequence[Detections], gt_boxes: Sequence[torch
     ranked = []  # (score, image index, box)
     for i, det in enumerate(detections):
         sel = det.labels == label
-        ranked += [(float(sc), i, bx) for sc, bx in zip(det.scores[sel], det.boxes[sel],
-                                                         strict=True)]
+        ranked += [(float(sc), i, bx) for sc, bx in zip(det.scores[sel], det.boxes[sel], strict=True)]
     ranked.sort(key=lambda t: -t[0])
     matched = [torch.zeros(int((lab == label).sum()), dtype=torch.bool) for lab in gt_labels]
     hits = []
@@ -343,17 +360,27 @@ def average_precision(detections: Sequence[Detections], gt_boxes: Sequence[torch
     precision = tp / torch.arange(1, len(hits) + 1, dtype=torch.float64)
     recall = tp / n_gt
     # pad so the curve starts at recall 0 and ends at the last recall reached
-    precision = torch.cat([torch.zeros(1, dtype=torch.float64), precision,
-                           torch.zeros(1, dtype=torch.float64)])
-    recall = torch.cat([torch.zeros(1, dtype=torch.float64), recall,
-                        recall[-1:] if len(hits) else torch.zeros(1, dtype=torch.float64)])
+    precision = torch.cat(
+        [torch.zeros(1, dtype=torch.float64), precision, torch.zeros(1, dtype=torch.float64)]
+    )
+    recall = torch.cat(
+        [
+            torch.zeros(1, dtype=torch.float64),
+            recall,
+            recall[-1:] if len(hits) else torch.zeros(1, dtype=torch.float64),
+        ]
+    )
     precision = precision.flip(0).cummax(0).values.flip(0)  # non-increasing envelope
     return float(((recall[1:] - recall[:-1]) * precision[1:]).sum())
 
 
-def detection_metrics(detections: Sequence[Detections], gt_boxes: Sequence[torch.Tensor],
-                      gt_labels: Sequence[torch.Tensor], num_classes: int,
-                      iou_threshold: float = 0.5) -> dict[str, float]:
+def detection_metrics(
+    detections: Sequence[Detections],
+    gt_boxes: Sequence[torch.Tensor],
+    gt_labels: Sequence[torch.Tensor],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
     """Summary figures of a detector on a set of images.
 
     Args:
@@ -368,8 +395,10 @@ def detection_metrics(detections: Sequence[Detections], gt_boxes: Sequence[torch
         class-correct matches, and ``mean_iou`` of the best-overlapping detection for every
         ground-truth box (0 where there is none; any class).
     """
-    aps = [average_precision(detections, gt_boxes, gt_labels, c, iou_threshold)
-           for c in range(1, num_classes + 1)]
+    aps = [
+        average_precision(detections, gt_boxes, gt_labels, c, iou_threshold)
+        for c in range(1, num_classes + 1)
+    ]
     aps_t = torch.tensor(aps, dtype=torch.float64)
     tp = n_det = n_gt = 0
     best_ious = []

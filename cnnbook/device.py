@@ -126,8 +126,11 @@ def tune_cpu_allocator() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) and mallopt(_M_TRIM_THRESHOLD, 2**30)
-                and mallopt(_M_TOP_PAD, 64 * 2**20))
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+        and mallopt(_M_TRIM_THRESHOLD, 2**30)
+        and mallopt(_M_TOP_PAD, 64 * 2**20)
+    )
 
 
 def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
@@ -157,8 +160,11 @@ class RunSettings:
 
     def describe(self) -> str:
         """One line, e.g. ``cpu: AMD EPYC, 2 threads | float32 | channels_last``."""
-        precision = {None: "float32", torch.bfloat16: "bf16 autocast",
-                     torch.float16: "fp16 autocast + grad scaler"}[self.amp_dtype]
+        precision = {
+            None: "float32",
+            torch.bfloat16: "bf16 autocast",
+            torch.float16: "fp16 autocast + grad scaler",
+        }[self.amp_dtype]
         parts = [describe_device(self.device), precision]
         if self.channels_last:
             parts.append("channels_last")
@@ -167,8 +173,9 @@ class RunSettings:
         return " | ".join(parts)
 
 
-def run_settings(device: torch.device | str | None = None, amp: bool | None = None,
-                 channels_last: bool | None = None) -> RunSettings:
+def run_settings(
+    device: torch.device | str | None = None, amp: bool | None = None, channels_last: bool | None = None
+) -> RunSettings:
     """Choose precision, memory layout and transfer options for ``device``.
 
     Args:

@@ -18,14 +18,16 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["all_reduce_sum", "distributed_env", "fit_distributed", "is_main_process", "setup",
-           "shard"]
+__all__ = ["all_reduce_sum", "distributed_env", "fit_distributed", "is_main_process", "setup", "shard"]
 
 
 def distributed_env() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` as set by ``torchrun`` (``(0, 1, 0)`` otherwise)."""
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
 
 
 def _group_ready() -> bool:
@@ -116,26 +118,45 @@ def shard(loader: Iterable, rank: int, world: int, seed: int = 0) -> Iterable:
         if isinstance(loader.sampler, DistributedSampler):
             return loader
         if loader.batch_size is None:
-            raise TypeError("Cannot shard a DataLoader with a custom batch_sampler; give it a "
-                            "DistributedSampler yourself.")
-        sampler: DistributedSampler[int] = DistributedSampler(loader.dataset, num_replicas=world, rank=rank,
-                                     shuffle=True, seed=seed)
+            raise TypeError(
+                "Cannot shard a DataLoader with a custom batch_sampler; give it a "
+                "DistributedSampler yourself."
+            )
+        sampler: DistributedSampler[int] = DistributedSampler(
+            loader.dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
         workers = loader.num_workers
         return DataLoader(
-            loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-            num_workers=workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-            drop_last=loader.drop_last, timeout=loader.timeout,
-            worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
+            generator=loader.generator,
             multiprocessing_context=loader.multiprocessing_context,
             prefetch_factor=loader.prefetch_factor if workers > 0 else None,
-            persistent_workers=loader.persistent_workers and workers > 0)
-    raise TypeError(f"Cannot shard a {type(loader).__name__} across processes; use a "
-                    "DataLoader or cnnbook.data.GPUBatchLoader.")
+            persistent_workers=loader.persistent_workers and workers > 0,
+        )
+    raise TypeError(
+        f"Cannot shard a {type(loader).__name__} across processes; use a "
+        "DataLoader or cnnbook.data.GPUBatchLoader."
+    )
 
 
-def fit_distributed(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None,
-                    *, device: torch.device | str | None = None, seed: int = 0,
-                    channels_last: bool | None = None, **fit_kwargs):
+def fit_distributed(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    channels_last: bool | None = None,
+    **fit_kwargs,
+):
     """:func:`cnnbook.train.fit` in every process started by ``torchrun``.
 
     Every rank must build the same model (``DistributedDataParallel`` also copies rank 0's
@@ -160,11 +181,18 @@ def fit_distributed(model: nn.Module, train_loader: Iterable, val_loader: Iterab
     rank, world, dev = setup(device)
     settings = run_settings(dev, channels_last=channels_last)
     # Layout and device are fixed before wrapping: DDP registers the parameters as they are.
-    model.to(dev).to(memory_format=torch.channels_last if settings.channels_last
-                     else torch.preserve_format)
+    model.to(dev).to(memory_format=torch.channels_last if settings.channels_last else torch.preserve_format)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    return fit(net, shard(train_loader, rank, world, seed), val_loader, device=dev, seed=seed,
-               channels_last=settings.channels_last, **fit_kwargs)
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    return fit(
+        net,
+        shard(train_loader, rank, world, seed),
+        val_loader,
+        device=dev,
+        seed=seed,
+        channels_last=settings.channels_last,
+        **fit_kwargs,
+    )

@@ -22,8 +22,7 @@ Padding = int | str
 
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}; "
-                         f"use {name}=1 for the default.")
+        raise ValueError(f"{name} must be a positive integer, got {value!r}; use {name}=1 for the default.")
 
 
 def effective_kernel_size(kernel: int, dilation: int = 1) -> int:
@@ -41,8 +40,7 @@ def effective_kernel_size(kernel: int, dilation: int = 1) -> int:
     return kernel + (kernel - 1) * (dilation - 1)
 
 
-def same_padding(kernel: int, stride: int = 1, dilation: int = 1,
-                 size: int | None = None) -> tuple[int, int]:
+def same_padding(kernel: int, stride: int = 1, dilation: int = 1, size: int | None = None) -> tuple[int, int]:
     """Padding (before, after) that gives ``ceil(size / stride)`` outputs ("same" padding).
 
     With stride 1 this is PyTorch's ``padding="same"``: ``k_eff - 1`` zeros split evenly, the
@@ -64,16 +62,16 @@ def same_padding(kernel: int, stride: int = 1, dilation: int = 1,
         total = k_eff - 1
     else:
         if size is None:
-            raise ValueError("'same' padding with stride > 1 depends on the input size; "
-                             "pass size=<input size>.")
+            raise ValueError(
+                "'same' padding with stride > 1 depends on the input size; pass size=<input size>."
+            )
         _positive("size", size)
         out = math.ceil(size / stride)
         total = max((out - 1) * stride + k_eff - size, 0)
     return total // 2, total - total // 2
 
 
-def conv_output_size(size: int, kernel: int, stride: int = 1, padding: Padding = 0,
-                     dilation: int = 1) -> int:
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: Padding = 0, dilation: int = 1) -> int:
     """Output length of a convolution along one axis.
 
     .. math:: n_{out} = \\left\\lfloor \\frac{n + 2p - k_{eff}}{s} \\right\\rfloor + 1
@@ -101,19 +99,25 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: Padding =
     if padding == "valid":
         padding = 0
     if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-        raise ValueError(f"padding must be a non-negative integer, 'same' or 'valid', "
-                         f"got {padding!r}.")
+        raise ValueError(f"padding must be a non-negative integer, 'same' or 'valid', got {padding!r}.")
     padded = size + 2 * padding
     if k_eff > padded:
         raise ValueError(
             f"The kernel (effective size {k_eff} = {kernel} with dilation {dilation}) is larger "
             f"than the padded input ({size} + 2*{padding} = {padded}); use a smaller kernel or "
-            f"dilation, or add at least {math.ceil((k_eff - size) / 2)} padding.")
+            f"dilation, or add at least {math.ceil((k_eff - size) / 2)} padding."
+        )
     return (padded - k_eff) // stride + 1
 
 
-def pool_output_size(size: int, kernel: int, stride: int | None = None, padding: int = 0,
-                     dilation: int = 1, ceil_mode: bool = False) -> int:
+def pool_output_size(
+    size: int,
+    kernel: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
     """Output length of ``nn.MaxPool2d``/``nn.AvgPool2d`` along one axis.
 
     Same formula as :func:`conv_output_size` (stride defaults to the kernel size), plus
@@ -136,8 +140,7 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     _positive("stride", stride)
     k_eff = effective_kernel_size(kernel, dilation)
     if padding < 0 or padding > kernel // 2:
-        raise ValueError(f"pooling padding must be between 0 and kernel//2 = {kernel // 2}, "
-                         f"got {padding}.")
+        raise ValueError(f"pooling padding must be between 0 and kernel//2 = {kernel // 2}, got {padding}.")
     padded = size + 2 * padding
     # PyTorch's rule: floor (or ceil) division, then, in ceil mode, drop a last window that
     # would start inside the right-hand padding.
@@ -145,13 +148,16 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     if out < 1:
-        raise ValueError(f"The pooling window ({k_eff}) is larger than the padded input "
-                         f"({padded}); use a smaller window or ceil_mode=True.")
+        raise ValueError(
+            f"The pooling window ({k_eff}) is larger than the padded input "
+            f"({padded}); use a smaller window or ceil_mode=True."
+        )
     return out
 
 
-def transposed_conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
-                                output_padding: int = 0, dilation: int = 1) -> int:
+def transposed_conv_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0, dilation: int = 1
+) -> int:
     """Output length of ``nn.ConvTranspose2d`` along one axis.
 
     .. math:: n_{out} = (n - 1)s - 2p + d(k - 1) + p_{out} + 1
@@ -174,8 +180,10 @@ def transposed_conv_output_size(size: int, kernel: int, stride: int = 1, padding
     if padding < 0:
         raise ValueError(f"padding must be non-negative, got {padding}.")
     if not 0 <= output_padding < max(stride, dilation):
-        raise ValueError(f"output_padding must be in [0, max(stride, dilation)) = "
-                         f"[0, {max(stride, dilation)}), got {output_padding}.")
+        raise ValueError(
+            f"output_padding must be in [0, max(stride, dilation)) = "
+            f"[0, {max(stride, dilation)}), got {output_padding}."
+        )
     out = (size - 1) * stride - 2 * padding + k_eff + output_padding
     if out < 1:
         raise ValueError(f"padding {padding} removes the whole output; use less padding.")
@@ -275,13 +283,17 @@ def layer_specs(module: nn.Module, upto: str | None = None) -> list[LayerSpec]:
     for name, m in module.named_modules():
         names.append(name)
         if isinstance(m, _CONV):
-            specs.append(LayerSpec(_first(m.kernel_size), _first(m.stride), _first(m.padding),
-                                   _first(m.dilation), name))
+            specs.append(
+                LayerSpec(
+                    _first(m.kernel_size), _first(m.stride), _first(m.padding), _first(m.dilation), name
+                )
+            )
         elif isinstance(m, _POOL):
             stride = m.stride if m.stride is not None else m.kernel_size
             dil = getattr(m, "dilation", 1)
-            specs.append(LayerSpec(_first(m.kernel_size), _first(stride), _first(m.padding),
-                                   _first(dil), name))
+            specs.append(
+                LayerSpec(_first(m.kernel_size), _first(stride), _first(m.padding), _first(dil), name)
+            )
         if upto is not None and name == upto:
             return specs
     if upto is not None:
@@ -334,31 +346,55 @@ def receptive_field_by_gradient(model: nn.Module, input_size: int, channels: int
     with torch.enable_grad():
         out = probe(x)
         if out.ndim != 4:
-            raise ValueError(f"model must return (N, C, H, W) feature maps, got shape "
-                             f"{tuple(out.shape)}; pass its convolutional part (e.g. .features).")
+            raise ValueError(
+                f"model must return (N, C, H, W) feature maps, got shape "
+                f"{tuple(out.shape)}; pass its convolutional part (e.g. .features)."
+            )
         h, w = out.shape[-2] // 2, out.shape[-1] // 2
         out[0, :, h, w].sum().backward()
     assert x.grad is not None
     if not torch.isfinite(x.grad).all():
-        raise RuntimeError("The probe's activations overflowed (inf/NaN gradient); the model is "
-                           "not supported by this probe.")
+        raise RuntimeError(
+            "The probe's activations overflowed (inf/NaN gradient); the model is not supported by this probe."
+        )
     rows = x.grad[0].abs().sum(0).sum(1).nonzero()
     if len(rows) == 0:
-        raise RuntimeError("The gradient vanished; the model is not supported by this probe "
-                           "(an activation applied as a function may saturate).")
+        raise RuntimeError(
+            "The gradient vanished; the model is not supported by this probe "
+            "(an activation applied as a function may saturate)."
+        )
     extent = int(rows.max() - rows.min() + 1)
     if rows.min() == 0 or rows.max() == input_size - 1:
-        raise ValueError(f"The receptive field reaches the border of a {input_size}px input; "
-                         f"use a larger input_size.")
+        raise ValueError(
+            f"The receptive field reaches the border of a {input_size}px input; use a larger input_size."
+        )
     return extent
 
 
 # element-wise non-linearities the probe replaces by the identity
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
-                nn.SiLU, nn.Mish, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
-                nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.Threshold, nn.LogSigmoid)
-_GLOBAL_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
-                 nn.AdaptiveMaxPool2d)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Threshold,
+    nn.LogSigmoid,
+)
+_GLOBAL_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
 
 
 class _ConstantContext(nn.Module):
@@ -380,11 +416,17 @@ class _ConstantContext(nn.Module):
 def _make_transparent(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.MaxPool2d):
-            setattr(module, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                               ceil_mode=child.ceil_mode))
+            setattr(
+                module,
+                name,
+                nn.AvgPool2d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode),
+            )
         elif isinstance(child, nn.MaxPool1d):
-            setattr(module, name, nn.AvgPool1d(child.kernel_size, child.stride, child.padding,
-                                               ceil_mode=child.ceil_mode))
+            setattr(
+                module,
+                name,
+                nn.AvgPool1d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode),
+            )
         elif isinstance(child, _ACTIVATIONS):
             setattr(module, name, nn.Identity())
         elif isinstance(child, _GLOBAL_POOLS):
@@ -427,11 +469,16 @@ def _hooks(modules: Sequence[tuple[str, nn.Module]], rows: list[ShapeRow]) -> It
     def make(name: str):
         def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
             inp = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            rows.append(ShapeRow(
-                name, repr(mod).split("\n")[0][:60],
-                tuple(inp.shape) if inp is not None else (),
-                tuple(out.shape) if isinstance(out, torch.Tensor) else (),
-                sum(p.numel() for p in mod.parameters(recurse=False))))
+            rows.append(
+                ShapeRow(
+                    name,
+                    repr(mod).split("\n")[0][:60],
+                    tuple(inp.shape) if inp is not None else (),
+                    tuple(out.shape) if isinstance(out, torch.Tensor) else (),
+                    sum(p.numel() for p in mod.parameters(recurse=False)),
+                )
+            )
+
         return hook
 
     try:
@@ -443,8 +490,7 @@ def _hooks(modules: Sequence[tuple[str, nn.Module]], rows: list[ShapeRow]) -> It
             h.remove()
 
 
-def trace_shapes(model: nn.Module, input_shape: Sequence[int],
-                 verbose: bool = False) -> list[ShapeRow]:
+def trace_shapes(model: nn.Module, input_shape: Sequence[int], verbose: bool = False) -> list[ShapeRow]:
     """Run a dummy input through ``model`` and record each leaf layer's input/output shape.
 
     The table is what you would otherwise write by hand with the output-size formula; when a
@@ -473,8 +519,11 @@ def trace_shapes(model: nn.Module, input_shape: Sequence[int],
             model(x)
     except RuntimeError as exc:
         last = rows[-1] if rows else None
-        where = (f"after layer {last.name!r} ({last.layer}) produced {last.output_shape}"
-                 if last else f"at the first layer with input {tuple(input_shape)}")
+        where = (
+            f"after layer {last.name!r} ({last.layer}) produced {last.output_shape}"
+            if last
+            else f"at the first layer with input {tuple(input_shape)}"
+        )
         if verbose:
             print(format_shape_table(rows))
         raise ValueError(f"Shape mismatch {where}: {exc}".split("\n")[0]) from None

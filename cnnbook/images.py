@@ -22,8 +22,7 @@ PHOTOS: dict[str, str] = {
 }
 
 
-def load_photo(name: str, size: int | tuple[int, int] | None = None,
-               gray: bool = False) -> torch.Tensor:
+def load_photo(name: str, size: int | tuple[int, int] | None = None, gray: bool = False) -> torch.Tensor:
     """Load one of scikit-image's sample photos.
 
     Args:
@@ -53,8 +52,9 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None,
         hw = (size, size) if isinstance(size, int) else tuple(size)
         if min(hw) < 1:
             raise ValueError(f"size must be positive, got {size!r}.")
-        img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True,
-                            align_corners=False)[0].clamp(0, 1)
+        img = F.interpolate(img[None], size=hw, mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ].clamp(0, 1)
     return img.contiguous()
 
 
@@ -71,10 +71,10 @@ def as_rgb_batch(images: torch.Tensor) -> torch.Tensor:
         ValueError: If the input is not a float tensor of one or more RGB images.
     """
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise ValueError("preprocess expects a float tensor in [0, 1]; convert uint8 images "
-                         "with images.float() / 255.")
+        raise ValueError(
+            "preprocess expects a float tensor in [0, 1]; convert uint8 images with images.float() / 255."
+        )
     batch = images[None] if images.ndim == 3 else images
     if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"preprocess expects (3, H, W) or (N, 3, H, W), got "
-                         f"{tuple(images.shape)}.")
+        raise ValueError(f"preprocess expects (3, H, W) or (N, 3, H, W), got {tuple(images.shape)}.")
     return batch

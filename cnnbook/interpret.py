@@ -55,8 +55,9 @@ def last_conv_name(model: nn.Module) -> str:
 
 
 @contextmanager
-def capture_outputs(model: nn.Module, names: Sequence[str],
-                    detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+def capture_outputs(
+    model: nn.Module, names: Sequence[str], detach: bool = True
+) -> Iterator[dict[str, torch.Tensor]]:
     """Context manager that records the outputs of the named layers during forward passes.
 
     The hooks are removed when the ``with`` block ends, also if it raises::
@@ -79,9 +80,12 @@ def capture_outputs(model: nn.Module, names: Sequence[str],
     def make_hook(key: str):
         def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
             if not isinstance(output, torch.Tensor):
-                raise TypeError(f"Layer {key!r} returns {type(output).__name__}, not a tensor; "
-                                "pick a layer whose output is a single tensor.")
+                raise TypeError(
+                    f"Layer {key!r} returns {type(output).__name__}, not a tensor; "
+                    "pick a layer whose output is a single tensor."
+                )
             store[key] = output.detach() if detach else output
+
         return hook
 
     try:
@@ -93,8 +97,7 @@ def capture_outputs(model: nn.Module, names: Sequence[str],
             handle.remove()
 
 
-def feature_maps(model: nn.Module, x: torch.Tensor,
-                 layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
+def feature_maps(model: nn.Module, x: torch.Tensor, layers: str | Sequence[str]) -> dict[str, torch.Tensor]:
     """Run ``model`` once (no gradients) and return the outputs of the named layers.
 
     Args:
@@ -109,8 +112,9 @@ def feature_maps(model: nn.Module, x: torch.Tensor,
         ValueError: If a name is unknown or ``x`` is not 4-D.
     """
     if x.ndim != 4:
-        raise ValueError(f"x must be a batch (N, C, H, W); got {tuple(x.shape)}. "
-                         "Use x[None] for a single image.")
+        raise ValueError(
+            f"x must be a batch (N, C, H, W); got {tuple(x.shape)}. Use x[None] for a single image."
+        )
     names = [layers] if isinstance(layers, str) else list(layers)
     with torch.no_grad(), capture_outputs(model, names) as store:
         model(x)
@@ -154,8 +158,7 @@ def layer_output(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     finally:
         handle.remove()
     if "out" not in store:
-        raise ValueError(f"Layer {name!r} did not run during the forward pass of "
-                         f"{type(model).__name__}.")
+        raise ValueError(f"Layer {name!r} did not run during the forward pass of {type(model).__name__}.")
     return store["out"]
 
 
@@ -166,9 +169,13 @@ def _scale_minmax(cam: torch.Tensor) -> torch.Tensor:
     return cam / (cam.flatten(1).max(dim=1).values.view(-1, 1, 1) + 1e-7)
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str,
-             target_class: int | Sequence[int] | None = None,
-             upsample: bool = True) -> torch.Tensor:
+def grad_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target_layer: str,
+    target_class: int | Sequence[int] | None = None,
+    upsample: bool = True,
+) -> torch.Tensor:
     r"""Grad-CAM heat maps (Selvaraju et al., 2017) for one class per image.
 
     With activations :math:`A^k` of the target layer and class score :math:`y^c` (the logit),
@@ -209,8 +216,10 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str,
 
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"Layer {target_layer!r} returns {type(output).__name__}, "
-                            "not a tensor; pick a layer with a single (N, C, H, W) output.")
+            raise TypeError(
+                f"Layer {target_layer!r} returns {type(output).__name__}, "
+                "not a tensor; pick a layer with a single (N, C, H, W) output."
+            )
         saved["act"] = output.detach().clone()  # later in-place ops must not change it
         output.register_hook(keep_grad)
 
@@ -221,8 +230,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str,
             x = x.detach().requires_grad_(True)
             logits = model(x)
             if logits.ndim != 2:
-                raise ValueError(f"Model output must be logits (N, classes); got "
-                                 f"{tuple(logits.shape)}.")
+                raise ValueError(f"Model output must be logits (N, classes); got {tuple(logits.shape)}.")
             if target_class is None:
                 classes = logits.argmax(dim=1)
             elif isinstance(target_class, int):
@@ -237,14 +245,17 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str,
         handle.remove()
     act, grad = saved["act"], saved.get("grad")
     if act.ndim != 4 or grad is None:
-        raise ValueError(f"Layer {target_layer!r} must produce a 4-D map on the path to the "
-                         f"logits; got output shape {tuple(act.shape)}.")
-    weights = grad.mean(dim=(2, 3), keepdim=True)          # (N, C, 1, 1)
-    cam = F.relu((weights * act).sum(dim=1))                # (N, H_l, W_l)
+        raise ValueError(
+            f"Layer {target_layer!r} must produce a 4-D map on the path to the "
+            f"logits; got output shape {tuple(act.shape)}."
+        )
+    weights = grad.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
+    cam = F.relu((weights * act).sum(dim=1))  # (N, H_l, W_l)
     if not upsample:
         return cam
-    cam = F.interpolate(_scale_minmax(cam)[:, None], size=tuple(x.shape[-2:]),
-                        mode="bilinear", align_corners=False)[:, 0]
+    cam = F.interpolate(
+        _scale_minmax(cam)[:, None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False
+    )[:, 0]
     return _scale_minmax(cam)
 
 
@@ -355,8 +366,9 @@ def activation_maximization(
         _check_channel(first, layer, channel)
         result.start = first[0, channel].mean().item()
         for step in range(steps):
-            dx, dy = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
-                      if jitter > 0 else (0, 0))
+            dx, dy = (
+                torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter > 0 else (0, 0)
+            )
             shifted = torch.roll(img, shifts=(dy, dx), dims=(2, 3))
             opt.zero_grad()
             loss = -layer_output(model, layer, (shifted - m) / s)[0, channel].mean()
@@ -378,11 +390,14 @@ def activation_maximization(
 
 def _check_channel(output: torch.Tensor, layer: str, channel: int) -> None:
     if output.ndim != 4:
-        raise ValueError(f"Layer {layer!r} output has shape {tuple(output.shape)}; "
-                         "activation maximisation needs a (N, C, H, W) feature map.")
+        raise ValueError(
+            f"Layer {layer!r} output has shape {tuple(output.shape)}; "
+            "activation maximisation needs a (N, C, H, W) feature map."
+        )
     if not 0 <= channel < output.shape[1]:
-        raise ValueError(f"channel {channel} is out of range for layer {layer!r} with "
-                         f"{output.shape[1]} channels.")
+        raise ValueError(
+            f"channel {channel} is out of range for layer {layer!r} with {output.shape[1]} channels."
+        )
 
 
 def total_variation(image: torch.Tensor) -> float:

@@ -61,8 +61,7 @@ def classic_kernels() -> dict[str, torch.Tensor]:
     }
 
 
-def apply_kernel(image: torch.Tensor, kernel: torch.Tensor,
-                 padding_mode: str = "reflect") -> torch.Tensor:
+def apply_kernel(image: torch.Tensor, kernel: torch.Tensor, padding_mode: str = "reflect") -> torch.Tensor:
     """Filter every channel of an image with the same 2D kernel, keeping its size.
 
     Args:
@@ -84,11 +83,12 @@ def apply_kernel(image: torch.Tensor, kernel: torch.Tensor,
     ph, pw = kernel.shape[0] // 2, kernel.shape[1] // 2
     mode = "constant" if padding_mode == "zeros" else padding_mode
     if mode not in ("constant", "reflect", "replicate", "circular"):
-        raise ValueError(f"Unknown padding_mode {padding_mode!r}; use reflect, replicate, "
-                         f"circular or zeros.")
+        raise ValueError(f"Unknown padding_mode {padding_mode!r}; use reflect, replicate, circular or zeros.")
     if mode == "reflect" and (ph >= img.shape[1] or pw >= img.shape[2]):
-        raise ValueError(f"image {tuple(img.shape[1:])} is too small to reflect-pad for a "
-                         f"{tuple(kernel.shape)} kernel; use padding_mode='zeros'.")
+        raise ValueError(
+            f"image {tuple(img.shape[1:])} is too small to reflect-pad for a "
+            f"{tuple(kernel.shape)} kernel; use padding_mode='zeros'."
+        )
     x = F.pad(img[None], (pw, pw, ph, ph), mode=mode)
     w = kernel.to(img.dtype).expand(c, 1, *kernel.shape)
     out = F.conv2d(x, w, groups=c)[0]  # depthwise: the kernel filters each channel alone
@@ -108,4 +108,3 @@ def gradient_magnitude(image: torch.Tensor) -> torch.Tensor:
     k = classic_kernels()
     gx, gy = apply_kernel(gray, k["sobel x"]), apply_kernel(gray, k["sobel y"])
     return torch.sqrt(gx**2 + gy**2)
-

@@ -26,8 +26,11 @@ def lab_arguments(root: Path = ROOT) -> list[str]:
     Returns:
         Command-line arguments for ``jupyter lab``.
     """
-    return [f"--ServerApp.root_dir={root}", f"--LabApp.default_url=/lab/tree/{START_PAGE}",
-            str(root / START_PAGE)]
+    return [
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.default_url=/lab/tree/{START_PAGE}",
+        str(root / START_PAGE),
+    ]
 
 
 def main(extra: Sequence[str] = ()) -> int:
@@ -36,8 +39,11 @@ def main(extra: Sequence[str] = ()) -> int:
     if not jupyter.is_file():
         found = shutil.which("jupyter")
         if found is None:
-            print("JupyterLab is not installed in this environment: run `make lab` (or "
-                  "`pip install -e '.[lab]'`) first.", file=sys.stderr)
+            print(
+                "JupyterLab is not installed in this environment: run `make lab` (or "
+                "`pip install -e '.[lab]'`) first.",
+                file=sys.stderr,
+            )
             return 1
         jupyter = Path(found)
     args = [str(jupyter), "lab", *lab_arguments(), *extra]

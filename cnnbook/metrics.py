@@ -14,8 +14,7 @@ import torch
 __all__ = ["confusion_matrix", "per_class_accuracy", "per_class_precision"]
 
 
-def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor,
-                     num_classes: int) -> torch.Tensor:
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts ``cm[true, predicted]``.
 
     Args:
@@ -32,14 +31,16 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor,
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive; got {num_classes}.")
     if predictions.shape != labels.shape:
-        raise ValueError(f"predictions {tuple(predictions.shape)} and labels "
-                         f"{tuple(labels.shape)} differ; pass class ids (take "
-                         "logits.argmax(1) first).")
+        raise ValueError(
+            f"predictions {tuple(predictions.shape)} and labels "
+            f"{tuple(labels.shape)} differ; pass class ids (take "
+            "logits.argmax(1) first)."
+        )
     pred, true = predictions.reshape(-1).long().cpu(), labels.reshape(-1).long().cpu()
     for name, ids in (("predictions", pred), ("labels", true)):
         if ids.numel() and (ids.min() < 0 or ids.max() >= num_classes):
             raise ValueError(f"{name} hold ids outside 0..{num_classes - 1}.")
-    counts = torch.bincount(true * num_classes + pred, minlength=num_classes ** 2)
+    counts = torch.bincount(true * num_classes + pred, minlength=num_classes**2)
     return counts.view(num_classes, num_classes)
 
 

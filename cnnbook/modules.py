@@ -17,8 +17,15 @@ from typing import cast
 
 from torch import nn
 
-__all__ = ["FrozenBatchNorm", "batchnorm_layers", "count_parameters", "freeze_batchnorm",
-           "get_layer", "set_layer", "unwrap"]
+__all__ = [
+    "FrozenBatchNorm",
+    "batchnorm_layers",
+    "count_parameters",
+    "freeze_batchnorm",
+    "get_layer",
+    "set_layer",
+    "unwrap",
+]
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -38,8 +45,10 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     if name not in modules or name == "":
         close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.4)
         hint = f" Did you mean one of {close}?" if close else ""
-        raise ValueError(f"{type(model).__name__} has no layer named {name!r}.{hint} "
-                         "List the names with [n for n, _ in model.named_modules()].")
+        raise ValueError(
+            f"{type(model).__name__} has no layer named {name!r}.{hint} "
+            "List the names with [n for n, _ in model.named_modules()]."
+        )
     return modules[name]
 
 
@@ -56,8 +65,7 @@ def set_layer(model: nn.Module, name: str, new: nn.Module) -> None:
         TypeError: If ``new`` is not an ``nn.Module``.
     """
     if not isinstance(new, nn.Module):
-        raise TypeError(f"set_layer needs an nn.Module to put at {name!r}, got "
-                        f"{type(new).__name__}.")
+        raise TypeError(f"set_layer needs an nn.Module to put at {name!r}, got {type(new).__name__}.")
     get_layer(model, name)  # a clear error for a wrong name
     parent_name, _, child = name.rpartition(".")
     parent = get_layer(model, parent_name) if parent_name else model

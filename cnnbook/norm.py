@@ -57,8 +57,9 @@ class BatchNorm2d(nn.Module):
     running_var: torch.Tensor
     num_batches_tracked: torch.Tensor
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True) -> None:
+    def __init__(
+        self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True
+    ) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         if affine:
@@ -79,18 +80,18 @@ class BatchNorm2d(nn.Module):
                 variance of a single number is undefined).
         """
         if x.ndim != 4 or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm2d expects (N, {self.num_features}, H, W), got "
-                             f"{tuple(x.shape)}.")
+            raise ValueError(f"BatchNorm2d expects (N, {self.num_features}, H, W), got {tuple(x.shape)}.")
         if self.training:
             count = x.numel() // x.shape[1]
             if count < 2:
-                raise ValueError("Batch norm in train mode needs more than one value per "
-                                 "channel; use a larger batch or call model.eval().")
+                raise ValueError(
+                    "Batch norm in train mode needs more than one value per "
+                    "channel; use a larger batch or call model.eval()."
+                )
             mean, var = batch_stats(x)
             with torch.no_grad():
                 self.num_batches_tracked += 1
-                m = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                     else self.momentum)
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 unbiased = var * count / (count - 1)
                 self.running_mean.mul_(1 - m).add_(m * mean)
                 self.running_var.mul_(1 - m).add_(m * unbiased)
@@ -102,8 +103,9 @@ class BatchNorm2d(nn.Module):
         return x_hat
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.weight is not None}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.weight is not None}"
+        )
 
 
 _BN_TYPES = (nn.BatchNorm2d, BatchNorm2d)
@@ -128,17 +130,26 @@ def fold_bn_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | BatchNorm2d) -> nn.C
         ValueError: If the channel counts differ or ``bn`` has no running statistics.
     """
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, _BN_TYPES):
-        raise TypeError(f"fold_bn_into_conv expects (nn.Conv2d, BatchNorm2d), got "
-                        f"({type(conv).__name__}, {type(bn).__name__}).")
+        raise TypeError(
+            f"fold_bn_into_conv expects (nn.Conv2d, BatchNorm2d), got "
+            f"({type(conv).__name__}, {type(bn).__name__})."
+        )
     if conv.out_channels != bn.num_features:
-        raise ValueError(f"conv has {conv.out_channels} output channels but batch norm has "
-                         f"{bn.num_features} features; they must follow each other directly.")
+        raise ValueError(
+            f"conv has {conv.out_channels} output channels but batch norm has "
+            f"{bn.num_features} features; they must follow each other directly."
+        )
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("batch norm has no running statistics (track_running_stats=False); "
-                         "there is nothing fixed to fold.")
+        raise ValueError(
+            "batch norm has no running statistics (track_running_stats=False); "
+            "there is nothing fixed to fold."
+        )
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.weight is not None else (
-            1.0 / torch.sqrt(bn.running_var + bn.eps))
+        scale = (
+            bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            if bn.weight is not None
+            else (1.0 / torch.sqrt(bn.running_var + bn.eps))
+        )
         shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
         fused = copy.deepcopy(conv)
         fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))

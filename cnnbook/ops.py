@@ -29,40 +29,55 @@ def _pair(name: str, v: IntPair) -> tuple[int, int]:
     return t
 
 
-def _check_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                stride: IntPair, padding: IntPair, dilation: IntPair,
-                groups: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
+def _check_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntPair,
+    padding: IntPair,
+    dilation: IntPair,
+    groups: int,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int, int]:
     """Validate conv arguments; return stride, padding, dilation pairs and the output size."""
     if x.ndim != 4:
-        raise ValueError(f"input must have shape (N, C, H, W), got {tuple(x.shape)}; "
-                         f"add a batch dimension with x.unsqueeze(0) for a single image.")
+        raise ValueError(
+            f"input must have shape (N, C, H, W), got {tuple(x.shape)}; "
+            f"add a batch dimension with x.unsqueeze(0) for a single image."
+        )
     if weight.ndim != 4:
-        raise ValueError(f"weight must have shape (C_out, C_in/groups, kH, kW), "
-                         f"got {tuple(weight.shape)}.")
+        raise ValueError(f"weight must have shape (C_out, C_in/groups, kH, kW), got {tuple(weight.shape)}.")
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be a positive integer, got {groups!r}.")
     c_in, c_out = x.shape[1], weight.shape[0]
     if c_in % groups or c_out % groups:
-        raise ValueError(f"groups={groups} must divide both input channels ({c_in}) and output "
-                         f"channels ({c_out}).")
+        raise ValueError(
+            f"groups={groups} must divide both input channels ({c_in}) and output channels ({c_out})."
+        )
     if weight.shape[1] * groups != c_in:
         raise ValueError(
             f"Channel mismatch: the input has {c_in} channels but the weight expects "
             f"{weight.shape[1] * groups} (weight.shape[1]={weight.shape[1]} x groups={groups}); "
-            f"make weight.shape[1] == C_in / groups.")
+            f"make weight.shape[1] == C_in / groups."
+        )
     if bias is not None and bias.shape != (c_out,):
-        raise ValueError(f"bias must have shape ({c_out},) (one per output channel), "
-                         f"got {tuple(bias.shape)}.")
+        raise ValueError(
+            f"bias must have shape ({c_out},) (one per output channel), got {tuple(bias.shape)}."
+        )
     s, p, d = _pair("stride", stride), _pair("padding", padding), _pair("dilation", dilation)
     # conv_output_size raises a clear ValueError for bad strides/dilations and too-large kernels
-    h_out, w_out = (conv_output_size(x.shape[2 + a], weight.shape[2 + a], s[a], p[a], d[a])
-                    for a in (0, 1))
+    h_out, w_out = (conv_output_size(x.shape[2 + a], weight.shape[2 + a], s[a], p[a], d[a]) for a in (0, 1))
     return s, p, d, h_out, w_out
 
 
-def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                 stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
-                 groups: int = 1) -> torch.Tensor:
+def conv2d_loops(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> torch.Tensor:
     """2D cross-correlation with explicit loops over output positions (for teaching).
 
     For each output pixel ``(i, j)`` the input patch starting at ``(i*s, j*s)`` (taps spaced by
@@ -80,8 +95,9 @@ def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     Returns:
         Output of shape ``(N, C_out, H_out, W_out)``.
     """
-    (sh, sw), (ph, pw), (dh, dw), h_out, w_out = _check_conv(x, weight, bias, stride, padding,
-                                                             dilation, groups)
+    (sh, sw), (ph, pw), (dh, dw), h_out, w_out = _check_conv(
+        x, weight, bias, stride, padding, dilation, groups
+    )
     n = x.shape[0]
     c_out, cg, kh, kw = weight.shape
     xp = F.pad(x, (pw, pw, ph, ph))
@@ -90,21 +106,27 @@ def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     for i in range(h_out):
         for j in range(w_out):
             # the receptive field of output (i, j): (N, C_in, kH, kW)
-            patch = xp[:, :, i * sh: i * sh + dh * (kh - 1) + 1: dh,
-                       j * sw: j * sw + dw * (kw - 1) + 1: dw]
+            patch = xp[
+                :, :, i * sh : i * sh + dh * (kh - 1) + 1 : dh, j * sw : j * sw + dw * (kw - 1) + 1 : dw
+            ]
             for g in range(groups):
-                p = patch[:, g * cg:(g + 1) * cg]                    # (N, Cg, kH, kW)
-                wg = weight[g * per_group:(g + 1) * per_group]      # (Cout/g, Cg, kH, kW)
-                out[:, g * per_group:(g + 1) * per_group, i, j] = (
-                    p[:, None] * wg[None]).sum(dim=(2, 3, 4))
+                p = patch[:, g * cg : (g + 1) * cg]  # (N, Cg, kH, kW)
+                wg = weight[g * per_group : (g + 1) * per_group]  # (Cout/g, Cg, kH, kW)
+                out[:, g * per_group : (g + 1) * per_group, i, j] = (p[:, None] * wg[None]).sum(dim=(2, 3, 4))
     if bias is not None:
         out = out + bias.view(1, -1, 1, 1)
     return out
 
 
-def conv2d_unfold(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                  stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1,
-                  groups: int = 1) -> torch.Tensor:
+def conv2d_unfold(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntPair = 1,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> torch.Tensor:
     """2D cross-correlation as one batched matrix multiply over unfolded patches (im2col).
 
     Same arguments, shapes and result as :func:`conv2d_loops`.
@@ -133,8 +155,7 @@ def correlate1d(signal: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         Shape ``(L - K + 1,)``.
     """
     if signal.ndim != 1 or kernel.ndim != 1:
-        raise ValueError(f"expected 1D tensors, got shapes {tuple(signal.shape)} and "
-                         f"{tuple(kernel.shape)}.")
+        raise ValueError(f"expected 1D tensors, got shapes {tuple(signal.shape)} and {tuple(kernel.shape)}.")
     if len(kernel) > len(signal):
         raise ValueError(f"kernel ({len(kernel)}) is longer than the signal ({len(signal)}).")
     return signal.unfold(0, len(kernel), 1) @ kernel
@@ -159,13 +180,15 @@ def convolve2d(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         Shape ``(H - kH + 1, W - kW + 1)``.
     """
     if image.ndim != 2 or kernel.ndim != 2:
-        raise ValueError(f"expected 2D tensors (H, W) and (kH, kW), got {tuple(image.shape)} "
-                         f"and {tuple(kernel.shape)}.")
+        raise ValueError(
+            f"expected 2D tensors (H, W) and (kH, kW), got {tuple(image.shape)} and {tuple(kernel.shape)}."
+        )
     return conv2d_unfold(image[None, None], kernel.flip(0, 1)[None, None])[0, 0]
 
 
-def _check_pool(x: torch.Tensor, kernel: IntPair, stride: IntPair | None,
-                padding: IntPair) -> tuple[tuple[int, int], ...]:
+def _check_pool(
+    x: torch.Tensor, kernel: IntPair, stride: IntPair | None, padding: IntPair
+) -> tuple[tuple[int, int], ...]:
     if x.ndim != 4:
         raise ValueError(f"input must have shape (N, C, H, W), got {tuple(x.shape)}.")
     k = _pair("kernel_size", kernel)
@@ -176,16 +199,18 @@ def _check_pool(x: torch.Tensor, kernel: IntPair, stride: IntPair | None,
     return k, s, p
 
 
-def _pool_windows(x: torch.Tensor, k: tuple[int, int], s: tuple[int, int],
-                  p: tuple[int, int], fill: float) -> tuple[torch.Tensor, int, int]:
+def _pool_windows(
+    x: torch.Tensor, k: tuple[int, int], s: tuple[int, int], p: tuple[int, int], fill: float
+) -> tuple[torch.Tensor, int, int]:
     n, c, h, w = x.shape
     xp = F.pad(x, (p[1], p[1], p[0], p[0]), value=fill)
     win = xp.unfold(2, k[0], s[0]).unfold(3, k[1], s[1])  # (N, C, H_out, W_out, kH, kW)
     return win.reshape(*win.shape[:4], -1), win.shape[2], win.shape[3]
 
 
-def max_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None,
-               padding: IntPair = 0) -> torch.Tensor:
+def max_pool2d(
+    x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0
+) -> torch.Tensor:
     """Max pooling from scratch: the largest value in each window.
 
     Args:
@@ -202,8 +227,9 @@ def max_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = N
     return win.amax(dim=-1)
 
 
-def avg_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None,
-               padding: IntPair = 0) -> torch.Tensor:
+def avg_pool2d(
+    x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0
+) -> torch.Tensor:
     """Average pooling from scratch (zero padding counted, as in PyTorch's default).
 
     Args:

@@ -31,14 +31,19 @@ def to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
     Raises:
         ValueError: If the input is not 2-D or 3-D with 1 or 3 channels first.
     """
-    arr = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else (
-        np.asarray(image, dtype=np.float32))
+    arr = (
+        image.detach().cpu().float().numpy()
+        if isinstance(image, torch.Tensor)
+        else (np.asarray(image, dtype=np.float32))
+    )
     if arr.ndim == 2:
         return arr
     if arr.ndim == 3 and arr.shape[0] in (1, 3):
         return arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
-    raise ValueError(f"Expected an image shaped (3, H, W), (1, H, W) or (H, W); got "
-                     f"{tuple(arr.shape)}. Index one image out of a batch first.")
+    raise ValueError(
+        f"Expected an image shaped (3, H, W), (1, H, W) or (H, W); got "
+        f"{tuple(arr.shape)}. Index one image out of a batch first."
+    )
 
 
 def rescale01(x: torch.Tensor, per_item: bool = False) -> torch.Tensor:
@@ -61,9 +66,14 @@ def rescale01(x: torch.Tensor, per_item: bool = False) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def image_grid(images: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[str] | None = None,
-               ncols: int | None = None, cmap: str = "gray", size: float = 2.0,
-               suptitle: str | None = None) -> Figure:
+def image_grid(
+    images: Sequence[torch.Tensor] | torch.Tensor,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    cmap: str = "gray",
+    size: float = 2.0,
+    suptitle: str | None = None,
+) -> Figure:
     """Draw images in a grid, one per axis, without ticks.
 
     Args:
@@ -88,8 +98,9 @@ def image_grid(images: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[s
         raise ValueError(f"Got {len(titles)} titles for {len(items)} images.")
     ncols = min(len(items), 8) if ncols is None else ncols
     nrows = math.ceil(len(items) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                             figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0.0)))
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0.0))
+    )
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= len(items):
@@ -104,8 +115,13 @@ def image_grid(images: Sequence[torch.Tensor] | torch.Tensor, titles: Sequence[s
     return fig
 
 
-def plot_filters(weight: torch.Tensor, n: int | None = 16, ncols: int = 8,
-                 per_filter: bool = False, title: str | None = None) -> Figure:
+def plot_filters(
+    weight: torch.Tensor,
+    n: int | None = 16,
+    ncols: int = 8,
+    per_filter: bool = False,
+    title: str | None = None,
+) -> Figure:
     """Show convolution kernels as small images (colour for 3 input channels).
 
     Args:
@@ -132,8 +148,9 @@ def plot_filters(weight: torch.Tensor, n: int | None = 16, ncols: int = 8,
     return image_grid(w, ncols=min(ncols, len(w)), size=1.0, suptitle=title)
 
 
-def plot_feature_maps(fmap: torch.Tensor, n: int = 16, ncols: int = 8, cmap: str = "viridis",
-                      title: str | None = None) -> Figure:
+def plot_feature_maps(
+    fmap: torch.Tensor, n: int = 16, ncols: int = 8, cmap: str = "viridis", title: str | None = None
+) -> Figure:
     """Show the first ``n`` channels of one feature map, each rescaled to its own range.
 
     Args:
@@ -155,12 +172,12 @@ def plot_feature_maps(fmap: torch.Tensor, n: int = 16, ncols: int = 8, cmap: str
         raise ValueError(f"Expected one feature map (C, H, W); got {tuple(fmap.shape)}.")
     maps = rescale01(fmap[:n], per_item=True)
     titles = [f"ch {i}" for i in range(len(maps))]
-    return image_grid(maps, titles=titles, ncols=min(ncols, len(maps)), cmap=cmap,
-                      size=1.3, suptitle=title)
+    return image_grid(maps, titles=titles, ncols=min(ncols, len(maps)), cmap=cmap, size=1.3, suptitle=title)
 
 
-def overlay_heatmap(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45,
-                    cmap: str = "jet") -> np.ndarray:
+def overlay_heatmap(
+    image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45, cmap: str = "jet"
+) -> np.ndarray:
     """Blend a heat map over a photo: ``(1 - alpha) * image + alpha * cmap(heat)``.
 
     Args:
@@ -184,14 +201,20 @@ def overlay_heatmap(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}.")
     heat = heat.detach().float().cpu()
     if heat.shape != image.shape[1:]:
-        heat = torch.nn.functional.interpolate(heat[None, None], size=tuple(image.shape[1:]),
-                                               mode="bilinear", align_corners=False)[0, 0]
+        heat = torch.nn.functional.interpolate(
+            heat[None, None], size=tuple(image.shape[1:]), mode="bilinear", align_corners=False
+        )[0, 0]
     colours = colormaps[cmap](heat.clamp(0, 1).numpy())[..., :3]
     return (1.0 - alpha) * to_hwc(image.clamp(0, 1)) + alpha * colours
 
 
-def plot_heatmaps(image: torch.Tensor, heats: Sequence[torch.Tensor], titles: Sequence[str],
-                  alpha: float = 0.45, size: float = 3.0) -> Figure:
+def plot_heatmaps(
+    image: torch.Tensor,
+    heats: Sequence[torch.Tensor],
+    titles: Sequence[str],
+    alpha: float = 0.45,
+    size: float = 3.0,
+) -> Figure:
     """Show a photo next to one heat-map overlay per map (e.g. Grad-CAM per class).
 
     Args:
@@ -205,8 +228,7 @@ def plot_heatmaps(image: torch.Tensor, heats: Sequence[torch.Tensor], titles: Se
         The figure (``1 + len(heats)`` axes).
     """
     panels = [torch.from_numpy(overlay_heatmap(image, h, alpha)).permute(2, 0, 1) for h in heats]
-    return image_grid([image, *panels], titles=["input", *titles], ncols=len(panels) + 1,
-                      size=size)
+    return image_grid([image, *panels], titles=["input", *titles], ncols=len(panels) + 1, size=size)
 
 
 def plot_history(history, title: str | None = None) -> Figure:
@@ -245,8 +267,9 @@ def plot_history(history, title: str | None = None) -> Figure:
     return fig
 
 
-def plot_confusion_matrix(cm: torch.Tensor, classes: Sequence[str], normalize: bool = True,
-                          title: str | None = None) -> Figure:
+def plot_confusion_matrix(
+    cm: torch.Tensor, classes: Sequence[str], normalize: bool = True, title: str | None = None
+) -> Figure:
     """Draw a confusion matrix ``cm[true, predicted]`` with the class names on both axes.
 
     Args:
@@ -277,8 +300,15 @@ def plot_confusion_matrix(cm: torch.Tensor, classes: Sequence[str], normalize: b
     for i in range(k):
         for j in range(k):
             v = float(values[i, j])
-            ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
-                    fontsize=7, color="white" if v > 0.6 * high else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if normalize else f"{int(v)}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if v > 0.6 * high else "black",
+            )
     fig.colorbar(im, ax=ax, fraction=0.046)
     if title:
         ax.set_title(title)

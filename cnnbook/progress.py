@@ -112,16 +112,20 @@ def grade_cells(cells: Sequence[dict]) -> list[Exercise]:
             exercises[-1][1].append(cell)
     verdicts = []
     for title, code_cells in exercises:
-        checks = [c for c in code_cells if _CHECK_CALL.search(
-            "".join(c["source"]) if isinstance(c["source"], list) else c["source"])]
+        checks = [
+            c
+            for c in code_cells
+            if _CHECK_CALL.search("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
+        ]
         if not checks:
             continue
         verdicts.append(_grade(title, code_cells, checks, cells))
     return verdicts
 
 
-def _grade(title: str, code_cells: list[dict], checks: list[dict],
-           all_cells: Sequence[dict] = ()) -> Exercise:
+def _grade(
+    title: str, code_cells: list[dict], checks: list[dict], all_cells: Sequence[dict] = ()
+) -> Exercise:
     results: list[str | tuple[str, dict]] = []  # a status, or ("error", error output)
     for cell in checks:
         text, errors = _text_outputs(cell)
@@ -141,14 +145,16 @@ def _grade(title: str, code_cells: list[dict], checks: list[dict],
     # An error in a check cell means "not attempted" when it comes from an answer that is still
     # the placeholder: NotImplementedError in this exercise, or a name whose defining cell (here
     # or in an earlier exercise) stopped at the placeholder. Any other error is a failure.
-    placeholder = any(err.get("ename") == "NotImplementedError"
-                      for c in code_cells for err in _text_outputs(c)[1])
+    placeholder = any(
+        err.get("ename") == "NotImplementedError" for c in code_cells for err in _text_outputs(c)[1]
+    )
     for r in results:
         if isinstance(r, tuple):
             err = r[1]
             if err.get("ename") == "NotImplementedError" or (
-                    err.get("ename") == "NameError"
-                    and (placeholder or _defined_by_placeholder(err.get("evalue", ""), all_cells))):
+                err.get("ename") == "NameError"
+                and (placeholder or _defined_by_placeholder(err.get("evalue", ""), all_cells))
+            ):
                 continue
             return Exercise(title, FAILED, f"{err.get('ename')}: {err.get('evalue', '')}".strip())
     return Exercise(title, NOT_ATTEMPTED)
@@ -164,10 +170,15 @@ def _defined_by_placeholder(evalue: str, cells: Sequence[dict]) -> bool:
     if not m:
         return False
     defines = re.compile(rf"^\s*(?:(?:def|class)\s+{m.group(1)}\b|{m.group(1)}\s*[:=])", re.MULTILINE)
-    unfinished = [c for c in cells if c.get("cell_type") == "code" and any(
-        e.get("ename") == "NotImplementedError" for e in _text_outputs(c)[1])]
-    definers = [c for c in cells if c.get("cell_type") == "code"
-                and defines.search("".join(c.get("source", "")))]
+    unfinished = [
+        c
+        for c in cells
+        if c.get("cell_type") == "code"
+        and any(e.get("ename") == "NotImplementedError" for e in _text_outputs(c)[1])
+    ]
+    definers = [
+        c for c in cells if c.get("cell_type") == "code" and defines.search("".join(c.get("source", "")))
+    ]
     if not definers:  # the whole definition is the answer to write (a `# YOUR CODE HERE` cell)
         return bool(unfinished)
     return any(c in unfinished for c in definers)
@@ -179,8 +190,13 @@ def _execute(path: Path, cell_timeout: int) -> list[dict]:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+    client = NotebookClient(
+        nb,
+        timeout=cell_timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
     client.execute()
     return [dict(c) for c in nb.cells]
 
@@ -204,11 +220,19 @@ def run_notebook(path: str | Path, timeout: float = 300.0, fast: bool = True) ->
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONIOENCODING="utf-8")
     if fast:
         env["CNNBOOK_FAST"] = "1"
-    cmd = [sys.executable, "-m", "cnnbook.progress", "--_one", str(path),
-           "--cell-timeout", str(max(1, int(timeout)))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnbook.progress",
+        "--_one",
+        str(path),
+        "--cell-timeout",
+        str(max(1, int(timeout))),
+    ]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -249,7 +273,7 @@ def _crash_reason(lines: list[str]) -> str:
 
 
 def _clip(text: str, limit: int = 150) -> str:
-    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def format_table(reports: Sequence[NotebookReport]) -> str:
@@ -257,20 +281,35 @@ def format_table(reports: Sequence[NotebookReport]) -> str:
     head = ("section", "notebook", "passed", "failed", "not attempted", "total", "note")
     rows = []
     for r in reports:
-        note = r.message if r.run != "ok" else "; ".join(
-            f"{e.title.split(':')[0]}: {_clip(e.detail)}" for e in r.exercises if e.status == FAILED)
-        counts = ("-", "-", "-", "-") if r.run != "ok" else (
-            r.count(PASSED), r.count(FAILED), r.count(NOT_ATTEMPTED), len(r.exercises))
+        note = (
+            r.message
+            if r.run != "ok"
+            else "; ".join(
+                f"{e.title.split(':')[0]}: {_clip(e.detail)}" for e in r.exercises if e.status == FAILED
+            )
+        )
+        counts = (
+            ("-", "-", "-", "-")
+            if r.run != "ok"
+            else (r.count(PASSED), r.count(FAILED), r.count(NOT_ATTEMPTED), len(r.exercises))
+        )
         status = "" if r.run == "ok" else f"{r.run.upper()}: "
         rows.append((r.section, r.notebook, *map(str, counts), status + note))
     ok = [r for r in reports if r.run == "ok"]
-    rows.append(("all", f"{len(reports)} notebooks", *(str(sum(r.count(s) for r in ok))
-                                                       for s in (PASSED, FAILED, NOT_ATTEMPTED)),
-                 str(sum(len(r.exercises) for r in ok)),
-                 f"{len(reports) - len(ok)} did not run to the end" if len(ok) < len(reports) else ""))
+    rows.append(
+        (
+            "all",
+            f"{len(reports)} notebooks",
+            *(str(sum(r.count(s) for r in ok)) for s in (PASSED, FAILED, NOT_ATTEMPTED)),
+            str(sum(len(r.exercises) for r in ok)),
+            f"{len(reports) - len(ok)} did not run to the end" if len(ok) < len(reports) else "",
+        )
+    )
     widths = [max(len(str(row[i])) for row in [head, *rows]) for i in range(6)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
-             for row in [head, *rows]]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
+        for row in [head, *rows]
+    ]
     lines.insert(1, "-" * (sum(widths) + 2 * 6 + 4))
     lines.insert(-1, lines[1])
     return "\n".join(ln.rstrip() for ln in lines)
@@ -281,19 +320,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cnnbook progress",
         description="Run exercise notebooks (on in-memory copies) and report passed / failed / "
-                    "not attempted per section.")
+        "not attempted per section.",
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``progress`` command's options (shared with ``python -m cnnbook progress``)."""
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="exercise notebooks or folders (default: exercises/ of this repository)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds each notebook may run (default 300)")
-    parser.add_argument("--full", action="store_true",
-                        help="run in full mode (default: fast mode; the checks are the same)")
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="exercise notebooks or folders (default: exercises/ of this repository)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds each notebook may run (default 300)"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="run in full mode (default: fast mode; the checks are the same)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (for collecting a class)")
 
 
@@ -303,8 +349,10 @@ def run(args: argparse.Namespace) -> int:
     for p in args.notebooks or [ROOT / "exercises"]:
         paths.extend(sorted(p.glob("14_*.ipynb")) if p.is_dir() else [p])
     if not paths:
-        print("No exercise notebooks found: pass notebook files or a folder holding 14_*.ipynb.",
-              file=sys.stderr)
+        print(
+            "No exercise notebooks found: pass notebook files or a folder holding 14_*.ipynb.",
+            file=sys.stderr,
+        )
         return 2
     reports = []
     for path in paths:
@@ -312,10 +360,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"running {path} ...", file=sys.stderr, flush=True)
         reports.append(run_notebook(path, timeout=args.timeout, fast=not args.full))
     if args.json:
-        print(json.dumps({"notebooks": [asdict(r) | {
-            "passed": r.count(PASSED), "failed": r.count(FAILED),
-            "not_attempted": r.count(NOT_ATTEMPTED), "total": len(r.exercises)} for r in reports]},
-            indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "notebooks": [
+                        asdict(r)
+                        | {
+                            "passed": r.count(PASSED),
+                            "failed": r.count(FAILED),
+                            "not_attempted": r.count(NOT_ATTEMPTED),
+                            "total": len(r.exercises),
+                        }
+                        for r in reports
+                    ]
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         print(format_table(reports))
     return 0 if all(r.run == "ok" for r in reports) else 1

@@ -78,24 +78,30 @@ class Plan:
             return models.resnet18(num_classes=num_classes, stem="cifar")
         if self.model == "simplecnn":
             return models.SimpleCNN(num_classes)
-        raise ValueError(f"Unknown model {self.model!r}; use 'fastnet', 'resnet18' or "
-                         "'simplecnn'.")
+        raise ValueError(f"Unknown model {self.model!r}; use 'fastnet', 'resnet18' or 'simplecnn'.")
 
     def describe(self) -> str:
         """One line naming the choices."""
-        model = (f"FastCIFARNet{self.widths}" if self.model == "fastnet" else
-                 {"resnet18": "ResNet-18 (CIFAR stem)", "simplecnn": "SimpleCNN"}[self.model])
-        data = ("all 50,000 training images" if self.train_per_class is None else
-                f"{self.train_per_class * 10:,} training images")
-        return (f"{model}, {self.epochs} epoch(s) on {data}, batch {self.batch_size}, "
-                f"peak lr {self.lr}, label smoothing {self.label_smoothing} "
-                f"[{self.settings().describe()}"
-                + (" | malloc keeps freed memory (tune_process)" if self.tune_malloc else "")
-                + f", {'fast' if self.fast else 'full'} mode]")
+        model = (
+            f"FastCIFARNet{self.widths}"
+            if self.model == "fastnet"
+            else {"resnet18": "ResNet-18 (CIFAR stem)", "simplecnn": "SimpleCNN"}[self.model]
+        )
+        data = (
+            "all 50,000 training images"
+            if self.train_per_class is None
+            else f"{self.train_per_class * 10:,} training images"
+        )
+        return (
+            f"{model}, {self.epochs} epoch(s) on {data}, batch {self.batch_size}, "
+            f"peak lr {self.lr}, label smoothing {self.label_smoothing} "
+            f"[{self.settings().describe()}"
+            + (" | malloc keeps freed memory (tune_process)" if self.tune_malloc else "")
+            + f", {'fast' if self.fast else 'full'} mode]"
+        )
 
 
-def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = None,
-                 **overrides) -> Plan:
+def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = None, **overrides) -> Plan:
     """The default CIFAR-10 recipe for this device and mode.
 
     Args:
@@ -110,21 +116,47 @@ def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = N
     fast = config.fast_mode(fast)
     # amp=True: bf16/fp16 autocast on CUDA, and bf16 on CPUs that compute it natively
     if fast:
-        plan = Plan(dev, True, "fastnet", (32, 64, 128), 2, 128, 0.2, 5e-4, 0.1, 200, 100,
-                    amp=True, tune_malloc=dev.type == "cpu")
+        plan = Plan(
+            dev,
+            True,
+            "fastnet",
+            (32, 64, 128),
+            2,
+            128,
+            0.2,
+            5e-4,
+            0.1,
+            200,
+            100,
+            amp=True,
+            tune_malloc=dev.type == "cpu",
+        )
     elif dev.type == "cuda":
-        plan = Plan(dev, False, "resnet18", (64, 128, 256), 30, 512, 0.2, 5e-4, 0.1, None,
-                    None, amp=True)
+        plan = Plan(dev, False, "resnet18", (64, 128, 256), 30, 512, 0.2, 5e-4, 0.1, None, None, amp=True)
     elif dev.type == "mps":
         plan = Plan(dev, False, "fastnet", (64, 128, 256), 10, 512, 0.4, 5e-4, 0.1, None, None)
     else:
-        plan = Plan(dev, False, "fastnet", (32, 64, 128), 6, 256, 0.4, 5e-4, 0.1, None, None,
-                    amp=True, tune_malloc=True)
+        plan = Plan(
+            dev,
+            False,
+            "fastnet",
+            (32, 64, 128),
+            6,
+            256,
+            0.4,
+            5e-4,
+            0.1,
+            None,
+            None,
+            amp=True,
+            tune_malloc=True,
+        )
     return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def load_plan_data(plan: Plan, root: str | Path | None = None,
-                   seed: int = 0) -> tuple[ImageArrays, ImageArrays]:
+def load_plan_data(
+    plan: Plan, root: str | Path | None = None, seed: int = 0
+) -> tuple[ImageArrays, ImageArrays]:
     """CIFAR-10 train and test arrays, cut to the plan's per-class subsets."""
     train, test = load_cifar10("train", root), load_cifar10("test", root)
     if plan.train_per_class is not None:
@@ -134,11 +166,14 @@ def load_plan_data(plan: Plan, root: str | Path | None = None,
     return train, test
 
 
-def make_loaders(plan: Plan, train: ImageArrays, test: ImageArrays,
-                 seed: int = 0) -> tuple[GPUBatchLoader, GPUBatchLoader]:
+def make_loaders(
+    plan: Plan, train: ImageArrays, test: ImageArrays, seed: int = 0
+) -> tuple[GPUBatchLoader, GPUBatchLoader]:
     """The fast whole-tensor loaders for the plan (augmented training, plain test)."""
-    return (GPUBatchLoader(train, plan.batch_size, device=plan.device, seed=seed),
-            GPUBatchLoader(test, 1000, train=False, device=plan.device))
+    return (
+        GPUBatchLoader(train, plan.batch_size, device=plan.device, seed=seed),
+        GPUBatchLoader(test, 1000, train=False, device=plan.device),
+    )
 
 
 def prepare_model(plan: Plan, train: ImageArrays, seed: int = 0) -> nn.Module:
@@ -153,9 +188,14 @@ def prepare_model(plan: Plan, train: ImageArrays, seed: int = 0) -> nn.Module:
     return model
 
 
-def estimate_seconds(model: nn.Module, loader: GPUBatchLoader, epochs: int,
-                     eval_images: int = 0, settings: RunSettings | None = None,
-                     steps: int = 3) -> float:
+def estimate_seconds(
+    model: nn.Module,
+    loader: GPUBatchLoader,
+    epochs: int,
+    eval_images: int = 0,
+    settings: RunSettings | None = None,
+    steps: int = 3,
+) -> float:
     """Rough wall time of a run, from timing ``steps`` real training steps on a copy.
 
     The steps are :func:`cnnbook.train.train_one_epoch` cut short (one untimed warm-up step
@@ -176,14 +216,16 @@ def estimate_seconds(model: nn.Module, loader: GPUBatchLoader, epochs: int,
     from cnnbook.train import train_one_epoch
 
     settings = settings or run_settings(loader.device)
-    probe = copy.deepcopy(model).to(settings.device).to(memory_format=(
-        torch.channels_last if settings.channels_last else torch.preserve_format))
+    probe = (
+        copy.deepcopy(model)
+        .to(settings.device)
+        .to(memory_format=(torch.channels_last if settings.channels_last else torch.preserve_format))
+    )
     opt = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
     rng, epoch = torch.get_rng_state(), loader.epoch
     loss_fn = nn.CrossEntropyLoss()
     train_one_epoch(probe, loader, opt, loss_fn, settings=settings, max_steps=1)  # warm-up
-    timed = train_one_epoch(probe, loader, opt, loss_fn, settings=settings,
-                            max_steps=min(steps, len(loader)))
+    timed = train_one_epoch(probe, loader, opt, loss_fn, settings=settings, max_steps=min(steps, len(loader)))
     torch.set_rng_state(rng)
     loader.set_epoch(epoch)
     per_image = timed.seconds / timed.count

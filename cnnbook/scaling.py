@@ -56,8 +56,9 @@ class ScaledNetwork:
     flops: float
 
 
-def compound_multipliers(phi: float, alpha: float = ALPHA, beta: float = BETA,
-                         gamma: float = GAMMA) -> tuple[float, float, float]:
+def compound_multipliers(
+    phi: float, alpha: float = ALPHA, beta: float = BETA, gamma: float = GAMMA
+) -> tuple[float, float, float]:
     """Return ``(depth, width, resolution)`` multipliers ``(alpha**phi, beta**phi, gamma**phi)``.
 
     Raises:
@@ -73,9 +74,13 @@ def flops_factor(depth: float, width: float, resolution: float) -> float:
     return depth * width**2 * resolution**2
 
 
-def compound_scaling_table(phis: Iterable[int] = range(8), base_resolution: int = 224,
-                           alpha: float = ALPHA, beta: float = BETA,
-                           gamma: float = GAMMA) -> list[ScaledNetwork]:
+def compound_scaling_table(
+    phis: Iterable[int] = range(8),
+    base_resolution: int = 224,
+    alpha: float = ALPHA,
+    beta: float = BETA,
+    gamma: float = GAMMA,
+) -> list[ScaledNetwork]:
     """Tabulate compound scaling for several ``phi``.
 
     Args:
@@ -91,8 +96,9 @@ def compound_scaling_table(phis: Iterable[int] = range(8), base_resolution: int 
     rows = []
     for phi in phis:
         d, w, r = compound_multipliers(phi, alpha, beta, gamma)
-        rows.append(ScaledNetwork(phi, d, w, r, int(round(base_resolution * r / 8)) * 8,
-                                  flops_factor(d, w, r)))
+        rows.append(
+            ScaledNetwork(phi, d, w, r, int(round(base_resolution * r / 8)) * 8, flops_factor(d, w, r))
+        )
     return rows
 
 

@@ -20,8 +20,7 @@ from cnnbook.metrics import confusion_matrix
 from cnnbook.models.mobile import ConvBNAct
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3,
-                 dilation: int = 1) -> ConvBNAct:
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> ConvBNAct:
     """Convolution (size-preserving padding, no bias) -> BatchNorm -> ReLU.
 
     The package's one conv-BN-activation block, :class:`cnnbook.models.mobile.ConvBNAct`, with
@@ -37,8 +36,13 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3,
         The three layers (children ``conv``, ``bn``, ``act``) mapping ``(N, C_in, H, W)`` to
         ``(N, C_out, H, W)``.
     """
-    return ConvBNAct(in_channels, out_channels, kernel_size, dilation=dilation,
-                     activation=functools.partial(nn.ReLU, inplace=True))
+    return ConvBNAct(
+        in_channels,
+        out_channels,
+        kernel_size,
+        dilation=dilation,
+        activation=functools.partial(nn.ReLU, inplace=True),
+    )
 
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -51,8 +55,7 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     Returns:
         ``nn.Sequential`` mapping ``(N, C_in, H, W)`` to ``(N, C_out, H, W)``.
     """
-    return nn.Sequential(conv_bn_relu(in_channels, out_channels),
-                         conv_bn_relu(out_channels, out_channels))
+    return nn.Sequential(conv_bn_relu(in_channels, out_channels), conv_bn_relu(out_channels, out_channels))
 
 
 class UNet(nn.Module):
@@ -71,8 +74,13 @@ class UNet(nn.Module):
             recover fine detail from the bottleneck alone).
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 4,
-                 widths: Sequence[int] = (16, 32, 64), skip_connections: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 4,
+        widths: Sequence[int] = (16, 32, 64),
+        skip_connections: bool = True,
+    ) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
@@ -112,7 +120,8 @@ class UNet(nn.Module):
         if x.shape[-2] % f or x.shape[-1] % f:
             raise ValueError(
                 f"UNet with {len(self.widths)} levels needs H and W divisible by {f}, got "
-                f"{tuple(x.shape[-2:])}; pad or resize the images.")
+                f"{tuple(x.shape[-2:])}; pad or resize the images."
+            )
         skips = []
         for i, block in enumerate(self.encoder):
             if i > 0:
@@ -141,8 +150,13 @@ class ASPP(nn.Module):
         image_pooling: Add the global-context branch.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, rates: Sequence[int] = (1, 2, 4),
-                 image_pooling: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        rates: Sequence[int] = (1, 2, 4),
+        image_pooling: bool = True,
+    ) -> None:
         super().__init__()
         rates = tuple(int(r) for r in rates)
         if any(r < 1 for r in rates):
@@ -152,9 +166,11 @@ class ASPP(nn.Module):
         for r in rates:
             self.branches.append(conv_bn_relu(in_channels, out_channels, dilation=r))
         # No BatchNorm on the pooled branch: it sees one value per channel and image.
-        self.pooling = (nn.Sequential(nn.AdaptiveAvgPool2d(1),
-                                      nn.Conv2d(in_channels, out_channels, 1), nn.ReLU())
-                        if image_pooling else None)
+        self.pooling = (
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, out_channels, 1), nn.ReLU())
+            if image_pooling
+            else None
+        )
         n_branches = len(self.branches) + (1 if image_pooling else 0)
         self.project = conv_bn_relu(n_branches * out_channels, out_channels, kernel_size=1)
 
@@ -190,8 +206,9 @@ def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) ->
     return torch.where(union > 0, inter / union.clamp(min=1), torch.nan)
 
 
-def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-             ignore_background: bool = False) -> float:
+def mean_iou(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_background: bool = False
+) -> float:
     """Mean of :func:`iou_per_class` over the classes present (NaNs skipped).
 
     Args:
@@ -210,8 +227,9 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
-                  device: torch.device | str | None = None) -> torch.Tensor:
+def predict_masks(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 256, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Class id of every pixel, computed in eval mode in batches.
 
     Args:
@@ -226,7 +244,8 @@ def predict_masks(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
     if device is None:
         device = next(model.parameters()).device
     model.eval()
-    out = [model(images[i:i + batch_size].to(device)).argmax(1).cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        model(images[i : i + batch_size].to(device)).argmax(1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out)
-

@@ -26,11 +26,16 @@ def source_of(obj: Any) -> str:
     Raises:
         TypeError: If ``obj`` has no Python source (a builtin, a C extension, an instance).
     """
-    target = obj if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) \
-        or inspect.ismodule(obj) else None
+    target = (
+        obj
+        if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) or inspect.ismodule(obj)
+        else None
+    )
     if target is None:
-        raise TypeError(f"show_source needs a function, class, method or module; got an instance of "
-                        f"{type(obj).__name__} (pass its class: type(obj)).")
+        raise TypeError(
+            f"show_source needs a function, class, method or module; got an instance of "
+            f"{type(obj).__name__} (pass its class: type(obj))."
+        )
     try:
         return textwrap.dedent(inspect.getsource(target))
     except (OSError, TypeError) as exc:

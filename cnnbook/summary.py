@@ -68,8 +68,7 @@ def _make_input(model: nn.Module, inputs: InputSpec) -> torch.Tensor:
     shape = tuple(inputs)
     if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ValueError(
-            f"inputs must be a tensor or a shape of positive ints such as (1, 3, 224, 224), "
-            f"got {inputs!r}."
+            f"inputs must be a tensor or a shape of positive ints such as (1, 3, 224, 224), got {inputs!r}."
         )
     return torch.zeros(shape, device=device)
 
@@ -164,9 +163,7 @@ def layer_table(model: nn.Module, inputs: InputSpec, depth: int = 1) -> list[Lay
     x = _make_input(model, inputs)
     was_training = model.training
     try:
-        stats = torchinfo.summary(
-            model, input_data=x, depth=depth, verbose=0, device=x.device, mode="eval"
-        )
+        stats = torchinfo.summary(model, input_data=x, depth=depth, verbose=0, device=x.device, mode="eval")
     finally:
         model.train(was_training)
     macs = macs_by_module(model, x)

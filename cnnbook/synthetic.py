@@ -84,7 +84,8 @@ def make_shape_scenes(
     if not 3 <= smin <= smax <= size:
         raise ValueError(
             f"object_size={object_size} must satisfy 3 <= min <= max <= size ({size}); "
-            "shrink the shapes or enlarge the image.")
+            "shrink the shapes or enlarge the image."
+        )
     if noise < 0:
         raise ValueError(f"noise={noise} must be >= 0.")
     rng = np.random.default_rng(seed)
@@ -131,8 +132,9 @@ def segmentation_scenes(n: int, *, size: int = 32, seed: int = 0) -> ShapeScenes
     Returns:
         A :class:`ShapeScenes` whose ``masks`` are the targets.
     """
-    return make_shape_scenes(n, size=size, objects=(1, 3), object_size=(8, max(8, size // 2)),
-                             overlap=True, seed=seed)
+    return make_shape_scenes(
+        n, size=size, objects=(1, 3), object_size=(8, max(8, size // 2)), overlap=True, seed=seed
+    )
 
 
 def detection_scenes(n: int, *, size: int = 64, seed: int = 0) -> ShapeScenes:
@@ -149,37 +151,40 @@ def detection_scenes(n: int, *, size: int = 64, seed: int = 0) -> ShapeScenes:
     Returns:
         A :class:`ShapeScenes` whose ``boxes`` and ``labels`` are the targets.
     """
-    return make_shape_scenes(n, size=size, objects=(1, 4),
-                             object_size=(10, max(10, 3 * size // 8)), overlap=False, seed=seed)
+    return make_shape_scenes(
+        n, size=size, objects=(1, 4), object_size=(10, max(10, 3 * size // 8)), overlap=False, seed=seed
+    )
 
 
-def _grating(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray,
-             colours: np.ndarray) -> np.ndarray:
+def _grating(rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """A sinusoidal stripe texture between two colours, shape ``(3, H, W)``."""
     theta = rng.uniform(0.0, np.pi)
     period = rng.uniform(3.0, 10.0)
     phase = rng.uniform(0.0, 2 * np.pi)
-    wave = 0.5 * (1 + np.sin(2 * np.pi * (xs * np.cos(theta) + ys * np.sin(theta)) / period
-                             + phase))
+    wave = 0.5 * (1 + np.sin(2 * np.pi * (xs * np.cos(theta) + ys * np.sin(theta)) / period + phase))
     return colours[0][:, None, None] + (colours[1] - colours[0])[:, None, None] * wave
 
 
-def _free_spot(rng: np.random.Generator, size: int, smin: int, smax: int,
-               placed: list[tuple[int, int, int, int]], overlap: bool,
-               tries: int = 50) -> tuple[int, int, int] | None:
+def _free_spot(
+    rng: np.random.Generator,
+    size: int,
+    smin: int,
+    smax: int,
+    placed: list[tuple[int, int, int, int]],
+    overlap: bool,
+    tries: int = 50,
+) -> tuple[int, int, int] | None:
     """Top-left corner and extent of a square that keeps a 1 px gap to ``placed`` squares."""
     for _ in range(tries):
         s = int(rng.integers(smin, smax + 1))
         x0 = int(rng.integers(0, size - s + 1))
         y0 = int(rng.integers(0, size - s + 1))
-        if overlap or all(x0 > b[2] or x0 + s < b[0] or y0 > b[3] or y0 + s < b[1]
-                          for b in placed):
+        if overlap or all(x0 > b[2] or x0 + s < b[0] or y0 > b[3] or y0 + s < b[1] for b in placed):
             return x0, y0, s
     return None
 
 
-def _shape_mask(label: int, xs: np.ndarray, ys: np.ndarray, x0: int, y0: int,
-                s: int) -> np.ndarray:
+def _shape_mask(label: int, xs: np.ndarray, ys: np.ndarray, x0: int, y0: int, s: int) -> np.ndarray:
     """Boolean ``(H, W)`` mask of shape ``label`` inside the square ``[x0, x0+s) x [y0, y0+s)``."""
     cx, cy = x0 + s / 2, y0 + s / 2
     in_square = (xs > x0) & (xs < x0 + s) & (ys > y0) & (ys < y0 + s)

@@ -69,8 +69,12 @@ def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> T
     return _summary(times)
 
 
-def time_forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 repeats: int = 20, warmup: int = 3) -> Timing:
+def time_forward(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    repeats: int = 20,
+    warmup: int = 3,
+) -> Timing:
     """Latency of ``model(x)`` under ``torch.inference_mode()``.
 
     The model's train/eval mode is left as it is (put it in eval mode first for inference
@@ -85,6 +89,7 @@ def time_forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: t
     Returns:
         The :class:`Timing`.
     """
+
     def run() -> None:
         with torch.inference_mode():
             model(x)
@@ -92,8 +97,12 @@ def time_forward(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: t
     return time_call(run, repeats, warmup)
 
 
-def compare_forward(models: Mapping[str, nn.Module | Callable[[torch.Tensor], torch.Tensor]],
-                    x: torch.Tensor, repeats: int = 20, warmup: int = 2) -> dict[str, Timing]:
+def compare_forward(
+    models: Mapping[str, nn.Module | Callable[[torch.Tensor], torch.Tensor]],
+    x: torch.Tensor,
+    repeats: int = 20,
+    warmup: int = 2,
+) -> dict[str, Timing]:
     """Time several models on the same input, interleaving their runs.
 
     Round ``r`` runs every model once, in turn, so a burst of load from other programs hits

@@ -77,25 +77,39 @@ class History:
 
     def to_dict(self) -> dict:
         """Plain lists and numbers (safe for ``torch.load(weights_only=True)``)."""
-        return {"rows": [dict(r) for r in self.rows], "step_lr": list(self.step_lr),
-                "best_epoch": self.best_epoch, "best_metric": self.best_metric,
-                "interrupted": self.interrupted}
+        return {
+            "rows": [dict(r) for r in self.rows],
+            "step_lr": list(self.step_lr),
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "interrupted": self.interrupted,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
         """Inverse of :meth:`to_dict`."""
-        return cls([dict(r) for r in d["rows"]], list(d["step_lr"]), d["best_epoch"],
-                   d["best_metric"], bool(d.get("interrupted", False)))
+        return cls(
+            [dict(r) for r in d["rows"]],
+            list(d["step_lr"]),
+            d["best_epoch"],
+            d["best_metric"],
+            bool(d.get("interrupted", False)),
+        )
 
     def summary(self) -> str:
         """One line per epoch."""
         lines = []
         for r in self.rows:
-            val = (f"  val loss {r['val_loss']:.3f} acc {r['val_acc']:.1%}"
-                   if not math.isnan(r["val_acc"]) else "")
-            lines.append(f"epoch {int(r['epoch']):>3}  train loss {r['train_loss']:.3f} acc "
-                         f"{r['train_acc']:.1%}{val}  lr {r['lr']:.2e}  "
-                         f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s")
+            val = (
+                f"  val loss {r['val_loss']:.3f} acc {r['val_acc']:.1%}"
+                if not math.isnan(r["val_acc"])
+                else ""
+            )
+            lines.append(
+                f"epoch {int(r['epoch']):>3}  train loss {r['train_loss']:.3f} acc "
+                f"{r['train_acc']:.1%}{val}  lr {r['lr']:.2e}  "
+                f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s"
+            )
         return "\n".join(lines)
 
 
@@ -141,26 +155,30 @@ def check_outputs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int |
         raise ValueError(
             f"The model returned shape {tuple(logits.shape)} for a batch of {labels.shape[0]} "
             "images; a classifier must return (N, num_classes) scores. Flatten before the "
-            "last linear layer (torch.flatten(x, 1)) and check the head.")
+            "last linear layer (torch.flatten(x, 1)) and check the head."
+        )
     k = logits.shape[1]
     if num_classes is not None and k != num_classes:
         raise ValueError(
             f"The model outputs {k} scores per image but the data has {num_classes} classes. "
             f"Replace the last layer, e.g. model.fc = nn.Linear(model.fc.in_features, "
-            f"{num_classes}), or build the model with num_classes={num_classes}.")
+            f"{num_classes}), or build the model with num_classes={num_classes}."
+        )
     top = int(labels.max())
     if top >= k:
-        raise ValueError(f"A label is {top} but the model has only {k} outputs (labels must be "
-                         f"0..{k - 1}); give the model num_classes={top + 1} or more.")
+        raise ValueError(
+            f"A label is {top} but the model has only {k} outputs (labels must be "
+            f"0..{k - 1}); give the model num_classes={top + 1} or more."
+        )
 
 
 def _autocast(settings: RunSettings):
-    return torch.autocast(settings.device.type, dtype=settings.amp_dtype,
-                          enabled=settings.amp_dtype is not None)
+    return torch.autocast(
+        settings.device.type, dtype=settings.amp_dtype, enabled=settings.amp_dtype is not None
+    )
 
 
-def _batches(loader: Iterable, settings: RunSettings) -> Iterator[tuple[torch.Tensor,
-                                                                        torch.Tensor]]:
+def _batches(loader: Iterable, settings: RunSettings) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
     for x, y in loader:
         x = x.to(settings.device, non_blocking=settings.non_blocking)
@@ -209,10 +227,19 @@ class EpochResult:
     step_lr: tuple[float, ...]
 
 
-def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
-                    loss_fn, *, settings: RunSettings | None = None, scheduler=None,
-                    scaler: torch.amp.GradScaler | None = None, num_classes: int | None = None,
-                    max_steps: int | None = None, progress=None) -> EpochResult:
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn,
+    *,
+    settings: RunSettings | None = None,
+    scheduler=None,
+    scaler: torch.amp.GradScaler | None = None,
+    num_classes: int | None = None,
+    max_steps: int | None = None,
+    progress=None,
+) -> EpochResult:
     """One pass over ``loader``: forward, loss, backward and an optimiser step per batch.
 
     Args:
@@ -264,17 +291,21 @@ def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.O
             break
     if seen == 0:
         raise ValueError("The training loader yielded no batches.")
-    return EpochResult(loss_sum.item() / seen, correct.item() / seen, seen,
-                       time.perf_counter() - start, tuple(step_lr))
+    return EpochResult(
+        loss_sum.item() / seen, correct.item() / seen, seen, time.perf_counter() - start, tuple(step_lr)
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Evaluation and metrics
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-            settings: RunSettings | None = None) -> tuple[torch.Tensor, torch.Tensor,
-                                                          torch.Tensor]:
+def predict(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    settings: RunSettings | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``model`` over ``loader`` in eval mode.
 
     The model's memory layout is left as it is (inputs are given the same layout) and its
@@ -313,8 +344,12 @@ def predict(model: nn.Module, loader: Iterable, device: torch.device | str | Non
     return all_logits, all_logits.argmax(1), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-             settings: RunSettings | None = None) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str | None = None,
+    settings: RunSettings | None = None,
+) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``loader`` (eval mode, no gradients).
 
     Args:
@@ -355,11 +390,17 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None)
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, model: nn.Module, *,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    scaler: torch.amp.GradScaler | None = None, epoch: int = 0,
-                    history: History | None = None, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    epoch: int = 0,
+    history: History | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
 
     An interrupted write never leaves a half-written file under ``path``. Everything saved is
@@ -402,11 +443,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, *,
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    scaler: torch.amp.GradScaler | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module | None = None,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict:
     """Read a checkpoint with ``weights_only=True`` and restore whatever objects are given.
 
     Args:
@@ -427,18 +472,23 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}; train first (fit(..., "
-                                f"checkpoint='{path}')) or fix the path.")
+        raise FileNotFoundError(
+            f"No checkpoint at {path}; train first (fit(..., checkpoint='{path}')) or fix the path."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors come in many types
-        raise ValueError(f"Checkpoint {path} is damaged or not a PyTorch checkpoint "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Delete it "
-                         "and train again.") from None
+        raise ValueError(
+            f"Checkpoint {path} is damaged or not a PyTorch checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Delete it "
+            "and train again."
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a cnnbook checkpoint (no format {CHECKPOINT_FORMAT!r}); "
-                         "for a bare state_dict use model.load_state_dict(torch.load(path, "
-                         "weights_only=True)).")
+        raise ValueError(
+            f"{path} is not a cnnbook checkpoint (no format {CHECKPOINT_FORMAT!r}); "
+            "for a bare state_dict use model.load_state_dict(torch.load(path, "
+            "weights_only=True))."
+        )
     if model is not None:
         target = unwrap(model)
         missing, unexpected = _key_mismatch(target.state_dict(), state["model"])
@@ -446,13 +496,16 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, *,
             raise ValueError(
                 f"{path} holds weights of a different model: missing keys {missing[:5]}, "
                 f"unexpected keys {unexpected[:5]}. Build the same architecture that was "
-                "saved (same class and arguments) before loading.")
+                "saved (same class and arguments) before loading."
+            )
         try:
             target.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise ValueError(f"{path} holds weights of a different shape: "
-                             f"{str(exc).splitlines()[-1].strip()} Build the model with the "
-                             "arguments used when it was saved.") from None
+            raise ValueError(
+                f"{path} holds weights of a different shape: "
+                f"{str(exc).splitlines()[-1].strip()} Build the model with the "
+                "arguments used when it was saved."
+            ) from None
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None and state.get(key):  # a disabled GradScaler saves an empty dict
             obj.load_state_dict(state[key])
@@ -474,8 +527,9 @@ def last_checkpoint_path(best: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 # Optimiser and schedule
 # --------------------------------------------------------------------------------------------
-def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.05,
-                   weight_decay: float = 5e-4, momentum: float = 0.9) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module, name: str = "sgd", lr: float = 0.05, weight_decay: float = 5e-4, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum, or AdamW, over the trainable parameters.
 
     Biases and normalisation weights (1-D parameters) get no weight decay.
@@ -493,8 +547,10 @@ def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.05,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameters; unfreeze some (e.g. the head).")
-    groups = [{"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
+    ]
     groups = [g for g in groups if g["params"]]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
@@ -503,8 +559,9 @@ def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.05,
     raise ValueError(f"Unknown optimizer {name!r}; choose one of {OPTIMIZERS}.")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int,
-                   warmup: float = 0.2) -> torch.optim.lr_scheduler.LRScheduler | None:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup: float = 0.2
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A learning-rate schedule stepped once per batch.
 
     Args:
@@ -531,9 +588,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
         # OneCycleLR divides by each phase's length: keep >= 2 warm-up steps and >= 1 decay step.
         pct = min(max(warmup, 2 / total_steps), 1 - 1 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct,
-            anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0,
-            cycle_momentum=False)
+            optimizer,
+            max_lr=peaks,
+            total_steps=total_steps,
+            pct_start=pct,
+            anneal_strategy="cos",
+            div_factor=10.0,
+            final_div_factor=100.0,
+            cycle_momentum=False,
+        )
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     raise ValueError(f"Unknown schedule {name!r}; choose one of {SCHEDULES}.")
@@ -542,15 +605,29 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
 # --------------------------------------------------------------------------------------------
 # The whole run
 # --------------------------------------------------------------------------------------------
-def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *,
-        epochs: int = 10, lr: float = 0.05, optimizer: str | torch.optim.Optimizer = "sgd",
-        weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
-        warmup: float = 0.2, loss_fn: nn.Module | None = None,
-        device: torch.device | str | None = None, amp: bool | None = None,
-        channels_last: bool | None = None, checkpoint: str | Path | None = None,
-        resume: str | Path | None = None, seed: int | None = None,
-        num_classes: int | None = None, progress: bool = True,
-        verbose: bool = True) -> History:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    epochs: int = 10,
+    lr: float = 0.05,
+    optimizer: str | torch.optim.Optimizer = "sgd",
+    weight_decay: float = 5e-4,
+    momentum: float = 0.9,
+    schedule: str = "onecycle",
+    warmup: float = 0.2,
+    loss_fn: nn.Module | None = None,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    checkpoint: str | Path | None = None,
+    resume: str | Path | None = None,
+    seed: int | None = None,
+    num_classes: int | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+) -> History:
     """Train a classifier with :func:`train_one_epoch` and return its per-epoch history.
 
     Args:
@@ -599,13 +676,19 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     plain, main = unwrap(model), distributed.is_main_process()
     steps = len(train_loader)  # type: ignore[arg-type]
     if steps == 0:
-        raise ValueError("The training loader yields no batches (dataset smaller than one "
-                         "batch with drop_last?); use a smaller batch size.")
+        raise ValueError(
+            "The training loader yields no batches (dataset smaller than one "
+            "batch with drop_last?); use a smaller batch size."
+        )
     num_classes = num_classes if num_classes is not None else _num_classes_of(train_loader)
-    plain.to(settings.device).to(memory_format=torch.channels_last if settings.channels_last
-                                 else torch.preserve_format)
-    opt = (optimizer if isinstance(optimizer, torch.optim.Optimizer)
-           else make_optimizer(plain, optimizer, lr, weight_decay, momentum))
+    plain.to(settings.device).to(
+        memory_format=torch.channels_last if settings.channels_last else torch.preserve_format
+    )
+    opt = (
+        optimizer
+        if isinstance(optimizer, torch.optim.Optimizer)
+        else make_optimizer(plain, optimizer, lr, weight_decay, momentum)
+    )
     sched = make_scheduler(opt, schedule, epochs * steps, warmup)
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.grad_scaler)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
@@ -613,11 +696,14 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     if resume is not None:
         history, start_epoch = _resume(resume, plain, opt, sched, scaler, settings, epochs, steps)
     if verbose and main:
-        print(f"Training on {settings.describe()}"
-              + (" | DistributedDataParallel" if plain is not model else ""))
+        print(
+            f"Training on {settings.describe()}"
+            + (" | DistributedDataParallel" if plain is not model else "")
+        )
     show = progress and main
-    epoch_bar = tqdm(range(start_epoch, epochs), desc="epochs", disable=not show,
-                     initial=start_epoch, total=epochs)
+    epoch_bar = tqdm(
+        range(start_epoch, epochs), desc="epochs", disable=not show, initial=start_epoch, total=epochs
+    )
     # One step bar, reset every epoch: a new bar per epoch would open a new notebook widget
     # each time (hundreds of messages in a long loop of short fits).
     step_bar = tqdm(total=steps, leave=False, disable=not show)
@@ -630,9 +716,17 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                     set_epoch(epoch)
             step_bar.reset(total=steps)
             step_bar.set_description(f"epoch {epoch + 1}", refresh=False)
-            res = train_one_epoch(model, train_loader, opt, loss_fn, settings=settings,
-                                  scheduler=sched, scaler=scaler, num_classes=num_classes,
-                                  progress=step_bar if show else None)
+            res = train_one_epoch(
+                model,
+                train_loader,
+                opt,
+                loss_fn,
+                settings=settings,
+                scheduler=sched,
+                scaler=scaler,
+                num_classes=num_classes,
+                progress=step_bar if show else None,
+            )
             history.step_lr.extend(res.step_lr)
             row = _epoch_row(epoch, res, opt, plain, val_loader, settings)
             history.rows.append(row)
@@ -641,11 +735,19 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                 history.best_metric, history.best_epoch = metric, epoch + 1
                 best_state = {k: v.detach().clone().cpu() for k, v in plain.state_dict().items()}
                 if checkpoint is not None and main:
-                    save_checkpoint(checkpoint, plain, epoch=epoch + 1, history=history,
-                                    extra={"best_metric": metric})
+                    save_checkpoint(
+                        checkpoint, plain, epoch=epoch + 1, history=history, extra={"best_metric": metric}
+                    )
             if checkpoint is not None and main:
-                save_checkpoint(last_checkpoint_path(checkpoint), plain, optimizer=opt,
-                                scheduler=sched, scaler=scaler, epoch=epoch + 1, history=history)
+                save_checkpoint(
+                    last_checkpoint_path(checkpoint),
+                    plain,
+                    optimizer=opt,
+                    scheduler=sched,
+                    scaler=scaler,
+                    epoch=epoch + 1,
+                    history=history,
+                )
             if verbose and main:
                 epoch_bar.write(history.summary().splitlines()[-1])
     except KeyboardInterrupt:
@@ -653,26 +755,48 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         if best_state is not None:
             plain.load_state_dict(best_state)
         if main:
-            print(f"\nInterrupted: kept {len(history)} finished epoch(s)"
-                  + (f"; the model holds the best weights (epoch {history.best_epoch})"
-                     if best_state is not None else "") + ".")
+            print(
+                f"\nInterrupted: kept {len(history)} finished epoch(s)"
+                + (
+                    f"; the model holds the best weights (epoch {history.best_epoch})"
+                    if best_state is not None
+                    else ""
+                )
+                + "."
+            )
     finally:
         step_bar.close()
         epoch_bar.close()
     return history
 
 
-def _epoch_row(epoch: int, res: EpochResult, opt: torch.optim.Optimizer, model: nn.Module,
-               val_loader: Iterable | None, settings: RunSettings) -> dict[str, float]:
+def _epoch_row(
+    epoch: int,
+    res: EpochResult,
+    opt: torch.optim.Optimizer,
+    model: nn.Module,
+    val_loader: Iterable | None,
+    settings: RunSettings,
+) -> dict[str, float]:
     """The history row: training figures summed over all processes, then validation."""
-    totals = distributed.all_reduce_sum(torch.tensor(
-        [res.loss * res.count, res.accuracy * res.count, float(res.count)],
-        dtype=torch.float64, device=settings.device))
+    totals = distributed.all_reduce_sum(
+        torch.tensor(
+            [res.loss * res.count, res.accuracy * res.count, float(res.count)],
+            dtype=torch.float64,
+            device=settings.device,
+        )
+    )
     loss_total, correct_total, count = totals.tolist()
-    row = {"epoch": epoch + 1, "train_loss": loss_total / count,
-           "train_acc": correct_total / count, "lr": opt.param_groups[0]["lr"],
-           "images_per_s": count / res.seconds, "seconds": res.seconds,
-           "val_loss": math.nan, "val_acc": math.nan}
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": loss_total / count,
+        "train_acc": correct_total / count,
+        "lr": opt.param_groups[0]["lr"],
+        "images_per_s": count / res.seconds,
+        "seconds": res.seconds,
+        "val_loss": math.nan,
+        "val_acc": math.nan,
+    }
     start = time.perf_counter()
     if val_loader is not None:
         val = evaluate(model, val_loader, settings=settings)
@@ -681,22 +805,27 @@ def _epoch_row(epoch: int, res: EpochResult, opt: torch.optim.Optimizer, model: 
     return row
 
 
-def _resume(path: str | Path, model: nn.Module, opt, sched, scaler, settings: RunSettings,
-            epochs: int, steps: int) -> tuple[History, int]:
+def _resume(
+    path: str | Path, model: nn.Module, opt, sched, scaler, settings: RunSettings, epochs: int, steps: int
+) -> tuple[History, int]:
     """Restore a run from :func:`fit`'s every-epoch checkpoint; ``(history, epochs done)``."""
-    state = load_checkpoint(path, model, optimizer=opt, scheduler=sched, scaler=scaler,
-                            map_location=settings.device)
+    state = load_checkpoint(
+        path, model, optimizer=opt, scheduler=sched, scaler=scaler, map_location=settings.device
+    )
     saved = state.get("scheduler") or {}
     for key in ("total_steps", "T_max"):
         if key in saved and saved[key] != epochs * steps:
             raise ValueError(
                 f"{path} was trained with a learning-rate schedule of {saved[key]} steps, but "
                 f"this call plans {epochs * steps} (epochs={epochs}). Resume with the same "
-                "epochs, batch size and schedule as the interrupted run.")
+                "epochs, batch size and schedule as the interrupted run."
+            )
     done = int(state["epoch"])
     if done >= epochs:
-        raise ValueError(f"{path} already finished {done} epochs; ask for more than that "
-                         f"(epochs={done + 1} or more) to continue.")
+        raise ValueError(
+            f"{path} already finished {done} epochs; ask for more than that "
+            f"(epochs={done + 1} or more) to continue."
+        )
     history = state["history"] or History()
     history.interrupted = False
     torch.set_rng_state(state["rng"].cpu())

@@ -46,8 +46,10 @@ class PatchEmbedding(nn.Module):
         """
         p = self.patch_size
         if x.ndim != 4 or x.shape[-2] % p or x.shape[-1] % p:
-            raise ValueError(f"PatchEmbedding expects (N, C, H, W) with H and W multiples of the "
-                             f"patch size {p}, got {tuple(x.shape)}.")
+            raise ValueError(
+                f"PatchEmbedding expects (N, C, H, W) with H and W multiples of the "
+                f"patch size {p}, got {tuple(x.shape)}."
+            )
         return self.proj(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +97,9 @@ class SelfAttention(nn.Module):
             ``(N, T, dim)``.
         """
         n, t, d = x.shape
-        q, k, v = (self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads)
-                   .permute(2, 0, 3, 1, 4))  # each (N, heads, T, d_h)
+        q, k, v = (
+            self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        )  # each (N, heads, T, d_h)
         attn = (q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5).softmax(dim=-1)
         if keep_attention:
             self.last_attention = attn.detach()
@@ -113,15 +116,19 @@ class TransformerBlock(nn.Module):
         dropout: Dropout after attention and inside the MLP.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0,
-                 dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
         super().__init__()
         hidden = int(dim * mlp_ratio)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, dim),
+            nn.Dropout(dropout),
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,25 +156,32 @@ class ViT(nn.Module):
             from the mean of the patch tokens.
     """
 
-    def __init__(self, image_size: int = 32, patch_size: int = 4, in_channels: int = 3,
-                 num_classes: int = 10, dim: int = 64, depth: int = 4, heads: int = 4,
-                 mlp_ratio: float = 2.0, dropout: float = 0.0, position_embedding: bool = True,
-                 class_token: bool = True) -> None:
+    def __init__(
+        self,
+        image_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        dim: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        position_embedding: bool = True,
+        class_token: bool = True,
+    ) -> None:
         super().__init__()
         if image_size % patch_size:
-            raise ValueError(f"image_size={image_size} must be a multiple of "
-                             f"patch_size={patch_size}.")
+            raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}.")
         self.image_size = image_size
         self.patch_size = patch_size
         self.num_patches = (image_size // patch_size) ** 2
         self.embed = PatchEmbedding(in_channels, dim, patch_size)
         n_tokens = self.num_patches + (1 if class_token else 0)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
-        self.pos_embed = (nn.Parameter(torch.randn(1, n_tokens, dim) * 0.02)
-                          if position_embedding else None)
+        self.pos_embed = nn.Parameter(torch.randn(1, n_tokens, dim) * 0.02) if position_embedding else None
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, mlp_ratio, dropout)
-                                      for _ in range(depth)])
+        self.blocks = nn.Sequential(*[TransformerBlock(dim, heads, mlp_ratio, dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
 
@@ -182,8 +196,9 @@ class ViT(nn.Module):
             raster order.
         """
         if x.ndim != 4 or tuple(x.shape[-2:]) != (self.image_size, self.image_size):
-            raise ValueError(f"ViT was built for {self.image_size}x{self.image_size} images, "
-                             f"got shape {tuple(x.shape)}.")
+            raise ValueError(
+                f"ViT was built for {self.image_size}x{self.image_size} images, got shape {tuple(x.shape)}."
+            )
         t = self.embed(x)
         if self.cls_token is not None:
             t = torch.cat([self.cls_token.expand(len(t), -1, -1), t], dim=1)
@@ -219,9 +234,12 @@ class ViT(nn.Module):
         return self.head(t[:, 0] if self.cls_token is not None else t.mean(1))
 
 
-def shift_equivariance_map(feature_fn: Callable[[torch.Tensor], torch.Tensor],
-                           x: torch.Tensor, shift: tuple[int, int],
-                           feature_shift: tuple[int, int]) -> torch.Tensor:
+def shift_equivariance_map(
+    feature_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    shift: tuple[int, int],
+    feature_shift: tuple[int, int],
+) -> torch.Tensor:
     """Where ``f(shift(x))`` and ``shift(f(x))`` differ, per feature-map location.
 
     Args:
@@ -238,17 +256,22 @@ def shift_equivariance_map(feature_fn: Callable[[torch.Tensor], torch.Tensor],
         base = feature_fn(x)
         moved = feature_fn(torch.roll(x, shifts=shift, dims=(-2, -1)))
     if base.ndim != 4 or moved.shape != base.shape:
-        raise ValueError(f"feature_fn must return (N, D, h, w) maps of a fixed shape, got "
-                         f"{tuple(base.shape)} and {tuple(moved.shape)}.")
+        raise ValueError(
+            f"feature_fn must return (N, D, h, w) maps of a fixed shape, got "
+            f"{tuple(base.shape)} and {tuple(moved.shape)}."
+        )
     expected = torch.roll(base, shifts=feature_shift, dims=(-2, -1))
     diff = (moved - expected).pow(2).sum(dim=(0, 1)).sqrt()
     scale = base.pow(2).sum(dim=(0, 1)).mean().sqrt().clamp(min=1e-12)
     return diff / scale
 
 
-def shift_equivariance_error(feature_fn: Callable[[torch.Tensor], torch.Tensor],
-                             x: torch.Tensor, shift: tuple[int, int],
-                             feature_shift: tuple[int, int]) -> float:
+def shift_equivariance_error(
+    feature_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    shift: tuple[int, int],
+    feature_shift: tuple[int, int],
+) -> float:
     r"""Relative distance between ``f(shift(x))`` and ``shift(f(x))`` for circular shifts.
 
     .. math:: e = \frac{\lVert f(S_s x) - S_{s'} f(x) \rVert}{\lVert f(x) \rVert}

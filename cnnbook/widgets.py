@@ -73,21 +73,28 @@ def conv_report(size: int, kernel: int, stride: int, padding: int, dilation: int
     try:
         out = conv_output_size(size, kernel, stride, padding, dilation)
     except ValueError as exc:
-        return ConvReport(False, None, _torch_out_size(size, kernel, stride, padding, dilation),
-                          k_eff, f"Impossible setting: {exc}")
+        return ConvReport(
+            False,
+            None,
+            _torch_out_size(size, kernel, stride, padding, dilation),
+            k_eff,
+            f"Impossible setting: {exc}",
+        )
     num = size + 2 * padding - k_eff
-    text = (f"k_eff = k + (k-1)(d-1) = {kernel} + {kernel - 1}*{dilation - 1} = {k_eff}\n"
-            f"n_out = floor((n + 2p - k_eff) / s) + 1 = floor(({size} + 2*{padding} - {k_eff})"
-            f" / {stride}) + 1 = floor({num}/{stride}) + 1 = {out}")
+    text = (
+        f"k_eff = k + (k-1)(d-1) = {kernel} + {kernel - 1}*{dilation - 1} = {k_eff}\n"
+        f"n_out = floor((n + 2p - k_eff) / s) + 1 = floor(({size} + 2*{padding} - {k_eff})"
+        f" / {stride}) + 1 = floor({num}/{stride}) + 1 = {out}"
+    )
     if num % stride:
-        text += (f"\n({num % stride} column(s) at the right/bottom edge are never covered: "
-                 f"the stride does not divide {num})")
-    return ConvReport(True, out, _torch_out_size(size, kernel, stride, padding, dilation),
-                      k_eff, text)
+        text += (
+            f"\n({num % stride} column(s) at the right/bottom edge are never covered: "
+            f"the stride does not divide {num})"
+        )
+    return ConvReport(True, out, _torch_out_size(size, kernel, stride, padding, dilation), k_eff, text)
 
 
-def _torch_out_size(size: int, kernel: int, stride: int, padding: int,
-                    dilation: int) -> int | None:
+def _torch_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int | None:
     conv = nn.Conv2d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation, bias=False)
     try:
         with torch.no_grad():
@@ -96,19 +103,22 @@ def _torch_out_size(size: int, kernel: int, stride: int, padding: int,
         return None
 
 
-def kernel_taps(row: int, col: int, kernel: int, stride: int,
-                dilation: int) -> list[tuple[int, int]]:
+def kernel_taps(row: int, col: int, kernel: int, stride: int, dilation: int) -> list[tuple[int, int]]:
     """Padded-input coordinates read by output ``(row, col)``.
 
     Returns:
         ``kernel**2`` ``(r, c)`` pairs: ``(row*s + a*d, col*s + b*d)`` for ``a, b < kernel``.
     """
-    return [(row * stride + a * dilation, col * stride + b * dilation)
-            for a in range(kernel) for b in range(kernel)]
+    return [
+        (row * stride + a * dilation, col * stride + b * dilation)
+        for a in range(kernel)
+        for b in range(kernel)
+    ]
 
 
-def draw_conv(size: int, kernel: int, stride: int, padding: int, dilation: int,
-              out_row: int = 0, out_col: int = 0) -> Figure:
+def draw_conv(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, out_row: int = 0, out_col: int = 0
+) -> Figure:
     """Draw padded input, kernel footprint and output grid side by side.
 
     Args:
@@ -130,29 +140,52 @@ def draw_conv(size: int, kernel: int, stride: int, padding: int, dilation: int,
     for r in range(padded):
         for c in range(padded):
             inside = padding <= r < padding + size and padding <= c < padding + size
-            ax_in.add_patch(Rectangle((c, padded - 1 - r), 1, 1, edgecolor="0.6",
-                                      facecolor="white" if inside else "0.85", lw=0.8))
+            ax_in.add_patch(
+                Rectangle(
+                    (c, padded - 1 - r),
+                    1,
+                    1,
+                    edgecolor="0.6",
+                    facecolor="white" if inside else "0.85",
+                    lw=0.8,
+                )
+            )
     ax_in.set_title(f"input {size}x{size} + padding {padding} (grey)", fontsize=10)
     if rep.ok and rep.out_size:
         row, col = min(out_row, rep.out_size - 1), min(out_col, rep.out_size - 1)
         for r, c in kernel_taps(row, col, kernel, stride, dilation):
-            ax_in.add_patch(Rectangle((c + 0.1, padded - 1 - r + 0.1), 0.8, 0.8,
-                                      facecolor="tab:orange", alpha=0.85))
+            ax_in.add_patch(
+                Rectangle((c + 0.1, padded - 1 - r + 0.1), 0.8, 0.8, facecolor="tab:orange", alpha=0.85)
+            )
         r0, c0 = row * stride, col * stride
-        ax_in.add_patch(Rectangle((c0, padded - r0 - rep.k_eff), rep.k_eff, rep.k_eff,
-                                  fill=False, edgecolor="tab:red", lw=2))
+        ax_in.add_patch(
+            Rectangle(
+                (c0, padded - r0 - rep.k_eff), rep.k_eff, rep.k_eff, fill=False, edgecolor="tab:red", lw=2
+            )
+        )
         n = rep.out_size
         for r in range(n):
             for c in range(n):
                 hit = (r, c) == (row, col)
-                ax_out.add_patch(Rectangle((c, n - 1 - r), 1, 1, edgecolor="0.4",
-                                           facecolor="tab:orange" if hit else "white"))
+                ax_out.add_patch(
+                    Rectangle(
+                        (c, n - 1 - r), 1, 1, edgecolor="0.4", facecolor="tab:orange" if hit else "white"
+                    )
+                )
         ax_out.set_xlim(-0.5, max(n, 1) + 0.5)
         ax_out.set_ylim(-0.5, max(n, 1) + 0.5)
         ax_out.set_title(f"output {n}x{n}; orange = output ({row}, {col})", fontsize=10)
     else:
-        ax_out.text(0.5, 0.5, "no output:\nkernel wider than\npadded input", ha="center",
-                    va="center", fontsize=12, color="tab:red", transform=ax_out.transAxes)
+        ax_out.text(
+            0.5,
+            0.5,
+            "no output:\nkernel wider than\npadded input",
+            ha="center",
+            va="center",
+            fontsize=12,
+            color="tab:red",
+            transform=ax_out.transAxes,
+        )
         ax_out.set_title("output", fontsize=10)
     ax_in.set_xlim(-0.5, padded + 0.5)
     ax_in.set_ylim(-0.5, padded + 0.5)
@@ -178,8 +211,9 @@ class ConvExplorer:
     ``summary`` (HTML) shows the formula and the ``nn.Conv2d`` check; ``image`` shows the drawing.
     """
 
-    def __init__(self, size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, size: int = 7, kernel: int = 3, stride: int = 1, padding: int = 0, dilation: int = 1
+    ) -> None:
         style = {"description_width": "80px"}
         self.size = W.IntSlider(size, 3, 16, description="input size", style=style)
         self.kernel = W.IntSlider(kernel, 1, 7, description="kernel", style=style)
@@ -201,8 +235,7 @@ class ConvExplorer:
     @property
     def sliders(self) -> list[W.IntSlider]:
         """All sliders, geometry first."""
-        return [self.size, self.kernel, self.stride, self.padding, self.dilation,
-                self.out_row, self.out_col]
+        return [self.size, self.kernel, self.stride, self.padding, self.dilation, self.out_row, self.out_col]
 
     @property
     def output_size(self) -> int | None:
@@ -214,21 +247,33 @@ class ConvExplorer:
 
     def update(self) -> None:
         """Recompute text and drawing from the slider values."""
-        args = (self.size.value, self.kernel.value, self.stride.value, self.padding.value,
-                self.dilation.value)
+        args = (
+            self.size.value,
+            self.kernel.value,
+            self.stride.value,
+            self.padding.value,
+            self.dilation.value,
+        )
         rep = conv_report(*args)
         self.report = rep
         if rep.ok and rep.out_size:
             self.out_row.max = self.out_col.max = max(rep.out_size - 1, 0)
         agree = rep.torch_out_size == rep.out_size
-        check = (f"nn.Conv2d gives <b>{rep.torch_out_size}</b> "
-                 f"({'agrees' if agree else 'DISAGREES'})" if rep.torch_out_size is not None
-                 else "nn.Conv2d refuses this setting too")
-        head = (f"<b>Output size: {rep.out_size} x {rep.out_size}</b>" if rep.ok
-                else "<b style='color:#b00'>Impossible setting</b>")
+        check = (
+            f"nn.Conv2d gives <b>{rep.torch_out_size}</b> ({'agrees' if agree else 'DISAGREES'})"
+            if rep.torch_out_size is not None
+            else "nn.Conv2d refuses this setting too"
+        )
+        head = (
+            f"<b>Output size: {rep.out_size} x {rep.out_size}</b>"
+            if rep.ok
+            else "<b style='color:#b00'>Impossible setting</b>"
+        )
         body = rep.text.replace("\n", "<br>")
-        self.summary.value = (f"<div class='cnnbook-conv-summary' style='font-family:monospace;"
-                              f"margin-left:1em'>{head}<br>{body}<br>{check}</div>")
+        self.summary.value = (
+            f"<div class='cnnbook-conv-summary' style='font-family:monospace;"
+            f"margin-left:1em'>{head}<br>{body}<br>{check}</div>"
+        )
         self.image.value = figure_png(draw_conv(*args, self.out_row.value, self.out_col.value))
 
     def _repr_mimebundle_(self, **kwargs):  # delegate to the widget
@@ -250,8 +295,7 @@ def rf_levels(layers: Sequence[LayerSpec], unit: int = 0) -> list[list[int]]:
     """
     levels = [[unit]]
     for spec in reversed(layers):
-        below = sorted({u * spec.stride + t * spec.dilation
-                        for u in levels[0] for t in range(spec.kernel)})
+        below = sorted({u * spec.stride + t * spec.dilation for u in levels[0] for t in range(spec.kernel)})
         levels.insert(0, below)
     return levels
 
@@ -272,16 +316,19 @@ def rf_report(layers: Sequence[LayerSpec], check: bool = True) -> tuple[list[int
     prev_rf, prev_jump = 1, 1
     for r, spec in zip(rows, layers, strict=True):
         k_eff = effective_kernel_size(spec.kernel, spec.dilation)
-        lines.append(f"{r.name}: k={spec.kernel} s={spec.stride} d={spec.dilation} -> "
-                     f"r = {prev_rf} + ({k_eff}-1)*{prev_jump} = {r.rf}, jump = {r.jump}")
+        lines.append(
+            f"{r.name}: k={spec.kernel} s={spec.stride} d={spec.dilation} -> "
+            f"r = {prev_rf} + ({k_eff}-1)*{prev_jump} = {r.rf}, jump = {r.jump}"
+        )
         prev_rf, prev_jump = r.rf, r.jump
     rfs = [r.rf for r in rows]
     if check:
-        net = nn.Sequential(*[nn.Conv2d(1, 1, s.kernel, s.stride, dilation=s.dilation)
-                              for s in layers])
+        net = nn.Sequential(*[nn.Conv2d(1, 1, s.kernel, s.stride, dilation=s.dilation) for s in layers])
         measured = receptive_field_by_gradient(net, rfs[-1] + 4 * rows[-1].jump + 4, channels=1)
-        lines.append(f"gradient check on a real nn.Conv2d stack: {measured} px "
-                     f"({'agrees' if measured == rfs[-1] else 'DISAGREES'})")
+        lines.append(
+            f"gradient check on a real nn.Conv2d stack: {measured} px "
+            f"({'agrees' if measured == rfs[-1] else 'DISAGREES'})"
+        )
     return rfs, "\n".join(lines)
 
 
@@ -302,17 +349,31 @@ def draw_receptive_field(layers: Sequence[LayerSpec]) -> Figure:
         n_units = (width - rfs[y]) // jumps[y] + 1
         for u in range(n_units):
             centre = u * jumps[y] + (rfs[y] - 1) / 2
-            ax.add_patch(Rectangle((centre + 0.05, y), 0.9, 0.6,
-                                   facecolor="tab:orange" if u in used else "white",
-                                   edgecolor="0.5", lw=0.6))
+            ax.add_patch(
+                Rectangle(
+                    (centre + 0.05, y),
+                    0.9,
+                    0.6,
+                    facecolor="tab:orange" if u in used else "white",
+                    edgecolor="0.5",
+                    lw=0.6,
+                )
+            )
         label = "input" if y == 0 else f"layer {y}"
-        ax.text(-0.6, y + 0.3, f"{label}  ({len(used)} used, rf {rfs[y]}, jump {jumps[y]})",
-                ha="right", va="center", fontsize=9)
+        ax.text(
+            -0.6,
+            y + 0.3,
+            f"{label}  ({len(used)} used, rf {rfs[y]}, jump {jumps[y]})",
+            ha="right",
+            va="center",
+            fontsize=9,
+        )
     ax.set_xlim(-0.5, width + 0.5)
     ax.set_ylim(-0.3, len(levels))
     ax.axis("off")
-    ax.set_title(f"receptive field of one top unit: {max(levels[0]) - min(levels[0]) + 1} "
-                 f"input pixels", fontsize=10)
+    ax.set_title(
+        f"receptive field of one top unit: {max(levels[0]) - min(levels[0]) + 1} input pixels", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -328,8 +389,7 @@ class _LayerControls:
         self.box = W.HBox([self.kernel, self.stride, self.dilation])
 
     def spec(self, i: int) -> LayerSpec:
-        return LayerSpec(self.kernel.value, self.stride.value, 0, self.dilation.value,
-                         f"layer {i + 1}")
+        return LayerSpec(self.kernel.value, self.stride.value, 0, self.dilation.value, f"layer {i + 1}")
 
 
 class ReceptiveFieldExplorer:
@@ -341,30 +401,29 @@ class ReceptiveFieldExplorer:
 
     MAX_LAYERS = 4
 
-    def __init__(self, depth: int = 3, kernel: int = 3, stride: int = 1,
-                 dilation: int = 1) -> None:
+    def __init__(self, depth: int = 3, kernel: int = 3, stride: int = 1, dilation: int = 1) -> None:
         layout = W.Layout(width="230px")
         self.depth = W.IntSlider(depth, 1, self.MAX_LAYERS, description="layers")
         self.layers = [
-            _LayerControls(W.IntSlider(kernel, 1, 5, description=f"L{i + 1} kernel", layout=layout),
-                           W.IntSlider(stride, 1, 3, description=f"L{i + 1} stride", layout=layout),
-                           W.IntSlider(dilation, 1, 4, description=f"L{i + 1} dilation",
-                                       layout=layout))
-            for i in range(self.MAX_LAYERS)]
+            _LayerControls(
+                W.IntSlider(kernel, 1, 5, description=f"L{i + 1} kernel", layout=layout),
+                W.IntSlider(stride, 1, 3, description=f"L{i + 1} stride", layout=layout),
+                W.IntSlider(dilation, 1, 4, description=f"L{i + 1} dilation", layout=layout),
+            )
+            for i in range(self.MAX_LAYERS)
+        ]
         self.summary = W.HTML()
         self.image = W.Image(format="png")
         self.rfs: list[int] = []
         for s in self.sliders:
             s.observe(lambda _c: self.update(), names="value")
-        self.widget = W.VBox([self.depth, *[lc.box for lc in self.layers], self.summary,
-                              self.image])
+        self.widget = W.VBox([self.depth, *[lc.box for lc in self.layers], self.summary, self.image])
         self.update()
 
     @property
     def sliders(self) -> list[W.IntSlider]:
         """The depth slider followed by every layer's sliders."""
-        return [self.depth] + [s for lc in self.layers for s in (lc.kernel, lc.stride,
-                                                                  lc.dilation)]
+        return [self.depth] + [s for lc in self.layers for s in (lc.kernel, lc.stride, lc.dilation)]
 
     @property
     def specs(self) -> list[LayerSpec]:
@@ -381,9 +440,11 @@ class ReceptiveFieldExplorer:
         for i, lc in enumerate(self.layers):
             lc.box.layout.display = "flex" if i < self.depth.value else "none"
         self.rfs, text = rf_report(self.specs)
-        self.summary.value = (f"<div class='cnnbook-rf-summary' style='font-family:monospace'>"
-                              f"<b>Receptive field: {self.rfs[-1]} px</b><br>"
-                              f"{text.replace(chr(10), '<br>')}</div>")
+        self.summary.value = (
+            f"<div class='cnnbook-rf-summary' style='font-family:monospace'>"
+            f"<b>Receptive field: {self.rfs[-1]} px</b><br>"
+            f"{text.replace(chr(10), '<br>')}</div>"
+        )
         self.image.value = figure_png(draw_receptive_field(self.specs))
 
     def _repr_mimebundle_(self, **kwargs):  # delegate to the widget

@@ -141,30 +141,96 @@ def torchvision_weights(enum_name: str):  # a torchvision WeightsEnum member
 
 
 ARCHITECTURES: tuple[Architecture, ...] = (
-    Architecture("LeNet-5", 1998, "conv + pool stacks, trained end to end", "14.6",
-                 _cnnbook("LeNet5"), (1, 1, 32, 32),
-                 top1_source_fixed="none (a 32x32 digit model, never trained on ImageNet)"),
-    Architecture("AlexNet", 2012, "ReLU, dropout, GPU training at scale", "14.6",
-                 _cnnbook("AlexNet"), weights_enum="AlexNet_Weights"),
-    Architecture("VGG-16", 2014, "only 3x3 convolutions, deep and uniform", "14.6",
-                 _cnnbook("vgg16"), weights_enum="VGG16_Weights"),
-    Architecture("ResNet-18", 2015, "skip connections (basic blocks)", "14.6",
-                 _cnnbook("resnet18"), weights_enum="ResNet18_Weights"),
-    Architecture("ResNet-50", 2015, "bottleneck blocks with 1x1 convolutions", "14.7",
-                 _cnnbook("resnet50"), weights_enum="ResNet50_Weights"),
-    Architecture("MobileNetV2", 2018, "inverted residuals, depthwise convolutions", "14.8",
-                 _tv("mobilenet_v2"), weights_enum="MobileNet_V2_Weights"),
-    Architecture("MobileNetV3-L", 2019, "searched blocks, squeeze-excitation, hard-swish", "14.12",
-                 _tv("mobilenet_v3_large"), weights_enum="MobileNet_V3_Large_Weights"),
-    Architecture("EfficientNet-B0", 2019, "compound scaling of a searched base", "14.12",
-                 _tv("efficientnet_b0"), weights_enum="EfficientNet_B0_Weights"),
-    Architecture("EfficientNet-Lite0", 2020, "B0 for edge devices: no SE, ReLU6", "14.12",
-                 _cnnbook("efficientnet_lite0"), top1_fixed=LITE0_TOP1,
-                 top1_source_fixed=LITE0_TOP1_SOURCE),
-    Architecture("ConvNeXt-T", 2022, "a CNN modernised with transformer design choices", "14.14",
-                 _tv("convnext_tiny"), weights_enum="ConvNeXt_Tiny_Weights"),
-    Architecture("ViT-B/16", 2020, "a transformer on 16x16 patches, no convolutions after the stem",
-                 "14.14", _tv("vit_b_16"), weights_enum="ViT_B_16_Weights"),
+    Architecture(
+        "LeNet-5",
+        1998,
+        "conv + pool stacks, trained end to end",
+        "14.6",
+        _cnnbook("LeNet5"),
+        (1, 1, 32, 32),
+        top1_source_fixed="none (a 32x32 digit model, never trained on ImageNet)",
+    ),
+    Architecture(
+        "AlexNet",
+        2012,
+        "ReLU, dropout, GPU training at scale",
+        "14.6",
+        _cnnbook("AlexNet"),
+        weights_enum="AlexNet_Weights",
+    ),
+    Architecture(
+        "VGG-16",
+        2014,
+        "only 3x3 convolutions, deep and uniform",
+        "14.6",
+        _cnnbook("vgg16"),
+        weights_enum="VGG16_Weights",
+    ),
+    Architecture(
+        "ResNet-18",
+        2015,
+        "skip connections (basic blocks)",
+        "14.6",
+        _cnnbook("resnet18"),
+        weights_enum="ResNet18_Weights",
+    ),
+    Architecture(
+        "ResNet-50",
+        2015,
+        "bottleneck blocks with 1x1 convolutions",
+        "14.7",
+        _cnnbook("resnet50"),
+        weights_enum="ResNet50_Weights",
+    ),
+    Architecture(
+        "MobileNetV2",
+        2018,
+        "inverted residuals, depthwise convolutions",
+        "14.8",
+        _tv("mobilenet_v2"),
+        weights_enum="MobileNet_V2_Weights",
+    ),
+    Architecture(
+        "MobileNetV3-L",
+        2019,
+        "searched blocks, squeeze-excitation, hard-swish",
+        "14.12",
+        _tv("mobilenet_v3_large"),
+        weights_enum="MobileNet_V3_Large_Weights",
+    ),
+    Architecture(
+        "EfficientNet-B0",
+        2019,
+        "compound scaling of a searched base",
+        "14.12",
+        _tv("efficientnet_b0"),
+        weights_enum="EfficientNet_B0_Weights",
+    ),
+    Architecture(
+        "EfficientNet-Lite0",
+        2020,
+        "B0 for edge devices: no SE, ReLU6",
+        "14.12",
+        _cnnbook("efficientnet_lite0"),
+        top1_fixed=LITE0_TOP1,
+        top1_source_fixed=LITE0_TOP1_SOURCE,
+    ),
+    Architecture(
+        "ConvNeXt-T",
+        2022,
+        "a CNN modernised with transformer design choices",
+        "14.14",
+        _tv("convnext_tiny"),
+        weights_enum="ConvNeXt_Tiny_Weights",
+    ),
+    Architecture(
+        "ViT-B/16",
+        2020,
+        "a transformer on 16x16 patches, no convolutions after the stem",
+        "14.14",
+        _tv("vit_b_16"),
+        weights_enum="ViT_B_16_Weights",
+    ),
 )
 
 
@@ -236,13 +302,25 @@ def count_row(name: str) -> ArchRow:
     """
     arch = architecture(name)
     model = build(name, "meta")
-    return ArchRow(arch.name, arch.year, count_parameters(model),
-                   count_macs(model, arch.input_shape), arch.input_shape, arch.top1, arch.top1_source)
+    return ArchRow(
+        arch.name,
+        arch.year,
+        count_parameters(model),
+        count_macs(model, arch.input_shape),
+        arch.input_shape,
+        arch.top1,
+        arch.top1_source,
+    )
 
 
-def add_latency(rows: Sequence[ArchRow], time_names: Iterable[str] | None = None, *,
-                repeats: int = 5, warmup: int = 1,
-                progress: Callable[[str], None] | None = None) -> list[ArchRow]:
+def add_latency(
+    rows: Sequence[ArchRow],
+    time_names: Iterable[str] | None = None,
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[ArchRow]:
     """Time some counted rows on this machine's CPU (batch 1, ``torch.inference_mode``).
 
     Args:
@@ -281,9 +359,14 @@ def add_latency(rows: Sequence[ArchRow], time_names: Iterable[str] | None = None
     return out
 
 
-def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | None = None,
-            repeats: int = 5, warmup: int = 1,
-            progress: Callable[[str], None] | None = None) -> list[ArchRow]:
+def measure(
+    names: Iterable[str] | None = None,
+    *,
+    time_names: Iterable[str] | None = None,
+    repeats: int = 5,
+    warmup: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> list[ArchRow]:
     """Count architectures (:func:`count_row`) and time some of them (:func:`add_latency`).
 
     Args:
@@ -301,8 +384,9 @@ def measure(names: Iterable[str] | None = None, *, time_names: Iterable[str] | N
         ValueError: As :func:`add_latency`.
     """
     names = [a.name for a in ARCHITECTURES] if names is None else [architecture(n).name for n in names]
-    return add_latency([count_row(n) for n in names], time_names, repeats=repeats, warmup=warmup,
-                       progress=progress)
+    return add_latency(
+        [count_row(n) for n in names], time_names, repeats=repeats, warmup=warmup, progress=progress
+    )
 
 
 def format_table(rows: Sequence[ArchRow]) -> str:
@@ -314,15 +398,18 @@ def format_table(rows: Sequence[ArchRow]) -> str:
     Returns:
         The table (print it).
     """
-    header = (f"{'architecture':<19} {'year':>4} {'params':>12} {'GMACs':>7} {'input':>7} "
-              f"{'CPU ms':>8} {'top-1 %':>7}")
+    header = (
+        f"{'architecture':<19} {'year':>4} {'params':>12} {'GMACs':>7} {'input':>7} "
+        f"{'CPU ms':>8} {'top-1 %':>7}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         size = f"{r.input_shape[-2]}x{r.input_shape[-1]}"
         lat = "-" if r.latency_ms is None else f"{r.latency_ms:.1f}"
         acc = "-" if r.top1 is None else f"{r.top1:.1f}"
-        lines.append(f"{r.name:<19} {r.year:>4} {r.params:>12,} {r.macs / 1e9:>7.3f} {size:>7} "
-                     f"{lat:>8} {acc:>7}")
+        lines.append(
+            f"{r.name:<19} {r.year:>4} {r.params:>12,} {r.macs / 1e9:>7.3f} {size:>7} {lat:>8} {acc:>7}"
+        )
     return "\n".join(lines)
 
 
@@ -350,16 +437,14 @@ def plot_tradeoffs(rows: Sequence[ArchRow], title: str = "") -> Figure:
     ):
         for r in data:
             ax.scatter(x_of(r), r.top1, s=30 + 250 * math.sqrt(r.params / 140e6), alpha=0.7)
-            ax.annotate(r.name, (x_of(r), r.top1), textcoords="offset points", xytext=(5, 4),
-                        fontsize=8)
+            ax.annotate(r.name, (x_of(r), r.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("ImageNet top-1 (%, published)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_title("accuracy vs compute (marker area ~ parameters)")
     missing = len(with_acc) - len(timed)
-    axes[1].set_title("accuracy vs measured latency"
-                      + (f" ({missing} not timed)" if missing else ""))
+    axes[1].set_title("accuracy vs measured latency" + (f" ({missing} not timed)" if missing else ""))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -385,10 +470,8 @@ class Milestone:
 
 HISTORY: tuple[Milestone, ...] = (
     Milestone("Hubel & Wiesel", 1959, "single cells in cat visual cortex respond to oriented edges"),
-    Milestone("Hubel & Wiesel", 1962, "simple and complex cells: a hierarchy of receptive fields",
-              "14.3"),
-    Milestone("Neocognitron", 1980, "Fukushima: layers of local feature detectors and pooling",
-              "14.4"),
+    Milestone("Hubel & Wiesel", 1962, "simple and complex cells: a hierarchy of receptive fields", "14.3"),
+    Milestone("Neocognitron", 1980, "Fukushima: layers of local feature detectors and pooling", "14.4"),
     Milestone("LeNet", 1989, "LeCun et al.: convolutions trained by backpropagation", "14.1"),
     Milestone("LeNet-5", 1998, "the classic conv-pool-conv-pool-FC digit reader", "14.6"),
     Milestone("AlexNet", 2012, "ReLU, dropout, GPUs: wins ImageNet by a wide margin", "14.6"),
@@ -422,8 +505,9 @@ def plot_timeline(events: Sequence[Milestone] = HISTORY, split: int = 2005) -> F
     early = [e for e in events if e.year < split]
     late = [e for e in events if e.year >= split]
     panels = [p for p in (early, late) if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.6), sharey=True,
-                             gridspec_kw={"width_ratios": [len(p) for p in panels]})
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(14, 4.6), sharey=True, gridspec_kw={"width_ratios": [len(p) for p in panels]}
+    )
     axes = [axes] if len(panels) == 1 else list(axes)
     levels = [1.0, -1.0, 2.1, -2.1]
     for ax, panel in zip(axes, panels, strict=True):
@@ -441,8 +525,13 @@ def plot_timeline(events: Sequence[Milestone] = HISTORY, split: int = 2005) -> F
                 else:
                     line = f"{line} {w}".strip()
             lines.append(line)
-            ax.annotate(f"{e.year} {e.name}{where}\n" + "\n".join(lines), (e.year, level),
-                        ha="center", va="bottom" if level > 0 else "top", fontsize=7.5)
+            ax.annotate(
+                f"{e.year} {e.name}{where}\n" + "\n".join(lines),
+                (e.year, level),
+                ha="center",
+                va="bottom" if level > 0 else "top",
+                fontsize=7.5,
+            )
         years = [e.year for e in panel]
         pad = max(2.0, 0.12 * (max(years) - min(years)))
         ax.set_xlim(min(years) - pad, max(years) + pad)
@@ -450,8 +539,7 @@ def plot_timeline(events: Sequence[Milestone] = HISTORY, split: int = 2005) -> F
         ax.set_yticks([])
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
-    axes[0].set_title("From the visual cortex to ConvNeXt ([14.x] = section that covers it)",
-                      loc="left")
+    axes[0].set_title("From the visual cortex to ConvNeXt ([14.x] = section that covers it)", loc="left")
     if len(axes) == 2:
         axes[1].set_xlabel(f"the axis is broken at {split}: the right panel spans far fewer years")
     fig.tight_layout()

@@ -39,8 +39,14 @@ def main(argv: list[str] | None = None) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             try:
-                pm.execute_notebook(str(nb), str(dest), parameters=params, cwd=str(nb.parent),
-                                    kernel_name="cnnbook", progress_bar=False)
+                pm.execute_notebook(
+                    str(nb),
+                    str(dest),
+                    parameters=params,
+                    cwd=str(nb.parent),
+                    kernel_name="cnnbook",
+                    progress_bar=False,
+                )
             except Exception as exc:  # keep going, report at the end
                 failures.append((nb, exc))
             secs = time.perf_counter() - start

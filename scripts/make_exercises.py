@@ -68,8 +68,9 @@ def strip_solutions(source: str, code: bool, where: str = "cell") -> tuple[str, 
         stripped = line.strip()
         if stripped == BEGIN:
             if inside:
-                raise SolutionMarkerError(f"{where}, line {number}: nested '{BEGIN}'; close the "
-                                          f"previous block with '{END}' first.")
+                raise SolutionMarkerError(
+                    f"{where}, line {number}: nested '{BEGIN}'; close the previous block with '{END}' first."
+                )
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             if code:
@@ -79,8 +80,7 @@ def strip_solutions(source: str, code: bool, where: str = "cell") -> tuple[str, 
                 out.append(indent + MARKDOWN_STUB)
         elif stripped == END:
             if not inside:
-                raise SolutionMarkerError(f"{where}, line {number}: '{END}' without a matching "
-                                          f"'{BEGIN}'.")
+                raise SolutionMarkerError(f"{where}, line {number}: '{END}' without a matching '{BEGIN}'.")
             inside = False
         elif not inside:
             out.append(line)
@@ -117,8 +117,11 @@ def _loads(nodes: list[ast.AST], deferred: bool) -> set[str]:
     def visit(node: ast.AST, in_function: bool) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             # decorators and defaults run at definition time; the body runs later
-            head = list(getattr(node, "decorator_list", [])) + list(node.args.defaults) + [
-                d for d in node.args.kw_defaults if d is not None]
+            head = (
+                list(getattr(node, "decorator_list", []))
+                + list(node.args.defaults)
+                + [d for d in node.args.kw_defaults if d is not None]
+            )
             for child in head:
                 visit(child, in_function)
             body = node.body if isinstance(node.body, list) else [node.body]
@@ -158,6 +161,7 @@ def _raises_when_run(tree: ast.Module) -> bool:
     True for a stub at module level or in a class body (class bodies run at definition time),
     also inside ``if``/``for``/``with``/``try`` blocks; false inside function bodies.
     """
+
     def visit(node: ast.AST) -> bool:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             return False
@@ -173,7 +177,8 @@ def _stub_functions(tree: ast.Module) -> set[str]:
     names = set()
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and any(
-                _is_stub_raise(node) for node in ast.walk(stmt)):
+            _is_stub_raise(node) for node in ast.walk(stmt)
+        ):
             names.add(stmt.name)
     return names
 
@@ -191,8 +196,7 @@ def make_exercise(solution: nbformat.NotebookNode, name: str = "notebook") -> nb
     return _make_exercise(solution, name)[0]
 
 
-def _make_exercise(solution: nbformat.NotebookNode,
-                   name: str) -> tuple[nbformat.NotebookNode, set[str]]:
+def _make_exercise(solution: nbformat.NotebookNode, name: str) -> tuple[nbformat.NotebookNode, set[str]]:
     """:func:`make_exercise`, plus the names that are missing while the answers are."""
     nb = copy.deepcopy(solution)
     cells = []
@@ -202,8 +206,7 @@ def _make_exercise(solution: nbformat.NotebookNode,
         if SOLUTION_ONLY in tags:
             continue
         answer = cell.source
-        source, top_level = strip_solutions(answer, cell.cell_type == "code",
-                                            f"{name}, cell {index}")
+        source, top_level = strip_solutions(answer, cell.cell_type == "code", f"{name}, cell {index}")
         cell.source = source
         if cell.cell_type == "code":
             cell.outputs = []
@@ -211,16 +214,22 @@ def _make_exercise(solution: nbformat.NotebookNode,
             tree = _parse(source)
             if tree is not None:
                 tainted |= _stub_functions(tree)
-                raises = (top_level or _raises_when_run(tree) or _calls_check(tree)
-                          or bool(_loads(tree.body, deferred=False) & tainted))
+                raises = (
+                    top_level
+                    or _raises_when_run(tree)
+                    or _calls_check(tree)
+                    or bool(_loads(tree.body, deferred=False) & tainted)
+                )
                 if raises:  # what the answer would have defined is missing too
                     full = _parse(answer)
                     tainted |= _bound_names(tree) | (_bound_names(full) if full else set())
                 else:
                     # a function that calls a stub raises when it is called, not when defined
                     for stmt in tree.body:
-                        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                                and _loads([stmt], deferred=True) & tainted:
+                        if (
+                            isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                            and _loads([stmt], deferred=True) & tainted
+                        ):
                             tainted.add(stmt.name)
                 if raises and RAISES not in tags:
                     tags.append(RAISES)
@@ -265,34 +274,46 @@ def _run(paths: list[Path], solutions_dir: Path) -> int:
 
     bad = 0
     for path in paths:
-        _, missing = _make_exercise(nbformat.read(solutions_dir / path.name, as_version=4),
-                                    path.name)
+        _, missing = _make_exercise(nbformat.read(solutions_dir / path.name, as_version=4), path.name)
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, kernel_name="cnnbook", allow_errors=True, timeout=600,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            kernel_name="cnnbook",
+            allow_errors=True,
+            timeout=600,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
         for i, cell in enumerate(nb.cells):
             errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
             tagged = RAISES in cell.metadata.get("tags", [])
             for err in errors:
                 name = re.search(r"name '(\w+)' is not defined", err.evalue or "")
-                ok = tagged and (err.ename == "NotImplementedError"
-                                 or (err.ename == "NameError" and bool(name)
-                                     and name.group(1) in missing))
+                ok = tagged and (
+                    err.ename == "NotImplementedError"
+                    or (err.ename == "NameError" and bool(name) and name.group(1) in missing)
+                )
                 bad += not ok
-                print(f"{'  ' if ok else '!!'} {path.name} cell {i}: {err.ename}: "
-                      f"{err.evalue.splitlines()[0][:100] if err.evalue else ''}")
+                print(
+                    f"{'  ' if ok else '!!'} {path.name} cell {i}: {err.ename}: "
+                    f"{err.evalue.splitlines()[0][:100] if err.evalue else ''}"
+                )
     return bad
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--solutions", type=Path, default=ROOT / "solutions")
     parser.add_argument("--exercises", type=Path, default=ROOT / "exercises")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if any exercise notebook is missing or stale")
-    parser.add_argument("--run", action="store_true",
-                        help="after writing, execute the exercises and list every error raised")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 if any exercise notebook is missing or stale",
+    )
+    parser.add_argument(
+        "--run", action="store_true", help="after writing, execute the exercises and list every error raised"
+    )
     args = parser.parse_args(argv)
     try:
         rendered = generate(args.solutions, args.exercises)

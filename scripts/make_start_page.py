@@ -65,22 +65,22 @@ def _link(path: str, text: str) -> str:
 
 def build() -> nbformat.NotebookNode:
     """The start page as a notebook."""
-    rows = ["| section | read | practise | compare | CPU | GPU |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| section | read | practise | compare | CPU | GPU |", "| --- | --- | --- | --- | --- | --- |"]
     for s in SECTIONS:
-        rows.append(f"| {s.number} | {_link(s.notebook, s.title)} | {_link(s.exercises, 'exercises')} "
-                    f"| {_link(s.solutions, 'solutions')} | {s.cpu} | {s.gpu} |")
+        rows.append(
+            f"| {s.number} | {_link(s.notebook, s.title)} | {_link(s.exercises, 'exercises')} "
+            f"| {_link(s.solutions, 'solutions')} | {s.cpu} | {s.gpu} |"
+        )
     cells = [
         nbformat.v4.new_markdown_cell(INTRO),
         nbformat.v4.new_markdown_cell("## The sections\n\n" + "\n".join(rows)),
         nbformat.v4.new_markdown_cell(TIMES),
         nbformat.v4.new_markdown_cell(PROGRESS),
-        nbformat.v4.new_code_cell("from cnnbook import progress\n\nprogress.main([\"exercises\"]);"),
+        nbformat.v4.new_code_cell('from cnnbook import progress\n\nprogress.main(["exercises"]);'),
         nbformat.v4.new_markdown_cell(HELP),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "cnnbook", "display_name": "Python (cnnbook)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "cnnbook", "display_name": "Python (cnnbook)", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for i, cell in enumerate(nb.cells):
         cell.id = f"start-{i:02d}"  # stable ids: regenerating gives the same file
@@ -98,8 +98,7 @@ def exercises_table() -> str:
         nb = nbformat.read(ROOT / s.solutions, as_version=4)
         md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
         practise = "; ".join(f"{title.strip()} ({kind.strip()})" for kind, title in _EXERCISE.findall(md))
-        rows.append(f"| {s.number} | [{s.stem}]({s.stem}.ipynb) | [answers](../{s.solutions}) "
-                    f"| {practise} |")
+        rows.append(f"| {s.number} | [{s.stem}]({s.stem}.ipynb) | [answers](../{s.solutions}) | {practise} |")
     return "\n".join(rows)
 
 
@@ -114,8 +113,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if START_HERE.ipynb is stale")
     args = parser.parse_args()
-    outputs = {ROOT / "START_HERE.ipynb": nbformat.writes(build()) + "\n",
-               ROOT / "exercises" / "README.md": exercises_readme()}
+    outputs = {
+        ROOT / "START_HERE.ipynb": nbformat.writes(build()) + "\n",
+        ROOT / "exercises" / "README.md": exercises_readme(),
+    }
     stale = [p for p, text in outputs.items() if not p.is_file() or p.read_text() != text]
     if args.check:
         for p in stale:

@@ -35,8 +35,13 @@ def synthetic_cifar(n: int, seed: int = 0, classes: int = 10) -> data.ImageArray
     rows = torch.arange(32).view(1, 32, 1)
     band = (rows // 8 == (labels // 3).view(n, 1, 1)).expand(n, 32, 32)  # class k: band k // 3
     images[torch.arange(n), labels % 3] += 120 * band
-    return data.ImageArrays(images.to(torch.uint8), labels, [f"class{k}" for k in range(classes)],
-                            (0.3, 0.3, 0.3), (0.25, 0.25, 0.25))
+    return data.ImageArrays(
+        images.to(torch.uint8),
+        labels,
+        [f"class{k}" for k in range(classes)],
+        (0.3, 0.3, 0.3),
+        (0.25, 0.25, 0.25),
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,14 +52,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--widths", type=int, nargs=3, default=None, help="FastCIFARNet widths")
-    p.add_argument("--loader", choices=("fast", "classic"), default="fast",
-                   help="whole-tensor GPUBatchLoader, or the per-image DataLoader")
-    p.add_argument("--synthetic", type=int, default=None, metavar="N",
-                   help="train on N generated images instead of CIFAR-10")
+    p.add_argument(
+        "--loader",
+        choices=("fast", "classic"),
+        default="fast",
+        help="whole-tensor GPUBatchLoader, or the per-image DataLoader",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on N generated images instead of CIFAR-10",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", type=Path, default=None, help="best weights (rank 0 writes)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for each rank's final weights and losses (rank<N>.pt)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="folder for each rank's final weights and losses (rank<N>.pt)"
+    )
     p.add_argument("--no-tune-malloc", action="store_true")
     return p.parse_args(argv)
 
@@ -62,9 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rank, world, device = distributed.setup(args.device)
-    plan = recipes.cifar10_plan(device, fast=args.fast, epochs=args.epochs,
-                                batch_size=args.batch_size, lr=args.lr,
-                                widths=tuple(args.widths) if args.widths else None)
+    plan = recipes.cifar10_plan(
+        device,
+        fast=args.fast,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        widths=tuple(args.widths) if args.widths else None,
+    )
     if args.no_tune_malloc:
         plan = dataclasses.replace(plan, tune_malloc=False)
     plan.tune_process()
@@ -73,26 +93,42 @@ def main(argv: list[str] | None = None) -> int:
     else:
         train, test = recipes.load_plan_data(plan, seed=args.seed)
     if rank == 0:
-        print(f"{plan.describe()} | {world} process(es) | data: {len(train.labels):,} training "
-              f"images{' (synthetic)' if args.synthetic is not None else ''}")
+        print(
+            f"{plan.describe()} | {world} process(es) | data: {len(train.labels):,} training "
+            f"images{' (synthetic)' if args.synthetic is not None else ''}"
+        )
     model = recipes.prepare_model(plan, train, seed=args.seed)  # the same on every rank
     fast_train, test_loader = recipes.make_loaders(plan, train, test, seed=args.seed)
     if args.loader == "fast":
         train_loader = fast_train
     else:
         ds = data.ImageArrayDataset(train, data.classic_transforms(True, train.mean, train.std))
-        train_loader = data.classic_loader(ds, plan.batch_size, num_workers=0, device=device,
-                                           seed=args.seed)
+        train_loader = data.classic_loader(ds, plan.batch_size, num_workers=0, device=device, seed=args.seed)
     history = distributed.fit_distributed(
-        model, train_loader, test_loader, device=device, seed=args.seed, epochs=plan.epochs,
-        lr=plan.lr, weight_decay=plan.weight_decay, amp=plan.amp,
+        model,
+        train_loader,
+        test_loader,
+        device=device,
+        seed=args.seed,
+        epochs=plan.epochs,
+        lr=plan.lr,
+        weight_decay=plan.weight_decay,
+        amp=plan.amp,
         loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing),
-        checkpoint=args.checkpoint, progress=False)
+        checkpoint=args.checkpoint,
+        progress=False,
+    )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": model.state_dict(), "train_loss": history["train_loss"],
-                    "world_size": world, "steps_per_epoch": len(history.step_lr) // len(history)},
-                   args.out / f"rank{rank}.pt")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "train_loss": history["train_loss"],
+                "world_size": world,
+                "steps_per_epoch": len(history.step_lr) // len(history),
+            },
+            args.out / f"rank{rank}.pt",
+        )
     return 0
 
 

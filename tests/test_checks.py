@@ -44,6 +44,7 @@ def fails(check, *answers, match: str) -> str:
 
 # ---------------------------------------------------------------- framework (core)
 
+
 def test_not_implemented_is_reported_as_such(capsys) -> None:
     def correlate2d(image, kernel):
         raise NotImplementedError()
@@ -156,26 +157,29 @@ def test_expect_tensor_rejects_numpy_and_none() -> None:
 
 # ---------------------------------------------------------------- 14.1
 
+
 def ref_correlate2d(image, kernel):
     kh, kw = kernel.shape
     out = image.new_zeros(image.shape[0] - kh + 1, image.shape[1] - kw + 1)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
-            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+            out[i, j] = (image[i : i + kh, j : j + kw] * kernel).sum()
     return out
 
 
 def test_14_01_correlate2d() -> None:
     passes(c01.check_correlate2d, ref_correlate2d)
-    fails(c01.check_correlate2d, lambda im, k: ref_correlate2d(im, k.flip(0, 1)),
-          match="flipped the kernel")
+    fails(c01.check_correlate2d, lambda im, k: ref_correlate2d(im, k.flip(0, 1)), match="flipped the kernel")
 
     def off_by_one(image, kernel):  # loops stop one position early
         return ref_correlate2d(image, kernel)[:-1, :-1]
 
     fails(c01.check_correlate2d, off_by_one, match="H - kH \\+ 1")
-    fails(c01.check_correlate2d, lambda im, k: F.conv2d(im[None, None], k[None, None])[0, 0],
-          match="torch.nn.functional.conv2d")
+    fails(
+        c01.check_correlate2d,
+        lambda im, k: F.conv2d(im[None, None], k[None, None])[0, 0],
+        match="torch.nn.functional.conv2d",
+    )
 
 
 def test_14_01_convolve2d() -> None:
@@ -185,29 +189,52 @@ def test_14_01_convolve2d() -> None:
 
 
 def ref_conv_layer(x, weight, bias):
-    return torch.stack([torch.stack([
-        sum(ref_correlate2d(x[b, c], weight[o, c]) for c in range(x.shape[1])) + bias[o]
-        for o in range(weight.shape[0])]) for b in range(x.shape[0])])
+    return torch.stack(
+        [
+            torch.stack(
+                [
+                    sum(ref_correlate2d(x[b, c], weight[o, c]) for c in range(x.shape[1])) + bias[o]
+                    for o in range(weight.shape[0])
+                ]
+            )
+            for b in range(x.shape[0])
+        ]
+    )
 
 
 def test_14_01_conv_layer() -> None:
     passes(c01.check_conv_layer, ref_conv_layer)
-    fails(c01.check_conv_layer, lambda x, w, b: ref_conv_layer(x, w, torch.zeros_like(b)),
-          match="forgot the bias")
-    fails(c01.check_conv_layer, lambda x, w, b: ref_conv_layer(x, w, b * x.shape[1]),
-          match="once per input channel")
+    fails(
+        c01.check_conv_layer,
+        lambda x, w, b: ref_conv_layer(x, w, torch.zeros_like(b)),
+        match="forgot the bias",
+    )
+    fails(
+        c01.check_conv_layer,
+        lambda x, w, b: ref_conv_layer(x, w, b * x.shape[1]),
+        match="once per input channel",
+    )
 
     def no_channel_sum(x, weight, bias):  # one map per (filter, channel) pair
-        return torch.stack([torch.stack([ref_correlate2d(x[b, c], weight[o, c]) + bias[o]
-                                         for o in range(weight.shape[0]) for c in range(x.shape[1])])
-                            for b in range(x.shape[0])])
+        return torch.stack(
+            [
+                torch.stack(
+                    [
+                        ref_correlate2d(x[b, c], weight[o, c]) + bias[o]
+                        for o in range(weight.shape[0])
+                        for c in range(x.shape[1])
+                    ]
+                )
+                for b in range(x.shape[0])
+            ]
+        )
 
     fails(c01.check_conv_layer, no_channel_sum, match="ALL input channels")
 
 
 def ref_shift(image, dy, dx):
     out = torch.zeros_like(image)
-    out[dy:, dx:] = image[:image.shape[0] - dy, :image.shape[1] - dx]
+    out[dy:, dx:] = image[: image.shape[0] - dy, : image.shape[1] - dx]
     return out
 
 
@@ -219,17 +246,27 @@ def test_14_01_shift() -> None:
 
 # ---------------------------------------------------------------- 14.2
 
+
 def test_14_02_conv_out_size() -> None:
     def ref(n, k, s=1, p=0, d=1):
         return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
     passes(c02.check_conv_out_size, ref)
-    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - k) // s + 1,
-          match="ignored the dilation")
-    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) // s,
-          match="forgot the \\+ 1")
-    fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) / s + 1,
-          match="floor division")
+    fails(
+        c02.check_conv_out_size,
+        lambda n, k, s=1, p=0, d=1: (n + 2 * p - k) // s + 1,
+        match="ignored the dilation",
+    )
+    fails(
+        c02.check_conv_out_size,
+        lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) // s,
+        match="forgot the \\+ 1",
+    )
+    fails(
+        c02.check_conv_out_size,
+        lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) / s + 1,
+        match="floor division",
+    )
     fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: 30, match="expected")
 
     def by_running(n, k, s=1, p=0, d=1):
@@ -259,17 +296,24 @@ def test_14_02_dilate_kernel() -> None:
 
 
 def test_14_02_strided_from_dense() -> None:
-    passes(c02.check_strided_from_dense,
-           lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, ::s])
-    fails(c02.check_strided_from_dense,
-          lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s], match="index 1")
-    fails(c02.check_strided_from_dense,
-          lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p), match="stride=")
-    fails(c02.check_strided_from_dense,
-          lambda x, w, s, p: torch.nn.functional.conv2d(x, w, None, s, p), match="stride=")
+    passes(c02.check_strided_from_dense, lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, ::s])
+    fails(
+        c02.check_strided_from_dense,
+        lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s],
+        match="index 1",
+    )
+    fails(
+        c02.check_strided_from_dense, lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p), match="stride="
+    )
+    fails(
+        c02.check_strided_from_dense,
+        lambda x, w, s, p: torch.nn.functional.conv2d(x, w, None, s, p),
+        match="stride=",
+    )
 
 
 # ---------------------------------------------------------------- 14.3
+
 
 def ref_receptive_field(layers):
     rf, jump, out = 1, 1, []
@@ -292,18 +336,24 @@ def test_14_03_receptive_field() -> None:
         return out
 
     fails(c03.check_receptive_field, including_own_stride, match="INCLUDING the current layer")
-    fails(c03.check_receptive_field, lambda layers: ref_receptive_field([(k, 1) for k, _ in layers]),
-          match="ignored the strides")
-    fails(c03.check_receptive_field, lambda layers: ref_receptive_field(layers)[-1],
-          match="after EACH")
+    fails(
+        c03.check_receptive_field,
+        lambda layers: ref_receptive_field([(k, 1) for k, _ in layers]),
+        match="ignored the strides",
+    )
+    fails(c03.check_receptive_field, lambda layers: ref_receptive_field(layers)[-1], match="after EACH")
 
 
 def test_14_03_stack_vs_single() -> None:
     passes(c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1))
-    fails(c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (3 * n) ** 2 * c * c, 3 * n),
-          match="2n \\+ 1")
-    fails(c03.check_stack_vs_single, lambda c, n: (9 * n * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1),
-          match="c \\* c \\* 3 \\* 3")
+    fails(
+        c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (3 * n) ** 2 * c * c, 3 * n), match="2n \\+ 1"
+    )
+    fails(
+        c03.check_stack_vs_single,
+        lambda c, n: (9 * n * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1),
+        match="c \\* c \\* 3 \\* 3",
+    )
 
 
 def ref_rf_by_gradient(model, size):
@@ -327,11 +377,15 @@ def test_14_03_rf_by_gradient() -> None:
 
     from cnnbook import geometry
 
-    fails(c03.check_rf_by_gradient, lambda m, s: geometry.receptive_field_by_gradient(m, s, 1),
-          match="cnnbook's own answer")
+    fails(
+        c03.check_rf_by_gradient,
+        lambda m, s: geometry.receptive_field_by_gradient(m, s, 1),
+        match="cnnbook's own answer",
+    )
 
 
 # ---------------------------------------------------------------- 14.4
+
 
 def ref_max_pool2d(x, kernel_size, stride=None, padding=0):
     stride = kernel_size if stride is None else stride
@@ -351,24 +405,32 @@ def test_14_04_max_pool2d() -> None:
         return ref_max_pool2d(x, kernel_size, 1 if stride is None else stride, padding)
 
     fails(c04.check_max_pool2d, stride_one, match="defaults to the kernel size")
-    fails(c04.check_max_pool2d, lambda x, k, s=None, padding=0: F.max_pool2d(x, k, s, padding),
-          match="it pools for you")
-    fails(c04.check_max_pool2d, lambda x, k, s=None, padding=0: torch.nn.MaxPool2d(k, s, padding)(x),
-          match="it pools for you")
+    fails(
+        c04.check_max_pool2d,
+        lambda x, k, s=None, padding=0: F.max_pool2d(x, k, s, padding),
+        match="it pools for you",
+    )
+    fails(
+        c04.check_max_pool2d,
+        lambda x, k, s=None, padding=0: torch.nn.MaxPool2d(k, s, padding)(x),
+        match="it pools for you",
+    )
 
 
 def test_14_04_head_params() -> None:
     passes(c04.check_head_params, lambda c, h, w, n, gap: (c if gap else c * h * w) * n + n)
-    fails(c04.check_head_params, lambda c, h, w, n, gap: (c if gap else c * h * w) * n,
-          match="forgot the bias")
+    fails(
+        c04.check_head_params, lambda c, h, w, n, gap: (c if gap else c * h * w) * n, match="forgot the bias"
+    )
     fails(c04.check_head_params, lambda c, h, w, n, gap: c * h * w * n + n, match="ONE number")
 
 
 def test_14_04_avgpool_as_conv() -> None:
     def make(channels, k, groups=None, scale=1.0, stride=None):
         groups = channels if groups is None else groups
-        conv = torch.nn.Conv2d(channels, channels, k, stride=k if stride is None else stride,
-                               groups=groups, bias=False)
+        conv = torch.nn.Conv2d(
+            channels, channels, k, stride=k if stride is None else stride, groups=groups, bias=False
+        )
         torch.nn.init.constant_(conv.weight, scale / (k * k))
         return conv
 
@@ -381,6 +443,7 @@ def test_14_04_avgpool_as_conv() -> None:
 
 # ---------------------------------------------------------------- 14.5
 
+
 def test_14_05_reference_is_the_library_simple_cnn() -> None:
     from cnnbook.models import SimpleCNN
 
@@ -392,16 +455,24 @@ def test_14_05_reference_is_the_library_simple_cnn() -> None:
 
 def ref_simple_cnn_params(num_classes, in_channels=3, image_size=32):
     side = image_size // 4
-    return (9 * in_channels * 32 + 32) + (9 * 32 * 64 + 64) + (64 * side * side * 256 + 256) + (
-        256 * num_classes + num_classes)
+    return (
+        (9 * in_channels * 32 + 32)
+        + (9 * 32 * 64 + 64)
+        + (64 * side * side * 256 + 256)
+        + (256 * num_classes + num_classes)
+    )
 
 
 def test_14_05_simple_cnn_params() -> None:
     passes(c05.check_simple_cnn_params, ref_simple_cnn_params)
-    fails(c05.check_simple_cnn_params,
-          lambda n, c=3, s=32: ref_simple_cnn_params(n, c, s) - 32 - 64 - 256 - n, match="biases")
-    fails(c05.check_simple_cnn_params,
-          lambda n, c=3, s=32: ref_simple_cnn_params(n, c, 2 * s), match="ONE pool")
+    fails(
+        c05.check_simple_cnn_params,
+        lambda n, c=3, s=32: ref_simple_cnn_params(n, c, s) - 32 - 64 - 256 - n,
+        match="biases",
+    )
+    fails(
+        c05.check_simple_cnn_params, lambda n, c=3, s=32: ref_simple_cnn_params(n, c, 2 * s), match="ONE pool"
+    )
 
     def by_building(n, c=3, s=32):
         return sum(p.numel() for p in c05.SimpleCNN(n, c, s).parameters())
@@ -458,6 +529,7 @@ def test_14_05_fixed_cnn() -> None:
 
 # ---------------------------------------------------------------- 14.6
 
+
 def test_14_06_vgg_block() -> None:
     from cnnbook.models import make_vgg_block
 
@@ -490,9 +562,11 @@ def test_14_06_vgg_params_agree_with_the_library() -> None:
 
 def test_14_06_vgg_params() -> None:
     passes(c06.check_vgg_params, c06.vgg_param_counts)
-    fails(c06.check_vgg_params, lambda cfg, n: (c06.vgg_param_counts(cfg, n)[0],
-                                                 c06.vgg_param_counts(cfg, n)[1] - 8192 - n),
-          match="Linear biases")
+    fails(
+        c06.check_vgg_params,
+        lambda cfg, n: (c06.vgg_param_counts(cfg, n)[0], c06.vgg_param_counts(cfg, n)[1] - 8192 - n),
+        match="Linear biases",
+    )
     fails(c06.check_vgg_params, lambda cfg, n: (1, 2), match="9\\*c_in\\*c_out")
 
 
@@ -532,11 +606,13 @@ def test_14_06_silence() -> None:
 
     passes(c06.check_silence, silence, c06._RefBasicBlock)
     fails(c06.check_silence, weight_only, c06._RefBasicBlock, match="shift beta")
-    fails(c06.check_silence, lambda b: silence(c06._RefBasicBlock(6, 6)), c06._RefBasicBlock,
-          match="in place")
+    fails(
+        c06.check_silence, lambda b: silence(c06._RefBasicBlock(6, 6)), c06._RefBasicBlock, match="in place"
+    )
 
 
 # ---------------------------------------------------------------- 14.7
+
 
 def test_14_07_merge_pointwise() -> None:
     def merge(first, second, keep_first_bias=True):
@@ -550,17 +626,22 @@ def test_14_07_merge_pointwise() -> None:
         return conv
 
     passes(c07.check_merge_pointwise, merge)
-    fails(c07.check_merge_pointwise, lambda a, b: merge(a, b, keep_first_bias=False),
-          match="ignores first's bias")
+    fails(
+        c07.check_merge_pointwise,
+        lambda a, b: merge(a, b, keep_first_bias=False),
+        match="ignores first's bias",
+    )
     fails(c07.check_merge_pointwise, lambda a, b: torch.nn.Sequential(a, b), match="ONE nn.Conv2d")
 
 
 def test_14_07_bottleneck_params() -> None:
     passes(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, c * m + m * m * k * k))
-    fails(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, m * m * k * k),
-          match="1x1 reduction")
-    fails(c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, c * m + c * m * k * k),
-          match="REDUCED")
+    fails(
+        c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, m * m * k * k), match="1x1 reduction"
+    )
+    fails(
+        c07.check_bottleneck_params, lambda c, m, k=3: (c * c * k * k, c * m + c * m * k * k), match="REDUCED"
+    )
 
 
 def test_14_07_linear_to_conv1x1() -> None:
@@ -574,24 +655,37 @@ def test_14_07_linear_to_conv1x1() -> None:
 
     passes(c07.check_linear_to_conv1x1, convert)
     fails(c07.check_linear_to_conv1x1, lambda lin: convert(lin, copy_bias=False), match="bias")
-    fails(c07.check_linear_to_conv1x1,
-          lambda lin: torch.nn.Conv2d(lin.in_features, lin.out_features, 1), match="wrong values")
+    fails(
+        c07.check_linear_to_conv1x1,
+        lambda lin: torch.nn.Conv2d(lin.in_features, lin.out_features, 1),
+        match="wrong values",
+    )
 
 
 # ---------------------------------------------------------------- 14.8
 
+
 def test_14_08_separable_params() -> None:
     passes(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, ci * k * k + ci * co))
-    fails(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, ci * co * k * k + ci * co),
-          match="ONE k x k filter")
-    fails(c08.check_separable_params, lambda ci, co, k: (ci * co * k * k, co * k * k + ci * co),
-          match="INPUT channels")
+    fails(
+        c08.check_separable_params,
+        lambda ci, co, k: (ci * co * k * k, ci * co * k * k + ci * co),
+        match="ONE k x k filter",
+    )
+    fails(
+        c08.check_separable_params,
+        lambda ci, co, k: (ci * co * k * k, co * k * k + ci * co),
+        match="INPUT channels",
+    )
 
 
 def test_14_08_separable_to_standard() -> None:
     passes(c08.check_separable_to_standard, lambda d, p: p * d.transpose(0, 1))
-    fails(c08.check_separable_to_standard, lambda d, p: d.transpose(0, 1).expand(p.shape[0], -1, -1, -1),
-          match="pointwise weights are missing")
+    fails(
+        c08.check_separable_to_standard,
+        lambda d, p: d.transpose(0, 1).expand(p.shape[0], -1, -1, -1),
+        match="pointwise weights are missing",
+    )
 
 
 def test_14_08_separable_block() -> None:
@@ -628,6 +722,7 @@ def test_14_08_min_channels() -> None:
 
 
 # ---------------------------------------------------------------- 14.9
+
 
 def test_14_09_feature_extractor() -> None:
     def right(model, n):
@@ -691,10 +786,12 @@ def test_14_09_imagenet_normalize() -> None:
 
 # ---------------------------------------------------------------- 14.10
 
+
 def _feature_maps(model, x, name, remove=True):
     store = {}
     handle = dict(model.named_modules())[name].register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach()))
+        lambda _m, _i, out: store.update(out=out.detach())
+    )
     try:
         with torch.no_grad():
             model(x)
@@ -706,23 +803,36 @@ def _feature_maps(model, x, name, remove=True):
 
 def test_14_10_get_feature_maps() -> None:
     passes(c10.check_get_feature_maps, _feature_maps)
-    fails(c10.check_get_feature_maps, lambda m, x, n: _feature_maps(m, x, n, remove=False),
-          match="hook\\(s\\) registered")
+    fails(
+        c10.check_get_feature_maps,
+        lambda m, x, n: _feature_maps(m, x, n, remove=False),
+        match="hook\\(s\\) registered",
+    )
     fails(c10.check_get_feature_maps, lambda m, x, n: m(x).detach(), match="final output|expected shape")
 
     from cnnbook import interpret
 
-    fails(c10.check_get_feature_maps, lambda m, x, n: interpret.feature_maps(m, x, n)[n],
-          match="cnnbook's own answer")
+    fails(
+        c10.check_get_feature_maps,
+        lambda m, x, n: interpret.feature_maps(m, x, n)[n],
+        match="cnnbook's own answer",
+    )
 
 
 def test_14_10_grad_cam() -> None:
     passes(c10.check_grad_cam, c10.reference_grad_cam)
-    for variant, match in [("no_relu", "ReLU is missing"), ("act_weights", "mean GRADIENT"),
-                           ("all_classes", "sum of all logits"), ("no_norm", "not scaled"),
-                           ("max_only", "without subtracting the min")]:
-        fails(c10.check_grad_cam, lambda m, x, c, n, v=variant: c10.reference_grad_cam(m, x, c, n, v),
-              match=match)
+    for variant, match in [
+        ("no_relu", "ReLU is missing"),
+        ("act_weights", "mean GRADIENT"),
+        ("all_classes", "sum of all logits"),
+        ("no_norm", "not scaled"),
+        ("max_only", "without subtracting the min"),
+    ]:
+        fails(
+            c10.check_grad_cam,
+            lambda m, x, c, n, v=variant: c10.reference_grad_cam(m, x, c, n, v),
+            match=match,
+        )
 
 
 def test_14_10_grad_cam_reference_agrees_with_library() -> None:
@@ -734,16 +844,16 @@ def test_14_10_grad_cam_reference_agrees_with_library() -> None:
         ref = c10.reference_grad_cam(model, x, 1, layer)
         raw = interpret.grad_cam(model, x, layer, 1, upsample=False)[0]
         assert raw.max() > 0
-        torch.testing.assert_close(ref, (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-5,
-                                   rtol=1e-4)
+        torch.testing.assert_close(ref, (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-5, rtol=1e-4)
     assert c10.reference_grad_cam(model, x, 1, "relu2").min() == 0  # min-max scaled
     assert c10.reference_grad_cam(model, x, 1, "relu2", "max_only").min() > 0.05  # positive map
 
 
 def test_14_10_left_share() -> None:
     passes(c10.check_left_share, lambda cam: float(cam[:, : cam.shape[1] // 2].sum() / cam.sum()))
-    fails(c10.check_left_share, lambda cam: float(cam[: cam.shape[0] // 2].sum() / cam.sum()),
-          match="COLUMNS")
+    fails(
+        c10.check_left_share, lambda cam: float(cam[: cam.shape[0] // 2].sum() / cam.sum()), match="COLUMNS"
+    )
 
 
 def test_14_10_normalize_filters() -> None:
@@ -758,11 +868,13 @@ def test_14_10_normalize_filters() -> None:
 
 # ---------------------------------------------------------------- 14.11
 
+
 def test_14_11_batch_norm_backward() -> None:
     def right(x, gamma, dy, eps=1e-5):
         xr = x.clone().requires_grad_(True)
         y = (xr - xr.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
-            xr.var((0, 2, 3), unbiased=False, keepdim=True) + eps)
+            xr.var((0, 2, 3), unbiased=False, keepdim=True) + eps
+        )
         x_hat = y.detach()
         (dx,) = torch.autograd.grad(y * gamma.view(1, -1, 1, 1), xr, dy)
         return dx, (dy * x_hat).sum((0, 2, 3)), dy.sum((0, 2, 3))
@@ -778,27 +890,38 @@ def test_14_11_update_running() -> None:
         return (1 - m) * rm + m * mean, (1 - m) * rv + m * var
 
     passes(c11.check_update_running, right)
-    fails(c11.check_update_running, lambda rm, rv, x, m=0.1: right(rm, rv, x, m, unbiased=False),
-          match="UNBIASED")
-    fails(c11.check_update_running, lambda rm, rv, x, m=0.1: right(rm, rv, x, m, swap=True),
-          match="weight of the NEW batch")
+    fails(
+        c11.check_update_running,
+        lambda rm, rv, x, m=0.1: right(rm, rv, x, m, unbiased=False),
+        match="UNBIASED",
+    )
+    fails(
+        c11.check_update_running,
+        lambda rm, rv, x, m=0.1: right(rm, rv, x, m, swap=True),
+        match="weight of the NEW batch",
+    )
 
 
 def test_14_11_fold_bn_before_conv() -> None:
     from cnnbook.norm import fold_bn_into_conv
 
-    fails(c11.check_fold_bn_before_conv, lambda bn, conv: fold_bn_into_conv(conv, bn),
-          match="cnnbook's own answer")
+    fails(
+        c11.check_fold_bn_before_conv,
+        lambda bn, conv: fold_bn_into_conv(conv, bn),
+        match="cnnbook's own answer",
+    )
     fails(c11.check_fold_bn_before_conv, lambda bn, conv: conv, match="wrong values")
 
 
 def test_14_11_bias_change() -> None:
-    passes(c11.check_bias_change,
-           lambda norm, x, b: float((norm(x + b.view(1, -1, 1, 1)) - norm(x)).abs().max()))
+    passes(
+        c11.check_bias_change, lambda norm, x, b: float((norm(x + b.view(1, -1, 1, 1)) - norm(x)).abs().max())
+    )
     fails(c11.check_bias_change, lambda norm, x, b: 0.0, match="expected")
 
 
 # ---------------------------------------------------------------- 14.12
+
 
 def test_14_12_squeeze_excite() -> None:
     passes(c12.check_squeeze_excite, c12._se)
@@ -823,11 +946,16 @@ def test_14_12_compound_scale() -> None:
         return d, w, r, d * w**2 * r**2
 
     passes(c12.check_compound_scale, right)
-    fails(c12.check_compound_scale, lambda phi, a=1.2, b=1.1, g=1.15: (*right(phi, a, b, g)[:3],
-                                                                     a**phi * b**phi * g**phi),
-          match="TWICE")
-    fails(c12.check_compound_scale, lambda phi, a=1.2, b=1.1, g=1.15: (a * phi, b * phi, g * phi, 1.0),
-          match="POWERS")
+    fails(
+        c12.check_compound_scale,
+        lambda phi, a=1.2, b=1.1, g=1.15: (*right(phi, a, b, g)[:3], a**phi * b**phi * g**phi),
+        match="TWICE",
+    )
+    fails(
+        c12.check_compound_scale,
+        lambda phi, a=1.2, b=1.1, g=1.15: (a * phi, b * phi, g * phi, 1.0),
+        match="POWERS",
+    )
 
 
 def test_14_12_mixup() -> None:
@@ -856,6 +984,7 @@ def test_14_12_round_filters_agrees_with_library() -> None:
 
 # ---------------------------------------------------------------- 14.13
 
+
 def test_14_13_box_iou() -> None:
     from torchvision.ops import box_iou
 
@@ -883,39 +1012,44 @@ def test_14_13_nms() -> None:
         return torch.tensor(keep, dtype=torch.long)
 
     passes(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t)))
-    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "unsorted")),
-          match="DECREASING score")
-    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "all_higher")),
-          match="KEPT")
-    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "at_least")),
-          match="GREATER THAN")
-    fails(c13.check_nms, lambda b, s, t: as_long(sorted(c13._ref_nms(b, s, t))),
-          match="wrong order")
-    fails(c13.check_nms, lambda b, s, t: torch.tensor(c13._ref_nms(b, s, t)),
-          match="empty list is float32")
+    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "unsorted")), match="DECREASING score")
+    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "all_higher")), match="KEPT")
+    fails(c13.check_nms, lambda b, s, t: as_long(c13._ref_nms(b, s, t, "at_least")), match="GREATER THAN")
+    fails(c13.check_nms, lambda b, s, t: as_long(sorted(c13._ref_nms(b, s, t))), match="wrong order")
+    fails(c13.check_nms, lambda b, s, t: torch.tensor(c13._ref_nms(b, s, t)), match="empty list is float32")
 
 
 def test_14_13_mean_iou() -> None:
     from cnnbook.segmentation import mean_iou
 
     def right(pred, target, k):
-        ious = [((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
-                for c in range(k) if ((pred == c) | (target == c)).any()]
+        ious = [
+            ((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+            for c in range(k)
+            if ((pred == c) | (target == c)).any()
+        ]
         return sum(ious) / len(ious)
 
     passes(c13.check_mean_iou, right)
     fails(c13.check_mean_iou, lambda p, t, k: (p == t).double().mean().item(), match="pixel accuracy")
-    fails(c13.check_mean_iou, lambda p, t, k: c13._miou(p, t, k, "target_only"),
-          match="only in the PREDICTION")
+    fails(
+        c13.check_mean_iou, lambda p, t, k: c13._miou(p, t, k, "target_only"), match="only in the PREDICTION"
+    )
     fails(c13.check_mean_iou, lambda p, t, k: float(mean_iou(p, t, k)), match="cnnbook's own")
 
 
 def test_14_13_transposed_out_size() -> None:
     passes(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k + op)
-    fails(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n + 2 * p - k) // s + 1,
-          match="ordinary conv formula")
-    fails(c13.check_transposed_out_size, lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k,
-          match="output_padding")
+    fails(
+        c13.check_transposed_out_size,
+        lambda n, k, s=1, p=0, op=0: (n + 2 * p - k) // s + 1,
+        match="ordinary conv formula",
+    )
+    fails(
+        c13.check_transposed_out_size,
+        lambda n, k, s=1, p=0, op=0: (n - 1) * s - 2 * p + k,
+        match="output_padding",
+    )
 
 
 def test_14_13_up_block() -> None:
@@ -927,8 +1061,12 @@ def test_14_13_up_block() -> None:
     unet = UNet(3, 2, widths=(4, 6)).eval()
     step = c13._RefUpBlock(6, 4, 4).eval()
     step.up.load_state_dict(unet.up[0].state_dict())
-    for mine, theirs in ((step.conv1, unet.decoder[0][0][0]), (step.bn1, unet.decoder[0][0][1]),
-                         (step.conv2, unet.decoder[0][1][0]), (step.bn2, unet.decoder[0][1][1])):
+    for mine, theirs in (
+        (step.conv1, unet.decoder[0][0][0]),
+        (step.bn1, unet.decoder[0][0][1]),
+        (step.conv2, unet.decoder[0][1][0]),
+        (step.bn2, unet.decoder[0][1][1]),
+    ):
         mine.load_state_dict(theirs.state_dict())
     x = torch.randn(2, 3, 6, 10)
     skip = unet.encoder[0](x)
@@ -936,6 +1074,7 @@ def test_14_13_up_block() -> None:
 
 
 # ---------------------------------------------------------------- 14.14
+
 
 def _patchify(x, p, order=(0, 2, 4, 1, 3, 5)):
     n, c, h, w = x.shape
@@ -969,25 +1108,28 @@ def test_14_14_attention_cost() -> None:
 # ---------------------------------------------------------------- 14.15
 # (the full wrong-answer corpus is tests/corpus/test_14_15_training_pipeline.py)
 
+
 def _split(labels, fraction, seed, stratify=True):
     gen = torch.Generator().manual_seed(seed)
     if not stratify:
         perm = torch.randperm(len(labels), generator=gen)
-        return perm[round(fraction * len(labels)):], perm[:round(fraction * len(labels))]
+        return perm[round(fraction * len(labels)) :], perm[: round(fraction * len(labels))]
     val = []
     for c in labels.unique():
         idx = torch.nonzero(labels == c).flatten()
-        val.append(idx[torch.randperm(len(idx), generator=gen)[:round(fraction * len(idx))]])
+        val.append(idx[torch.randperm(len(idx), generator=gen)[: round(fraction * len(idx))]])
     val = torch.cat(val)
     return torch.tensor(sorted(set(range(len(labels))) - set(val.tolist()))), val
 
 
 def test_14_15_stratified_split() -> None:
     passes(c15.check_stratified_split, _split)
-    fails(c15.check_stratified_split, lambda y, f, s: _split(y, f, s, stratify=False),
-          match="not stratified")
-    fails(c15.check_stratified_split, lambda y, f, s: (torch.arange(len(y)), _split(y, f, s)[1]),
-          match="BOTH parts")
+    fails(c15.check_stratified_split, lambda y, f, s: _split(y, f, s, stratify=False), match="not stratified")
+    fails(
+        c15.check_stratified_split,
+        lambda y, f, s: (torch.arange(len(y)), _split(y, f, s)[1]),
+        match="BOTH parts",
+    )
 
 
 def _choose(candidates, score, on="val"):
@@ -998,8 +1140,11 @@ def _choose(candidates, score, on="val"):
 def test_14_15_honest_selection() -> None:
     passes(c15.check_honest_selection, _choose)
     fails(c15.check_honest_selection, lambda c, s: _choose(c, s, on="test"), match="best on test")
-    fails(c15.check_honest_selection, lambda c, s: (_choose(c, s)[0], s(_choose(c, s)[0], "val")),
-          match="test set was scored|never scored")
+    fails(
+        c15.check_honest_selection,
+        lambda c, s: (_choose(c, s)[0], s(_choose(c, s)[0], "val")),
+        match="test set was scored|never scored",
+    )
 
 
 def _evaluate(model, loader, criterion, eval_mode=True, grad_off_globally=False, restore=True):
@@ -1046,6 +1191,7 @@ def test_14_15_transforms() -> None:
 
 
 # ---------------------------------------------------------------- 14.16
+
 
 def test_14_16_flatten_size() -> None:
     def right(features, shape, batch=1):
@@ -1112,13 +1258,21 @@ def test_14_16_class_weights() -> None:
     sk = compute_class_weight("balanced", classes=np.arange(3), y=labels.numpy())
     torch.testing.assert_close(right(labels, 3), torch.tensor(sk, dtype=torch.float32))
     passes(c16.check_class_weights, right)
-    fails(c16.check_class_weights, lambda y, k: torch.where(
-        torch.bincount(y, minlength=k) > 0, 1 / torch.bincount(y, minlength=k).float(), 0.0),
-        match="N / K")
-    fails(c16.check_class_weights, lambda y, k: torch.bincount(y, minlength=k).float() / len(y),
-          match="LARGER for rare")
-    fails(c16.check_class_weights, lambda y, k: len(y) / (k * torch.bincount(y).float()),
-          match="minlength")  # a class absent from the labels
+    fails(
+        c16.check_class_weights,
+        lambda y, k: torch.where(
+            torch.bincount(y, minlength=k) > 0, 1 / torch.bincount(y, minlength=k).float(), 0.0
+        ),
+        match="N / K",
+    )
+    fails(
+        c16.check_class_weights,
+        lambda y, k: torch.bincount(y, minlength=k).float() / len(y),
+        match="LARGER for rare",
+    )
+    fails(
+        c16.check_class_weights, lambda y, k: len(y) / (k * torch.bincount(y).float()), match="minlength"
+    )  # a class absent from the labels
 
 
 def test_forbidden_import_inside_the_answer_is_caught_as_text() -> None:

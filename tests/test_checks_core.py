@@ -53,8 +53,15 @@ class ReluNet(nn.Module):
 # ---------------------------------------------------------------- source_names
 def test_source_names_lists_names_and_attributes() -> None:
     assert core.source_names(conv_answer) == {
-        "out", "torch", "x", "kernel", "len",  # names
-        "nn", "functional", "conv2d", "sum",  # attributes
+        "out",
+        "torch",
+        "x",
+        "kernel",
+        "len",  # names
+        "nn",
+        "functional",
+        "conv2d",
+        "sum",  # attributes
     }
     # a class: its bases and method bodies (def names and arguments are not ast.Name nodes)
     assert core.source_names(ReluNet) == {"nn", "Module", "F", "relu", "x"}
@@ -66,14 +73,20 @@ def test_source_names_of_unreadable_source_is_none() -> None:
 
 
 # ---------------------------------------------------------------- forbid_uses
-@pytest.mark.parametrize(("answer", "match"), [
-    (relu_through_alias, r"relu_through_alias uses `F\.relu` \(torch\.nn\.functional\.relu\): "
-                         r"write ReLU yourself\."),
-    (relu_by_full_path, r"relu_by_full_path uses `torch\.nn\.functional\.relu`: write ReLU"),
-    (relu_imported_inside, r"relu_imported_inside uses `torch\.nn\.functional\.relu`"),
-    (ReluNet, r"ReluNet uses `F\.relu` \(torch\.nn\.functional\.relu\)"),
-    (F.relu, r"you passed `torch\.nn\.functional\.relu` itself: write ReLU yourself\."),
-])
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (
+            relu_through_alias,
+            r"relu_through_alias uses `F\.relu` \(torch\.nn\.functional\.relu\): "
+            r"write ReLU yourself\.",
+        ),
+        (relu_by_full_path, r"relu_by_full_path uses `torch\.nn\.functional\.relu`: write ReLU"),
+        (relu_imported_inside, r"relu_imported_inside uses `torch\.nn\.functional\.relu`"),
+        (ReluNet, r"ReluNet uses `F\.relu` \(torch\.nn\.functional\.relu\)"),
+        (F.relu, r"you passed `torch\.nn\.functional\.relu` itself: write ReLU yourself\."),
+    ],
+)
 def test_forbid_uses_finds_the_library_function(answer, match: str) -> None:
     with pytest.raises(CheckFailed, match=match):
         core.forbid_uses(answer, RELU)
@@ -89,10 +102,18 @@ def test_forbid_uses_allows_everything_else() -> None:
 
 
 # ---------------------------------------------------------------- fmt_shape, as_tensor
-@pytest.mark.parametrize(("value", "text"), [
-    (torch.zeros(2, 3, 8, 8), "(2, 3, 8, 8)"), (torch.tensor(1.5), "()"), (torch.zeros(0), "(0,)"),
-    ([1, 2], "list"), (None, "NoneType"), (np.zeros((2, 2)), "ndarray"), (3, "int"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (torch.zeros(2, 3, 8, 8), "(2, 3, 8, 8)"),
+        (torch.tensor(1.5), "()"),
+        (torch.zeros(0), "(0,)"),
+        ([1, 2], "list"),
+        (None, "NoneType"),
+        (np.zeros((2, 2)), "ndarray"),
+        (3, "int"),
+    ],
+)
 def test_fmt_shape(value, text: str) -> None:
     assert core.fmt_shape(value) == text
 
@@ -102,13 +123,16 @@ def test_as_tensor_returns_the_tensor_itself() -> None:
     assert core.as_tensor(t, "x") is t
 
 
-@pytest.mark.parametrize(("value", "match"), [
-    (None, r"^conv\(x\) is None: did you forget to `return` the result\?$"),
-    (np.ones(2), r"^conv\(x\) is a NumPy ndarray; return a torch\.Tensor \(torch\.as_tensor"),
-    (np.float32(1.0), r"^conv\(x\) is a NumPy float32"),
-    ([1.0, 2.0], r"^conv\(x\) should be a torch\.Tensor, got list\.$"),
-    (2.5, r"got float\.$"),
-])
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (None, r"^conv\(x\) is None: did you forget to `return` the result\?$"),
+        (np.ones(2), r"^conv\(x\) is a NumPy ndarray; return a torch\.Tensor \(torch\.as_tensor"),
+        (np.float32(1.0), r"^conv\(x\) is a NumPy float32"),
+        ([1.0, 2.0], r"^conv\(x\) should be a torch\.Tensor, got list\.$"),
+        (2.5, r"got float\.$"),
+    ],
+)
 def test_as_tensor_explains_other_values(value, match: str) -> None:
     with pytest.raises(CheckFailed, match=match):
         core.as_tensor(value, "conv(x)")
@@ -130,12 +154,15 @@ def test_expect_module_returns_instances() -> None:
     assert core.expect_module(m, "head") is m
 
 
-@pytest.mark.parametrize(("value", "match"), [
-    (nn.Linear, r"^head is the class Linear; return an instance \(call it with its arguments\)\.$"),
-    (None, r"^head is None: did you forget to `return` the module\?$"),
-    (torch.zeros(2), r"^head should be a torch\.nn\.Module, got Tensor\.$"),
-    (lambda x: x, r"got function\.$"),
-])
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (nn.Linear, r"^head is the class Linear; return an instance \(call it with its arguments\)\.$"),
+        (None, r"^head is None: did you forget to `return` the module\?$"),
+        (torch.zeros(2), r"^head should be a torch\.nn\.Module, got Tensor\.$"),
+        (lambda x: x, r"got function\.$"),
+    ],
+)
 def test_expect_module_explains_other_values(value, match: str) -> None:
     with pytest.raises(CheckFailed, match=match):
         core.expect_module(value, "head")

@@ -13,8 +13,9 @@ from cnnbook.__main__ import doctor_report
 
 
 def test_doctor_runs_and_names_device() -> None:
-    out = subprocess.run([sys.executable, "-m", "cnnbook", "doctor"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnbook", "doctor"], capture_output=True, text=True, check=True
+    ).stdout
     assert "device" in out
     assert "torch" in out
 

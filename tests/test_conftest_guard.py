@@ -33,8 +33,11 @@ def _drive(received: int, error: Exception | None):
 
 
 def test_flood_then_nbval_timeout_still_explains() -> None:
-    with pytest.raises(AssertionError, match=r"Cell 3 sent 900 output messages.*nbval then "
-                                             r"failed: Timeout waiting"):
+    with pytest.raises(
+        AssertionError,
+        match=r"Cell 3 sent 900 output messages.*nbval then "
+        r"failed: Timeout waiting",
+    ):
         _drive(900, RuntimeError("Timeout waiting for IOPub output"))
 
 

@@ -26,8 +26,7 @@ def _shared_data() -> Path | None:
 
 
 SHARED = _shared_data()
-needs_data = pytest.mark.skipif(SHARED is None, reason="no local CIFAR-10/MNIST copy "
-                                "(set CNNBOOK_DATA)")
+needs_data = pytest.mark.skipif(SHARED is None, reason="no local CIFAR-10/MNIST copy (set CNNBOOK_DATA)")
 
 
 @pytest.fixture
@@ -36,8 +35,9 @@ def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-def _write_folder(root: Path, per_class: int = 3, classes=("a", "b"), size=8,
-                  seed: int = 0) -> dict[str, list[np.ndarray]]:
+def _write_folder(
+    root: Path, per_class: int = 3, classes=("a", "b"), size=8, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {}
     for name in classes:
@@ -54,8 +54,9 @@ def _synthetic(n: int = 16, size: int = 8, seed: int = 0) -> data.ImageArrays:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
     # labels = index, so each output of a loader can be traced back to its source image
-    return data.ImageArrays(images, torch.arange(n), [str(i) for i in range(n)],
-                            (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    return data.ImageArrays(
+        images, torch.arange(n), [str(i) for i in range(n)], (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    )
 
 
 # ---------------------------------------------------------------- folders, cache, bad input
@@ -71,8 +72,7 @@ def test_image_folder_reads_pixels_and_labels(cache: Path, tmp_path: Path) -> No
     assert np.array_equal(arrays.images.numpy(), expected)  # PNG is lossless
 
 
-def test_cache_is_used_and_invalidated(cache: Path, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_is_used_and_invalidated(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_folder(tmp_path / "ds")
     first = data.load_image_folder(tmp_path / "ds")
     assert len(list(cache.glob("decoded/*.pt"))) == 1
@@ -119,16 +119,16 @@ def test_missing_and_truncated_folders(cache: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load_image_folder(tmp_path / "nowhere")
     # a CIFAR-10 class-folder copy with one class missing
-    _write_folder(tmp_path / "root" / "cifar10" / "train", per_class=1,
-                  classes=data.CIFAR10_CLASSES[:9])
+    _write_folder(tmp_path / "root" / "cifar10" / "train", per_class=1, classes=data.CIFAR10_CLASSES[:9])
     with pytest.raises(FileNotFoundError, match="truck"):
         data.load_cifar10("train", root=tmp_path / "root")
     with pytest.raises(FileNotFoundError, match="no 'test' folder"):
         data.load_cifar10("test", root=tmp_path / "root")
 
 
-def test_nothing_local_and_offline_says_what_to_do(cache: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_local_and_offline_says_what_to_do(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(data_paths.DATA_ENV, raising=False)
     with pytest.raises(FileNotFoundError, match="CNNBOOK_DATA.*cifar-10-batches-py"):
         data.load_cifar10("train", download=False)
@@ -165,8 +165,7 @@ def test_array_container_validates() -> None:
         data.ImageArrays(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(3).long(), ["x"])
     arrays = _synthetic()
     with pytest.raises(ValueError, match="normalisation statistics"):
-        data.GPUBatchLoader(data.ImageArrays(arrays.images, arrays.labels, arrays.classes),
-                            device="cpu")
+        data.GPUBatchLoader(data.ImageArrays(arrays.images, arrays.labels, arrays.classes), device="cpu")
 
 
 # ---------------------------------------------------------------- real data
@@ -196,8 +195,7 @@ def test_mnist_matches_published_figures(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(data_paths.DATA_ENV, str(SHARED))
     train = data.load_mnist("train")
     assert train.images.shape == (60_000, 1, 28, 28)
-    assert train.class_counts().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265,
-                                             5851, 5949]
+    assert train.class_counts().tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     mean, std = data.channel_stats(train)
     assert mean[0] == pytest.approx(data.MNIST_MEAN[0], abs=1e-3)
     assert std[0] == pytest.approx(data.MNIST_STD[0], abs=1e-3)
@@ -219,8 +217,7 @@ def test_stratified_subset() -> None:
     assert torch.equal(sub.images, data.stratified_subset(arrays, 20, seed=0).images)
     assert not torch.equal(sub.images, data.stratified_subset(arrays, 20, seed=1).images)
     # every picked image keeps its own label
-    idx = torch.tensor([int((arrays.images[:, 0, 0, 0] == v).nonzero()[0]) for v in
-                        sub.images[:, 0, 0, 0]])
+    idx = torch.tensor([int((arrays.images[:, 0, 0, 0] == v).nonzero()[0]) for v in sub.images[:, 0, 0, 0]])
     assert torch.equal(arrays.labels[idx], sub.labels)
     with pytest.raises(ValueError, match="at most"):
         data.stratified_subset(arrays, 1000)
@@ -284,12 +281,13 @@ def test_both_pipelines_draw_from_the_same_augmentations() -> None:
     cands = [_candidates(img, 4) for img in arrays.images]
     fast = data.GPUBatchLoader(arrays, 8, device="cpu", seed=3)
     classic = data.ImageArrayDataset(
-        arrays, data.classic_transforms(True, arrays.mean, arrays.std, size=8, padding=4))
+        arrays, data.classic_transforms(True, arrays.mean, arrays.std, size=8, padding=4)
+    )
     torch.manual_seed(0)
-    for name, draws in (("fast", [(int(i), x) for _ in range(12) for xb, yb in fast
-                                  for x, i in zip(xb, yb, strict=True)]),
-                        ("classic", [(i, classic[i][0]) for _ in range(12)
-                                     for i in range(len(arrays))])):
+    for name, draws in (
+        ("fast", [(int(i), x) for _ in range(12) for xb, yb in fast for x, i in zip(xb, yb, strict=True)]),
+        ("classic", [(i, classic[i][0]) for _ in range(12) for i in range(len(arrays))]),
+    ):
         keys = [_which(cands[i], _unnormalize(x, arrays)) for i, x in draws]
         tops, lefts, flips = zip(*keys, strict=True)
         assert set(tops) == set(range(9)), name
@@ -323,8 +321,10 @@ def test_loader_shuffles_reproducibly_and_shards() -> None:
     xs_b = [x for x, _ in b]
     a.set_epoch(0)
     assert all(torch.equal(x, y) for (x, _), y in zip(a, xs_b, strict=True))
-    shards = [data.GPUBatchLoader(arrays, 3, device="cpu", seed=1, rank=r, world_size=3,
-                                  drop_last=False) for r in range(3)]
+    shards = [
+        data.GPUBatchLoader(arrays, 3, device="cpu", seed=1, rank=r, world_size=3, drop_last=False)
+        for r in range(3)
+    ]
     seen = [torch.cat([y for _, y in s]).tolist() for s in shards]
     assert [len(s) for s in seen] == [7, 7, 7]  # padded to a multiple of 3, as DDP does
     assert set(seen[0]) | set(seen[1]) | set(seen[2]) == set(range(20))
@@ -356,8 +356,7 @@ def test_mixed_image_sizes_are_named(cache: Path, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- cache folder, CIFAR-10 Dataset
-def test_decoded_cache_dir_follows_cache_env(monkeypatch: pytest.MonkeyPatch,
-                                             tmp_path: Path) -> None:
+def test_decoded_cache_dir_follows_cache_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(data_paths.CACHE_ENV, str(tmp_path / "c"))
     assert data.decoded_cache_dir() == tmp_path / "c" / "decoded"
     monkeypatch.delenv(data_paths.CACHE_ENV)
@@ -380,15 +379,15 @@ def fake_cifar(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 
     def load(split: str = "train", root=None, download: bool = True) -> data.ImageArrays:
         calls.append((split, root, download))
-        return data.ImageArrays(small.images, small.labels, list(data.CIFAR10_CLASSES[:4]),
-                                data.CIFAR10_MEAN, data.CIFAR10_STD)
+        return data.ImageArrays(
+            small.images, small.labels, list(data.CIFAR10_CLASSES[:4]), data.CIFAR10_MEAN, data.CIFAR10_STD
+        )
 
     monkeypatch.setattr(data, "load_cifar10", load)
     return calls
 
 
-def test_cifar10_dataset_test_split_is_totensor_normalize(fake_cifar: list[tuple],
-                                                          tmp_path: Path) -> None:
+def test_cifar10_dataset_test_split_is_totensor_normalize(fake_cifar: list[tuple], tmp_path: Path) -> None:
     ds = data.cifar10_dataset("test", root=tmp_path, download=False)
     assert fake_cifar == [("test", tmp_path, False)]
     assert len(ds) == 4
@@ -409,8 +408,12 @@ def test_cifar10_dataset_train_split_augments(fake_cifar: list[tuple]) -> None:
     ds = data.cifar10_dataset("train")
     assert fake_cifar == [("train", None, True)]
     kinds = [type(t) for t in ds.transform.transforms]
-    assert kinds == [transforms.RandomCrop, transforms.RandomHorizontalFlip, transforms.ToTensor,
-                     transforms.Normalize]
+    assert kinds == [
+        transforms.RandomCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
     torch.manual_seed(0)
     draws = {tuple(ds[0][0].flatten()[:64].tolist()) for _ in range(10)}
     assert len(draws) > 1  # random crops and flips
@@ -451,11 +454,11 @@ def test_train_val_split_is_stratified_disjoint_and_complete() -> None:
     train, val = train_val_split(arrays, val_size=50, seed=3)
     assert len(train) + len(val) == 200
     assert len(val) == 50
-    assert val.class_counts().tolist() == [25, 15, 10]          # a quarter of each class
+    assert val.class_counts().tolist() == [25, 15, 10]  # a quarter of each class
     seen = sorted(train.images.flatten().tolist() + val.images.flatten().tolist())
-    assert seen == sorted(images.flatten().tolist())            # disjoint and complete
+    assert seen == sorted(images.flatten().tolist())  # disjoint and complete
     again = train_val_split(arrays, val_size=0.25, seed=3)[1]
-    assert torch.equal(again.images, val.images)                # same seed, same split
+    assert torch.equal(again.images, val.images)  # same seed, same split
     assert not torch.equal(train_val_split(arrays, 50, seed=4)[1].images, val.images)
 
 
@@ -463,8 +466,7 @@ def test_train_val_split_is_stratified_disjoint_and_complete() -> None:
 def test_train_val_split_rejects_sizes_that_empty_a_side(bad) -> None:
     from cnnbook.data import ImageArrays, train_val_split
 
-    arrays = ImageArrays(torch.zeros(200, 1, 2, 2, dtype=torch.uint8), torch.arange(200) % 4,
-                         list("abcd"))
+    arrays = ImageArrays(torch.zeros(200, 1, 2, 2, dtype=torch.uint8), torch.arange(200) % 4, list("abcd"))
     with pytest.raises(ValueError, match="val_size"):
         train_val_split(arrays, bad)
 
@@ -478,8 +480,7 @@ def test_normalisation_has_one_formula() -> None:
     x = data.normalize(arrays.images, mean, std)
     expected = TF.normalize(arrays.images.float() / 255, mean, std)
     torch.testing.assert_close(x, expected, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(data.denormalize(x, mean, std), arrays.images.float() / 255,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(data.denormalize(x, mean, std), arrays.images.float() / 255, atol=1e-6, rtol=0)
     single = data.normalize(arrays.images[0], mean, std)  # (C, H, W) works too
     torch.testing.assert_close(single, x[0])
     loader = data.GPUBatchLoader(arrays, 6, train=False, device="cpu")

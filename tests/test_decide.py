@@ -41,8 +41,10 @@ def test_every_classification_branch(fast: bool, large: bool, pretrained: bool) 
 
 
 def test_all_four_leaves_are_reached() -> None:
-    leaves = {recommend(f, s, p).architecture
-              for f, s, p in itertools.product((True, False), (10, 10**6), (True, False))}
+    leaves = {
+        recommend(f, s, p).architecture
+        for f, s, p in itertools.product((True, False), (10, 10**6), (True, False))
+    }
     assert leaves == set(CLASSIFICATION.values())
 
 
@@ -77,8 +79,7 @@ def test_detection_branches(size: int) -> None:
 def test_str_lists_reasons() -> None:
     text = str(recommend(False, 10, True, "segmentation"))
     assert text.startswith("U-Net (backbone: ResNet-50")
-    assert text.count("\n  - ") == len(
-        recommend(False, 10, True, "segmentation").reasons)
+    assert text.count("\n  - ") == len(recommend(False, 10, True, "segmentation").reasons)
 
 
 def test_numpy_values_are_accepted() -> None:
@@ -101,8 +102,13 @@ def test_numpy_values_are_accepted() -> None:
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs: dict, error: type, match: str) -> None:
-    args = {"latency_critical": False, "dataset_size": 100, "pretrained_for_domain": True,
-            "task": "classification", **kwargs}
+    args = {
+        "latency_critical": False,
+        "dataset_size": 100,
+        "pretrained_for_domain": True,
+        "task": "classification",
+        **kwargs,
+    }
     with pytest.raises(error, match=match):
         recommend(**args)
 

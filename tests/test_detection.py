@@ -50,8 +50,9 @@ def test_box_area_matches_torchvision() -> None:
 
 
 def test_box_area_by_hand_and_degenerate_boxes() -> None:
-    boxes = torch.tensor([[0.0, 0.0, 2.0, 3.0], [1.0, 1.0, 1.0, 5.0], [4.0, 4.0, 2.0, 6.0],
-                          [4.0, 4.0, 2.0, 1.0]])
+    boxes = torch.tensor(
+        [[0.0, 0.0, 2.0, 3.0], [1.0, 1.0, 1.0, 5.0], [4.0, 4.0, 2.0, 6.0], [4.0, 4.0, 2.0, 1.0]]
+    )
     # zero width gives 0; inverted sides count as empty, where torchvision multiplies them
     torch.testing.assert_close(box_area(boxes), torch.tensor([6.0, 0.0, 0.0, 0.0]))
     torch.testing.assert_close(tvops.box_area(boxes), torch.tensor([6.0, 0.0, -4.0, 6.0]))
@@ -78,8 +79,7 @@ def test_batched_nms_matches_torchvision(seed: int) -> None:
     boxes = _random_boxes(60, seed)
     g = torch.Generator().manual_seed(seed)
     scores, labels = torch.rand(60, generator=g), torch.randint(1, 4, (60,), generator=g)
-    assert torch.equal(batched_nms(boxes, scores, labels, 0.4),
-                       tvops.batched_nms(boxes, scores, labels, 0.4))
+    assert torch.equal(batched_nms(boxes, scores, labels, 0.4), tvops.batched_nms(boxes, scores, labels, 0.4))
 
 
 def test_nms_edge_cases() -> None:
@@ -169,22 +169,26 @@ def test_detector_output_grid_and_training_step() -> None:
 
 
 def _det(boxes: list[list[float]], scores: list[float], labels: list[int]) -> Detections:
-    return Detections(torch.tensor(boxes).reshape(-1, 4), torch.tensor(scores),
-                      torch.tensor(labels, dtype=torch.int64))
+    return Detections(
+        torch.tensor(boxes).reshape(-1, 4), torch.tensor(scores), torch.tensor(labels, dtype=torch.int64)
+    )
 
 
 def test_average_precision_by_hand() -> None:
     gt_boxes = [torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[20.0, 20, 30, 30]])]
     gt_labels = [torch.tensor([1]), torch.tensor([1])]
-    dets = [_det([[0, 0, 10, 10]], [0.9], [1]),
-            _det([[50, 50, 60, 60], [21, 21, 30, 30]], [0.8, 0.7], [1, 1])]
+    dets = [
+        _det([[0, 0, 10, 10]], [0.9], [1]),
+        _det([[50, 50, 60, 60], [21, 21, 30, 30]], [0.8, 0.7], [1, 1]),
+    ]
     # ranks: TP (P=1, R=.5), FP (P=.5, R=.5), TP (P=2/3, R=1) -> AP = .5*1 + .5*2/3
     assert average_precision(dets, gt_boxes, gt_labels, 1) == pytest.approx(0.5 + 1 / 3)
     # a duplicate of an already matched box is a false positive
     dup = [_det([[0, 0, 10, 10], [0, 0, 10, 10]], [0.9, 0.8], [1, 1]), _det([], [], [])]
     assert average_precision(dup, gt_boxes, gt_labels, 1) == pytest.approx(0.5)
     assert average_precision(dets, gt_boxes, gt_labels, 2) != average_precision(
-        dets, gt_boxes, gt_labels, 2)  # NaN: no ground truth of class 2
+        dets, gt_boxes, gt_labels, 2
+    )  # NaN: no ground truth of class 2
     none = [_det([], [], []), _det([], [], [])]
     assert average_precision(none, gt_boxes, gt_labels, 1) == 0.0
     m = detection_metrics(dets, gt_boxes, gt_labels, num_classes=1)

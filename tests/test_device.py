@@ -23,8 +23,7 @@ def test_cpu_settings() -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch,
-                                             native: bool) -> None:
+def test_cpu_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     assert device.run_settings("cpu").amp_dtype is None  # default: float32 on a CPU
     chosen = device.run_settings("cpu", amp=True)
@@ -33,10 +32,12 @@ def test_cpu_bf16_only_when_asked_and_native(monkeypatch: pytest.MonkeyPatch,
     assert ("bf16 autocast" in chosen.describe()) is native
 
 
-@pytest.mark.parametrize(("bf16", "dtype", "scaler"), [(True, torch.bfloat16, False),
-                                               (False, torch.float16, True)])
-def test_cuda_precision_choice(monkeypatch: pytest.MonkeyPatch, bf16: bool,
-                               dtype: torch.dtype, scaler: bool) -> None:
+@pytest.mark.parametrize(
+    ("bf16", "dtype", "scaler"), [(True, torch.bfloat16, False), (False, torch.float16, True)]
+)
+def test_cuda_precision_choice(
+    monkeypatch: pytest.MonkeyPatch, bf16: bool, dtype: torch.dtype, scaler: bool
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     monkeypatch.setattr(device, "describe_device", lambda d: "cuda: test GPU")
     s = device.run_settings(torch.device("cuda"))
@@ -64,8 +65,7 @@ def test_autocast_dtype_on_cpu(monkeypatch: pytest.MonkeyPatch, native: bool) ->
 
 
 @pytest.mark.parametrize(("bf16", "dtype"), [(True, torch.bfloat16), (False, torch.float16)])
-def test_autocast_dtype_on_cuda(monkeypatch: pytest.MonkeyPatch, bf16: bool,
-                                dtype: torch.dtype) -> None:
+def test_autocast_dtype_on_cuda(monkeypatch: pytest.MonkeyPatch, bf16: bool, dtype: torch.dtype) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
     assert device.autocast_dtype(torch.device("cuda")) == dtype
     assert device.autocast_dtype(torch.device("cuda:0"), cpu_bf16=True) == dtype
@@ -123,7 +123,9 @@ def test_machine_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "load_average", lambda: "load average 1.00 2.00 3.00")
     cpu = torch.device("cpu")
     line = device.machine_line(cpu)
-    assert line == (f"machine: {platform.node()} | {device.describe_device(cpu)} | "
-                    f"torch {torch.__version__} | load average 1.00 2.00 3.00")
+    assert line == (
+        f"machine: {platform.node()} | {device.describe_device(cpu)} | "
+        f"torch {torch.__version__} | load average 1.00 2.00 3.00"
+    )
     monkeypatch.setattr(device, "pick_device", lambda prefer=None: cpu)
     assert device.machine_line() == line  # no device: the one pick_device chooses

@@ -23,8 +23,15 @@ def _init_worker(worker_id: int) -> None:  # pragma: no cover - runs in workers 
 def test_shard_rebuilds_a_dataloader_with_all_its_settings() -> None:
     ds = TensorDataset(torch.arange(10.0).view(10, 1), torch.arange(10))
     gen = torch.Generator().manual_seed(3)
-    loader = DataLoader(ds, batch_size=5, shuffle=True, collate_fn=_collate, generator=gen,
-                        worker_init_fn=_init_worker, drop_last=True)
+    loader = DataLoader(
+        ds,
+        batch_size=5,
+        shuffle=True,
+        collate_fn=_collate,
+        generator=gen,
+        worker_init_fn=_init_worker,
+        drop_last=True,
+    )
     sampler_before = loader.sampler
     mine = distributed.shard(loader, rank=1, world=2, seed=7)
     assert mine is not loader  # the caller's is untouched

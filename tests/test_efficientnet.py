@@ -35,7 +35,8 @@ def ours() -> EfficientNetLite:
 @pytest.fixture(scope="module")
 def reference() -> torch.nn.Module:
     return ReferenceEfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=lite0_weights_path()).eval()
+        "efficientnet-lite0", weights_path=lite0_weights_path()
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +74,9 @@ def test_scaled_variants_match_reference_counts(name: str) -> None:
     assert len(ours.blocks) == len(ref._blocks)
 
 
-def test_logits_match_reference_on_real_photos(ours: EfficientNetLite,
-                                               reference: torch.nn.Module,
-                                               photos: torch.Tensor) -> None:
+def test_logits_match_reference_on_real_photos(
+    ours: EfficientNetLite, reference: torch.nn.Module, photos: torch.Tensor
+) -> None:
     with torch.no_grad():
         diff = (ours(photos) - reference(photos)).abs().max().item()
     print(f"max |logit difference| vs reference: {diff:.3g}")
@@ -90,8 +91,7 @@ def test_classifies_real_photos(ours: EfficientNetLite, photos: torch.Tensor) ->
     assert cup[2] > 0.5, cup
 
 
-def test_symmetric_padding_changes_logits(ours: EfficientNetLite,
-                                          photos: torch.Tensor) -> None:
+def test_symmetric_padding_changes_logits(ours: EfficientNetLite, photos: torch.Tensor) -> None:
     wrong = efficientnet_lite0(pretrained=True, padding="symmetric")
     with torch.no_grad():
         diff = (ours(photos) - wrong(photos)).abs().max().item()

@@ -24,8 +24,7 @@ NOT_PACKAGES = {"python", "pip"}
 
 def _pyproject() -> dict[str, str]:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = list(meta["dependencies"]) + [r for extra in meta["optional-dependencies"].values()
-                                         for r in extra]
+    reqs = list(meta["dependencies"]) + [r for extra in meta["optional-dependencies"].values() for r in extra]
     out = {}
     for r in map(Requirement, reqs):
         out[canonicalize_name(r.name)] = str(r.specifier)
@@ -97,14 +96,19 @@ def _conda_problems(env: dict) -> list[str]:
     from packaging.specifiers import SpecifierSet
 
     pins, problems = _constraints(), []
-    conda_names = {Requirement(d.replace("=", "==", 1) if re.match(r"^[\w.-]+=[^=<>]", d)
-                               else d).name for d in env["dependencies"] if isinstance(d, str)}
+    conda_names = {
+        Requirement(d.replace("=", "==", 1) if re.match(r"^[\w.-]+=[^=<>]", d) else d).name
+        for d in env["dependencies"]
+        if isinstance(d, str)
+    }
     for channel in env.get("channels", []):
         for name, last in FROZEN_CHANNELS.get(channel, {}).items():
             pypi = canonicalize_name(CONDA_TO_PYPI.get(name, name))
             if name in conda_names and pypi in pins and Version(pins[pypi]) > Version(last):
-                problems.append(f"channel {channel!r} stops at {name} {last}, CI runs "
-                                f"{pins[pypi]}: take {name} from conda-forge or pip")
+                problems.append(
+                    f"channel {channel!r} stops at {name} {last}, CI runs "
+                    f"{pins[pypi]}: take {name} from conda-forge or pip"
+                )
     for name, spec in _environment(env).items():
         if name in pins and pins[name] not in SpecifierSet(spec, prereleases=True):
             problems.append(f"{name}{spec} excludes CI's {pins[name]}")
@@ -116,13 +120,16 @@ def test_environment_can_give_the_ci_versions() -> None:
     assert not _conda_problems(env)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert python == "python={}.{}".format(*sys.version_info[:2]), (
-        f"environment.yml pins {python}, CI runs Python {sys.version.split()[0]}")
+        f"environment.yml pins {python}, CI runs Python {sys.version.split()[0]}"
+    )
 
 
 def test_the_check_catches_a_frozen_channel_and_a_bad_pin() -> None:
     """The old file (pytorch channel first, conda's pytorch) and a pin below CI's both fail."""
-    old = {"channels": ["pytorch", "conda-forge"],
-           "dependencies": ["python=3.11", "pytorch>=2.4,<2.15", "numpy<1.20"]}
+    old = {
+        "channels": ["pytorch", "conda-forge"],
+        "dependencies": ["python=3.11", "pytorch>=2.4,<2.15", "numpy<1.20"],
+    }
     problems = _conda_problems(old)
     assert any("channel 'pytorch' stops at pytorch 2.5.1" in p for p in problems), problems
     assert any(p.startswith("numpy<1.20 excludes CI's") for p in problems), problems
@@ -151,7 +158,9 @@ def test_installed_versions_are_the_pinned_ones() -> None:
             continue  # platform-specific wheels (e.g. CUDA libraries) absent on this machine
         if Version(have).public != Version(pinned).public:
             wrong[name] = (have, pinned)
-    assert not wrong, (f"installed != pinned (installed, pinned): {wrong}; run `make env` or "
-                       "refresh constraints.txt (CONTRIBUTING.md)")
+    assert not wrong, (
+        f"installed != pinned (installed, pinned): {wrong}; run `make env` or "
+        "refresh constraints.txt (CONTRIBUTING.md)"
+    )
     for name in _pyproject():
         metadata.version(name)  # every declared package is installed

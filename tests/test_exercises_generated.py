@@ -38,8 +38,7 @@ gen = _load_generator()
 def _nb(*cells: tuple[str, str] | tuple[str, str, list[str]]) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     for kind, source, *tags in cells:
-        cell = (nbformat.v4.new_code_cell(source) if kind == "code"
-                else nbformat.v4.new_markdown_cell(source))
+        cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
         if tags:
             cell.metadata["tags"] = tags[0]
         nb.cells.append(cell)
@@ -52,6 +51,7 @@ def _tags(cell) -> list[str]:
 
 # ---------------------------------------------------------------- the committed collection
 
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
 def test_committed_exercise_is_up_to_date(path: Path) -> None:
     target = ROOT / "exercises" / path.name
@@ -59,7 +59,8 @@ def test_committed_exercise_is_up_to_date(path: Path) -> None:
     expected = gen.render(gen.make_exercise(nbformat.read(path, as_version=4), path.name))
     assert target.read_text() == expected, (
         f"exercises/{path.name} differs from what solutions/{path.name} generates: "
-        f"run python scripts/make_exercises.py and commit the result")
+        f"run python scripts/make_exercises.py and commit the result"
+    )
 
 
 def test_script_check_mode_agrees(capsys) -> None:
@@ -69,7 +70,8 @@ def test_script_check_mode_agrees(capsys) -> None:
 def test_every_section_has_exercises_and_solutions() -> None:
     assert [p.name for p in EXERCISES] == [p.name for p in SOLUTIONS]
     assert [p.stem for p in SOLUTIONS] == SECTION_FILES, (
-        "solutions/ needs exactly one notebook per section, named like the section notebook")
+        "solutions/ needs exactly one notebook per section, named like the section notebook"
+    )
 
 
 def test_exercises_readme_lists_every_section() -> None:
@@ -91,8 +93,10 @@ def test_solution_structure(path: Path) -> None:
     assert blocks >= len(exercises), f"{path.name}: every exercise needs a solution block"
     assert checks >= len(exercises), f"{path.name}: every exercise needs a check cell"
     raising = [i for i, c in enumerate(nb.cells) if gen.RAISES in _tags(c)]
-    assert not raising, (f"{path.name}: cells {raising} are tagged {gen.RAISES}; solutions must "
-                         f"run cleanly so CI catches a broken answer")
+    assert not raising, (
+        f"{path.name}: cells {raising} are tagged {gen.RAISES}; solutions must "
+        f"run cleanly so CI catches a broken answer"
+    )
     assert f"../notebooks/{path.name}" in md, f"{path.name}: link the section notebook"
 
 
@@ -111,6 +115,7 @@ def test_exercise_has_no_answers_and_stubs_are_tagged(path: Path) -> None:
 
 # ---------------------------------------------------------------- the generator
 
+
 def test_code_block_is_replaced_at_its_indentation() -> None:
     src = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n"
     out, top = gen.strip_solutions(src, code=True)
@@ -122,17 +127,19 @@ def test_top_level_block_and_markdown_block() -> None:
     out, top = gen.strip_solutions("a = 1\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION", code=True)
     assert out == "a = 1\n# YOUR CODE HERE\nraise NotImplementedError()"
     assert top
-    out, top = gen.strip_solutions("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
-                                   code=False)
+    out, top = gen.strip_solutions("Why?\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", code=False)
     assert out == "Why?\n\n*YOUR ANSWER HERE*"
     assert not top
 
 
-@pytest.mark.parametrize(("src", "match"), [
-    ("### END SOLUTION", "without a matching"),
-    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
-    ("### BEGIN SOLUTION\nx = 1", "never closed"),
-])
+@pytest.mark.parametrize(
+    ("src", "match"),
+    [
+        ("### END SOLUTION", "without a matching"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
+        ("### BEGIN SOLUTION\nx = 1", "never closed"),
+    ],
+)
 def test_unbalanced_markers_are_errors(src: str, match: str) -> None:
     with pytest.raises(gen.SolutionMarkerError, match=match):
         gen.strip_solutions(src, code=True, where="nb, cell 3")
@@ -142,26 +149,28 @@ def test_tags_follow_missing_answers_through_the_notebook() -> None:
     nb = _nb(
         ("code", "SEED = 0", ["parameters"]),
         ("code", "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"),
-        ("code", "checks.check_f(f)"),                                   # calls a check
+        ("code", "checks.check_f(f)"),  # calls a check
         ("code", "g = lambda x: f(x)\ndef h(x):\n    return f(x) + 1"),  # defines only
-        ("code", "y = h(3)"),                                            # calls a stub indirectly
-        ("code", "print(y)"),                                            # uses a missing value
-        ("code", "### BEGIN SOLUTION\nz = 2\n### END SOLUTION"),          # top-level answer
-        ("code", "w = z * 2\nimport math"),                              # uses it
-        ("code", "print(math.pi, SEED)"),                                # math was bound by a raising cell
-        ("code", "print(SEED)"),                                         # independent
+        ("code", "y = h(3)"),  # calls a stub indirectly
+        ("code", "print(y)"),  # uses a missing value
+        ("code", "### BEGIN SOLUTION\nz = 2\n### END SOLUTION"),  # top-level answer
+        ("code", "w = z * 2\nimport math"),  # uses it
+        ("code", "print(math.pi, SEED)"),  # math was bound by a raising cell
+        ("code", "print(SEED)"),  # independent
         ("markdown", "hidden", ["solution-only"]),
         ("code", "class A:\n    ### BEGIN SOLUTION\n    x = 1\n    ### END SOLUTION"),  # class body runs
         ("code", "if SEED == 0:\n    ### BEGIN SOLUTION\n    v = 1\n    ### END SOLUTION"),
-        ("code", "class B:\n    def m(self):\n        ### BEGIN SOLUTION\n        return 1\n"
-                 "        ### END SOLUTION"),                              # method: runs later
+        (
+            "code",
+            "class B:\n    def m(self):\n        ### BEGIN SOLUTION\n        return 1\n"
+            "        ### END SOLUTION",
+        ),  # method: runs later
     )
     nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="x")]
     nb.cells[1].execution_count = 3
     ex = gen.make_exercise(nb)
     raising = [gen.RAISES in _tags(c) for c in ex.cells]
-    assert raising == [False, False, True, False, True, True, True, True, True, False,
-                       True, True, False]
+    assert raising == [False, False, True, False, True, True, True, True, True, False, True, True, False]
     assert _tags(ex.cells[0]) == ["parameters"]
     assert ex.cells[1].outputs == []
     assert ex.cells[1].execution_count is None
@@ -172,8 +181,10 @@ def test_tags_follow_missing_answers_through_the_notebook() -> None:
 def test_generate_and_check_mode_on_a_temporary_tree(tmp_path: Path, capsys) -> None:
     sol, ex = tmp_path / "solutions", tmp_path / "exercises"
     sol.mkdir()
-    nb = _nb(("code", "X = 1", ["parameters"]),
-             ("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"))
+    nb = _nb(
+        ("code", "X = 1", ["parameters"]),
+        ("code", "def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),
+    )
     nbformat.write(nb, sol / "14_99_demo.ipynb")
     args = ["--solutions", str(sol), "--exercises", str(ex)]
     assert gen.main([*args, "--check"]) == 1

@@ -112,11 +112,17 @@ def test_effective_kernel_size(k: int, d: int, expected: int) -> None:
     assert g.effective_kernel_size(k, d) == expected
 
 
-@pytest.mark.parametrize("bad", [
-    dict(size=0, kernel=3), dict(size=8, kernel=0), dict(size=8, kernel=3, stride=0),
-    dict(size=8, kernel=3, dilation=0), dict(size=8, kernel=3, padding=-1),
-    dict(size=8, kernel=3, padding="full"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(size=0, kernel=3),
+        dict(size=8, kernel=0),
+        dict(size=8, kernel=3, stride=0),
+        dict(size=8, kernel=3, dilation=0),
+        dict(size=8, kernel=3, padding=-1),
+        dict(size=8, kernel=3, padding="full"),
+    ],
+)
 def test_bad_arguments_are_clear(bad: dict) -> None:
     with pytest.raises(ValueError, match="must be|padding"):
         g.conv_output_size(**bad)
@@ -158,10 +164,13 @@ def test_upto_stops_and_unknown_name_is_clear() -> None:
 
 def test_gradient_probe_agrees_with_formula_on_real_models() -> None:
     vgg_block = torchvision.models.vgg16().features[:10]  # two VGG blocks
-    assert g.receptive_field_by_gradient(vgg_block, 64) == g.module_receptive_field(
-        vgg_block)[-1].rf == 16
-    dilated = nn.Sequential(*[nn.Sequential(nn.Conv2d(2, 2, 3, padding=d, dilation=d),
-                                            nn.BatchNorm2d(2), nn.ReLU()) for d in (1, 2, 4)])
+    assert g.receptive_field_by_gradient(vgg_block, 64) == g.module_receptive_field(vgg_block)[-1].rf == 16
+    dilated = nn.Sequential(
+        *[
+            nn.Sequential(nn.Conv2d(2, 2, 3, padding=d, dilation=d), nn.BatchNorm2d(2), nn.ReLU())
+            for d in (1, 2, 4)
+        ]
+    )
     dilated[0][0] = nn.Conv2d(3, 2, 3, padding=1)
     assert g.receptive_field_by_gradient(dilated, 41) == g.module_receptive_field(dilated)[-1].rf
     alex = torchvision.models.alexnet().features
@@ -194,13 +203,16 @@ def _recurrence_by_hand(model: nn.Module) -> int:
     return rf
 
 
-@pytest.mark.parametrize(("build", "blocks", "expected"), [
-    # stem + 7 inverted residual blocks: after the residual additions the probe's activations
-    # pass 6, where a ReLU6 would stop every gradient ("The gradient vanished" before the fix)
-    (torchvision.models.mobilenet_v2, 8, 75),
-    # stem + MBConv stages with squeeze-excitation (global pooling) and SiLU
-    (torchvision.models.efficientnet_b0, 5, 147),
-])
+@pytest.mark.parametrize(
+    ("build", "blocks", "expected"),
+    [
+        # stem + 7 inverted residual blocks: after the residual additions the probe's activations
+        # pass 6, where a ReLU6 would stop every gradient ("The gradient vanished" before the fix)
+        (torchvision.models.mobilenet_v2, 8, 75),
+        # stem + MBConv stages with squeeze-excitation (global pooling) and SiLU
+        (torchvision.models.efficientnet_b0, 5, 147),
+    ],
+)
 def test_gradient_probe_on_mobilenet_v2_and_efficientnet_b0(build, blocks: int, expected: int) -> None:
     torch.manual_seed(0)
     model = build(weights=None)
@@ -227,32 +239,40 @@ class _Doubling(nn.Module):
         return x + self.conv(x)
 
 
-@pytest.mark.parametrize("act", [nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Sigmoid,
-                                 nn.Tanh, nn.SiLU, nn.GELU])
+@pytest.mark.parametrize(
+    "act", [nn.ReLU6, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU]
+)
 def test_gradient_probe_makes_bounded_activations_transparent(act: type[nn.Module]) -> None:
     # three residual doublings take the probe's activations to 8: past ReLU6's 6, Hardtanh's 1
     # and Hardsigmoid's 3, where their gradient is exactly 0 (MobileNetV2's failure)
-    net = nn.Sequential(_Doubling(), _Doubling(), _Doubling(), act(), nn.Conv2d(3, 3, 3, padding=1),
-                        act())
+    net = nn.Sequential(_Doubling(), _Doubling(), _Doubling(), act(), nn.Conv2d(3, 3, 3, padding=1), act())
     assert g.receptive_field_by_gradient(net, 25) == 1 + 4 * 2 == _recurrence_by_hand(net)
     assert isinstance(net[3], act)  # the model keeps its activations
 
 
 def test_gradient_probe_rejects_small_input_and_non_maps() -> None:
     with pytest.raises(ValueError, match="larger input_size"):
-        g.receptive_field_by_gradient(nn.Sequential(*[nn.Conv2d(3, 3, 3)] * 1,
-                                                    nn.Conv2d(3, 3, 5)), 7)
+        g.receptive_field_by_gradient(nn.Sequential(*[nn.Conv2d(3, 3, 3)] * 1, nn.Conv2d(3, 3, 5)), 7)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         g.receptive_field_by_gradient(nn.Sequential(nn.Conv2d(3, 1, 3), nn.Flatten()), 9)
 
 
 def test_trace_shapes_reproduces_chapter_table() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.MaxPool2d(2, 2),
-                        nn.Conv2d(64, 128, 3, padding=1), nn.MaxPool2d(2, 2),
-                        nn.Conv2d(128, 256, 3, padding=1))
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(128, 256, 3, padding=1),
+    )
     rows = g.trace_shapes(net, (1, 3, 224, 224))
     assert [r.output_shape[1:] for r in rows] == [
-        (64, 224, 224), (64, 112, 112), (128, 112, 112), (128, 56, 56), (256, 56, 56)]
+        (64, 224, 224),
+        (64, 112, 112),
+        (128, 112, 112),
+        (128, 56, 56),
+        (256, 56, 56),
+    ]
     assert rows[0].params == 64 * 3 * 9 + 64
     assert "output shape" in g.format_shape_table(rows)
     assert net.training  # mode restored

@@ -19,21 +19,30 @@ from cnnbook import train
 from cnnbook.data import GPUBatchLoader
 from cnnbook.device import run_settings
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="no CUDA GPU here: the GPU paths are untested on this "
-                                       "machine (run `make gpu-check` on one)")
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="no CUDA GPU here: the GPU paths are untested on this machine (run `make gpu-check` on one)",
+)
 
 
 def bn_model(classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, classes),
+    )
 
 
 def loaders(n: int = 96):
     arrays = toy_arrays(n)
-    return (GPUBatchLoader(arrays, 16, device="cuda", seed=0),
-            GPUBatchLoader(arrays, 32, train=False, device="cuda"))
+    return (
+        GPUBatchLoader(arrays, 16, device="cuda", seed=0),
+        GPUBatchLoader(arrays, 32, train=False, device="cuda"),
+    )
 
 
 def test_gpu_batch_loader_serves_batches_from_the_gpu() -> None:
@@ -51,15 +60,15 @@ def test_gpu_batch_loader_serves_batches_from_the_gpu() -> None:
 def test_fit_with_mixed_precision(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bfloat16")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
-                        lambda *a, **k: dtype == torch.bfloat16)  # force the choice
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda *a, **k: dtype == torch.bfloat16
+    )  # force the choice
     settings = run_settings("cuda")
     assert settings.amp_dtype == dtype
     assert settings.grad_scaler == (dtype == torch.float16)
     model = bn_model()
     tr, va = loaders()
-    hist = train.fit(model, tr, va, epochs=3, lr=0.1, device="cuda", progress=False,
-                     verbose=False, seed=0)
+    hist = train.fit(model, tr, va, epochs=3, lr=0.1, device="cuda", progress=False, verbose=False, seed=0)
     assert all(torch.isfinite(torch.tensor(hist["train_loss"])))
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert next(model.parameters()).dtype == torch.float32  # autocast: weights stay float32
@@ -68,15 +77,22 @@ def test_fit_with_mixed_precision(monkeypatch: pytest.MonkeyPatch, dtype: torch.
 
 def test_fp16_grad_scaler_recovers_gradients_that_underflow() -> None:
     """A tiny loss underflows in float16; the scaler's factor keeps the gradient non-zero."""
-    settings = dataclasses.replace(run_settings("cuda"), amp_dtype=torch.float16,
-                                   grad_scaler=True, channels_last=False)
+    settings = dataclasses.replace(
+        run_settings("cuda"), amp_dtype=torch.float16, grad_scaler=True, channels_last=False
+    )
     model = nn.Linear(4, 2).cuda()
     x, y = torch.randn(8, 4, device="cuda"), torch.zeros(8, dtype=torch.long, device="cuda")
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     before = model.weight.detach().clone()
     scaler = torch.amp.GradScaler("cuda", enabled=True)
-    train.train_one_epoch(model, [(x, y)], opt, lambda out, t: 1e-8 * nn.functional.cross_entropy(
-        out, t), settings=settings, scaler=scaler)
+    train.train_one_epoch(
+        model,
+        [(x, y)],
+        opt,
+        lambda out, t: 1e-8 * nn.functional.cross_entropy(out, t),
+        settings=settings,
+        scaler=scaler,
+    )
     assert model.weight.grad is not None
     assert model.weight.grad.abs().sum() > 0
     assert torch.equal(model.weight.detach(), before)  # lr 0: only the gradient was checked
@@ -85,10 +101,30 @@ def test_fp16_grad_scaler_recovers_gradients_that_underflow() -> None:
 def test_channels_last_training_keeps_the_layout_and_matches_contiguous() -> None:
     tr, _ = loaders()
     a, b = bn_model(), bn_model()
-    train.fit(a, tr, epochs=1, lr=0.05, device="cuda", amp=False, channels_last=True,
-              progress=False, verbose=False, seed=0)
-    train.fit(b, tr, epochs=1, lr=0.05, device="cuda", amp=False, channels_last=False,
-              progress=False, verbose=False, seed=0)
+    train.fit(
+        a,
+        tr,
+        epochs=1,
+        lr=0.05,
+        device="cuda",
+        amp=False,
+        channels_last=True,
+        progress=False,
+        verbose=False,
+        seed=0,
+    )
+    train.fit(
+        b,
+        tr,
+        epochs=1,
+        lr=0.05,
+        device="cuda",
+        amp=False,
+        channels_last=False,
+        progress=False,
+        verbose=False,
+        seed=0,
+    )
     assert a[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert b[0].weight.is_contiguous()
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
@@ -98,8 +134,9 @@ def test_channels_last_training_keeps_the_layout_and_matches_contiguous() -> Non
 def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path) -> None:
     model = bn_model()
     tr, va = loaders()
-    train.fit(model, tr, va, epochs=1, device="cuda", progress=False, verbose=False,
-              checkpoint=tmp_path / "best.pt")
+    train.fit(
+        model, tr, va, epochs=1, device="cuda", progress=False, verbose=False, checkpoint=tmp_path / "best.pt"
+    )
     cpu_model = bn_model()
     state = train.load_checkpoint(tmp_path / "best.pt", cpu_model, map_location="cpu")
     assert all(t.device.type == "cpu" for t in state["model"].values())
@@ -110,5 +147,4 @@ def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path) -> None:
     cpu_model.eval()
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(cpu_model(x), model(x.cuda()).float().cpu(), atol=1e-4,
-                                   rtol=1e-4)
+        torch.testing.assert_close(cpu_model(x), model(x.cuda()).float().cpu(), atol=1e-4, rtol=1e-4)

@@ -94,8 +94,9 @@ def test_hooks_removed_when_forward_raises() -> None:
     assert _hook_count(model) == 0
     raising_first = nn.Sequential(_Raiser(), nn.Conv2d(3, 4, 3))
     with pytest.raises(RuntimeError, match="boom"):
-        interpret.activation_maximization(raising_first, "1", 0, mean=[0.5] * 3,
-                                          std=[0.5] * 3, size=8, steps=1)
+        interpret.activation_maximization(
+            raising_first, "1", 0, mean=[0.5] * 3, std=[0.5] * 3, size=8, steps=1
+        )
     assert _hook_count(raising_first) == 0
     assert all(p.requires_grad for p in raising_first.parameters())
 
@@ -105,8 +106,7 @@ class _Raiser(nn.Module):
         raise RuntimeError("boom")
 
 
-def test_layer_output_stops_early_and_keeps_the_graph(resnet: nn.Module,
-                                                      batch: torch.Tensor) -> None:
+def test_layer_output_stops_early_and_keeps_the_graph(resnet: nn.Module, batch: torch.Tensor) -> None:
     calls = []
     handle = resnet.layer4.register_forward_pre_hook(lambda m, a: calls.append(1))
     try:
@@ -142,16 +142,14 @@ def test_hooks_removed_when_a_later_name_is_unknown(resnet: nn.Module) -> None:
     assert _hook_count(resnet) == 0
 
 
-def _reference_cam(model: nn.Module, layer: str, x: torch.Tensor,
-                   classes: list[int] | None) -> np.ndarray:
+def _reference_cam(model: nn.Module, layer: str, x: torch.Tensor, classes: list[int] | None) -> np.ndarray:
     targets = None if classes is None else [ClassifierOutputTarget(c) for c in classes]
     with GradCAM(model=model, target_layers=[interpret.get_layer(model, layer)]) as cam:
         return cam(input_tensor=x, targets=targets)
 
 
 @pytest.mark.parametrize("layer", ["layer4", "layer3", "layer4.1.conv2"])
-def test_grad_cam_matches_grad_cam_package(resnet: nn.Module, batch: torch.Tensor,
-                                           layer: str) -> None:
+def test_grad_cam_matches_grad_cam_package(resnet: nn.Module, batch: torch.Tensor, layer: str) -> None:
     ours = interpret.grad_cam(resnet, batch, layer, [3, 7])
     ref = _reference_cam(resnet, layer, batch, [3, 7])
     assert ours.shape == (2, 64, 64)
@@ -164,8 +162,7 @@ def test_grad_cam_matches_grad_cam_package(resnet: nn.Module, batch: torch.Tenso
     assert not torch.allclose(ours, interpret.grad_cam(resnet, batch, layer, [7, 3]), atol=1e-3)
 
 
-def test_grad_cam_default_is_top_class_and_int_target(resnet: nn.Module,
-                                                      batch: torch.Tensor) -> None:
+def test_grad_cam_default_is_top_class_and_int_target(resnet: nn.Module, batch: torch.Tensor) -> None:
     ours = interpret.grad_cam(resnet, batch, "layer4")
     ref = _reference_cam(resnet, "layer4", batch, None)
     assert np.abs(ours.numpy() - ref).max() < GRADCAM_ATOL
@@ -217,16 +214,21 @@ def test_total_variation_known_values() -> None:
 
 def test_activation_maximization_raises_activation_and_regularises(resnet: nn.Module) -> None:
     before = copy.deepcopy(resnet.state_dict())
-    kwargs = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "size": 48,
-              "steps": 24, "lr": 0.05, "seed": 0}
+    kwargs = {
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "size": 48,
+        "steps": 24,
+        "lr": 0.05,
+        "seed": 0,
+    }
     reg = interpret.activation_maximization(resnet, "layer2", 5, **kwargs)
     assert reg.image.shape == (3, 48, 48)
     assert float(reg.image.min()) >= 0.0
     assert float(reg.image.max()) <= 1.0
     assert len(reg.history) == 24
     assert reg.history[-1] > reg.start + 0.1, (reg.start, reg.history[-1])
-    raw = interpret.activation_maximization(resnet, "layer2", 5, jitter=0, blur_every=0,
-                                            decay=0.0, **kwargs)
+    raw = interpret.activation_maximization(resnet, "layer2", 5, jitter=0, blur_every=0, decay=0.0, **kwargs)
     # Blur, jitter and decay suppress pixel-level noise: less high-frequency energy.
     assert interpret.total_variation(reg.image) < 0.8 * interpret.total_variation(raw.image)
     for key, value in resnet.state_dict().items():

@@ -49,9 +49,13 @@ def test_apply_kernel_matches_depthwise_conv_and_shapes() -> None:
     assert kernels.gradient_magnitude(img).shape == (20, 30)
 
 
-@pytest.mark.parametrize(("bad", "match"), [
-    (dict(kernel=torch.ones(2, 2)), "odd"), (dict(padding_mode="mirror"), "padding_mode"),
-])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (dict(kernel=torch.ones(2, 2)), "odd"),
+        (dict(padding_mode="mirror"), "padding_mode"),
+    ],
+)
 def test_apply_kernel_errors(bad: dict, match: str) -> None:
     args = dict(image=torch.rand(1, 8, 8), kernel=torch.ones(3, 3)) | bad
     with pytest.raises(ValueError, match=match):

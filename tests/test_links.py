@@ -54,8 +54,10 @@ def _is_local(target: str) -> bool:
 
 
 def test_link_parser_finds_links_and_skips_code() -> None:
-    text = ('See [a](x/y.ipynb) and ![b](img.png "t") and <a href="z.md">z</a>, '
-            "`[no](code.md)` and\n```\n[no](fence.md)\n```\n[web](https://example.org)")
+    text = (
+        'See [a](x/y.ipynb) and ![b](img.png "t") and <a href="z.md">z</a>, '
+        "`[no](code.md)` and\n```\n[no](fence.md)\n```\n[web](https://example.org)"
+    )
     assert links_in(text) == ["x/y.ipynb", "img.png", "https://example.org", "z.md"]
 
 
@@ -79,8 +81,11 @@ def test_every_relative_link_resolves(path: Path) -> None:
 
 
 def test_start_page_lists_every_section_and_is_up_to_date() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_start_page.py"), "--check"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_start_page.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = _markdown_of(ROOT / "START_HERE.ipynb")
     for s in SECTIONS:

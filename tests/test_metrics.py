@@ -13,15 +13,16 @@ from cnnbook import metrics, segmentation, train
 def test_confusion_matrix_and_per_class_metrics_match_sklearn() -> None:
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (300,), generator=g)
-    preds = torch.where(torch.rand(300, generator=g) < 0.6, labels,
-                        torch.randint(0, 4, (300,), generator=g))
+    preds = torch.where(torch.rand(300, generator=g) < 0.6, labels, torch.randint(0, 4, (300,), generator=g))
     cm = metrics.confusion_matrix(preds, labels, 4)
     assert cm.dtype == torch.int64
     assert cm.tolist() == sk_confusion(labels, preds).tolist()
-    torch.testing.assert_close(metrics.per_class_accuracy(cm),
-                               torch.tensor(recall_score(labels, preds, average=None)))
-    torch.testing.assert_close(metrics.per_class_precision(cm),
-                               torch.tensor(precision_score(labels, preds, average=None)))
+    torch.testing.assert_close(
+        metrics.per_class_accuracy(cm), torch.tensor(recall_score(labels, preds, average=None))
+    )
+    torch.testing.assert_close(
+        metrics.per_class_precision(cm), torch.tensor(precision_score(labels, preds, average=None))
+    )
     masks = metrics.confusion_matrix(preds.view(3, 10, 10), labels.view(3, 10, 10), 4)
     assert torch.equal(masks, cm)  # pixels count like images
 

@@ -25,8 +25,14 @@ def test_whitening_stem_decorrelates_patches() -> None:
     g = torch.Generator().manual_seed(0)
     # correlated channels and neighbouring pixels, like natural images
     base = torch.randn(64, 1, 17, 17, generator=g).cumsum(-1).cumsum(-2) / 8
-    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn(64, 1, 17, 17, generator=g),
-                        torch.randn(64, 1, 17, 17, generator=g)], 1)[..., :16, :16]
+    images = torch.cat(
+        [
+            base,
+            0.8 * base + 0.2 * torch.randn(64, 1, 17, 17, generator=g),
+            torch.randn(64, 1, 17, 17, generator=g),
+        ],
+        1,
+    )[..., :16, :16]
     model = FastCIFARNet(widths=(8, 8, 8))
     eigvals = model.init_whitening(images, eps=1e-6)
     assert torch.all(eigvals[:-1] >= eigvals[1:])  # descending

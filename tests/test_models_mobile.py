@@ -45,8 +45,7 @@ def test_param_formulas_match_counted_layers(c_in: int, c_out: int, k: int) -> N
     assert standard_conv_params(c_in, c_out, k) == n_params(std)
     assert standard_conv_params(c_in, c_out, k, bias=True) == n_params(nn.Conv2d(c_in, c_out, k))
     assert separable_conv_params(c_in, c_out, k) == n_params(dw) + n_params(pw)
-    assert separable_conv_params(c_in, c_out, k) / n_params(std) == pytest.approx(
-        separable_ratio(c_out, k))
+    assert separable_conv_params(c_in, c_out, k) / n_params(std) == pytest.approx(separable_ratio(c_out, k))
 
 
 def test_chapter_example_ratio() -> None:
@@ -72,10 +71,16 @@ def test_separable_equals_grouped_then_pointwise_conv() -> None:
     torch.testing.assert_close(block(x), h)
 
 
-@pytest.mark.parametrize(("size", "k", "s", "expected"), [
-    (224, 3, 2, (0, 1)), (56, 5, 2, (1, 2)), (225, 3, 2, (1, 1)), (14, 5, 1, (2, 2)),
-    (7, 1, 1, (0, 0)),
-])
+@pytest.mark.parametrize(
+    ("size", "k", "s", "expected"),
+    [
+        (224, 3, 2, (0, 1)),
+        (56, 5, 2, (1, 2)),
+        (225, 3, 2, (1, 1)),
+        (14, 5, 1, (2, 2)),
+        (7, 1, 1, (0, 0)),
+    ],
+)
 def test_tf_same_padding(size: int, k: int, s: int, expected: tuple[int, int]) -> None:
     assert tf_same_padding(size, k, s) == expected
     before, after = expected
@@ -106,8 +111,14 @@ def test_squeeze_excitation_matches_torchvision() -> None:
     torch.manual_seed(0)
     ours = SqueezeExcitation(16, 4)
     ref = TVSqueezeExcitation(16, 4)
-    ours.load_state_dict({"reduce.weight": ref.fc1.weight, "reduce.bias": ref.fc1.bias,
-                          "expand.weight": ref.fc2.weight, "expand.bias": ref.fc2.bias})
+    ours.load_state_dict(
+        {
+            "reduce.weight": ref.fc1.weight,
+            "reduce.bias": ref.fc1.bias,
+            "expand.weight": ref.fc2.weight,
+            "expand.bias": ref.fc2.bias,
+        }
+    )
     x = torch.randn(3, 16, 5, 7)
     torch.testing.assert_close(ours(x), ref(x))
     w = ours.channel_weights(x)
@@ -115,10 +126,12 @@ def test_squeeze_excitation_matches_torchvision() -> None:
     assert bool((w > 0).all() and (w < 1).all())
 
 
-@pytest.mark.parametrize(("c_in", "c_out", "stride", "expand"), [(16, 16, 1, 6), (16, 24, 2, 6),
-                                                      (32, 16, 1, 1)])
-def test_inverted_residual_matches_torchvision_mobilenetv2(c_in: int, c_out: int, stride: int,
-                                                           expand: int) -> None:
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "stride", "expand"), [(16, 16, 1, 6), (16, 24, 2, 6), (32, 16, 1, 1)]
+)
+def test_inverted_residual_matches_torchvision_mobilenetv2(
+    c_in: int, c_out: int, stride: int, expand: int
+) -> None:
     gen = torch.Generator().manual_seed(1)
     ref = TVInvertedResidual(c_in, c_out, stride, expand)
     randomize_bn(ref, gen)
@@ -138,16 +151,14 @@ def test_expand_one_without_se_is_a_linear_separable_conv() -> None:
     block = MBConv(24, 40, expand_ratio=1, kernel_size=5, stride=2, activation=nn.ReLU6)
     sep = DepthwiseSeparableConv(24, 40, 5, 2, activation=nn.ReLU6, linear_pointwise=True)
     randomize_bn(block, torch.Generator().manual_seed(2))
-    sep.load_state_dict({k.replace("project", "pointwise"): v
-                         for k, v in block.state_dict().items()})
+    sep.load_state_dict({k.replace("project", "pointwise"): v for k, v in block.state_dict().items()})
     x = torch.randn(2, 24, 16, 16)
     torch.testing.assert_close(block.eval()(x), sep.eval()(x))
 
 
 def test_inverted_residual_with_se_and_drop_path() -> None:
     torch.manual_seed(0)
-    block = InvertedResidual(16, 16, expand_ratio=4, se_ratio=0.25, activation=nn.SiLU,
-                             drop_path=0.5)
+    block = InvertedResidual(16, 16, expand_ratio=4, se_ratio=0.25, activation=nn.SiLU, drop_path=0.5)
     assert isinstance(block.se, SqueezeExcitation)
     assert block.se.reduce.out_channels == 4
     x = torch.randn(64, 16, 6, 6)

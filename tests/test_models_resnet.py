@@ -130,8 +130,9 @@ def test_resnet_cifar_depth_counts_weighted_layers(depth: int) -> None:
     model = resnet_cifar(depth)
     plain = resnet_cifar(depth, residual=False)
     main_path = [
-        m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-        and "shortcut" not in name
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and "shortcut" not in name
     ]
     assert len(main_path) == depth
     # Only the two projection shortcuts (16->32, 32->64, each conv + BN) differ.

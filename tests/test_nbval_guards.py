@@ -20,18 +20,39 @@ def run_nbval(tmp_path: Path, *cells: str) -> subprocess.CompletedProcess:
     nbformat.write(nb, path)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", str(path), "-p", "conftest", "--nbval-lax",
-         "--nbval-current-env", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path)],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(path),
+            "-p",
+            "conftest",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
 
 
 def test_flooding_cell_fails_with_an_explanation_and_quiet_cells_pass(tmp_path: Path) -> None:
     import conftest
 
     flood = conftest.MAX_IOPUB_MESSAGES + 50
-    proc = run_nbval(tmp_path, "x = 1\nprint(x)",
-                     f"for i in range({flood}):\n    display(i)",
-                     "import os\nprint(os.environ['TQDM_MININTERVAL'])")
+    proc = run_nbval(
+        tmp_path,
+        "x = 1\nprint(x)",
+        f"for i in range({flood}):\n    display(i)",
+        "import os\nprint(os.environ['TQDM_MININTERVAL'])",
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "1 failed, 2 passed" in out, out

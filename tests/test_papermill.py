@@ -12,8 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _stdout(nb: nbformat.NotebookNode) -> str:
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
 
 
 @pytest.mark.slow
@@ -22,8 +27,13 @@ def test_injected_parameter_changes_the_run(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("MPLBACKEND", "Agg")
     src = ROOT / "notebooks" / "14_01_convolution.ipynb"
     out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(src), str(out), parameters={"PHOTO_SIZE": 40, "PHOTO": "coffee"},
-                        cwd=str(src.parent), progress_bar=False)
+    pm.execute_notebook(
+        str(src),
+        str(out),
+        parameters={"PHOTO_SIZE": 40, "PHOTO": "coffee"},
+        cwd=str(src.parent),
+        progress_bar=False,
+    )
     nb = nbformat.read(out, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1

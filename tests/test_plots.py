@@ -33,8 +33,7 @@ def test_to_hwc_layouts() -> None:
 def test_rescale01_global_and_per_item() -> None:
     x = torch.tensor([[0.0, 2.0], [10.0, 14.0]])
     torch.testing.assert_close(plots.rescale01(x), x / 14.0)
-    torch.testing.assert_close(plots.rescale01(x, per_item=True),
-                               torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    torch.testing.assert_close(plots.rescale01(x, per_item=True), torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
     assert torch.equal(plots.rescale01(torch.full((3,), 7.0)), torch.zeros(3))
 
 
@@ -42,8 +41,7 @@ def test_overlay_is_alpha_blend_of_colormap() -> None:
     image = torch.rand(3, 6, 5, generator=torch.Generator().manual_seed(0))
     heat = torch.linspace(0, 1, 30).view(6, 5)
     out = plots.overlay_heatmap(image, heat, alpha=0.3, cmap="viridis")
-    expected = 0.7 * image.permute(1, 2, 0).numpy() + 0.3 * colormaps["viridis"](heat.numpy())[
-        ..., :3]
+    expected = 0.7 * image.permute(1, 2, 0).numpy() + 0.3 * colormaps["viridis"](heat.numpy())[..., :3]
     np.testing.assert_allclose(out, expected, atol=1e-6)
     small = plots.overlay_heatmap(image, torch.ones(3, 2), alpha=1.0, cmap="gray")
     np.testing.assert_allclose(small, 1.0, atol=1e-6)  # resized up; all-hot in grey is white
@@ -71,10 +69,8 @@ def test_grids_have_one_axis_per_item() -> None:
     drawn = shown[0].images[0].get_array()
     assert drawn.shape == (7, 7, 3)
     lo, hi = weight[:16].min(), weight[:16].max()
-    np.testing.assert_allclose(drawn, ((weight[0] - lo) / (hi - lo)).permute(1, 2, 0).numpy(),
-                               atol=1e-6)
-    assert len([ax for ax in plots.plot_filters(torch.randn(8, 16, 3, 3), n=None).axes
-                if ax.images]) == 8
+    np.testing.assert_allclose(drawn, ((weight[0] - lo) / (hi - lo)).permute(1, 2, 0).numpy(), atol=1e-6)
+    assert len([ax for ax in plots.plot_filters(torch.randn(8, 16, 3, 3), n=None).axes if ax.images]) == 8
 
     fig = plots.plot_feature_maps(torch.randn(1, 32, 5, 5), n=10)
     assert len([ax for ax in fig.axes if ax.images]) == 10

@@ -64,8 +64,7 @@ def test_normalize_matches_preprocess_statistics(lite0: pretrained.Pretrained) -
     assert float(lite0.denormalize(small).min()) >= 0.0
 
 
-def test_resnet18_offline_is_a_clear_error(offline: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
+def test_resnet18_offline_is_a_clear_error(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_download(*args: object, **kwargs: object) -> None:
         raise AssertionError("must not try to download when the cache is empty and offline")
 
@@ -75,8 +74,7 @@ def test_resnet18_offline_is_a_clear_error(offline: Path, monkeypatch: pytest.Mo
     assert str(pretrained.resnet18_weights_file()) in str(info.value)
 
 
-def test_resnet18_failed_download_is_a_clear_error(offline: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resnet18_failed_download_is_a_clear_error(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pretrained, "_download_reachable", lambda *a, **k: True)
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -87,8 +85,7 @@ def test_resnet18_failed_download_is_a_clear_error(offline: Path,
         pretrained.load_pretrained("resnet18")
 
 
-def test_auto_offline_uses_lite0_and_says_why(offline: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_offline_uses_lite0_and_says_why(offline: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = pretrained.load_pretrained("auto")
     assert bundle.name == "efficientnet_lite0"
     printed = capsys.readouterr().out
@@ -97,8 +94,9 @@ def test_auto_offline_uses_lite0_and_says_why(offline: Path,
     assert str(pretrained.resnet18_weights_file()) in printed
 
 
-def test_auto_prefers_cached_resnet18(cached_resnet: dict[str, torch.Tensor],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_prefers_cached_resnet18(
+    cached_resnet: dict[str, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
     bundle = pretrained.load_pretrained("auto")
     assert bundle.name == "resnet18"
     assert "cached" in capsys.readouterr().out
@@ -107,11 +105,11 @@ def test_auto_prefers_cached_resnet18(cached_resnet: dict[str, torch.Tensor],
     photo = load_photo("chelsea")
     reference = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()(photo)
     torch.testing.assert_close(bundle.preprocess(photo)[0], reference)
-    smaller = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms(
-        crop_size=160, resize_size=183)(photo)
+    smaller = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms(crop_size=160, resize_size=183)(
+        photo
+    )
     torch.testing.assert_close(bundle.preprocess(photo[None], size=160)[0], smaller)
-    assert bundle.categories == list(
-        torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+    assert bundle.categories == list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def test_unknown_backbone_and_bad_input(lite0: pretrained.Pretrained) -> None:
@@ -152,14 +150,12 @@ def test_feature_extraction_counts_match_the_book(cached_resnet: dict[str, torch
     assert "0.0% trainable" in str(report)
 
 
-def test_param_groups_cover_trainable_params_once(cached_resnet: dict[str, torch.Tensor]
-                                                  ) -> None:
+def test_param_groups_cover_trainable_params_once(cached_resnet: dict[str, torch.Tensor]) -> None:
     bundle = pretrained.load_pretrained("resnet18", verbose=False)
     bundle.replace_head(5)
     bundle.train_only("layer3", "layer4", "head")
     groups = bundle.param_groups({"layer3": 1e-5, "layer4": 1e-4, "head": 1e-3})
-    assert [(g["name"], g["lr"]) for g in groups] == [
-        ("layer3", 1e-5), ("layer4", 1e-4), ("head", 1e-3)]
+    assert [(g["name"], g["lr"]) for g in groups] == [("layer3", 1e-5), ("layer4", 1e-4), ("head", 1e-3)]
     ids = [id(p) for g in groups for p in g["params"]]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in bundle.model.parameters() if p.requires_grad}
@@ -167,15 +163,15 @@ def test_param_groups_cover_trainable_params_once(cached_resnet: dict[str, torch
     with pytest.raises(ValueError, match="no learning rate"):
         bundle.param_groups({"layer4": 1e-4, "head": 1e-3})
     # A more specific module name wins over the stage that contains it.
-    fine = pretrained.param_groups(bundle.model, {"layer3": 1e-5, "layer4": 1e-4,
-                                                  "layer4.1": 1e-6, "fc": 1e-3})
+    fine = pretrained.param_groups(
+        bundle.model, {"layer3": 1e-5, "layer4": 1e-4, "layer4.1": 1e-6, "fc": 1e-3}
+    )
     by_name = {g["name"]: {id(p) for p in g["params"]} for g in fine}
     assert by_name["layer4.1"] == {id(p) for p in bundle.model.layer4[1].parameters()}
     assert not by_name["layer4"] & by_name["layer4.1"]
 
 
-def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, torch.Tensor]
-                                                       ) -> None:
+def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, torch.Tensor]) -> None:
     bundle = pretrained.load_pretrained("resnet18", verbose=False)
     bundle.replace_head(3)
     phases = pretrained.progressive_schedule(list(bundle.stages), lr=1e-3, epochs=(2, 1, 1))
@@ -210,8 +206,9 @@ def test_progressive_unfreezing_trains_only_its_stages(cached_resnet: dict[str, 
 
 def test_frozen_batchnorm_stays_in_eval_mode() -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4)
+    )
     with torch.no_grad():  # give the first BN non-trivial running statistics
         model[1].running_mean.uniform_(-1, 1)
         model[1].running_var.uniform_(0.5, 2)
@@ -243,10 +240,12 @@ def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> No
     from cnnbook.data import GPUBatchLoader, ImageArrays
 
     gen = torch.Generator().manual_seed(0)
-    arrays = ImageArrays(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=gen),
-                         torch.arange(6) % 3, ["a", "b", "c"])
-    inner = GPUBatchLoader(arrays, batch_size=4, train=False, device="cpu", mean=lite0.mean,
-                           std=lite0.std)
+    arrays = ImageArrays(
+        torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=gen),
+        torch.arange(6) % 3,
+        ["a", "b", "c"],
+    )
+    inner = GPUBatchLoader(arrays, batch_size=4, train=False, device="cpu", mean=lite0.mean, std=lite0.std)
     loader = pretrained.ResizedLoader(inner, 48)
     assert len(loader) == 2
     assert loader.classes == ["a", "b", "c"]
@@ -255,8 +254,11 @@ def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> No
     batches = list(loader)
     assert batches[0][0].shape == (4, 3, 48, 48)
     assert batches[1][0].shape == (2, 3, 48, 48)
-    expected = lite0.normalize(nn.functional.interpolate(
-        arrays.images[:4].float() / 255, size=(48, 48), mode="bilinear", align_corners=False))
+    expected = lite0.normalize(
+        nn.functional.interpolate(
+            arrays.images[:4].float() / 255, size=(48, 48), mode="bilinear", align_corners=False
+        )
+    )
     torch.testing.assert_close(batches[0][0], expected, atol=1e-5, rtol=1e-5)
 
     lite0.model.train()
@@ -275,8 +277,7 @@ def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> No
 def test_random_init_has_the_same_architecture(lite0: pretrained.Pretrained) -> None:
     scratch = pretrained.random_init("efficientnet_lite0", num_classes=10)
     shapes = {k: v.shape for k, v in scratch.state_dict().items() if "classifier" not in k}
-    assert shapes == {k: v.shape for k, v in lite0.model.state_dict().items()
-                      if "classifier" not in k}
+    assert shapes == {k: v.shape for k, v in lite0.model.state_dict().items() if "classifier" not in k}
     assert scratch.classifier.out_features == 10
     assert pretrained.random_init("resnet18", 7).fc.out_features == 7
     with pytest.raises(ValueError, match="Unknown backbone"):

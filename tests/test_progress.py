@@ -28,8 +28,12 @@ def _one_wrong_answer(tmp_path: Path) -> Path:
     nb = nbformat.read(ROOT / "solutions" / NAME, as_version=4)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and re.search(r"\bcheck_\w+\s*\(", cell.source):
-            call = next(n for n in ast.walk(ast.parse(cell.source)) if isinstance(n, ast.Call)
-                        and getattr(n.func, "attr", getattr(n.func, "id", "")).startswith("check_"))
+            call = next(
+                n
+                for n in ast.walk(ast.parse(cell.source))
+                if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", getattr(n.func, "id", "")).startswith("check_")
+            )
             names = [a.id for a in call.args if isinstance(a, ast.Name)]
             wrong = "\n".join(f"{n} = lambda *args, **kwargs: None" for n in names)
             nb.cells.insert(i, nbformat.v4.new_code_cell(wrong))
@@ -48,7 +52,7 @@ def test_untouched_exercises_are_not_attempted_and_solutions_pass() -> None:
     assert len(solved.exercises) == len(untouched.exercises)
     assert [e.status for e in untouched.exercises] == [progress.NOT_ATTEMPTED] * len(untouched.exercises)
     assert [e.status for e in solved.exercises] == [progress.PASSED] * len(solved.exercises)
-    assert _digest(ROOT / "exercises" / NAME) == before   # the student's file is never written
+    assert _digest(ROOT / "exercises" / NAME) == before  # the student's file is never written
 
 
 def test_one_wrong_answer_is_exactly_one_failure(tmp_path: Path) -> None:
@@ -66,8 +70,9 @@ def test_one_wrong_answer_is_exactly_one_failure(tmp_path: Path) -> None:
 
 def _notebook(tmp_path: Path, name: str, *sources: str) -> Path:
     path = tmp_path / name
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## Exercise 1: x"),
-                                         *map(nbformat.v4.new_code_cell, sources)])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("## Exercise 1: x"), *map(nbformat.v4.new_code_cell, sources)]
+    )
     nbformat.write(nb, path)
     return path
 
@@ -75,13 +80,30 @@ def _notebook(tmp_path: Path, name: str, *sources: str) -> Path:
 def test_crash_and_hang_are_reported_and_the_rest_still_runs(tmp_path: Path) -> None:
     crash = _notebook(tmp_path, "14_98_crash.ipynb", "import os\nos._exit(1)", "check_x(1)")
     hang = _notebook(tmp_path, "14_99_hang.ipynb", "import time\ntime.sleep(600)")
-    ok = _notebook(tmp_path, "14_97_ok.ipynb",
-                   "def check_x(v):\n    print('✅ Correct: fine' if v == 1 else '❌ wrong')",
-                   "check_x(1)")
+    ok = _notebook(
+        tmp_path,
+        "14_97_ok.ipynb",
+        "def check_x(v):\n    print('✅ Correct: fine' if v == 1 else '❌ wrong')",
+        "check_x(1)",
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "cnnbook", "progress", str(crash), str(hang), str(ok),
-         "--timeout", "20", "--json"], capture_output=True, text=True, timeout=180)
-    assert out.returncode == 1, out.stderr          # not every notebook ran to the end
+        [
+            sys.executable,
+            "-m",
+            "cnnbook",
+            "progress",
+            str(crash),
+            str(hang),
+            str(ok),
+            "--timeout",
+            "20",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 1, out.stderr  # not every notebook ran to the end
     rows = {Path(r["notebook"]).name: r for r in json.loads(out.stdout)["notebooks"]}
     assert rows["14_98_crash.ipynb"]["run"] == "crashed"
     assert "kernel died" in rows["14_98_crash.ipynb"]["message"]
@@ -91,32 +113,57 @@ def test_crash_and_hang_are_reported_and_the_rest_still_runs(tmp_path: Path) -> 
     assert rows["14_97_ok.ipynb"]["section"] == "14.97"
 
 
-@pytest.mark.parametrize(("outputs", "status"), [
-    ([{"output_type": "stream", "name": "stdout", "text": "✅ Correct: yes\n"}], progress.PASSED),
-    ([{"output_type": "stream", "name": "stdout", "text": "❌ max_pool2d: no\n"},
-      {"output_type": "error", "ename": "CheckFailed", "evalue": "no", "traceback": []}], progress.FAILED),
-    ([{"output_type": "stream", "name": "stdout", "text": "⏳ f is not implemented yet\n"},
-      {"output_type": "error", "ename": "NotImplementedError", "evalue": "", "traceback": []}],
-     progress.NOT_ATTEMPTED),
-    ([{"output_type": "error", "ename": "SyntaxError", "evalue": "bad", "traceback": []}], progress.FAILED),
-    ([], progress.NOT_ATTEMPTED),
-])
+@pytest.mark.parametrize(
+    ("outputs", "status"),
+    [
+        ([{"output_type": "stream", "name": "stdout", "text": "✅ Correct: yes\n"}], progress.PASSED),
+        (
+            [
+                {"output_type": "stream", "name": "stdout", "text": "❌ max_pool2d: no\n"},
+                {"output_type": "error", "ename": "CheckFailed", "evalue": "no", "traceback": []},
+            ],
+            progress.FAILED,
+        ),
+        (
+            [
+                {"output_type": "stream", "name": "stdout", "text": "⏳ f is not implemented yet\n"},
+                {"output_type": "error", "ename": "NotImplementedError", "evalue": "", "traceback": []},
+            ],
+            progress.NOT_ATTEMPTED,
+        ),
+        (
+            [{"output_type": "error", "ename": "SyntaxError", "evalue": "bad", "traceback": []}],
+            progress.FAILED,
+        ),
+        ([], progress.NOT_ATTEMPTED),
+    ],
+)
 def test_grading_rules(outputs: list, status: str) -> None:
-    cells = [{"cell_type": "markdown", "source": "## Exercise 2 (compute): heads"},
-             {"cell_type": "code", "source": "def f(): ...", "outputs": []},
-             {"cell_type": "code", "source": "checks.check_f(f)", "outputs": outputs},
-             {"cell_type": "markdown", "source": "## Exercise 3: explain only"},
-             {"cell_type": "markdown", "source": "*YOUR ANSWER HERE*"}]
+    cells = [
+        {"cell_type": "markdown", "source": "## Exercise 2 (compute): heads"},
+        {"cell_type": "code", "source": "def f(): ...", "outputs": []},
+        {"cell_type": "code", "source": "checks.check_f(f)", "outputs": outputs},
+        {"cell_type": "markdown", "source": "## Exercise 3: explain only"},
+        {"cell_type": "markdown", "source": "*YOUR ANSWER HERE*"},
+    ]
     (ex,) = progress.grade_cells(cells)
     assert ex.title == "Exercise 2 (compute): heads"
     assert ex.status == status
 
 
 def test_table_totals() -> None:
-    reports = [progress.NotebookReport("a/14_01_x.ipynb", "14.1", "ok", [
-        progress.Exercise("Exercise 1", progress.PASSED),
-        progress.Exercise("Exercise 2", progress.FAILED, "❌ wrong")]),
-        progress.NotebookReport("a/14_02_y.ipynb", "14.2", "timed out", message="stopped")]
+    reports = [
+        progress.NotebookReport(
+            "a/14_01_x.ipynb",
+            "14.1",
+            "ok",
+            [
+                progress.Exercise("Exercise 1", progress.PASSED),
+                progress.Exercise("Exercise 2", progress.FAILED, "❌ wrong"),
+            ],
+        ),
+        progress.NotebookReport("a/14_02_y.ipynb", "14.2", "timed out", message="stopped"),
+    ]
     table = progress.format_table(reports)
     assert re.search(r"^all\s+2 notebooks\s+1\s+1\s+0\s+2\s+1 did not run", table, re.M), table
     assert "TIMED OUT: stopped" in table
@@ -127,19 +174,34 @@ def _err(ename: str, evalue: str = "") -> dict:
     return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
 
 
-@pytest.mark.parametrize(("answer_source", "answer_outputs", "status"), [
-    # the class is the answer and is still the placeholder: a later exercise cannot run yet
-    ("# YOUR CODE HERE\nraise NotImplementedError()", [_err("NotImplementedError")],
-     progress.NOT_ATTEMPTED),
-    ("class Block:\n    raise NotImplementedError()", [_err("NotImplementedError")], progress.NOT_ATTEMPTED),
-    # the student's own definition has a bug: that is a failure, not "not attempted"
-    ("class Block:\n    x = 1 / 0", [_err("ZeroDivisionError")], progress.FAILED),
-])
+@pytest.mark.parametrize(
+    ("answer_source", "answer_outputs", "status"),
+    [
+        # the class is the answer and is still the placeholder: a later exercise cannot run yet
+        (
+            "# YOUR CODE HERE\nraise NotImplementedError()",
+            [_err("NotImplementedError")],
+            progress.NOT_ATTEMPTED,
+        ),
+        (
+            "class Block:\n    raise NotImplementedError()",
+            [_err("NotImplementedError")],
+            progress.NOT_ATTEMPTED,
+        ),
+        # the student's own definition has a bug: that is a failure, not "not attempted"
+        ("class Block:\n    x = 1 / 0", [_err("ZeroDivisionError")], progress.FAILED),
+    ],
+)
 def test_a_later_exercise_waiting_for_an_earlier_answer(answer_source, answer_outputs, status) -> None:
-    cells = [{"cell_type": "markdown", "source": "## Exercise 1: block"},
-             {"cell_type": "code", "source": answer_source, "outputs": answer_outputs},
-             {"cell_type": "markdown", "source": "## Exercise 2: use it"},
-             {"cell_type": "code", "source": "checks.check_use(Block)",
-              "outputs": [_err("NameError", "name 'Block' is not defined")]}]
+    cells = [
+        {"cell_type": "markdown", "source": "## Exercise 1: block"},
+        {"cell_type": "code", "source": answer_source, "outputs": answer_outputs},
+        {"cell_type": "markdown", "source": "## Exercise 2: use it"},
+        {
+            "cell_type": "code",
+            "source": "checks.check_use(Block)",
+            "outputs": [_err("NameError", "name 'Block' is not defined")],
+        },
+    ]
     verdicts = progress.grade_cells([{**c, "outputs": c.get("outputs", [])} for c in cells])
     assert verdicts[-1].status == status

@@ -25,6 +25,5 @@ def test_readme_links_every_notebook_that_exists() -> None:
             assert f"({folder}/{nb.name})" in README, f"README does not link {folder}/{nb.name}"
 
 
-
 def test_readme_has_no_placeholders() -> None:
     assert "PLACEHOLDER" not in README, "fill in the README's placeholder sections"

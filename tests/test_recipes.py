@@ -38,17 +38,22 @@ def test_plans_follow_device_and_mode() -> None:
 
 def _toy(n: int = 60) -> ImageArrays:
     g = torch.Generator().manual_seed(0)
-    return ImageArrays(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                       torch.arange(n) % 10, [str(i) for i in range(10)],
-                       (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    return ImageArrays(
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.arange(n) % 10,
+        [str(i) for i in range(10)],
+        (0.5, 0.5, 0.5),
+        (0.25, 0.25, 0.25),
+    )
 
 
 def test_prepare_model_whitens_and_is_seeded() -> None:
     plan = recipes.cifar10_plan("cpu", fast=True, widths=(8, 8, 8))
     a, b = recipes.prepare_model(plan, _toy(), seed=3), recipes.prepare_model(plan, _toy(), 3)
     assert not a.stem.weight.requires_grad
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
-                                                 b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_estimate_leaves_model_alone() -> None:

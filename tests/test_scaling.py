@@ -45,8 +45,12 @@ def test_negative_growth_rejected() -> None:
 def test_published_table_and_rounding_match_reference(name: str) -> None:
     _, params = get_model_params(name, None)
     width, depth, resolution, dropout = EFFICIENTNET_PUBLISHED[name]
-    assert (params.width_coefficient, params.depth_coefficient, params.image_size,
-            params.dropout_rate) == (width, depth, resolution, dropout)
+    assert (params.width_coefficient, params.depth_coefficient, params.image_size, params.dropout_rate) == (
+        width,
+        depth,
+        resolution,
+        dropout,
+    )
     for channels in (16, 24, 32, 40, 80, 112, 192, 320, 1280):
         assert round_filters(channels, width) == ref_round_filters(channels, params)
     for repeats in (1, 2, 3, 4):

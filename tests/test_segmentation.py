@@ -82,13 +82,16 @@ def test_unet_learns_a_few_scenes() -> None:
 def test_confusion_and_iou_match_sklearn() -> None:
     g = torch.Generator().manual_seed(0)
     target = torch.randint(0, 4, (3, 10, 10), generator=g)
-    pred = torch.where(torch.rand(3, 10, 10, generator=g) < 0.6, target,
-                       torch.randint(0, 4, (3, 10, 10), generator=g))
+    pred = torch.where(
+        torch.rand(3, 10, 10, generator=g) < 0.6, target, torch.randint(0, 4, (3, 10, 10), generator=g)
+    )
     t, p = target.flatten().numpy(), pred.flatten().numpy()
-    np.testing.assert_array_equal(confusion_matrix(pred, target, 4).numpy(),
-                                  sk_confusion_matrix(t, p, labels=range(4)))
-    np.testing.assert_allclose(iou_per_class(pred, target, 4).numpy(),
-                               jaccard_score(t, p, average=None, labels=range(4)))
+    np.testing.assert_array_equal(
+        confusion_matrix(pred, target, 4).numpy(), sk_confusion_matrix(t, p, labels=range(4))
+    )
+    np.testing.assert_allclose(
+        iou_per_class(pred, target, 4).numpy(), jaccard_score(t, p, average=None, labels=range(4))
+    )
     assert mean_iou(pred, target, 4) == pytest.approx(jaccard_score(t, p, average="macro"))
 
 
@@ -117,8 +120,7 @@ def test_aspp_keeps_size_and_each_branch_is_a_dilated_conv() -> None:
     for rate, branch in zip((1, 2, 3), list(aspp.branches)[1:], strict=True):
         conv = branch[0]
         assert conv.dilation == (rate, rate)
-        torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, padding=rate,
-                                                     dilation=rate))
+        torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, padding=rate, dilation=rate))
 
 
 @pytest.mark.parametrize("rate", [1, 2, 4, 6])
@@ -188,9 +190,14 @@ def test_double_conv_structure_params_and_shape() -> None:
     assert len(block) == 2
     convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (3, 16, (3, 3), (1, 1)), (16, 16, (3, 3), (1, 1))]
+        (3, 16, (3, 3), (1, 1)),
+        (16, 16, (3, 3), (1, 1)),
+    ]
     assert [type(m) for m in block.modules() if not isinstance(m, nn.Sequential)] == [
-        nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.ReLU,
+    ] * 2
     first, second = 9 * 3 * 16 + 2 * 16, 9 * 16 * 16 + 2 * 16  # kernels + BN weight and bias
     assert sum(p.numel() for p in block.parameters()) == first + second
     out = block(torch.randn(2, 3, 12, 7))

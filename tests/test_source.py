@@ -14,7 +14,7 @@ def test_source_is_the_running_code() -> None:
     code = source.show_source(train_val_split)
     assert code.data == inspect.getsource(train_val_split).rstrip()
     assert code.data.startswith("def train_val_split(")
-    assert "<span" in code._repr_html_()          # highlighted for JupyterLab
+    assert "<span" in code._repr_html_()  # highlighted for JupyterLab
 
 
 def test_several_objects_in_order_and_methods_dedented() -> None:

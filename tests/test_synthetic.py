@@ -85,11 +85,16 @@ def test_shape_classes_are_balanced_and_background_dominates() -> None:
     assert 0.6 < frac_bg < 0.95
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"n": 0}, "n=0"), ({"n": 2, "object_size": (20, 40), "size": 32}, "object_size"),
-    ({"n": 2, "objects": (3, 1)}, "objects"), ({"n": 2, "object_size": (2, 5)}, "object_size"),
-    ({"n": 2, "noise": -1.0}, "noise"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n": 0}, "n=0"),
+        ({"n": 2, "object_size": (20, 40), "size": 32}, "object_size"),
+        ({"n": 2, "objects": (3, 1)}, "objects"),
+        ({"n": 2, "object_size": (2, 5)}, "object_size"),
+        ({"n": 2, "noise": -1.0}, "noise"),
+    ],
+)
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_shape_scenes(**kwargs)

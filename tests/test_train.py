@@ -27,18 +27,27 @@ def toy_arrays(n: int = 96, classes: int = 3, seed: int = 0) -> ImageArrays:
     labels = torch.arange(n) % classes
     images = torch.randint(0, 120, (n, 3, 8, 8), generator=g)
     images[torch.arange(n), labels] += 120
-    return ImageArrays(images.to(torch.uint8), labels, [f"c{k}" for k in range(classes)],
-                       (0.4, 0.4, 0.4), (0.25, 0.25, 0.25))
+    return ImageArrays(
+        images.to(torch.uint8), labels, [f"c{k}" for k in range(classes)], (0.4, 0.4, 0.4), (0.25, 0.25, 0.25)
+    )
 
 
 def toy_model(classes: int = 3, dropout: float = 0.2) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Dropout(dropout), nn.Linear(8, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(8, classes),
+    )
 
 
 def loaders(arrays: ImageArrays, batch: int = 16):
-    return (GPUBatchLoader(arrays, batch, device="cpu", seed=0),
-            GPUBatchLoader(arrays, 32, train=False, device="cpu"))
+    return (
+        GPUBatchLoader(arrays, batch, device="cpu", seed=0),
+        GPUBatchLoader(arrays, 32, train=False, device="cpu"),
+    )
 
 
 def quiet_fit(model, tr, va=None, **kw) -> train.History:
@@ -54,8 +63,16 @@ def test_fit_learns_and_records_history() -> None:
     hist = quiet_fit(model, tr, va, epochs=4, lr=0.1)
     assert len(hist) == 4
     assert hist["epoch"] == [1, 2, 3, 4]
-    assert set(hist.last) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                              "images_per_s", "seconds", "eval_seconds"}
+    assert set(hist.last) >= {
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "images_per_s",
+        "seconds",
+        "eval_seconds",
+    }
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert hist.last["val_acc"] > 0.9  # the colour cue is easy
     assert hist.best_metric == max(hist["val_acc"])
@@ -148,8 +165,15 @@ def test_loss_fn_with_label_smoothing_is_the_training_loss() -> None:
     x, y = arrays.normalized(), arrays.labels
     with torch.no_grad():
         expected = F.cross_entropy(model(x), y, label_smoothing=0.2).item()
-    hist = quiet_fit(model, tr, epochs=1, lr=0.0, schedule="constant",
-                     loss_fn=nn.CrossEntropyLoss(label_smoothing=0.2), channels_last=False)
+    hist = quiet_fit(
+        model,
+        tr,
+        epochs=1,
+        lr=0.0,
+        schedule="constant",
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=0.2),
+        channels_last=False,
+    )
     assert hist.last["train_loss"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -160,12 +184,17 @@ def test_loss_fn_with_class_weights_is_the_training_loss() -> None:
     weights = torch.tensor([1.0, 2.0, 4.0])
     with torch.no_grad():
         per_image = F.cross_entropy(model(arrays.normalized()), arrays.labels, reduction="none")
-    hist = quiet_fit(model, GPUBatchLoader(arrays, 96, device="cpu", augment=False), epochs=1,
-                     lr=0.0, schedule="constant", loss_fn=nn.CrossEntropyLoss(weight=weights),
-                     channels_last=False)
+    hist = quiet_fit(
+        model,
+        GPUBatchLoader(arrays, 96, device="cpu", augment=False),
+        epochs=1,
+        lr=0.0,
+        schedule="constant",
+        loss_fn=nn.CrossEntropyLoss(weight=weights),
+        channels_last=False,
+    )
     w = weights[arrays.labels]  # weighted mean over the (single) batch
-    assert hist.last["train_loss"] == pytest.approx(float((w * per_image).sum() / w.sum()),
-                                                    rel=1e-5)
+    assert hist.last["train_loss"] == pytest.approx(float((w * per_image).sum() / w.sum()), rel=1e-5)
 
 
 def test_balanced_class_weights() -> None:
@@ -184,8 +213,7 @@ def test_output_mismatch_is_explained() -> None:
     with pytest.raises(ValueError, match=r"outputs 5 scores.*3 classes.*nn.Linear"):
         quiet_fit(toy_model(classes=5), tr, epochs=1)
     with pytest.raises(ValueError, match=r"label is 2 but the model has only 2 outputs"):
-        quiet_fit(toy_model(classes=2), [(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))],
-                  epochs=1)
+        quiet_fit(toy_model(classes=2), [(torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))], epochs=1)
     flat = nn.Sequential(nn.Conv2d(3, 3, 1))  # forgot the head: returns (N, 3, 8, 8)
     with pytest.raises(ValueError, match=r"returned shape \(16, 3, 8, 8\)"):
         quiet_fit(flat, tr, epochs=1)
@@ -198,20 +226,24 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     opt.step()
     hist = train.History(rows=[{"epoch": 1, "val_acc": 0.5}], step_lr=[0.1])
-    path = train.save_checkpoint(tmp_path / "ck" / "m.pt", model, optimizer=opt, epoch=3,
-                                 history=hist, extra={"classes": ["a", "b"]})
+    path = train.save_checkpoint(
+        tmp_path / "ck" / "m.pt", model, optimizer=opt, epoch=3, history=hist, extra={"classes": ["a", "b"]}
+    )
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.pt"]  # no temp file left
     assert "model" in torch.load(path, weights_only=True)  # plain data only
     other = toy_model()
     opt2 = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
     state = train.load_checkpoint(path, other, optimizer=opt2)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 other.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True)
+    )
     assert state["epoch"] == 3
     assert state["extra"]["classes"] == ["a", "b"]
     assert state["history"].rows == hist.rows
-    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"],
-                       opt.state_dict()["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"]
+    )
 
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         train.load_checkpoint(tmp_path / "nope.pt")
@@ -236,15 +268,22 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
         return toy_model()
 
     straight = fresh()
-    h_straight = quiet_fit(straight, *loaders(arrays), epochs=3, seed=5,
-                           checkpoint=tmp_path / "a" / "best.pt")
+    h_straight = quiet_fit(
+        straight, *loaders(arrays), epochs=3, seed=5, checkpoint=tmp_path / "a" / "best.pt"
+    )
     best = train.load_checkpoint(tmp_path / "a" / "best.pt", toy_model())
     assert best["epoch"] == h_straight.best_epoch
 
     first = fresh()  # the same plan, stopped by Ctrl-C after one epoch
     tr, va = loaders(arrays)
-    h_first = quiet_fit(first, InterruptingLoader(tr, after_batches=len(tr)), va, epochs=3,
-                        seed=5, checkpoint=tmp_path / "b" / "best.pt")
+    h_first = quiet_fit(
+        first,
+        InterruptingLoader(tr, after_batches=len(tr)),
+        va,
+        epochs=3,
+        seed=5,
+        checkpoint=tmp_path / "b" / "best.pt",
+    )
     assert h_first.interrupted
     assert len(h_first) == 1
     last = train.last_checkpoint_path(tmp_path / "b" / "best.pt")
@@ -254,14 +293,17 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
     h_resumed = quiet_fit(resumed, *loaders(arrays), epochs=3, seed=5, resume=last)
     assert h_resumed["train_loss"] == h_straight["train_loss"]
     assert h_resumed.step_lr == h_straight.step_lr
-    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(),
-                                                 resumed.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True)
+    )
     with pytest.raises(ValueError, match="schedule of 18 steps.*plans 24"):
         quiet_fit(fresh(), *loaders(arrays), epochs=4, resume=last)
     quiet_fit(first, *loaders(arrays), epochs=1, seed=5, checkpoint=tmp_path / "c" / "best.pt")
     with pytest.raises(ValueError, match="already finished 1 epochs"):
-        quiet_fit(fresh(), *loaders(arrays), epochs=1,
-                  resume=train.last_checkpoint_path(tmp_path / "c" / "best.pt"))
+        quiet_fit(
+            fresh(), *loaders(arrays), epochs=1, resume=train.last_checkpoint_path(tmp_path / "c" / "best.pt")
+        )
 
 
 class InterruptingLoader:
@@ -282,20 +324,29 @@ class InterruptingLoader:
             yield batch
 
 
-def test_keyboard_interrupt_keeps_history_and_best_weights(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_keyboard_interrupt_keeps_history_and_best_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     torch.manual_seed(0)
     model = toy_model()
     tr, va = loaders(toy_arrays())
-    hist = train.fit(model, InterruptingLoader(tr, after_batches=2 * len(tr) + 3), va,
-                     device="cpu", epochs=5, progress=False, verbose=False,
-                     checkpoint=tmp_path / "best.pt")
+    hist = train.fit(
+        model,
+        InterruptingLoader(tr, after_batches=2 * len(tr) + 3),
+        va,
+        device="cpu",
+        epochs=5,
+        progress=False,
+        verbose=False,
+        checkpoint=tmp_path / "best.pt",
+    )
     assert hist.interrupted
     assert len(hist) == 2
     assert "Interrupted: kept 2 finished epoch(s)" in capsys.readouterr().out
     saved = train.load_checkpoint(tmp_path / "best.pt", toy_model())
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 saved["model"].values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved["model"].values(), strict=True)
+    )
 
 
 def test_plots_of_a_run() -> None:
@@ -317,14 +368,36 @@ def test_plots_of_a_run() -> None:
 @pytest.mark.parametrize("loader", ["fast", "classic"])
 def test_torchrun_two_cpu_processes_end_with_equal_weights(tmp_path: Path, loader: str) -> None:
     """scripts/train_cifar.py under torchrun: two gloo processes, each on half the data."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "PYTHONFAULTHANDLER": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "scripts" / "train_cifar.py"), "--device", "cpu", "--fast",
-           "--synthetic", "64", "--epochs", "2", "--batch-size", "8", "--widths", "8", "8", "8",
-           "--loader", loader, "--out", str(tmp_path), "--no-tune-malloc"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(ROOT / "scripts" / "train_cifar.py"),
+        "--device",
+        "cpu",
+        "--fast",
+        "--synthetic",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--widths",
+        "8",
+        "8",
+        "8",
+        "--loader",
+        loader,
+        "--out",
+        str(tmp_path),
+        "--no-tune-malloc",
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -355,8 +428,7 @@ def test_torchrun_two_cpu_processes_end_with_equal_weights(tmp_path: Path, loade
         if "running_" in name:  # DDP syncs buffers from rank 0 before each forward pass, so
             continue  # batch-norm statistics differ by each rank's own last batch
         assert torch.equal(w, r1["model"][name]), f"replicas differ at {name}"
-    trained = [k for k in init if init[k].is_floating_point()
-               and not torch.equal(init[k], r0["model"][k])]
+    trained = [k for k in init if init[k].is_floating_point() and not torch.equal(init[k], r0["model"][k])]
     assert trained, "no weight changed: the processes did not train"
     assert r0["train_loss"] == r1["train_loss"]  # the loss is averaged over both ranks
     assert all(math.isfinite(v) for v in r0["train_loss"])

@@ -55,26 +55,35 @@ def test_check_outputs_accepts_matching_outputs() -> None:
     assert train.check_outputs(torch.zeros(4, 5), labels, None) is None  # K unknown: labels fit
 
 
-@pytest.mark.parametrize(("shape", "match"), [
-    ((4,), r"returned shape \(4,\) for a batch of 4 images.*torch.flatten\(x, 1\)"),
-    ((4, 3, 2, 2), r"returned shape \(4, 3, 2, 2\) for a batch of 4 images"),
-    ((5, 3), r"returned shape \(5, 3\) for a batch of 4 images"),
-])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((4,), r"returned shape \(4,\) for a batch of 4 images.*torch.flatten\(x, 1\)"),
+        ((4, 3, 2, 2), r"returned shape \(4, 3, 2, 2\) for a batch of 4 images"),
+        ((5, 3), r"returned shape \(5, 3\) for a batch of 4 images"),
+    ],
+)
 def test_check_outputs_rejects_wrong_shapes(shape: tuple[int, ...], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         train.check_outputs(torch.zeros(shape), torch.tensor([0, 1, 2, 0]), 3)
 
 
 def test_check_outputs_class_count_mismatch_names_the_fix() -> None:
-    with pytest.raises(ValueError, match=r"outputs 1000 scores per image but the data has 10 "
-                                         r"classes.*nn\.Linear\(model\.fc\.in_features, 10\)"
-                                         r".*num_classes=10"):
+    with pytest.raises(
+        ValueError,
+        match=r"outputs 1000 scores per image but the data has 10 "
+        r"classes.*nn\.Linear\(model\.fc\.in_features, 10\)"
+        r".*num_classes=10",
+    ):
         train.check_outputs(torch.zeros(2, 1000), torch.tensor([3, 9]), 10)
 
 
 def test_check_outputs_label_out_of_range() -> None:
-    with pytest.raises(ValueError, match=r"A label is 7 but the model has only 5 outputs "
-                                         r"\(labels must be 0\.\.4\); .*num_classes=8 or more"):
+    with pytest.raises(
+        ValueError,
+        match=r"A label is 7 but the model has only 5 outputs "
+        r"\(labels must be 0\.\.4\); .*num_classes=8 or more",
+    ):
         train.check_outputs(torch.zeros(3, 5), torch.tensor([0, 7, 4]), None)
 
 
@@ -138,8 +147,12 @@ def test_make_optimizer_adamw_skips_frozen_and_empty_groups() -> None:
     model[0].requires_grad_(False)
     opt = train.make_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
     assert isinstance(opt, torch.optim.AdamW)
-    assert _decay_by_param(opt) == {id(model[2].weight): 0.05, id(model[1].weight): 0.0,
-                                    id(model[1].bias): 0.0, id(model[2].bias): 0.0}
+    assert _decay_by_param(opt) == {
+        id(model[2].weight): 0.05,
+        id(model[1].weight): 0.0,
+        id(model[1].bias): 0.0,
+        id(model[2].bias): 0.0,
+    }
     assert all(g["lr"] == 1e-3 for g in opt.param_groups)
     only_norm = train.make_optimizer(nn.BatchNorm1d(4), "adamw")
     assert len(only_norm.param_groups) == 1
@@ -147,8 +160,11 @@ def test_make_optimizer_adamw_skips_frozen_and_empty_groups() -> None:
 
 
 def test_make_optimizer_errors() -> None:
-    with pytest.raises(ValueError, match=r"Unknown optimizer 'adam'; choose one of "
-                                         r"\('sgd', 'adamw'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown optimizer 'adam'; choose one of "
+        r"\('sgd', 'adamw'\)",
+    ):
         train.make_optimizer(toy_model(), "adam")
     frozen = toy_model().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters; unfreeze some"):

@@ -16,8 +16,7 @@ from cnnbook.device import run_settings
 
 def _batches(n: int = 5, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g))
-            for _ in range(n)]
+    return [(torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g)) for _ in range(n)]
 
 
 def _hand_written(model: nn.Module, batches, lr: float) -> list[float]:
@@ -58,9 +57,8 @@ def test_an_enabled_grad_scaler_changes_nothing_in_float32() -> None:
     settings = run_settings("cpu", channels_last=False)
     for model, enabled in ((plain, False), (scaled, True)):
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0 ** 10)
-        train.train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), settings=settings,
-                              scaler=scaler)
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10)
+        train.train_one_epoch(model, batches, opt, nn.CrossEntropyLoss(), settings=settings, scaler=scaler)
         assert scaler.is_enabled() is enabled
     for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -69,7 +67,7 @@ def test_an_enabled_grad_scaler_changes_nothing_in_float32() -> None:
 def test_max_steps_scheduler_and_progress() -> None:
     model = toy_model()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
 
     class Bar:
         n = 0
@@ -78,8 +76,9 @@ def test_max_steps_scheduler_and_progress() -> None:
             self.n += k
 
     bar = Bar()
-    res = train.train_one_epoch(model, _batches(5), opt, nn.CrossEntropyLoss(), scheduler=sched,
-                                max_steps=3, progress=bar)
+    res = train.train_one_epoch(
+        model, _batches(5), opt, nn.CrossEntropyLoss(), scheduler=sched, max_steps=3, progress=bar
+    )
     assert res.count == 18
     assert bar.n == 3
     assert res.step_lr == (1.0, 0.5, 0.25)
@@ -118,7 +117,13 @@ def test_predict_keeps_the_model_layout_and_matches_devices() -> None:
 
 def test_fit_no_longer_takes_the_removed_options() -> None:
     tr = GPUBatchLoader(toy_arrays(32), 16, device="cpu")
-    for option in ("label_smoothing", "class_weights", "compile", "grad_clip", "restore_best",
-                   "freeze_batchnorm"):
+    for option in (
+        "label_smoothing",
+        "class_weights",
+        "compile",
+        "grad_clip",
+        "restore_best",
+        "freeze_batchnorm",
+    ):
         with pytest.raises(TypeError, match=option):
             train.fit(toy_model(), tr, epochs=1, progress=False, verbose=False, **{option: 1})

@@ -51,11 +51,9 @@ def test_self_attention_equals_nn_multihead_attention() -> None:
         SelfAttention(10, heads=4)
 
 
-def _expected_params(c: int, p: int, d: int, depth: int, hidden: int, tokens: int,
-                     classes: int) -> int:
+def _expected_params(c: int, p: int, d: int, depth: int, hidden: int, tokens: int, classes: int) -> int:
     embed = c * p * p * d + d
-    block = 2 * (2 * d) + (3 * d * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (
-        hidden * d + d)
+    block = 2 * (2 * d) + (3 * d * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d)
     return embed + d + tokens * d + depth * block + 2 * d + d * classes + classes
 
 
@@ -67,8 +65,9 @@ def test_vit_shapes_and_parameter_count() -> None:
     assert vit.patch_grid(x).shape == (2, 48, 8, 8)
     n = sum(p.numel() for p in vit.parameters())
     assert n == _expected_params(3, 4, 48, 3, 96, 65, 10)
-    no_cls = ViT(image_size=32, patch_size=8, dim=32, depth=1, heads=2, class_token=False,
-                 position_embedding=False)
+    no_cls = ViT(
+        image_size=32, patch_size=8, dim=32, depth=1, heads=2, class_token=False, position_embedding=False
+    )
     assert no_cls(x).shape == (2, 10)
     assert no_cls.patch_grid(x).shape == (2, 32, 4, 4)
     with pytest.raises(ValueError, match="32x32"):
@@ -92,14 +91,17 @@ def images() -> torch.Tensor:
 
 def test_circular_conv_features_follow_any_shift(images: torch.Tensor) -> None:
     torch.manual_seed(0)
-    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular"), nn.ReLU(),
-                         nn.Conv2d(8, 8, 5, padding=2, padding_mode="circular"))
+    conv = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, padding_mode="circular"),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 5, padding=2, padding_mode="circular"),
+    )
     for shift in [(1, 0), (3, -5), (7, 2)]:
         assert shift_equivariance_error(conv, images, shift, shift) < 1e-5
     # zero padding breaks it only where the padding enters: the border and the wrap seam
     zero = nn.Conv2d(3, 8, 3, padding=1)
     err_map = shift_equivariance_map(zero, images, (0, 5), (0, 5))
-    assert err_map[:, 7:31].max() < 1e-5      # away from the edges and the seam
+    assert err_map[:, 7:31].max() < 1e-5  # away from the edges and the seam
     assert err_map[:, 0].min() > 1e-2
     assert err_map[:, 31].min() > 1e-2
 
@@ -112,8 +114,7 @@ def test_strided_conv_follows_only_stride_multiple_shifts(images: torch.Tensor) 
     assert shift_equivariance_error(conv, images, (2, 0), (1, 0)) > 0.3
 
 
-def test_vit_tokens_follow_patch_shifts_only_without_position_embeddings(
-        images: torch.Tensor) -> None:
+def test_vit_tokens_follow_patch_shifts_only_without_position_embeddings(images: torch.Tensor) -> None:
     torch.manual_seed(0)
     plain = ViT(patch_size=4, dim=32, depth=2, heads=4, position_embedding=False).eval()
     with_pos = ViT(patch_size=4, dim=32, depth=2, heads=4).eval()
@@ -123,8 +124,9 @@ def test_vit_tokens_follow_patch_shifts_only_without_position_embeddings(
     assert shift_equivariance_error(plain.patch_grid, images, (2, 0), (0, 0)) > 0.1
     assert shift_equivariance_error(with_pos.patch_grid, images, (4, -8), (1, -2)) > 0.1
     # the class-token prediction is then shift-invariant without position embeddings
-    torch.testing.assert_close(plain(torch.roll(images, (8, 4), (-2, -1))), plain(images),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        plain(torch.roll(images, (8, 4), (-2, -1))), plain(images), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_equivariance_probe_rejects_non_maps(images: torch.Tensor) -> None:

@@ -21,8 +21,9 @@ def _conv2d_size(n: int, k: int, s: int, p: int, d: int) -> int | None:
 
 def test_conv_report_matches_conv2d_over_slider_grid() -> None:
     seen_impossible = 0
-    for n, k, s, p, d in itertools.product(range(3, 17, 3), range(1, 8, 2), range(1, 5),
-                                           range(0, 5, 2), range(1, 5)):
+    for n, k, s, p, d in itertools.product(
+        range(3, 17, 3), range(1, 8, 2), range(1, 5), range(0, 5, 2), range(1, 5)
+    ):
         rep = wd.conv_report(n, k, s, p, d)
         assert rep.out_size == _conv2d_size(n, k, s, p, d) == rep.torch_out_size
         if rep.ok:
@@ -114,12 +115,15 @@ def _boxes_by_level(fig) -> dict[int, list[bool]]:
     return {y: [u for _, u in sorted(row)] for y, row in sorted(levels.items())}
 
 
-@pytest.mark.parametrize(("layers", "rf"), [
-    ([LayerSpec(3, 1, 0, 1)] * 3, 7),
-    ([LayerSpec(3, 2, 0, 1), LayerSpec(3, 1, 0, 1)], 7),
-    ([LayerSpec(2, 1, 0, 2)], 3),
-    ([LayerSpec(3, 2, 0, 1, "a"), LayerSpec(3, 1, 0, 2, "b")], 11),
-])
+@pytest.mark.parametrize(
+    ("layers", "rf"),
+    [
+        ([LayerSpec(3, 1, 0, 1)] * 3, 7),
+        ([LayerSpec(3, 2, 0, 1), LayerSpec(3, 1, 0, 1)], 7),
+        ([LayerSpec(2, 1, 0, 2)], 3),
+        ([LayerSpec(3, 2, 0, 1, "a"), LayerSpec(3, 1, 0, 2, "b")], 11),
+    ],
+)
 def test_draw_receptive_field_highlights_the_used_units(layers: list[LayerSpec], rf: int) -> None:
     from matplotlib.figure import Figure
 

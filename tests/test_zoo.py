@@ -31,8 +31,19 @@ def rows() -> dict[str, zoo.ArchRow]:
 def test_every_chapter_network_is_listed() -> None:
     names = [a.name for a in zoo.ARCHITECTURES]
     assert len(names) == len(set(names)) == 11
-    for name in ("LeNet-5", "AlexNet", "VGG-16", "ResNet-18", "ResNet-50", "MobileNetV2",
-                 "MobileNetV3-L", "EfficientNet-B0", "EfficientNet-Lite0", "ConvNeXt-T", "ViT-B/16"):
+    for name in (
+        "LeNet-5",
+        "AlexNet",
+        "VGG-16",
+        "ResNet-18",
+        "ResNet-50",
+        "MobileNetV2",
+        "MobileNetV3-L",
+        "EfficientNet-B0",
+        "EfficientNet-Lite0",
+        "ConvNeXt-T",
+        "ViT-B/16",
+    ):
         assert zoo.architecture(name).name == name
     assert zoo.architecture("resnet-50").name == "ResNet-50"
 

@@ -32,8 +32,15 @@ def _vgg_block(c_in: int, c_out: int, n: int, variant: str = "") -> nn.Sequentia
     """The reference VGG block, or one known mistake (``variant``) with the same parameters."""
     layers: list[nn.Module] = []
     for i in range(n):
-        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1,
-                                stride=2 if variant == "strided_last_conv" and i == n - 1 else 1))
+        layers.append(
+            nn.Conv2d(
+                c_in if i == 0 else c_out,
+                c_out,
+                3,
+                padding=1,
+                stride=2 if variant == "strided_last_conv" and i == n - 1 else 1,
+            )
+        )
         if variant != "one_relu" or i == n - 1:
             layers.append(nn.ReLU())
     pool = {"avg_pool": [nn.AvgPool2d(2, 2)], "strided_last_conv": []}.get(variant, [nn.MaxPool2d(2, 2)])
@@ -45,9 +52,9 @@ _reference_vgg_block = _vgg_block
 VGG_MISTAKES = {
     "avg_pool": "The block averages where VGG takes the maximum: end with nn.MaxPool2d(2, 2).",
     "one_relu": "Only the last conv is followed by a ReLU; VGG puts one after EVERY conv "
-                "(a reused nn.ReLU() module is fine).",
+    "(a reused nn.ReLU() module is fine).",
     "strided_last_conv": "The last conv has stride 2 instead of a stride-1 conv followed by "
-                         "nn.MaxPool2d(2, 2).",
+    "nn.MaxPool2d(2, 2).",
 }
 
 
@@ -60,8 +67,10 @@ def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     gradients compared in train and eval mode.
     """
     cases = [(3, 8, 2, (7, 10)), (4, 4, 1, (6, 6)), (2, 5, 3, (9, 4))]
-    cases += [(ctx.randint(1, 6), ctx.randint(2, 8), ctx.randint(1, 3),
-               (ctx.randint(2, 9), ctx.randint(2, 9))) for _ in range(1)]
+    cases += [
+        (ctx.randint(1, 6), ctx.randint(2, 8), ctx.randint(1, 3), (ctx.randint(2, 9), ctx.randint(2, 9)))
+        for _ in range(1)
+    ]
     for c_in, c_out, n, (h, w) in cases:
         what = f"make_vgg_block({c_in}, {c_out}, {n})"
         block = expect_module(call(fn, c_in, c_out, n, describe=what), what)
@@ -71,24 +80,37 @@ def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
         chans = [(c.in_channels, c.out_channels) for c in convs]
         expected = [(c_in if i == 0 else c_out, c_out) for i in range(n)]
         if chans != expected:
-            fail(f"{what}: conv channels are {chans}, expected {expected}. Only the FIRST conv "
-                 f"takes in_channels; the rest go from out_channels to out_channels.")
+            fail(
+                f"{what}: conv channels are {chans}, expected {expected}. Only the FIRST conv "
+                f"takes in_channels; the rest go from out_channels to out_channels."
+            )
         if any(c.kernel_size != (3, 3) for c in convs):
             fail(f"{what}: VGG uses 3x3 kernels, got {[c.kernel_size for c in convs]}.")
         ref = _vgg_block(c_in, c_out, n)
         if count_params(block) != count_params(ref):
-            fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,}: "
-                 f"only 3x3 convs (with bias), ReLUs and one max pool.")
+            fail(
+                f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,}: "
+                f"only 3x3 convs (with bias), ReLUs and one max pool."
+            )
         x = ctx.randn(2, c_in, h, w)
         ref_shape = (2, c_out, h // 2, w // 2)
         try:
-            expect_same_module(block, ref, [x], what, wrong={
-                hint: functools.partial(_vgg_block, c_in, c_out, n, variant)
-                for variant, hint in VGG_MISTAKES.items()})
+            expect_same_module(
+                block,
+                ref,
+                [x],
+                what,
+                wrong={
+                    hint: functools.partial(_vgg_block, c_in, c_out, n, variant)
+                    for variant, hint in VGG_MISTAKES.items()
+                },
+            )
         except CheckFailed as exc:
             if "expected shape" in str(exc):
-                fail(f"{exc} The convs keep the size (3x3, padding 1) and the 2x2 pool halves it "
-                     f"(rounding down): an input of {h}x{w} gives {ref_shape}.")
+                fail(
+                    f"{exc} The convs keep the size (3x3, padding 1) and the 2x2 pool halves it "
+                    f"(rounding down): an input of {h}x{w} gives {ref_shape}."
+                )
             raise
     return "your VGG blocks compute the same outputs and gradients as the reference."
 
@@ -112,24 +134,43 @@ def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     by_hand = "count from the shapes; building the model would do it for you."
     for cfg, classes in cases:
         what = f"vgg_params({cfg}, num_classes={classes})"
-        with forbid(fn, {"torch.nn.Conv2d": by_hand, "torch.nn.Linear": by_hand,
-                         "torchvision.models.vgg16": by_hand, "cnnbook.models.VGG": by_hand}):
+        with forbid(
+            fn,
+            {
+                "torch.nn.Conv2d": by_hand,
+                "torch.nn.Linear": by_hand,
+                "torchvision.models.vgg16": by_hand,
+                "cnnbook.models.VGG": by_hand,
+            },
+        ):
             got = call(fn, cfg, classes, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (feature_params, classifier_params), got {got!r}.")
         feats, clf = vgg_param_counts(cfg, classes)
         nb_feats = feats - sum(n * w for n, w in zip(cfg, VGG_WIDTHS, strict=True))
         first_in = feats - 9 * 3 * 64 + 9 * 64 * 64
-        expect_equal(got[0], feats, f"{what}[0] (conv layers)", wrong={
-            "You left out the conv biases (one per filter).": nb_feats,
-            "The first conv takes the 3 RGB channels, not 64.": first_in,
-        }, hint="Each 3x3 conv from c_in to c_out has 9*c_in*c_out + c_out parameters; the "
-                "first conv of a block takes the previous block's width.")
-        expect_equal(got[1], clf, f"{what}[1] (classifier)", wrong={
-            "You left out the Linear biases.": clf - 4096 - 4096 - classes,
-            "The first FC layer sees the flattened 512 x 7 x 7 = 25,088 features, not 512.":
-                clf - 512 * 48 * 4096,
-        }, hint="Classifier: 25,088 -> 4096 -> 4096 -> num_classes, each Linear with bias.")
+        expect_equal(
+            got[0],
+            feats,
+            f"{what}[0] (conv layers)",
+            wrong={
+                "You left out the conv biases (one per filter).": nb_feats,
+                "The first conv takes the 3 RGB channels, not 64.": first_in,
+            },
+            hint="Each 3x3 conv from c_in to c_out has 9*c_in*c_out + c_out parameters; the "
+            "first conv of a block takes the previous block's width.",
+        )
+        expect_equal(
+            got[1],
+            clf,
+            f"{what}[1] (classifier)",
+            wrong={
+                "You left out the Linear biases.": clf - 4096 - 4096 - classes,
+                "The first FC layer sees the flattened 512 x 7 x 7 = 25,088 features, not 512.": clf
+                - 512 * 48 * 4096,
+            },
+            hint="Classifier: 25,088 -> 4096 -> 4096 -> num_classes, each Linear with bias.",
+        )
     return "right: VGG-16 has 14.7M conv parameters and 123.6M in the classifier (138.4M total)."
 
 
@@ -143,8 +184,9 @@ class _RefBasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: torch.Tensor, variant: str = "") -> torch.Tensor:
         if variant == "stride_on_conv2":
@@ -173,8 +215,9 @@ class _RefBottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: torch.Tensor, variant: str = "") -> torch.Tensor:
         s3 = self.stride if variant == "stride_on_3x3" else 1
@@ -216,15 +259,23 @@ def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
 
 
-def _check_residual(ctx: Context, block: nn.Module, ref: _RefBasicBlock | _RefBottleneck, what: str,
-                    names: str,
-                    mistakes: dict[str, str], sizes: Sequence[tuple[int, int]]) -> None:
+def _check_residual(
+    ctx: Context,
+    block: nn.Module,
+    ref: _RefBasicBlock | _RefBottleneck,
+    what: str,
+    names: str,
+    mistakes: dict[str, str],
+    sizes: Sequence[tuple[int, int]],
+) -> None:
     """Load ``ref``'s (randomised) weights into ``block`` by name; compare outputs in both modes."""
     try:
         block.load_state_dict(ref.state_dict())
     except RuntimeError as exc:
-        fail(f"{what}: its parameters could not be matched to the exercise's names ({names}): "
-             f"{str(exc).splitlines()[0]}")
+        fail(
+            f"{what}: its parameters could not be matched to the exercise's names ({names}): "
+            f"{str(exc).splitlines()[0]}"
+        )
     _randomise_bn(ref, ctx.gen)
     state = {k: v.clone() for k, v in ref.state_dict().items()}
 
@@ -244,33 +295,48 @@ def _check_residual(ctx: Context, block: nn.Module, ref: _RefBasicBlock | _RefBo
                 except CheckFailed as exc:
                     fail(f"{exc} -- the two branches must have the same shape before the addition.")
                 expected = run_ref(x)
-                wrong = {hint: functools.partial(run_ref, x, variant)
-                         for variant, hint in mistakes.items()}
-            expect_tensor(got, expected, f"{what}(x of shape {tuple(x.shape)}) in {mode} mode",
-                          wrong=wrong, atol=1e-4, rtol=1e-4,
-                          shape_hint=f"Expected (N, out_channels, ceil(H/stride), ceil(W/stride)) "
-                                     f"= {tuple(expected.shape)}.")
+                wrong = {hint: functools.partial(run_ref, x, variant) for variant, hint in mistakes.items()}
+            expect_tensor(
+                got,
+                expected,
+                f"{what}(x of shape {tuple(x.shape)}) in {mode} mode",
+                wrong=wrong,
+                atol=1e-4,
+                rtol=1e-4,
+                shape_hint=f"Expected (N, out_channels, ceil(H/stride), ceil(W/stride)) "
+                f"= {tuple(expected.shape)}.",
+            )
 
 
-def _shortcut_hints(block: nn.Module, ref: nn.Module, what: str, c_out: int,
-                    needs_projection: bool, c_in: int) -> None:
+def _shortcut_hints(
+    block: nn.Module, ref: nn.Module, what: str, c_out: int, needs_projection: bool, c_in: int
+) -> None:
     extra = count_params(block) - count_params(ref)
     proj = c_in * c_out + 2 * c_out
     if extra == 0:
         return
     if needs_projection and extra == -proj:
-        fail(f"{what} has no projection shortcut. When the stride is not 1 or the channel "
-             f"count changes, x cannot be added to F(x) as is: use a 1x1 conv with that "
-             f"stride (no bias) followed by BatchNorm2d.")
-    if needs_projection and extra == -2 * c_out and not modules_of(
-            getattr(block, "shortcut", nn.Identity()), nn.BatchNorm2d):
+        fail(
+            f"{what} has no projection shortcut. When the stride is not 1 or the channel "
+            f"count changes, x cannot be added to F(x) as is: use a 1x1 conv with that "
+            f"stride (no bias) followed by BatchNorm2d."
+        )
+    if (
+        needs_projection
+        and extra == -2 * c_out
+        and not modules_of(getattr(block, "shortcut", nn.Identity()), nn.BatchNorm2d)
+    ):
         fail(f"{what}: the projection shortcut has no BatchNorm2d after its 1x1 conv.")
     if not needs_projection and extra == proj:
-        fail(f"{what} has a projection shortcut although shapes already match; use the "
-             f"identity (an empty nn.Sequential()) there.")
-    fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
-         f"(convs without bias, one BatchNorm2d after each"
-         f"{', and a 1x1 conv + BatchNorm2d shortcut' if needs_projection else ''}).")
+        fail(
+            f"{what} has a projection shortcut although shapes already match; use the "
+            f"identity (an empty nn.Sequential()) there."
+        )
+    fail(
+        f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
+        f"(convs without bias, one BatchNorm2d after each"
+        f"{', and a 1x1 conv + BatchNorm2d shortcut' if needs_projection else ''})."
+    )
 
 
 @checker("ResNet basic block")
@@ -287,10 +353,16 @@ def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         _shortcut_hints(block, ref, what, c_out, stride != 1 or c_in != c_out, c_in)
         mistakes = dict(_JOIN_MISTAKES)
         if stride != 1:
-            mistakes["stride_on_conv2"] = ("The stride belongs on conv1 (the first 3x3 conv), "
-                                           "not on conv2.")
-        _check_residual(ctx, block, ref, what, "conv1, bn1, conv2, bn2, shortcut", mistakes,
-                        [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)])
+            mistakes["stride_on_conv2"] = "The stride belongs on conv1 (the first 3x3 conv), not on conv2."
+        _check_residual(
+            ctx,
+            block,
+            ref,
+            what,
+            "conv1, bn1, conv2, bn2, shortcut",
+            mistakes,
+            [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)],
+        )
     return "your BasicBlock matches the chapter's (identity and projection shortcuts, train and eval)."
 
 
@@ -307,24 +379,36 @@ def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         ref = _RefBottleneck(c_in, mid, stride)
         c_out = 4 * mid
         convs = modules_of(block, nn.Conv2d)
-        if convs and max(c.out_channels for c in convs) not in (c_out,) and count_params(block) != \
-                count_params(ref):
-            fail(f"{what}: the block should output 4 * mid_channels = {c_out} channels (expansion "
-                 f"4); its convs output {[c.out_channels for c in convs]}.")
+        if (
+            convs
+            and max(c.out_channels for c in convs) not in (c_out,)
+            and count_params(block) != count_params(ref)
+        ):
+            fail(
+                f"{what}: the block should output 4 * mid_channels = {c_out} channels (expansion "
+                f"4); its convs output {[c.out_channels for c in convs]}."
+            )
         _shortcut_hints(block, ref, what, c_out, stride != 1 or c_in != c_out, c_in)
         mistakes = dict(_JOIN_MISTAKES)
         if stride != 1:
             mistakes["stride_on_3x3"] = (
                 "That is the v1.5 block (stride on the 3x3 conv, as in torchvision and the "
-                "notebook); this exercise asks for the original v1 block, stride on conv1 (1x1).")
-        _check_residual(ctx, block, ref, what, "conv1, bn1, conv2, bn2, conv3, bn3, shortcut",
-                        mistakes, [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)])
+                "notebook); this exercise asks for the original v1 block, stride on conv1 (1x1)."
+            )
+        _check_residual(
+            ctx,
+            block,
+            ref,
+            what,
+            "conv1, bn1, conv2, bn2, conv3, bn3, shortcut",
+            mistakes,
+            [(7, 10), (2 * ctx.randint(2, 4), 2 * ctx.randint(2, 4) + 1)],
+        )
     return "your v1 Bottleneck matches the reference (both shortcuts, stride on the first 1x1 conv)."
 
 
 @checker("silenced residual block")
-def check_silence(ctx: Context, fn: Callable[..., nn.Module],
-                  block_cls: Callable[..., nn.Module]) -> str:
+def check_silence(ctx: Context, fn: Callable[..., nn.Module], block_cls: Callable[..., nn.Module]) -> str:
     """Check ``fn(block)`` zeroes ``bn2`` in place so the residual branch outputs 0."""
     for c_in, c_out, stride, train in [(6, 6, 1, True), (4, 8, 2, False)]:
         block = expect_module(call(block_cls, c_in, c_out, stride), "BasicBlock")
@@ -340,17 +424,22 @@ def check_silence(ctx: Context, fn: Callable[..., nn.Module],
         bn2 = getattr(block, "bn2", None)
         if not isinstance(bn2, nn.BatchNorm2d):
             fail("the block has no bn2 BatchNorm2d; name the layers as in the chapter.")
-        if isinstance(bn1, nn.Module) and bn1_before and any(
-                not torch.equal(a, b) for a, b in zip(bn1_before, bn1.parameters(),
-                                                                     strict=True)):
-            fail("silence changed bn1; the branch ends with bn2, so zero bn2's weight and bias "
-                 "and leave bn1 alone.")
+        if (
+            isinstance(bn1, nn.Module)
+            and bn1_before
+            and any(not torch.equal(a, b) for a, b in zip(bn1_before, bn1.parameters(), strict=True))
+        ):
+            fail(
+                "silence changed bn1; the branch ends with bn2, so zero bn2's weight and bias "
+                "and leave bn1 alone."
+            )
         if bn2.weight.abs().max() > 0 or bn2.bias.abs().max() > 0:
-            fail("bn2.weight and bn2.bias must both be zero; with only the weight zeroed the "
-                 "branch still adds the shift beta.")
+            fail(
+                "bn2.weight and bn2.bias must both be zero; with only the weight zeroed the "
+                "branch still adds the shift beta."
+            )
         block.eval()
         with torch.no_grad():
             shortcut = getattr(block, "shortcut", nn.Identity())(x)
-            expect_tensor(block(x), torch.relu(shortcut), "the silenced block's output",
-                          atol=1e-6)
+            expect_tensor(block(x), torch.relu(shortcut), "the silenced block's output", atol=1e-6)
     return "a silenced block outputs ReLU(shortcut(x)): the identity on non-negative inputs."

@@ -30,9 +30,12 @@ SimpleCNN = functools.partial(models.SimpleCNN, dropout=0.0)
 
 _BY_HAND = "count from the layer shapes by hand; building the model would do it for you."
 COUNT_LIBRARY = {
-    "cnnbook.models.SimpleCNN": _BY_HAND, "cnnbook.models.classic.SimpleCNN": _BY_HAND,
-    "torch.nn.Conv2d": _BY_HAND, "torch.nn.Linear": _BY_HAND,
-    "cnnbook.summary.count_parameters": _BY_HAND, "torchinfo.summary": _BY_HAND,
+    "cnnbook.models.SimpleCNN": _BY_HAND,
+    "cnnbook.models.classic.SimpleCNN": _BY_HAND,
+    "torch.nn.Conv2d": _BY_HAND,
+    "torch.nn.Linear": _BY_HAND,
+    "cnnbook.summary.count_parameters": _BY_HAND,
+    "torchinfo.summary": _BY_HAND,
 }
 
 
@@ -49,20 +52,29 @@ def check_simple_cnn_params(ctx: Context, fn: Callable[..., int]) -> str:
             ref = count_params(SimpleCNN(classes, c_in, size))
         side = size // 4
         biases = 32 + 64 + 256 + classes
-        expect_equal(got, ref, what, wrong={
-            "You left out the biases: every conv filter and every Linear unit has one.": ref - biases,
-            "The flatten size assumes ONE pool; two 2x2 pools shrink the side by 4, so fc1 "
-            "sees 64 * (size/4)^2 features.": ref + 64 * ((size // 2) ** 2 - side**2) * 256,
-            "The flatten size ignores the pools: after two 2x2 pools the side is size/4.":
-                ref + 64 * (size**2 - side**2) * 256,
-            "conv1's weights were counted for 3 input channels whatever in_channels is.":
-                ref - 9 * c_in * 32 + 9 * 3 * 32,
-            "fc2 was counted for 10 classes whatever num_classes is.":
-                ref - 257 * classes + 257 * 10,
-            "A 3x3 conv from c_in to c_out has 9 * c_in * c_out weights (you used 9 * c_out).":
-                ref - 9 * c_in * 32 + 9 * 32 - 9 * 32 * 64 + 9 * 64,
-        }, hint="Conv: k*k*c_in*c_out + c_out. Linear: f_in*f_out + f_out. The pools and ReLUs "
-                "have no parameters.")
+        expect_equal(
+            got,
+            ref,
+            what,
+            wrong={
+                "You left out the biases: every conv filter and every Linear unit has one.": ref - biases,
+                "The flatten size assumes ONE pool; two 2x2 pools shrink the side by 4, so fc1 "
+                "sees 64 * (size/4)^2 features.": ref + 64 * ((size // 2) ** 2 - side**2) * 256,
+                "The flatten size ignores the pools: after two 2x2 pools the side is size/4.": ref
+                + 64 * (size**2 - side**2) * 256,
+                "conv1's weights were counted for 3 input channels whatever in_channels is.": ref
+                - 9 * c_in * 32
+                + 9 * 3 * 32,
+                "fc2 was counted for 10 classes whatever num_classes is.": ref - 257 * classes + 257 * 10,
+                "A 3x3 conv from c_in to c_out has 9 * c_in * c_out weights (you used 9 * c_out).": ref
+                - 9 * c_in * 32
+                + 9 * 32
+                - 9 * 32 * 64
+                + 9 * 64,
+            },
+            hint="Conv: k*k*c_in*c_out + c_out. Linear: f_in*f_out + f_out. The pools and ReLUs "
+            "have no parameters.",
+        )
     return "parameter counts match SimpleCNN for every number of classes, channels and sizes."
 
 
@@ -73,8 +85,11 @@ def _cnn(c_in: int, classes: int, size: int, widths: Sequence[int], variant: str
     for i, w in enumerate(widths):
         stride = 2 if variant == "strided_conv" else 1
         conv = nn.Conv2d(prev, w, 3, stride=stride, padding=1)
-        relu = [] if variant in ("relu_on_logits", "no_relu") or (variant == "first_relu_only" and i > 0) \
+        relu = (
+            []
+            if variant in ("relu_on_logits", "no_relu") or (variant == "first_relu_only" and i > 0)
             else [nn.ReLU()]
+        )
         pool = {"strided_conv": [], "avg_pool": [nn.AvgPool2d(2)]}.get(variant, [nn.MaxPool2d(2)])
         layers += [*pool, conv, *relu] if variant == "pool_first" else [conv, *relu, *pool]
         prev = w
@@ -87,15 +102,15 @@ _reference_cnn = _cnn
 
 CNN_MISTAKES = {
     "avg_pool": "Your network averages where it should take the maximum: use nn.MaxPool2d(2), "
-                "not nn.AvgPool2d.",
+    "not nn.AvgPool2d.",
     "first_relu_only": "Only the first conv is followed by a ReLU; every block needs its own "
-                       "ReLU after its conv.",
+    "ReLU after its conv.",
     "strided_conv": "You downsample with a stride-2 convolution instead of a stride-1 conv "
-                    "followed by nn.MaxPool2d(2).",
+    "followed by nn.MaxPool2d(2).",
     "relu_on_logits": "The ReLU sits on the logits instead of after each conv: the convs are "
-                      "then one linear map, and logits must be allowed to be negative.",
+    "then one linear map, and logits must be allowed to be negative.",
     "no_relu": "There is no ReLU at all: without a nonlinearity after every conv the convs "
-               "collapse into one linear map.",
+    "collapse into one linear map.",
     "pool_first": "Each block pools before it convolves; the order is conv -> ReLU -> pool.",
 }
 
@@ -115,46 +130,64 @@ def check_build_cnn(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     cases = [(3, 10, 16, [8, 16]), (1, 10, 28, [4, 6]), (2, 5, 24, [4, 6, 8]), (3, 4, 2, [5])]
     for _ in range(1):
         n = ctx.randint(1, 3)
-        cases.append((ctx.randint(1, 3), ctx.randint(2, 12), 2**n * ctx.randint(1, 5),
-                      [ctx.choice([3, 4, 8]) for _ in range(n)]))
+        cases.append(
+            (
+                ctx.randint(1, 3),
+                ctx.randint(2, 12),
+                2**n * ctx.randint(1, 5),
+                [ctx.choice([3, 4, 8]) for _ in range(n)],
+            )
+        )
     for c_in, classes, size, widths in cases:
-        what = (f"build_cnn(in_channels={c_in}, num_classes={classes}, image_size={size}, "
-                f"widths={widths})")
+        what = f"build_cnn(in_channels={c_in}, num_classes={classes}, image_size={size}, widths={widths})"
         model = expect_module(call(fn, c_in, classes, size, list(widths), describe=what), what)
         ref = _cnn(c_in, classes, size, widths)
         convs = modules_of(model, nn.Conv2d)
         linears = modules_of(model, nn.Linear)
         if [c.out_channels for c in convs] != list(widths):
-            fail(f"{what}: the conv layers have {[c.out_channels for c in convs]} output "
-                 f"channels; expected one conv per entry of widths: {list(widths)}.")
+            fail(
+                f"{what}: the conv layers have {[c.out_channels for c in convs]} output "
+                f"channels; expected one conv per entry of widths: {list(widths)}."
+            )
         if [c.in_channels for c in convs] != [c_in, *widths[:-1]]:
-            fail(f"{what}: the convs take {[c.in_channels for c in convs]} input channels; the "
-                 f"first takes in_channels, each later one the previous width: "
-                 f"{[c_in, *widths[:-1]]}.")
+            fail(
+                f"{what}: the convs take {[c.in_channels for c in convs]} input channels; the "
+                f"first takes in_channels, each later one the previous width: "
+                f"{[c_in, *widths[:-1]]}."
+            )
         if any(c.kernel_size != (3, 3) for c in convs):
             fail(f"{what}: every conv should be 3x3; got {[c.kernel_size for c in convs]}.")
         if len(linears) != 1:
             fail(f"{what}: expected exactly one nn.Linear (to num_classes), found {len(linears)}.")
         side = size // 2 ** len(widths)
         if linears[0].in_features != widths[-1] * side * side:
-            fail(f"{what}: the Linear layer expects {linears[0].in_features} features, but after "
-                 f"{len(widths)} 2x2 pools a {size}x{size} input becomes {widths[-1]} x {side} x "
-                 f"{side} = {widths[-1] * side * side} features.")
+            fail(
+                f"{what}: the Linear layer expects {linears[0].in_features} features, but after "
+                f"{len(widths)} 2x2 pools a {size}x{size} input becomes {widths[-1]} x {side} x "
+                f"{side} = {widths[-1] * side * side} features."
+            )
         if _param_shapes(model) != _param_shapes(ref):
-            fail(f"{what}: parameter shapes {_param_shapes(model)}, expected {_param_shapes(ref)} "
-                 f"(each conv with a bias, created in the order the layers run).")
+            fail(
+                f"{what}: parameter shapes {_param_shapes(model)}, expected {_param_shapes(ref)} "
+                f"(each conv with a bias, created in the order the layers run)."
+            )
         inputs = [ctx.randn(3, c_in, size, size)]
-        wrong = {hint: functools.partial(_cnn, c_in, classes, size, widths, variant)
-                 for variant, hint in CNN_MISTAKES.items()}
+        wrong = {
+            hint: functools.partial(_cnn, c_in, classes, size, widths, variant)
+            for variant, hint in CNN_MISTAKES.items()
+        }
         try:
             expect_same_module(model, ref, inputs, what, wrong=wrong)
         except CheckFailed as exc:
             if "wrong values" in str(exc) and not any(h in str(exc) for h in CNN_MISTAKES.values()):
-                fail(f"{exc} Each block is Conv2d(3x3, padding 1) -> ReLU -> MaxPool2d(2), then "
-                     f"Flatten and one Linear.")
+                fail(
+                    f"{exc} Each block is Conv2d(3x3, padding 1) -> ReLU -> MaxPool2d(2), then "
+                    f"Flatten and one Linear."
+                )
             raise
-    return ("build_cnn computes the same outputs and gradients as conv -> ReLU -> max-pool "
-            "blocks for every case.")
+    return (
+        "build_cnn computes the same outputs and gradients as conv -> ReLU -> max-pool blocks for every case."
+    )
 
 
 @checker("fixed CNN")
@@ -169,10 +202,11 @@ def check_fixed_cnn(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
         fc1 = getattr(model, "fc1", None)
         if isinstance(fc1, nn.Linear) and fc1.in_features == 64 * 7 * 7:
-            fail("fc1 was resized to 64*7*7 inputs to fit the unpadded conv2; the bug is conv2's "
-                 "missing padding=1 (SimpleCNN keeps 64*8*8 = 4096 features).")
-        fail(f"FixedCNN's layers do not match SimpleCNN's (keep the names conv1, conv2, fc1, fc2): "
-             f"{first}")
+            fail(
+                "fc1 was resized to 64*7*7 inputs to fit the unpadded conv2; the bug is conv2's "
+                "missing padding=1 (SimpleCNN keeps 64*8*8 = 4096 features)."
+            )
+        fail(f"FixedCNN's layers do not match SimpleCNN's (keep the names conv1, conv2, fc1, fc2): {first}")
     model.eval()
     ref.eval()
     for n in (1, 5, 16):
@@ -181,22 +215,36 @@ def check_fixed_cnn(ctx: Context, cls: Callable[..., nn.Module]) -> str:
             try:
                 got = call(model, x, describe=f"a batch of {n} images")
             except CheckFailed as exc:
-                fail(f"{exc} -- Trace the shapes: with padding=1 both convs keep the size "
-                     f"(32 -> 32, then 16 -> 16), so after two pools fc1 receives 64x8x8 = 4096 "
-                     f"features per image; flatten with x.flatten(1) so the batch size is never "
-                     f"hard-coded.")
+                fail(
+                    f"{exc} -- Trace the shapes: with padding=1 both convs keep the size "
+                    f"(32 -> 32, then 16 -> 16), so after two pools fc1 receives 64x8x8 = 4096 "
+                    f"features per image; flatten with x.flatten(1) so the batch size is never "
+                    f"hard-coded."
+                )
             expected = ref(x)
-        probs = isinstance(got, torch.Tensor) and got.shape == expected.shape and bool(
-            torch.allclose(got.sum(1), torch.ones(n), atol=1e-4) and (got >= 0).all())
+        probs = (
+            isinstance(got, torch.Tensor)
+            and got.shape == expected.shape
+            and bool(torch.allclose(got.sum(1), torch.ones(n), atol=1e-4) and (got >= 0).all())
+        )
         if probs:
-            fail("FixedCNN returns probabilities (rows sum to 1). Return raw logits: "
-                 "nn.CrossEntropyLoss applies log-softmax itself, and a softmax before it "
-                 "squashes the gradients.")
-        expect_tensor(got, expected, f"FixedCNN(10)(x of shape {tuple(x.shape)})", wrong={
-            "FixedCNN returns log-probabilities (log_softmax); return the raw logits, "
-            "nn.CrossEntropyLoss applies log-softmax itself.": torch.log_softmax(expected, 1)},
-                      shape_hint=f"One row of {10} logits per image: flatten with "
-                                 f"x.flatten(1) (keep the batch axis) so the batch size cannot "
-                                 f"change.",
-                      atol=1e-4, rtol=1e-4)
+            fail(
+                "FixedCNN returns probabilities (rows sum to 1). Return raw logits: "
+                "nn.CrossEntropyLoss applies log-softmax itself, and a softmax before it "
+                "squashes the gradients."
+            )
+        expect_tensor(
+            got,
+            expected,
+            f"FixedCNN(10)(x of shape {tuple(x.shape)})",
+            wrong={
+                "FixedCNN returns log-probabilities (log_softmax); return the raw logits, "
+                "nn.CrossEntropyLoss applies log-softmax itself.": torch.log_softmax(expected, 1)
+            },
+            shape_hint=f"One row of {10} logits per image: flatten with "
+            f"x.flatten(1) (keep the batch axis) so the batch size cannot "
+            f"change.",
+            atol=1e-4,
+            rtol=1e-4,
+        )
     return "FixedCNN loads SimpleCNN's weights and gives identical logits for batches of 1, 5 and 16."

@@ -34,21 +34,30 @@ from cnnbook.checks.core import (
 _OURS = "that is cnnbook's own answer; write yours."
 _WHOLE = "it normalises for you; compute the statistics yourself."
 BN_LIBRARY = {
-    "torch.nn.functional.batch_norm": _WHOLE, "torch.batch_norm": _WHOLE,
-    "torch.nn.BatchNorm2d": _WHOLE, "torch.nn.functional.instance_norm": _WHOLE,
-    "torch.nn.functional.group_norm": _WHOLE, "torch.nn.functional.layer_norm": _WHOLE,
-    "cnnbook.norm.BatchNorm2d": _OURS, "cnnbook.norm.batch_stats": _OURS,
+    "torch.nn.functional.batch_norm": _WHOLE,
+    "torch.batch_norm": _WHOLE,
+    "torch.nn.BatchNorm2d": _WHOLE,
+    "torch.nn.functional.instance_norm": _WHOLE,
+    "torch.nn.functional.group_norm": _WHOLE,
+    "torch.nn.functional.layer_norm": _WHOLE,
+    "cnnbook.norm.BatchNorm2d": _OURS,
+    "cnnbook.norm.batch_stats": _OURS,
 }
 _AUTOGRAD = "autograd would derive the gradient for you; write the formula yourself."
 AUTOGRAD = {
-    "torch.autograd.grad": _AUTOGRAD, "torch.autograd.backward": _AUTOGRAD,
-    "torch.Tensor.backward": _AUTOGRAD, "torch.autograd.functional.vjp": _AUTOGRAD,
-    "torch.autograd.functional.jacobian": _AUTOGRAD, "torch.func.vjp": _AUTOGRAD,
-    "torch.func.grad": _AUTOGRAD, "torch.func.jacrev": _AUTOGRAD,
+    "torch.autograd.grad": _AUTOGRAD,
+    "torch.autograd.backward": _AUTOGRAD,
+    "torch.Tensor.backward": _AUTOGRAD,
+    "torch.autograd.functional.vjp": _AUTOGRAD,
+    "torch.autograd.functional.jacobian": _AUTOGRAD,
+    "torch.func.vjp": _AUTOGRAD,
+    "torch.func.grad": _AUTOGRAD,
+    "torch.func.jacrev": _AUTOGRAD,
 }
 _FUSER = "it folds for you; derive the new weights yourself."
 FOLD_LIBRARY = {
-    "cnnbook.norm.fold_bn_into_conv": _OURS, "cnnbook.norm.fold_batchnorm": _OURS,
+    "cnnbook.norm.fold_bn_into_conv": _OURS,
+    "cnnbook.norm.fold_batchnorm": _OURS,
     "torch.nn.utils.fusion.fuse_conv_bn_eval": _FUSER,
     "torch.nn.utils.fusion.fuse_conv_bn_weights": _FUSER,
     "torch.nn.utils.fuse_conv_bn_eval": _FUSER,
@@ -95,10 +104,19 @@ def _pair(got: Any, n: int, what: str, names: str) -> Sequence[Any]:
 
 # ------------------------------------------------------------------ exercise 1: backward pass
 
-def _bn_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float, *,
-                 dims: tuple[int, ...] = (0, 2, 3), unbiased: bool = False,
-                 mean_path: bool = True, var_path: bool = True, count: int | None = None
-                 ) -> torch.Tensor:
+
+def _bn_backward(
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    dy: torch.Tensor,
+    eps: float,
+    *,
+    dims: tuple[int, ...] = (0, 2, 3),
+    unbiased: bool = False,
+    mean_path: bool = True,
+    var_path: bool = True,
+    count: int | None = None,
+) -> torch.Tensor:
     """dL/dx of training-mode batch norm, with switches that reproduce known mistakes."""
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
@@ -114,8 +132,9 @@ def _bn_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: fl
     return g * inv * out
 
 
-def _reference_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _reference_backward(
+    x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xr = x.detach().clone().requires_grad_(True)
     gr = gamma.detach().clone().requires_grad_(True)
     br = torch.zeros_like(gr, requires_grad=True)
@@ -125,38 +144,59 @@ def _reference_backward(x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, 
     return dx, dg, db
 
 
-def _compare_backward(got: Any, x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor,
-                      eps: float) -> None:
+def _compare_backward(got: Any, x: torch.Tensor, gamma: torch.Tensor, dy: torch.Tensor, eps: float) -> None:
     n, c, h, w = x.shape
     what = f"batch_norm_backward(x {(n, c, h, w)}, gamma, dy, eps={eps})"
     got = _pair(_reached(got), 3, what, "(dx, dgamma, dbeta)")
     dx, dg, db = _reference_backward(x, gamma, dy, eps)
     x_hat = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
-        x.var((0, 2, 3), unbiased=False, keepdim=True) + eps)
-    expect_tensor(got[0], dx, f"{what}[0] (dx)", wrong={
-        "You treated the batch mean and variance as constants (dx = gamma * dy / sigma); "
-        "both depend on x, and each adds a term to the gradient.":
-            lambda: _bn_backward(x, gamma, dy, eps, mean_path=False, var_path=False),
-        "The term from the variance is missing: subtract x_hat * mean(dy * x_hat) too.":
-            lambda: _bn_backward(x, gamma, dy, eps, var_path=False),
-        "The term from the mean is missing: subtract mean(dy) over (N, H, W) too.":
-            lambda: _bn_backward(x, gamma, dy, eps, mean_path=False),
-        "Your forward statistics use the unbiased variance (divide by n - 1); batch norm "
-        "normalises with the biased one (divide by n = N*H*W).":
-            lambda: _bn_backward(x, gamma, dy, eps, unbiased=True),
-        "Your element count assumes square maps (N * H * H); each channel has N * H * W "
-        "values.": lambda: _bn_backward(x, gamma, dy, eps, count=n * h * h),
-        "You took the statistics per image over (C, H, W) (layer norm); batch norm takes "
-        "them per channel over (N, H, W).":
-            lambda: _bn_backward(x, gamma, dy, eps, dims=(1, 2, 3)),
-    }, shape_hint="dx has the shape of x.")
-    expect_tensor(got[1], dg, f"{what}[1] (dgamma)", wrong={
-        "dgamma sums dy * x_hat (the NORMALISED input), not dy * x.": (dy * x).sum((0, 2, 3)),
-        "dgamma is a SUM over (N, H, W), not a mean.": (dy * x_hat).mean((0, 2, 3)),
-    }, shape_hint="One value per channel: shape (C,).")
-    expect_tensor(got[2], db, f"{what}[2] (dbeta)", wrong={
-        "dbeta is a SUM of dy over (N, H, W), not a mean.": dy.mean((0, 2, 3)),
-    }, shape_hint="One value per channel: shape (C,).")
+        x.var((0, 2, 3), unbiased=False, keepdim=True) + eps
+    )
+    expect_tensor(
+        got[0],
+        dx,
+        f"{what}[0] (dx)",
+        wrong={
+            "You treated the batch mean and variance as constants (dx = gamma * dy / sigma); "
+            "both depend on x, and each adds a term to the gradient.": lambda: _bn_backward(
+                x, gamma, dy, eps, mean_path=False, var_path=False
+            ),
+            "The term from the variance is missing: subtract x_hat * mean(dy * x_hat) too.": lambda: (
+                _bn_backward(x, gamma, dy, eps, var_path=False)
+            ),
+            "The term from the mean is missing: subtract mean(dy) over (N, H, W) too.": lambda: _bn_backward(
+                x, gamma, dy, eps, mean_path=False
+            ),
+            "Your forward statistics use the unbiased variance (divide by n - 1); batch norm "
+            "normalises with the biased one (divide by n = N*H*W).": lambda: _bn_backward(
+                x, gamma, dy, eps, unbiased=True
+            ),
+            "Your element count assumes square maps (N * H * H); each channel has N * H * W "
+            "values.": lambda: _bn_backward(x, gamma, dy, eps, count=n * h * h),
+            "You took the statistics per image over (C, H, W) (layer norm); batch norm takes "
+            "them per channel over (N, H, W).": lambda: _bn_backward(x, gamma, dy, eps, dims=(1, 2, 3)),
+        },
+        shape_hint="dx has the shape of x.",
+    )
+    expect_tensor(
+        got[1],
+        dg,
+        f"{what}[1] (dgamma)",
+        wrong={
+            "dgamma sums dy * x_hat (the NORMALISED input), not dy * x.": (dy * x).sum((0, 2, 3)),
+            "dgamma is a SUM over (N, H, W), not a mean.": (dy * x_hat).mean((0, 2, 3)),
+        },
+        shape_hint="One value per channel: shape (C,).",
+    )
+    expect_tensor(
+        got[2],
+        db,
+        f"{what}[2] (dbeta)",
+        wrong={
+            "dbeta is a SUM of dy over (N, H, W), not a mean.": dy.mean((0, 2, 3)),
+        },
+        shape_hint="One value per channel: shape (C,).",
+    )
 
 
 # (N, C, H, W, eps): a batch of one non-square map, one channel, 1x1 maps, several channels.
@@ -171,8 +211,15 @@ def check_batch_norm_backward(ctx: Context, fn: Callable[..., tuple[torch.Tensor
     """
     cases = list(_BACKWARD_CASES)
     for _ in range(2):
-        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), ctx.randint(2, 5), ctx.randint(1, 5),
-                      float(ctx.choice([1e-3, 0.1, 0.5]))))
+        cases.append(
+            (
+                ctx.randint(1, 4),
+                ctx.randint(1, 4),
+                ctx.randint(2, 5),
+                ctx.randint(1, 5),
+                float(ctx.choice([1e-3, 0.1, 0.5])),
+            )
+        )
     inputs = []
     for n, c, h, w, eps in cases:
         x = ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1)
@@ -188,6 +235,7 @@ def check_batch_norm_backward(ctx: Context, fn: Callable[..., tuple[torch.Tensor
 
 
 # ------------------------------------------------------------------ exercise 2: running statistics
+
 
 def _mean_of_image_variances(rv: torch.Tensor, x: torch.Tensor, m: float) -> torch.Tensor:
     """The update with the per-image variances averaged (NaN where a map has one value)."""
@@ -205,10 +253,24 @@ def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, tor
     """Check ``fn(running_mean, running_var, x, momentum)`` -> new (mean, var) as PyTorch."""
     cases = list(_RUNNING_CASES)
     for _ in range(2):
-        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), ctx.randint(2, 4), ctx.randint(1, 4),
-                      float(ctx.choice([0.1, 0.3, 0.05]))))
-    inputs = [(ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1) + ctx.randn(n, c, 1, 1), ctx.randn(c),
-               ctx.rand(c) + 0.5, momentum) for n, c, h, w, momentum in cases]
+        cases.append(
+            (
+                ctx.randint(1, 4),
+                ctx.randint(1, 4),
+                ctx.randint(2, 4),
+                ctx.randint(1, 4),
+                float(ctx.choice([0.1, 0.3, 0.05])),
+            )
+        )
+    inputs = [
+        (
+            ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1) + ctx.randn(n, c, 1, 1),
+            ctx.randn(c),
+            ctx.rand(c) + 0.5,
+            momentum,
+        )
+        for n, c, h, w, momentum in cases
+    ]
     answers = []
     with preserved_state(what="update_running"), forbid(fn, BN_LIBRARY):
         for x, rm, rv, momentum in inputs:
@@ -223,27 +285,43 @@ def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, tor
         mean = x.mean(dim=(0, 2, 3))
         var_b, var_u = x.var(dim=(0, 2, 3), unbiased=False), x.var(dim=(0, 2, 3), unbiased=True)
         m = momentum
-        keras = ("Your momentum weighs the OLD estimate (Keras/TensorFlow's convention, where "
-                 "0.99 means keep 99%); in PyTorch it is the weight of the NEW batch: "
-                 "(1 - m) * running + m * batch.")
-        expect_tensor(got[0], ref_m, f"{what}[0] (new running mean)", wrong={
-            keras: m * rm + (1 - m) * mean,
-            "You replaced the running mean by the batch mean; blend them with the momentum.": mean,
-        }, shape_hint="One running mean per channel: shape (C,).")
-        expect_tensor(got[1], ref_v, f"{what}[1] (new running variance)", wrong={
-            "PyTorch's running variance uses the UNBIASED batch variance (divide by n - 1, "
-            "n = N*H*W), unlike the normalisation itself.": (1 - m) * rv + m * var_b,
-            keras: m * rv + (1 - m) * var_u,
-            "You averaged the per-image variances; the batch variance is taken over (N, H, W) "
-            "together, so it also counts how the images' means differ.":
-                _mean_of_image_variances(rv, x, m),
-            "You replaced the running variance by the batch variance; blend them with the "
-            "momentum.": var_u,
-        }, shape_hint="One running variance per channel: shape (C,).")
+        keras = (
+            "Your momentum weighs the OLD estimate (Keras/TensorFlow's convention, where "
+            "0.99 means keep 99%); in PyTorch it is the weight of the NEW batch: "
+            "(1 - m) * running + m * batch."
+        )
+        expect_tensor(
+            got[0],
+            ref_m,
+            f"{what}[0] (new running mean)",
+            wrong={
+                keras: m * rm + (1 - m) * mean,
+                "You replaced the running mean by the batch mean; blend them with the momentum.": mean,
+            },
+            shape_hint="One running mean per channel: shape (C,).",
+        )
+        expect_tensor(
+            got[1],
+            ref_v,
+            f"{what}[1] (new running variance)",
+            wrong={
+                "PyTorch's running variance uses the UNBIASED batch variance (divide by n - 1, "
+                "n = N*H*W), unlike the normalisation itself.": (1 - m) * rv + m * var_b,
+                keras: m * rv + (1 - m) * var_u,
+                "You averaged the per-image variances; the batch variance is taken over (N, H, W) "
+                "together, so it also counts how the images' means differ.": _mean_of_image_variances(
+                    rv, x, m
+                ),
+                "You replaced the running variance by the batch variance; blend them with the "
+                "momentum.": var_u,
+            },
+            shape_hint="One running variance per channel: shape (C,).",
+        )
     return "your running estimates match nn.BatchNorm2d's update (unbiased variance, momentum)."
 
 
 # ------------------------------------------------------------------ exercise 3: fold BN into the next conv
+
 
 def _bn_eval(c: int, ctx: Context, eps: float) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(c, eps=eps)
@@ -259,8 +337,15 @@ def _bn_eval(c: int, ctx: Context, eps: float) -> nn.BatchNorm2d:
     return bn.eval()
 
 
-def _folded_before(bn: nn.BatchNorm2d, conv: nn.Conv2d, *, eps: bool = True, mean: bool = True,
-                   own_bias: bool = True, taps: str = "sum") -> tuple[torch.Tensor, torch.Tensor]:
+def _folded_before(
+    bn: nn.BatchNorm2d,
+    conv: nn.Conv2d,
+    *,
+    eps: bool = True,
+    mean: bool = True,
+    own_bias: bool = True,
+    taps: str = "sum",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and bias of one conv equal to ``conv(bn(x))``, with switches for known mistakes."""
     assert bn.running_var is not None  # built by _bn_eval: affine, with running statistics
     assert bn.running_mean is not None
@@ -269,23 +354,37 @@ def _folded_before(bn: nn.BatchNorm2d, conv: nn.Conv2d, *, eps: bool = True, mea
     s = bn.weight / torch.sqrt(bn.running_var + (bn.eps if eps else 0.0))
     t = bn.bias - (bn.running_mean * s if mean else 0.0)
     w = conv.weight
-    per_tap = {"sum": w.sum((2, 3)), "mean": w.mean((2, 3)),
-               "centre": w[:, :, w.shape[2] // 2, w.shape[3] // 2]}[taps]
+    per_tap = {
+        "sum": w.sum((2, 3)),
+        "mean": w.mean((2, 3)),
+        "centre": w[:, :, w.shape[2] // 2, w.shape[3] // 2],
+    }[taps]
     b = (conv.bias if conv.bias is not None and own_bias else torch.zeros(w.shape[0])) + per_tap @ t
     return w * s.view(1, -1, 1, 1), b
 
 
-def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn_before: dict,
-                  conv_before: dict, x: torch.Tensor) -> None:
+def _compare_fold(
+    got: Any,
+    case: tuple,
+    bn: nn.BatchNorm2d,
+    conv: nn.Conv2d,
+    bn_before: dict,
+    conv_before: dict,
+    x: torch.Tensor,
+) -> None:
     c_in, c_out, k, stride, bias, eps, h, w = case
-    what = f"fold_bn_before_conv(BatchNorm2d({c_in}, eps={eps}), Conv2d({c_in}, {c_out}, " \
-           f"kernel_size={k}, stride={stride}, bias={bias}))"
+    what = (
+        f"fold_bn_before_conv(BatchNorm2d({c_in}, eps={eps}), Conv2d({c_in}, {c_out}, "
+        f"kernel_size={k}, stride={stride}, bias={bias}))"
+    )
     fused = expect_module(_reached(got), what)
     if not isinstance(fused, nn.Conv2d):
         fail(f"{what} should return an nn.Conv2d, got {type(fused).__name__}.")
     if set(conv.state_dict()) != set(conv_before):
-        fail(f"{what} modified the original conv (its parameters are now "
-             f"{sorted(conv.state_dict())}); build a new conv (or a copy).")
+        fail(
+            f"{what} modified the original conv (its parameters are now "
+            f"{sorted(conv.state_dict())}); build a new conv (or a copy)."
+        )
     for key, value in conv.state_dict().items():
         if not torch.equal(value, conv_before[key]):
             fail(f"{what} modified the original conv's {key}; build a new conv (or a copy).")
@@ -307,8 +406,7 @@ def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn
             assert bn.running_mean is not None
             s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             b = conv.bias if conv.bias is not None else torch.zeros(c_out)
-            return F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1),
-                            (b - bn.running_mean) * s + bn.bias, stride)
+            return F.conv2d(x, conv.weight * s.view(-1, 1, 1, 1), (b - bn.running_mean) * s + bn.bias, stride)
 
         wrong = {
             "You scaled the conv's OUTPUT channels (the recipe for a BN that comes after the "
@@ -318,21 +416,30 @@ def _compare_fold(got: Any, case: tuple, bn: nn.BatchNorm2d, conv: nn.Conv2d, bn
             "(W.sum((2, 3)) @ t), not their mean.": lambda: out(taps="mean"),
             "The shift reaches every kernel tap, not only the centre one: sum the weights "
             "over the kernel positions (W.sum((2, 3)) @ t).": lambda: out(taps="centre"),
-            "Your bias drops the conv's own bias: b' = b + W.sum((2, 3)) @ t.":
-                lambda: out(own_bias=False),
+            "Your bias drops the conv's own bias: b' = b + W.sum((2, 3)) @ t.": lambda: out(own_bias=False),
             "Your shift forgets the running mean: t = beta - mean * s.": lambda: out(mean=False),
             "Use s = gamma / sqrt(running_var + eps): you left out eps.": lambda: out(eps=False),
         }
-    expect_tensor(got_y, ref, f"{what}(x {tuple(x.shape)})", wrong=wrong, atol=1e-4, rtol=1e-4,
-                  shape_hint="Keep the conv's kernel size, stride and padding=0.")
+    expect_tensor(
+        got_y,
+        ref,
+        f"{what}(x {tuple(x.shape)})",
+        wrong=wrong,
+        atol=1e-4,
+        rtol=1e-4,
+        shape_hint="Keep the conv's kernel size, stride and padding=0.",
+    )
 
 
 # (C_in, C_out, kernel, stride, bias, eps, H, W): the first case has C_in == C_out so that folding
 # over the wrong channel axis still runs (and can be named); non-square kernels and maps, strides
 # that do not divide the input, with and without a conv bias.
 _FOLD_CASES: list[tuple[int, int, tuple[int, int], int | tuple[int, int], bool, float, int, int]] = [
-    (3, 3, (3, 2), 1, True, 0.1, 7, 6), (2, 4, (3, 3), 2, False, 1e-3, 9, 8),
-               (4, 2, (1, 3), (2, 1), True, 0.5, 5, 7), (1, 3, (2, 2), 1, False, 1e-5, 6, 5)]
+    (3, 3, (3, 2), 1, True, 0.1, 7, 6),
+    (2, 4, (3, 3), 2, False, 1e-3, 9, 8),
+    (4, 2, (1, 3), (2, 1), True, 0.5, 5, 7),
+    (1, 3, (2, 2), 1, False, 1e-5, 6, 5),
+]
 
 
 @checker("fold batch norm into the following conv")
@@ -344,9 +451,18 @@ def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str
     cases = list(_FOLD_CASES)
     for _ in range(2):
         kh, kw = ctx.randint(1, 3), ctx.randint(1, 3)
-        cases.append((ctx.randint(1, 4), ctx.randint(1, 4), (kh, kw), ctx.randint(1, 2),
-                      bool(ctx.randint(0, 1)), float(ctx.choice([1e-3, 0.1])),
-                      ctx.randint(kh + 2, 8), ctx.randint(kw + 2, 8)))
+        cases.append(
+            (
+                ctx.randint(1, 4),
+                ctx.randint(1, 4),
+                (kh, kw),
+                ctx.randint(1, 2),
+                bool(ctx.randint(0, 1)),
+                float(ctx.choice([1e-3, 0.1])),
+                ctx.randint(kh + 2, 8),
+                ctx.randint(kw + 2, 8),
+            )
+        )
     pairs = []
     for c_in, c_out, k, stride, bias, eps, _h, _w in cases:
         conv = nn.Conv2d(c_in, c_out, k, stride=stride, bias=bias)
@@ -366,15 +482,16 @@ def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str
                 answers[-1] = CheckFailed(
                     "fold_bn_before_conv changed the modules' train/eval mode (the batch norm "
                     "was in eval mode, the conv in train mode); fold a copy, leave the inputs "
-                    "as they were.")
-    for case, (bn, conv), (bn_before, conv_before), got in zip(cases, pairs, saved, answers,
-                                                              strict=True):
+                    "as they were."
+                )
+    for case, (bn, conv), (bn_before, conv_before), got in zip(cases, pairs, saved, answers, strict=True):
         x = ctx.randn(2, case[0], case[6], case[7], dtype=torch.float32)
         _compare_fold(got, case, bn, conv, bn_before, conv_before, x)
     return "your single conv equals batch norm (eval mode) followed by the conv, with and without bias."
 
 
 # ------------------------------------------------------------------ exercise 4: conv bias before BN
+
 
 def _norms() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
     return [
@@ -394,8 +511,12 @@ def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
     cases: list[tuple[torch.Tensor, torch.Tensor]] = [(fixed_x, fixed_bias)]
     for _ in range(2):
         n, c = ctx.randint(2, 5), ctx.randint(2, 5)
-        cases.append((ctx.randn(n, c, ctx.randint(2, 5), ctx.randint(2, 5), dtype=torch.float32),
-                      ctx.randn(c, dtype=torch.float32) * 10))
+        cases.append(
+            (
+                ctx.randn(n, c, ctx.randint(2, 5), ctx.randint(2, 5), dtype=torch.float32),
+                ctx.randn(c, dtype=torch.float32) * 10,
+            )
+        )
     for x, bias in cases:
         for name, norm in _norms():
             what = f"bias_change({name}, x {tuple(x.shape)}, bias {tuple(bias.shape)})"
@@ -405,14 +526,18 @@ def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
             wrong: dict[str, Callable[..., float]] = {
                 "Return the largest ABSOLUTE difference, (a - b).abs().max(): a bias can push "
                 "values down as well as up.": lambda a=a, b=b: float((a - b).max()),
-                "Return the LARGEST absolute difference (.max()), not the mean.":
-                    lambda a=a, b=b: float((a - b).abs().mean()),
-                "Compare norm(x + bias) with norm(x), not with x itself.":
-                    lambda a=a, x=x: float((a - x).abs().max()),
+                "Return the LARGEST absolute difference (.max()), not the mean.": lambda a=a, b=b: float(
+                    (a - b).abs().mean()
+                ),
+                "Compare norm(x + bias) with norm(x), not with x itself.": lambda a=a, x=x: float(
+                    (a - x).abs().max()
+                ),
                 "bias has one value per CHANNEL (axis 1): add bias.view(1, -1, 1, 1), not along "
-                "the last axis.": lambda x=x, bias=bias, norm=norm, b=b: float(
-                    (norm(x + bias.view(1, 1, 1, -1)) - b).abs().max()) if x.shape[-1] == bias.numel()
-                    else math.nan,
+                "the last axis.": lambda x=x, bias=bias, norm=norm, b=b: (
+                    float((norm(x + bias.view(1, 1, 1, -1)) - b).abs().max())
+                    if x.shape[-1] == bias.numel()
+                    else math.nan
+                ),
             }
             if abs(got - ref) <= 1e-4 * max(1.0, abs(ref)):
                 continue
@@ -420,6 +545,8 @@ def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
                 v = value()
                 if not math.isnan(v) and abs(got - v) <= 1e-4 * max(1.0, abs(v)):
                     fail(f"{what}: expected {ref:.4g}, got {got:.4g}. {hint}")
-            fail(f"{what}: expected {ref:.4g}, got {got:.4g}; compare norm(x + bias.view(1, -1, 1, 1)) "
-                 f"with norm(x) and return the largest absolute difference.")
+            fail(
+                f"{what}: expected {ref:.4g}, got {got:.4g}; compare norm(x + bias.view(1, -1, 1, 1)) "
+                f"with norm(x) and return the largest absolute difference."
+            )
     return "right; and for train-mode batch norm the change is ~1e-6: the bias cancels."

@@ -35,11 +35,16 @@ from cnnbook.checks.core import (
 _OURS = "that is cnnbook's own answer; write yours."
 _TV = "torchvision computes it for you; write it yourself."
 BOX_LIBRARY = {
-    "torchvision.ops.box_iou": _TV, "torchvision.ops.boxes.box_iou": _TV,
-    "torchvision.ops.generalized_box_iou": _TV, "torchvision.ops.nms": _TV,
-    "torchvision.ops.batched_nms": _TV, "torchvision.ops.boxes.nms": _TV,
-    "torchvision.ops.boxes.batched_nms": _TV, "torch.ops.torchvision.nms": _TV,
-    "cnnbook.detection.box_iou": _OURS, "cnnbook.detection.nms": _OURS,
+    "torchvision.ops.box_iou": _TV,
+    "torchvision.ops.boxes.box_iou": _TV,
+    "torchvision.ops.generalized_box_iou": _TV,
+    "torchvision.ops.nms": _TV,
+    "torchvision.ops.batched_nms": _TV,
+    "torchvision.ops.boxes.nms": _TV,
+    "torchvision.ops.boxes.batched_nms": _TV,
+    "torch.ops.torchvision.nms": _TV,
+    "cnnbook.detection.box_iou": _OURS,
+    "cnnbook.detection.nms": _OURS,
     "cnnbook.detection.batched_nms": _OURS,
 }
 
@@ -57,10 +62,18 @@ def random_boxes(ctx: Context, n: int, size: float = 20.0) -> torch.Tensor:
     return torch.cat([xy, xy + wh], dim=1)
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor, plus_one: float = 0.0, clamp: bool = True,
-         subtract: bool = True, square: bool = False, clamp_product: bool = False,
-         enclosing: bool = False) -> torch.Tensor:
+def _iou(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    plus_one: float = 0.0,
+    clamp: bool = True,
+    subtract: bool = True,
+    square: bool = False,
+    clamp_product: bool = False,
+    enclosing: bool = False,
+) -> torch.Tensor:
     """IoU, or the value one known mistake produces (each keyword switches one mistake on)."""
+
     def area(t: torch.Tensor) -> torch.Tensor:
         w, h = t[:, 2] - t[:, 0] + plus_one, t[:, 3] - t[:, 1] + plus_one
         return w * w if square else w * h
@@ -84,9 +97,10 @@ def _box_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # a wide box against: a tall box crossing it, itself, a box inside it, a box touching its
         # right edge, a box off its corner (both overlap sides negative), a box beside it
         # (only one side negative)
-        (t([[0, 0, 8, 2], [1, 1, 3, 7]]),
-         t([[2, -1, 4, 5], [0, 0, 8, 2], [1, 0.5, 3, 1.5], [8, 0, 10, 2], [10, 4, 13, 9],
-            [9, 0, 12, 1]])),
+        (
+            t([[0, 0, 8, 2], [1, 1, 3, 7]]),
+            t([[2, -1, 4, 5], [0, 0, 8, 2], [1, 0.5, 3, 1.5], [8, 0, 10, 2], [10, 4, 13, 9], [9, 0, 12, 1]]),
+        ),
     ]
     for _ in range(3):
         a, b = random_boxes(ctx, ctx.randint(1, 5)), random_boxes(ctx, ctx.randint(2, 5))
@@ -103,33 +117,39 @@ def check_box_iou(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         what = f"box_iou(a {tuple(a.shape)}, b {tuple(b.shape)})"
         with forbid(fn, BOX_LIBRARY):
             got = call(fn, a.clone(), b.clone(), describe=what)
-        expect_tensor(got, tv.box_iou(a, b), what, wrong={
-            "Disjoint boxes must have IoU 0: clamp the intersection's width and height at 0 "
-            "separately, before multiplying (two negative sides multiply to a positive area, "
-            "so clamping the product, or not clamping, counts an overlap that is not there).":
-                _iou(a, b, clamp_product=True),
-            "Boxes that do not overlap must have IoU 0: clamp the intersection's width and height "
-            "at 0 (a negative side gives a negative area).": _iou(a, b, clamp=False),
-            "Boxes here are continuous coordinates: width = x2 - x1, without the old +1 pixel "
-            "convention.": _iou(a, b, plus_one=1.0),
-            "The union is area_a + area_b - intersection (you counted the overlap twice).":
-                _iou(a, b, subtract=False),
-            "You used the width for the height too (right only for square boxes): a box's area "
-            "is (x2 - x1) * (y2 - y1).": _iou(a, b, square=True),
-            "The intersection's top-left corner is the MAXIMUM of the two top-left corners and "
-            "its bottom-right the MINIMUM (you built the enclosing box).":
-                _iou(a, b, enclosing=True),
-            "Return every pair: (N, M), not only the IoU of a[i] with b[i].":
-                _iou(a, b).diagonal() if len(a) == len(b) else torch.zeros(0),
-        }, shape_hint="Return every pair: shape (N, M), row i for box a[i], column j for b[j].")
+        expect_tensor(
+            got,
+            tv.box_iou(a, b),
+            what,
+            wrong={
+                "Disjoint boxes must have IoU 0: clamp the intersection's width and height at 0 "
+                "separately, before multiplying (two negative sides multiply to a positive area, "
+                "so clamping the product, or not clamping, counts an overlap that is not there).": _iou(
+                    a, b, clamp_product=True
+                ),
+                "Boxes that do not overlap must have IoU 0: clamp the intersection's width and height "
+                "at 0 (a negative side gives a negative area).": _iou(a, b, clamp=False),
+                "Boxes here are continuous coordinates: width = x2 - x1, without the old +1 pixel "
+                "convention.": _iou(a, b, plus_one=1.0),
+                "The union is area_a + area_b - intersection (you counted the overlap twice).": _iou(
+                    a, b, subtract=False
+                ),
+                "You used the width for the height too (right only for square boxes): a box's area "
+                "is (x2 - x1) * (y2 - y1).": _iou(a, b, square=True),
+                "The intersection's top-left corner is the MAXIMUM of the two top-left corners and "
+                "its bottom-right the MINIMUM (you built the enclosing box).": _iou(a, b, enclosing=True),
+                "Return every pair: (N, M), not only the IoU of a[i] with b[i].": _iou(a, b).diagonal()
+                if len(a) == len(b)
+                else torch.zeros(0),
+            },
+            shape_hint="Return every pair: shape (N, M), row i for box a[i], column j for b[j].",
+        )
     return "your IoU matches torchvision.ops.box_iou, on disjoint, touching, nested and non-square boxes."
 
 
-def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float,
-             variant: str = "") -> list[int]:
+def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float, variant: str = "") -> list[int]:
     """Greedy NMS as ``torchvision.ops.nms``, or as one known mistake (``variant``) does it."""
-    order = list(range(len(scores))) if variant == "unsorted" else scores.argsort(
-        descending=True).tolist()
+    order = list(range(len(scores))) if variant == "unsorted" else scores.argsort(descending=True).tolist()
     iou = _iou(boxes, boxes)
     over = (lambda v: v >= thr) if variant == "at_least" else (lambda v: v > thr)
     if variant == "best_only":  # one pass: only the top box suppresses anything
@@ -145,8 +165,9 @@ def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float,
         if i in removed:
             continue
         keep.append(i)
-        removed.update(j for j in order if j != i and (
-            not over(iou[i, j]) if variant == "inverted" else over(iou[i, j])))
+        removed.update(
+            j for j in order if j != i and (not over(iou[i, j]) if variant == "inverted" else over(iou[i, j]))
+        )
     return keep
 
 
@@ -157,10 +178,10 @@ def _nms_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
     chain = t([[0, 0, 10, 10], [4, 0, 14, 10], [8, 0, 18, 10]])  # A-B and B-C overlap, A-C barely
     two = t([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 36], [21, 20, 31, 36]])  # two objects
     cases = [
-        (tie, t([0.9, 0.8, 0.7]), 0.5),   # ties AT the threshold: kept ("greater than")
+        (tie, t([0.9, 0.8, 0.7]), 0.5),  # ties AT the threshold: kept ("greater than")
         (chain, t([0.9, 0.8, 0.7]), 0.3),  # B goes, C stays: a removed box removes nothing
         (tie, t([0.9, 0.8, 0.7]), 0.25),
-        (chain[:2], t([0.5, 0.9]), 0.3),   # the best box is listed last
+        (chain[:2], t([0.5, 0.9]), 0.3),  # the best box is listed last
         (two, t([0.9, 0.8, 0.7, 0.6]), 0.5),  # each object keeps its own best box
         (t([[1, 2, 5, 9]]), t([0.3]), 0.5),  # a single box
         (torch.zeros(0, 4, dtype=torch.float64), torch.zeros(0, dtype=torch.float64), 0.5),  # none
@@ -177,21 +198,31 @@ def _nms_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
 def _as_indices(got: Any, n: int, what: str) -> list[int]:
     if isinstance(got, torch.Tensor):
         if got.dtype == torch.bool:
-            fail(f"{what} returned a boolean mask of shape {tuple(got.shape)}; return the INDICES "
-                 f"of the kept boxes (a mask cannot say which box is best).")
+            fail(
+                f"{what} returned a boolean mask of shape {tuple(got.shape)}; return the INDICES "
+                f"of the kept boxes (a mask cannot say which box is best)."
+            )
         if got.is_floating_point():
-            empty = (" (torch.tensor([]) of an empty list is float32 unless you pass "
-                     "dtype=torch.long)" if got.numel() == 0 else "")
-            fail(f"{what} returned a {got.dtype} tensor{empty}; indices must be integers "
-                 f"(torch.long), or they cannot index the boxes: "
-                 f"torch.tensor(keep, dtype=torch.long).")
+            empty = (
+                " (torch.tensor([]) of an empty list is float32 unless you pass dtype=torch.long)"
+                if got.numel() == 0
+                else ""
+            )
+            fail(
+                f"{what} returned a {got.dtype} tensor{empty}; indices must be integers "
+                f"(torch.long), or they cannot index the boxes: "
+                f"torch.tensor(keep, dtype=torch.long)."
+            )
         if got.ndim != 1:
             fail(f"{what} should return a 1-D tensor of indices, got shape {tuple(got.shape)}.")
         got = got.tolist()
     if not isinstance(got, (list, tuple)) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in got):
-        fail(f"{what} should return a 1-D tensor of kept indices (torch.long), got "
-             f"{type(got).__name__}: {got!r:.80}.")
+        isinstance(i, int) and not isinstance(i, bool) for i in got
+    ):
+        fail(
+            f"{what} should return a 1-D tensor of kept indices (torch.long), got "
+            f"{type(got).__name__}: {got!r:.80}."
+        )
     if any(i < 0 or i >= n for i in got):
         fail(f"{what} returned {list(got)}, but only indices 0..{n - 1} exist.")
     return list(got)
@@ -208,26 +239,37 @@ def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         got = _as_indices(got, len(boxes), what)
         ref = tv.nms(boxes, scores, thr).tolist()
         if sorted(got) == sorted(ref) and got != ref:
-            fail(f"{what}: you kept the right boxes {sorted(ref)} but return them in the wrong "
-                 f"order; list them by decreasing score: {ref}.")
-        expect_equal(got, ref, what, wrong={
-            "Remove a box only when its IoU is GREATER THAN the threshold: a box whose IoU "
-            "equals the threshold stays (you used >=).": _ref_nms(boxes, scores, thr, "at_least"),
-            "You visited the boxes in input order; visit them by DECREASING score so each "
-            "cluster keeps its best box.": _ref_nms(boxes, scores, thr, "unsorted"),
-            "A box suppressed earlier must not suppress others: compare each candidate only "
-            "with the boxes you KEPT.": _ref_nms(boxes, scores, thr, "all_higher"),
-            "Only the top box suppressed anything: repeat with the best box that is left, "
-            "until no box is left.": _ref_nms(boxes, scores, thr, "best_only"),
-            "The comparison is inverted: remove the boxes that overlap the kept box by MORE "
-            "than the threshold, keep the others.": _ref_nms(boxes, scores, thr, "inverted"),
-        }, hint="Greedy NMS: take the best remaining box, keep it, drop the remaining boxes whose "
-                "IoU with it is greater than the threshold, repeat.")
-    return ("your NMS keeps exactly the boxes torchvision.ops.nms keeps, in the same order, ties "
-            "at the threshold and empty inputs included.")
+            fail(
+                f"{what}: you kept the right boxes {sorted(ref)} but return them in the wrong "
+                f"order; list them by decreasing score: {ref}."
+            )
+        expect_equal(
+            got,
+            ref,
+            what,
+            wrong={
+                "Remove a box only when its IoU is GREATER THAN the threshold: a box whose IoU "
+                "equals the threshold stays (you used >=).": _ref_nms(boxes, scores, thr, "at_least"),
+                "You visited the boxes in input order; visit them by DECREASING score so each "
+                "cluster keeps its best box.": _ref_nms(boxes, scores, thr, "unsorted"),
+                "A box suppressed earlier must not suppress others: compare each candidate only "
+                "with the boxes you KEPT.": _ref_nms(boxes, scores, thr, "all_higher"),
+                "Only the top box suppressed anything: repeat with the best box that is left, "
+                "until no box is left.": _ref_nms(boxes, scores, thr, "best_only"),
+                "The comparison is inverted: remove the boxes that overlap the kept box by MORE "
+                "than the threshold, keep the others.": _ref_nms(boxes, scores, thr, "inverted"),
+            },
+            hint="Greedy NMS: take the best remaining box, keep it, drop the remaining boxes whose "
+            "IoU with it is greater than the threshold, repeat.",
+        )
+    return (
+        "your NMS keeps exactly the boxes torchvision.ops.nms keeps, in the same order, ties "
+        "at the threshold and empty inputs included."
+    )
 
 
 # ---------------------------------------------------------------- mean IoU
+
 
 def _miou(pred: torch.Tensor, target: torch.Tensor, k: int, mode: str = "") -> float:
     """Mean IoU over the classes present in pred or target, or what one mistake computes."""
@@ -256,10 +298,18 @@ def _miou(pred: torch.Tensor, target: torch.Tensor, k: int, mode: str = "") -> f
 def _miou_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     t = lambda rows: torch.tensor(rows, dtype=torch.long)
     # Two 3x5 images, 4 classes: class 2 appears only in the prediction, class 3 nowhere.
-    target = t([[[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]],
-                [[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]]])
-    pred = t([[[0, 0, 1, 1, 2], [0, 2, 1, 1, 1], [0, 0, 0, 0, 0]],
-              [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]])
+    target = t(
+        [
+            [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]],
+            [[1, 1, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0]],
+        ]
+    )
+    pred = t(
+        [
+            [[0, 0, 1, 1, 2], [0, 2, 1, 1, 1], [0, 0, 0, 0, 0]],
+            [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 1, 1]],
+        ]
+    )
     perfect = t([[[0, 2, 2], [0, 0, 2]]])  # a perfect prediction; class 1 absent from both
     cases = [(pred, target, 4), (perfect.clone(), perfect, 3)]
     for _ in range(4):
@@ -277,45 +327,61 @@ def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
     """Check ``fn(pred (N, H, W), target (N, H, W), num_classes)`` -> mean IoU (a float)."""
     for pred, target, k in _miou_cases(ctx):
         what = f"mean_iou(pred {tuple(pred.shape)}, target, num_classes={k})"
-        with forbid(fn, {"cnnbook.segmentation.mean_iou": _OURS,
-                         "cnnbook.segmentation.iou_per_class": _OURS,
-                         "cnnbook.segmentation.confusion_matrix": _OURS,
-                         "torchmetrics.functional.jaccard_index": "write it yourself."}):
+        with forbid(
+            fn,
+            {
+                "cnnbook.segmentation.mean_iou": _OURS,
+                "cnnbook.segmentation.iou_per_class": _OURS,
+                "cnnbook.segmentation.confusion_matrix": _OURS,
+                "torchmetrics.functional.jaccard_index": "write it yourself.",
+            },
+        ):
             got = call(fn, pred.clone(), target.clone(), k, describe=what)
         if isinstance(got, torch.Tensor):
             if got.numel() != 1:
-                fail(f"{what} should return one number (a float), got a tensor of shape "
-                     f"{tuple(got.shape)}; average the per-class IoUs.")
+                fail(
+                    f"{what} should return one number (a float), got a tensor of shape "
+                    f"{tuple(got.shape)}; average the per-class IoUs."
+                )
             got = got.item()
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             fail(f"{what} should return a float, got {type(got).__name__}.")
-        expect_equal(got, _miou(pred, target, k), what, rel=1e-6, wrong={
-            "That is pixel accuracy (correct pixels / all pixels); IoU is computed per class "
-            "and then averaged.": _miou(pred, target, k, "accuracy"),
-            "A class that appears only in the PREDICTION counts too (its IoU is 0): average "
-            "over the classes present in pred or target, not only those in the target.":
-                _miou(pred, target, k, "target_only"),
-            "A class that appears in neither pred nor target has no IoU; leave it out of the "
-            "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
-            "A class absent from both must be left out, not counted as a perfect 1.":
-                _miou(pred, target, k, "absent_one"),
-            "You averaged per image; count the pixels of the whole batch together, then take "
-            "one IoU per class.": _miou(pred, target, k, "per_image"),
-            "That is the Dice score 2|P∩T| / (|P| + |T|); IoU divides by the union |P∪T|.":
-                _miou(pred, target, k, "dice"),
-        }, hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c| over all "
-                "pixels of the batch; average over the classes whose union is not empty.")
-    return ("your mean IoU counts classes seen only in the prediction and leaves out classes "
-            "absent from both.")
+        expect_equal(
+            got,
+            _miou(pred, target, k),
+            what,
+            rel=1e-6,
+            wrong={
+                "That is pixel accuracy (correct pixels / all pixels); IoU is computed per class "
+                "and then averaged.": _miou(pred, target, k, "accuracy"),
+                "A class that appears only in the PREDICTION counts too (its IoU is 0): average "
+                "over the classes present in pred or target, not only those in the target.": _miou(
+                    pred, target, k, "target_only"
+                ),
+                "A class that appears in neither pred nor target has no IoU; leave it out of the "
+                "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
+                "A class absent from both must be left out, not counted as a perfect 1.": _miou(
+                    pred, target, k, "absent_one"
+                ),
+                "You averaged per image; count the pixels of the whole batch together, then take "
+                "one IoU per class.": _miou(pred, target, k, "per_image"),
+                "That is the Dice score 2|P∩T| / (|P| + |T|); IoU divides by the union |P∪T|.": _miou(
+                    pred, target, k, "dice"
+                ),
+            },
+            hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c| over all "
+            "pixels of the batch; average over the classes whose union is not empty.",
+        )
+    return "your mean IoU counts classes seen only in the prediction and leaves out classes absent from both."
 
 
 # ---------------------------------------------------------------- the U-Net decoder step
 
+
 class _RefUpBlock(nn.Module):
     """The reference decoder step; ``mistake`` switches one known mistake on."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int,
-                 mistake: str = "") -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, mistake: str = "") -> None:
         super().__init__()
         self.mistake = mistake
         self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
@@ -342,12 +408,16 @@ class _RefUpBlock(nn.Module):
 _KINDS = (nn.ConvTranspose2d, nn.Conv2d, nn.BatchNorm2d)
 
 
-def _called_layers(block: nn.Module, x: torch.Tensor, skip: torch.Tensor, what: str
-                   ) -> tuple[torch.Tensor, list[nn.Module]]:
+def _called_layers(
+    block: nn.Module, x: torch.Tensor, skip: torch.Tensor, what: str
+) -> tuple[torch.Tensor, list[nn.Module]]:
     """Run ``block`` once (eval mode, no gradients) and list its conv/BN layers in call order."""
     called: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m))
-               for m in block.modules() if isinstance(m, _KINDS)]
+    handles = [
+        m.register_forward_hook(lambda m, _i, _o: called.append(m))
+        for m in block.modules()
+        if isinstance(m, _KINDS)
+    ]
     was = block.training
     try:
         block.eval()
@@ -365,59 +435,83 @@ def _diagnose_up_block(block: nn.Module, cin: int, cskip: int, cout: int) -> str
     ups = [m for m in block.modules() if isinstance(m, nn.ConvTranspose2d)]
     convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
     if not ups:
-        return ("Upsample with nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, "
-                "stride=2): it learns its upsampling (nn.Upsample does not).")
+        return (
+            "Upsample with nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, "
+            "stride=2): it learns its upsampling (nn.Upsample does not)."
+        )
     up = ups[0]
     if up.kernel_size != (2, 2) or up.stride != (2, 2) or up.padding != (0, 0):
-        return (f"Your ConvTranspose2d has kernel {up.kernel_size}, stride {up.stride}, padding "
-                f"{up.padding}: use kernel 2, stride 2, no padding, which exactly doubles H and W "
-                f"(kernel 3, stride 2, padding 1 gives 2H - 1).")
+        return (
+            f"Your ConvTranspose2d has kernel {up.kernel_size}, stride {up.stride}, padding "
+            f"{up.padding}: use kernel 2, stride 2, no padding, which exactly doubles H and W "
+            f"(kernel 3, stride 2, padding 1 gives 2H - 1)."
+        )
     if convs:
         first = convs[0].in_channels
         if first == 2 * cout and cskip != cout:
-            return (f"The first 3x3 conv takes 2 * out_channels = {2 * cout} channels, but the "
-                    f"concatenation has skip_channels + out_channels = {cskip + cout}: the skip "
-                    f"need not have out_channels channels.")
+            return (
+                f"The first 3x3 conv takes 2 * out_channels = {2 * cout} channels, but the "
+                f"concatenation has skip_channels + out_channels = {cskip + cout}: the skip "
+                f"need not have out_channels channels."
+            )
         if first == cout:
-            return (f"The first 3x3 conv takes out_channels = {cout} channels, so the skip is not "
-                    f"concatenated (added, or dropped): torch.cat([skip, up], dim=1) gives "
-                    f"skip_channels + out_channels = {cskip + cout} channels.")
+            return (
+                f"The first 3x3 conv takes out_channels = {cout} channels, so the skip is not "
+                f"concatenated (added, or dropped): torch.cat([skip, up], dim=1) gives "
+                f"skip_channels + out_channels = {cskip + cout} channels."
+            )
     return ""
 
 
-def _copy_into_reference(called: list[nn.Module], ref: _RefUpBlock, cin: int, cskip: int,
-                         cout: int, block: nn.Module) -> None:
+def _copy_into_reference(
+    called: list[nn.Module], ref: _RefUpBlock, cin: int, cskip: int, cout: int, block: nn.Module
+) -> None:
     kinds = [sum(isinstance(m, k) for m in called) for k in _KINDS]
     if kinds != [1, 2, 2]:
         hint = _diagnose_up_block(block, cin, cskip, cout)
-        fail(f"the forward pass should run one ConvTranspose2d, then two 3x3 Conv2d each followed "
-             f"by BatchNorm2d (and ReLU); yours ran {kinds[0]} ConvTranspose2d, {kinds[1]} Conv2d "
-             f"and {kinds[2]} BatchNorm2d. {hint}".rstrip())
+        fail(
+            f"the forward pass should run one ConvTranspose2d, then two 3x3 Conv2d each followed "
+            f"by BatchNorm2d (and ReLU); yours ran {kinds[0]} ConvTranspose2d, {kinds[1]} Conv2d "
+            f"and {kinds[2]} BatchNorm2d. {hint}".rstrip()
+        )
     mine: list[nn.Module] = [next(m for m in called if isinstance(m, nn.ConvTranspose2d))]
     convs = [m for m in called if isinstance(m, nn.Conv2d)]
     bns = [m for m in called if isinstance(m, nn.BatchNorm2d)]
     mine += [convs[0], bns[0], convs[1], bns[1]]
-    names = ["the ConvTranspose2d", "the first 3x3 conv", "the first BatchNorm2d",
-             "the second 3x3 conv", "the second BatchNorm2d"]
+    names = [
+        "the ConvTranspose2d",
+        "the first 3x3 conv",
+        "the first BatchNorm2d",
+        "the second 3x3 conv",
+        "the second BatchNorm2d",
+    ]
     for src, dst, name in zip(mine, ref.layers(), names, strict=True):
         got, want = src.state_dict(), dst.state_dict()
         if isinstance(src, nn.Conv2d) and src.kernel_size != (3, 3):
             fail(f"{name} has kernel {src.kernel_size}; use 3x3 convolutions with padding 1.")
         if set(got) != set(want):
             extra = "bias" in got and "bias" not in want
-            fail(f"{name} has parameters {sorted(got)}, expected {sorted(want)}. " + (
-                "The 3x3 convs take bias=False: the BatchNorm after them has its own shift."
-                if extra else "The ConvTranspose2d keeps its bias (the default)."))
+            fail(
+                f"{name} has parameters {sorted(got)}, expected {sorted(want)}. "
+                + (
+                    "The 3x3 convs take bias=False: the BatchNorm after them has its own shift."
+                    if extra
+                    else "The ConvTranspose2d keeps its bias (the default)."
+                )
+            )
         for key in want:
             if got[key].shape != want[key].shape:
                 hint = _diagnose_up_block(block, cin, cskip, cout)
-                fail(f"{name}'s {key} has shape {tuple(got[key].shape)}, expected "
-                     f"{tuple(want[key].shape)}. {hint}".rstrip())
+                fail(
+                    f"{name}'s {key} has shape {tuple(got[key].shape)}, expected "
+                    f"{tuple(want[key].shape)}. {hint}".rstrip()
+                )
         dst.load_state_dict(got)
 
 
-def _run_block(block: nn.Module, x: torch.Tensor, skip: torch.Tensor, train: bool, what: str
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _run_block(
+    block: nn.Module, x: torch.Tensor, skip: torch.Tensor, train: bool, what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     was = block.training
     block.train(train)
     x, skip = x.clone().requires_grad_(True), skip.clone().requires_grad_(True)
@@ -428,12 +522,21 @@ def _run_block(block: nn.Module, x: torch.Tensor, skip: torch.Tensor, train: boo
     finally:
         block.train(was)
     zeros = torch.zeros_like
-    return (out.detach(), (x.grad if x.grad is not None else zeros(x)).detach(),
-            (skip.grad if skip.grad is not None else zeros(skip)).detach())
+    return (
+        out.detach(),
+        (x.grad if x.grad is not None else zeros(x)).detach(),
+        (skip.grad if skip.grad is not None else zeros(skip)).detach(),
+    )
 
 
-def _mistaken_output(ref: _RefUpBlock, channels: tuple[int, int, int], mistake: str,
-                     x: torch.Tensor, skip: torch.Tensor, train: bool) -> torch.Tensor:
+def _mistaken_output(
+    ref: _RefUpBlock,
+    channels: tuple[int, int, int],
+    mistake: str,
+    x: torch.Tensor,
+    skip: torch.Tensor,
+    train: bool,
+) -> torch.Tensor:
     """What the reference computes with ``mistake`` switched on, with the same weights."""
     m = _RefUpBlock(*channels, mistake)
     m.load_state_dict(ref.state_dict())
@@ -451,18 +554,29 @@ _UP_MISTAKES = {
 @checker("U-Net decoder step")
 def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
     """Check ``block_class(in, skip, out)``: ``forward(x, skip)`` upsamples, concatenates, convolves."""
-    configs = [(6, 3, 4, 2, 3, 5),   # skip channels != out channels, non-square, batch 2
-               (8, 4, 4, 1, 4, 4),   # the classic U-Net case: skip channels == out channels
-               (5, 2, 3, 3, 5, 2)]
-    configs.append((ctx.randint(2, 8), ctx.randint(1, 6), ctx.randint(2, 6), ctx.randint(1, 3),
-                    ctx.randint(2, 5), ctx.randint(2, 5)))
+    configs = [
+        (6, 3, 4, 2, 3, 5),  # skip channels != out channels, non-square, batch 2
+        (8, 4, 4, 1, 4, 4),  # the classic U-Net case: skip channels == out channels
+        (5, 2, 3, 3, 5, 2),
+    ]
+    configs.append(
+        (
+            ctx.randint(2, 8),
+            ctx.randint(1, 6),
+            ctx.randint(2, 6),
+            ctx.randint(1, 3),
+            ctx.randint(2, 5),
+            ctx.randint(2, 5),
+        )
+    )
     for cin, cskip, cout, n, h, w in configs:
         name = f"UpBlock({cin}, {cskip}, {cout})"
-        block = expect_module(call(block_class, cin, cskip, cout, describe=f"({cin}, {cskip}, {cout})"),
-                              name)
+        block = expect_module(call(block_class, cin, cskip, cout, describe=f"({cin}, {cskip}, {cout})"), name)
         block.float()
-        x, skip = ctx.randn(n, cin, h, w, dtype=torch.float32), ctx.randn(
-            n, cskip, 2 * h, 2 * w, dtype=torch.float32)
+        x, skip = (
+            ctx.randn(n, cin, h, w, dtype=torch.float32),
+            ctx.randn(n, cskip, 2 * h, 2 * w, dtype=torch.float32),
+        )
         what = f"{name}(x {tuple(x.shape)}, skip {tuple(skip.shape)})"
         try:
             out, called = _called_layers(block, x, skip, what)
@@ -472,28 +586,33 @@ def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
         out = as_tensor(out, f"{what}'s output")
         if tuple(out.shape) != (n, cout, 2 * h, 2 * w):
             hint = _diagnose_up_block(block, cin, cskip, cout)
-            fail(f"{what}: expected shape {(n, cout, 2 * h, 2 * w)}, got {fmt_shape(out)}. "
-                 f"{hint}".rstrip())
+            fail(f"{what}: expected shape {(n, cout, 2 * h, 2 * w)}, got {fmt_shape(out)}. {hint}".rstrip())
         ref = _RefUpBlock(cin, cskip, cout)
         _copy_into_reference(called, ref, cin, cskip, cout, block)
         for train in (False, True):
             mode = "train" if train else "eval"
             r_out, r_gx, r_gs = _run_block(ref, x, skip, train, "the reference")
             g_out, g_gx, g_gs = _run_block(block, x, skip, train, what)
-            wrong = {hint: functools.partial(_mistaken_output, ref, (cin, cskip, cout), mistake,
-                                             x, skip, train)
-                     for hint, mistake in _UP_MISTAKES.items()}
+            wrong = {
+                hint: functools.partial(_mistaken_output, ref, (cin, cskip, cout), mistake, x, skip, train)
+                for hint, mistake in _UP_MISTAKES.items()
+            }
             if float(g_gs.abs().sum()) == 0.0:
-                fail(f"{what}: the output does not depend on `skip` at all: concatenate it with "
-                     f"the upsampled map.")
+                fail(
+                    f"{what}: the output does not depend on `skip` at all: concatenate it with "
+                    f"the upsampled map."
+                )
             expect_tensor(g_out, r_out, f"{what} ({mode} mode)", wrong=wrong)
             expect_tensor(g_gx, r_gx, f"the gradient with respect to x ({mode} mode)")
             expect_tensor(g_gs, r_gs, f"the gradient with respect to skip ({mode} mode)")
-    return ("your decoder step upsamples, concatenates the skip and convolves exactly like "
-            "cnnbook's U-Net, also when the skip has a different channel count.")
+    return (
+        "your decoder step upsamples, concatenates the skip and convolves exactly like "
+        "cnnbook's U-Net, also when the skip has a different channel count."
+    )
 
 
 # ---------------------------------------------------------------- transposed convolution size
+
 
 @checker("transposed convolution output size")
 def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
@@ -506,19 +625,34 @@ def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
             cases.append((n, k, s, p, op))
     for n, k, s, p, op in cases:
         what = f"transposed_out_size(n={n}, k={k}, s={s}, p={p}, output_padding={op})"
-        with forbid(fn, {"torch.nn.ConvTranspose2d": "use the formula.",
-                         "torch.nn.functional.conv_transpose2d": "use the formula.",
-                         "cnnbook.geometry.transposed_conv_output_size": _OURS}):
+        with forbid(
+            fn,
+            {
+                "torch.nn.ConvTranspose2d": "use the formula.",
+                "torch.nn.functional.conv_transpose2d": "use the formula.",
+                "cnnbook.geometry.transposed_conv_output_size": _OURS,
+            },
+        ):
             got = call(fn, n, k, s, p, op, describe=what)
         ref = geometry.transposed_conv_output_size(n, k, s, p, op)
-        expect_equal(got, ref, what, wrong={
-            "That is the ordinary conv formula; a transposed conv runs it backwards: "
-            "(n - 1) * s - 2p + k + output_padding.": (n + 2 * p - k) // s + 1,
-            "Padding is REMOVED from both sides of a transposed conv's output: - 2p.":
-                (n - 1) * s + 2 * p + k + op,
-            "You forgot output_padding.": (n - 1) * s - 2 * p + k,
-            "Padding is removed from BOTH sides: - 2p, not - p.": (n - 1) * s - p + k + op,
-            "The n input pixels are placed s apart, so they span (n - 1) * s, not n * s.":
-                n * s - 2 * p + k + op,
-        }, hint="n_out = (n - 1) * s - 2p + k + output_padding.")
+        expect_equal(
+            got,
+            ref,
+            what,
+            wrong={
+                "That is the ordinary conv formula; a transposed conv runs it backwards: "
+                "(n - 1) * s - 2p + k + output_padding.": (n + 2 * p - k) // s + 1,
+                "Padding is REMOVED from both sides of a transposed conv's output: - 2p.": (n - 1) * s
+                + 2 * p
+                + k
+                + op,
+                "You forgot output_padding.": (n - 1) * s - 2 * p + k,
+                "Padding is removed from BOTH sides: - 2p, not - p.": (n - 1) * s - p + k + op,
+                "The n input pixels are placed s apart, so they span (n - 1) * s, not n * s.": n * s
+                - 2 * p
+                + k
+                + op,
+            },
+            hint="n_out = (n - 1) * s - 2p + k + output_padding.",
+        )
     return "your formula matches nn.ConvTranspose2d on 20 configurations."

@@ -16,19 +16,29 @@ from typing import Any
 from cnnbook.checks.core import CheckFailed, Context, call, checker, expect_equal, fail
 from cnnbook.zoo import ArchRow
 
-__all__ = ["check_cheapest_above", "check_choose", "check_gmacs_per_second", "check_pareto_front",
-           "ref_choose", "ref_gmacs_per_second", "ref_pareto_front"]
+__all__ = [
+    "check_cheapest_above",
+    "check_choose",
+    "check_gmacs_per_second",
+    "check_pareto_front",
+    "ref_choose",
+    "ref_gmacs_per_second",
+    "ref_pareto_front",
+]
 
 COSTS = ("macs", "params", "latency_ms")
 
 
-def _row(name: str, params: float, gmacs: float, top1: float | None,
-         latency_ms: float | None = None) -> ArchRow:
-    return ArchRow(name, 2020, int(params), int(round(gmacs * 1e9)), (1, 3, 224, 224), top1,
-                   "test table", latency_ms)
+def _row(
+    name: str, params: float, gmacs: float, top1: float | None, latency_ms: float | None = None
+) -> ArchRow:
+    return ArchRow(
+        name, 2020, int(params), int(round(gmacs * 1e9)), (1, 3, 224, 224), top1, "test table", latency_ms
+    )
 
 
 # ------------------------------------------------------------------ exercise 1: a decision
+
 
 def _name_of(answer: Any) -> str | None:
     if isinstance(answer, ArchRow):
@@ -39,12 +49,11 @@ def _name_of(answer: Any) -> str | None:
 
 
 @checker("the cheapest architecture above the accuracy bar")
-def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow],
-                         min_top1: float = 75.1) -> str:
+def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow], min_top1: float = 75.1) -> str:
     """``answer`` names the architecture with the fewest MACs among those whose published
     top-1 is at least ``min_top1`` in ``rows`` (case and surrounding spaces do not matter)."""
     if answer is None:
-        fail("your answer is None: assign the architecture's name, e.g. answer_1 = \"ResNet-18\".")
+        fail('your answer is None: assign the architecture\'s name, e.g. answer_1 = "ResNet-18".')
     name = _name_of(answer)
     if name is None:
         fail(f"give the architecture's name as a string, got {type(answer).__name__}.")
@@ -58,27 +67,40 @@ def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow],
         fail(f"no architecture in the table reaches {min_top1}%: is it the table from this notebook?")
     best = min(qualified, key=lambda r: r.macs)
     if got.name == best.name:
-        return (f"{best.name}: {best.top1}% top-1 (bar: at least {min_top1}%) at "
-                f"{best.macs / 1e9:.3f} GMACs, the fewest of the {len(qualified)} models that reach it.")
+        return (
+            f"{best.name}: {best.top1}% top-1 (bar: at least {min_top1}%) at "
+            f"{best.macs / 1e9:.3f} GMACs, the fewest of the {len(qualified)} models that reach it."
+        )
     if got.top1 is None:
-        fail(f"{got.name} has no published ImageNet accuracy, so it cannot be shown to reach the "
-             f"bar: only models with a top-1 figure qualify.")
+        fail(
+            f"{got.name} has no published ImageNet accuracy, so it cannot be shown to reach the "
+            f"bar: only models with a top-1 figure qualify."
+        )
     if got.top1 < min_top1:
-        fail(f"{got.name} has {got.top1}% top-1, below the bar of {min_top1}%: it has few MACs "
-             f"but does not qualify.")
+        fail(
+            f"{got.name} has {got.top1}% top-1, below the bar of {min_top1}%: it has few MACs "
+            f"but does not qualify."
+        )
     strict = [r for r in rows if r.top1 is not None and r.top1 > min_top1]
     if strict and got.name == min(strict, key=lambda r: r.macs).name:
-        fail(f"{got.name} qualifies, but {best.name} has {best.top1}% and \"at least\" includes "
-             f"the bar itself: it qualifies too, with fewer MACs.")
+        fail(
+            f'{got.name} qualifies, but {best.name} has {best.top1}% and "at least" includes '
+            f"the bar itself: it qualifies too, with fewer MACs."
+        )
     if got.top1 == max(r.top1 for r in qualified if r.top1 is not None):
-        fail(f"{got.name} is the most accurate model, but the question asks for the fewest MACs "
-             f"among those that reach the bar.")
-    fail(f"{got.name} reaches the bar but costs {got.macs / 1e9:.3f} GMACs; another model that "
-         f"reaches it costs fewer.")
+        fail(
+            f"{got.name} is the most accurate model, but the question asks for the fewest MACs "
+            f"among those that reach the bar."
+        )
+    fail(
+        f"{got.name} reaches the bar but costs {got.macs / 1e9:.3f} GMACs; another model that "
+        f"reaches it costs fewer."
+    )
     return ""
 
 
 # ------------------------------------------------------------------ exercise 2: choose under budgets
+
 
 def _known_top1(row: ArchRow) -> float:
     """``row.top1`` of a row already filtered to have one."""
@@ -89,8 +111,14 @@ def _known_top1(row: ArchRow) -> float:
 def ref_choose(rows: Sequence[ArchRow], max_params: int, max_latency_ms: float) -> str | None:
     """The most accurate model with params <= max_params and measured latency <= the budget;
     ties in accuracy go to fewer MACs; ``None`` if nothing fits."""
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params <= max_params
+        and r.latency_ms <= max_latency_ms
+    ]
     if not fits:
         return None
     return min(fits, key=lambda r: (-_known_top1(r), r.macs)).name
@@ -104,22 +132,45 @@ def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: floa
     acc = lambda r: (-r.top1, r.macs)
     known = lambda r: r.top1 is not None
     return {
-        "A model exactly at a budget fits: the budgets are \"at most\" (use <=, not <).":
-            pick(lambda r: known(r) and r.latency_ms is not None and r.params < max_params
-                 and r.latency_ms < max_latency_ms, acc),
+        'A model exactly at a budget fits: the budgets are "at most" (use <=, not <).': pick(
+            lambda r: (
+                known(r)
+                and r.latency_ms is not None
+                and r.params < max_params
+                and r.latency_ms < max_latency_ms
+            ),
+            acc,
+        ),
         "A model whose latency was not measured (latency_ms is None) cannot be shown to meet "
-        "the latency budget: skip it.":
-            pick(lambda r: known(r) and r.params <= max_params
-                 and (r.latency_ms is None or r.latency_ms <= max_latency_ms), acc),
-        "The parameter budget is ignored: a model must meet both budgets.":
-            pick(lambda r: known(r) and r.latency_ms is not None and r.latency_ms <= max_latency_ms,
-                 acc),
-        "That is the fastest model that fits; the exercise asks for the most accurate one.":
-            pick(lambda r: known(r) and r.latency_ms is not None and r.params <= max_params
-                 and r.latency_ms <= max_latency_ms, lambda r: r.latency_ms),
-        "Ties in accuracy go to the model with fewer MACs.":
-            pick(lambda r: known(r) and r.latency_ms is not None and r.params <= max_params
-                 and r.latency_ms <= max_latency_ms, lambda r: (-_known_top1(r), -r.macs)),
+        "the latency budget: skip it.": pick(
+            lambda r: (
+                known(r)
+                and r.params <= max_params
+                and (r.latency_ms is None or r.latency_ms <= max_latency_ms)
+            ),
+            acc,
+        ),
+        "The parameter budget is ignored: a model must meet both budgets.": pick(
+            lambda r: known(r) and r.latency_ms is not None and r.latency_ms <= max_latency_ms, acc
+        ),
+        "That is the fastest model that fits; the exercise asks for the most accurate one.": pick(
+            lambda r: (
+                known(r)
+                and r.latency_ms is not None
+                and r.params <= max_params
+                and r.latency_ms <= max_latency_ms
+            ),
+            lambda r: r.latency_ms,
+        ),
+        "Ties in accuracy go to the model with fewer MACs.": pick(
+            lambda r: (
+                known(r)
+                and r.latency_ms is not None
+                and r.params <= max_params
+                and r.latency_ms <= max_latency_ms
+            ),
+            lambda r: (-_known_top1(r), -r.macs),
+        ),
     }
 
 
@@ -129,8 +180,10 @@ def _call_rows(fn: Callable[..., Any], *args: Any, describe: str) -> Any:
         return call(fn, *args, describe=describe)
     except CheckFailed as exc:
         if "NoneType" in str(exc):
-            fail(f"{exc} A row without a published accuracy (top1 is None) or without a measured "
-                 f"latency (latency_ms is None) cannot be compared: skip such rows first.")
+            fail(
+                f"{exc} A row without a published accuracy (top1 is None) or without a measured "
+                f"latency (latency_ms is None) cannot be compared: skip such rows first."
+            )
         raise
 
 
@@ -144,17 +197,36 @@ def _choose_cases(ctx: Context) -> list[tuple[str, list[ArchRow], int, float]]:
         _row("ConvNeXt-T", 28.6e6, 4.46, 82.5, None),
     ]
     cases = [
-        ("the budgets 6 M parameters and 14 ms, with EfficientNet-B0 exactly at 14 ms",
-         base, 6_000_000, 14.0),
-        ("a parameter budget of 5_288_548 (exactly EfficientNet-B0's count)",
-         base, 5_288_548, 20.0),
-        ("budgets under which ConvNeXt-T (most accurate, latency not measured) would fit its "
-         "parameters", base, 30_000_000, 50.0),
-        ("a latency budget of 45 ms and a parameter budget of 10 M (ResNet-50 is fast enough but "
-         "too large)", base, 10_000_000, 45.0),
-        ("a table with two models of equal accuracy (the bigger one listed first)",
-         [_row("big", 9e6, 2.0, 76.0, 10.0), _row("small", 8e6, 1.0, 76.0, 12.0),
-          _row("fast", 3e6, 0.3, 70.0, 2.0)], 10_000_000, 15.0),
+        (
+            "the budgets 6 M parameters and 14 ms, with EfficientNet-B0 exactly at 14 ms",
+            base,
+            6_000_000,
+            14.0,
+        ),
+        ("a parameter budget of 5_288_548 (exactly EfficientNet-B0's count)", base, 5_288_548, 20.0),
+        (
+            "budgets under which ConvNeXt-T (most accurate, latency not measured) would fit its parameters",
+            base,
+            30_000_000,
+            50.0,
+        ),
+        (
+            "a latency budget of 45 ms and a parameter budget of 10 M (ResNet-50 is fast enough but "
+            "too large)",
+            base,
+            10_000_000,
+            45.0,
+        ),
+        (
+            "a table with two models of equal accuracy (the bigger one listed first)",
+            [
+                _row("big", 9e6, 2.0, 76.0, 10.0),
+                _row("small", 8e6, 1.0, 76.0, 12.0),
+                _row("fast", 3e6, 0.3, 70.0, 2.0),
+            ],
+            10_000_000,
+            15.0,
+        ),
         ("budgets nothing meets (the answer is None)", base, 1_000, 0.1),
         ("a table where only LeNet-5 (no published accuracy) fits", base, 100_000, 1.0),
     ]
@@ -168,8 +240,14 @@ def _choose_cases(ctx: Context) -> list[tuple[str, list[ArchRow], int, float]]:
             rows.append(_row(f"net{j}", ctx.randint(10_000, 100_000_000), g, top1, lat))
         measured = [r for r in rows if r.latency_ms is not None]
         budget_row = ctx.choice(measured) if measured else rows[0]
-        cases.append((f"random table {i + 1}", rows, budget_row.params,
-                      budget_row.latency_ms if budget_row.latency_ms is not None else 50.0))
+        cases.append(
+            (
+                f"random table {i + 1}",
+                rows,
+                budget_row.params,
+                budget_row.latency_ms if budget_row.latency_ms is not None else 50.0,
+            )
+        )
     return cases
 
 
@@ -183,13 +261,17 @@ def check_choose(ctx: Context, choose: Callable[..., Any]) -> str:
         if isinstance(got, ArchRow):
             fail(f"on {describe}: return the architecture's name (row.name), not the row.")
         expected = ref_choose(rows, max_params, max_latency)
-        wrong = {hint: value for hint, value in _choose_wrong(rows, max_params, max_latency).items()
-                 if value != expected}
+        wrong = {
+            hint: value
+            for hint, value in _choose_wrong(rows, max_params, max_latency).items()
+            if value != expected
+        }
         expect_equal(got, expected, f"choose on {describe}", wrong=wrong)
     return f"choose picked the right model (or None) on all {len(cases)} tables."
 
 
 # ------------------------------------------------------------------ exercise 3: Pareto front
+
 
 def _cost(row: ArchRow, cost: str) -> float | None:
     value = getattr(row, cost)
@@ -199,37 +281,40 @@ def _cost(row: ArchRow, cost: str) -> float | None:
 def ref_pareto_front(rows: Sequence[ArchRow], cost: str) -> list[str]:
     """Names of the rows no other row dominates (cost <= and top1 >=, one of them strictly),
     among rows with both a top-1 and a cost; sorted by cost."""
-    pts = [(r.name, c, a) for r in rows
-           if (a := r.top1) is not None and (c := _cost(r, cost)) is not None]
-    front = [(c, n) for n, c, a in pts
-             if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
+    pts = [(r.name, c, a) for r in rows if (a := r.top1) is not None and (c := _cost(r, cost)) is not None]
+    front = [
+        (c, n) for n, c, a in pts if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)
+    ]
     return [n for _, n in sorted(front)]
 
 
 def _pareto_wrong(rows: Sequence[ArchRow], cost: str) -> dict[str, list[str]]:
-    def front(keep: Callable[[ArchRow], bool], dominated: Callable[..., bool],
-              cost_of: Callable[[ArchRow], float | None]) -> list[str]:
+    def front(
+        keep: Callable[[ArchRow], bool],
+        dominated: Callable[..., bool],
+        cost_of: Callable[[ArchRow], float | None],
+    ) -> list[str]:
         pts = [(r.name, cost_of(r), r.top1) for r in rows if keep(r)]
-        return sorted(n for n, c, a in pts
-                      if not any(n2 != n and dominated(c2, a2, c, a) for n2, c2, a2 in pts))
+        return sorted(
+            n for n, c, a in pts if not any(n2 != n and dominated(c2, a2, c, a) for n2, c2, a2 in pts)
+        )
 
     has = lambda r: r.top1 is not None and _cost(r, cost) is not None
     mine = lambda r: _cost(r, cost)
     strict = lambda c2, a2, c, a: c2 <= c and a2 >= a and (c2 < c or a2 > a)
     return {
         "Two identical models do not dominate each other: domination needs one of the two "
-        "comparisons to be strict.":
-            front(has, lambda c2, a2, c, a: c2 <= c and a2 >= a, mine),
+        "comparisons to be strict.": front(has, lambda c2, a2, c, a: c2 <= c and a2 >= a, mine),
         "A model with the same cost and lower accuracy is dominated (it is worse on one axis and "
-        "no better on the other): requiring both to be strictly better keeps it.":
-            front(has, lambda c2, a2, c, a: c2 < c and a2 > a, mine),
+        "no better on the other): requiring both to be strictly better keeps it.": front(
+            has, lambda c2, a2, c, a: c2 < c and a2 > a, mine
+        ),
         "The front must use the cost named by the `cost` argument (macs, params or latency_ms), "
-        "not always MACs.":
-            front(lambda r: r.top1 is not None, strict, lambda r: float(r.macs)),
+        "not always MACs.": front(lambda r: r.top1 is not None, strict, lambda r: float(r.macs)),
         "A model whose latency was not measured has no cost on that axis: leave it out, do not "
-        "count it as 0.":
-            front(lambda r: r.top1 is not None, strict,
-                  lambda r: 0.0 if _cost(r, cost) is None else _cost(r, cost)),
+        "count it as 0.": front(
+            lambda r: r.top1 is not None, strict, lambda r: 0.0 if _cost(r, cost) is None else _cost(r, cost)
+        ),
     }
 
 
@@ -245,13 +330,18 @@ def _pareto_cases(ctx: Context) -> list[tuple[str, list[ArchRow], str]]:
         _row("VGG-16", 138e6, 15.5, 71.6, 160.0),
     ]
     twins = [*base[:4], _row("B0-copy", 5.29e6, 0.386, 77.7, 14.0)]
-    same_cost = [_row("a", 1e6, 1.0, 70.0, 5.0), _row("b", 2e6, 1.0, 75.0, 6.0),
-                 _row("c", 3e6, 2.0, 80.0, 7.0)]
-    cases = [("the chapter's table, cost='macs'", base, "macs"),
-             ("the chapter's table, cost='params'", base, "params"),
-             ("the chapter's table, cost='latency_ms' (ConvNeXt-T not timed)", base, "latency_ms"),
-             ("a table with two identical models (cost='macs')", twins, "macs"),
-             ("two models of equal MACs, one more accurate (cost='macs')", same_cost, "macs")]
+    same_cost = [
+        _row("a", 1e6, 1.0, 70.0, 5.0),
+        _row("b", 2e6, 1.0, 75.0, 6.0),
+        _row("c", 3e6, 2.0, 80.0, 7.0),
+    ]
+    cases = [
+        ("the chapter's table, cost='macs'", base, "macs"),
+        ("the chapter's table, cost='params'", base, "params"),
+        ("the chapter's table, cost='latency_ms' (ConvNeXt-T not timed)", base, "latency_ms"),
+        ("a table with two identical models (cost='macs')", twins, "macs"),
+        ("two models of equal MACs, one more accurate (cost='macs')", same_cost, "macs"),
+    ]
     for i in range(3):
         n = ctx.randint(4, 9)
         rows = []
@@ -281,50 +371,70 @@ def check_pareto_front(ctx: Context, pareto_front: Callable[..., Any]) -> str:
             fail(f"on {describe}: the front lists a model twice: {names}.")
         expected = ref_pareto_front(rows, cost)
         wrong = {h: v for h, v in _pareto_wrong(rows, cost).items() if v != sorted(expected)}
-        expect_equal(sorted(map(str, names)), sorted(expected),
-                     f"the front on {describe} (sorted by name)", wrong=wrong)
+        expect_equal(
+            sorted(map(str, names)),
+            sorted(expected),
+            f"the front on {describe} (sorted by name)",
+            wrong=wrong,
+        )
     return f"pareto_front found the non-dominated models on all {len(cases)} tables."
 
 
 # ------------------------------------------------------------------ exercise 4: achieved throughput
 
+
 def ref_gmacs_per_second(rows: Sequence[ArchRow]) -> dict[str, float]:
     """``{name: GMACs per second}`` = ``macs / 1e9 / (latency_ms / 1000)``, timed rows only."""
-    return {r.name: r.macs / 1e9 / (r.latency_ms / 1e3) for r in rows
-            if r.latency_ms is not None and r.latency_ms > 0}
+    return {
+        r.name: r.macs / 1e9 / (r.latency_ms / 1e3)
+        for r in rows
+        if r.latency_ms is not None and r.latency_ms > 0
+    }
 
 
 def _throughput_wrong(rows: Sequence[ArchRow]) -> dict[str, dict[str, float]]:
     timed = [(r, ms) for r in rows if (ms := r.latency_ms) is not None and ms > 0]
     return {
-        "The latency is in milliseconds: divide by latency_ms / 1000 (seconds), not by latency_ms.":
-            {r.name: r.macs / 1e9 / ms for r, ms in timed},
-        "A multiply-add is one MAC; counting it as 2 FLOPs doubles the figure.":
-            {r.name: 2 * r.macs / 1e9 / (ms / 1e3) for r, ms in timed},
-        "Throughput is multiply-adds per second: use row.macs, not row.params.":
-            {r.name: r.params / 1e9 / (ms / 1e3) for r, ms in timed},
+        "The latency is in milliseconds: divide by latency_ms / 1000 (seconds), not by latency_ms.": {
+            r.name: r.macs / 1e9 / ms for r, ms in timed
+        },
+        "A multiply-add is one MAC; counting it as 2 FLOPs doubles the figure.": {
+            r.name: 2 * r.macs / 1e9 / (ms / 1e3) for r, ms in timed
+        },
+        "Throughput is multiply-adds per second: use row.macs, not row.params.": {
+            r.name: r.params / 1e9 / (ms / 1e3) for r, ms in timed
+        },
     }
 
 
 def _same_dict(got: dict, expected: dict, rel: float = 1e-6) -> bool:
     return set(got) == set(expected) and all(
         isinstance(got[k], (int, float)) and math.isclose(float(got[k]), expected[k], rel_tol=rel)
-        for k in expected)
+        for k in expected
+    )
 
 
 @checker("gmacs_per_second(rows)")
 def check_gmacs_per_second(ctx: Context, gmacs_per_second: Callable[..., Any]) -> str:
     """``{name: achieved GMAC/s}`` for the rows with a measured latency (others left out)."""
-    base = [_row("LeNet-5", 61_706, 0.000416520, None, 0.25),
-            _row("MobileNetV2", 3.5e6, 0.301, 71.9, 8.0),
-            _row("ResNet-50", 25.6e6, 4.09, 76.1, 40.0),
-            _row("ViT-B/16", 86.6e6, 17.56, 81.1, None)]
+    base = [
+        _row("LeNet-5", 61_706, 0.000416520, None, 0.25),
+        _row("MobileNetV2", 3.5e6, 0.301, 71.9, 8.0),
+        _row("ResNet-50", 25.6e6, 4.09, 76.1, 40.0),
+        _row("ViT-B/16", 86.6e6, 17.56, 81.1, None),
+    ]
     cases = [("a table where ViT-B/16 was not timed and LeNet-5 has no accuracy", base)]
     for i in range(3):
-        rows = [_row(f"net{j}", ctx.randint(10_000, 10**8), 0.01 + 10 * ctx.rand(1).item(),
-                     None if ctx.rand(1).item() < 0.2 else 70.0,
-                     None if j == 0 else round(0.5 + 200 * ctx.rand(1).item(), 2))
-                for j in range(ctx.randint(3, 7))]
+        rows = [
+            _row(
+                f"net{j}",
+                ctx.randint(10_000, 10**8),
+                0.01 + 10 * ctx.rand(1).item(),
+                None if ctx.rand(1).item() < 0.2 else 70.0,
+                None if j == 0 else round(0.5 + 200 * ctx.rand(1).item(), 2),
+            )
+            for j in range(ctx.randint(3, 7))
+        ]
         cases.append((f"random table {i + 1} (its first model not timed)", rows))
     for describe, rows in cases:
         got = call(gmacs_per_second, list(rows), describe=describe)
@@ -335,14 +445,18 @@ def check_gmacs_per_second(ctx: Context, gmacs_per_second: Callable[..., Any]) -
         expected = ref_gmacs_per_second(rows)
         untimed = {r.name for r in rows if r.latency_ms is None}
         if untimed & set(got):
-            fail(f"on {describe}: {sorted(untimed & set(got))} were not timed (latency_ms is None) "
-                 f"and have no throughput: leave them out.")
+            fail(
+                f"on {describe}: {sorted(untimed & set(got))} were not timed (latency_ms is None) "
+                f"and have no throughput: leave them out."
+            )
         if set(got) != set(expected):
             fail(f"on {describe}: expected the keys {sorted(expected)}, got {sorted(map(str, got))}.")
         bad = [k for k, v in got.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
         if bad:
-            fail(f"on {describe}: the values should be numbers (GMAC/s), got "
-                 f"{type(got[bad[0]]).__name__} for {bad[0]!r}.")
+            fail(
+                f"on {describe}: the values should be numbers (GMAC/s), got "
+                f"{type(got[bad[0]]).__name__} for {bad[0]!r}."
+            )
         if _same_dict(got, expected):
             continue
         for hint, value in _throughput_wrong(rows).items():

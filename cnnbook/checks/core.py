@@ -133,13 +133,17 @@ def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckRes
                     torch.manual_seed(seed)
                     praise = body(Context(seed, gen), *answers)
             except _NotDone as exc:
-                msg = (f"⏳ {exc.name} is not implemented yet: replace `raise NotImplementedError()` "
-                       f"with your answer, run that cell, then run this check again.")
+                msg = (
+                    f"⏳ {exc.name} is not implemented yet: replace `raise NotImplementedError()` "
+                    f"with your answer, run that cell, then run this check again."
+                )
                 print(msg)
                 raise NotImplementedError(msg) from None
             except CheckFailed as exc:
-                msg = f"❌ {title}: {exc}\n   (random inputs from seed={seed}; pass seed={seed} to " \
-                      f"this check to reproduce them)"
+                msg = (
+                    f"❌ {title}: {exc}\n   (random inputs from seed={seed}; pass seed={seed} to "
+                    f"this check to reproduce them)"
+                )
                 print(msg)
                 if raise_on_fail:
                     raise CheckFailed(msg) from None
@@ -182,8 +186,9 @@ def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) 
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         inner = tb.tb_frame.f_code.co_name if tb is not None else name
-        raise _NotDone(name if inner in (name, "__init__", "forward", "<module>")
-                       else f"{inner} (called by {name})") from None
+        raise _NotDone(
+            name if inner in (name, "__init__", "forward", "<module>") else f"{inner} (called by {name})"
+        ) from None
     except ForbiddenCall as exc:
         why = exc.why or "this exercise asks you to compute that yourself."
         raise CheckFailed(f"{name} calls `{exc.target}`: {why}") from None
@@ -315,8 +320,7 @@ def _resolved_uses(obj: Any) -> list[tuple[str, Any]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:  # imports inside the body
             mod = sys.modules.get(node.module)
-            uses.extend((f"{node.module}.{a.name}", getattr(mod, a.name, _MISSING))
-                        for a in node.names)
+            uses.extend((f"{node.module}.{a.name}", getattr(mod, a.name, _MISSING)) for a in node.names)
             continue
         if not isinstance(node, (ast.Name, ast.Attribute)):
             continue
@@ -343,7 +347,8 @@ def source_names(obj: Any) -> set[str] | None:
     if tree is None:
         return None
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
 
 
 def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
@@ -393,8 +398,15 @@ def _short(t: torch.Tensor, limit: int = 16) -> str:
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
     if a.shape != b.shape:
         return False
-    return bool(torch.allclose(a.detach().to(torch.float64).cpu(), b.detach().to(torch.float64).cpu(),
-                               atol=atol, rtol=rtol, equal_nan=True))
+    return bool(
+        torch.allclose(
+            a.detach().to(torch.float64).cpu(),
+            b.detach().to(torch.float64).cpu(),
+            atol=atol,
+            rtol=rtol,
+            equal_nan=True,
+        )
+    )
 
 
 def as_tensor(got: Any, what: str) -> torch.Tensor:
@@ -404,15 +416,24 @@ def as_tensor(got: Any, what: str) -> torch.Tensor:
     if got is None:
         fail(f"{what} is None: did you forget to `return` the result?")
     if type(got).__module__.startswith("numpy"):
-        fail(f"{what} is a NumPy {type(got).__name__}; return a torch.Tensor "
-             f"(torch.as_tensor(...) converts one).")
+        fail(
+            f"{what} is a NumPy {type(got).__name__}; return a torch.Tensor "
+            f"(torch.as_tensor(...) converts one)."
+        )
     fail(f"{what} should be a torch.Tensor, got {type(got).__name__}.")
     raise AssertionError  # unreachable; keeps type checkers happy
 
 
-def expect_tensor(got: Any, expected: torch.Tensor, what: str, *,
-                  wrong: Mapping[str, torch.Tensor | Callable[[], torch.Tensor]] | None = None,
-                  shape_hint: str = "", atol: float = 1e-5, rtol: float = 1e-4) -> torch.Tensor:
+def expect_tensor(
+    got: Any,
+    expected: torch.Tensor,
+    what: str,
+    *,
+    wrong: Mapping[str, torch.Tensor | Callable[[], torch.Tensor]] | None = None,
+    shape_hint: str = "",
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+) -> torch.Tensor:
     """Compare a tensor answer with the reference.
 
     Args:
@@ -449,16 +470,27 @@ def expect_tensor(got: Any, expected: torch.Tensor, what: str, *,
             fail(f"{what} has the right shape but wrong values. {hint}")
     diff = (t.detach().to(torch.float64) - expected.detach().to(torch.float64)).abs()
     idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.numel() else ()
-    detail = (f"largest difference at index {idx}: expected {expected[idx].item():.5g}, "
-              f"got {t[idx].item():.5g}" if idx or diff.numel() == 1 else "")
-    fail(f"{what} has the right shape {tuple(t.shape)} but wrong values; {detail}. "
-         f"Expected starts {_short(expected)}, got {_short(t)}.")
+    detail = (
+        f"largest difference at index {idx}: expected {expected[idx].item():.5g}, got {t[idx].item():.5g}"
+        if idx or diff.numel() == 1
+        else ""
+    )
+    fail(
+        f"{what} has the right shape {tuple(t.shape)} but wrong values; {detail}. "
+        f"Expected starts {_short(expected)}, got {_short(t)}."
+    )
     return t
 
 
-def expect_equal(got: Any, expected: Any, what: str, *,
-                 wrong: Mapping[str, Any] | None = None, hint: str = "",
-                 rel: float = 0.0) -> Any:
+def expect_equal(
+    got: Any,
+    expected: Any,
+    what: str,
+    *,
+    wrong: Mapping[str, Any] | None = None,
+    hint: str = "",
+    rel: float = 0.0,
+) -> Any:
     """Compare a plain value (int, float, tuple, str, ...) with the reference.
 
     Args:
@@ -472,6 +504,7 @@ def expect_equal(got: Any, expected: Any, what: str, *,
     Returns:
         ``got``.
     """
+
     def same(a: Any, b: Any) -> bool:
         if isinstance(a, torch.Tensor) and a.numel() == 1:
             a = a.item()
@@ -501,8 +534,7 @@ def expect_module(got: Any, what: str) -> torch.nn.Module:
     """Fail unless ``got`` is an ``nn.Module``."""
     if not isinstance(got, torch.nn.Module):
         if isinstance(got, type) and issubclass(got, torch.nn.Module):
-            fail(f"{what} is the class {got.__name__}; return an instance (call it with its "
-                 f"arguments).")
+            fail(f"{what} is the class {got.__name__}; return an instance (call it with its arguments).")
         if got is None:
             fail(f"{what} is None: did you forget to `return` the module?")
         fail(f"{what} should be a torch.nn.Module, got {type(got).__name__}.")
@@ -523,9 +555,15 @@ def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[A
 
 # ------------------------------------------------------------------ behaviour and global state
 
+
 def _hook_count(module: torch.nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in module.modules())
+    return sum(
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in module.modules()
+    )
 
 
 @contextmanager
@@ -556,40 +594,57 @@ def preserved_state(*modules: torch.nn.Module, what: str = "your code") -> Itera
     problems: list[str] = []
     if torch.is_grad_enabled() != grad:
         torch.set_grad_enabled(grad)
-        problems.append(f"gradients were left {'off' if grad else 'on'} globally after {what} "
-                        f"{'raised' if raised else 'returned'} (use `with torch.no_grad():` "
-                        f"so they come back on by themselves)")
+        problems.append(
+            f"gradients were left {'off' if grad else 'on'} globally after {what} "
+            f"{'raised' if raised else 'returned'} (use `with torch.no_grad():` "
+            f"so they come back on by themselves)"
+        )
     for mod, before, req, n in zip(modules, modes, flags, hooks, strict=True):
         after = [m.training for m in mod.modules()]
         if len(after) != len(before):
-            problems.append(f"{what} added or removed layers of the model ({len(before)} modules "
-                            f"before, {len(after)} after); leave its structure as it is")
+            problems.append(
+                f"{what} added or removed layers of the model ({len(before)} modules "
+                f"before, {len(after)} after); leave its structure as it is"
+            )
         elif after != before:
             for m, was in zip(mod.modules(), before, strict=True):
                 m.training = was
-            problems.append(f"{what} left the model in {'train' if after[0] else 'eval'} mode; it "
-                            f"was in {'train' if before[0] else 'eval'} mode before (restore it)")
+            problems.append(
+                f"{what} left the model in {'train' if after[0] else 'eval'} mode; it "
+                f"was in {'train' if before[0] else 'eval'} mode before (restore it)"
+            )
         now = [p.requires_grad for p in mod.parameters()]
         if len(now) != len(req):
-            problems.append(f"{what} added or removed parameters of the model ({len(req)} before, "
-                            f"{len(now)} after), e.g. gave a layer a bias it did not have")
+            problems.append(
+                f"{what} added or removed parameters of the model ({len(req)} before, "
+                f"{len(now)} after), e.g. gave a layer a bias it did not have"
+            )
         elif now != req:
             for p, was in zip(mod.parameters(), req, strict=True):
                 p.requires_grad_(was)
             problems.append(f"{what} changed `requires_grad` of the model's parameters")
         if _hook_count(mod) != n:
-            problems.append(f"{what} left {_hook_count(mod) - n} hook(s) registered on the model "
-                            f"(remove each handle in a `finally:` block, also when the forward pass "
-                            f"raises)")
+            problems.append(
+                f"{what} left {_hook_count(mod) - n} hook(s) registered on the model "
+                f"(remove each handle in a `finally:` block, also when the forward pass "
+                f"raises)"
+            )
     if problems:
         fail("; ".join(problems) + ".")
     if raised is not None:
         raise raised
 
 
-def expect_same_module(got: torch.nn.Module, reference: torch.nn.Module, inputs: Sequence[torch.Tensor],
-                       what: str, *, atol: float = 1e-5, rtol: float = 1e-4,
-                       wrong: Mapping[str, Callable[[], torch.nn.Module]] | None = None) -> None:
+def expect_same_module(
+    got: torch.nn.Module,
+    reference: torch.nn.Module,
+    inputs: Sequence[torch.Tensor],
+    what: str,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    wrong: Mapping[str, Callable[[], torch.nn.Module]] | None = None,
+) -> None:
     """Compare two modules by behaviour: outputs and input gradients with shared weights.
 
     The reference takes the student's weights when their state dicts have the same keys and
@@ -633,8 +688,9 @@ def expect_same_module(got: torch.nn.Module, reference: torch.nn.Module, inputs:
                 torch.manual_seed(0)
                 y = call(module, x, describe=f"an input of shape {tuple(x.shape)}")
             y_t = as_tensor(y, f"{what}'s output")
-            (y_t.double() * torch.linspace(-1, 1, y_t.numel(), dtype=torch.float64)
-             .reshape(y_t.shape)).sum().backward()
+            (
+                y_t.double() * torch.linspace(-1, 1, y_t.numel(), dtype=torch.float64).reshape(y_t.shape)
+            ).sum().backward()
         finally:
             module.train(was)
         return y_t.detach(), (x.grad if x.grad is not None else torch.zeros_like(x)).detach()
@@ -646,14 +702,31 @@ def expect_same_module(got: torch.nn.Module, reference: torch.nn.Module, inputs:
             y, g = run(got, x, train)
             hints: dict[str, Callable[[], torch.Tensor]] = {}
             for hint, build in (wrong or {}).items():
-                def mistaken(build: Callable[[], torch.nn.Module] = build, x: torch.Tensor = x,
-                             train: bool = train, like: torch.Tensor = ref_y) -> torch.Tensor:
+
+                def mistaken(
+                    build: Callable[[], torch.nn.Module] = build,
+                    x: torch.Tensor = x,
+                    train: bool = train,
+                    like: torch.Tensor = ref_y,
+                ) -> torch.Tensor:
                     m = build()
                     if not load(m):
                         return torch.full_like(like, float("nan"))
                     return run(m.to(got_dtype), x, train)[0]
+
                 hints[hint] = mistaken
-            expect_tensor(y, ref_y, f"{what}'s output ({mode} mode, input {fmt_shape(x)})",
-                          wrong=hints, atol=atol, rtol=rtol)
-            expect_tensor(g, ref_g, f"the gradient through {what} ({mode} mode, input {fmt_shape(x)})",
-                          atol=atol, rtol=rtol)
+            expect_tensor(
+                y,
+                ref_y,
+                f"{what}'s output ({mode} mode, input {fmt_shape(x)})",
+                wrong=hints,
+                atol=atol,
+                rtol=rtol,
+            )
+            expect_tensor(
+                g,
+                ref_g,
+                f"the gradient through {what} ({mode} mode, input {fmt_shape(x)})",
+                atol=atol,
+                rtol=rtol,
+            )

@@ -28,38 +28,56 @@ from cnnbook.checks.core import (
 @checker("separable parameter count")
 def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(c_in, c_out, k)`` -> (standard weights, depthwise + pointwise weights)."""
-    cases = [(64, 128, 3), (256, 256, 3)] + [(ctx.randint(1, 300), ctx.randint(1, 300),
-                                               ctx.choice([1, 3, 5, 7])) for _ in range(6)]
+    cases = [(64, 128, 3), (256, 256, 3)] + [
+        (ctx.randint(1, 300), ctx.randint(1, 300), ctx.choice([1, 3, 5, 7])) for _ in range(6)
+    ]
     by_hand = "count from the shapes; building the layers would do it for you."
     for c_in, c_out, k in cases:
         what = f"separable_params(c_in={c_in}, c_out={c_out}, k={k})"
-        with forbid(fn, {"torch.nn.Conv2d": by_hand,
-                         "cnnbook.models.mobile.separable_conv_params": by_hand,
-                         "cnnbook.models.mobile.standard_conv_params": by_hand}):
+        with forbid(
+            fn,
+            {
+                "torch.nn.Conv2d": by_hand,
+                "cnnbook.models.mobile.separable_conv_params": by_hand,
+                "cnnbook.models.mobile.standard_conv_params": by_hand,
+            },
+        ):
             got = call(fn, c_in, c_out, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (standard, separable), got {got!r}.")
         standard = c_in * c_out * k * k
-        expect_equal(got[0], standard, f"{what}[0] (standard)",
-                     hint="A standard conv has C_in * C_out * k^2 weights.")
-        expect_equal(got[1], c_in * k * k + c_in * c_out, f"{what}[1] (separable)", wrong={
-            "The depthwise conv has ONE k x k filter per input channel (C_in * k^2), not "
-            "C_in * C_out * k^2.": standard + c_in * c_out,
-            "You left out the pointwise 1x1 conv (C_in * C_out).": c_in * k * k,
-            "You left out the depthwise conv (C_in * k^2).": c_in * c_out,
-            "The depthwise filters work on the INPUT channels: C_in * k^2, not C_out * k^2.":
-                c_out * k * k + c_in * c_out,
-        }, hint="Depthwise: C_in * k^2. Pointwise: C_in * C_out.")
+        expect_equal(
+            got[0], standard, f"{what}[0] (standard)", hint="A standard conv has C_in * C_out * k^2 weights."
+        )
+        expect_equal(
+            got[1],
+            c_in * k * k + c_in * c_out,
+            f"{what}[1] (separable)",
+            wrong={
+                "The depthwise conv has ONE k x k filter per input channel (C_in * k^2), not "
+                "C_in * C_out * k^2.": standard + c_in * c_out,
+                "You left out the pointwise 1x1 conv (C_in * C_out).": c_in * k * k,
+                "You left out the depthwise conv (C_in * k^2).": c_in * c_out,
+                "The depthwise filters work on the INPUT channels: C_in * k^2, not C_out * k^2.": c_out
+                * k
+                * k
+                + c_in * c_out,
+            },
+            hint="Depthwise: C_in * k^2. Pointwise: C_in * C_out.",
+        )
     return "right: the separable/standard ratio is 1/C_out + 1/k^2 (about 0.115 for 256 and 3x3)."
 
 
-SUM_OVER_CHANNELS = ("Each output filter was summed over the input channels; in a separable conv "
-                     "output channel o keeps one k x k slice per input channel c: "
-                     "P[o, c] * D[c].")
-DEPTHWISE_BY_OUTPUT = ("The depthwise filter was picked by the OUTPUT channel (D[o]); the filter "
-                       "that reaches output o through input c is input c's own filter D[c].")
-NO_POINTWISE = ("The pointwise weights are missing: every (o, c) slice must be scaled by "
-                "P[o, c].")
+SUM_OVER_CHANNELS = (
+    "Each output filter was summed over the input channels; in a separable conv "
+    "output channel o keeps one k x k slice per input channel c: "
+    "P[o, c] * D[c]."
+)
+DEPTHWISE_BY_OUTPUT = (
+    "The depthwise filter was picked by the OUTPUT channel (D[o]); the filter "
+    "that reaches output o through input c is input c's own filter D[c]."
+)
+NO_POINTWISE = "The pointwise weights are missing: every (o, c) slice must be scaled by P[o, c]."
 SQUARE_ONLY = "Your code assumes a square kernel; keep kh and kw apart (weight shape (C, 1, kh, kw))."
 
 
@@ -81,18 +99,21 @@ def check_separable_to_standard(ctx: Context, fn: Callable[..., torch.Tensor]) -
         except CheckFailed as exc:
             fail(f"{exc}{' ' + SQUARE_ONLY if kh != kw else ''}")
         expected = pw * dw.transpose(0, 1)  # (C_out, C, 1, 1) * (1, C, kh, kw)
-        wrong = {SUM_OVER_CHANNELS: expected.sum(1, keepdim=True).expand_as(expected),
-                 NO_POINTWISE: dw.transpose(0, 1).expand_as(expected)}
+        wrong = {
+            SUM_OVER_CHANNELS: expected.sum(1, keepdim=True).expand_as(expected),
+            NO_POINTWISE: dw.transpose(0, 1).expand_as(expected),
+        }
         if c == c_out:
             wrong[DEPTHWISE_BY_OUTPUT] = pw * dw
-        expect_tensor(got, expected, what, wrong=wrong,
-                      shape_hint="One standard conv weight: (C_out, C, kh, kw).")
+        expect_tensor(
+            got, expected, what, wrong=wrong, shape_hint="One standard conv weight: (C_out, C, kh, kw)."
+        )
         x = ctx.randn(2, c, kh + 3, kw + 2)
         separable = F.conv2d(F.conv2d(x, dw, groups=c), pw)
-        expect_tensor(F.conv2d(x, got.to(x.dtype)), separable,
-                      f"F.conv2d(x, {what})", atol=1e-6)
-    return ("a depthwise separable conv is a standard conv whose weight factorises as "
-            "W[o, c] = P[o, c] * D[c].")
+        expect_tensor(F.conv2d(x, got.to(x.dtype)), separable, f"F.conv2d(x, {what})", atol=1e-6)
+    return (
+        "a depthwise separable conv is a standard conv whose weight factorises as W[o, c] = P[o, c] * D[c]."
+    )
 
 
 def _saving(c_out: int, k: int) -> Fraction:
@@ -116,9 +137,17 @@ def check_min_channels(ctx: Context, fn: Callable[..., int | None]) -> str:
     Fixed cases include exact ties (k=3, target 4.5 and 8; k=5, target 12.5), targets that no
     ``C_out`` reaches (target >= k^2, k = 1), and targets every layer reaches.
     """
-    cases = [(3, Fraction(8)), (3, Fraction(9, 2)), (5, Fraction(25, 2)), (3, Fraction(6)),
-             (3, Fraction(9)), (1, Fraction(1)), (7, Fraction(1, 2)), (5, Fraction(20)),
-             (3, Fraction(10))]
+    cases = [
+        (3, Fraction(8)),
+        (3, Fraction(9, 2)),
+        (5, Fraction(25, 2)),
+        (3, Fraction(6)),
+        (3, Fraction(9)),
+        (1, Fraction(1)),
+        (7, Fraction(1, 2)),
+        (5, Fraction(20)),
+        (3, Fraction(10)),
+    ]
     cases += [(ctx.choice([3, 5, 7]), Fraction(ctx.randint(2, 40), 4)) for _ in range(2)]
     for k, target in cases:
         t = int(target) if target.denominator == 1 else float(target)
@@ -127,33 +156,45 @@ def check_min_channels(ctx: Context, fn: Callable[..., int | None]) -> str:
         expected = _min_channels(k, target)
         if expected is None:
             if got is not None:
-                fail(f"{what}: expected None, got {got!r}. The saving C_out k^2 / (C_out + k^2) "
-                     f"stays below k^2 = {k * k} for every C_out, so no layer reaches {t}.")
+                fail(
+                    f"{what}: expected None, got {got!r}. The saving C_out k^2 / (C_out + k^2) "
+                    f"stays below k^2 = {k * k} for every C_out, so no layer reaches {t}."
+                )
             continue
         tie = _saving(expected, k) == target
-        below = "" if expected == 1 else \
-            f", C_out = {expected - 1} only {float(_saving(expected - 1, k)):.4g}"
+        below = (
+            "" if expected == 1 else f", C_out = {expected - 1} only {float(_saving(expected - 1, k)):.4g}"
+        )
         mistakes = {
             "At an exact tie the saving EQUALS the target, which counts ('at least'); check "
             "candidates with exact integer arithmetic (a floating-point formula can land just "
             "above the integer and round up).": expected + 1 if tie else None,
-            "You rounded down: the smallest C_out that reaches the target is the ceiling.":
-                expected - 1 if not tie and expected > 1 else None,
+            "You rounded down: the smallest C_out that reaches the target is the ceiling.": expected - 1
+            if not tie and expected > 1
+            else None,
             "You used 1/k instead of 1/k^2 in the saving.": _min_channels_k(k, target),
         }
         if got is None:
             if mistakes["You used 1/k instead of 1/k^2 in the saving."] is None:
-                fail(f"{what}: expected {expected}, got None. You used 1/k instead of 1/k^2 in "
-                     f"the saving.")
-            fail(f"{what}: expected {expected}, got None; C_out = {expected} saves "
-                 f"{float(_saving(expected, k)):.4g}x >= {t}.")
-        if ((isinstance(got, bool) or not isinstance(got, int))
-                and isinstance(got, (int, float)) and float(got) == expected):
-            fail(f"{what}: return an int (a channel count), got {got!r} of type "
-                 f"{type(got).__name__}.")
-        expect_equal(got, expected, what, wrong={h: v for h, v in mistakes.items() if v is not None},
-                     hint=f"The saving of C_out channels is C_out k^2 / (C_out + k^2): C_out = "
-                          f"{expected} gives {float(_saving(expected, k)):.4g}{below}.")
+                fail(f"{what}: expected {expected}, got None. You used 1/k instead of 1/k^2 in the saving.")
+            fail(
+                f"{what}: expected {expected}, got None; C_out = {expected} saves "
+                f"{float(_saving(expected, k)):.4g}x >= {t}."
+            )
+        if (
+            (isinstance(got, bool) or not isinstance(got, int))
+            and isinstance(got, (int, float))
+            and float(got) == expected
+        ):
+            fail(f"{what}: return an int (a channel count), got {got!r} of type {type(got).__name__}.")
+        expect_equal(
+            got,
+            expected,
+            what,
+            wrong={h: v for h, v in mistakes.items() if v is not None},
+            hint=f"The saving of C_out channels is C_out k^2 / (C_out + k^2): C_out = "
+            f"{expected} gives {float(_saving(expected, k)):.4g}{below}.",
+        )
     return "right: the saving C_out k^2 / (C_out + k^2) grows towards k^2 but never reaches it."
 
 
@@ -184,9 +225,9 @@ class _RefSeparable(nn.Module):
 
 SEPARABLE_MISTAKES = {
     "no_inner_relu": "There is no ReLU between the depthwise and the pointwise conv "
-                     "(depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU).",
+    "(depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU).",
     "no_final_relu": "The block ends without its ReLU after bn2 (that linear ending is "
-                     "MobileNetV2's projection, not this block).",
+    "MobileNetV2's projection, not this block).",
 }
 
 
@@ -202,23 +243,30 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         if not isinstance(dw, nn.Conv2d) or not isinstance(pw, nn.Conv2d):
             fail(f"{what} needs two nn.Conv2d attributes named depthwise and pointwise.")
         if dw.groups != c_in:
-            fail(f"{what}: depthwise.groups = {dw.groups}; set groups=in_channels ({c_in}) so each "
-                 f"channel gets its own 3x3 filter (otherwise it is a standard conv with "
-                 f"{dw.weight.numel():,} weights instead of {c_in * 9}).")
+            fail(
+                f"{what}: depthwise.groups = {dw.groups}; set groups=in_channels ({c_in}) so each "
+                f"channel gets its own 3x3 filter (otherwise it is a standard conv with "
+                f"{dw.weight.numel():,} weights instead of {c_in * 9})."
+            )
         if pw.kernel_size != (1, 1):
             fail(f"{what}: the pointwise conv must be 1x1, got {pw.kernel_size}.")
         if pw.stride != (1, 1) or dw.stride != (stride, stride):
-            fail(f"{what}: the stride belongs on the depthwise conv (got depthwise "
-                 f"{dw.stride}, pointwise {pw.stride}); striding the 1x1 conv instead computes "
-                 f"the depthwise output at full resolution and throws 3/4 of it away.")
+            fail(
+                f"{what}: the stride belongs on the depthwise conv (got depthwise "
+                f"{dw.stride}, pointwise {pw.stride}); striding the 1x1 conv instead computes "
+                f"the depthwise output at full resolution and throws 3/4 of it away."
+            )
         if count_params(block) != count_params(ref):
-            fail(f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
-                 f"(convs without bias, since each is followed by BatchNorm2d).")
+            fail(
+                f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
+                f"(convs without bias, since each is followed by BatchNorm2d)."
+            )
         try:
             block.load_state_dict(ref.state_dict())
         except RuntimeError as exc:
-            fail(f"{what}: use the attribute names depthwise, pointwise, bn1, bn2: "
-                 f"{str(exc).splitlines()[0]}")
+            fail(
+                f"{what}: use the attribute names depthwise, pointwise, bn1, bn2: {str(exc).splitlines()[0]}"
+            )
         _randomise_bn(ref, ctx.gen)
         state = {k: v.clone() for k, v in ref.state_dict().items()}
         x = ctx.randn(4, c_in, 7, 9, dtype=torch.float32)
@@ -231,17 +279,25 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
                 try:
                     got = call(block, x, describe=f"x {tuple(x.shape)} in {mode} mode")
                 except CheckFailed as exc:
-                    fail(f"{exc} -- bn1 normalises the depthwise output ({c_in} channels), bn2 "
-                         f"the pointwise output ({c_out} channels).")
+                    fail(
+                        f"{exc} -- bn1 normalises the depthwise output ({c_in} channels), bn2 "
+                        f"the pointwise output ({c_out} channels)."
+                    )
                 expected = ref(x)
                 wrong = {}
                 for variant, hint in SEPARABLE_MISTAKES.items():
                     ref.load_state_dict(state)
                     wrong[hint] = ref(x, variant)
-            expect_tensor(got, expected, f"{what}(x) in {mode} mode", wrong=wrong, atol=1e-4,
-                          rtol=1e-4,
-                          shape_hint="depthwise 3x3 (stride, padding 1) -> BN -> ReLU -> 1x1 -> "
-                                     "BN -> ReLU gives (N, C_out, ceil(H/stride), ceil(W/stride)).")
+            expect_tensor(
+                got,
+                expected,
+                f"{what}(x) in {mode} mode",
+                wrong=wrong,
+                atol=1e-4,
+                rtol=1e-4,
+                shape_hint="depthwise 3x3 (stride, padding 1) -> BN -> ReLU -> 1x1 -> "
+                "BN -> ReLU gives (N, C_out, ceil(H/stride), ceil(W/stride)).",
+            )
         if not modules_of(block, nn.BatchNorm2d):
             fail(f"{what} has no batch norm.")
     return "your block matches MobileNet's depthwise separable unit."

@@ -40,8 +40,10 @@ def _number(got: Any, what: str, *, integer: bool = False) -> float:
         fail(f"{what} is None: did you forget to `return` the result?")
     if integer:
         if isinstance(got, bool) or not isinstance(got, numbers.Integral):
-            fail(f"{what} should be an int (nn.Conv2d needs a whole number of channels), got "
-                 f"{got!r} ({type(got).__name__}); convert with int(...).")
+            fail(
+                f"{what} should be an int (nn.Conv2d needs a whole number of channels), got "
+                f"{got!r} ({type(got).__name__}); convert with int(...)."
+            )
         return int(got)
     if isinstance(got, bool) or not isinstance(got, numbers.Real):
         fail(f"{what} should be a number, got {type(got).__name__}.")
@@ -50,9 +52,18 @@ def _number(got: Any, what: str, *, integer: bool = False) -> float:
 
 # ------------------------------------------------------------------ exercise 1: squeeze-and-excitation
 
-def _se(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-        pool: str = "mean", act: str = "relu", gate: str = "sigmoid", apply: bool = True
-        ) -> torch.Tensor:
+
+def _se(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    pool: str = "mean",
+    act: str = "relu",
+    gate: str = "sigmoid",
+    apply: bool = True,
+) -> torch.Tensor:
     s = {"mean": x.mean(dim=(2, 3)), "max": x.amax(dim=(2, 3)), "sum": x.sum(dim=(2, 3))}[pool]
     h = s @ w1.T + b1
     h = torch.relu(h) if act == "relu" else h
@@ -61,20 +72,27 @@ def _se(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b
     return x * g[:, :, None, None] if apply else g
 
 
-def _compare_se(got: Any, args: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-                what: str) -> None:
-    expect_tensor(got, _se(*args), what, wrong={
-        "You squeezed with the maximum; SE squeezes each channel with its MEAN (global "
-        "average pooling).": lambda: _se(*args, pool="max"),
-        "You squeezed with the SUM over positions; SE uses the MEAN (global average "
-        "pooling), which does not grow with the image size.": lambda: _se(*args, pool="sum"),
-        "The ReLU between the two linear layers is missing.": lambda: _se(*args, act="none"),
-        "The gate uses softmax across channels; SE uses an independent sigmoid per "
-        "channel (channels do not compete).": lambda: _se(*args, gate="softmax"),
-        "The sigmoid is missing: the gate must lie in (0, 1).": lambda: _se(*args, gate="none"),
-        "You returned the gate alone; return the rescaled feature map x * gate "
-        "(shape (N, C, H, W)).": lambda: _se(*args, apply=False),
-    }, shape_hint="Return the rescaled feature map x * gate, shape (N, C, H, W).")
+def _compare_se(
+    got: Any, args: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], what: str
+) -> None:
+    expect_tensor(
+        got,
+        _se(*args),
+        what,
+        wrong={
+            "You squeezed with the maximum; SE squeezes each channel with its MEAN (global "
+            "average pooling).": lambda: _se(*args, pool="max"),
+            "You squeezed with the SUM over positions; SE uses the MEAN (global average "
+            "pooling), which does not grow with the image size.": lambda: _se(*args, pool="sum"),
+            "The ReLU between the two linear layers is missing.": lambda: _se(*args, act="none"),
+            "The gate uses softmax across channels; SE uses an independent sigmoid per "
+            "channel (channels do not compete).": lambda: _se(*args, gate="softmax"),
+            "The sigmoid is missing: the gate must lie in (0, 1).": lambda: _se(*args, gate="none"),
+            "You returned the gate alone; return the rescaled feature map x * gate "
+            "(shape (N, C, H, W)).": lambda: _se(*args, apply=False),
+        },
+        shape_hint="Return the rescaled feature map x * gate, shape (N, C, H, W).",
+    )
 
 
 # (N, C, r, H, W): several images on a non-square map, a batch of one, a 1x1 map, ratio 3.
@@ -86,8 +104,15 @@ def check_squeeze_excite(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x, w1 (C/r, C), b1, w2 (C, C/r), b2)`` = x * sigmoid(fc2(relu(fc1(GAP(x)))))."""
     cases = list(_SE_CASES)
     for _ in range(2):
-        cases.append((ctx.randint(1, 3), ctx.choice([4, 8, 12]), ctx.choice([2, 4]),
-                      ctx.randint(1, 6), ctx.randint(1, 6)))
+        cases.append(
+            (
+                ctx.randint(1, 3),
+                ctx.choice([4, 8, 12]),
+                ctx.choice([2, 4]),
+                ctx.randint(1, 6),
+                ctx.randint(1, 6),
+            )
+        )
     for n, c, r, h, w in cases:
         x = ctx.randn(n, c, h, w) + 0.5
         w1, b1 = ctx.randn(c // r, c), ctx.randn(c // r)
@@ -102,40 +127,79 @@ def check_squeeze_excite(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
 
 # ------------------------------------------------------------------ exercise 2: compound scaling
 
+
 @checker("compound scaling")
 def check_compound_scale(ctx: Context, fn: Callable[..., tuple[float, float, float, float]]) -> str:
     """Check ``fn(phi, alpha, beta, gamma)`` -> (depth, width, resolution, flops) multipliers."""
     cases: list[tuple[float, float, float, float]] = [
-        (2, 1.2, 1.1, 1.15), (3, 1.3, 1.05, 1.2), (1.5, 1.2, 1.1, 1.15), (1, 1.2, 1.1, 1.15),
-        (0, 1.4, 1.2, 1.1)]
-    cases += [(ctx.randint(0, 7), 1 + ctx.randint(0, 30) / 100, 1 + ctx.randint(0, 30) / 100,
-               1 + ctx.randint(0, 30) / 100) for _ in range(3)]
+        (2, 1.2, 1.1, 1.15),
+        (3, 1.3, 1.05, 1.2),
+        (1.5, 1.2, 1.1, 1.15),
+        (1, 1.2, 1.1, 1.15),
+        (0, 1.4, 1.2, 1.1),
+    ]
+    cases += [
+        (
+            ctx.randint(0, 7),
+            1 + ctx.randint(0, 30) / 100,
+            1 + ctx.randint(0, 30) / 100,
+            1 + ctx.randint(0, 30) / 100,
+        )
+        for _ in range(3)
+    ]
     for phi, a, b, g in cases:
         what = f"compound_scale(phi={phi}, alpha={a}, beta={b}, gamma={g})"
-        with forbid(fn, {"cnnbook.scaling.compound_multipliers": _OURS,
-                         "cnnbook.scaling.flops_factor": _OURS,
-                         "cnnbook.scaling.compound_scaling_table": _OURS}):
+        with forbid(
+            fn,
+            {
+                "cnnbook.scaling.compound_multipliers": _OURS,
+                "cnnbook.scaling.flops_factor": _OURS,
+                "cnnbook.scaling.compound_scaling_table": _OURS,
+            },
+        ):
             got = call(fn, phi, a, b, g, describe=what)
         if not isinstance(got, (tuple, list)) or len(got) != 4:
             fail(f"{what} should return a tuple (depth, width, resolution, flops), got {got!r}.")
         values = tuple(_number(v, f"{what}[{i}]") for i, v in enumerate(got))
         d, w, r = a**phi, b**phi, g**phi
-        expect_equal(values[:3], (d, w, r), f"{what}[:3]", rel=1e-6, wrong={
-            "You multiplied by phi; the multipliers are POWERS: alpha ** phi.": (a * phi, b * phi, g * phi),
-            "You used EfficientNet's 1.2, 1.1, 1.15 instead of the alpha, beta, gamma passed in.":
-                (1.2**phi, 1.1**phi, 1.15**phi),
-        }, hint="depth = alpha**phi, width = beta**phi, resolution = gamma**phi.")
-        expect_equal(values[3], d * w**2 * r**2, f"{what}[3] (FLOPs factor)", rel=1e-6, wrong={
-            "Width and resolution count TWICE: FLOPs grow with width^2 (both input and output "
-            "channels) and resolution^2 (height and width).": d * w * r,
-            "Depth counts once (linear): FLOPs = d * w^2 * r^2.": d**2 * w**2 * r**2,
-            "2 ** phi is only the design target (alpha * beta^2 * gamma^2 is about 2 for "
-            "EfficientNet's bases); compute d * w^2 * r^2 from the multipliers.": 2.0**phi,
-        }, hint="A conv's cost is proportional to depth x channels^2 x pixels: d * w^2 * r^2.")
+        expect_equal(
+            values[:3],
+            (d, w, r),
+            f"{what}[:3]",
+            rel=1e-6,
+            wrong={
+                "You multiplied by phi; the multipliers are POWERS: alpha ** phi.": (
+                    a * phi,
+                    b * phi,
+                    g * phi,
+                ),
+                "You used EfficientNet's 1.2, 1.1, 1.15 instead of the alpha, beta, gamma passed in.": (
+                    1.2**phi,
+                    1.1**phi,
+                    1.15**phi,
+                ),
+            },
+            hint="depth = alpha**phi, width = beta**phi, resolution = gamma**phi.",
+        )
+        expect_equal(
+            values[3],
+            d * w**2 * r**2,
+            f"{what}[3] (FLOPs factor)",
+            rel=1e-6,
+            wrong={
+                "Width and resolution count TWICE: FLOPs grow with width^2 (both input and output "
+                "channels) and resolution^2 (height and width).": d * w * r,
+                "Depth counts once (linear): FLOPs = d * w^2 * r^2.": d**2 * w**2 * r**2,
+                "2 ** phi is only the design target (alpha * beta^2 * gamma^2 is about 2 for "
+                "EfficientNet's bases); compute d * w^2 * r^2 from the multipliers.": 2.0**phi,
+            },
+            hint="A conv's cost is proportional to depth x channels^2 x pixels: d * w^2 * r^2.",
+        )
     return "right: with alpha=1.2, beta=1.1, gamma=1.15 each step of phi costs about 1.92x."
 
 
 # ------------------------------------------------------------------ exercise 3: mixup
+
 
 def _mix(t: torch.Tensor, lam: float, partner: torch.Tensor) -> torch.Tensor:
     return lam * t + (1 - lam) * t[partner]
@@ -156,47 +220,76 @@ def check_mixup(ctx: Context, fn: Callable[..., tuple[torch.Tensor, torch.Tensor
     cases = list(_MIXUP_CASES)
     for _ in range(2):
         n, k = ctx.randint(2, 6), ctx.randint(2, 7)
-        cases.append((n, k, torch.randperm(n, generator=ctx.gen).tolist(),
-                      torch.randint(0, k, (n,), generator=ctx.gen).tolist(),
-                      float(ctx.choice([0.2, 0.3, 0.7, 0.9])), ctx.randint(1, 5), ctx.randint(1, 5)))
+        cases.append(
+            (
+                n,
+                k,
+                torch.randperm(n, generator=ctx.gen).tolist(),
+                torch.randint(0, k, (n,), generator=ctx.gen).tolist(),
+                float(ctx.choice([0.2, 0.3, 0.7, 0.9])),
+                ctx.randint(1, 5),
+                ctx.randint(1, 5),
+            )
+        )
     for n, k, partner_list, labels, lam, h, w in cases:
         x = ctx.rand(n, 3, h, w)
         y = torch.tensor(labels)
         partner = torch.tensor(partner_list)
         what = f"mixup(x {tuple(x.shape)}, y={labels}, lam={lam}, partner={partner_list}, num_classes={k})"
-        with preserved_state(what=what), forbid(fn, {
-                "cnnbook.augment.mixup": _OURS,
-                "torchvision.transforms.v2.MixUp": "write the blend yourself."}):
+        with (
+            preserved_state(what=what),
+            forbid(
+                fn,
+                {
+                    "cnnbook.augment.mixup": _OURS,
+                    "torchvision.transforms.v2.MixUp": "write the blend yourself.",
+                },
+            ),
+        ):
             got = call(fn, x.clone(), y.clone(), lam, partner.clone(), k, describe=what)
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             fail(f"{what} should return (mixed_images, soft_labels), got {type(got).__name__}.")
         one_hot = F.one_hot(y, k).double()
-        expect_tensor(got[0], lam * x + (1 - lam) * x[partner], f"{what}[0] (images)", wrong={
-            "lam and 1 - lam are swapped: the sample itself gets weight lam.":
-                (1 - lam) * x + lam * x[partner],
-            "You mixed each image with the batch in reverse order (x.flip(0)); mix sample i "
-            "with x[partner[i]].": lam * x + (1 - lam) * x.flip(0),
-        }, shape_hint="The mixed batch has the same shape as x.")
+        expect_tensor(
+            got[0],
+            lam * x + (1 - lam) * x[partner],
+            f"{what}[0] (images)",
+            wrong={
+                "lam and 1 - lam are swapped: the sample itself gets weight lam.": (1 - lam) * x
+                + lam * x[partner],
+                "You mixed each image with the batch in reverse order (x.flip(0)); mix sample i "
+                "with x[partner[i]].": lam * x + (1 - lam) * x.flip(0),
+            },
+            shape_hint="The mixed batch has the same shape as x.",
+        )
         guessed = int(y.max().item()) + 1
-        expect_tensor(got[1], lam * one_hot + (1 - lam) * one_hot[partner], f"{what}[1] (labels)",
-                      wrong={
-            "The labels must be mixed with the same weights as the images; you kept the "
-            "original one-hot labels.": one_hot,
-            "lam and 1 - lam are swapped in the labels.": (1 - lam) * one_hot + lam * one_hot[partner],
-            f"F.one_hot(y) without num_classes guesses y.max() + 1 = {guessed} classes; a class "
-            f"absent from the batch then has no column. Pass num_classes.":
-                _mix(F.one_hot(y, guessed).double(), lam, partner),
-            "You blended the class INDICES; blend one-hot vectors (F.one_hot(y, num_classes)) "
-            "so each class keeps its own weight.": lam * y.double() + (1 - lam) * y[partner].double(),
-        }, shape_hint=f"Soft labels have shape (N, num_classes) = ({n}, {k}): mix the one-hot "
-                      f"vectors (F.one_hot(y, num_classes)).")
+        expect_tensor(
+            got[1],
+            lam * one_hot + (1 - lam) * one_hot[partner],
+            f"{what}[1] (labels)",
+            wrong={
+                "The labels must be mixed with the same weights as the images; you kept the "
+                "original one-hot labels.": one_hot,
+                "lam and 1 - lam are swapped in the labels.": (1 - lam) * one_hot + lam * one_hot[partner],
+                f"F.one_hot(y) without num_classes guesses y.max() + 1 = {guessed} classes; a class "
+                f"absent from the batch then has no column. Pass num_classes.": _mix(
+                    F.one_hot(y, guessed).double(), lam, partner
+                ),
+                "You blended the class INDICES; blend one-hot vectors (F.one_hot(y, num_classes)) "
+                "so each class keeps its own weight.": lam * y.double() + (1 - lam) * y[partner].double(),
+            },
+            shape_hint=f"Soft labels have shape (N, num_classes) = ({n}, {k}): mix the one-hot "
+            f"vectors (F.one_hot(y, num_classes)).",
+        )
     return "images and one-hot labels are blended with the same weights."
 
 
 # ------------------------------------------------------------------ exercise 4: channel widths
 
-def _round_filters(channels: int, width_mult: float, divisor: int = 8, *, how: str = "half_up",
-                   guard: str = "exact") -> int:
+
+def _round_filters(
+    channels: int, width_mult: float, divisor: int = 8, *, how: str = "half_up", guard: str = "exact"
+) -> int:
     exact = channels * width_mult
     if how == "half_up":
         rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
@@ -215,8 +308,17 @@ def _round_filters(channels: int, width_mult: float, divisor: int = 8, *, how: s
 # (channels, width_mult, divisor): a tie that Python's round() sends to the even multiple (52 ->
 # 48), the 10% guard (11.9 -> 8 -> 16), a value that floors and ceils differently, the guard with
 # the base count, divisor 16, an exact multiple, tiny widths.
-_WIDTH_CASES = [(26, 2.0, 8), (17, 0.7, 8), (60, 1.0, 8), (41, 1.0, 8), (8, 1.49, 8),
-                (40, 1.0, 16), (112, 1.4, 8), (16, 0.25, 8), (320, 1.2, 8)]
+_WIDTH_CASES = [
+    (26, 2.0, 8),
+    (17, 0.7, 8),
+    (60, 1.0, 8),
+    (41, 1.0, 8),
+    (8, 1.49, 8),
+    (40, 1.0, 16),
+    (112, 1.4, 8),
+    (16, 0.25, 8),
+    (320, 1.2, 8),
+]
 
 
 @checker("hardware-friendly channel widths")
@@ -237,18 +339,23 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
     # A mistake is named only if it reproduces every answer, so its hint cannot be a coincidence.
     mistakes: dict[str, list[int]] = {
         "Python's round() sends halves to the EVEN multiple (round(6.5) == 6); the rule "
-        "rounds halves UP: int(exact + divisor / 2) // divisor * divisor.":
-            [_round_filters(*case, how="round") for case in cases],
-        "You rounded DOWN (int() or //); round to the NEAREST multiple.":
-            [_round_filters(*case, how="floor") for case in cases],
-        "You rounded UP (ceil); round to the NEAREST multiple.":
-            [_round_filters(*case, how="ceil") for case in cases],
-        "The 10% rule compares with the SCALED width channels * width_mult, not the base "
-        "channel count.": [_round_filters(*case, guard="base") for case in cases],
+        "rounds halves UP: int(exact + divisor / 2) // divisor * divisor.": [
+            _round_filters(*case, how="round") for case in cases
+        ],
+        "You rounded DOWN (int() or //); round to the NEAREST multiple.": [
+            _round_filters(*case, how="floor") for case in cases
+        ],
+        "You rounded UP (ceil); round to the NEAREST multiple.": [
+            _round_filters(*case, how="ceil") for case in cases
+        ],
+        "The 10% rule compares with the SCALED width channels * width_mult, not the base channel count.": [
+            _round_filters(*case, guard="base") for case in cases
+        ],
         "The 10% rule is missing: when rounding lands more than 10% below channels * "
         "width_mult, add one divisor.": [_round_filters(*case, guard="none") for case in cases],
-        "You ignored the divisor argument and rounded to multiples of 8.":
-            [_round_filters(c, m, 8) for c, m, _ in cases],
+        "You ignored the divisor argument and rounded to multiples of 8.": [
+            _round_filters(c, m, 8) for c, m, _ in cases
+        ],
     }
     i = next(j for j, (a, b) in enumerate(zip(got_all, expected, strict=True)) if a != b)
     channels, mult, divisor = cases[i]
@@ -256,7 +363,9 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
     for hint, values in mistakes.items():
         if values == got_all:
             fail(f"{what}: expected {expected[i]}, got {got_all[i]}. {hint}")
-    fail(f"{what}: expected {expected[i]}, got {got_all[i]}. exact = {channels * mult:.4g}: round "
-         f"to the nearest multiple of {divisor} (halves up), at least {divisor}, plus one "
-         f"{divisor} if that is more than 10% below exact.")
+    fail(
+        f"{what}: expected {expected[i]}, got {got_all[i]}. exact = {channels * mult:.4g}: round "
+        f"to the nearest multiple of {divisor} (halves up), at least {divisor}, plus one "
+        f"{divisor} if that is more than 10% below exact."
+    )
     return ""

@@ -33,13 +33,16 @@ def _as_conv_output(weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Te
     return F.conv2d(x, weight.reshape(*weight.shape[:2], 1, 1), bias)
 
 
-B2_ONLY = ("The merged bias ignores first's bias: it is W2 @ b1 + b2, because first's bias "
-           "passes through second's weights.")
-B_SUM = ("The biases were added as b1 + b2, but first's bias is mixed by second's weights: use "
-         "W2 @ b1 + b2.")
+B2_ONLY = (
+    "The merged bias ignores first's bias: it is W2 @ b1 + b2, because first's bias "
+    "passes through second's weights."
+)
+B_SUM = "The biases were added as b1 + b2, but first's bias is mixed by second's weights: use W2 @ b1 + b2."
 NO_BIAS = "The merged conv has no bias (or a zero one); it needs b = W2 @ b1 + b2."
-ORDER = ("The merged weight multiplies the matrices in the wrong order: second(first(x)) is "
-         "W2 @ W1 (second's matrix on the left).")
+ORDER = (
+    "The merged weight multiplies the matrices in the wrong order: second(first(x)) is "
+    "W2 @ W1 (second's matrix on the left)."
+)
 
 
 @checker("merged 1x1 convolutions")
@@ -50,28 +53,49 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     order runs), and every combination of missing biases. ``first`` and ``second`` must come
     back unchanged.
     """
-    cases = [(4, 4, 4, True, True), (3, 5, 2, True, True), (3, 6, 4, False, True),
-             (5, 2, 3, True, False), (2, 3, 4, False, False)]
-    cases += [(ctx.randint(1, 6), ctx.randint(1, 6), ctx.randint(1, 6), ctx.choice([True, False]),
-               ctx.choice([True, False])) for _ in range(2)]
+    cases = [
+        (4, 4, 4, True, True),
+        (3, 5, 2, True, True),
+        (3, 6, 4, False, True),
+        (5, 2, 3, True, False),
+        (2, 3, 4, False, False),
+    ]
+    cases += [
+        (
+            ctx.randint(1, 6),
+            ctx.randint(1, 6),
+            ctx.randint(1, 6),
+            ctx.choice([True, False]),
+            ctx.choice([True, False]),
+        )
+        for _ in range(2)
+    ]
     for c_in, c_mid, c_out, bias1, bias2 in cases:
         first, second = _pointwise(c_in, c_mid, bias1, ctx.gen), _pointwise(c_mid, c_out, bias2, ctx.gen)
         before = [t.detach().clone() for t in (*first.parameters(), *second.parameters())]
-        what = (f"merge_pointwise(Conv2d({c_in}, {c_mid}, 1, bias={bias1}), "
-                f"Conv2d({c_mid}, {c_out}, 1, bias={bias2}))")
+        what = (
+            f"merge_pointwise(Conv2d({c_in}, {c_mid}, 1, bias={bias1}), "
+            f"Conv2d({c_mid}, {c_out}, 1, bias={bias2}))"
+        )
         with preserved_state(first, second, what="merge_pointwise"):
             merged = expect_module(call(fn, first, second, describe=what), what)
         after = [t.detach() for t in (*first.parameters(), *second.parameters())]
         if any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)):
-            fail(f"{what} changed the weights of `first` or `second`; build a new layer and leave "
-                 f"the two inputs as they were.")
+            fail(
+                f"{what} changed the weights of `first` or `second`; build a new layer and leave "
+                f"the two inputs as they were."
+            )
         if not isinstance(merged, nn.Conv2d) or merged.kernel_size != (1, 1):
-            fail(f"{what} should return ONE nn.Conv2d with kernel_size=1 (the point is to replace "
-                 f"two layers by one), got {type(merged).__name__}"
-                 f"{'' if not isinstance(merged, nn.Conv2d) else f' with kernel {merged.kernel_size}'}.")
+            fail(
+                f"{what} should return ONE nn.Conv2d with kernel_size=1 (the point is to replace "
+                f"two layers by one), got {type(merged).__name__}"
+                f"{'' if not isinstance(merged, nn.Conv2d) else f' with kernel {merged.kernel_size}'}."
+            )
         if (merged.in_channels, merged.out_channels) != (c_in, c_out):
-            fail(f"{what} returned a conv from {merged.in_channels} to {merged.out_channels} "
-                 f"channels; expected {c_in} -> {c_out}.")
+            fail(
+                f"{what} returned a conv from {merged.in_channels} to {merged.out_channels} "
+                f"channels; expected {c_in} -> {c_out}."
+            )
         x = ctx.randn(2, c_in, 3, 5, dtype=torch.float32)
         w1, w2 = first.weight[:, :, 0, 0], second.weight[:, :, 0, 0]
         b1 = first.bias if first.bias is not None else torch.zeros(c_mid)  # bias=bias1
@@ -95,25 +119,38 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
 @checker("bottleneck savings")
 def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(c, c_mid, k)`` -> (direct kxk params, 1x1-reduce + kxk params), no biases."""
-    cases = [(256, 64, 3)] + [(ctx.randint(4, 512), ctx.randint(1, 128), ctx.choice([1, 3, 5]))
-                              for _ in range(6)]
+    cases = [(256, 64, 3)] + [
+        (ctx.randint(4, 512), ctx.randint(1, 128), ctx.choice([1, 3, 5])) for _ in range(6)
+    ]
     for c, c_mid, k in cases:
         what = f"bottleneck_params(c={c}, c_mid={c_mid}, k={k})"
         got = call(fn, c, c_mid, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (direct_params, bottleneck_params), got {got!r}.")
         direct = c * c * k * k
-        expect_equal(got[0], direct, f"{what}[0] (direct)", wrong={
-            "That counts biases; the exercise counts weights only.": direct + c,
-        }, hint="A k x k conv from c to c channels has c * c * k * k weights.")
+        expect_equal(
+            got[0],
+            direct,
+            f"{what}[0] (direct)",
+            wrong={
+                "That counts biases; the exercise counts weights only.": direct + c,
+            },
+            hint="A k x k conv from c to c channels has c * c * k * k weights.",
+        )
         reduce, spatial = c * c_mid, c_mid * c_mid * k * k
-        expect_equal(got[1], reduce + spatial, f"{what}[1] (bottleneck)", wrong={
-            "You left out the 1x1 reduction (c * c_mid weights).": spatial,
-            "The k x k conv runs on the REDUCED channels: c_mid * c_mid * k * k, not c * c_mid * k * k.":
-                reduce + c * c_mid * k * k,
-            "You added a 1x1 expansion back to c channels; this exercise counts only the "
-            "1x1 reduction and the k x k conv.": reduce + spatial + c_mid * c,
-        }, hint="1x1 from c to c_mid: c * c_mid; then k x k from c_mid to c_mid: c_mid^2 k^2.")
+        expect_equal(
+            got[1],
+            reduce + spatial,
+            f"{what}[1] (bottleneck)",
+            wrong={
+                "You left out the 1x1 reduction (c * c_mid weights).": spatial,
+                "The k x k conv runs on the REDUCED channels: c_mid * c_mid * k * k, "
+                "not c * c_mid * k * k.": reduce + c * c_mid * k * k,
+                "You added a 1x1 expansion back to c channels; this exercise counts only the "
+                "1x1 reduction and the k x k conv.": reduce + spatial + c_mid * c,
+            },
+            hint="1x1 from c to c_mid: c * c_mid; then k x k from c_mid to c_mid: c_mid^2 k^2.",
+        )
     return "right: for 256 channels a 1x1 reduction to 64 cuts a 3x3 conv from 589,824 to 53,248 weights."
 
 
@@ -138,13 +175,21 @@ def check_linear_to_conv1x1(ctx: Context, fn: Callable[..., nn.Module]) -> str:
             got = call(conv, x, describe=f"x {tuple(x.shape)}")
             no_bias = ref - linear.bias.view(1, -1, 1, 1)
             own_bias = conv.bias.detach().view(1, -1, 1, 1) if conv.bias is not None else 0
-            wrong = {"The weights match but the bias was not copied: set conv.bias to linear.bias.":
-                     no_bias + own_bias}
+            wrong = {
+                "The weights match but the bias was not copied: set conv.bias to linear.bias.": no_bias
+                + own_bias
+            }
             if c_in == c_out:
-                wrong["The weight matrix is transposed: linear.weight is already (C_out, C_in), "
-                      "the layout a conv weight (C_out, C_in, 1, 1) needs."] = F.conv2d(
-                          x, linear.weight.T[:, :, None, None], linear.bias)
-        expect_tensor(got, ref, f"{what}(x)", wrong=wrong,
-                      shape_hint="Apply the Linear layer to each pixel's channel vector: (N, C_out, H, W).",
-                      atol=1e-5)
+                wrong[
+                    "The weight matrix is transposed: linear.weight is already (C_out, C_in), "
+                    "the layout a conv weight (C_out, C_in, 1, 1) needs."
+                ] = F.conv2d(x, linear.weight.T[:, :, None, None], linear.bias)
+        expect_tensor(
+            got,
+            ref,
+            f"{what}(x)",
+            wrong=wrong,
+            shape_hint="Apply the Linear layer to each pixel's channel vector: (N, C_out, H, W).",
+            atol=1e-5,
+        )
     return "your conv applies the Linear layer to every pixel: a fully connected layer is a 1x1 conv."

@@ -34,6 +34,7 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 # ------------------------------------------------------------------ Exercise 1: stratified split
 
+
 def _as_index(value: Any, what: str, n: int) -> torch.Tensor:
     """``value`` (tensor, array, list) as a 1-D int64 tensor, or a failure saying why not."""
     if value is None:
@@ -43,13 +44,17 @@ def _as_index(value: Any, what: str, n: int) -> torch.Tensor:
     except (TypeError, ValueError, RuntimeError):
         fail(f"{what} should be a 1-D tensor (or list) of indices, got {type(value).__name__}.")
     if t.dtype == torch.bool:
-        fail(f"{what} is a boolean mask of length {t.numel()}; return the INDICES "
-             f"(`mask.nonzero().flatten()`), not a mask.")
+        fail(
+            f"{what} is a boolean mask of length {t.numel()}; return the INDICES "
+            f"(`mask.nonzero().flatten()`), not a mask."
+        )
     if t.numel() == 0:
         return torch.zeros(0, dtype=torch.long)
     if t.dim() != 1 or t.dtype.is_floating_point or t.dtype.is_complex:
-        fail(f"{what} should be a 1-D tensor of integer indices, got shape {tuple(t.shape)} "
-             f"and dtype {t.dtype}.")
+        fail(
+            f"{what} should be a 1-D tensor of integer indices, got shape {tuple(t.shape)} "
+            f"and dtype {t.dtype}."
+        )
     t = t.long()
     if int(t.min()) < 0 or int(t.max()) >= n:
         fail(f"{what} holds indices outside 0..{n - 1} (found {int(t.min())}..{int(t.max())}).")
@@ -63,8 +68,12 @@ def _split_cases(ctx: Context) -> list[tuple[torch.Tensor, float]]:
     cases = [
         (torch.cat([torch.full((n,), k) for k, n in enumerate((40, 30, 10))]), 0.2),  # sorted
         (gapped[torch.randperm(len(gapped), generator=g)], 0.3),  # shuffled, ids 0, 2, 5
-        (torch.cat([torch.full((n,), k) for k, n in enumerate((2, 61, 14, 33))])
-         [torch.randperm(110, generator=g)], 0.3),  # a class of two, rounding both ways
+        (
+            torch.cat([torch.full((n,), k) for k, n in enumerate((2, 61, 14, 33))])[
+                torch.randperm(110, generator=g)
+            ],
+            0.3,
+        ),  # a class of two, rounding both ways
     ]
     while len(cases) < 5:
         counts = [ctx.randint(5, 60) for _ in range(ctx.randint(2, 5))]
@@ -92,49 +101,66 @@ def check_stratified_split(ctx: Context, fn: Callable[..., Any]) -> str:
         val_idx = _as_index(got[1], f"{what}[1] (val_idx)", n)
         both = set(train_idx.tolist()) & set(val_idx.tolist())
         if both:
-            fail(f"{what}: {len(both)} index(es) are in BOTH parts (e.g. {sorted(both)[:3]}); a "
-                 f"validation image must never be trained on.")
+            fail(
+                f"{what}: {len(both)} index(es) are in BOTH parts (e.g. {sorted(both)[:3]}); a "
+                f"validation image must never be trained on."
+            )
         for part, idx in (("train_idx", train_idx), ("val_idx", val_idx)):
             if idx.unique().numel() != idx.numel():
                 fail(f"{what}: {part} lists an index twice.")
         if train_idx.numel() + val_idx.numel() != n:
-            fail(f"{what}: the two parts hold {train_idx.numel() + val_idx.numel()} indices; "
-                 f"together they must hold every one of the {n} samples exactly once.")
+            fail(
+                f"{what}: the two parts hold {train_idx.numel() + val_idx.numel()} indices; "
+                f"together they must hold every one of the {n} samples exactly once."
+            )
         classes = labels.unique().tolist()
         counts = {c: int((labels == c).sum()) for c in classes}
         want = {c: round(fraction * counts[c]) for c in classes}
         have = {c: int((labels[val_idx] == c).sum()) for c in classes}
         if have != want:
             if have == {c: math.floor(fraction * counts[c]) for c in classes}:
-                fail(f"{what}: validation counts per class {have}, expected {want}: you rounded "
-                     f"down (int() truncates); round to the nearest integer.")
+                fail(
+                    f"{what}: validation counts per class {have}, expected {want}: you rounded "
+                    f"down (int() truncates); round to the nearest integer."
+                )
             even = round(fraction * n / len(classes))
             if all(v == even for v in have.values()):
-                fail(f"{what}: validation counts per class {have}, expected {want}: you took the "
-                     f"same NUMBER from every class; take the same FRACTION of each class.")
+                fail(
+                    f"{what}: validation counts per class {have}, expected {want}: you took the "
+                    f"same NUMBER from every class; take the same FRACTION of each class."
+                )
             if val_idx.numel() == round(fraction * n):
-                fail(f"{what}: the validation set has the right size but its class counts are "
-                     f"{have}, expected {want}: the split is not stratified (split each class "
-                     f"separately).")
-            fail(f"{what}: validation counts per class {have}, expected "
-                 f"round(val_fraction * class count) = {want}.")
-        def val_set(seed: int, labels: torch.Tensor = labels, fraction: float = fraction,
-                    what: str = what) -> set[int]:
-            out = call(fn, labels.clone(), fraction, seed, describe=what.replace("seed=0",
-                                                                              f"seed={seed}"))
+                fail(
+                    f"{what}: the validation set has the right size but its class counts are "
+                    f"{have}, expected {want}: the split is not stratified (split each class "
+                    f"separately)."
+                )
+            fail(
+                f"{what}: validation counts per class {have}, expected "
+                f"round(val_fraction * class count) = {want}."
+            )
+
+        def val_set(
+            seed: int, labels: torch.Tensor = labels, fraction: float = fraction, what: str = what
+        ) -> set[int]:
+            out = call(fn, labels.clone(), fraction, seed, describe=what.replace("seed=0", f"seed={seed}"))
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 fail(f"{what} should return (train_idx, val_idx), got {type(out).__name__}.")
             return set(_as_index(out[1], f"{what}[1] (val_idx)", len(labels)).tolist())
 
         if val_set(0) != set(val_idx.tolist()):
-            fail(f"{what}: calling it twice with seed=0 gave two different splits; draw the random "
-                 f"order from a generator seeded with `seed` (torch.Generator().manual_seed(seed)) "
-                 f"so a split can be reproduced.")
+            fail(
+                f"{what}: calling it twice with seed=0 gave two different splits; draw the random "
+                f"order from a generator seeded with `seed` (torch.Generator().manual_seed(seed)) "
+                f"so a split can be reproduced."
+            )
         others = [val_set(s) for s in (1, 2, 3)]
         if all(o == set(val_idx.tolist()) for o in others):
-            fail(f"{what}: seeds 0, 1, 2 and 3 all gave the same validation set; pick each class's "
-                 f"validation images at random (a permutation drawn with `seed`), not the first "
-                 f"ones: data files are often sorted (by date, source, ...).")
+            fail(
+                f"{what}: seeds 0, 1, 2 and 3 all gave the same validation set; pick each class's "
+                f"validation images at random (a permutation drawn with `seed`), not the first "
+                f"ones: data files are often sorted (by date, source, ...)."
+            )
     return "disjoint, complete, stratified to the rounded share of every class, reproducible by seed."
 
 
@@ -161,8 +187,14 @@ def check_honest_selection(ctx: Context, fn: Callable[..., Any]) -> str:
         names = [f"epoch {i + 1}" for i in range(len(val))]
         calls: list[tuple[str, str]] = []
 
-        def score(candidate: str, split: str, _v: list[float] = val, _t: list[float] = test,
-                  _calls: list[tuple[str, str]] = calls, _names: list[str] = names) -> float:
+        def score(
+            candidate: str,
+            split: str,
+            _v: list[float] = val,
+            _t: list[float] = test,
+            _calls: list[tuple[str, str]] = calls,
+            _names: list[str] = names,
+        ) -> float:
             if candidate not in _names:
                 raise ValueError(f"unknown candidate {candidate!r}; pass one of {_names}")
             if split not in ("val", "test"):
@@ -178,40 +210,65 @@ def check_honest_selection(ctx: Context, fn: Callable[..., Any]) -> str:
             fail(f"{what} should return (chosen candidate, its test accuracy), got {got!r}.")
         chosen, reported = got
         if isinstance(chosen, int) and not isinstance(chosen, bool):  # names are strings
-            fail(f"{what} returned {chosen!r}; return the candidate itself (an element of "
-                 f"`candidates`, e.g. {names[0]!r}), not its position.")
+            fail(
+                f"{what} returned {chosen!r}; return the candidate itself (an element of "
+                f"`candidates`, e.g. {names[0]!r}), not its position."
+            )
         by_test = names[max(range(len(test)), key=lambda i: (test[i], -i))]
         if len(tested) > 1:
             if chosen == by_test and by_test != best:
-                fail(f"{what}: you scored {len(tested)} candidates on the TEST set and chose "
-                     f"{chosen!r}, the best on test. Selecting on the test set makes its score "
-                     f"optimistic; choose on validation accuracy, then score only the chosen "
-                     f"candidate on test.")
-            fail(f"{what}: the test set was scored {len(tested)} times ({tested}); score it "
-                 f"once, for the chosen candidate only.")
-        expect_equal(chosen, best, f"{what}: the chosen candidate", wrong={
-            "On a tie in validation accuracy keep the EARLIEST candidate (`>` rather than `>=` "
-            "when you compare with the best so far).":
-                names[max(range(len(val)), key=lambda i: (val[i], i))],
-            "That is the candidate with the LOWEST validation accuracy; choose the highest.":
-                names[min(range(len(val)), key=lambda i: (val[i], i))],
-        }, hint="Choose the candidate with the highest score(candidate, 'val').")
+                fail(
+                    f"{what}: you scored {len(tested)} candidates on the TEST set and chose "
+                    f"{chosen!r}, the best on test. Selecting on the test set makes its score "
+                    f"optimistic; choose on validation accuracy, then score only the chosen "
+                    f"candidate on test."
+                )
+            fail(
+                f"{what}: the test set was scored {len(tested)} times ({tested}); score it "
+                f"once, for the chosen candidate only."
+            )
+        expect_equal(
+            chosen,
+            best,
+            f"{what}: the chosen candidate",
+            wrong={
+                "On a tie in validation accuracy keep the EARLIEST candidate (`>` rather than `>=` "
+                "when you compare with the best so far).": names[
+                    max(range(len(val)), key=lambda i: (val[i], i))
+                ],
+                "That is the candidate with the LOWEST validation accuracy; choose the highest.": names[
+                    min(range(len(val)), key=lambda i: (val[i], i))
+                ],
+            },
+            hint="Choose the candidate with the highest score(candidate, 'val').",
+        )
         if not tested:
-            fail(f"{what}: the test set was never scored; return score(chosen, 'test'). "
-                 + ("(You returned the validation accuracy: it won a contest among the "
+            fail(
+                f"{what}: the test set was never scored; return score(chosen, 'test'). "
+                + (
+                    "(You returned the validation accuracy: it won a contest among the "
                     "candidates, so it is optimistic; only a fresh test score is unbiased.)"
-                    if reported == val[names.index(best)] else ""))
+                    if reported == val[names.index(best)]
+                    else ""
+                )
+            )
         if tested != [best]:
-            fail(f"{what}: the test set was scored for {tested[0]!r}; score the chosen candidate "
-                 f"{best!r}.")
-        expect_equal(reported, test[names.index(best)], f"{what}: the reported test accuracy",
-                     wrong={"You reported the chosen candidate's VALIDATION accuracy; report "
-                            "the score(chosen, 'test') you measured.": val[names.index(best)]},
-                     hint="Return the value score(chosen, 'test') gave.")
+            fail(f"{what}: the test set was scored for {tested[0]!r}; score the chosen candidate {best!r}.")
+        expect_equal(
+            reported,
+            test[names.index(best)],
+            f"{what}: the reported test accuracy",
+            wrong={
+                "You reported the chosen candidate's VALIDATION accuracy; report "
+                "the score(chosen, 'test') you measured.": val[names.index(best)]
+            },
+            hint="Return the value score(chosen, 'test') gave.",
+        )
     return "chosen on validation accuracy (earliest on a tie), test scored once, for that model only."
 
 
 # ------------------------------------------------------------------ Exercise 3: evaluation
+
 
 class _Probe(nn.Module):
     """A small classifier with dropout and batch norm (so train/eval mode matters) that records
@@ -219,9 +276,15 @@ class _Probe(nn.Module):
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                                 nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Dropout(0.5),
-                                 nn.Linear(16, classes))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.5),
+            nn.Linear(16, classes),
+        )
         self.grad_modes: list[bool] = []
         self.train_modes: list[bool] = []
 
@@ -245,13 +308,20 @@ def _modes(model: nn.Module) -> list[tuple[str, bool]]:
 def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
     """Check ``fn(model, loader, loss_fn)`` -> (mean loss, accuracy); the model is left as found."""
     cases = [  # (samples, batch, mode before, grad enabled before, label smoothing)
-        (11, 4, "train", True, 0.0),   # last batch smaller; must come back in train mode
-        (8, 8, "eval", True, 0.0),     # was in eval mode: must stay in eval mode
-        (10, 3, "mixed", True, 0.2),   # batch norm frozen on purpose; a loss_fn with smoothing
-        (7, 2, "train", False, 0.0),   # called inside torch.no_grad(): leave it off
+        (11, 4, "train", True, 0.0),  # last batch smaller; must come back in train mode
+        (8, 8, "eval", True, 0.0),  # was in eval mode: must stay in eval mode
+        (10, 3, "mixed", True, 0.2),  # batch norm frozen on purpose; a loss_fn with smoothing
+        (7, 2, "train", False, 0.0),  # called inside torch.no_grad(): leave it off
     ]
-    cases.append((ctx.randint(5, 12), ctx.randint(2, 5), ctx.choice(["train", "eval", "mixed"]),
-                  bool(ctx.randint(0, 1)), ctx.choice([0.0, 0.1])))  # plus one random case
+    cases.append(
+        (
+            ctx.randint(5, 12),
+            ctx.randint(2, 5),
+            ctx.choice(["train", "eval", "mixed"]),
+            bool(ctx.randint(0, 1)),
+            ctx.choice([0.0, 0.1]),
+        )
+    )  # plus one random case
     for i, (n, batch, mode, grad, smoothing) in enumerate(cases):
         fixed = i < len(cases) - 1  # the fixed cases draw the same model and data every time
         case_ctx = Context(i, torch.Generator().manual_seed(1000 + i)) if fixed else ctx
@@ -274,32 +344,48 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
         before = copy.deepcopy(model.state_dict())
         loader = _data(case_ctx, n, batch)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=smoothing)
-        what = (f"evaluate on {n} samples in batches of {batch} (model in {mode} mode"
-                f"{', batch norm frozen in eval mode' if mode == 'mixed' else ''}"
-                f"{', called inside torch.no_grad()' if not grad else ''})")
+        what = (
+            f"evaluate on {n} samples in batches of {batch} (model in {mode} mode"
+            f"{', batch norm frozen in eval mode' if mode == 'mixed' else ''}"
+            f"{', called inside torch.no_grad()' if not grad else ''})"
+        )
         with torch.set_grad_enabled(grad), preserved_state(what="evaluate"):
             got = call(fn, model, loader, loss_fn, describe=what)
         for key, value in model.state_dict().items():
             if not torch.equal(value, before[key]):
-                fail(f"{what} changed the model's {key}: in train mode batch norm updates its "
-                     f"running statistics. Call model.eval() before evaluating.")
+                fail(
+                    f"{what} changed the model's {key}: in train mode batch norm updates its "
+                    f"running statistics. Call model.eval() before evaluating."
+                )
         if any(model.train_modes):
-            fail(f"{what}: the model ran in train mode (dropout active); call model.eval() before "
-                 f"the forward passes.")
+            fail(
+                f"{what}: the model ran in train mode (dropout active); call model.eval() before "
+                f"the forward passes."
+            )
         if any(model.grad_modes):
-            fail(f"{what}: gradients were being recorded; wrap the loop in `with torch.no_grad():` "
-                 f"to save memory and time.")
+            fail(
+                f"{what}: gradients were being recorded; wrap the loop in `with torch.no_grad():` "
+                f"to save memory and time."
+            )
         after = _modes(model)
         if after != modes:
-            changed = [f"{name} ({'train' if was else 'eval'} -> {'train' if now else 'eval'})"
-                       for (name, was), (_, now) in zip(modes, after, strict=True) if was != now]
+            changed = [
+                f"{name} ({'train' if was else 'eval'} -> {'train' if now else 'eval'})"
+                for (name, was), (_, now) in zip(modes, after, strict=True)
+                if was != now
+            ]
             frozen_bn_woken = mode == "mixed" and dict(after)["net.1"]
-            fail(f"{what}: the model's layers are not in the modes they had before: "
-                 f"{', '.join(changed[:4])}. "
-                 + ("`model.train(was_training)` puts EVERY layer in train mode, including the "
+            fail(
+                f"{what}: the model's layers are not in the modes they had before: "
+                f"{', '.join(changed[:4])}. "
+                + (
+                    "`model.train(was_training)` puts EVERY layer in train mode, including the "
                     "frozen batch norm; remember each layer's mode (model.modules()) and restore "
-                    "each one." if frozen_bn_woken else
-                    "Remember the mode before model.eval() and restore it afterwards."))
+                    "each one."
+                    if frozen_bn_woken
+                    else "Remember the mode before model.eval() and restore it afterwards."
+                )
+            )
         if not isinstance(got, (tuple, list)) or len(got) != 2:
             fail(f"{what} should return (mean_loss, accuracy), got {got!r}.")
         ref = _Probe()
@@ -315,28 +401,44 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
         acc = (logits.argmax(1) == y_all).double().mean().item()
         wrong_loss: dict[str, float] = {
             "You averaged the per-batch mean losses; the last batch is smaller, so weight each "
-            "batch's loss by its size and divide by the number of samples.":
-                sum(per_batch_loss) / len(per_batch_loss),
+            "batch's loss by its size and divide by the number of samples.": sum(per_batch_loss)
+            / len(per_batch_loss),
         }
         if smoothing:
-            wrong_loss["You computed plain cross-entropy; use the `loss_fn` you were given (here "
-                       "it has label smoothing)."] = nn.functional.cross_entropy(logits, y_all).item()
+            wrong_loss[
+                "You computed plain cross-entropy; use the `loss_fn` you were given (here "
+                "it has label smoothing)."
+            ] = nn.functional.cross_entropy(logits, y_all).item()
         for value, name in ((got[0], "[0] (mean loss)"), (got[1], "[1] (accuracy)")):
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 value = value.item()
             if not isinstance(value, (int, float)):
                 fail(f"{what}{name} should be a number, got {type(value).__name__}.")
-        expect_equal(float(got[0]), loss, f"{what}[0] (mean loss)", rel=1e-5, wrong=wrong_loss,
-                     hint="Weight each batch's loss by its size and divide by the number of samples.")
-        expect_equal(float(got[1]), acc, f"{what}[1] (accuracy)", rel=1e-6, wrong={
-            "Return a fraction in [0, 1], not a percentage.": 100 * acc,
-            "You averaged per-batch accuracies; count correct predictions over all samples "
-            "instead (the last batch is smaller).": sum(per_batch_acc) / len(per_batch_acc),
-        }, hint="accuracy = correct predictions / number of samples, predictions = argmax of the logits.")
+        expect_equal(
+            float(got[0]),
+            loss,
+            f"{what}[0] (mean loss)",
+            rel=1e-5,
+            wrong=wrong_loss,
+            hint="Weight each batch's loss by its size and divide by the number of samples.",
+        )
+        expect_equal(
+            float(got[1]),
+            acc,
+            f"{what}[1] (accuracy)",
+            rel=1e-6,
+            wrong={
+                "Return a fraction in [0, 1], not a percentage.": 100 * acc,
+                "You averaged per-batch accuracies; count correct predictions over all samples "
+                "instead (the last batch is smaller).": sum(per_batch_acc) / len(per_batch_acc),
+            },
+            hint="accuracy = correct predictions / number of samples, predictions = argmax of the logits.",
+        )
     return "eval mode without gradients, exact averages, and the model and grad mode left as found."
 
 
 # ------------------------------------------------------------------ Exercise 4: transforms
+
 
 def _windows(image: torch.Tensor) -> torch.Tensor:
     """All 81 crops ``(81, C, 32, 32)`` of ``image`` padded by 4 px, the padding set to NaN."""
@@ -374,59 +476,99 @@ def check_transforms(ctx: Context, fn: Callable[..., Callable]) -> str:
     val = call(fn, False, describe="train=False")
     train = call(fn, True, describe="train=True")
     if not callable(val) or not callable(train):
-        fail(f"make_transforms should return a callable transform (transforms.Compose), got "
-             f"{type(val if not callable(val) else train).__name__}.")
+        fail(
+            f"make_transforms should return a callable transform (transforms.Compose), got "
+            f"{type(val if not callable(val) else train).__name__}."
+        )
     outs = [call(val, image, describe="a 32x32 PIL image") for _ in range(4)]
-    augmented = "The validation images must not be augmented: a random crop or flip at " \
-                "evaluation time makes the score noisy. Use only ToTensor and Normalize."
-    if any(isinstance(o, torch.Tensor) and o.shape == outs[0].shape and not torch.equal(o, outs[0])
-           for o in outs[1:]):
+    augmented = (
+        "The validation images must not be augmented: a random crop or flip at "
+        "evaluation time makes the score noisy. Use only ToTensor and Normalize."
+    )
+    if any(
+        isinstance(o, torch.Tensor) and o.shape == outs[0].shape and not torch.equal(o, outs[0])
+        for o in outs[1:]
+    ):
         fail(augmented)
-    expect_tensor(outs[0], expected, "the validation transform's output", wrong={
-        augmented: expected.flip(-1),
-        "The validation pipeline does not normalise: add Normalize(mean, std) with the CIFAR-10 "
-        "statistics after ToTensor.": raw,
-        "You normalised with mean 0.5 and std 0.5, not with the CIFAR-10 statistics.": (raw - 0.5) / 0.5,
-    }, shape_hint="ToTensor gives (3, 32, 32).", atol=1e-4)
+    expect_tensor(
+        outs[0],
+        expected,
+        "the validation transform's output",
+        wrong={
+            augmented: expected.flip(-1),
+            "The validation pipeline does not normalise: add Normalize(mean, std) with the CIFAR-10 "
+            "statistics after ToTensor.": raw,
+            "You normalised with mean 0.5 and std 0.5, not with the CIFAR-10 statistics.": (raw - 0.5) / 0.5,
+        },
+        shape_hint="ToTensor gives (3, 32, 32).",
+        atol=1e-4,
+    )
     samples = [call(train, image, describe="a 32x32 PIL image") for _ in range(64)]
     for s in samples:
-        expect_tensor(s, expected, "a training sample's shape", atol=float("inf"),
-                      shape_hint="RandomCrop(32, padding=4) keeps 32x32 images 32x32.")
+        expect_tensor(
+            s,
+            expected,
+            "a training sample's shape",
+            atol=float("inf"),
+            shape_hint="RandomCrop(32, padding=4) keeps 32x32 images 32x32.",
+        )
     views = [("plain", expected), ("horizontal", expected.flip(-1))]
-    others = [("vertical", expected.flip(-2)), ("vertical", expected.flip(-1, -2)),
-              ("raw", raw), ("raw", raw.flip(-1)), ("raw", raw.flip(-2)), ("raw", raw.flip(-1, -2))]
+    others = [
+        ("vertical", expected.flip(-2)),
+        ("vertical", expected.flip(-1, -2)),
+        ("raw", raw),
+        ("raw", raw.flip(-1)),
+        ("raw", raw.flip(-2)),
+        ("raw", raw.flip(-1, -2)),
+    ]
     stacked = torch.stack([s.detach().cpu() for s in samples])
     kinds: list[str | None] = [None] * len(samples)
     for name, view in views + others:  # the first matching view names each sample
         hits = _shift_matches(stacked, view).tolist()
-        kinds = [k if k is not None or not hit else name
-                 for k, hit in zip(kinds, hits, strict=True)]
+        kinds = [k if k is not None or not hit else name for k, hit in zip(kinds, hits, strict=True)]
     if "raw" in kinds:
-        fail("the training samples are not normalised: Normalize(mean, std) must be in the "
-             "training pipeline too, so the model sees the same input statistics in training "
-             "and evaluation.")
+        fail(
+            "the training samples are not normalised: Normalize(mean, std) must be in the "
+            "training pipeline too, so the model sees the same input statistics in training "
+            "and evaluation."
+        )
     if "vertical" in kinds:
-        fail("some training samples are upside down: a vertical flip does not keep the label "
-             "for CIFAR-10 photos (no test image shows an upside-down ship); use only "
-             "RandomHorizontalFlip().")
+        fail(
+            "some training samples are upside down: a vertical flip does not keep the label "
+            "for CIFAR-10 photos (no test image shows an upside-down ship); use only "
+            "RandomHorizontalFlip()."
+        )
     if None in kinds:
-        fail("a training sample is not the image shifted by at most 4 pixels (possibly mirrored "
-             "left-right); use RandomCrop(32, padding=4) and RandomHorizontalFlip() only, before "
-             "ToTensor and Normalize.")
+        fail(
+            "a training sample is not the image shifted by at most 4 pixels (possibly mirrored "
+            "left-right); use RandomCrop(32, padding=4) and RandomHorizontalFlip() only, before "
+            "ToTensor and Normalize."
+        )
     flips = kinds.count("horizontal")
     if flips == len(samples):
-        fail(f"all {len(samples)} training samples were mirrored: the flip must be random, with "
-             f"probability 1/2 (RandomHorizontalFlip() with its default p=0.5), so the model "
-             f"sees both orientations.")
+        fail(
+            f"all {len(samples)} training samples were mirrored: the flip must be random, with "
+            f"probability 1/2 (RandomHorizontalFlip() with its default p=0.5), so the model "
+            f"sees both orientations."
+        )
     if flips == 0:
-        fail(f"none of {len(samples)} training samples was mirrored left-right; add "
-             f"RandomHorizontalFlip().")
+        fail(f"none of {len(samples)} training samples was mirrored left-right; add RandomHorizontalFlip().")
     if not 12 <= flips <= 52:
-        fail(f"{flips} of {len(samples)} training samples were mirrored; a flip with probability "
-             f"1/2 mirrors about half of them.")
-    if all(torch.allclose(s, v, atol=1e-5) for s, k in zip(samples, kinds, strict=True)
-           for name, v in views if name == k):
-        fail("no training sample was shifted; add RandomCrop(32, padding=4) (pad, then crop back "
-             "to 32x32 at a random position).")
-    return "training gets random shifts and left-right flips (half the time); validation is " \
-           "deterministic; both are normalised."
+        fail(
+            f"{flips} of {len(samples)} training samples were mirrored; a flip with probability "
+            f"1/2 mirrors about half of them."
+        )
+    if all(
+        torch.allclose(s, v, atol=1e-5)
+        for s, k in zip(samples, kinds, strict=True)
+        for name, v in views
+        if name == k
+    ):
+        fail(
+            "no training sample was shifted; add RandomCrop(32, padding=4) (pad, then crop back "
+            "to 32x32 at a random position)."
+        )
+    return (
+        "training gets random shifts and left-right flips (half the time); validation is "
+        "deterministic; both are normalised."
+    )

@@ -31,17 +31,30 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 # ------------------------------------------------------------------ Exercise 1: flatten size
 
+
 def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool]]:
     """(features, input shape, leave in train mode?) for the fixed edge cases."""
     torch.manual_seed(0)
     return [
         # non-square input, a stride-2 conv on an odd size, a pool on an odd size, batch norm
-        (nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
-                       nn.MaxPool2d(2), nn.Conv2d(8, 16, (3, 5), padding=1), nn.ReLU()),
-         (3, 37, 29), True),
+        (
+            nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2),
+                nn.BatchNorm2d(8),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(8, 16, (3, 5), padding=1),
+                nn.ReLU(),
+            ),
+            (3, 37, 29),
+            True,
+        ),
         # the same kind of model already in eval mode: it must stay there
-        (nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)),
-         (1, 31, 40), False),
+        (
+            nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(3)),
+            (1, 31, 40),
+            False,
+        ),
         # a single conv, square input: the output's C*H*W, not the input's
         (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.MaxPool2d(2)), (2, 28, 28), True),
     ]
@@ -55,8 +68,10 @@ def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]
         prev = c
         for _ in range(ctx.randint(1, 3)):
             out, k = ctx.choice([4, 8, 16]), ctx.choice([3, 5])
-            layers += [nn.Conv2d(prev, out, k, padding=ctx.choice([0, k // 2]),
-                                 stride=ctx.choice([1, 2])), nn.ReLU()]
+            layers += [
+                nn.Conv2d(prev, out, k, padding=ctx.choice([0, k // 2]), stride=ctx.choice([1, 2])),
+                nn.ReLU(),
+            ]
             if ctx.randint(0, 1):
                 layers.append(nn.BatchNorm2d(out))
             if ctx.randint(0, 1):
@@ -84,13 +99,17 @@ def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
             got = call(fn, features, shape, describe=what)
         for key, value in features.state_dict().items():
             if not torch.equal(value, state[key]):
-                fail(f"{what}: your dummy pass changed {key}: a forward pass in train mode updates "
-                     f"batch-norm running statistics. Run it in eval mode (and put the model "
-                     f"back in the mode it had afterwards).")
+                fail(
+                    f"{what}: your dummy pass changed {key}: a forward pass in train mode updates "
+                    f"batch-norm running statistics. Run it in eval mode (and put the model "
+                    f"back in the mode it had afterwards)."
+                )
         if [m.training for m in features.modules()] != modes:
-            fail(f"{what}: the model's train/eval mode changed (it was in "
-                 f"{'train' if training else 'eval'} mode); remember it before model.eval() and "
-                 f"restore it afterwards.")
+            fail(
+                f"{what}: the model's train/eval mode changed (it was in "
+                f"{'train' if training else 'eval'} mode); remember it before model.eval() and "
+                f"restore it afterwards."
+            )
         with torch.no_grad():
             out = features.eval()(torch.zeros(1, *shape))
         features.train(training)
@@ -99,20 +118,27 @@ def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
         if isinstance(got, float) and got.is_integer():
             got = int(got)
         c, h, w = shape
-        expect_equal(got, out[0].numel(), what, wrong={
-            "That includes the batch dimension: count the features of ONE sample "
-            "(out.shape[1:]), which is what nn.Linear sees per row.": 2 * out[0].numel(),
-            "That is the channel count only; flattening multiplies channels by height and width.":
-                out.shape[1],
-            "That is height x width only; multiply by the number of output channels too.":
-                out.shape[2] * out.shape[3],
-            "That is the size of the INPUT (C * H * W); the convolutions and poolings change it: "
-            "run the dummy input through `features` and count its output.": c * h * w,
-        }, hint="Run a dummy batch through the features and multiply the output's C * H * W.")
+        expect_equal(
+            got,
+            out[0].numel(),
+            what,
+            wrong={
+                "That includes the batch dimension: count the features of ONE sample "
+                "(out.shape[1:]), which is what nn.Linear sees per row.": 2 * out[0].numel(),
+                "That is the channel count only; flattening multiplies channels by height "
+                "and width.": out.shape[1],
+                "That is height x width only; multiply by the number of output channels too.": out.shape[2]
+                * out.shape[3],
+                "That is the size of the INPUT (C * H * W); the convolutions and poolings change it: "
+                "run the dummy input through `features` and count its output.": c * h * w,
+            },
+            hint="Run a dummy batch through the features and multiply the output's C * H * W.",
+        )
     return "a dummy pass gives the flatten size for any input, and the model is left as it was."
 
 
 # ------------------------------------------------------------------ Exercise 2: frozen batch norm
+
 
 class _Block(nn.Module):
     def __init__(self) -> None:
@@ -128,9 +154,18 @@ class _Block(nn.Module):
 def _bn_model() -> nn.Sequential:
     """Batch norm at the top level, nested two levels deep (one without affine parameters) and
     a BatchNorm1d in the head; dropout and an already frozen conv to watch the other layers."""
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5),
-                          _Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 6),
-                          nn.BatchNorm1d(6), nn.Linear(6, 3))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        _Block(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 6),
+        nn.BatchNorm1d(6),
+        nn.Linear(6, 3),
+    )
     model[0].requires_grad_(False)  # frozen before: it must stay frozen, the rest trainable
     return model.train()
 
@@ -152,47 +187,64 @@ def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     awake = [name for name, m in bns.items() if m.training]
     if awake:
         top = [name for name in bns if "." not in name]
-        if all(name not in top for name in awake) and any(isinstance(bns[n], nn.BatchNorm2d)
-                                                          for n in awake):
-            fail(f"the nested batch-norm layers {awake} are still in training mode: "
-                 f"`model.children()` lists only the top level; walk `model.modules()`, which "
-                 f"reaches layers inside sub-modules too.")
+        if all(name not in top for name in awake) and any(isinstance(bns[n], nn.BatchNorm2d) for n in awake):
+            fail(
+                f"the nested batch-norm layers {awake} are still in training mode: "
+                f"`model.children()` lists only the top level; walk `model.modules()`, which "
+                f"reaches layers inside sub-modules too."
+            )
         if all(isinstance(bns[n], nn.BatchNorm1d) for n in awake):
-            fail(f"{awake} (BatchNorm1d) is still in training mode: freeze every kind of batch "
-                 f"norm (BatchNorm1d, 2d and 3d all derive from "
-                 f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d.")
-        fail(f"the batch-norm layers {awake} are still in training mode: call .eval() on every "
-             f"batch-norm layer so it uses (and stops updating) its running statistics.")
+            fail(
+                f"{awake} (BatchNorm1d) is still in training mode: freeze every kind of batch "
+                f"norm (BatchNorm1d, 2d and 3d all derive from "
+                f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d."
+            )
+        fail(
+            f"the batch-norm layers {awake} are still in training mode: call .eval() on every "
+            f"batch-norm layer so it uses (and stops updating) its running statistics."
+        )
     if not model.training or not model[3].training:
-        fail("you put the whole model in eval mode (dropout too); only the batch-norm layers "
-             "should be frozen, the rest keeps training.")
-    if any(m.training is False for name, m in model.named_modules()
-           if not isinstance(m, _BN) and not any(name.startswith(b + ".") for b in bns)):
-        fail("a layer that is not batch norm was put in eval mode; freeze only the batch-norm "
-             "layers.")
-    still = [f"{name}.{pn}" for name, m in bns.items() for pn, p in m.named_parameters()
-             if p.requires_grad]
+        fail(
+            "you put the whole model in eval mode (dropout too); only the batch-norm layers "
+            "should be frozen, the rest keeps training."
+        )
+    if any(
+        m.training is False
+        for name, m in model.named_modules()
+        if not isinstance(m, _BN) and not any(name.startswith(b + ".") for b in bns)
+    ):
+        fail("a layer that is not batch norm was put in eval mode; freeze only the batch-norm layers.")
+    still = [f"{name}.{pn}" for name, m in bns.items() for pn, p in m.named_parameters() if p.requires_grad]
     if still:
-        fail(f"batch-norm weight and bias still require gradients ({', '.join(still[:3])}); "
-             f"set requires_grad = False on them too, so the optimiser does not move gamma and "
-             f"beta.")
+        fail(
+            f"batch-norm weight and bias still require gradients ({', '.join(still[:3])}); "
+            f"set requires_grad = False on them too, so the optimiser does not move gamma and "
+            f"beta."
+        )
     bn_params = {f"{name}.{pn}" for name, m in bns.items() for pn, _ in m.named_parameters()}
-    changed = [name for name, p in model.named_parameters()
-               if name not in bn_params and p.requires_grad != requires[name]]
+    changed = [
+        name
+        for name, p in model.named_parameters()
+        if name not in bn_params and p.requires_grad != requires[name]
+    ]
     if changed:
-        fail(f"`requires_grad` changed on layers that are not batch norm ({', '.join(changed[:3])});"
-             f" leave every other layer as it was.")
+        fail(
+            f"`requires_grad` changed on layers that are not batch norm ({', '.join(changed[:3])});"
+            f" leave every other layer as it was."
+        )
     x = ctx.randn(4, 3, 9, 7, dtype=torch.float32) * 3 + 2
     model(x)
     for key, value in model.state_dict().items():
         if ("running" in key or "num_batches" in key) and not torch.equal(value, before[key]):
-            fail(f"a training-mode forward pass changed {key}; the batch-norm layers must stay "
-                 f"in eval mode.")
-    return "every batch-norm layer, nested ones too, is frozen (running statistics and affine " \
-           "parameters) while the rest trains."
+            fail(f"a training-mode forward pass changed {key}; the batch-norm layers must stay in eval mode.")
+    return (
+        "every batch-norm layer, nested ones too, is frozen (running statistics and affine "
+        "parameters) while the rest trains."
+    )
 
 
 # ------------------------------------------------------------------ Exercise 3: class weights
+
 
 def _weight_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
     g = torch.Generator().manual_seed(3)
@@ -205,8 +257,9 @@ def _weight_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
     for _ in range(2):
         k = ctx.randint(2, 6)
         probs = ctx.rand(k) ** 3 + 0.02
-        labels = torch.multinomial(probs / probs.sum(), ctx.randint(50, 300), replacement=True,
-                                   generator=ctx.gen)
+        labels = torch.multinomial(
+            probs / probs.sum(), ctx.randint(50, 300), replacement=True, generator=ctx.gen
+        )
         labels[:k] = torch.arange(k)  # every class occurs at least once
         cases.append((labels, k))
     return cases
@@ -216,8 +269,7 @@ def _weight_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
 def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(labels (N,), num_classes)`` = N / (K * count_c), 0 for absent classes."""
     for labels, k in _weight_cases(ctx):
-        what = f"class_weights(labels={labels.tolist() if len(labels) <= 12 else '...'}, " \
-               f"num_classes={k})"
+        what = f"class_weights(labels={labels.tolist() if len(labels) <= 12 else '...'}, num_classes={k})"
         before = labels.clone()
         got = call(fn, labels, k, describe=what)
         if not torch.equal(labels, before):
@@ -231,36 +283,52 @@ def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             "Those are the class frequencies; weights must be LARGER for rare classes: use "
             "N / (K * count).": counts / n,
             "The inverse counts 1 / count have the right shape but the wrong scale; multiply by "
-            "N / K so a balanced dataset gets weight 1 for every class.":
-                torch.where(present, 1 / counts.clamp(min=1), torch.zeros_like(counts)),
+            "N / K so a balanced dataset gets weight 1 for every class.": torch.where(
+                present, 1 / counts.clamp(min=1), torch.zeros_like(counts)
+            ),
             "You normalised the weights to sum to 1; the convention is N / (K * count), which "
             "averages to about 1 per sample.": ref / ref.sum(),
-            "K is `num_classes`, not the number of classes that occur in the labels.":
-                torch.where(present, n / (k_present * counts.clamp(min=1)),
-                            torch.zeros_like(counts)),
+            "K is `num_classes`, not the number of classes that occur in the labels.": torch.where(
+                present, n / (k_present * counts.clamp(min=1)), torch.zeros_like(counts)
+            ),
         }
         if not bool(present.all()):
-            wrong["A class with no sample got an infinite (or NaN) weight: give it weight 0 (it "
-                  "has no loss terms to weight)."] = n / (k * counts)
+            wrong[
+                "A class with no sample got an infinite (or NaN) weight: give it weight 0 (it "
+                "has no loss terms to weight)."
+            ] = n / (k * counts)
             last = int(labels.max()) + 1
             if last < k:
-                wrong[f"`torch.bincount` without `minlength=num_classes` stops at the largest "
-                      f"label ({last - 1}), so the classes above it are missing."] = \
-                    (n / (k * torch.bincount(labels).double()))
+                wrong[
+                    f"`torch.bincount` without `minlength=num_classes` stops at the largest "
+                    f"label ({last - 1}), so the classes above it are missing."
+                ] = n / (k * torch.bincount(labels).double())
         t = got if not isinstance(got, torch.Tensor) else got.detach()
-        if isinstance(t, torch.Tensor) and t.shape != ref.shape and not bool(present.all()) \
-                and t.numel() == int(labels.max()) + 1:
-            fail(f"{what}: expected shape {tuple(ref.shape)}, got {tuple(t.shape)}: "
-                 f"`torch.bincount` without `minlength=num_classes` stops at the largest label "
-                 f"({int(labels.max())}), so the classes above it are missing.")
-        if isinstance(t, torch.Tensor) and t.shape == ref.shape and not torch.isfinite(t).all() \
-                and not bool(present.all()):
-            fail(f"{what}: a class with no sample got weight {t[~present].tolist()}; give it "
-                 f"weight 0 (it has no loss terms to weight; inf or NaN would break sums and "
-                 f"plots).")
-        expect_tensor(got, ref, what, wrong=wrong,
-                      shape_hint="One weight per class: shape (num_classes,).", atol=1e-6)
+        if (
+            isinstance(t, torch.Tensor)
+            and t.shape != ref.shape
+            and not bool(present.all())
+            and t.numel() == int(labels.max()) + 1
+        ):
+            fail(
+                f"{what}: expected shape {tuple(ref.shape)}, got {tuple(t.shape)}: "
+                f"`torch.bincount` without `minlength=num_classes` stops at the largest label "
+                f"({int(labels.max())}), so the classes above it are missing."
+            )
+        if (
+            isinstance(t, torch.Tensor)
+            and t.shape == ref.shape
+            and not torch.isfinite(t).all()
+            and not bool(present.all())
+        ):
+            fail(
+                f"{what}: a class with no sample got weight {t[~present].tolist()}; give it "
+                f"weight 0 (it has no loss terms to weight; inf or NaN would break sums and "
+                f"plots)."
+            )
+        expect_tensor(
+            got, ref, what, wrong=wrong, shape_hint="One weight per class: shape (num_classes,).", atol=1e-6
+        )
         if isinstance(got, torch.Tensor) and not got.is_floating_point():
-            fail(f"{what} has dtype {got.dtype}; nn.CrossEntropyLoss(weight=...) needs a float "
-                 f"tensor.")
+            fail(f"{what} has dtype {got.dtype}; nn.CrossEntropyLoss(weight=...) needs a float tensor.")
     return "your weights match N / (K * count), sklearn's 'balanced', with 0 for absent classes."

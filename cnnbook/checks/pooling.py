@@ -25,18 +25,29 @@ from cnnbook.checks.core import (
 _WHOLE = "it pools for you; take the maximum of each window yourself."
 _OURS = "that is cnnbook's own answer; write yours."
 POOL_LIBRARY = {
-    "torch.nn.functional.max_pool2d": _WHOLE, "torch.max_pool2d": _WHOLE,
-    "torch.nn.functional.max_pool2d_with_indices": _WHOLE, "torch.nn.MaxPool2d": _WHOLE,
-    "torch.nn.functional.adaptive_max_pool2d": _WHOLE, "torch.nn.functional.fractional_max_pool2d": _WHOLE,
-    "torch.nn.functional.lp_pool2d": _WHOLE, "torch.nn.functional.avg_pool2d": _WHOLE,
-    "cnnbook.ops.max_pool2d": _OURS, "cnnbook.ops.avg_pool2d": _OURS,
+    "torch.nn.functional.max_pool2d": _WHOLE,
+    "torch.max_pool2d": _WHOLE,
+    "torch.nn.functional.max_pool2d_with_indices": _WHOLE,
+    "torch.nn.MaxPool2d": _WHOLE,
+    "torch.nn.functional.adaptive_max_pool2d": _WHOLE,
+    "torch.nn.functional.fractional_max_pool2d": _WHOLE,
+    "torch.nn.functional.lp_pool2d": _WHOLE,
+    "torch.nn.functional.avg_pool2d": _WHOLE,
+    "cnnbook.ops.max_pool2d": _OURS,
+    "cnnbook.ops.avg_pool2d": _OURS,
 }
 
 
 def _pool_compare(got: Any, want: torch.Tensor, label: str) -> torch.Tensor:
-    return expect_tensor(got, want, label, shape_hint=(
-        "The output size follows the conv formula floor((n + 2p - k) / s) + 1, with s = k when "
-        "stride is None."))
+    return expect_tensor(
+        got,
+        want,
+        label,
+        shape_hint=(
+            "The output size follows the conv formula floor((n + 2p - k) / s) + 1, with s = k when "
+            "stride is None."
+        ),
+    )
 
 
 def _partial_windows(x: torch.Tensor, k: int, s: int | None = None, p: int = 0) -> torch.Tensor:
@@ -51,11 +62,18 @@ def _partial_windows(x: torch.Tensor, k: int, s: int | None = None, p: int = 0) 
 # (N, C, H, W, k, stride, padding, negative): sizes not divisible by the window, non-square
 # maps, batch and channels > 1, overlapping windows, padding on all-negative maps (where a zero
 # pad would win), the default stride
-_MAX_POOL_FIXED = [(1, 1, 4, 4, 2, None, 0, False), (1, 2, 5, 5, 2, None, 0, False),
-                   (1, 1, 7, 7, 3, 2, 1, True), (2, 3, 5, 7, 2, None, 0, False),
-                   (1, 2, 7, 6, 3, 2, 1, True), (2, 1, 6, 9, 2, 1, 0, False),
-                   (1, 3, 8, 5, 3, None, 1, True), (3, 2, 7, 8, 3, 3, 0, False),
-                   (1, 1, 9, 9, 3, 2, 0, True), (2, 2, 5, 6, 2, 2, 1, True)]
+_MAX_POOL_FIXED = [
+    (1, 1, 4, 4, 2, None, 0, False),
+    (1, 2, 5, 5, 2, None, 0, False),
+    (1, 1, 7, 7, 3, 2, 1, True),
+    (2, 3, 5, 7, 2, None, 0, False),
+    (1, 2, 7, 6, 3, 2, 1, True),
+    (2, 1, 6, 9, 2, 1, 0, False),
+    (1, 3, 8, 5, 3, None, 1, True),
+    (3, 2, 7, 8, 3, 3, 0, False),
+    (1, 1, 9, 9, 3, 2, 0, True),
+    (2, 2, 5, 6, 2, 2, 1, True),
+]
 
 
 @checker("max pooling")
@@ -64,9 +82,18 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     shapes = list(_MAX_POOL_FIXED)
     for _ in range(3):
         k = ctx.randint(2, 3)
-        shapes.append((ctx.randint(1, 2), ctx.randint(1, 3), ctx.randint(k + 2, 11),
-                       ctx.randint(k + 2, 11), k, ctx.choice([None, 1, 2]), ctx.randint(0, 1),
-                       ctx.randint(0, 1) == 1))
+        shapes.append(
+            (
+                ctx.randint(1, 2),
+                ctx.randint(1, 3),
+                ctx.randint(k + 2, 11),
+                ctx.randint(k + 2, 11),
+                k,
+                ctx.choice([None, 1, 2]),
+                ctx.randint(0, 1),
+                ctx.randint(0, 1) == 1,
+            )
+        )
     cases = []
     for n, c, h, w, k, s, p, negative in shapes:
         x = ctx.randn(n, c, h, w)
@@ -75,41 +102,86 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         tags = set() if h == w else {"nonsquare"}
         if n > 1:
             tags.add("batch")
-        label = (f"max_pool2d(x {(n, c, h, w)}, kernel_size={k}"
-                 f"{'' if s is None else f', stride={s}'}{f', padding={p}' if p else ''})")
+        label = (
+            f"max_pool2d(x {(n, c, h, w)}, kernel_size={k}"
+            f"{'' if s is None else f', stride={s}'}{f', padding={p}' if p else ''})"
+        )
         cases.append(Case((x, k) if s is None and not p else (x, k, s, p), label, frozenset(tags)))
 
     def ref(x: torch.Tensor, k: int, s: int | None = None, p: int = 0) -> torch.Tensor:
         return F.max_pool2d(x, k, k if s is None else s, p)
 
-    judge(fn, cases, reference=ref, compare=_pool_compare, forbidden=POOL_LIBRARY, mistakes=[
-        ("you padded with zeros; a zero on the border can beat negative values. Pad with -inf so "
-         "the padding never wins the max.",
-         lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (p,) * 4), k, k if s is None else s)),
-        ("you averaged; max pooling keeps the LARGEST value of each window.",
-         lambda x, k, s=None, p=0: F.avg_pool2d(x, k, k if s is None else s, p,
-                                                count_include_pad=False)),
-        ("with stride=None the stride defaults to the kernel size (non-overlapping windows), "
-         "not 1.", lambda x, k, s=None, p=0: F.max_pool2d(x, k, 1 if s is None else s, p)),
-        ("you kept a last, partial window; PyTorch drops windows that do not fit (floor), "
-         "like a convolution.", _partial_windows),
-        ("you padded only one side (right/bottom); padding p adds p pixels on EACH side.",
-         lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (0, p, 0, p), value=float("-inf")), k,
-                                                k if s is None else s)),
-    ], patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)])
-    return ("your max pooling matches F.max_pool2d on " f"{len(cases)} cases, including the "
-            "default stride, -inf padding and sizes not divisible by the window.")
+    judge(
+        fn,
+        cases,
+        reference=ref,
+        compare=_pool_compare,
+        forbidden=POOL_LIBRARY,
+        mistakes=[
+            (
+                "you padded with zeros; a zero on the border can beat negative values. Pad with -inf so "
+                "the padding never wins the max.",
+                lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (p,) * 4), k, k if s is None else s),
+            ),
+            (
+                "you averaged; max pooling keeps the LARGEST value of each window.",
+                lambda x, k, s=None, p=0: F.avg_pool2d(
+                    x, k, k if s is None else s, p, count_include_pad=False
+                ),
+            ),
+            (
+                "with stride=None the stride defaults to the kernel size (non-overlapping windows), not 1.",
+                lambda x, k, s=None, p=0: F.max_pool2d(x, k, 1 if s is None else s, p),
+            ),
+            (
+                "you kept a last, partial window; PyTorch drops windows that do not fit (floor), "
+                "like a convolution.",
+                _partial_windows,
+            ),
+            (
+                "you padded only one side (right/bottom); padding p adds p pixels on EACH side.",
+                lambda x, k, s=None, p=0: F.max_pool2d(
+                    F.pad(x, (0, p, 0, p), value=float("-inf")), k, k if s is None else s
+                ),
+            ),
+        ],
+        patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)],
+    )
+    return (
+        "your max pooling matches F.max_pool2d on "
+        f"{len(cases)} cases, including the "
+        "default stride, -inf padding and sizes not divisible by the window."
+    )
 
 
 @checker("classifier head parameters")
 def check_head_params(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(c, h, w, num_classes, gap)`` = params of the Linear head (with bias)."""
-    fixed = [(512, 7, 7, 1000, False), (512, 7, 7, 1000, True), (3, 4, 6, 2, False),
-             (3, 4, 6, 2, True), (1, 1, 1, 10, False), (64, 5, 3, 7, True), (8, 2, 9, 5, False)]
-    extra = [(ctx.randint(1, 64), ctx.randint(1, 9), ctx.randint(1, 9), ctx.randint(2, 20),
-              ctx.choice([True, False])) for _ in range(6)]
-    cases = [Case(args, f"head_params(c={args[0]}, h={args[1]}, w={args[2]}, "
-                        f"num_classes={args[3]}, gap={args[4]})") for args in [*fixed, *extra]]
+    fixed = [
+        (512, 7, 7, 1000, False),
+        (512, 7, 7, 1000, True),
+        (3, 4, 6, 2, False),
+        (3, 4, 6, 2, True),
+        (1, 1, 1, 10, False),
+        (64, 5, 3, 7, True),
+        (8, 2, 9, 5, False),
+    ]
+    extra = [
+        (
+            ctx.randint(1, 64),
+            ctx.randint(1, 9),
+            ctx.randint(1, 9),
+            ctx.randint(2, 20),
+            ctx.choice([True, False]),
+        )
+        for _ in range(6)
+    ]
+    cases = [
+        Case(
+            args, f"head_params(c={args[0]}, h={args[1]}, w={args[2]}, num_classes={args[3]}, gap={args[4]})"
+        )
+        for args in [*fixed, *extra]
+    ]
 
     def features(c: int, h: int, w: int, gap: bool) -> int:
         return c if gap else c * h * w
@@ -117,27 +189,44 @@ def check_head_params(ctx: Context, fn: Callable[..., int]) -> str:
     def compare(got: Any, want: int, label: str) -> Any:
         if isinstance(got, bool) or not isinstance(got, numbers.Integral):
             fail(f"{label} should return an int, got {got!r}.")
-        return expect_equal(int(got), want, label,
-                            hint="A Linear layer from f features to n classes has f*n weights "
-                                 "and n biases.")
+        return expect_equal(
+            int(got),
+            want,
+            label,
+            hint="A Linear layer from f features to n classes has f*n weights and n biases.",
+        )
 
-    judge(fn, cases, compare=compare,
-          forbidden={"torch.nn.Linear": "count from the shapes, without building the layer."},
-          reference=lambda c, h, w, n, gap: count_params(nn.Linear(features(c, h, w, gap), n,
-                                                                   device="meta")),
-          mistakes=[
-              ("you forgot the bias: nn.Linear has one bias per output class.",
-               lambda c, h, w, n, gap: features(c, h, w, gap) * n),
-              ("with global average pooling each channel becomes ONE number, so the head sees c "
-               "features, not c*h*w.", lambda c, h, w, n, gap: c * h * w * n + n),
-              ("without pooling the head sees every position of every channel: c*h*w features, "
-               "not c.", lambda c, h, w, n, gap: c * n + n),
-              ("you counted one bias per input feature; nn.Linear has one bias per OUTPUT class.",
-               lambda c, h, w, n, gap: features(c, h, w, gap) * (n + 1)),
-              ("with gap=False you used h*w features and forgot the channels: flattening keeps "
-               "c*h*w numbers.",
-               lambda c, h, w, n, gap: (c if gap else h * w) * n + n),
-          ])
+    judge(
+        fn,
+        cases,
+        compare=compare,
+        forbidden={"torch.nn.Linear": "count from the shapes, without building the layer."},
+        reference=lambda c, h, w, n, gap: count_params(nn.Linear(features(c, h, w, gap), n, device="meta")),
+        mistakes=[
+            (
+                "you forgot the bias: nn.Linear has one bias per output class.",
+                lambda c, h, w, n, gap: features(c, h, w, gap) * n,
+            ),
+            (
+                "with global average pooling each channel becomes ONE number, so the head sees c "
+                "features, not c*h*w.",
+                lambda c, h, w, n, gap: c * h * w * n + n,
+            ),
+            (
+                "without pooling the head sees every position of every channel: c*h*w features, not c.",
+                lambda c, h, w, n, gap: c * n + n,
+            ),
+            (
+                "you counted one bias per input feature; nn.Linear has one bias per OUTPUT class.",
+                lambda c, h, w, n, gap: features(c, h, w, gap) * (n + 1),
+            ),
+            (
+                "with gap=False you used h*w features and forgot the channels: flattening keeps "
+                "c*h*w numbers.",
+                lambda c, h, w, n, gap: (c if gap else h * w) * n + n,
+            ),
+        ],
+    )
     return "right counts: GAP shrinks VGG's 512x7x7 -> 1000 head from 25.1M to 0.5M parameters."
 
 
@@ -150,8 +239,10 @@ def check_avgpool_as_conv(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(channels, k)`` returns an ``nn.Conv2d`` equal to ``nn.AvgPool2d(k)``."""
     # (channels, k, N, H, W): one channel, sizes not divisible by k, non-square maps, batches
     shapes = [(1, 2, 1, 4, 4), (3, 3, 2, 7, 8), (4, 2, 2, 5, 9), (2, 4, 3, 9, 6), (5, 3, 1, 6, 11)]
-    shapes += [(ctx.randint(1, 5), k, ctx.randint(1, 3), ctx.randint(k, 12), ctx.randint(k, 12))
-               for k in (ctx.randint(2, 4),)]
+    shapes += [
+        (ctx.randint(1, 5), k, ctx.randint(1, 3), ctx.randint(k, 12), ctx.randint(k, 12))
+        for k in (ctx.randint(2, 4),)
+    ]
     for c, k, n, h, w in shapes:
         what = f"avgpool_as_conv(channels={c}, k={k})"
         conv = expect_module(call(fn, c, k, describe=what), what)
@@ -163,22 +254,32 @@ def check_avgpool_as_conv(ctx: Context, fn: Callable[..., nn.Module]) -> str:
             got = call(conv, x.to(conv.weight.dtype), describe=f"x {(n, c, h, w)}")
         bias = conv.bias.detach().double() if conv.bias is not None else None
         wrong = {
-            "Your filter sums the window; divide each weight by k*k to average it.":
-                _avg(x, k) * k * k,
-            "Your weights are 1/k; the window has k*k pixels, so each weight is 1/k^2.":
-                _avg(x, k) * k,
-            "Your conv has stride 1 (overlapping windows); pooling steps by k: stride=k.":
-                F.avg_pool2d(x, k, 1),
+            "Your filter sums the window; divide each weight by k*k to average it.": _avg(x, k) * k * k,
+            "Your weights are 1/k; the window has k*k pixels, so each weight is 1/k^2.": _avg(x, k) * k,
+            "Your conv has stride 1 (overlapping windows); pooling steps by k: stride=k.": F.avg_pool2d(
+                x, k, 1
+            ),
             "Each output mixes all input channels (groups=1 with every weight 1/k^2). Pooling "
             "works on each channel separately: use groups=channels (one 1-channel filter per "
-            "channel), or zero the weights between different channels.":
-                _avg(x, k).sum(1, keepdim=True).expand(-1, c, -1, -1),
+            "channel), or zero the weights between different channels.": _avg(x, k)
+            .sum(1, keepdim=True)
+            .expand(-1, c, -1, -1),
         }
         if bias is not None and bias.shape == (c,) and bias.abs().max() > 0:
-            wrong["Your conv adds a bias (nn.Conv2d has one by default, randomly initialised); "
-                  "use bias=False or set it to zero."] = _avg(x, k) + bias.view(1, -1, 1, 1)
+            wrong[
+                "Your conv adds a bias (nn.Conv2d has one by default, randomly initialised); "
+                "use bias=False or set it to zero."
+            ] = _avg(x, k) + bias.view(1, -1, 1, 1)
         got = got.double() if isinstance(got, torch.Tensor) else got
-        expect_tensor(got, _avg(x, k), label, wrong=wrong, atol=1e-5,
-                      shape_hint=f"Use stride={k} so the windows do not overlap, and no padding.")
-    return ("your fixed-weight conv is exactly average pooling (several channels, sizes not "
-            "divisible by k): pooling is a conv with frozen weights.")
+        expect_tensor(
+            got,
+            _avg(x, k),
+            label,
+            wrong=wrong,
+            atol=1e-5,
+            shape_hint=f"Use stride={k} so the windows do not overlap, and no padding.",
+        )
+    return (
+        "your fixed-weight conv is exactly average pooling (several channels, sizes not "
+        "divisible by k): pooling is a conv with frozen weights."
+    )

@@ -26,8 +26,10 @@ RF_LIBRARY = {
 
 def _ints(got: Any, n: int, what: str) -> list[int]:
     if isinstance(got, numbers.Integral):
-        fail(f"{what} returned one int ({got}); return a list with the receptive field after "
-             f"EACH of the {n} layers.")
+        fail(
+            f"{what} returned one int ({got}); return a list with the receptive field after "
+            f"EACH of the {n} layers."
+        )
     if got is None:
         fail(f"{what} returned None: did you forget to `return` the list?")
     try:
@@ -39,8 +41,14 @@ def _ints(got: Any, n: int, what: str) -> list[int]:
     return values
 
 
-def _rf_variant(layers: Sequence[tuple[int, int]], *, own_stride: bool = False,
-                use_stride: bool = True, start: int = 1, precedence: bool = False) -> list[int]:
+def _rf_variant(
+    layers: Sequence[tuple[int, int]],
+    *,
+    own_stride: bool = False,
+    use_stride: bool = True,
+    start: int = 1,
+    precedence: bool = False,
+) -> list[int]:
     """The recurrence, or one of its usual slips."""
     rf, jump, out = start, 1, []
     for k, s in layers:
@@ -55,9 +63,16 @@ def _rf_variant(layers: Sequence[tuple[int, int]], *, own_stride: bool = False,
 
 # stacks of (k, s): the chapter's three 3x3 layers, AlexNet-like and ResNet-stem-like stacks,
 # a single layer, 1x1 layers, a stride-3 layer, strides before and after big kernels
-_RF_FIXED = [[(3, 1)] * 3, [(11, 4), (3, 2), (5, 1), (3, 2)], [(7, 2), (3, 2), (3, 1), (3, 1)],
-             [(5, 1)], [(1, 2), (3, 1), (1, 1)], [(2, 3), (4, 2), (3, 1)], [(3, 2), (3, 2), (3, 2)],
-             [(1, 1), (1, 2)]]
+_RF_FIXED = [
+    [(3, 1)] * 3,
+    [(11, 4), (3, 2), (5, 1), (3, 2)],
+    [(7, 2), (3, 2), (3, 1), (3, 1)],
+    [(5, 1)],
+    [(1, 2), (3, 1), (1, 1)],
+    [(2, 3), (4, 2), (3, 1)],
+    [(3, 2), (3, 2), (3, 2)],
+    [(1, 1), (1, 2)],
+]
 
 
 @checker("receptive field recurrence")
@@ -72,25 +87,45 @@ def check_receptive_field(ctx: Context, fn: Callable[..., list[int]]) -> str:
         return [r.rf for r in geometry.receptive_field([geometry.LayerSpec(k, s) for k, s in layers])]
 
     def compare(got: Any, want: list[int], label: str) -> list[int]:
-        return expect_equal(_ints(got, len(want), label), want, label,
-                            hint="Use r_l = r_{l-1} + (k_l - 1) * (product of the EARLIER strides), "
-                                 "r_0 = 1.")
+        return expect_equal(
+            _ints(got, len(want), label),
+            want,
+            label,
+            hint="Use r_l = r_{l-1} + (k_l - 1) * (product of the EARLIER strides), r_0 = 1.",
+        )
 
-    judge(fn, cases, reference=reference, compare=compare, forbidden=RF_LIBRARY, mistakes=[
-        ("you multiplied by the strides up to and INCLUDING the current layer; the growth "
-         "(k_l - 1) is scaled by the product of the strides of the layers BEFORE it.",
-         lambda layers: _rf_variant(layers, own_stride=True)),
-        ("you ignored the strides: after a stride-s layer, one step on the feature map is s "
-         "input pixels, so later kernels grow the field s times faster.",
-         lambda layers: _rf_variant(layers, use_stride=False)),
-        ("you added up the kernel sizes; the field grows by (k - 1) per layer (times the jump), "
-         "starting from r_0 = 1.",
-         lambda layers: [sum(k for k, _ in layers[:i + 1]) for i in range(len(layers))]),
-        ("you started from r_0 = 0; before any layer a unit sees one pixel (r_0 = 1).",
-         lambda layers: _rf_variant(layers, start=0)),
-        ("operator precedence: `k - 1 * jump` is k - jump; write (k - 1) * jump.",
-         lambda layers: _rf_variant(layers, precedence=True)),
-    ])
+    judge(
+        fn,
+        cases,
+        reference=reference,
+        compare=compare,
+        forbidden=RF_LIBRARY,
+        mistakes=[
+            (
+                "you multiplied by the strides up to and INCLUDING the current layer; the growth "
+                "(k_l - 1) is scaled by the product of the strides of the layers BEFORE it.",
+                lambda layers: _rf_variant(layers, own_stride=True),
+            ),
+            (
+                "you ignored the strides: after a stride-s layer, one step on the feature map is s "
+                "input pixels, so later kernels grow the field s times faster.",
+                lambda layers: _rf_variant(layers, use_stride=False),
+            ),
+            (
+                "you added up the kernel sizes; the field grows by (k - 1) per layer (times the jump), "
+                "starting from r_0 = 1.",
+                lambda layers: [sum(k for k, _ in layers[: i + 1]) for i in range(len(layers))],
+            ),
+            (
+                "you started from r_0 = 0; before any layer a unit sees one pixel (r_0 = 1).",
+                lambda layers: _rf_variant(layers, start=0),
+            ),
+            (
+                "operator precedence: `k - 1 * jump` is k - jump; write (k - 1) * jump.",
+                lambda layers: _rf_variant(layers, precedence=True),
+            ),
+        ],
+    )
     return f"receptive fields correct layer by layer on {len(stacks)} stacks (AlexNet-like included)."
 
 
@@ -104,34 +139,66 @@ def check_stack_vs_single(ctx: Context, fn: Callable[..., tuple[int, int, int]])
     with forbid(fn, {"torch.nn.Conv2d": "count from the kernel shape, without building layers."}):
         for (c, n), label in zip(pairs, what, strict=True):
             got = call(fn, c, n, describe=label)
-            if isinstance(got, (list, tuple)) and len(got) == 3 \
-                    and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in got):
+            if (
+                isinstance(got, (list, tuple))
+                and len(got) == 3
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in got)
+            ):
                 answers.append(tuple(int(v) for v in got))
             else:
-                fail(f"{label} should return a tuple of three ints (stack_params, single_params, "
-                     f"k), got {got!r}.")
+                fail(
+                    f"{label} should return a tuple of three ints (stack_params, single_params, "
+                    f"k), got {got!r}."
+                )
     # judge each part on every case; a hint only when that part matches a mistake everywhere
     parts = [
-        (2, "the single kernel size", lambda c, n: 2 * n + 1,
-         "Each stride-1 3x3 layer grows the receptive field by 2, starting from 1.",
-         [("n 3x3 layers see 2n + 1 pixels, not 3n: each layer adds 2 (k - 1), not 3.",
-           lambda c, n: 3 * n),
-          ("n 3x3 layers see 2n + 1 pixels; you forgot the starting pixel (2n).",
-           lambda c, n: 2 * n)]),
-        (0, "params of the 3x3 stack", lambda c, n: 9 * n * c * c,
-         "One 3x3 layer from c to c channels has 9 c^2 weights.",
-         [("a conv with c input and c output channels has c * c * 3 * 3 weights, not c * 3 * 3.",
-           lambda c, n: 9 * n * c),
-          ("that counts biases; the exercise says bias=False.", lambda c, n: 9 * n * c * c + n * c),
-          ("that is ONE layer; the stack has n of them.", lambda c, n: 9 * c * c)]),
-        (1, "params of the single kernel", lambda c, n: (2 * n + 1) ** 2 * c * c,
-         "A k x k conv from c to c channels has k^2 c^2 weights.",
-         [("that counts a bias; the exercise says bias=False.",
-           lambda c, n: (2 * n + 1) ** 2 * c * c + c),
-          ("a conv with c input and c output channels has k * k * c * c weights, not k * k * c.",
-           lambda c, n: (2 * n + 1) ** 2 * c),
-          ("that is the size of a (3n) x (3n) kernel; n 3x3 layers see 2n + 1 pixels.",
-           lambda c, n: (3 * n) ** 2 * c * c)]),
+        (
+            2,
+            "the single kernel size",
+            lambda c, n: 2 * n + 1,
+            "Each stride-1 3x3 layer grows the receptive field by 2, starting from 1.",
+            [
+                (
+                    "n 3x3 layers see 2n + 1 pixels, not 3n: each layer adds 2 (k - 1), not 3.",
+                    lambda c, n: 3 * n,
+                ),
+                ("n 3x3 layers see 2n + 1 pixels; you forgot the starting pixel (2n).", lambda c, n: 2 * n),
+            ],
+        ),
+        (
+            0,
+            "params of the 3x3 stack",
+            lambda c, n: 9 * n * c * c,
+            "One 3x3 layer from c to c channels has 9 c^2 weights.",
+            [
+                (
+                    "a conv with c input and c output channels has c * c * 3 * 3 weights, not c * 3 * 3.",
+                    lambda c, n: 9 * n * c,
+                ),
+                ("that counts biases; the exercise says bias=False.", lambda c, n: 9 * n * c * c + n * c),
+                ("that is ONE layer; the stack has n of them.", lambda c, n: 9 * c * c),
+            ],
+        ),
+        (
+            1,
+            "params of the single kernel",
+            lambda c, n: (2 * n + 1) ** 2 * c * c,
+            "A k x k conv from c to c channels has k^2 c^2 weights.",
+            [
+                (
+                    "that counts a bias; the exercise says bias=False.",
+                    lambda c, n: (2 * n + 1) ** 2 * c * c + c,
+                ),
+                (
+                    "a conv with c input and c output channels has k * k * c * c weights, not k * k * c.",
+                    lambda c, n: (2 * n + 1) ** 2 * c,
+                ),
+                (
+                    "that is the size of a (3n) x (3n) kernel; n 3x3 layers see 2n + 1 pixels.",
+                    lambda c, n: (3 * n) ** 2 * c * c,
+                ),
+            ],
+        ),
     ]
     for index, name, ref, hint, mistakes in parts:
         got = [a[index] for a in answers]
@@ -141,8 +208,10 @@ def check_stack_vs_single(ctx: Context, fn: Callable[..., tuple[int, int, int]])
         i = next(i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w)
         for mistake, wrong in mistakes:
             if got == [wrong(c, n) for c, n in pairs]:
-                fail(f"{what[i]}[{index}] ({name}): expected {want[i]}, got {got[i]}.\n   "
-                     f"Likely mistake: {mistake}")
+                fail(
+                    f"{what[i]}[{index}] ({name}): expected {want[i]}, got {got[i]}.\n   "
+                    f"Likely mistake: {mistake}"
+                )
         fail(f"{what[i]}[{index}] ({name}): expected {want[i]}, got {got[i]}. {hint}")
     return "parameter counts and kernel size right: three 3x3 layers cost 27c² vs 49c² for 7x7."
 
@@ -167,14 +236,18 @@ def _probe_stack(specs: Sequence[tuple[str, int, int, int]]) -> tuple[nn.Sequent
 
 
 # a dilated conv alone (a field with holes), plain 3x3 stacks, strides, pooling, a 1x1 conv
-_PROBE_FIXED = [[("conv", 3, 1, 2)], [("conv", 3, 1, 1)] * 3,
-                [("conv", 5, 2, 1), ("pool", 2, 2, 1), ("conv", 3, 1, 1)],
-                [("conv", 3, 1, 1), ("conv", 3, 1, 2), ("conv", 1, 1, 1)],
-                [("pool", 3, 3, 1), ("conv", 3, 2, 1)]]
+_PROBE_FIXED = [
+    [("conv", 3, 1, 2)],
+    [("conv", 3, 1, 1)] * 3,
+    [("conv", 5, 2, 1), ("pool", 2, 2, 1), ("conv", 3, 1, 1)],
+    [("conv", 3, 1, 1), ("conv", 3, 1, 2), ("conv", 1, 1, 1)],
+    [("pool", 3, 3, 1), ("conv", 3, 2, 1)],
+]
 
 
-def _measure(model: nn.Module, size: int, *, unit: str = "centre", all_outputs: bool = False,
-             extent: str = "span") -> int:
+def _measure(
+    model: nn.Module, size: int, *, unit: str = "centre", all_outputs: bool = False, extent: str = "span"
+) -> int:
     """The probe, or one of its usual slips."""
     x = torch.ones(1, 1, size, size, requires_grad=True)
     out = model(x)
@@ -201,15 +274,19 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
                 k = ctx.randint(2, 3)
                 stack.append(("pool", k, k, 1))
             else:
-                stack.append(("conv", ctx.choice([1, 3, 3, 5]), ctx.choice([1, 1, 2]),
-                              ctx.choice([1, 1, 2])))
+                stack.append(("conv", ctx.choice([1, 3, 3, 5]), ctx.choice([1, 1, 2]), ctx.choice([1, 1, 2])))
         specs.append(stack)
     cases = []
     for spec in specs:
         model, rf = _probe_stack(spec)
         size = 2 * rf + 8 * ctx.randint(1, 2) + ctx.randint(0, 1)
-        cases.append(Case((model, size), f"rf_by_gradient(model, size={size}) for the stack "
-                                         f"{[(kind, k, s, d) for kind, k, s, d in spec]}"))
+        cases.append(
+            Case(
+                (model, size),
+                f"rf_by_gradient(model, size={size}) for the stack "
+                f"{[(kind, k, s, d) for kind, k, s, d in spec]}",
+            )
+        )
     fields = {id(c.args[0]): _probe_stack(spec)[1] for c, spec in zip(cases, specs, strict=True)}
 
     def around() -> contextlib.AbstractContextManager[Any]:
@@ -220,24 +297,47 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
             got = got.item()
         if isinstance(got, float) and got.is_integer():
             got = int(got)
-        return expect_equal(got, want, label, hint=(
-            "Back-propagate from ONE output unit near the centre, then measure the extent (last "
-            "- first + 1) of the input rows whose gradient is non-zero, on an input of ones."))
+        return expect_equal(
+            got,
+            want,
+            label,
+            hint=(
+                "Back-propagate from ONE output unit near the centre, then measure the extent (last "
+                "- first + 1) of the input rows whose gradient is non-zero, on an input of ones."
+            ),
+        )
 
-    judge(fn, cases, around=around, forbidden=RF_LIBRARY,
-          reference=lambda model, size: fields[id(model)], compare=compare, mistakes=[
-              ("you back-propagated from ALL outputs (e.g. out.sum()): that gives the field of "
-               "the whole output map; take the gradient of a single unit near the centre.",
-               lambda m, size: _measure(m, size, all_outputs=True)),
-              ("you counted the rows with a non-zero gradient; a dilated kernel leaves holes "
-               "inside its field, so measure the extent: last row - first row + 1.",
-               lambda m, size: _measure(m, size, extent="count")),
-              ("you forgot the + 1: rows first..last span last - first + 1 pixels.",
-               lambda m, size: _measure(m, size, extent="no+1")),
-              ("you took the unit at the corner (out[0, 0, 0, 0]); its field is cut off by the "
-               "padding; take the unit at the centre (H_out // 2, W_out // 2).",
-               lambda m, size: _measure(m, size, unit="corner")),
-              ("you counted the non-zero PIXELS (an area); return the height: last row - first "
-               "row + 1.", lambda m, size: _measure(m, size, extent="area")),
-          ])
+    judge(
+        fn,
+        cases,
+        around=around,
+        forbidden=RF_LIBRARY,
+        reference=lambda model, size: fields[id(model)],
+        compare=compare,
+        mistakes=[
+            (
+                "you back-propagated from ALL outputs (e.g. out.sum()): that gives the field of "
+                "the whole output map; take the gradient of a single unit near the centre.",
+                lambda m, size: _measure(m, size, all_outputs=True),
+            ),
+            (
+                "you counted the rows with a non-zero gradient; a dilated kernel leaves holes "
+                "inside its field, so measure the extent: last row - first row + 1.",
+                lambda m, size: _measure(m, size, extent="count"),
+            ),
+            (
+                "you forgot the + 1: rows first..last span last - first + 1 pixels.",
+                lambda m, size: _measure(m, size, extent="no+1"),
+            ),
+            (
+                "you took the unit at the corner (out[0, 0, 0, 0]); its field is cut off by the "
+                "padding; take the unit at the centre (H_out // 2, W_out // 2).",
+                lambda m, size: _measure(m, size, unit="corner"),
+            ),
+            (
+                "you counted the non-zero PIXELS (an area); return the height: last row - first row + 1.",
+                lambda m, size: _measure(m, size, extent="area"),
+            ),
+        ],
+    )
     return "your gradient probe finds the same receptive fields as the formula."

@@ -17,18 +17,26 @@ from cnnbook.checks.core import Context, call, checker, expect_equal, expect_ten
 
 _FORMULA = "compute the size from the formula instead of asking a library."
 SIZE_LIBRARY = {
-    "cnnbook.geometry.conv_output_size": _FORMULA, "cnnbook.geometry.pool_output_size": _FORMULA,
-    "cnnbook.geometry.same_padding": _FORMULA, "cnnbook.geometry.effective_kernel_size": _FORMULA,
-    "torch.nn.functional.conv2d": _FORMULA, "torch.conv2d": _FORMULA, "torch.nn.Conv2d": _FORMULA,
-    "torch.nn.functional.conv1d": _FORMULA, "torch.conv1d": _FORMULA, "torch.nn.Conv1d": _FORMULA,
+    "cnnbook.geometry.conv_output_size": _FORMULA,
+    "cnnbook.geometry.pool_output_size": _FORMULA,
+    "cnnbook.geometry.same_padding": _FORMULA,
+    "cnnbook.geometry.effective_kernel_size": _FORMULA,
+    "torch.nn.functional.conv2d": _FORMULA,
+    "torch.conv2d": _FORMULA,
+    "torch.nn.Conv2d": _FORMULA,
+    "torch.nn.functional.conv1d": _FORMULA,
+    "torch.conv1d": _FORMULA,
+    "torch.nn.Conv1d": _FORMULA,
 }
 
 
 def _int_answer(got: Any, what: str) -> int:
     if isinstance(got, bool) or not isinstance(got, numbers.Integral):
         if isinstance(got, float):
-            fail(f"{what} returned the float {got!r}; sizes are integers. Use floor division "
-                 f"`//` (which rounds down, as PyTorch does), not `/`.")
+            fail(
+                f"{what} returned the float {got!r}; sizes are integers. Use floor division "
+                f"`//` (which rounds down, as PyTorch does), not `/`."
+            )
         if isinstance(got, torch.Tensor):
             fail(f"{what} returned a tensor; return a plain Python int (use .item() or int()).")
         if got is None:
@@ -40,21 +48,37 @@ def _int_answer(got: Any, what: str) -> int:
 def _int_compare(hint: str) -> Callable[[Any, Any, str], Any]:
     def compare(got: Any, want: Any, label: str) -> Any:
         return expect_equal(_int_answer(got, label), want, label, hint=hint)
+
     return compare
 
 
-def _size_cases(fixed: Sequence[tuple[int, ...]], extra: list[tuple[int, ...]], name: str,
-                params: str) -> list[Case]:
-    return [Case(args, f"{name}({', '.join(f'{p}={v}' for p, v in zip(params.split(), args, strict=True))})")
-            for args in [*fixed, *extra]]
+def _size_cases(
+    fixed: Sequence[tuple[int, ...]], extra: list[tuple[int, ...]], name: str, params: str
+) -> list[Case]:
+    return [
+        Case(args, f"{name}({', '.join(f'{p}={v}' for p, v in zip(params.split(), args, strict=True))})")
+        for args in [*fixed, *extra]
+    ]
 
 
 # (n, k, s, p, d): the chapter's examples, sizes not divisible by the stride, dilation with and
 # without padding, a kernel that fits exactly once, a 1x1 kernel, stride larger than the kernel
-_OUT_SIZE_FIXED = [(32, 3, 1, 1, 1), (32, 3, 2, 1, 1), (8, 3, 1, 2, 2), (224, 11, 4, 2, 1),
-                   (7, 3, 2, 0, 1), (10, 3, 1, 0, 3), (9, 2, 3, 1, 2), (5, 5, 1, 0, 1),
-                   (6, 1, 1, 0, 1), (13, 4, 3, 2, 2), (17, 3, 2, 0, 2), (12, 5, 1, 1, 3),
-                   (11, 2, 4, 0, 1), (20, 3, 3, 1, 4)]
+_OUT_SIZE_FIXED = [
+    (32, 3, 1, 1, 1),
+    (32, 3, 2, 1, 1),
+    (8, 3, 1, 2, 2),
+    (224, 11, 4, 2, 1),
+    (7, 3, 2, 0, 1),
+    (10, 3, 1, 0, 3),
+    (9, 2, 3, 1, 2),
+    (5, 5, 1, 0, 1),
+    (6, 1, 1, 0, 1),
+    (13, 4, 3, 2, 2),
+    (17, 3, 2, 0, 2),
+    (12, 5, 1, 1, 3),
+    (11, 2, 4, 0, 1),
+    (20, 3, 3, 1, 4),
+]
 
 
 def _k_eff(k: int, d: int) -> int:
@@ -66,30 +90,50 @@ def check_conv_out_size(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(n, k, s, p, d)`` = floor((n + 2p - d(k-1) - 1) / s) + 1 on many layers."""
     extra: list[tuple[int, ...]] = []
     while len(extra) < 26:
-        n, k, s, p, d = (ctx.randint(5, 40), ctx.randint(1, 7), ctx.randint(1, 4),
-                         ctx.randint(0, 3), ctx.randint(1, 3))
+        n, k, s, p, d = (
+            ctx.randint(5, 40),
+            ctx.randint(1, 7),
+            ctx.randint(1, 4),
+            ctx.randint(0, 3),
+            ctx.randint(1, 3),
+        )
         if _k_eff(k, d) <= n + 2 * p:
             extra.append((n, k, s, p, d))
     cases = _size_cases(_OUT_SIZE_FIXED, extra, "conv_out_size", "n k s p d")
-    judge(fn, cases, reference=lambda n, k, s, p, d: geometry.conv_output_size(n, k, s, p, d),
-          forbidden=SIZE_LIBRARY,
-          compare=_int_compare("The formula is floor((n + 2p - k_eff) / s) + 1 with "
-                               "k_eff = d(k - 1) + 1."),
-          mistakes=[
-              ("you forgot the + 1: a kernel that fits exactly once still gives one output.",
-               lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d)) // s),
-              ("you ignored the dilation: use the effective kernel size k_eff = d(k - 1) + 1.",
-               lambda n, k, s, p, d: (n + 2 * p - k) // s + 1),
-              ("you used k_eff = d * k; a dilated kernel has k - 1 gaps of d pixels between its k "
-               "taps, so k_eff = d(k - 1) + 1.",
-               lambda n, k, s, p, d: (n + 2 * p - d * k) // s + 1),
-              ("padding p is added on BOTH sides, so the padded length is n + 2p.",
-               lambda n, k, s, p, d: (n + p - _k_eff(k, d)) // s + 1),
-              ("you rounded up; PyTorch rounds DOWN (floor), dropping a last partial window.",
-               lambda n, k, s, p, d: math.ceil((n + 2 * p - _k_eff(k, d)) / s) + 1),
-              ("you divided the + 1 by the stride too: it is floor((n + 2p - k_eff) / s) + 1.",
-               lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d) + 1) // s),
-          ])
+    judge(
+        fn,
+        cases,
+        reference=lambda n, k, s, p, d: geometry.conv_output_size(n, k, s, p, d),
+        forbidden=SIZE_LIBRARY,
+        compare=_int_compare("The formula is floor((n + 2p - k_eff) / s) + 1 with k_eff = d(k - 1) + 1."),
+        mistakes=[
+            (
+                "you forgot the + 1: a kernel that fits exactly once still gives one output.",
+                lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d)) // s,
+            ),
+            (
+                "you ignored the dilation: use the effective kernel size k_eff = d(k - 1) + 1.",
+                lambda n, k, s, p, d: (n + 2 * p - k) // s + 1,
+            ),
+            (
+                "you used k_eff = d * k; a dilated kernel has k - 1 gaps of d pixels between its k "
+                "taps, so k_eff = d(k - 1) + 1.",
+                lambda n, k, s, p, d: (n + 2 * p - d * k) // s + 1,
+            ),
+            (
+                "padding p is added on BOTH sides, so the padded length is n + 2p.",
+                lambda n, k, s, p, d: (n + p - _k_eff(k, d)) // s + 1,
+            ),
+            (
+                "you rounded up; PyTorch rounds DOWN (floor), dropping a last partial window.",
+                lambda n, k, s, p, d: math.ceil((n + 2 * p - _k_eff(k, d)) / s) + 1,
+            ),
+            (
+                "you divided the + 1 by the stride too: it is floor((n + 2p - k_eff) / s) + 1.",
+                lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d) + 1) // s,
+            ),
+        ],
+    )
     return f"conv_out_size agrees with PyTorch's nn.Conv2d on {len(cases)} layer configurations."
 
 
@@ -98,18 +142,33 @@ def check_same_padding(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(k, d)``: the padding that keeps the size for stride 1 and an odd kernel."""
     grid = [(k, d) for k in (1, 3, 5, 7) for d in (1, 2, 3, 4)]
     cases = [Case((k, d), f"same_padding(k={k}, d={d})") for k, d in grid]
-    judge(fn, cases, reference=lambda k, d: d * (k - 1) // 2, forbidden=SIZE_LIBRARY,
-          compare=_int_compare("Solve n = n + 2p - k_eff + 1 for p, with k_eff = d(k - 1) + 1."),
-          mistakes=[
-              ("that is k // 2, right only without dilation: a dilated kernel spans "
-               "k_eff = d(k - 1) + 1 pixels, so pad k_eff // 2.", lambda k, d: k // 2),
-              ("that is the TOTAL padding; nn.Conv2d's padding is added on each side, so halve it.",
-               lambda k, d: d * (k - 1)),
-              ("you used k_eff = d * k; the span of a dilated kernel is d(k - 1) + 1.",
-               lambda k, d: d * k // 2),
-              ("you rounded up (ceil(k_eff / 2)); k_eff is odd here and the padding per side is "
-               "(k_eff - 1) / 2.", lambda k, d: math.ceil(_k_eff(k, d) / 2)),
-          ])
+    judge(
+        fn,
+        cases,
+        reference=lambda k, d: d * (k - 1) // 2,
+        forbidden=SIZE_LIBRARY,
+        compare=_int_compare("Solve n = n + 2p - k_eff + 1 for p, with k_eff = d(k - 1) + 1."),
+        mistakes=[
+            (
+                "that is k // 2, right only without dilation: a dilated kernel spans "
+                "k_eff = d(k - 1) + 1 pixels, so pad k_eff // 2.",
+                lambda k, d: k // 2,
+            ),
+            (
+                "that is the TOTAL padding; nn.Conv2d's padding is added on each side, so halve it.",
+                lambda k, d: d * (k - 1),
+            ),
+            (
+                "you used k_eff = d * k; the span of a dilated kernel is d(k - 1) + 1.",
+                lambda k, d: d * k // 2,
+            ),
+            (
+                "you rounded up (ceil(k_eff / 2)); k_eff is odd here and the padding per side is "
+                "(k_eff - 1) / 2.",
+                lambda k, d: math.ceil(_k_eff(k, d) / 2),
+            ),
+        ],
+    )
     n = ctx.randint(16, 30)
     for k, d in grid:  # show that the answer really keeps the size
         conv = torch.nn.Conv2d(1, 1, k, padding=d * (k - 1) // 2, dilation=d)
@@ -150,8 +209,15 @@ def _dilate_square_only(w: torch.Tensor, d: int) -> torch.Tensor:
 
 
 # (C_out, C_in, kH, kW, d): non-square kernels, d = 1 (unchanged), a 1x1 kernel, one channel
-_DILATE_FIXED = [(2, 3, 3, 3, 2), (1, 2, 2, 3, 2), (2, 1, 3, 1, 3), (1, 1, 3, 3, 1),
-                 (3, 2, 1, 1, 4), (2, 2, 1, 4, 2), (1, 3, 4, 2, 3)]
+_DILATE_FIXED = [
+    (2, 3, 3, 3, 2),
+    (1, 2, 2, 3, 2),
+    (2, 1, 3, 1, 3),
+    (1, 1, 3, 3, 1),
+    (3, 2, 1, 1, 4),
+    (2, 2, 1, 4, 2),
+    (1, 3, 4, 2, 3),
+]
 
 
 @checker("dilate kernel")
@@ -159,39 +225,65 @@ def check_dilate_kernel(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(w (C_out, C_in, kH, kW), d)``: the kernel with d-1 zeros between taps."""
     shapes = list(_DILATE_FIXED)
     for _ in range(3):
-        shapes.append((ctx.randint(1, 3), ctx.randint(1, 3), ctx.randint(1, 4), ctx.randint(1, 4),
-                       ctx.randint(1, 4)))
-    cases = [Case((ctx.randn(co, ci, kh, kw), d), f"dilate_kernel(w of shape {(co, ci, kh, kw)}, d={d})",
-                  frozenset() if kh == kw else frozenset({"nonsquare"}))
-             for co, ci, kh, kw, d in shapes]
+        shapes.append(
+            (ctx.randint(1, 3), ctx.randint(1, 3), ctx.randint(1, 4), ctx.randint(1, 4), ctx.randint(1, 4))
+        )
+    cases = [
+        Case(
+            (ctx.randn(co, ci, kh, kw), d),
+            f"dilate_kernel(w of shape {(co, ci, kh, kw)}, d={d})",
+            frozenset() if kh == kw else frozenset({"nonsquare"}),
+        )
+        for co, ci, kh, kw, d in shapes
+    ]
 
     def compare(got: Any, want: torch.Tensor, label: str) -> torch.Tensor:
         kh, kw = want.shape[-2:]
-        return expect_tensor(got, want, label, shape_hint=f"The dilated kernel spans "
-                             f"k_eff = d(k - 1) + 1 per side: {kh} x {kw}.")
+        return expect_tensor(
+            got,
+            want,
+            label,
+            shape_hint=f"The dilated kernel spans k_eff = d(k - 1) + 1 per side: {kh} x {kw}.",
+        )
 
-    judge(fn, cases, reference=_ref_dilate, compare=compare,
-          forbidden={"torch.nn.functional.conv2d":
-                     "build the spread-out kernel yourself; no convolution is needed."},
-          mistakes=[
-              ("you put d zeros between taps; dilation d means d - 1 zeros (d = 1 is the plain "
-               "kernel).", _dilate_wide),
-              ("the zeros must go BETWEEN the taps (spacing d), not after the kernel.",
-               _dilate_at_end),
-              ("you made the kernel d * k wide; with k - 1 gaps of d - 1 zeros it spans "
-               "d(k - 1) + 1 (no trailing zeros).", _dilate_d_times_k),
-              ("you used one size for both kernel axes (w.shape[-1]); kernels can be non-square: "
-               "kh, kw = w.shape[-2:].", _dilate_square_only),
-          ],
-          patterns=[("nonsquare", NONSQUARE_HINT)])
+    judge(
+        fn,
+        cases,
+        reference=_ref_dilate,
+        compare=compare,
+        forbidden={
+            "torch.nn.functional.conv2d": "build the spread-out kernel yourself; no convolution is needed."
+        },
+        mistakes=[
+            (
+                "you put d zeros between taps; dilation d means d - 1 zeros (d = 1 is the plain kernel).",
+                _dilate_wide,
+            ),
+            ("the zeros must go BETWEEN the taps (spacing d), not after the kernel.", _dilate_at_end),
+            (
+                "you made the kernel d * k wide; with k - 1 gaps of d - 1 zeros it spans "
+                "d(k - 1) + 1 (no trailing zeros).",
+                _dilate_d_times_k,
+            ),
+            (
+                "you used one size for both kernel axes (w.shape[-1]); kernels can be non-square: "
+                "kh, kw = w.shape[-2:].",
+                _dilate_square_only,
+            ),
+        ],
+        patterns=[("nonsquare", NONSQUARE_HINT)],
+    )
     # the point of the exercise: an ordinary convolution with the spread-out kernel is a dilated
     # one (the answer's own dtype is fine: compared in float64)
     for c in cases[:3]:
         w, d = c.args
         got = call(fn, w.clone(), d, describe=c.label)
         x = ctx.randn(1, w.shape[1], 16, 17)
-        expect_tensor(F.conv2d(x, got.detach().to(x.dtype)), F.conv2d(x, w, dilation=d),
-                      f"conv with your dilated kernel vs conv with dilation={d}")
+        expect_tensor(
+            F.conv2d(x, got.detach().to(x.dtype)),
+            F.conv2d(x, w, dilation=d),
+            f"conv with your dilated kernel vs conv with dilation={d}",
+        )
     return "convolving with your zero-stuffed kernel equals nn.Conv2d(..., dilation=d)."
 
 
@@ -202,8 +294,10 @@ def _stride_of(args: tuple, kwargs: dict) -> Any:
 def _veto_stride(*args: Any, **kwargs: Any) -> str | None:
     stride = _stride_of(args, kwargs)
     if stride not in (1, (1, 1), [1, 1]):
-        return (f"it was called with stride={stride}; the point is to compute the stride-1 "
-                f"output and keep every s-th value yourself.")
+        return (
+            f"it was called with stride={stride}; the point is to compute the stride-1 "
+            f"output and keep every s-th value yourself."
+        )
     return None
 
 
@@ -215,9 +309,14 @@ def _no_strided_conv() -> Iterator[None]:
 
 # (N, C_in, C_out, H, W, kH, kW, s, p): sizes not divisible by the stride, non-square inputs and
 # kernels, batch and channels > 1, padding larger than 1, stride larger than the kernel
-_STRIDED_FIXED = [(1, 1, 1, 8, 8, 3, 3, 2, 1), (2, 3, 2, 7, 10, 3, 3, 2, 1),
-                  (1, 2, 3, 11, 9, 2, 3, 3, 0), (3, 1, 2, 9, 6, 3, 1, 2, 2),
-                  (2, 2, 1, 10, 13, 1, 1, 3, 0), (1, 3, 1, 12, 7, 2, 2, 4, 1)]
+_STRIDED_FIXED = [
+    (1, 1, 1, 8, 8, 3, 3, 2, 1),
+    (2, 3, 2, 7, 10, 3, 3, 2, 1),
+    (1, 2, 3, 11, 9, 2, 3, 3, 0),
+    (3, 1, 2, 9, 6, 3, 1, 2, 2),
+    (2, 2, 1, 10, 13, 1, 1, 3, 0),
+    (1, 3, 1, 12, 7, 2, 2, 4, 1),
+]
 
 
 @checker("stride as subsampling")
@@ -226,35 +325,67 @@ def check_strided_from_dense(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
     shapes = list(_STRIDED_FIXED)
     for _ in range(3):
         kh, kw = ctx.randint(1, 4), ctx.randint(1, 4)
-        shapes.append((ctx.randint(1, 2), ctx.randint(1, 3), ctx.randint(1, 3),
-                       ctx.randint(kh + 2, 13), ctx.randint(kw + 2, 13), kh, kw,
-                       ctx.randint(2, 3), ctx.randint(0, 2)))
+        shapes.append(
+            (
+                ctx.randint(1, 2),
+                ctx.randint(1, 3),
+                ctx.randint(1, 3),
+                ctx.randint(kh + 2, 13),
+                ctx.randint(kw + 2, 13),
+                kh,
+                kw,
+                ctx.randint(2, 3),
+                ctx.randint(0, 2),
+            )
+        )
     cases = []
     for n, c_in, c_out, h, w_, kh, kw, s, p in shapes:
         tags = set() if (h == w_ and kh == kw) else {"nonsquare"}
         if n > 1:
             tags.add("batch")
-        cases.append(Case((ctx.randn(n, c_in, h, w_), ctx.randn(c_out, c_in, kh, kw), s, p),
-                          f"strided_from_dense(x {(n, c_in, h, w_)}, w {(c_out, c_in, kh, kw)}, "
-                          f"stride={s}, padding={p})", frozenset(tags)))
-    judge(fn, cases, around=_no_strided_conv,
-          reference=lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p),
-          compare=lambda got, want, label: expect_tensor(
-              got, want, label, shape_hint="Keep rows and columns 0, s, 2s, ... of the padded "
-                                           "stride-1 output."),
-          mistakes=[
-              ("you started subsampling at index 1; the first strided output is the first dense "
-               "output (keep indices 0, s, 2s, ...).",
-               lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s]),
-              ("you subsampled only the rows; keep every s-th column as well.",
-               lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, :]),
-              ("you subsampled only the columns; keep every s-th row as well.",
-               lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., :, ::s]),
-              ("you left out the padding (or padded after subsampling); pad the input, convolve, "
-               "then keep every s-th output.", lambda x, w, s, p: F.conv2d(x, w)[..., ::s, ::s]),
-              ("you subsampled the INPUT before convolving; subsample the stride-1 OUTPUT.",
-               lambda x, w, s, p: F.conv2d(F.pad(x, (p,) * 4)[..., ::s, ::s], w)),
-          ],
-          patterns=[("nonsquare", NONSQUARE_HINT), ("batch", BATCH_HINT)])
-    return (f"a strided convolution is the stride-1 convolution with every s-th output kept "
-            f"({len(cases)} cases, sizes not divisible by the stride included).")
+        cases.append(
+            Case(
+                (ctx.randn(n, c_in, h, w_), ctx.randn(c_out, c_in, kh, kw), s, p),
+                f"strided_from_dense(x {(n, c_in, h, w_)}, w {(c_out, c_in, kh, kw)}, "
+                f"stride={s}, padding={p})",
+                frozenset(tags),
+            )
+        )
+    judge(
+        fn,
+        cases,
+        around=_no_strided_conv,
+        reference=lambda x, w, s, p: F.conv2d(x, w, stride=s, padding=p),
+        compare=lambda got, want, label: expect_tensor(
+            got, want, label, shape_hint="Keep rows and columns 0, s, 2s, ... of the padded stride-1 output."
+        ),
+        mistakes=[
+            (
+                "you started subsampling at index 1; the first strided output is the first dense "
+                "output (keep indices 0, s, 2s, ...).",
+                lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s],
+            ),
+            (
+                "you subsampled only the rows; keep every s-th column as well.",
+                lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, :],
+            ),
+            (
+                "you subsampled only the columns; keep every s-th row as well.",
+                lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., :, ::s],
+            ),
+            (
+                "you left out the padding (or padded after subsampling); pad the input, convolve, "
+                "then keep every s-th output.",
+                lambda x, w, s, p: F.conv2d(x, w)[..., ::s, ::s],
+            ),
+            (
+                "you subsampled the INPUT before convolving; subsample the stride-1 OUTPUT.",
+                lambda x, w, s, p: F.conv2d(F.pad(x, (p,) * 4)[..., ::s, ::s], w),
+            ),
+        ],
+        patterns=[("nonsquare", NONSQUARE_HINT), ("batch", BATCH_HINT)],
+    )
+    return (
+        f"a strided convolution is the stride-1 convolution with every s-th output kept "
+        f"({len(cases)} cases, sizes not divisible by the stride included)."
+    )

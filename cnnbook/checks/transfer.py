@@ -34,7 +34,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _STEPS = "write the scaling and normalisation steps yourself to see what they do."
 TRANSFORMS = {
-    "torchvision.transforms.ToTensor": _STEPS, "torchvision.transforms.Normalize": _STEPS,
+    "torchvision.transforms.ToTensor": _STEPS,
+    "torchvision.transforms.Normalize": _STEPS,
     "torchvision.transforms.functional.to_tensor": _STEPS,
     "torchvision.transforms.functional.normalize": _STEPS,
     "torchvision.transforms.v2.Normalize": _STEPS,
@@ -42,8 +43,10 @@ TRANSFORMS = {
 }
 _HELPERS = "that is cnnbook's helper; write the plain PyTorch yourself."
 HELPERS = {
-    "cnnbook.pretrained.freeze": _HELPERS, "cnnbook.pretrained.unfreeze": _HELPERS,
-    "cnnbook.pretrained.train_only": _HELPERS, "cnnbook.pretrained.param_groups": _HELPERS,
+    "cnnbook.pretrained.freeze": _HELPERS,
+    "cnnbook.pretrained.unfreeze": _HELPERS,
+    "cnnbook.pretrained.train_only": _HELPERS,
+    "cnnbook.pretrained.param_groups": _HELPERS,
     "cnnbook.pretrained.progressive_schedule": _HELPERS,
 }
 #: ResNet stages from the output back to the input; the stem is ``conv1`` + ``bn1``.
@@ -51,6 +54,7 @@ STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "stem")
 
 
 # ------------------------------------------------------------------------------ test networks
+
 
 class _SqueezeExcite(nn.Module):
     """Channel attention with two small linear layers named ``fc1``/``fc2`` (as in SE-ResNets)."""
@@ -75,9 +79,11 @@ class _Block(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.se = _SqueezeExcite(cout) if se else None
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                         nn.BatchNorm2d(cout))
-                           if stride != 1 or cin != cout else None)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -101,8 +107,9 @@ class TinyResNet(nn.Module):
     layer3: nn.Sequential
     layer4: nn.Sequential
 
-    def __init__(self, widths: tuple[int, ...] = (8, 12, 16, 24), num_classes: int = 10,
-                 se: bool = False) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (8, 12, 16, 24), num_classes: int = 10, se: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -132,6 +139,7 @@ def _short_list(names: list[str], limit: int = 4) -> str:
 
 # ------------------------------------------------------------------------------ Exercise 1
 
+
 @checker("feature extractor")
 def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(model, num_classes)`` freezes the whole backbone and adds a trainable head.
@@ -140,10 +148,13 @@ def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     inputs (with squeeze-and-excitation layers nested in the blocks); then a random one.
     """
     cases: list[tuple[Callable[[], TinyResNet], int]] = [
-        (lambda: TinyResNet(), 5), (lambda: TinyResNet(), 1),
+        (lambda: TinyResNet(), 5),
+        (lambda: TinyResNet(), 1),
         (lambda: TinyResNet((6, 8, 10, 14), se=True), 3),
-        (lambda: TinyResNet(tuple(ctx.randint(4, 12) for _ in range(4)), se=ctx.randint(0, 1) == 1),
-         ctx.randint(2, 40)),
+        (
+            lambda: TinyResNet(tuple(ctx.randint(4, 12) for _ in range(4)), se=ctx.randint(0, 1) == 1),
+            ctx.randint(2, 40),
+        ),
     ]
     for build, classes in cases:
         model = build()
@@ -157,42 +168,55 @@ def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
         if not isinstance(fc, nn.Linear):
             fail(f"{what}: model.fc should be a new nn.Linear, got {type(fc).__name__}.")
         if fc.in_features != in_features:
-            fail(f"{what}: the new fc takes {fc.in_features} inputs but the backbone gives "
-                 f"{in_features}. Read the width from model.fc.in_features instead of "
-                 f"hard-coding 512.")
+            fail(
+                f"{what}: the new fc takes {fc.in_features} inputs but the backbone gives "
+                f"{in_features}. Read the width from model.fc.in_features instead of "
+                f"hard-coding 512."
+            )
         if fc.out_features != classes:
             fail(f"{what}: the new fc has {fc.out_features} outputs, expected {classes}.")
         if fc.bias is None:
-            fail(f"{what}: the new fc has no bias; a classification head keeps its bias "
-                 f"(nn.Linear's default bias=True).")
+            fail(
+                f"{what}: the new fc has no bias; a classification head keeps its bias "
+                f"(nn.Linear's default bias=True)."
+            )
         params = dict(out.named_parameters())
         trainable = [n for n, p in params.items() if p.requires_grad]
         if not trainable:
-            fail(f"{what}: nothing is trainable. You froze after replacing fc, so the new head "
-                 f"was frozen too: freeze first, then create the new layer (new layers require "
-                 f"gradients by default).")
+            fail(
+                f"{what}: nothing is trainable. You froze after replacing fc, so the new head "
+                f"was frozen too: freeze first, then create the new layer (new layers require "
+                f"gradients by default)."
+            )
         if not {"fc.weight", "fc.bias"} <= set(trainable):
             fail(f"{what}: the new head is not fully trainable (trainable: {trainable}).")
         extra = [n for n in trainable if not n.startswith("fc.")]
         if extra:
-            bn_only = all(isinstance(out.get_submodule(n.rsplit(".", 1)[0]),
-                                     nn.modules.batchnorm._BatchNorm) for n in extra)
+            bn_only = all(
+                isinstance(out.get_submodule(n.rsplit(".", 1)[0]), nn.modules.batchnorm._BatchNorm)
+                for n in extra
+            )
             if bn_only:
-                fail(f"{what}: the batch-norm weights are still trainable ({_short_list(extra)}). "
-                     f"Freeze every parameter of the backbone, not only the conv layers: loop "
-                     f"over model.parameters().")
+                fail(
+                    f"{what}: the batch-norm weights are still trainable ({_short_list(extra)}). "
+                    f"Freeze every parameter of the backbone, not only the conv layers: loop "
+                    f"over model.parameters()."
+                )
             if len(extra) == len(backbone_ids):
-                fail(f"{what}: every backbone parameter is still trainable. Set "
-                     f"requires_grad = False on each of them (model.requires_grad = False only "
-                     f"sets an attribute on the module; use p.requires_grad = False for each "
-                     f"p in model.parameters(), or model.requires_grad_(False)).")
-            fail(f"{what}: {len(extra)} backbone parameters are still trainable "
-                 f"({_short_list(extra)}); freeze every parameter outside the new fc, nested "
-                 f"layers included.")
+                fail(
+                    f"{what}: every backbone parameter is still trainable. Set "
+                    f"requires_grad = False on each of them (model.requires_grad = False only "
+                    f"sets an attribute on the module; use p.requires_grad = False for each "
+                    f"p in model.parameters(), or model.requires_grad_(False))."
+                )
+            fail(
+                f"{what}: {len(extra)} backbone parameters are still trainable "
+                f"({_short_list(extra)}); freeze every parameter outside the new fc, nested "
+                f"layers included."
+            )
         out.eval()
         x = ctx.randn(2, 3, 17, 23, dtype=torch.float32)
-        logits = as_tensor(call(out, x, describe="a batch of 2 images (3, 17, 23)"),
-                           f"{what}(x)")
+        logits = as_tensor(call(out, x, describe="a batch of 2 images (3, 17, 23)"), f"{what}(x)")
         if tuple(logits.shape) != (2, classes):
             fail(f"{what}(x) has shape {tuple(logits.shape)}; expected (2, {classes}).")
         logits.sum().backward()
@@ -203,11 +227,14 @@ def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
 
 # ------------------------------------------------------------------------------ groups
 
+
 def _lr_map(groups: Any, model: nn.Module, what: str) -> dict[str, float]:
     """Parameter name -> learning rate from a student's list of optimiser groups."""
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
-        fail(f"{what} should return a list of dicts like {{'params': [...], 'lr': 1e-4}}, got "
-             f"{type(groups).__name__}.")
+        fail(
+            f"{what} should return a list of dicts like {{'params': [...], 'lr': 1e-4}}, got "
+            f"{type(groups).__name__}."
+        )
     names = {id(p): n for n, p in model.named_parameters()}
     out: dict[str, float] = {}
     for g in groups:
@@ -221,11 +248,12 @@ def _lr_map(groups: Any, model: nn.Module, what: str) -> dict[str, float]:
             fail(f"{what}: a group's 'lr' is {g['lr']!r}, not a number.")
         for p in params:
             if id(p) not in names:
-                fail(f"{what}: a group holds a {type(p).__name__} that is not a parameter of "
-                     f"the model.")
+                fail(f"{what}: a group holds a {type(p).__name__} that is not a parameter of the model.")
             if names[id(p)] in out:
-                fail(f"{what}: {names[id(p)]} appears in two groups (the optimiser would "
-                     f"refuse it); put every parameter in exactly one group.")
+                fail(
+                    f"{what}: {names[id(p)]} appears in two groups (the optimiser would "
+                    f"refuse it); put every parameter in exactly one group."
+                )
             out[names[id(p)]] = lr
     return out
 
@@ -234,8 +262,13 @@ def _same_map(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return set(a) == set(b) and all(math.isclose(a[k], b[k], rel_tol=1e-9) for k in a)
 
 
-def _expect_lr_map(got: dict[str, float], expected: dict[str, float], model: nn.Module,
-                   what: str, wrong: Mapping[str, dict[str, float]]) -> None:
+def _expect_lr_map(
+    got: dict[str, float],
+    expected: dict[str, float],
+    model: nn.Module,
+    what: str,
+    wrong: Mapping[str, dict[str, float]],
+) -> None:
     if _same_map(got, expected):
         return
     for hint, value in wrong.items():
@@ -243,29 +276,34 @@ def _expect_lr_map(got: dict[str, float], expected: dict[str, float], model: nn.
             fail(f"{what}: {hint}")
     frozen = [n for n in got if not dict(model.named_parameters())[n].requires_grad]
     if frozen:
-        fail(f"{what}: {len(frozen)} frozen parameters were handed to the optimiser "
-             f"({_short_list(frozen)}); keep only parameters with requires_grad=True.")
+        fail(
+            f"{what}: {len(frozen)} frozen parameters were handed to the optimiser "
+            f"({_short_list(frozen)}); keep only parameters with requires_grad=True."
+        )
     missing = [n for n in expected if n not in got]
     if missing:
-        fail(f"{what}: {len(missing)} trainable parameters are in no group "
-             f"({_short_list(missing)}).")
+        fail(f"{what}: {len(missing)} trainable parameters are in no group ({_short_list(missing)}).")
     extra = [n for n in got if n not in expected]
     if extra:
         fail(f"{what}: these parameters should not be in any group: {_short_list(extra)}.")
     bad = [n for n in expected if not math.isclose(got[n], expected[n], rel_tol=1e-9)]
-    fail(f"{what}: wrong learning rate for {len(bad)} parameters, e.g. {bad[0]} has lr "
-         f"{got[bad[0]]:g}, expected {expected[bad[0]]:g}.")
+    fail(
+        f"{what}: wrong learning rate for {len(bad)} parameters, e.g. {bad[0]} has lr "
+        f"{got[bad[0]]:g}, expected {expected[bad[0]]:g}."
+    )
 
 
 # ------------------------------------------------------------------------------ Exercise 2
+
 
 def _freeze_prefixes(model: nn.Module, stages: tuple[str, ...]) -> None:
     for n, p in model.named_parameters():
         p.requires_grad_(stage_of(n) not in stages)
 
 
-def groups_map(model: nn.Module, backbone_lr: float, head_lr: float, *,
-               head_rule: str = "fc.", frozen_too: bool = False) -> dict[str, float]:
+def groups_map(
+    model: nn.Module, backbone_lr: float, head_lr: float, *, head_rule: str = "fc.", frozen_too: bool = False
+) -> dict[str, float]:
     """The reference answer to Exercise 2 as ``name -> lr`` (``head_rule`` reproduces mistakes).
 
     Args:
@@ -278,8 +316,7 @@ def groups_map(model: nn.Module, backbone_lr: float, head_lr: float, *,
     out = {}
     for n, p in model.named_parameters():
         # "fc." is a prefix; "fc" is the chapter's substring test, applied to trainable parameters
-        head = (n.startswith("fc.") if head_rule == "fc."
-                else "fc" in n and (p.requires_grad or frozen_too))
+        head = n.startswith("fc.") if head_rule == "fc." else "fc" in n and (p.requires_grad or frozen_too)
         if head:
             out[n] = head_lr
         elif p.requires_grad or frozen_too:
@@ -295,30 +332,44 @@ def check_param_groups(ctx: Context, fn: Callable[..., list[dict]]) -> str:
     every block (a name test ``"fc" in name`` puts them in the head), stem to layer2 frozen;
     the same with only the stem frozen; then a random freezing.
     """
-    cases = [(True, ("stem", "layer1", "layer2"), 1e-4, 1e-3),
-             (True, ("stem",), 3e-5, 2e-3),
-             (ctx.randint(0, 1) == 1, STAGES_FROM_TOP[ctx.randint(1, 4):],
-              10.0 ** -ctx.randint(4, 6), 10.0 ** -ctx.randint(2, 3))]
+    cases = [
+        (True, ("stem", "layer1", "layer2"), 1e-4, 1e-3),
+        (True, ("stem",), 3e-5, 2e-3),
+        (
+            ctx.randint(0, 1) == 1,
+            STAGES_FROM_TOP[ctx.randint(1, 4) :],
+            10.0 ** -ctx.randint(4, 6),
+            10.0 ** -ctx.randint(2, 3),
+        ),
+    ]
     for se, frozen, backbone_lr, head_lr in cases:
         model = TinyResNet(se=se)
         _freeze_prefixes(model, frozen)
-        what = (f"param_groups(model with {' + '.join(frozen)} frozen"
-                f"{' and se.fc1/se.fc2 layers' if se else ''}, backbone_lr={backbone_lr:g}, "
-                f"head_lr={head_lr:g})")
+        what = (
+            f"param_groups(model with {' + '.join(frozen)} frozen"
+            f"{' and se.fc1/se.fc2 layers' if se else ''}, backbone_lr={backbone_lr:g}, "
+            f"head_lr={head_lr:g})"
+        )
         with forbid(fn, HELPERS):
             got = call(fn, model, backbone_lr, head_lr, describe=what)
         got_map = _lr_map(got, model, what)
-        _expect_lr_map(got_map, groups_map(model, backbone_lr, head_lr), model, what, wrong={
-            "the backbone's squeeze-and-excitation layers (layerN.0.se.fc1, ...) went to the "
-            "head: a name test like `'fc' in name` matches any name containing 'fc'. Take the "
-            "head's parameters from model.fc.parameters() (or names starting with 'fc.').":
-                groups_map(model, backbone_lr, head_lr, head_rule="fc"),
-            "the learning rates are swapped: the pretrained backbone gets the small "
-            "backbone_lr, the new head the larger head_lr.":
-                groups_map(model, head_lr, backbone_lr),
-            "frozen parameters were handed to the optimiser; keep only parameters with "
-            "requires_grad=True.": groups_map(model, backbone_lr, head_lr, frozen_too=True),
-        })
+        _expect_lr_map(
+            got_map,
+            groups_map(model, backbone_lr, head_lr),
+            model,
+            what,
+            wrong={
+                "the backbone's squeeze-and-excitation layers (layerN.0.se.fc1, ...) went to the "
+                "head: a name test like `'fc' in name` matches any name containing 'fc'. Take the "
+                "head's parameters from model.fc.parameters() (or names starting with 'fc.').": groups_map(
+                    model, backbone_lr, head_lr, head_rule="fc"
+                ),
+                "the learning rates are swapped: the pretrained backbone gets the small "
+                "backbone_lr, the new head the larger head_lr.": groups_map(model, head_lr, backbone_lr),
+                "frozen parameters were handed to the optimiser; keep only parameters with "
+                "requires_grad=True.": groups_map(model, backbone_lr, head_lr, frozen_too=True),
+            },
+        )
         try:
             torch.optim.Adam(got)
         except Exception as exc:  # report the optimiser's complaint
@@ -328,10 +379,12 @@ def check_param_groups(ctx: Context, fn: Callable[..., list[dict]]) -> str:
 
 # ------------------------------------------------------------------------------ Exercise 3
 
+
 def _ref_normalize(image: np.ndarray) -> torch.Tensor:
     x = torch.from_numpy(image).permute(2, 0, 1).double() / 255.0
     return (x - torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(3, 1, 1)) / torch.tensor(
-        IMAGENET_STD, dtype=torch.float64).view(3, 1, 1)
+        IMAGENET_STD, dtype=torch.float64
+    ).view(3, 1, 1)
 
 
 @checker("ImageNet preprocessing")
@@ -360,19 +413,32 @@ def check_imagenet_normalize(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
             flat = own.flatten(1)
             return (own - flat.mean(1).view(3, 1, 1)) / flat.std(1).view(3, 1, 1)
 
-        expect_tensor(got, ref, what, wrong={
-            "You skipped the division by 255: ToTensor maps pixels to [0, 1] before "
-            "normalising.": (raw - mean) / std,
-            "You swapped mean and std.": (own - std) / mean,
-            "You scaled to [0, 1] but did not normalise with the ImageNet mean and std.": own,
-            "The channels are reversed (BGR): the ImageNet statistics are in RGB order.":
-                (raw.flip(0) / 255 - mean) / std,
-            "You used reshape/view to go from (H, W, 3) to (3, H, W): that keeps the memory "
-            "order and mixes pixels and channels; use permute(2, 0, 1).":
-                (torch.from_numpy(image.copy()).reshape(3, h, w).double() / 255 - mean) / std,
-            "You normalised with the image's own mean and std; a pretrained network expects "
-            "the fixed ImageNet statistics it was trained with.": own_stats,
-        }, shape_hint="Return channels first: (3, H, W), as PyTorch models expect.", atol=1e-4)
+        expect_tensor(
+            got,
+            ref,
+            what,
+            wrong={
+                "You skipped the division by 255: ToTensor maps pixels to [0, 1] before normalising.": (
+                    raw - mean
+                )
+                / std,
+                "You swapped mean and std.": (own - std) / mean,
+                "You scaled to [0, 1] but did not normalise with the ImageNet mean and std.": own,
+                "The channels are reversed (BGR): the ImageNet statistics are in RGB order.": (
+                    raw.flip(0) / 255 - mean
+                )
+                / std,
+                "You used reshape/view to go from (H, W, 3) to (3, H, W): that keeps the memory "
+                "order and mixes pixels and channels; use permute(2, 0, 1).": (
+                    torch.from_numpy(image.copy()).reshape(3, h, w).double() / 255 - mean
+                )
+                / std,
+                "You normalised with the image's own mean and std; a pretrained network expects "
+                "the fixed ImageNet statistics it was trained with.": own_stats,
+            },
+            shape_hint="Return channels first: (3, H, W), as PyTorch models expect.",
+            atol=1e-4,
+        )
         if not got.is_floating_point():
             fail(f"{what} should be a float tensor, got {got.dtype}.")
     return "your preprocessing matches ToTensor() + Normalize(ImageNet mean, std)."
@@ -380,8 +446,10 @@ def check_imagenet_normalize(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
 
 # ------------------------------------------------------------------------------ Exercise 4
 
-def unfreeze_map(model: nn.Module, k: int, head_lr: float, decay: float, *,
-                 variant: str = "") -> dict[str, float]:
+
+def unfreeze_map(
+    model: nn.Module, k: int, head_lr: float, decay: float, *, variant: str = ""
+) -> dict[str, float]:
     """The reference answer to Exercise 4 as ``name -> lr``; ``variant`` reproduces a mistake.
 
     The head ``fc`` trains at ``head_lr``; the ``i``-th stage from the top (``layer4`` is 1,
@@ -405,7 +473,7 @@ def unfreeze_map(model: nn.Module, k: int, head_lr: float, decay: float, *,
             out[n] = head_lr
         elif stage in chosen:
             i = rank[stage] - (1 if variant == "exponent" else 0)
-            out[n] = head_lr / decay ** i
+            out[n] = head_lr / decay**i
     return out
 
 
@@ -417,10 +485,18 @@ def check_unfreeze_last(ctx: Context, fn: Callable[..., list[dict]]) -> str:
     parameters are all trainable, k = 0 (head only) and k = 5 (everything, stem included) on
     a fully frozen one, k = 3 with decay 2.6; then a random case.
     """
-    cases = [(2, "all trainable", 1e-3, 10.0), (0, "all frozen", 1e-3, 10.0),
-             (5, "all frozen", 2e-3, 10.0), (3, "all frozen", 1e-2, 2.6),
-             (ctx.randint(1, 5), ctx.choice(["all trainable", "all frozen"]),
-              10.0 ** -ctx.randint(2, 4), ctx.choice([2.0, 2.6, 10.0]))]
+    cases = [
+        (2, "all trainable", 1e-3, 10.0),
+        (0, "all frozen", 1e-3, 10.0),
+        (5, "all frozen", 2e-3, 10.0),
+        (3, "all frozen", 1e-2, 2.6),
+        (
+            ctx.randint(1, 5),
+            ctx.choice(["all trainable", "all frozen"]),
+            10.0 ** -ctx.randint(2, 4),
+            ctx.choice([2.0, 2.6, 10.0]),
+        ),
+    ]
     for k, state, head_lr, decay in cases:
         model = TinyResNet()
         model.requires_grad_(state == "all trainable")
@@ -431,37 +507,51 @@ def check_unfreeze_last(ctx: Context, fn: Callable[..., list[dict]]) -> str:
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable != set(expected):
             if trainable > set(expected) and state == "all trainable":
-                fail(f"{what}: {len(trainable - set(expected))} parameters outside the last {k} "
-                     f"stages are still trainable ({_short_list(sorted(trainable - set(expected)))}"
-                     f"). The model may come from an earlier phase with more layers unfrozen: "
-                     f"freeze everything first, then unfreeze the head and the last k stages.")
+                fail(
+                    f"{what}: {len(trainable - set(expected))} parameters outside the last {k} "
+                    f"stages are still trainable ({_short_list(sorted(trainable - set(expected)))}"
+                    f"). The model may come from an earlier phase with more layers unfrozen: "
+                    f"freeze everything first, then unfreeze the head and the last k stages."
+                )
             wrong_sets = {
                 "`'conv1' in name or 'bn1' in name` also matches layer1.0.conv1, layer3.0.bn1 "
                 "and every block's first conv: find the stem with name.startswith(('conv1.', "
                 "'bn1.')).": unfreeze_map(model, k, head_lr, decay, variant="substring"),
                 f"you unfroze the first {k} stages from the input; progressive unfreezing "
-                f"starts at the output (layer4 first, the stem last).":
-                    unfreeze_map(model, k, head_lr, decay, variant="bottom"),
+                f"starts at the output (layer4 first, the stem last).": unfreeze_map(
+                    model, k, head_lr, decay, variant="bottom"
+                ),
             }
             for hint, value in wrong_sets.items():
                 if trainable == set(value):
                     fail(f"{what}: {hint}")
             missing, extra = set(expected) - trainable, trainable - set(expected)
-            fail(f"{what}: the trainable parameters are wrong: "
-                 + (f"should train but frozen: {_short_list(sorted(missing))}; " if missing else "")
-                 + (f"should be frozen but train: {_short_list(sorted(extra))}." if extra else ""))
+            fail(
+                f"{what}: the trainable parameters are wrong: "
+                + (f"should train but frozen: {_short_list(sorted(missing))}; " if missing else "")
+                + (f"should be frozen but train: {_short_list(sorted(extra))}." if extra else "")
+            )
         got_map = _lr_map(got, model, what)
-        _expect_lr_map(got_map, expected, model, what, wrong={
-            "`'conv1' in name or 'bn1' in name` also matches layer1.0.conv1, layer3.0.bn1 and "
-            "every block's first conv: find the stem with name.startswith(('conv1.', 'bn1.')).":
-                unfreeze_map(model, k, head_lr, decay, variant="substring"),
-            "the exponent is off by one: layer4 (the first stage below the head) already "
-            "trains decay times slower than the head, at head_lr / decay; stage i from the top "
-            "at head_lr / decay**i.": unfreeze_map(model, k, head_lr, decay, variant="exponent"),
-            f"you unfroze the first {k} stages from the input; progressive unfreezing starts "
-            f"at the output (layer4 first, the stem last).":
-                unfreeze_map(model, k, head_lr, decay, variant="bottom"),
-        })
+        _expect_lr_map(
+            got_map,
+            expected,
+            model,
+            what,
+            wrong={
+                "`'conv1' in name or 'bn1' in name` also matches layer1.0.conv1, layer3.0.bn1 and "
+                "every block's first conv: find the stem with "
+                "name.startswith(('conv1.', 'bn1.')).": unfreeze_map(
+                    model, k, head_lr, decay, variant="substring"
+                ),
+                "the exponent is off by one: layer4 (the first stage below the head) already "
+                "trains decay times slower than the head, at head_lr / decay; stage i from the top "
+                "at head_lr / decay**i.": unfreeze_map(model, k, head_lr, decay, variant="exponent"),
+                f"you unfroze the first {k} stages from the input; progressive unfreezing starts "
+                f"at the output (layer4 first, the stem last).": unfreeze_map(
+                    model, k, head_lr, decay, variant="bottom"
+                ),
+            },
+        )
         try:
             torch.optim.SGD(got)
         except Exception as exc:  # report the optimiser's complaint

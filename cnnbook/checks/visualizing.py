@@ -38,15 +38,19 @@ from cnnbook.checks.core import (
 _OURS = "that is cnnbook's own answer; write yours."
 _WHOLE = "it does the whole exercise; write the hooks yourself."
 HOOK_LIBRARY = {
-    "cnnbook.interpret.feature_maps": _OURS, "cnnbook.interpret.capture_outputs": _OURS,
-    "cnnbook.interpret.layer_output": _OURS, "cnnbook.interpret.grad_cam": _OURS,
+    "cnnbook.interpret.feature_maps": _OURS,
+    "cnnbook.interpret.capture_outputs": _OURS,
+    "cnnbook.interpret.layer_output": _OURS,
+    "cnnbook.interpret.grad_cam": _OURS,
     "cnnbook.interpret.activation_maximization": _OURS,
     "torchvision.models.feature_extraction.create_feature_extractor": _WHOLE,
     "pytorch_grad_cam.GradCAM": _WHOLE,
 }
-NESTED_HINT = ("works for top-level layers but not for the nested layer {name!r}: "
-               "getattr(model, name) and model.named_children() only see the top level. Look "
-               "the layer up with dict(model.named_modules())[name] or model.get_submodule(name).")
+NESTED_HINT = (
+    "works for top-level layers but not for the nested layer {name!r}: "
+    "getattr(model, name) and model.named_children() only see the top level. Look "
+    "the layer up with dict(model.named_modules())[name] or model.get_submodule(name)."
+)
 
 
 class _Block(nn.Module):
@@ -70,14 +74,23 @@ def tiny_cnn(classes: int = 4) -> nn.Sequential:
     ``layer1.0.conv1``, ``layer1.0.relu``, ``layer1.0.conv2``, ``layer1.0.shortcut``),
     ``relu2``, ``gap``, ``flat``, ``fc``.
     """
-    return nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 6, 3, padding=1), relu1=nn.ReLU(), pool=nn.MaxPool2d(2),
-        layer1=nn.Sequential(_Block(6, 8)), relu2=nn.ReLU(),
-        gap=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(8, classes)))
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 6, 3, padding=1),
+            relu1=nn.ReLU(),
+            pool=nn.MaxPool2d(2),
+            layer1=nn.Sequential(_Block(6, 8)),
+            relu2=nn.ReLU(),
+            gap=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(8, classes),
+        )
+    )
 
 
-def _layer_io(model: nn.Module, x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor,
-                                                                     torch.Tensor]:
+def _layer_io(
+    model: nn.Module, x: torch.Tensor, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input, output, final output) of the named layer for ``x`` (no gradients)."""
     store: dict[str, torch.Tensor] = {}
 
@@ -116,6 +129,7 @@ def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what:
 
 # ------------------------------------------------------------------------------ Exercise 1
 
+
 @checker("feature maps with a forward hook")
 def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(model, x, layer_name)`` returns that layer's output and removes its hook.
@@ -126,13 +140,25 @@ def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str
     pass raises: the hook must still be removed. A random layer and size add to them.
     """
     model = fixed(100, lambda: tiny_cnn().eval())
-    cases = [(name, fixed(101 + i, partial(torch.randn, n, 3, h, w)))
-             for i, (name, (n, h, w)) in enumerate([
-                 ("pool", (2, 10, 14)), ("conv1", (2, 10, 14)), ("layer1.0.conv1", (3, 12, 8)),
-                 ("layer1.0", (2, 9, 11))])]
-    cases.append((ctx.choice(["relu1", "layer1.0.conv2", "layer1.0.shortcut", "relu2", "layer1"]),
-                  ctx.randn(ctx.randint(1, 3), 3, 2 * ctx.randint(3, 7), 2 * ctx.randint(3, 7),
-                            dtype=torch.float32)))
+    cases = [
+        (name, fixed(101 + i, partial(torch.randn, n, 3, h, w)))
+        for i, (name, (n, h, w)) in enumerate(
+            [
+                ("pool", (2, 10, 14)),
+                ("conv1", (2, 10, 14)),
+                ("layer1.0.conv1", (3, 12, 8)),
+                ("layer1.0", (2, 9, 11)),
+            ]
+        )
+    ]
+    cases.append(
+        (
+            ctx.choice(["relu1", "layer1.0.conv2", "layer1.0.shortcut", "relu2", "layer1"]),
+            ctx.randn(
+                ctx.randint(1, 3), 3, 2 * ctx.randint(3, 7), 2 * ctx.randint(3, 7), dtype=torch.float32
+            ),
+        )
+    )
     top_level_ok = False
     for name, x in cases:
         what = f"get_feature_maps(model, x {tuple(x.shape)}, {name!r})"
@@ -147,30 +173,39 @@ def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str
             fail(f"{what} returned None: it {NESTED_HINT.format(name=name)}")
         inp, ref, final = _layer_io(model, x, name)
         wrong = {
-            "That is the model's final output; the hook must store the output of the named "
-            "layer.": final,
+            "That is the model's final output; the hook must store the output of the named layer.": final,
             "You stored the layer's INPUT; a forward hook is called as hook(module, inputs, "
             "output): keep the third argument.": inp,
         }
         if name == "conv1":
-            wrong["A substring test (`layer_name in name`) also hooked layer1.0.conv1, whose "
-                  "output came last; compare names with ==."] = _layer_io(
-                model, x, "layer1.0.conv1")[1]
-        got = expect_tensor(got, ref, what, wrong=wrong,
-                            shape_hint="Return the output the hooked layer produced.")
+            wrong[
+                "A substring test (`layer_name in name`) also hooked layer1.0.conv1, whose "
+                "output came last; compare names with ==."
+            ] = _layer_io(model, x, "layer1.0.conv1")[1]
+        got = expect_tensor(
+            got, ref, what, wrong=wrong, shape_hint="Return the output the hooked layer produced."
+        )
         if got.requires_grad:
-            fail(f"{what} still requires grad: store output.detach() (or run under "
-                 f"torch.no_grad()) so the feature maps do not keep the graph alive.")
+            fail(
+                f"{what} still requires grad: store output.detach() (or run under "
+                f"torch.no_grad()) so the feature maps do not keep the graph alive."
+            )
         top_level_ok = top_level_ok or "." not in name
-    _run_raising(fn, model, (torch.zeros(1, 4, 8, 8), "layer1.0.conv2"),
-                 "get_feature_maps on an input whose forward pass raises")
+    _run_raising(
+        fn,
+        model,
+        (torch.zeros(1, 4, 8, 8), "layer1.0.conv2"),
+        "get_feature_maps on an input whose forward pass raises",
+    )
     return "the hook captures the named layer's output (nested layers too) and is always removed."
 
 
 # ------------------------------------------------------------------------------ Exercise 2
 
-def reference_grad_cam(model: nn.Module, x: torch.Tensor, target_class: int, layer: str,
-                       variant: str = "") -> torch.Tensor:
+
+def reference_grad_cam(
+    model: nn.Module, x: torch.Tensor, target_class: int, layer: str, variant: str = ""
+) -> torch.Tensor:
     """Grad-CAM at the layer's resolution, min-max scaled; ``variant`` reproduces a mistake.
 
     Variants: ``"no_relu"``, ``"act_weights"`` (channels weighted by mean activation),
@@ -191,8 +226,11 @@ def reference_grad_cam(model: nn.Module, x: torch.Tensor, target_class: int, lay
     score = logits.sum() if variant == "all_classes" else logits[0, target_class]
     grad = torch.autograd.grad(score, store["a"])[0]
     acts = store["a"].detach()
-    weights = acts.mean(dim=(2, 3), keepdim=True) if variant == "act_weights" else grad.mean(
-        dim=(2, 3), keepdim=True)
+    weights = (
+        acts.mean(dim=(2, 3), keepdim=True)
+        if variant == "act_weights"
+        else grad.mean(dim=(2, 3), keepdim=True)
+    )
     cam = (weights * acts).sum(dim=1)[0]
     if variant != "no_relu":
         cam = torch.relu(cam)
@@ -230,12 +268,26 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     first and the last class; an input on which the forward pass raises (the hooks must still
     be removed); then random models, classes and layers.
     """
-    cases = [(fixed(200, lambda: positive_cam_model(4, 1)), 1, "relu2",
-              fixed(201, lambda: torch.randn(1, 3, 12, 16))),
-             (fixed(202, lambda: tiny_cnn(4).eval()), 0, "layer1.0.conv2",
-              fixed(203, lambda: torch.randn(1, 3, 14, 10))),
-             (fixed(204, lambda: tiny_cnn(3).eval()), 2, "layer1.0",
-              fixed(205, lambda: torch.randn(1, 3, 10, 12)))]
+    cases = [
+        (
+            fixed(200, lambda: positive_cam_model(4, 1)),
+            1,
+            "relu2",
+            fixed(201, lambda: torch.randn(1, 3, 12, 16)),
+        ),
+        (
+            fixed(202, lambda: tiny_cnn(4).eval()),
+            0,
+            "layer1.0.conv2",
+            fixed(203, lambda: torch.randn(1, 3, 14, 10)),
+        ),
+        (
+            fixed(204, lambda: tiny_cnn(3).eval()),
+            2,
+            "layer1.0",
+            fixed(205, lambda: torch.randn(1, 3, 10, 12)),
+        ),
+    ]
     while len(cases) < 5:
         model = tiny_cnn().eval()
         x = ctx.randn(1, 3, 2 * ctx.randint(4, 7), 2 * ctx.randint(4, 7), dtype=torch.float32)
@@ -259,29 +311,45 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         elif got.ndim == 3 and got.shape[0] == 1:
             got = got[0]
         wrong = {
-            "The ReLU is missing: keep only the positive evidence for the class.":
-                partial(reference_grad_cam, model, x, target, layer, "no_relu"),
+            "The ReLU is missing: keep only the positive evidence for the class.": partial(
+                reference_grad_cam, model, x, target, layer, "no_relu"
+            ),
             "You weighted the channels by their mean ACTIVATION; Grad-CAM weights them by the "
-            "mean GRADIENT of the class score.":
-                partial(reference_grad_cam, model, x, target, layer, "act_weights"),
-            "You back-propagated the sum of all logits; use the target class's score only.":
-                partial(reference_grad_cam, model, x, target, layer, "all_classes"),
-            "The map is not scaled: subtract its min, then divide by its max, so it spans "
-            "[0, 1].": partial(reference_grad_cam, model, x, target, layer, "no_norm"),
+            "mean GRADIENT of the class score.": partial(
+                reference_grad_cam, model, x, target, layer, "act_weights"
+            ),
+            "You back-propagated the sum of all logits; use the target class's score only.": partial(
+                reference_grad_cam, model, x, target, layer, "all_classes"
+            ),
+            "The map is not scaled: subtract its min, then divide by its max, so it spans [0, 1].": partial(
+                reference_grad_cam, model, x, target, layer, "no_norm"
+            ),
             "You divided by the max without subtracting the min first: where the whole map is "
-            "positive its smallest value must become 0.":
-                partial(reference_grad_cam, model, x, target, layer, "max_only"),
+            "positive its smallest value must become 0.": partial(
+                reference_grad_cam, model, x, target, layer, "max_only"
+            ),
         }
-        expect_tensor(got, ref, what, wrong=wrong, atol=1e-4, rtol=1e-3,
-                      shape_hint="Return the map at the layer's resolution, (H_l, W_l), without "
-                                 "upsampling.")
+        expect_tensor(
+            got,
+            ref,
+            what,
+            wrong=wrong,
+            atol=1e-4,
+            rtol=1e-3,
+            shape_hint="Return the map at the layer's resolution, (H_l, W_l), without upsampling.",
+        )
         top_level_ok = top_level_ok or "." not in layer
-    _run_raising(fn, tiny_cnn().eval(), (torch.zeros(1, 5, 8, 8), 0, "relu2"),
-                 "grad_cam on an input whose forward pass raises")
+    _run_raising(
+        fn,
+        tiny_cnn().eval(),
+        (torch.zeros(1, 5, 8, 8), 0, "relu2"),
+        "grad_cam on an input whose forward pass raises",
+    )
     return "your Grad-CAM matches the reference, nested layers and positive maps included."
 
 
 # ------------------------------------------------------------------------------ Exercise 3
+
 
 @checker("left-half share of a heat map")
 def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
@@ -293,8 +361,10 @@ def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
     middle = torch.zeros(3, 5, dtype=torch.float64)
     middle[:, 2] = 1.0
     middle[0, 0] = 1.0
-    maps = [fixed(300 + i, partial(torch.rand, *s, dtype=torch.float64)) + 0.1
-            for i, s in enumerate([(4, 7), (3, 6), (9, 4)])] + [middle]
+    maps = [
+        fixed(300 + i, partial(torch.rand, *s, dtype=torch.float64)) + 0.1
+        for i, s in enumerate([(4, 7), (3, 6), (9, 4)])
+    ] + [middle]
     h, w = ctx.randint(2, 9), ctx.randint(2, 9)
     maps.append(ctx.rand(h, w) * (ctx.rand(h, w) > 0.3) + 0.01)
     for cam in maps:
@@ -312,19 +382,23 @@ def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
             mistakes = {
                 "you took the top half of the ROWS; the left half is the first W // 2 "
                 "COLUMNS (cam[:, :W // 2]).": float(cam[: h // 2].sum()) / total,
-                "you measured the right half.": float(cam[:, w // 2:].sum()) / total,
+                "you measured the right half.": float(cam[:, w // 2 :].sum()) / total,
                 "for an odd width you counted the middle column as left; the left half is the "
                 "first W // 2 columns.": float(cam[:, : (w + 1) // 2].sum()) / total,
-                "you returned the heat in the left half without dividing by the total heat "
-                "cam.sum().": float(cam[:, : w // 2].sum()),
+                "you returned the heat in the left half without dividing by the total heat cam.sum().": float(
+                    cam[:, : w // 2].sum()
+                ),
             }
-            hint = next((m for m, v in mistakes.items() if abs(got - v) < 1e-6),
-                        "divide the heat in cam[:, :W // 2] by the total heat cam.sum().")
+            hint = next(
+                (m for m, v in mistakes.items() if abs(got - v) < 1e-6),
+                "divide the heat in cam[:, :W // 2] by the total heat cam.sum().",
+            )
             fail(f"{what}: expected {ref:.4f}, got {got:.4f}; {hint}")
     return "left_share divides the left half's heat by the total."
 
 
 # ------------------------------------------------------------------------------ Exercise 4
+
 
 @checker("filter normalisation for display")
 def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
@@ -333,42 +407,64 @@ def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> st
     Fixed cases: non-square kernels (3 x 5), one input channel, filters of very different
     contrast and offset; then random shapes.
     """
-    shapes = [(4, 3, 3, 5), (3, 1, 5, 3), (5, 4, 1, 1),
-              (ctx.randint(2, 8), ctx.randint(1, 4), ctx.choice([3, 5, 7]), ctx.choice([3, 5, 7]))]
+    shapes = [
+        (4, 3, 3, 5),
+        (3, 1, 5, 3),
+        (5, 4, 1, 1),
+        (ctx.randint(2, 8), ctx.randint(1, 4), ctx.choice([3, 5, 7]), ctx.choice([3, 5, 7])),
+    ]
     for i, shape in enumerate(shapes):
         g = torch.Generator().manual_seed(400 + i) if i < 3 else ctx.gen
         w = torch.randn(*shape, generator=g, dtype=torch.float64) * (
-            torch.rand(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 5 + 0.1)
+            torch.rand(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 5 + 0.1
+        )
         w = w + torch.randn(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 3
         what = f"normalize_filters(w of shape {tuple(w.shape)})"
         given = w.clone()
         got = call(fn, given, describe=what)
         if not torch.equal(given, w):
-            fail(f"{what} changed w in place; return a new tensor (the model's weights must "
-                 f"not change for a plot).")
+            fail(
+                f"{what} changed w in place; return a new tensor (the model's weights must "
+                f"not change for a plot)."
+            )
         flat = w.flatten(1)
         lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
         ref = (w - lo) / (hi - lo)
-        expect_tensor(got, ref, what, wrong={
-            "You scaled all filters together (global min and max); scale each filter by its "
-            "own min and max so low-contrast filters stay visible.":
-                (w - w.min()) / (w.max() - w.min()),
-            "You scaled each channel of each filter separately, which distorts the filter's "
-            "colours; use one min and max per filter (over its C_in x k_h x k_w values).":
-                (w - w.amin((2, 3), keepdim=True)) / (w.amax((2, 3), keepdim=True)
-                                                      - w.amin((2, 3), keepdim=True)),
-            "You divided by the max without subtracting the min first: each filter must span "
-            "exactly [0, 1], from its min to its max.": w / hi,
-            "You divided by (max - min) but did not subtract the min first.": w / (hi - lo),
-        }, shape_hint="Keep the shape (C_out, C_in, k_h, k_w).")
+        expect_tensor(
+            got,
+            ref,
+            what,
+            wrong={
+                "You scaled all filters together (global min and max); scale each filter by its "
+                "own min and max so low-contrast filters stay visible.": (w - w.min()) / (w.max() - w.min()),
+                "You scaled each channel of each filter separately, which distorts the filter's "
+                "colours; use one min and max per filter (over its C_in x k_h x k_w values).": (
+                    w - w.amin((2, 3), keepdim=True)
+                )
+                / (w.amax((2, 3), keepdim=True) - w.amin((2, 3), keepdim=True)),
+                "You divided by the max without subtracting the min first: each filter must span "
+                "exactly [0, 1], from its min to its max.": w / hi,
+                "You divided by (max - min) but did not subtract the min first.": w / (hi - lo),
+            },
+            shape_hint="Keep the shape (C_out, C_in, k_h, k_w).",
+        )
     return "each filter now spans [0, 1] on its own scale."
 
 
 # ------------------------------------------------------------------------------ Exercise 5
 
-def reference_maximize_unit(model: nn.Module, layer: str, channel: int, row: int, col: int,
-                            start: torch.Tensor, steps: int, lr: float,
-                            variant: str = "") -> torch.Tensor:
+
+def reference_maximize_unit(
+    model: nn.Module,
+    layer: str,
+    channel: int,
+    row: int,
+    col: int,
+    start: torch.Tensor,
+    steps: int,
+    lr: float,
+    variant: str = "",
+) -> torch.Tensor:
     """Plain gradient ascent on one unit; ``variant`` reproduces a mistake.
 
     Variants: ``"descent"`` (steps against the gradient), ``"channel_mean"`` (the channel's
@@ -378,8 +474,7 @@ def reference_maximize_unit(model: nn.Module, layer: str, channel: int, row: int
     x = start.detach().clone()
     total = torch.zeros_like(x)
     store: dict[str, torch.Tensor] = {}
-    handle = model.get_submodule(layer).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     try:
         for _ in range(steps):
             x.requires_grad_(True)
@@ -417,44 +512,68 @@ def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     2 steps; then a random case. Each case also checks that ``start`` is not changed, the
     parameters' ``.grad`` are untouched and no hook, mode or ``requires_grad`` change is left.
     """
-    cases = [("layer1.0.conv2", 5, 1, 2, (1, 3, 6, 12), 3, 0.1),
-             ("conv1", 2, 0, 0, (1, 3, 7, 9), 2, 0.05),
-             ("layer1.0.conv2", 3, 3, 1, (1, 3, 10, 8), 4, 0.2),
-             (ctx.choice(["layer1.0.conv1", "layer1.0.conv2", "conv1"]), ctx.randint(0, 5),
-              ctx.randint(0, 2), ctx.randint(0, 2), (1, 3, 2 * ctx.randint(3, 5),
-                                                     2 * ctx.randint(3, 5)), ctx.randint(2, 4),
-              0.1)]
+    cases = [
+        ("layer1.0.conv2", 5, 1, 2, (1, 3, 6, 12), 3, 0.1),
+        ("conv1", 2, 0, 0, (1, 3, 7, 9), 2, 0.05),
+        ("layer1.0.conv2", 3, 3, 1, (1, 3, 10, 8), 4, 0.2),
+        (
+            ctx.choice(["layer1.0.conv1", "layer1.0.conv2", "conv1"]),
+            ctx.randint(0, 5),
+            ctx.randint(0, 2),
+            ctx.randint(0, 2),
+            (1, 3, 2 * ctx.randint(3, 5), 2 * ctx.randint(3, 5)),
+            ctx.randint(2, 4),
+            0.1,
+        ),
+    ]
     for i, (layer, channel, row, col, shape, steps, lr) in enumerate(cases):
         fixed_case = i < 3
         model = fixed(500 + i, maximize_model) if fixed_case else maximize_model()
-        start = (fixed(510 + i, partial(torch.randn, *shape)) if fixed_case
-                 else ctx.randn(*shape, dtype=torch.float32)) * 0.1
+        start = (
+            fixed(510 + i, partial(torch.randn, *shape))
+            if fixed_case
+            else ctx.randn(*shape, dtype=torch.float32)
+        ) * 0.1
         given = start.clone()
-        what = (f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
-                f"start {tuple(shape)}, steps={steps}, lr={lr:g})")
+        what = (
+            f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
+            f"start {tuple(shape)}, steps={steps}, lr={lr:g})"
+        )
         with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
             got = call(fn, model, layer, channel, row, col, given, steps, lr, describe=what)
         if not torch.equal(given, start):
             fail(f"{what} changed `start` in place; work on a copy (start.detach().clone()).")
         touched = [n for n, p in model.named_parameters() if p.grad is not None]
         if touched:
-            fail(f"{what} left gradients in the model's parameters ({', '.join(touched[:3])}"
-                 f"...): `.backward()` also fills every parameter's .grad. Differentiate with "
-                 f"respect to the image only: torch.autograd.grad(activation, image).")
+            fail(
+                f"{what} left gradients in the model's parameters ({', '.join(touched[:3])}"
+                f"...): `.backward()` also fills every parameter's .grad. Differentiate with "
+                f"respect to the image only: torch.autograd.grad(activation, image)."
+            )
         got = as_tensor(got, what)
         if got.requires_grad:
             got = got.detach()
         unit = partial(reference_maximize_unit, model, layer, channel, row, col, start, steps, lr)
         ref = unit()
-        expect_tensor(got, ref, what, wrong={
-            "You stepped against the gradient (x - lr * grad): that MINIMISES the unit; "
-            "gradient ascent adds it.": partial(unit, variant="descent"),
-            "You maximised the mean of the whole channel; this exercise asks for the one unit "
-            "at (row, col) of that channel.": partial(unit, variant="channel_mean"),
-            "The image's gradient accumulates over the steps: zero it (image.grad = None) or "
-            "use torch.autograd.grad, which returns a fresh gradient every step.":
-                partial(unit, variant="accumulate"),
-            "row and col are swapped: the unit is output[0, channel, row, col].":
-                partial(unit, variant="swapped"),
-        }, shape_hint="Return the image, with the same shape as start.", atol=1e-5, rtol=1e-4)
+        expect_tensor(
+            got,
+            ref,
+            what,
+            wrong={
+                "You stepped against the gradient (x - lr * grad): that MINIMISES the unit; "
+                "gradient ascent adds it.": partial(unit, variant="descent"),
+                "You maximised the mean of the whole channel; this exercise asks for the one unit "
+                "at (row, col) of that channel.": partial(unit, variant="channel_mean"),
+                "The image's gradient accumulates over the steps: zero it (image.grad = None) or "
+                "use torch.autograd.grad, which returns a fresh gradient every step.": partial(
+                    unit, variant="accumulate"
+                ),
+                "row and col are swapped: the unit is output[0, channel, row, col].": partial(
+                    unit, variant="swapped"
+                ),
+            },
+            shape_hint="Return the image, with the same shape as start.",
+            atol=1e-5,
+            rtol=1e-4,
+        )
     return "plain gradient ascent on one unit, with the model left exactly as it was."

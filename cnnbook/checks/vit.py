@@ -39,9 +39,9 @@ def _ref_patchify(x: torch.Tensor, p: int) -> torch.Tensor:
 
 def _patch_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
     cases = [
-        (ctx.randn(2, 3, 6, 9), 3),   # a 2 x 3 grid of 3x3 patches, batch 2, RGB
-        (ctx.randn(1, 1, 4, 8), 2),   # a 2 x 4 grid, one channel
-        (ctx.randn(3, 2, 8, 4), 4),   # a 2 x 1 grid, batch 3
+        (ctx.randn(2, 3, 6, 9), 3),  # a 2 x 3 grid of 3x3 patches, batch 2, RGB
+        (ctx.randn(1, 1, 4, 8), 2),  # a 2 x 4 grid, one channel
+        (ctx.randn(3, 2, 8, 4), 4),  # a 2 x 1 grid, batch 3
     ]
     for _ in range(3):
         n, c, p = ctx.randint(1, 3), ctx.randint(1, 3), ctx.choice([2, 3, 4, 5])
@@ -64,14 +64,17 @@ def _diagnose_patchify(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int)
     n, _, h, w = x.shape
     side = min(h, w)
     if h != w and side // p >= 2 and _right_on(fn, x[..., :side, :side], p):
-        return ("Your code is right for square images only: use H // p and W // p separately "
-                "(this image is H x W = " + f"{h} x {w}).")
+        return (
+            "Your code is right for square images only: use H // p and W // p separately "
+            "(this image is H x W = " + f"{h} x {w})."
+        )
     if n > 1 and _right_on(fn, x[:1], p):
-        return (f"Your code is right for a batch of one only: keep the batch axis N = {n} "
-                f"(reshape with n = x.shape[0]).")
+        return (
+            f"Your code is right for a batch of one only: keep the batch axis N = {n} "
+            f"(reshape with n = x.shape[0])."
+        )
     if p != 4:  # probe with an image that 2x2 and 4x4 patches both tile
-        probe = x[:1, :, :1, :1].expand(1, x.shape[1], 8, 8) + torch.arange(
-            64, dtype=x.dtype).reshape(8, 8)
+        probe = x[:1, :, :1, :1].expand(1, x.shape[1], 8, 8) + torch.arange(64, dtype=x.dtype).reshape(8, 8)
         try:
             with forbid(fn, PATCH_LIBRARY):
                 got = call(fn, probe.clone(), 2)
@@ -101,32 +104,51 @@ def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             if hint:
                 fail(f"{what} gives wrong patches. {hint}")
         grid = x.reshape(n, c, gh, p, gw, p)
-        expect_tensor(got, ref, what, wrong={
-            "Each patch is flattened as (p, p, C) (channels last); flatten it as (C, p, p), the "
-            "order of a Conv2d weight, so the embedding equals the patch conv.":
-                grid.permute(0, 2, 4, 3, 5, 1).reshape(n, gh * gw, -1),
-            "The patches are listed column by column; list them row by row (left to right, then "
-            "top to bottom), like reading text.":
-                grid.permute(0, 4, 2, 1, 3, 5).reshape(n, gh * gw, -1),
-            "You reshaped without permuting, which mixes rows of different patches: split H "
-            "and W into (grid, p) and move the two grid axes in front before flattening.":
-                x.reshape(n, gh * gw, -1),
-        }, shape_hint=f"There are (H/p)(W/p) = {gh * gw} patches of C*p*p = {c * p * p} values: "
-                      f"({n}, {gh * gw}, {c * p * p}).")
-    return ("your patches match F.unfold's: row-major order, each flattened as (C, p, p), on "
-            "non-square images and batches too.")
+        expect_tensor(
+            got,
+            ref,
+            what,
+            wrong={
+                "Each patch is flattened as (p, p, C) (channels last); flatten it as (C, p, p), the "
+                "order of a Conv2d weight, so the embedding equals the patch conv.": grid.permute(
+                    0, 2, 4, 3, 5, 1
+                ).reshape(n, gh * gw, -1),
+                "The patches are listed column by column; list them row by row (left to right, then "
+                "top to bottom), like reading text.": grid.permute(0, 4, 2, 1, 3, 5).reshape(n, gh * gw, -1),
+                "You reshaped without permuting, which mixes rows of different patches: split H "
+                "and W into (grid, p) and move the two grid axes in front before flattening.": x.reshape(
+                    n, gh * gw, -1
+                ),
+            },
+            shape_hint=f"There are (H/p)(W/p) = {gh * gw} patches of C*p*p = {c * p * p} values: "
+            f"({n}, {gh * gw}, {c * p * p}).",
+        )
+    return (
+        "your patches match F.unfold's: row-major order, each flattened as (C, p, p), on "
+        "non-square images and batches too."
+    )
 
 
 @checker("patch embedding")
 def check_patch_embed(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x, weight (D, C, p, p), bias (D,))`` equals the strided patch convolution."""
-    cases = [(1, 3, 4, 8, 12, 5),   # non-square image, RGB
-             (2, 2, 3, 6, 3, 4),    # p = 3, batch 2, a 2 x 1 grid
-             (2, 1, 2, 4, 6, 4)]    # D = C*p*p: a forgotten transpose still runs
+    cases = [
+        (1, 3, 4, 8, 12, 5),  # non-square image, RGB
+        (2, 2, 3, 6, 3, 4),  # p = 3, batch 2, a 2 x 1 grid
+        (2, 1, 2, 4, 6, 4),
+    ]  # D = C*p*p: a forgotten transpose still runs
     for _ in range(2):
         p = ctx.choice([2, 3, 4])
-        cases.append((ctx.randint(1, 2), ctx.randint(1, 3), p, p * ctx.randint(1, 3),
-                      p * ctx.randint(1, 3), ctx.randint(3, 8)))
+        cases.append(
+            (
+                ctx.randint(1, 2),
+                ctx.randint(1, 3),
+                p,
+                p * ctx.randint(1, 3),
+                p * ctx.randint(1, 3),
+                ctx.randint(3, 8),
+            )
+        )
     for n, c, p, h, w, d in cases:
         x = ctx.randn(n, c, h, w)
         weight, bias = ctx.randn(d, c, p, p), ctx.randn(d)
@@ -137,17 +159,22 @@ def check_patch_embed(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         patches = _ref_patchify(x, p)
         wrong = {
             "You forgot the bias.": ref - bias,
-            "Tokens must be (N, num_patches, D): transpose the (N, D, num_patches) result.":
-                ref.transpose(1, 2),
+            "Tokens must be (N, num_patches, D): transpose the (N, D, num_patches) result.": ref.transpose(
+                1, 2
+            ),
             "The patches and the weight are flattened in different orders: flatten both as "
-            "(C, p, p) (weight.flatten(1) does that for a (D, C, p, p) weight).":
-                patches @ weight.permute(0, 2, 3, 1).reshape(d, -1).T + bias,
+            "(C, p, p) (weight.flatten(1) does that for a (D, C, p, p) weight).": patches
+            @ weight.permute(0, 2, 3, 1).reshape(d, -1).T
+            + bias,
         }
         if d == c * p * p:
-            wrong["Multiply by the TRANSPOSED flattened weight: patches (N, P, C*p*p) @ "
-                  "weight.flatten(1).T (C*p*p, D)."] = patches @ weight.flatten(1) + bias
-        expect_tensor(got, ref, what, wrong=wrong,
-                      shape_hint="One D-dimensional token per patch: (N, num_patches, D).")
+            wrong[
+                "Multiply by the TRANSPOSED flattened weight: patches (N, P, C*p*p) @ "
+                "weight.flatten(1).T (C*p*p, D)."
+            ] = patches @ weight.flatten(1) + bias
+        expect_tensor(
+            got, ref, what, wrong=wrong, shape_hint="One D-dimensional token per patch: (N, num_patches, D)."
+        )
     return "a ViT's patch embedding is exactly a conv with kernel = stride = patch size."
 
 
@@ -165,19 +192,32 @@ def check_attention_cost(ctx: Context, fn: Callable[..., tuple[int, int]]) -> st
             fail(f"{what} should return a tuple (tokens, attention_entries), got {got!r:.80}.")
         tokens = (size // p) ** 2
         if tokens != 196 and tuple(got) == (196, 196**2):
-            fail(f"{what} returned (196, 38416), the numbers of the 224 px / 16 px example; "
-                 f"compute them from the arguments.")
-        expect_equal(got[0], tokens, f"{what}[0] (tokens)", wrong={
-            "That is the number of patches along ONE side; the image has (size/p)^2 patches.":
-                size // p,
-            "Divide by the patch size, not its area, along each side: (size / p)^2.":
-                size * size // p,
-            "Count the patch tokens only, without the class token: (size / p)^2.": tokens + 1,
-        }, hint="tokens = (image_size / patch_size)^2.")
-        expect_equal(got[1], tokens**2, f"{what}[1] (attention entries)", wrong={
-            "Every token attends to every token: the attention matrix is tokens x tokens.": tokens,
-            "Each pair counts in both directions (token i attending to j and j to i), the "
-            "diagonal included: tokens^2 entries, not tokens * (tokens - 1) / 2.":
-                tokens * (tokens - 1) // 2,
-        }, hint="Self-attention compares all pairs of tokens: tokens^2 entries (per head and layer).")
+            fail(
+                f"{what} returned (196, 38416), the numbers of the 224 px / 16 px example; "
+                f"compute them from the arguments."
+            )
+        expect_equal(
+            got[0],
+            tokens,
+            f"{what}[0] (tokens)",
+            wrong={
+                "That is the number of patches along ONE side; the image has (size/p)^2 patches.": size // p,
+                "Divide by the patch size, not its area, along each side: (size / p)^2.": size * size // p,
+                "Count the patch tokens only, without the class token: (size / p)^2.": tokens + 1,
+            },
+            hint="tokens = (image_size / patch_size)^2.",
+        )
+        expect_equal(
+            got[1],
+            tokens**2,
+            f"{what}[1] (attention entries)",
+            wrong={
+                "Every token attends to every token: the attention matrix is tokens x tokens.": tokens,
+                "Each pair counts in both directions (token i attending to j and j to i), the "
+                "diagonal included: tokens^2 entries, not tokens * (tokens - 1) / 2.": tokens
+                * (tokens - 1)
+                // 2,
+            },
+            hint="Self-attention compares all pairs of tokens: tokens^2 entries (per head and layer).",
+        )
     return "right: 224 px with 16 px patches gives 196 tokens and 38,416 attention entries per head."

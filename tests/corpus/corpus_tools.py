@@ -47,4 +47,5 @@ def rejected(check: Callable[..., Any], *answers: Any, hint: str, seeds: range =
             assert not result, f"seed {seed}: a wrong answer was accepted: {result.message}"
             message = result.message
         assert re.search(hint, message, re.IGNORECASE | re.DOTALL), (
-            f"seed {seed}: rejected, but the message does not name the mistake ({hint!r}): {message}")
+            f"seed {seed}: rejected, but the message does not name the mistake ({hint!r}): {message}"
+        )

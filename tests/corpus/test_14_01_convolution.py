@@ -22,7 +22,7 @@ def correlate_reference(image, kernel):
     out = image.new_zeros(h - kh + 1, w - kw + 1)
     for i in range(h - kh + 1):
         for j in range(w - kw + 1):
-            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+            out[i, j] = (image[i : i + kh, j : j + kw] * kernel).sum()
     return out
 
 
@@ -35,8 +35,9 @@ def correlate_unfold_float32(image, kernel):  # vectorised, float32 result: a va
 def correlate_sum_of_shifted_slices(image, kernel):  # loop over taps instead of positions
     kh, kw = kernel.shape
     h, w = image.shape
-    return sum(kernel[m, n] * image[m:h - kh + 1 + m, n:w - kw + 1 + n]
-               for m in range(kh) for n in range(kw))
+    return sum(
+        kernel[m, n] * image[m : h - kh + 1 + m, n : w - kw + 1 + n] for m in range(kh) for n in range(kw)
+    )
 
 
 def correlate_flipped_kernel(image, kernel):
@@ -49,7 +50,7 @@ def correlate_loops_stop_early(image, kernel):
     out = image.new_zeros(h - kh, w - kw)
     for i in range(h - kh):
         for j in range(w - kw):
-            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+            out[i, j] = (image[i : i + kh, j : j + kw] * kernel).sum()
     return out
 
 
@@ -59,7 +60,7 @@ def correlate_square_kernels_only(image, kernel):
     out = image.new_zeros(h - k + 1, w - k + 1)
     for i in range(h - k + 1):
         for j in range(w - k + 1):
-            out[i, j] = (image[i:i + k, j:j + k] * kernel).sum()
+            out[i, j] = (image[i : i + k, j : j + k] * kernel).sum()
     return out
 
 
@@ -79,7 +80,7 @@ def correlate_square_image_only(image, kernel):
     out = image.new_zeros(n - kh + 1, n - kw + 1)
     for i in range(n - kh + 1):
         for j in range(n - kw + 1):
-            out[i, j] = (image[i:i + kh, j:j + kw] * kernel).sum()
+            out[i, j] = (image[i : i + kh, j : j + kw] * kernel).sum()
     return out
 
 
@@ -218,7 +219,7 @@ def test_conv_layer_rejects_mistakes() -> None:
 def shift_reference(image, dy, dx):
     out = torch.zeros_like(image)
     h, w = image.shape
-    out[dy:, dx:] = image[:h - dy, :w - dx]
+    out[dy:, dx:] = image[: h - dy, : w - dx]
     return out
 
 
@@ -234,7 +235,7 @@ def shift_with_roll(image, dy, dx):
 def shift_up_left(image, dy, dx):
     out = torch.zeros_like(image)
     h, w = image.shape
-    out[:h - dy, :w - dx] = image[dy:, dx:]
+    out[: h - dy, : w - dx] = image[dy:, dx:]
     return out
 
 
@@ -251,7 +252,7 @@ def shift_negative_slice_bug(image, dy, dx):
 def shift_square_only(image, dy, dx):
     n = image.shape[0]
     out = torch.zeros_like(image)
-    out[dy:, dx:] = image[:n - dy, :n - dx]
+    out[dy:, dx:] = image[: n - dy, : n - dx]
     return out
 
 

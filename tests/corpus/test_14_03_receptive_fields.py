@@ -22,8 +22,10 @@ def rf_reference(layers):
 
 
 def rf_with_prod_of_earlier_strides(layers):  # the formula written literally, returning a tuple
-    return tuple(1 + sum((k - 1) * math.prod(s for _, s in layers[:i]) for i, (k, _) in
-                         enumerate(layers[:j + 1])) for j in range(len(layers)))
+    return tuple(
+        1 + sum((k - 1) * math.prod(s for _, s in layers[:i]) for i, (k, _) in enumerate(layers[: j + 1]))
+        for j in range(len(layers))
+    )
 
 
 def rf_includes_own_stride(layers):
@@ -44,7 +46,7 @@ def rf_ignores_strides(layers):
 
 
 def rf_sums_kernel_sizes(layers):
-    return [sum(k for k, _ in layers[:i + 1]) for i in range(len(layers))]
+    return [sum(k for k, _ in layers[: i + 1]) for i in range(len(layers))]
 
 
 def rf_starts_at_zero(layers):

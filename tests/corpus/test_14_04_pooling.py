@@ -27,7 +27,9 @@ def pool_with_loops(x, kernel_size, stride=None, padding=0):
     out = x.new_empty(x.shape[0], x.shape[1], h_out, w_out)
     for i in range(h_out):
         for j in range(w_out):
-            out[:, :, i, j] = xp[:, :, i * s:i * s + kernel_size, j * s:j * s + kernel_size].amax((-2, -1))
+            out[:, :, i, j] = xp[:, :, i * s : i * s + kernel_size, j * s : j * s + kernel_size].amax(
+                (-2, -1)
+            )
     return out
 
 
@@ -53,7 +55,9 @@ def pool_keeps_partial_window(x, kernel_size, stride=None, padding=0):
     out = x.new_empty(x.shape[0], x.shape[1], h_out, w_out)
     for i in range(h_out):
         for j in range(w_out):
-            out[:, :, i, j] = xp[:, :, i * s:i * s + kernel_size, j * s:j * s + kernel_size].amax((-2, -1))
+            out[:, :, i, j] = xp[:, :, i * s : i * s + kernel_size, j * s : j * s + kernel_size].amax(
+                (-2, -1)
+            )
     return out
 
 
@@ -124,8 +128,11 @@ def test_head_params_rejects_mistakes() -> None:
     rejected(c.check_head_params, head_ignores_gap, hint="ONE number")
     rejected(c.check_head_params, head_flatten_forgets_channels, hint="forgot the channels")
     # (n + 1) * features vs features * n + features: the same number, so a different slip
-    rejected(c.check_head_params, lambda c_, h, w, n, gap: head_bias_per_feature(c_, h, w, n, gap),
-             hint="one bias per input feature")
+    rejected(
+        c.check_head_params,
+        lambda c_, h, w, n, gap: head_bias_per_feature(c_, h, w, n, gap),
+        hint="one bias per input feature",
+    )
 
 
 # ---------------------------------------------------------------- exercise 3: avgpool_as_conv

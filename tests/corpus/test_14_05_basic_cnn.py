@@ -13,8 +13,12 @@ from cnnbook.checks import basic_cnn as checks
 
 def params_reference(num_classes, in_channels=3, image_size=32):
     side = image_size // 4
-    return (9 * in_channels * 32 + 32) + (9 * 32 * 64 + 64) + (64 * side * side * 256 + 256) + (
-        256 * num_classes + num_classes)
+    return (
+        (9 * in_channels * 32 + 32)
+        + (9 * 32 * 64 + 64)
+        + (64 * side * side * 256 + 256)
+        + (256 * num_classes + num_classes)
+    )
 
 
 def params_by_layer_list(num_classes, in_channels=3, image_size=32):
@@ -88,8 +92,17 @@ class CnnModule(nn.Module):
         return self.head(x.flatten(1))
 
 
-def _variant(in_channels, num_classes, image_size, widths, *, pool=nn.MaxPool2d, relu_every=True,
-             stride=1, relu_on_logits=False):
+def _variant(
+    in_channels,
+    num_classes,
+    image_size,
+    widths,
+    *,
+    pool=nn.MaxPool2d,
+    relu_every=True,
+    stride=1,
+    relu_on_logits=False,
+):
     layers, prev = [], in_channels
     for i, width in enumerate(widths):
         layers.append(nn.Conv2d(prev, width, 3, stride=stride, padding=1))
@@ -204,4 +217,3 @@ def test_fixed_cnn_mistakes_are_named() -> None:
     rejected(checks.check_fixed_cnn, fixed_returns_log_softmax, hint="log-probabilities")
     rejected(checks.check_fixed_cnn, fixed_resizes_fc1_instead_of_padding, hint="padding=1")
     rejected(checks.check_fixed_cnn, fixed_hard_codes_batch_of_64, hint="hard-coded")
-

@@ -15,21 +15,23 @@ from cnnbook.checks import architectures as checks
 def vgg_reference(in_channels, out_channels, num_convs):
     layers = []
     for i in range(num_convs):
-        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1),
-                   nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
 
 
 def vgg_one_shared_relu_padding_same(in_channels, out_channels, num_convs):
     relu, layers = nn.ReLU(), []
     for i in range(num_convs):
-        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3,
-                             padding="same"), relu]
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding="same"), relu]
     return nn.Sequential(*layers, nn.MaxPool2d(kernel_size=2))
 
 
 def vgg_library_block(in_channels, out_channels, num_convs):
     from cnnbook.models import make_vgg_block
+
     return make_vgg_block(in_channels, out_channels, num_convs)
 
 
@@ -40,8 +42,10 @@ def vgg_avg_pool(in_channels, out_channels, num_convs):
 
 
 def vgg_single_relu_at_the_end(in_channels, out_channels, num_convs):
-    convs = [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
-             for i in range(num_convs)]
+    convs = [
+        nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
+        for i in range(num_convs)
+    ]
     return nn.Sequential(*convs, nn.ReLU(), nn.MaxPool2d(2, 2))
 
 
@@ -62,8 +66,16 @@ def vgg_no_padding(in_channels, out_channels, num_convs):
 def vgg_stride_two_instead_of_pool(in_channels, out_channels, num_convs):
     layers = []
     for i in range(num_convs):
-        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1,
-                             stride=2 if i == num_convs - 1 else 1), nn.ReLU()]
+        layers += [
+            nn.Conv2d(
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                3,
+                padding=1,
+                stride=2 if i == num_convs - 1 else 1,
+            ),
+            nn.ReLU(),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -148,8 +160,9 @@ class BasicReference(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -228,15 +241,15 @@ class BottleneckReference(nn.Module):
         out_channels = 4 * mid_channels
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, 1 if stride_on_3x3 else stride, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_channels)
-        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, stride if stride_on_3x3 else 1, 1,
-                               bias=False)
+        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, stride if stride_on_3x3 else 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(mid_channels)
         self.conv3 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -253,7 +266,7 @@ class BottleneckStrideAsSlice(BottleneckReference):
         self.conv1.stride = (1, 1)
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x[:, :, ::self.step, ::self.step])))
+        out = F.relu(self.bn1(self.conv1(x[:, :, :: self.step, :: self.step])))
         out = F.relu(self.bn2(self.conv2(out)))
         return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
 
@@ -291,8 +304,9 @@ def test_bottleneck_right_answers_pass() -> None:
 def test_bottleneck_mistakes_are_named() -> None:
     rejected(checks.check_bottleneck_block, bottleneck_v15_stride_on_3x3, hint="v1.5")
     rejected(checks.check_bottleneck_block, BottleneckReluBeforeAdd, hint="AFTER the addition")
-    rejected(checks.check_bottleneck_block, BottleneckNoProjectionWhenChannelsChange,
-             hint="no projection shortcut")
+    rejected(
+        checks.check_bottleneck_block, BottleneckNoProjectionWhenChannelsChange, hint="no projection shortcut"
+    )
     rejected(checks.check_bottleneck_block, BottleneckNoExpansion, hint="4 \\* mid_channels")
 
 
@@ -339,8 +353,9 @@ def silence_freezes_bn2(block):
 
 
 def silence_returns_a_fresh_block(block):
-    return silence_reference(type(block)(block.conv1.in_channels, block.conv1.out_channels,
-                                         block.conv1.stride[0]))
+    return silence_reference(
+        type(block)(block.conv1.in_channels, block.conv1.out_channels, block.conv1.stride[0])
+    )
 
 
 def test_silence_right_answers_pass() -> None:
@@ -351,7 +366,8 @@ def test_silence_right_answers_pass() -> None:
 def test_silence_mistakes_are_named() -> None:
     rejected(checks.check_silence, silence_weight_only, BasicReference, hint="shift beta")
     rejected(checks.check_silence, silence_bn1_instead_of_bn2, BasicReference, hint="changed bn1")
-    rejected(checks.check_silence, silence_leaves_gradients_off, BasicReference,
-             hint="gradients were left off")
+    rejected(
+        checks.check_silence, silence_leaves_gradients_off, BasicReference, hint="gradients were left off"
+    )
     rejected(checks.check_silence, silence_freezes_bn2, BasicReference, hint="requires_grad")
     rejected(checks.check_silence, silence_returns_a_fresh_block, BasicReference, hint="in place")

@@ -27,8 +27,11 @@ def merge_reference(first, second):
 def merge_with_einsum_and_parameters(first, second):
     with torch.no_grad():
         w = torch.einsum("om,mi->oi", second.weight.flatten(1), first.weight.flatten(1))
-        b = second(_bias(first)[None, :, None, None]).flatten() if first.bias is not None \
+        b = (
+            second(_bias(first)[None, :, None, None]).flatten()
+            if first.bias is not None
             else _bias(second).clone()
+        )
     merged = nn.Conv2d(first.in_channels, second.out_channels, kernel_size=(1, 1))
     merged.weight = nn.Parameter(w[:, :, None, None])
     merged.bias = nn.Parameter(b)
@@ -89,8 +92,7 @@ def test_merge_mistakes_are_named() -> None:
     rejected(checks.check_merge_pointwise, merge_adds_biases, hint="b1 \\+ b2")
     rejected(checks.check_merge_pointwise, merge_wrong_matrix_order, hint="wrong order")
     rejected(checks.check_merge_pointwise, merge_without_bias, hint="has no bias")
-    rejected(checks.check_merge_pointwise, merge_assumes_both_biases,
-             hint="raised TypeError.*bias=False")
+    rejected(checks.check_merge_pointwise, merge_assumes_both_biases, hint="raised TypeError.*bias=False")
     rejected(checks.check_merge_pointwise, merge_returns_the_pair, hint="ONE nn.Conv2d")
 
 

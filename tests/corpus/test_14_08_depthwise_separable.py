@@ -97,14 +97,18 @@ def test_to_standard_right_answers_pass() -> None:
 
 
 def test_to_standard_mistakes_are_named() -> None:
-    rejected(checks.check_separable_to_standard, to_standard_summed_over_channels,
-             hint="summed over the input channels")
-    rejected(checks.check_separable_to_standard, to_standard_depthwise_by_output,
-             hint="OUTPUT channel")
-    rejected(checks.check_separable_to_standard, to_standard_without_pointwise,
-             hint="pointwise weights are missing")
-    rejected(checks.check_separable_to_standard, to_standard_square_kernel_only,
-             hint="square kernel")
+    rejected(
+        checks.check_separable_to_standard,
+        to_standard_summed_over_channels,
+        hint="summed over the input channels",
+    )
+    rejected(checks.check_separable_to_standard, to_standard_depthwise_by_output, hint="OUTPUT channel")
+    rejected(
+        checks.check_separable_to_standard,
+        to_standard_without_pointwise,
+        hint="pointwise weights are missing",
+    )
+    rejected(checks.check_separable_to_standard, to_standard_square_kernel_only, hint="square kernel")
 
 
 # ---------------------------------------------------------------- Exercise 3: the block
@@ -114,8 +118,7 @@ class BlockReference(nn.Module):
     def __init__(self, in_channels, out_channels, stride=1, inner_relu=True, final_relu=True):
         super().__init__()
         self.inner_relu, self.final_relu = inner_relu, final_relu
-        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels,
-                                   bias=False)
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)

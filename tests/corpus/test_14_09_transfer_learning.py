@@ -93,18 +93,15 @@ def test_feature_extractor_rejects_mistakes() -> None:
     rejected(checks.check_feature_extractor, fe_hard_coded_512, hint="hard-coding 512")
     rejected(checks.check_feature_extractor, fe_conv_layers_only, hint="batch-norm weights")
     rejected(checks.check_feature_extractor, fe_no_bias, hint="no bias")
-    rejected(checks.check_feature_extractor, fe_top_level_children_only,
-             hint="nested layers included")
+    rejected(checks.check_feature_extractor, fe_top_level_children_only, hint="nested layers included")
 
 
 # ---------------------------------------------------------------- Exercise 2: parameter groups
 
 
 def pg_reference(model, backbone_lr, head_lr):
-    backbone = [p for n, p in model.named_parameters()
-                if p.requires_grad and not n.startswith("fc.")]
-    return [{"params": backbone, "lr": backbone_lr},
-            {"params": list(model.fc.parameters()), "lr": head_lr}]
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("fc.")]
+    return [{"params": backbone, "lr": backbone_lr}, {"params": list(model.fc.parameters()), "lr": head_lr}]
 
 
 def pg_by_identity(model, backbone_lr, head_lr):
@@ -162,8 +159,7 @@ def norm_reference(image):
 
 
 def norm_numpy_first(image):
-    x = (image.astype(np.float64) / 255.0 - np.array(checks.IMAGENET_MEAN)) / np.array(
-        checks.IMAGENET_STD)
+    x = (image.astype(np.float64) / 255.0 - np.array(checks.IMAGENET_MEAN)) / np.array(checks.IMAGENET_STD)
     return torch.from_numpy(x.transpose(2, 0, 1).copy())
 
 
@@ -234,15 +230,14 @@ def unfreeze_reference(model, k, head_lr, decay):
 
 def unfreeze_by_modules(model, k, head_lr, decay):
     model.requires_grad_(False)
-    stages = [[model.layer4], [model.layer3], [model.layer2], [model.layer1],
-              [model.conv1, model.bn1]]
+    stages = [[model.layer4], [model.layer3], [model.layer2], [model.layer1], [model.conv1, model.bn1]]
     groups = [{"params": list(model.fc.parameters()), "lr": head_lr}]
     model.fc.requires_grad_(True)
     for i, modules in enumerate(stages[:k], start=1):
         params = [p for m in modules for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
-        groups.append({"params": params, "lr": head_lr * decay ** -i})
+        groups.append({"params": params, "lr": head_lr * decay**-i})
     return groups
 
 
@@ -265,13 +260,18 @@ def unfreeze_exponent_off_by_one(model, k, head_lr, decay):
     model.requires_grad_(False)
     groups = [{"params": list(model.fc.parameters()), "lr": head_lr}]
     model.fc.requires_grad_(True)
-    mods = {"layer4": [model.layer4], "layer3": [model.layer3], "layer2": [model.layer2],
-            "layer1": [model.layer1], "stem": [model.conv1, model.bn1]}
+    mods = {
+        "layer4": [model.layer4],
+        "layer3": [model.layer3],
+        "layer2": [model.layer2],
+        "layer1": [model.layer1],
+        "stem": [model.conv1, model.bn1],
+    }
     for i, s in enumerate(STAGES[:k]):
         params = [p for m in mods[s] for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
-        groups.append({"params": params, "lr": head_lr / decay ** i})
+        groups.append({"params": params, "lr": head_lr / decay**i})
     return groups
 
 
@@ -279,8 +279,7 @@ def unfreeze_from_the_input(model, k, head_lr, decay):
     model.requires_grad_(False)
     groups = [{"params": list(model.fc.parameters()), "lr": head_lr}]
     model.fc.requires_grad_(True)
-    bottom_up = [[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3],
-                 [model.layer4]]
+    bottom_up = [[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]]
     for i, modules in enumerate(bottom_up[:k]):
         params = [p for m in modules for p in m.parameters()]
         for p in params:
@@ -292,13 +291,18 @@ def unfreeze_from_the_input(model, k, head_lr, decay):
 def unfreeze_without_freezing_first(model, k, head_lr, decay):
     groups = [{"params": list(model.fc.parameters()), "lr": head_lr}]
     model.fc.requires_grad_(True)
-    mods = {"layer4": [model.layer4], "layer3": [model.layer3], "layer2": [model.layer2],
-            "layer1": [model.layer1], "stem": [model.conv1, model.bn1]}
+    mods = {
+        "layer4": [model.layer4],
+        "layer3": [model.layer3],
+        "layer2": [model.layer2],
+        "layer1": [model.layer1],
+        "stem": [model.conv1, model.bn1],
+    }
     for i, s in enumerate(STAGES[:k], start=1):
         params = [p for m in mods[s] for p in m.parameters()]
         for p in params:
             p.requires_grad_(True)
-        groups.append({"params": params, "lr": head_lr / decay ** i})
+        groups.append({"params": params, "lr": head_lr / decay**i})
     return groups
 
 

@@ -25,7 +25,8 @@ def fm_reference(model, x, layer_name):
 def fm_get_submodule_no_grad_only(model, x, layer_name):
     outputs = []
     handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda module, inputs, output: outputs.append(output))
+        lambda module, inputs, output: outputs.append(output)
+    )
     try:
         with torch.no_grad():
             model(x)
@@ -37,7 +38,8 @@ def fm_get_submodule_no_grad_only(model, x, layer_name):
 def fm_getattr(model, x, layer_name):
     store = {}
     handle = getattr(model, layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach()))
+        lambda _m, _i, out: store.update(out=out.detach())
+    )
     try:
         with torch.no_grad():
             model(x)
@@ -65,7 +67,8 @@ def fm_named_children(model, x, layer_name):
 def fm_no_finally(model, x, layer_name):
     store = {}
     handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach()))
+        lambda _m, _i, out: store.update(out=out.detach())
+    )
     with torch.no_grad():
         model(x)
     handle.remove()
@@ -74,8 +77,7 @@ def fm_no_finally(model, x, layer_name):
 
 def fm_never_removed(model, x, layer_name):
     store = {}
-    model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach()))
+    model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
     with torch.no_grad():
         model(x)
     return store["out"]
@@ -85,8 +87,7 @@ def fm_substring_match(model, x, layer_name):
     store, handles = {}, []
     for name, module in model.named_modules():
         if name.endswith(layer_name):
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, out: store.update(out=out.detach())))
+            handles.append(module.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach())))
     try:
         with torch.no_grad():
             model(x)
@@ -99,7 +100,8 @@ def fm_substring_match(model, x, layer_name):
 def fm_stores_input(model, x, layer_name):
     store = {}
     handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, inputs, _o: store.update(out=inputs[0].detach()))
+        lambda _m, inputs, _o: store.update(out=inputs[0].detach())
+    )
     try:
         with torch.no_grad():
             model(x)
@@ -115,8 +117,7 @@ def fm_final_output(model, x, layer_name):
 
 def fm_not_detached(model, x, layer_name):
     store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     try:
         model(x)
     finally:
@@ -127,8 +128,7 @@ def fm_not_detached(model, x, layer_name):
 def fm_grad_mode_left_off(model, x, layer_name):
     torch.set_grad_enabled(False)
     store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     try:
         model(x)
     finally:
@@ -200,6 +200,7 @@ def cam_backward_hooks(model, image, target_class, layer_name):
 def _variant(name):
     def answer(model, image, target_class, layer_name):
         return checks.reference_grad_cam(model, image, target_class, layer_name, name)
+
     answer.__name__ = f"cam_{name}"
     return answer
 
@@ -280,7 +281,7 @@ def share_rows(cam):
 
 
 def share_right_half(cam):
-    return float(cam[:, cam.shape[1] // 2:].sum() / cam.sum())
+    return float(cam[:, cam.shape[1] // 2 :].sum() / cam.sum())
 
 
 def share_middle_column_left(cam):
@@ -353,8 +354,7 @@ def test_normalize_filters_rejects_mistakes() -> None:
 
 def unit_reference(model, layer_name, channel, row, col, start, steps, lr):
     store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     x = start.detach().clone()
     try:
         for _ in range(steps):
@@ -372,7 +372,8 @@ def unit_frozen_params_and_backward(model, layer_name, channel, row, col, start,
     model.requires_grad_(False)
     store = {}
     handle = dict(model.named_modules())[layer_name].register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+        lambda _m, _i, out: store.update(out=out)
+    )
     image = start.clone().requires_grad_(True)
     try:
         for _ in range(steps):
@@ -389,21 +390,20 @@ def unit_frozen_params_and_backward(model, layer_name, channel, row, col, start,
 
 
 def unit_descent(model, layer_name, channel, row, col, start, steps, lr):
-    return checks.reference_maximize_unit(model, layer_name, channel, row, col, start, steps, lr,
-                                          "descent")
+    return checks.reference_maximize_unit(model, layer_name, channel, row, col, start, steps, lr, "descent")
 
 
 def unit_channel_mean(model, layer_name, channel, row, col, start, steps, lr):
-    return checks.reference_maximize_unit(model, layer_name, channel, row, col, start, steps, lr,
-                                          "channel_mean")
+    return checks.reference_maximize_unit(
+        model, layer_name, channel, row, col, start, steps, lr, "channel_mean"
+    )
 
 
 def unit_grad_accumulates(model, layer_name, channel, row, col, start, steps, lr):
     flags = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)
     store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     image = start.clone().requires_grad_(True)
     try:
         for _ in range(steps):
@@ -424,8 +424,7 @@ def unit_row_col_swapped(model, layer_name, channel, row, col, start, steps, lr)
 
 def unit_backward_fills_param_grads(model, layer_name, channel, row, col, start, steps, lr):
     store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out))
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
     image = start.clone().requires_grad_(True)
     try:
         for _ in range(steps):

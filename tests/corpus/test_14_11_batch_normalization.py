@@ -20,8 +20,9 @@ def backward_reference(x, gamma, dy, eps=1e-5):
     x_hat = (x - mean) / torch.sqrt(var + eps)
     m = x.numel() // x.shape[1]
     g = gamma.view(1, -1, 1, 1) / torch.sqrt(var + eps)
-    dx = g / m * (m * dy - dy.sum((0, 2, 3), keepdim=True)
-                  - x_hat * (dy * x_hat).sum((0, 2, 3), keepdim=True))
+    dx = (
+        g / m * (m * dy - dy.sum((0, 2, 3), keepdim=True) - x_hat * (dy * x_hat).sum((0, 2, 3), keepdim=True))
+    )
     return dx, (dy * x_hat).sum((0, 2, 3)), dy.sum((0, 2, 3))
 
 
@@ -58,8 +59,11 @@ def backward_without_mean_term(x, gamma, dy, eps=1e-5):
     _, dg, db = backward_reference(x, gamma, dy, eps)
     var = x.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
     x_hat = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / torch.sqrt(var + eps)
-    dx = gamma.view(1, -1, 1, 1) / torch.sqrt(var + eps) * (
-        dy - x_hat * (dy * x_hat).mean((0, 2, 3), keepdim=True))
+    dx = (
+        gamma.view(1, -1, 1, 1)
+        / torch.sqrt(var + eps)
+        * (dy - x_hat * (dy * x_hat).mean((0, 2, 3), keepdim=True))
+    )
     return dx, dg, db
 
 
@@ -78,8 +82,9 @@ def backward_square_maps_only(x, gamma, dy, eps=1e-5):
     var = x.var(dim=(0, 2, 3), keepdim=True, unbiased=False)
     x_hat = (x - mean) / torch.sqrt(var + eps)
     g = gamma.view(1, -1, 1, 1) / torch.sqrt(var + eps)
-    dx = g * (dy - dy.sum((0, 2, 3), keepdim=True) / m
-              - x_hat * (dy * x_hat).sum((0, 2, 3), keepdim=True) / m)
+    dx = g * (
+        dy - dy.sum((0, 2, 3), keepdim=True) / m - x_hat * (dy * x_hat).sum((0, 2, 3), keepdim=True) / m
+    )
     return dx, (dy * x_hat).sum((0, 2, 3)), dy.sum((0, 2, 3))
 
 
@@ -123,8 +128,7 @@ def test_backward_mistakes_are_named() -> None:
 def running_reference(running_mean, running_var, x, momentum=0.1):
     mean = x.mean(dim=(0, 2, 3))
     var = x.var(dim=(0, 2, 3), unbiased=True)
-    return ((1 - momentum) * running_mean + momentum * mean,
-            (1 - momentum) * running_var + momentum * var)
+    return ((1 - momentum) * running_mean + momentum * mean, (1 - momentum) * running_var + momentum * var)
 
 
 def running_in_place_with_lerp(running_mean, running_var, x, momentum=0.1):

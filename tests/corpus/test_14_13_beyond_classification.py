@@ -108,16 +108,19 @@ def test_box_iou_correct_answers_pass() -> None:
     accepted(checks.check_box_iou, box_iou_loops_float32)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (iou_no_clamp, "clamp"),
-    (iou_clamps_the_product, "clamp .*separately"),
-    (iou_plus_one_pixel, r"\+1 pixel"),
-    (iou_union_counts_overlap_twice, "overlap twice"),
-    (iou_square_boxes_only, "square boxes"),
-    (iou_enclosing_box, "enclosing box"),
-    (iou_elementwise_pairs, "every pair"),
-    (iou_torchvision, "torchvision"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (iou_no_clamp, "clamp"),
+        (iou_clamps_the_product, "clamp .*separately"),
+        (iou_plus_one_pixel, r"\+1 pixel"),
+        (iou_union_counts_overlap_twice, "overlap twice"),
+        (iou_square_boxes_only, "square boxes"),
+        (iou_enclosing_box, "enclosing box"),
+        (iou_elementwise_pairs, "every pair"),
+        (iou_torchvision, "torchvision"),
+    ],
+)
 def test_box_iou_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_box_iou, answer, hint=hint)
 
@@ -145,7 +148,7 @@ def nms_while_loop_list(boxes, scores, iou_threshold):
         best = int(remaining[0])
         keep.append(best)
         rest = remaining[1:]
-        remaining = rest[box_iou(boxes[best:best + 1], boxes[rest])[0] <= iou_threshold]
+        remaining = rest[box_iou(boxes[best : best + 1], boxes[rest])[0] <= iou_threshold]
     return keep
 
 
@@ -175,8 +178,7 @@ def nms_input_order(boxes, scores, iou_threshold):
 def nms_removed_boxes_still_suppress(boxes, scores, iou_threshold):
     order = scores.argsort(descending=True).tolist()
     iou = box_iou(boxes, boxes)
-    keep = [i for pos, i in enumerate(order)
-            if all(iou[i, j] <= iou_threshold for j in order[:pos])]
+    keep = [i for pos, i in enumerate(order) if all(iou[i, j] <= iou_threshold for j in order[:pos])]
     return torch.tensor(keep, dtype=torch.long)
 
 
@@ -215,15 +217,18 @@ def test_nms_correct_answers_pass() -> None:
     accepted(checks.check_nms, nms_while_loop_list)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (nms_suppresses_at_threshold, "GREATER THAN the threshold"),
-    (nms_input_order, "DECREASING score"),
-    (nms_removed_boxes_still_suppress, "KEPT"),
-    (nms_only_the_best_box_suppresses, "Only the top box"),
-    (nms_float_indices, "integers"),
-    (nms_returns_a_mask, "boolean mask"),
-    (nms_crashes_without_boxes, r"raised RuntimeError on nms\(boxes \(0, 4\)"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (nms_suppresses_at_threshold, "GREATER THAN the threshold"),
+        (nms_input_order, "DECREASING score"),
+        (nms_removed_boxes_still_suppress, "KEPT"),
+        (nms_only_the_best_box_suppresses, "Only the top box"),
+        (nms_float_indices, "integers"),
+        (nms_returns_a_mask, "boolean mask"),
+        (nms_crashes_without_boxes, r"raised RuntimeError on nms\(boxes \(0, 4\)"),
+    ],
+)
 def test_nms_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_nms, answer, hint=hint)
 
@@ -242,8 +247,11 @@ def mean_iou(pred, target, num_classes):
 
 
 def mean_iou_confusion_matrix(pred, target, num_classes):
-    cm = torch.bincount(target.flatten() * num_classes + pred.flatten(),
-                        minlength=num_classes**2).reshape(num_classes, num_classes).double()
+    cm = (
+        torch.bincount(target.flatten() * num_classes + pred.flatten(), minlength=num_classes**2)
+        .reshape(num_classes, num_classes)
+        .double()
+    )
     inter = cm.diag()
     union = cm.sum(0) + cm.sum(1) - inter
     return (inter / union).nanmean()  # 0/0 = NaN for a class absent from both: skipped
@@ -251,14 +259,18 @@ def mean_iou_confusion_matrix(pred, target, num_classes):
 
 def mean_iou_classes_from_unique(pred, target, num_classes):
     present = torch.unique(torch.cat([pred.flatten(), target.flatten()]))
-    return sum(((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
-               for c in present.tolist()) / len(present)
+    return sum(
+        ((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+        for c in present.tolist()
+    ) / len(present)
 
 
 def miou_target_classes_only(pred, target, num_classes):
     classes = torch.unique(target).tolist()
-    return sum(((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
-               for c in classes) / len(classes)
+    return sum(
+        ((pred == c) & (target == c)).sum().item() / ((pred == c) | (target == c)).sum().item()
+        for c in classes
+    ) / len(classes)
 
 
 def miou_absent_classes_count_zero(pred, target, num_classes):
@@ -295,8 +307,12 @@ def miou_dice_instead(pred, target, num_classes):
 
 
 def miou_returns_the_per_class_tensor(pred, target, num_classes):
-    return torch.tensor([((pred == c) & (target == c)).sum().item()
-                         / max(1, ((pred == c) | (target == c)).sum().item()) for c in range(num_classes)])
+    return torch.tensor(
+        [
+            ((pred == c) & (target == c)).sum().item() / max(1, ((pred == c) | (target == c)).sum().item())
+            for c in range(num_classes)
+        ]
+    )
 
 
 def test_mean_iou_correct_answers_pass() -> None:
@@ -305,15 +321,18 @@ def test_mean_iou_correct_answers_pass() -> None:
     accepted(checks.check_mean_iou, mean_iou_classes_from_unique)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (miou_target_classes_only, "only in the PREDICTION"),
-    (miou_absent_classes_count_zero, "counting it as 0"),
-    (miou_absent_classes_count_one, "perfect 1"),
-    (miou_pixel_accuracy, "pixel accuracy"),
-    (miou_per_image_then_averaged, "per image"),
-    (miou_dice_instead, "Dice"),
-    (miou_returns_the_per_class_tensor, "one number"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (miou_target_classes_only, "only in the PREDICTION"),
+        (miou_absent_classes_count_zero, "counting it as 0"),
+        (miou_absent_classes_count_one, "perfect 1"),
+        (miou_pixel_accuracy, "pixel accuracy"),
+        (miou_per_image_then_averaged, "per image"),
+        (miou_dice_instead, "Dice"),
+        (miou_returns_the_per_class_tensor, "one number"),
+    ],
+)
 def test_mean_iou_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_mean_iou, answer, hint=hint)
 
@@ -329,8 +348,9 @@ class UpBlock(nn.Module):
     def __init__(self, in_channels, skip_channels, out_channels):
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-        self.conv = nn.Sequential(*_cbr(skip_channels + out_channels, out_channels),
-                                  *_cbr(out_channels, out_channels))
+        self.conv = nn.Sequential(
+            *_cbr(skip_channels + out_channels, out_channels), *_cbr(out_channels, out_channels)
+        )
 
     def forward(self, x, skip):
         return self.conv(torch.cat([skip, self.up(x)], dim=1))
@@ -344,8 +364,7 @@ class UpBlockFunctionalReLU(nn.Module):
         self.bn_b = nn.BatchNorm2d(out_channels)
         self.conv_b = nn.Conv2d(out_channels, out_channels, 3, padding="same", bias=False)
         self.bn_a = nn.BatchNorm2d(out_channels)
-        self.conv_a = nn.Conv2d(skip_channels + out_channels, out_channels, 3, padding="same",
-                                bias=False)
+        self.conv_a = nn.Conv2d(skip_channels + out_channels, out_channels, 3, padding="same", bias=False)
         self.upsample = nn.ConvTranspose2d(in_channels, out_channels, 2, 2)
 
     def forward(self, x, skip):
@@ -366,8 +385,7 @@ class UpBlockSharedReLU(UpBlock):
 class UpBlockConvTakesTwiceOut(UpBlock):
     def __init__(self, in_channels, skip_channels, out_channels):
         super().__init__(in_channels, skip_channels, out_channels)
-        self.conv = nn.Sequential(*_cbr(2 * out_channels, out_channels),
-                                  *_cbr(out_channels, out_channels))
+        self.conv = nn.Sequential(*_cbr(2 * out_channels, out_channels), *_cbr(out_channels, out_channels))
 
 
 class UpBlockAddsTheSkip(UpBlock):
@@ -426,17 +444,20 @@ def test_up_block_correct_answers_pass() -> None:
     accepted(checks.check_up_block, UpBlockSharedReLU)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (UpBlockConvTakesTwiceOut, "2 \\* out_channels"),
-    (UpBlockAddsTheSkip, "not concatenated"),
-    (UpBlockIgnoresTheSkip, "not concatenated"),
-    (UpBlockSkipLast, "skip FIRST"),
-    (UpBlockNearestUpsample, "ConvTranspose2d\\(in_channels, out_channels, kernel_size=2"),
-    (UpBlockKernel3Transposed, "kernel 2, stride 2"),
-    (UpBlockReLUBeforeBN, "BatchNorm before ReLU"),
-    (UpBlockNoReLUAtTheEnd, "second conv also needs its ReLU"),
-    (UpBlockConvWithBias, "bias=False"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (UpBlockConvTakesTwiceOut, "2 \\* out_channels"),
+        (UpBlockAddsTheSkip, "not concatenated"),
+        (UpBlockIgnoresTheSkip, "not concatenated"),
+        (UpBlockSkipLast, "skip FIRST"),
+        (UpBlockNearestUpsample, "ConvTranspose2d\\(in_channels, out_channels, kernel_size=2"),
+        (UpBlockKernel3Transposed, "kernel 2, stride 2"),
+        (UpBlockReLUBeforeBN, "BatchNorm before ReLU"),
+        (UpBlockNoReLUAtTheEnd, "second conv also needs its ReLU"),
+        (UpBlockConvWithBias, "bias=False"),
+    ],
+)
 def test_up_block_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_up_block, answer, hint=hint)
 
@@ -478,12 +499,15 @@ def test_transposed_size_correct_answers_pass() -> None:
     accepted(checks.check_transposed_out_size, transposed_out_size_with_dilation_term)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (size_ordinary_conv_formula, "ordinary conv formula"),
-    (size_adds_padding, "REMOVED from both sides"),
-    (size_forgets_output_padding, "forgot output_padding"),
-    (size_removes_padding_once, "not - p"),
-    (size_n_times_s, r"\(n - 1\) \* s, not n \* s"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (size_ordinary_conv_formula, "ordinary conv formula"),
+        (size_adds_padding, "REMOVED from both sides"),
+        (size_forgets_output_padding, "forgot output_padding"),
+        (size_removes_padding_once, "not - p"),
+        (size_n_times_s, r"\(n - 1\) \* s, not n \* s"),
+    ],
+)
 def test_transposed_size_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_transposed_out_size, answer, hint=hint)

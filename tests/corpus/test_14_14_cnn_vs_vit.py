@@ -30,8 +30,11 @@ def patchify_with_unfold_method(x, p):
 
 def patchify_loops(x, p):
     n, c, h, w = x.shape
-    patches = [x[:, :, i:i + p, j:j + p].reshape(n, -1)  # (N, C*p*p), (C, p, p) order
-               for i in range(0, h, p) for j in range(0, w, p)]
+    patches = [
+        x[:, :, i : i + p, j : j + p].reshape(n, -1)  # (N, C*p*p), (C, p, p) order
+        for i in range(0, h, p)
+        for j in range(0, w, p)
+    ]
     return torch.stack(patches, dim=1)
 
 
@@ -79,15 +82,18 @@ def test_patchify_correct_answers_pass() -> None:
     accepted(checks.check_patchify, patchify_loops)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (patchify_channels_last, r"\(p, p, C\)"),
-    (patchify_column_by_column, "column by column"),
-    (patchify_reshape_without_permute, "without permuting"),
-    (patchify_square_images_only, "square images only"),
-    (patchify_batch_of_one, "batch of one"),
-    (patchify_hard_coded_patch_size, "4x4 patches"),
-    (patchify_with_f_unfold, "F.unfold"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (patchify_channels_last, r"\(p, p, C\)"),
+        (patchify_column_by_column, "column by column"),
+        (patchify_reshape_without_permute, "without permuting"),
+        (patchify_square_images_only, "square images only"),
+        (patchify_batch_of_one, "batch of one"),
+        (patchify_hard_coded_patch_size, "4x4 patches"),
+        (patchify_with_f_unfold, "F.unfold"),
+    ],
+)
 def test_patchify_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_patchify, answer, hint=hint)
 
@@ -135,13 +141,16 @@ def test_patch_embed_correct_answers_pass() -> None:
     accepted(checks.check_patch_embed, patch_embed_linear)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (embed_forgets_bias, "forgot the bias"),
-    (embed_tokens_transposed, "transpose the \\(N, D, num_patches\\)"),
-    (embed_weight_flattened_channels_last, "different orders"),
-    (embed_weight_not_transposed, "TRANSPOSED flattened weight|raised RuntimeError"),
-    (embed_with_conv2d, "conv2d"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (embed_forgets_bias, "forgot the bias"),
+        (embed_tokens_transposed, "transpose the \\(N, D, num_patches\\)"),
+        (embed_weight_flattened_channels_last, "different orders"),
+        (embed_weight_not_transposed, "TRANSPOSED flattened weight|raised RuntimeError"),
+        (embed_with_conv2d, "conv2d"),
+    ],
+)
 def test_patch_embed_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_patch_embed, answer, hint=hint)
 
@@ -193,13 +202,16 @@ def test_attention_cost_correct_answers_pass() -> None:
     accepted(checks.check_attention_cost, attention_cost_float_division)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (cost_one_side_only, "ONE side"),
-    (cost_divides_by_patch_side_once, "not its area"),
-    (cost_counts_class_token, "without the class token"),
-    (cost_entries_not_squared, "tokens x tokens"),
-    (cost_unordered_pairs, "both directions"),
-    (cost_hard_coded_example, "224 px / 16 px example"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (cost_one_side_only, "ONE side"),
+        (cost_divides_by_patch_side_once, "not its area"),
+        (cost_counts_class_token, "without the class token"),
+        (cost_entries_not_squared, "tokens x tokens"),
+        (cost_unordered_pairs, "both directions"),
+        (cost_hard_coded_example, "224 px / 16 px example"),
+    ],
+)
 def test_attention_cost_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_attention_cost, answer, hint=hint)

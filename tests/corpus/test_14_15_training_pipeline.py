@@ -34,8 +34,7 @@ def split_numpy_lists(labels, val_fraction, seed):
     val = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        val += rng.choice(idx, size=int(math.floor(val_fraction * len(idx) + 0.5)),
-                          replace=False).tolist()
+        val += rng.choice(idx, size=int(math.floor(val_fraction * len(idx) + 0.5)), replace=False).tolist()
     train = sorted(set(range(len(y))) - set(val))
     return train, sorted(val)
 
@@ -52,7 +51,7 @@ def split_rounds_down(labels, val_fraction, seed):
     val = []
     for c in labels.unique():
         idx = torch.nonzero(labels == c).flatten()
-        val.append(idx[torch.randperm(len(idx), generator=gen)[:int(val_fraction * len(idx))]])
+        val.append(idx[torch.randperm(len(idx), generator=gen)[: int(val_fraction * len(idx))]])
     val_idx = torch.cat(val)
     return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
 
@@ -61,16 +60,21 @@ def split_same_number_per_class(labels, val_fraction, seed):
     gen = torch.Generator().manual_seed(seed)
     classes = labels.unique()
     per_class = round(val_fraction * len(labels) / len(classes))
-    val = [torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()),
-                                                               generator=gen)[:per_class]]
-           for c in classes]
+    val = [
+        torch.nonzero(labels == c).flatten()[
+            torch.randperm(int((labels == c).sum()), generator=gen)[:per_class]
+        ]
+        for c in classes
+    ]
     val_idx = torch.cat(val)
     return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
 
 
 def split_first_of_each_class(labels, val_fraction, seed):
-    val = [torch.nonzero(labels == c).flatten()[:round(val_fraction * int((labels == c).sum()))]
-           for c in labels.unique()]
+    val = [
+        torch.nonzero(labels == c).flatten()[: round(val_fraction * int((labels == c).sum()))]
+        for c in labels.unique()
+    ]
     val_idx = torch.cat(val)
     return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
 
@@ -79,7 +83,7 @@ def split_ignores_seed(labels, val_fraction, seed):
     val = []
     for c in labels.unique():
         idx = torch.nonzero(labels == c).flatten()
-        val.append(idx[torch.randperm(len(idx))[:round(val_fraction * len(idx))]])
+        val.append(idx[torch.randperm(len(idx))[: round(val_fraction * len(idx))]])
     val_idx = torch.cat(val)
     return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
 
@@ -309,10 +313,12 @@ def transforms_v2_reflect(train):
     """Correct variant: transforms.v2, reflect padding, flip before crop."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomHorizontalFlip(p=0.5),
-             v2.RandomCrop(32, padding=4, padding_mode="reflect")] if train else []
-    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(MEAN, STD)])
+    steps = (
+        [v2.RandomHorizontalFlip(p=0.5), v2.RandomCrop(32, padding=4, padding_mode="reflect")]
+        if train
+        else []
+    )
+    return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
 
 
 def transforms_always_flip(train):
@@ -321,8 +327,7 @@ def transforms_always_flip(train):
 
 
 def transforms_vertical_flip_too(train):
-    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
-             T.RandomVerticalFlip()] if train else []
+    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandomVerticalFlip()] if train else []
     return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
@@ -369,8 +374,9 @@ def test_transforms_rejects_known_mistakes() -> None:
     rejected(c, transforms_always_flip, hint="all 64 training samples were mirrored", seeds=SEEDS)
     rejected(c, transforms_vertical_flip_too, hint="upside down", seeds=SEEDS)
     rejected(c, transforms_no_normalize, hint="validation pipeline does not normalise", seeds=SEEDS)
-    rejected(c, transforms_normalize_only_for_validation, hint="training samples are not normalised",
-             seeds=SEEDS)
+    rejected(
+        c, transforms_normalize_only_for_validation, hint="training samples are not normalised", seeds=SEEDS
+    )
     rejected(c, transforms_augment_validation, hint="must not be augmented", seeds=SEEDS)
     rejected(c, transforms_no_flip, hint="none of 64 .*mirrored", seeds=SEEDS)
     rejected(c, transforms_no_padding, hint="no training sample was shifted", seeds=SEEDS)

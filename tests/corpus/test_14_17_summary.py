@@ -19,12 +19,22 @@ def table() -> list[ArchRow]:
             rows.append(zoo.count_row(arch.name))  # LeNet-5 and Lite0 are quick to count
             continue
         meta = zoo.torchvision_weights(arch.weights_enum).meta
-        rows.append(ArchRow(arch.name, arch.year, meta["num_params"], round(meta["_ops"] * 1e9),
-                            arch.input_shape, arch.top1, arch.top1_source))
+        rows.append(
+            ArchRow(
+                arch.name,
+                arch.year,
+                meta["num_params"],
+                round(meta["_ops"] * 1e9),
+                arch.input_shape,
+                arch.top1,
+                arch.top1_source,
+            )
+        )
     return rows
 
 
 # ------------------------------------------------------------ exercise 1: cheapest above 75.1 %
+
 
 def test_cheapest_above_accepts_the_answer(table: list[ArchRow]) -> None:
     accepted(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), "EfficientNet-Lite0")
@@ -33,14 +43,17 @@ def test_cheapest_above_accepts_the_answer(table: list[ArchRow]) -> None:
     accepted(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), lite)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    ("EfficientNet-B0", r"at least.*includes the bar"),          # used > instead of >=
-    ("MobileNetV3-L", r"below the bar"),                          # fewest MACs, ignoring the bar
-    ("ConvNeXt-T", r"most accurate.*fewest MACs"),                # best accuracy instead
-    ("LeNet-5", r"no published ImageNet accuracy"),               # fewest MACs of all
-    ("ResNet-50", r"costs fewer|reaches the bar but"),            # a familiar default
-    ("EfficientNet", r"not in the table"),                        # not a name in the table
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        ("EfficientNet-B0", r"at least.*includes the bar"),  # used > instead of >=
+        ("MobileNetV3-L", r"below the bar"),  # fewest MACs, ignoring the bar
+        ("ConvNeXt-T", r"most accurate.*fewest MACs"),  # best accuracy instead
+        ("LeNet-5", r"no published ImageNet accuracy"),  # fewest MACs of all
+        ("ResNet-50", r"costs fewer|reaches the bar but"),  # a familiar default
+        ("EfficientNet", r"not in the table"),  # not a name in the table
+    ],
+)
 def test_cheapest_above_rejects_mistakes(table: list[ArchRow], answer: str, hint: str) -> None:
     rejected(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), answer, hint=hint)
 
@@ -52,9 +65,16 @@ def test_cheapest_above_none_and_types(table: list[ArchRow]) -> None:
 
 # ------------------------------------------------------------ exercise 2: choose under budgets
 
+
 def choose_reference(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params <= max_params
+        and r.latency_ms <= max_latency_ms
+    ]
     if not fits:
         return None
     best = max(r.top1 for r in fits)
@@ -62,45 +82,79 @@ def choose_reference(rows, max_params, max_latency_ms):
 
 
 def choose_sorted_variant(rows, max_params, max_latency_ms):
-    ok = sorted((r for r in rows if None not in (r.top1, r.latency_ms)
-                 and r.params <= max_params and r.latency_ms <= max_latency_ms),
-                key=lambda r: (-r.top1, r.macs))
+    ok = sorted(
+        (
+            r
+            for r in rows
+            if None not in (r.top1, r.latency_ms)
+            and r.params <= max_params
+            and r.latency_ms <= max_latency_ms
+        ),
+        key=lambda r: (-r.top1, r.macs),
+    )
     return ok[0].name if ok else None
 
 
 def choose_strict_budgets(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.params < max_params and r.latency_ms < max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params < max_params
+        and r.latency_ms < max_latency_ms
+    ]
     return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
 
 
 def choose_unmeasured_fits(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.params <= max_params
-            and (r.latency_ms is None or r.latency_ms <= max_latency_ms)]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.params <= max_params
+        and (r.latency_ms is None or r.latency_ms <= max_latency_ms)
+    ]
     return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
 
 
 def choose_ignores_params(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.latency_ms <= max_latency_ms]
+    fits = [
+        r for r in rows if r.top1 is not None and r.latency_ms is not None and r.latency_ms <= max_latency_ms
+    ]
     return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
 
 
 def choose_fastest(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params <= max_params
+        and r.latency_ms <= max_latency_ms
+    ]
     return min(fits, key=lambda r: r.latency_ms).name if fits else None
 
 
 def choose_first_of_ties(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.top1 is not None and r.latency_ms is not None
-            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params <= max_params
+        and r.latency_ms <= max_latency_ms
+    ]
     return max(fits, key=lambda r: r.top1).name if fits else None
 
 
 def choose_keeps_missing_accuracy(rows, max_params, max_latency_ms):
-    fits = [r for r in rows if r.latency_ms is not None
-            and r.params <= max_params and r.latency_ms <= max_latency_ms]
+    fits = [
+        r
+        for r in rows
+        if r.latency_ms is not None and r.params <= max_params and r.latency_ms <= max_latency_ms
+    ]
     return max(fits, key=lambda r: r.top1).name if fits else None
 
 
@@ -110,29 +164,35 @@ def test_choose_accepts_correct_answers() -> None:
     accepted(checks.check_choose, checks.ref_choose)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (choose_strict_budgets, r"at most.*<="),
-    (choose_unmeasured_fits, r"not measured"),
-    (choose_ignores_params, r"parameter budget"),
-    (choose_fastest, r"fastest.*most accurate"),
-    (choose_first_of_ties, r"ties in accuracy.*fewer MACs"),
-    (choose_keeps_missing_accuracy, r"top1 is None.*skip"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (choose_strict_budgets, r"at most.*<="),
+        (choose_unmeasured_fits, r"not measured"),
+        (choose_ignores_params, r"parameter budget"),
+        (choose_fastest, r"fastest.*most accurate"),
+        (choose_first_of_ties, r"ties in accuracy.*fewer MACs"),
+        (choose_keeps_missing_accuracy, r"top1 is None.*skip"),
+    ],
+)
 def test_choose_rejects_mistakes(answer, hint: str) -> None:
     rejected(checks.check_choose, answer, hint=hint)
 
 
 # ------------------------------------------------------------ exercise 3: Pareto front
 
+
 def _points(rows, cost):
-    return [(r.name, getattr(r, cost), r.top1) for r in rows
-            if r.top1 is not None and getattr(r, cost) is not None]
+    return [
+        (r.name, getattr(r, cost), r.top1)
+        for r in rows
+        if r.top1 is not None and getattr(r, cost) is not None
+    ]
 
 
 def pareto_reference(rows, cost):
     pts = _points(rows, cost)
-    return [n for n, c, a in pts
-            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
+    return [n for n, c, a in pts if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
 
 
 def pareto_sweep_variant(rows, cost):
@@ -149,8 +209,7 @@ def pareto_sweep_variant(rows, cost):
 
 def pareto_weak_domination(rows, cost):
     pts = _points(rows, cost)
-    return [n for n, c, a in pts
-            if not any(n2 != n and c2 <= c and a2 >= a for n2, c2, a2 in pts)]
+    return [n for n, c, a in pts if not any(n2 != n and c2 <= c and a2 >= a for n2, c2, a2 in pts)]
 
 
 def pareto_both_strict(rows, cost):
@@ -164,8 +223,7 @@ def pareto_always_macs(rows, cost):
 
 def pareto_unmeasured_as_zero(rows, cost):
     pts = [(r.name, getattr(r, cost) or 0, r.top1) for r in rows if r.top1 is not None]
-    return [n for n, c, a in pts
-            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
+    return [n for n, c, a in pts if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
 
 
 def test_pareto_accepts_correct_answers() -> None:
@@ -174,18 +232,22 @@ def test_pareto_accepts_correct_answers() -> None:
     accepted(checks.check_pareto_front, lambda rows, cost: set(pareto_reference(rows, cost)))
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (pareto_weak_domination, r"identical models.*strict"),
-    (pareto_both_strict, r"same cost and lower accuracy"),
-    (pareto_always_macs, r"`cost` argument"),
-    (pareto_unmeasured_as_zero, r"not measured"),
-    (lambda rows, cost: pareto_reference(rows, cost) * 2, r"lists a model twice"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (pareto_weak_domination, r"identical models.*strict"),
+        (pareto_both_strict, r"same cost and lower accuracy"),
+        (pareto_always_macs, r"`cost` argument"),
+        (pareto_unmeasured_as_zero, r"not measured"),
+        (lambda rows, cost: pareto_reference(rows, cost) * 2, r"lists a model twice"),
+    ],
+)
 def test_pareto_rejects_mistakes(answer, hint: str) -> None:
     rejected(checks.check_pareto_front, answer, hint=hint)
 
 
 # ------------------------------------------------------------ exercise 4: achieved GMAC/s
+
 
 def throughput_reference(rows):
     return {r.name: (r.macs / 1e9) / (r.latency_ms / 1000) for r in rows if r.latency_ms is not None}
@@ -220,11 +282,14 @@ def test_throughput_accepts_correct_answers() -> None:
     accepted(checks.check_gmacs_per_second, throughput_variant)
 
 
-@pytest.mark.parametrize(("answer", "hint"), [
-    (throughput_in_ms, r"milliseconds"),
-    (throughput_flops, r"2 FLOPs"),
-    (throughput_params, r"not row.params"),
-    (throughput_keeps_untimed, r"not timed.*leave them out"),
-])
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (throughput_in_ms, r"milliseconds"),
+        (throughput_flops, r"2 FLOPs"),
+        (throughput_params, r"not row.params"),
+        (throughput_keeps_untimed, r"not timed.*leave them out"),
+    ],
+)
 def test_throughput_rejects_mistakes(answer, hint: str) -> None:
     rejected(checks.check_gmacs_per_second, answer, hint=hint)
