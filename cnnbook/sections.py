@@ -62,5 +62,5 @@ SECTIONS: tuple[Section, ...] = (
     Section("14.14", "14_14_cnn_vs_vit", "CNNs vs Vision Transformers", "~2.5 min"),
     Section("14.15", "14_15_training_pipeline", "The complete training pipeline", "~1.5 min"),
     Section("14.16", "14_16_pitfalls", "Common pitfalls and how to catch them", "~1 min"),
-    Section("14.17", "14_17_summary", "Summary: choosing an architecture", "~1 min"),
+    Section("14.17", "14_17_summary", "Summary: choosing an architecture", "~2.5 min"),
 )
