@@ -38,10 +38,10 @@ and run them again, then do its exercises. Every section notebook ends with link
 exercises and to the next section."""
 
 TIMES = """**Times** are rough full-mode run times of the section notebook. The CPU column was measured
-on a 2-core x86 CPU that computes bfloat16 natively (November 2026; the notebooks that gained a
-validation split or new experiments since may take somewhat longer); on a laptop CPU without it (most of them)
-the notebooks that train (14.5, 14.6, 14.9, 14.13 to 14.16) take several times longer: 14.15 took
-about 17 minutes on a 2-core AVX2 laptop profile. Every notebook prints how long its training
+with `make execute` on a 2-core x86 CPU that computes bfloat16 natively (November 2026; notebooks
+that gained a validation split or new experiments since may take somewhat longer); on a laptop
+CPU without it (most of them) the notebooks that train (14.5, 14.6, 14.9, 14.13 to 14.16) take
+several times longer. Every notebook prints how long its training
 cells expect to take before they start. The GPU column is "not measured" until the notebooks have
 been timed on a GPU. To run a notebook in a few seconds instead, set `FAST = True` in its first
 cell (smaller data, fewer epochs; the lessons are the same, the accuracies lower)."""
