@@ -944,6 +944,9 @@ class GPUBatchLoader:
         seed: Seed for shuffling and augmentation.
         rank: This process's rank when training data-parallel (each rank gets its shard).
         world_size: Number of data-parallel processes.
+        sizes: Progressive resizing: the side of the (square) batches in each epoch, e.g.
+            ``(24, 24, 32)``; the last entry repeats. Batches are shrunk after augmentation
+            with antialiased bilinear interpolation. ``None`` keeps the images' own size.
     """
 
     def __init__(
@@ -964,11 +967,14 @@ class GPUBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        sizes: Sequence[int] | None = None,
     ) -> None:
         from cnnbook.device import pick_device
 
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive; got {batch_size}.")
+        if sizes is not None and (len(sizes) == 0 or any(int(s) < 1 for s in sizes)):
+            raise ValueError(f"sizes must be positive image sides, one per epoch; got {sizes!r}.")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size}).")
         self.device = torch.device(device) if device is not None else pick_device()
@@ -986,6 +992,7 @@ class GPUBatchLoader:
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
+        self.sizes = tuple(int(v) for v in sizes) if sizes is not None else None
         self._scale, self._shift = normalization_affine(
             self.mean, self.std, self.images.shape[1], device=self.device
         )
@@ -1004,6 +1011,12 @@ class GPUBatchLoader:
         """Choose the epoch whose shuffle and augmentation the next pass uses."""
         self.epoch = epoch
 
+    def size_at(self, epoch: int) -> int:
+        """The side of the batches epoch ``epoch`` (0-based) yields."""
+        if self.sizes is None:
+            return int(self.images.shape[-1])
+        return self.sizes[min(epoch, len(self.sizes) - 1)]
+
     def _order(self, gen: torch.Generator) -> torch.Tensor:
         n = len(self.labels)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
@@ -1012,8 +1025,10 @@ class GPUBatchLoader:
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
         return order
 
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
         x = torch.addcmul(self._shift, images.to(torch.float32), self._scale)
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -1021,6 +1036,7 @@ class GPUBatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = self._order(gen)
+        size = self.size_at(self.epoch) if self.sizes is not None else None
         self.epoch += 1
         non_blocking = self.device.type == "cuda"
         for start in range(len(self)):
@@ -1034,4 +1050,4 @@ class GPUBatchLoader:
                 left = torch.randint(0, span, (b,), generator=gen)
                 flip = (torch.rand(b, generator=gen) < 0.5) if self.flip else torch.zeros(b, dtype=torch.bool)
                 images = crop_flip(images, top, left, flip, self.padding)
-            yield self._prepare(images), self.labels.index_select(0, idx)
+            yield self._prepare(images, size), self.labels.index_select(0, idx)

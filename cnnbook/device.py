@@ -7,6 +7,7 @@ channels-last memory layout, and pinned memory / non-blocking copies for GPUs.
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 
@@ -66,14 +67,29 @@ def describe_device(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), read on Linux."""
+def _cpu_flags() -> str:
+    """The CPU flags line(s) of ``/proc/cpuinfo`` (empty where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
+            return fh.read()
     except OSError:
+        return ""
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this process computes bfloat16 natively (AVX512-BF16 or AMX), read on Linux.
+
+    ``False`` also when the kernels are capped below AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` or
+    ``DNNL_MAX_CPU_ISA`` without BF16/AMX, as the laptop profile of :mod:`cnnbook.profiles`
+    sets): bfloat16 would then be emulated, slower than float32.
+    """
+    flags = _cpu_flags()
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
+    isa = os.environ.get("DNNL_MAX_CPU_ISA", "ALL").upper()
+    return isa == "ALL" or "BF16" in isa or "AMX" in isa
 
 
 def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:

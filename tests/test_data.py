@@ -493,3 +493,28 @@ def test_normalisation_has_one_formula() -> None:
         data.normalize(arrays.images, mean, (0.2, 0.0, 0.2))
     with pytest.raises(ValueError, match="mean/std have 2/2 values but the images have 3"):
         data.normalize(arrays.images, mean[:2], std[:2])
+
+
+def test_progressive_sizes_follow_the_epoch_and_match_interpolation() -> None:
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    arrays = data.ImageArrays(
+        torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.arange(8) % 2,
+        ["a", "b"],
+        (0.5, 0.5, 0.5),
+        (0.25, 0.25, 0.25),
+    )
+    loader = data.GPUBatchLoader(arrays, 4, train=False, device="cpu", sizes=(16, 24))
+    assert [loader.size_at(e) for e in range(4)] == [16, 24, 24, 24]  # the last size repeats
+    first = next(iter(loader))[0]
+    assert first.shape == (4, 3, 16, 16)
+    full = next(iter(data.GPUBatchLoader(arrays, 4, train=False, device="cpu")))[0]
+    expected = F.interpolate(full, size=(16, 16), mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(first, expected)
+    loader.set_epoch(1)
+    assert next(iter(loader))[0].shape == (4, 3, 24, 24)
+    assert data.GPUBatchLoader(arrays, 4, device="cpu").size_at(3) == 32  # no sizes: the images' own
+    with pytest.raises(ValueError, match="sizes must be positive"):
+        data.GPUBatchLoader(arrays, 4, device="cpu", sizes=(16, 0))

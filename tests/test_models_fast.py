@@ -43,3 +43,19 @@ def test_whitening_stem_decorrelates_patches() -> None:
     assert torch.allclose(model.stem.weight[12:], -model.stem.weight[:12])
     assert torch.allclose(feats.mean(0), torch.zeros(12), atol=1e-4)  # centred by the bias
     assert not model.stem.weight.requires_grad
+
+
+def test_flip_tta_averages_the_mirror_in_eval_mode_only() -> None:
+    torch.manual_seed(0)
+    plain = FastCIFARNet(widths=(8, 8, 8)).eval()
+    tta = FastCIFARNet(widths=(8, 8, 8), flip_tta=True).eval()
+    tta.load_state_dict(plain.state_dict())  # same weights: flip_tta adds no parameters
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = (plain(x) + plain(x.flip(3))) / 2
+        torch.testing.assert_close(tta(x), expected)
+        mirrored = tta(x.flip(3))
+    torch.testing.assert_close(mirrored, tta(x))  # a flip-invariant prediction
+    tta.train()
+    plain.train()
+    torch.testing.assert_close(tta(x), plain(x))  # training sees single views

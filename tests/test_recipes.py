@@ -12,26 +12,41 @@ from cnnbook.data import GPUBatchLoader, ImageArrays
 from cnnbook.models import FastCIFARNet, ResNet, SimpleCNN
 
 
-def test_plans_follow_device_and_mode() -> None:
+def test_plans_follow_device_and_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recipes, "cpu_has_native_bf16", lambda: False)
     cpu = recipes.cifar10_plan("cpu", fast=False)
     assert cpu.model == "fastnet"
+    assert cpu.widths == (24, 48, 96)  # a narrow first block for float32 CPUs
     assert cpu.train_per_class is None
-    assert cpu.epochs >= 2
-    assert isinstance(cpu.build_model(), FastCIFARNet)
+    assert cpu.epochs == 5
+    assert cpu.flip_tta
+    model = cpu.build_model()
+    assert isinstance(model, FastCIFARNet)
+    assert model.flip_tta
+    monkeypatch.setattr(recipes, "cpu_has_native_bf16", lambda: True)
+    bf16 = recipes.cifar10_plan("cpu", fast=False)
+    assert bf16.epochs > cpu.epochs
+    assert bf16.widths[0] > cpu.widths[0]
+    assert bf16.amp is True
     gpu = recipes.cifar10_plan(torch.device("cuda"), fast=False)
-    assert gpu.model == "resnet18"
-    assert gpu.epochs > cpu.epochs
+    assert gpu.model == "fastnet"
+    assert gpu.widths == (64, 256, 256)  # airbench94's widths
+    assert gpu.epochs > bf16.epochs
     assert gpu.batch_size > cpu.batch_size
-    assert isinstance(gpu.build_model(), ResNet)
+    assert gpu.flip_tta
+    assert "flip test-time augmentation" in cpu.describe()
+    assert isinstance(recipes.cifar10_plan("cuda", fast=False, model="resnet18").build_model(), ResNet)
     ci = recipes.cifar10_plan("cpu", fast=True)
     assert ci.train_per_class == 200
     assert ci.test_per_class == 100
     assert ci.epochs <= 2
+    assert ci.flip_tta  # fast mode runs the same logic
     custom = recipes.cifar10_plan("cpu", fast=False, model="simplecnn", epochs=3, lr=None)
     assert isinstance(custom.build_model(), SimpleCNN)
     assert custom.epochs == 3
     assert custom.lr == cpu.lr  # None leaves the default
     assert "SimpleCNN, 3 epoch(s) on all 50,000 training images" in custom.describe()
+    assert "flip" not in custom.describe()  # only FastCIFARNet has the test-time flip
     with pytest.raises(ValueError, match="Unknown model 'vit'"):
         recipes.cifar10_plan("cpu", fast=True, model="vit").build_model()
 
@@ -61,9 +76,32 @@ def test_estimate_leaves_model_alone() -> None:
     model = recipes.prepare_model(plan, _toy())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loader = GPUBatchLoader(_toy(), 20, device="cpu")
-    secs = recipes.estimate_seconds(model, loader, epochs=2, eval_images=60, steps=2)
+    loader.set_epoch(4)
+    rng = torch.get_rng_state()
+    secs = recipes.estimate_seconds(model, loader, epochs=2, eval_loader=GPUBatchLoader(_toy(), 30), steps=2)
     assert 0 < secs < float("inf")  # a duration (its size depends on the machine)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert loader.epoch == 4
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_estimate_times_each_image_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With progressive resizing, each distinct size is timed once and counted per epoch."""
+    from cnnbook import train
+
+    sizes_timed: list[int] = []
+    real = train.train_one_epoch
+
+    def spy(model, loader, *args, **kwargs):
+        res = real(model, loader, *args, **kwargs)
+        sizes_timed.append(loader.size_at(loader.epoch - 1))
+        return res
+
+    monkeypatch.setattr(train, "train_one_epoch", spy)
+    model = recipes.prepare_model(recipes.cifar10_plan("cpu", fast=True, widths=(8, 8, 8)), _toy())
+    loader = GPUBatchLoader(_toy(), 20, device="cpu", sizes=(16, 16, 32))
+    recipes.estimate_seconds(model, loader, epochs=4, steps=1)
+    assert sizes_timed == [16, 16, 32, 32]  # warm-up + timed step for each of the two sizes
 
 
 @pytest.fixture

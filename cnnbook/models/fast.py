@@ -9,7 +9,9 @@
 * three blocks ``conv 3x3 -> max-pool 2x2 -> BN -> GELU -> conv 3x3 -> BN -> GELU`` that halve
   the resolution and widen the channels;
 * global max pooling and a bias-free linear classifier with its logits scaled down
-  (a fixed temperature, which trains better than raw logits with these large BN activations).
+  (a fixed temperature, which trains better than raw logits with these large BN activations);
+* optionally (``flip_tta=True``), test-time augmentation: in eval mode the logits are the mean
+  over the image and its mirror image, which costs one more forward pass at test time only.
 
 It is a different, stronger model than the chapter's :class:`~cnnbook.models.SimpleCNN`:
 batch normalisation and the whitened stem let it use a high learning rate.
@@ -47,6 +49,7 @@ class FastCIFARNet(nn.Module):
         widths: Channels of the three blocks.
         in_channels: Input channels (3 for RGB).
         logit_scale: Fixed factor applied to the logits.
+        flip_tta: In eval mode, average the logits of each image and its horizontal mirror.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class FastCIFARNet(nn.Module):
         widths: Sequence[int] = (64, 128, 256),
         in_channels: int = 3,
         logit_scale: float = 1 / 9,
+        flip_tta: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != 3 or any(int(w) < 1 for w in widths):
@@ -70,6 +74,7 @@ class FastCIFARNet(nn.Module):
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(chans[-1], num_classes, bias=False)
         self.logit_scale = logit_scale
+        self.flip_tta = flip_tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Classify a batch.
@@ -82,6 +87,11 @@ class FastCIFARNet(nn.Module):
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"FastCIFARNet expects (N, {self.in_channels}, H, W); got {tuple(x.shape)}.")
+        if self.flip_tta and not self.training:
+            return (self._logits(x) + self._logits(x.flip(3))) / 2
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem_act(self.stem(x)))
         return self.head(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
