@@ -53,13 +53,16 @@ lint: env
 	$(PY) -m mypy cnnbook
 
 # Executed copies of every notebook in build/executed/ (full mode unless CNNBOOK_FAST=1).
+# PROFILE=laptop (float32, AVX2 kernels, 2 threads) or PROFILE=native also writes the README's
+# run-time table for the section notebooks to build/times-$(PROFILE).md.
 execute: env
-	$(PY) scripts/execute_notebooks.py --out build/executed
+	$(PY) scripts/execute_notebooks.py --out build/executed \
+		$(if $(PROFILE),--profile $(PROFILE) --dirs notebooks --table build/times-$(PROFILE).md)
 
 # Speed figures quoted in the README (needs CNNBOOK_DATA or an internet connection).
 benchmark: env
 	$(PY) benchmarks/bench_pipeline.py --repeats 5 --seconds 10
-	$(PY) benchmarks/time_to_accuracy.py --runs 3
+	$(PY) benchmarks/time_to_accuracy.py --runs 3 $(if $(PROFILE),--profile $(PROFILE))
 
 doctor: env
 	$(PY) -m cnnbook doctor

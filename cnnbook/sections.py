@@ -19,7 +19,7 @@ class Section:
         stem: File name without ``.ipynb``; the same in ``notebooks/``, ``exercises/`` and
             ``solutions/``.
         title: The section's title.
-        cpu: Rough full-mode wall time on a 2-core CPU (as measured; see the README).
+        cpu: Full-mode wall time on the laptop profile (:mod:`cnnbook.profiles`; README table).
         gpu: Rough full-mode wall time on one GPU, or ``"not measured"``.
         headline: Regular expression matching the printed line with the figure the notebook
             teaches and asserts (``scripts/execute_notebooks.py`` puts it in its time table).
@@ -53,21 +53,21 @@ SECTIONS: tuple[Section, ...] = (
         "14.1",
         "14_01_convolution",
         "The convolution operation",
-        "< 10 s",
+        "~10 s",
         headline=r"max \|conv\(shift\(x\)\) - shift\(conv\(x\)\)\|",
     ),
     Section(
         "14.2",
         "14_02_stride_padding_dilation",
         "Stride, padding and dilation",
-        "< 10 s",
+        "~10 s",
         headline=r"formula == nn\.Conv2d on",
     ),
     Section(
         "14.3",
         "14_03_receptive_fields",
         "Feature maps and receptive fields",
-        "< 10 s",
+        "~15 s",
         headline=r"AlexNet measured by back-propagation",
     ),
     Section("14.4", "14_04_pooling", "Pooling layers", "< 10 s", headline=r"GAP \+ linear"),
@@ -75,50 +75,50 @@ SECTIONS: tuple[Section, ...] = (
         "14.5",
         "14_05_basic_cnn",
         "Building a basic CNN",
-        "~1 min",
+        "~2.5 min",
         headline=r"test accuracy \(reported once\)",
     ),
     Section(
         "14.6",
         "14_06_landmark_architectures",
         "Landmark CNN architectures",
-        "~2 min",
+        "~3.5 min",
         headline=r"LeNet-5 test accuracy",
     ),
-    Section("14.7", "14_07_one_by_one_convolutions", "1x1 convolutions", "< 10 s", headline=r"^ratio +:"),
+    Section("14.7", "14_07_one_by_one_convolutions", "1x1 convolutions", "~10 s", headline=r"^ratio +:"),
     Section(
         "14.8",
         "14_08_depthwise_separable",
         "Depthwise separable convolutions",
-        "~10 s",
+        "~25 s",
         headline=r"^reduction:",
     ),
     Section(
         "14.9",
         "14_09_transfer_learning",
         "Transfer learning with pretrained CNNs",
-        "~3 min",
+        "~3.5 min",
         headline=r"chosen on validation:",
     ),
     Section(
         "14.10",
         "14_10_visualizing_features",
         "Visualising learned features",
-        "~30 s",
+        "~1.5 min",
         headline=r"max \|ours - pytorch_grad_cam\|",
     ),
     Section(
-        "14.11", "14_11_batch_normalization", "Batch normalisation in CNNs", "~30 s", headline=r"^speed-up"
+        "14.11", "14_11_batch_normalization", "Batch normalisation in CNNs", "~1 min", headline=r"^speed-up"
     ),
     Section(
         "14.12",
         "14_12_modern_design",
         "Modern CNN design principles",
-        "~10 s",
+        "~30 s",
         headline=r"max \|our logits - reference logits\|",
     ),
     Section(
-        "14.13", "14_13_beyond_classification", "CNNs beyond classification", "~1.5 min", headline=r"^mIoU "
+        "14.13", "14_13_beyond_classification", "CNNs beyond classification", "~3 min", headline=r"^mIoU "
     ),
     Section(
         "14.14",
@@ -131,21 +131,21 @@ SECTIONS: tuple[Section, ...] = (
         "14.15",
         "14_15_training_pipeline",
         "The complete training pipeline",
-        "~1.5 min",
+        "~5 min",
         headline=r"test accuracy, measured once",
     ),
     Section(
         "14.16",
         "14_16_pitfalls",
         "Common pitfalls and how to catch them",
-        "~1 min",
+        "~4 min",
         headline=r"balanced accuracy",
     ),
     Section(
         "14.17",
         "14_17_summary",
         "Summary: choosing an architecture",
-        "~2.5 min",
+        "~40 s",
         headline=r"^AlexNet: .* M parameters",
     ),
 )

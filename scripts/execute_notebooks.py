@@ -113,7 +113,8 @@ def markdown_table(header: str, rows: list[tuple[str, float, str, str]], total: 
         "|---|---:|---|",
     ]
     for name, secs, figure, _load in rows:
-        lines.append(f"| {name} | {_minutes(secs)} | {figure.replace('|', '/')} |")
+        cell = figure.replace("|", "\\|")  # an escaped bar stays inside its table cell
+        lines.append(f"| {name} | {_minutes(secs)} | {cell} |")
     lines.append(f"| **total** | **{_minutes(total)}** | |")
     loads = [r[3] for r in rows]
     if loads:

@@ -37,14 +37,15 @@ How to work: open a section, run its cells from top to bottom (`Shift`+`Enter`),
 and run them again, then do its exercises. Every section notebook ends with links to its
 exercises and to the next section."""
 
-TIMES = """**Times** are rough full-mode run times of the section notebook. The CPU column was measured
-with `make execute` on a 2-core x86 CPU that computes bfloat16 natively (November 2026; notebooks
-that gained a validation split or new experiments since may take somewhat longer); on a laptop
-CPU without it (most of them) the notebooks that train (14.5, 14.6, 14.9, 14.13 to 14.16) take
-several times longer. Every notebook prints how long its training
-cells expect to take before they start. The GPU column is "not measured" until the notebooks have
-been timed on a GPU. To run a notebook in a few seconds instead, set `FAST = True` in its first
-cell (smaller data, fewer epochs; the lessons are the same, the accuracies lower)."""
+TIMES = """**Times** are full-mode run times of the section notebook, one run each with
+`make execute PROFILE=laptop` on a 2-core x86 CPU in float32 with AVX2 kernels (the laptop
+profile: what most students' laptops do; November 2026). Every section fits in 5 minutes and
+the whole collection in about half an hour; the README lists each notebook's time with the
+figure it printed. A CPU that computes bfloat16 natively, or a GPU, is faster. Every notebook
+prints how long its training cells expect to take before they start. The GPU column is "not
+measured" until the notebooks have been timed on a GPU. To run a notebook in seconds instead,
+set `FAST = True` in its first cell (smaller data, fewer epochs; the lessons are the same, the
+accuracies lower)."""
 
 PROGRESS = """## Your progress
 
@@ -66,7 +67,10 @@ def _link(path: str, text: str) -> str:
 
 def build() -> nbformat.NotebookNode:
     """The start page as a notebook."""
-    rows = ["| section | read | practise | compare | CPU | GPU |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| section | read | practise | compare | laptop CPU | GPU |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for s in SECTIONS:
         rows.append(
             f"| {s.number} | {_link(s.notebook, s.title)} | {_link(s.exercises, 'exercises')} "

@@ -81,7 +81,7 @@ def test_table_lists_each_notebook_and_the_total() -> None:
     table = execute_notebooks.markdown_table("full mode, laptop profile", rows, 212.0)
     lines = table.splitlines()
     assert lines[0] == "full mode, laptop profile"
-    assert "| notebooks/a.ipynb | 12 s | x = 1 / y |" in lines  # a '|' would break the table
+    assert "| notebooks/a.ipynb | 12 s | x = 1 \\| y |" in lines  # a bare '|' would end the cell
     assert "| notebooks/b.ipynb | 3.3 min (200 s) | acc 80% |" in lines
     assert "| **total** | **3.5 min (212 s)** | |" in lines
     assert lines[-1] == "Load average before each notebook: 0.50, 1.00."
