@@ -162,7 +162,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Copy ``model`` in eval mode with every conv -> batch-norm pair merged.
 
     Pairs are found inside ``nn.Sequential`` containers (including :class:`~cnnbook.models.
-    mobile.ConvBNAct`): a ``Conv2d`` child directly followed by a batch-norm child. The conv is
+    layers.ConvBNAct`): a ``Conv2d`` child directly followed by a batch-norm child. The conv is
     replaced by the folded one and the batch norm by ``nn.Identity``. Batch norms that do not
     directly follow a convolution inside a Sequential are left as they are.
 

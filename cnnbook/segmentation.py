@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cnnbook.metrics import confusion_matrix
-from cnnbook.models.mobile import ConvBNAct
+from cnnbook.models.layers import ConvBNAct
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> ConvBNAct:

@@ -24,8 +24,8 @@ from cnnbook.models.efficientnet import (
     efficientnet_lite0,
 )
 from cnnbook.models.fast import FastCIFARNet
+from cnnbook.models.layers import ConvBNAct
 from cnnbook.models.mobile import (
-    ConvBNAct,
     DepthwiseSeparableConv,
     InvertedResidual,
     MBConv,

