@@ -10,7 +10,11 @@ Where the accuracies come from:
 
 * torchvision's weight enums carry the figures they were evaluated at, offline, in
   ``weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]`` (single 224 px centre crop, ImageNet-1K
-  validation set). We use the ``IMAGENET1K_V1`` weights: the original training recipes. The
+  validation set). We use the ``IMAGENET1K_V1`` weights. These are *not* one recipe: each
+  row's :attr:`Architecture.recipe` says how its weights were trained, from torchvision's own
+  description of them (``meta["_docs"]``): simple re-trainings close to the paper for AlexNet,
+  VGG, the ResNets and the MobileNets, weights ported from the paper for EfficientNet-B0, a
+  modified DeiT recipe for ViT-B/16 and torchvision's 2021 "new recipe" for ConvNeXt-T. The
   networks built by :mod:`cnnbook.models` (AlexNet, VGG-16, ResNet-18/50) have exactly
   torchvision's architecture (the tests compare them), so torchvision's figure applies.
 * EfficientNet-Lite0 is not in torchvision. Its 75.1 % (FP32) is the figure in the table of
@@ -21,13 +25,19 @@ Where the accuracies come from:
 
 MACs follow :mod:`cnnbook.summary` (conv, linear and attention products; one MAC = one multiply
 plus one add). torchvision's "GFLOPS" column holds the same numbers.
+
+:data:`CIFAR_MODELS` and :func:`cifar_model` are the one place that turns a model *name* into a
+CIFAR-10 network (section 14.15's ``MODEL`` parameter); :func:`lookup` gives every name lookup
+the same clear error, naming the choices and the closest one.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import torch
 from matplotlib.figure import Figure
@@ -42,14 +52,17 @@ __all__ = [
     "LITE0_TOP1",
     "LITE0_TOP1_SOURCE",
     "TORCHVISION_SOURCE",
+    "CIFAR_MODELS",
     "ArchRow",
     "Architecture",
     "add_latency",
     "Milestone",
     "architecture",
     "build",
+    "cifar_model",
     "count_row",
     "format_table",
+    "lookup",
     "measure",
     "plot_timeline",
     "plot_tradeoffs",
@@ -59,6 +72,32 @@ __all__ = [
 TORCHVISION_SOURCE = 'torchvision weights metadata (IMAGENET1K_V1, meta["_metrics"])'
 LITE0_TOP1 = 75.1
 LITE0_TOP1_SOURCE = "EfficientNet-lite README, tensorflow/tpu (FP32 checkpoint)"
+
+T = TypeVar("T")
+
+
+def lookup(name: str, choices: Mapping[str, T], what: str = "model") -> T:
+    """Look ``name`` up in ``choices`` (case-insensitive), or fail with a clear error.
+
+    Args:
+        name: The name asked for.
+        choices: Known names and what they stand for.
+        what: What a name names, for the message (e.g. ``"MODEL"``).
+
+    Returns:
+        The value stored under ``name``.
+
+    Raises:
+        ValueError: Naming every choice and, when there is one, the closest match.
+    """
+    by_lower = {k.lower(): k for k in choices}
+    key = by_lower.get(str(name).lower())
+    if key is not None:
+        return choices[key]
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
+    hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+    known = ", ".join(repr(k) for k in choices)
+    raise ValueError(f"Unknown {what} {name!r}; choose one of {known}.{hint}")
 
 
 def _tv(name: str) -> Callable[[], nn.Module]:
@@ -96,6 +135,8 @@ class Architecture:
             ``None``).
         top1_fixed: Accuracy taken from elsewhere when there is no torchvision entry.
         top1_source_fixed: Where ``top1_fixed`` comes from.
+        recipe: How the weights behind :attr:`top1` were trained, in a few words (from
+            torchvision's description of them, ``meta["_docs"]``, or the authors' README).
     """
 
     name: str
@@ -107,6 +148,7 @@ class Architecture:
     weights_enum: str | None = None
     top1_fixed: float | None = None
     top1_source_fixed: str = ""
+    recipe: str = ""
 
     @property
     def top1(self) -> float | None:
@@ -149,6 +191,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         _cnnbook("LeNet5"),
         (1, 1, 32, 32),
         top1_source_fixed="none (a 32x32 digit model, never trained on ImageNet)",
+        recipe="not trained on ImageNet",
     ),
     Architecture(
         "AlexNet",
@@ -157,6 +200,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.6",
         _cnnbook("AlexNet"),
         weights_enum="AlexNet_Weights",
+        recipe="torchvision re-training, simplified paper recipe",
     ),
     Architecture(
         "VGG-16",
@@ -165,6 +209,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.6",
         _cnnbook("vgg16"),
         weights_enum="VGG16_Weights",
+        recipe="torchvision re-training, simplified recipe",
     ),
     Architecture(
         "ResNet-18",
@@ -173,6 +218,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.6",
         _cnnbook("resnet18"),
         weights_enum="ResNet18_Weights",
+        recipe="torchvision re-training, simple paper-like recipe",
     ),
     Architecture(
         "ResNet-50",
@@ -181,6 +227,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.7",
         _cnnbook("resnet50"),
         weights_enum="ResNet50_Weights",
+        recipe="torchvision re-training, simple paper-like recipe",
     ),
     Architecture(
         "MobileNetV2",
@@ -189,6 +236,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.8",
         _tv("mobilenet_v2"),
         weights_enum="MobileNet_V2_Weights",
+        recipe="torchvision re-training, simple recipe",
     ),
     Architecture(
         "MobileNetV3-L",
@@ -197,6 +245,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.12",
         _tv("mobilenet_v3_large"),
         weights_enum="MobileNet_V3_Large_Weights",
+        recipe="torchvision re-training, simple recipe",
     ),
     Architecture(
         "EfficientNet-B0",
@@ -205,6 +254,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.12",
         _tv("efficientnet_b0"),
         weights_enum="EfficientNet_B0_Weights",
+        recipe="ported from the paper's own weights",
     ),
     Architecture(
         "EfficientNet-Lite0",
@@ -214,6 +264,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         _cnnbook("efficientnet_lite0"),
         top1_fixed=LITE0_TOP1,
         top1_source_fixed=LITE0_TOP1_SOURCE,
+        recipe="the authors' own checkpoint",
     ),
     Architecture(
         "ConvNeXt-T",
@@ -222,6 +273,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.14",
         _tv("convnext_tiny"),
         weights_enum="ConvNeXt_Tiny_Weights",
+        recipe="torchvision's 2021 new recipe (modified)",
     ),
     Architecture(
         "ViT-B/16",
@@ -230,6 +282,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "14.14",
         _tv("vit_b_16"),
         weights_enum="ViT_B_16_Weights",
+        recipe="modified DeiT recipe (2021)",
     ),
 )
 
@@ -238,13 +291,59 @@ def architecture(name: str) -> Architecture:
     """Look an entry of :data:`ARCHITECTURES` up by name (case-insensitive).
 
     Raises:
-        KeyError: Naming the known architectures.
+        ValueError: Naming the known architectures (see :func:`lookup`).
     """
-    for arch in ARCHITECTURES:
-        if arch.name.lower() == str(name).lower():
-            return arch
-    known = ", ".join(a.name for a in ARCHITECTURES)
-    raise KeyError(f"no architecture called {name!r}; known: {known}.")
+    return lookup(name, {a.name: a for a in ARCHITECTURES}, "architecture")
+
+
+def _fastnet(
+    num_classes: int, widths: tuple[int, int, int] = (64, 256, 256), flip_tta: bool = False
+) -> nn.Module:
+    from cnnbook.models import FastCIFARNet
+
+    return FastCIFARNet(num_classes, widths=widths, flip_tta=flip_tta)
+
+
+def _resnet18_cifar(num_classes: int) -> nn.Module:
+    from cnnbook.models import resnet18
+
+    return resnet18(num_classes=num_classes, stem="cifar")
+
+
+def _simplecnn(num_classes: int) -> nn.Module:
+    from cnnbook.models import SimpleCNN
+
+    return SimpleCNN(num_classes)
+
+
+CIFAR_MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
+    "fastnet": ("FastCIFARNet", _fastnet),
+    "resnet18": ("ResNet-18 (CIFAR stem)", _resnet18_cifar),
+    "simplecnn": ("SimpleCNN", _simplecnn),
+}
+"""CIFAR-10 networks by name (section 14.15's ``MODEL``): display name and builder."""
+
+
+def cifar_model(name: str, num_classes: int = 10, **options: object) -> nn.Module:
+    """Build a CIFAR-10 network by name, with a clear error for an unknown name.
+
+    Args:
+        name: A key of :data:`CIFAR_MODELS` (case-insensitive): ``"fastnet"``, ``"resnet18"``
+            or ``"simplecnn"``.
+        num_classes: Output classes.
+        **options: Passed to the builder (``widths=``, ``flip_tta=`` for ``"fastnet"``).
+
+    Returns:
+        The freshly initialised model.
+
+    Raises:
+        ValueError: For an unknown name (naming the choices), or options the model does not take.
+    """
+    _, builder = lookup(name, CIFAR_MODELS, "MODEL")
+    try:
+        return builder(num_classes, **options)
+    except TypeError as exc:
+        raise ValueError(f"MODEL {name!r} does not take the options {sorted(options)}: {exc}") from None
 
 
 def build(name: str, device: str | torch.device = "cpu") -> nn.Module:
@@ -278,6 +377,7 @@ class ArchRow:
         top1_source: Where ``top1`` comes from.
         latency_ms: Median CPU latency at batch 1 in milliseconds, or ``None`` if not measured.
         latency: The full :class:`~cnnbook.timing.Timing`, or ``None``.
+        recipe: How the weights behind ``top1`` were trained (see :attr:`Architecture.recipe`).
     """
 
     name: str
@@ -289,6 +389,7 @@ class ArchRow:
     top1_source: str
     latency_ms: float | None = None
     latency: Timing | None = None
+    recipe: str = ""
 
 
 def count_row(name: str) -> ArchRow:
@@ -310,6 +411,7 @@ def count_row(name: str) -> ArchRow:
         arch.input_shape,
         arch.top1,
         arch.top1_source,
+        recipe=arch.recipe,
     )
 
 
@@ -390,7 +492,7 @@ def measure(
 
 
 def format_table(rows: Sequence[ArchRow]) -> str:
-    """The rows as fixed-width text: year, parameters (M), GMACs, latency (ms), top-1 (%).
+    """The rows as fixed-width text: year, parameters, GMACs, latency (ms), top-1 (%), recipe.
 
     Args:
         rows: Rows from :func:`measure` or :func:`count_row`.
@@ -400,7 +502,7 @@ def format_table(rows: Sequence[ArchRow]) -> str:
     """
     header = (
         f"{'architecture':<19} {'year':>4} {'params':>12} {'GMACs':>7} {'input':>7} "
-        f"{'CPU ms':>8} {'top-1 %':>7}"
+        f"{'CPU ms':>8} {'top-1 %':>7}  {'training recipe of the weights'}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -409,6 +511,7 @@ def format_table(rows: Sequence[ArchRow]) -> str:
         acc = "-" if r.top1 is None else f"{r.top1:.1f}"
         lines.append(
             f"{r.name:<19} {r.year:>4} {r.params:>12,} {r.macs / 1e9:>7.3f} {size:>7} {lat:>8} {acc:>7}"
+            f"  {r.recipe or '-'}"
         )
     return "\n".join(lines)
 

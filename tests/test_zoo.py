@@ -88,6 +88,39 @@ def test_published_accuracies_and_sources(rows: dict[str, zoo.ArchRow]) -> None:
     assert all(0 < r.top1 < 100 for r in rows.values() if r.top1 is not None)
 
 
+def test_each_row_names_the_recipe_torchvision_describes(rows: dict[str, zoo.ArchRow]) -> None:
+    # torchvision's own description of each weight set (meta["_docs"]) backs the recipe column
+    keyword = {
+        "AlexNet": ("simplified", "simplified"),
+        "VGG-16": ("simplified", "simplified"),
+        "ResNet-18": ("simple training recipe", "simple"),
+        "ResNet-50": ("simple training recipe", "simple"),
+        "MobileNetV2": ("simple training recipe", "simple"),
+        "MobileNetV3-L": ("simple training recipe", "simple"),
+        "EfficientNet-B0": ("ported from the original paper", "ported"),
+        "ConvNeXt-T": ("new training recipe", "new recipe"),
+        "ViT-B/16": ("DeIT", "DeiT"),
+    }
+    for arch in zoo.ARCHITECTURES:
+        if arch.weights_enum is None:
+            continue
+        docs = zoo.torchvision_weights(arch.weights_enum).meta["_docs"]
+        in_docs, in_recipe = keyword[arch.name]
+        assert in_docs in docs, arch.name
+        assert in_recipe in rows[arch.name].recipe, arch.name
+    assert "recipe" in zoo.format_table(list(rows.values())).splitlines()[0]
+
+
+def test_cifar_model_by_name_with_a_clear_error() -> None:
+    assert type(zoo.cifar_model("SimpleCNN")).__name__ == "SimpleCNN"
+    net = zoo.cifar_model("fastnet", widths=(8, 16, 16))
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"Unknown MODEL 'resnet-18'.*'fastnet'.*Did you mean 'resnet18'"):
+        zoo.cifar_model("resnet-18")
+    with pytest.raises(ValueError, match="does not take"):
+        zoo.cifar_model("simplecnn", widths=(8, 16, 16))
+
+
 def test_measure_times_only_what_is_asked() -> None:
     got = zoo.measure(["LeNet-5", "AlexNet"], time_names=["LeNet-5"], repeats=2, warmup=0)
     assert [r.name for r in got] == ["LeNet-5", "AlexNet"]
@@ -100,7 +133,7 @@ def test_measure_times_only_what_is_asked() -> None:
 
 
 def test_measure_rejects_bad_arguments() -> None:
-    with pytest.raises(KeyError, match="known"):
+    with pytest.raises(ValueError, match="choose one of .*Did you mean 'ResNet-50'"):
         zoo.measure(["ResNet-51"])
     with pytest.raises(ValueError, match="not in names"):
         zoo.measure(["LeNet-5"], time_names=["AlexNet"])
