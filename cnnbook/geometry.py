@@ -1,7 +1,8 @@
-"""Shape arithmetic of convolutions and pooling (sections 14.2, 14.3, 14.4, 14.13).
+"""Shape arithmetic of convolutions and pooling (sections 14.2-14.6, 14.13, 14.16).
 
 Everything here is plain integer arithmetic that mirrors what PyTorch computes, so a reader can
-predict a layer's output size or receptive field before running it. ``tests/test_geometry.py``
+predict a layer's output size or receptive field before running it (a table of the shapes a
+model really produces is :func:`cnnbook.summary.layer_table`). ``tests/test_geometry.py``
 checks the formulas against ``nn.Conv2d``/``nn.MaxPool2d``/``nn.ConvTranspose2d`` on thousands of
 random configurations and against published receptive fields (AlexNet 195 px, VGG-16 212 px).
 """
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -441,102 +441,3 @@ def _make_transparent(module: nn.Module) -> None:
                     m.bias.zero_()
             elif isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.reset_parameters()  # identity in eval mode: mean 0, var 1, weight 1, bias 0
-
-
-@dataclass(frozen=True)
-class ShapeRow:
-    """One row of a shape-tracking table.
-
-    Attributes:
-        name: Qualified module name.
-        layer: The module's ``repr`` (short).
-        input_shape: Shape of the first input tensor.
-        output_shape: Shape of the output tensor.
-        params: Number of parameters owned directly by the module.
-    """
-
-    name: str
-    layer: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    params: int
-
-
-@contextmanager
-def _hooks(modules: Sequence[tuple[str, nn.Module]], rows: list[ShapeRow]) -> Iterator[None]:
-    handles = []
-
-    def make(name: str):
-        def hook(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
-            inp = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            rows.append(
-                ShapeRow(
-                    name,
-                    repr(mod).split("\n")[0][:60],
-                    tuple(inp.shape) if inp is not None else (),
-                    tuple(out.shape) if isinstance(out, torch.Tensor) else (),
-                    sum(p.numel() for p in mod.parameters(recurse=False)),
-                )
-            )
-
-        return hook
-
-    try:
-        for name, mod in modules:
-            handles.append(mod.register_forward_hook(make(name)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def trace_shapes(model: nn.Module, input_shape: Sequence[int], verbose: bool = False) -> list[ShapeRow]:
-    """Run a dummy input through ``model`` and record each leaf layer's input/output shape.
-
-    The table is what you would otherwise write by hand with the output-size formula; when a
-    layer fails (the classic shape mismatch), the rows recorded so far are printed together with
-    the error so you can see which layer received the wrong shape.
-
-    Args:
-        model: Any ``nn.Module``.
-        input_shape: Shape of the dummy input, e.g. ``(1, 3, 32, 32)``.
-        verbose: Print the table as it is built.
-
-    Returns:
-        One :class:`ShapeRow` per executed leaf module, in execution order.
-
-    Raises:
-        ValueError: When the forward pass fails; the message names the last layer that ran and
-            the shape it produced.
-    """
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children()) and n]
-    rows: list[ShapeRow] = []
-    x = torch.zeros(*input_shape)
-    was_training = model.training
-    model.eval()
-    try:
-        with _hooks(leaves, rows), torch.no_grad():
-            model(x)
-    except RuntimeError as exc:
-        last = rows[-1] if rows else None
-        where = (
-            f"after layer {last.name!r} ({last.layer}) produced {last.output_shape}"
-            if last
-            else f"at the first layer with input {tuple(input_shape)}"
-        )
-        if verbose:
-            print(format_shape_table(rows))
-        raise ValueError(f"Shape mismatch {where}: {exc}".split("\n")[0]) from None
-    finally:
-        model.train(was_training)
-    if verbose:
-        print(format_shape_table(rows))
-    return rows
-
-
-def format_shape_table(rows: Sequence[ShapeRow]) -> str:
-    """Render :func:`trace_shapes` rows as a fixed-width text table."""
-    lines = [f"{'layer':<18}{'operation':<44}{'output shape':<22}{'params':>10}"]
-    for r in rows:
-        lines.append(f"{r.name:<18}{r.layer[:42]:<44}{str(r.output_shape):<22}{r.params:>10,}")
-    return "\n".join(lines)

@@ -1,11 +1,14 @@
-"""Model summaries: layers, output shapes, parameters and compute (sections 14.5-14.8, 14.12).
+"""Model summaries: layers, output shapes, parameters and compute (sections 14.3, 14.5-14.8,
+14.12, 14.13, 14.16).
 
-Two well-kept tools do the counting; this module only joins and labels their results:
+The one home of the layer table:
 
-* ``torchinfo.summary`` walks the model with forward hooks and records each layer's output
-  shape and parameter count.
+* :func:`layer_table` runs one dummy batch through the model with forward hooks and records,
+  for every module call, its output shape and parameter count; when the forward pass fails (the
+  classic shape mismatch) it names the last layer that ran and the shape it produced.
 * ``torch.utils.flop_counter.FlopCounterMode`` counts the arithmetic of the matrix products
-  and convolutions that actually run (PyTorch's own operator-level formulas).
+  and convolutions that actually run (PyTorch's own operator-level formulas); the table adds
+  its MACs per module.
 
 **Units.** One multiply-accumulate (MAC) is one multiplication plus one addition, so
 ``FLOPs = 2 x MACs``. ``FlopCounterMode`` reports FLOPs; :func:`count_macs` halves them.
@@ -18,15 +21,13 @@ Every function and column here names its unit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import torch
-import torchinfo
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from cnnbook.modules import count_parameters  # noqa: F401 - its home is cnnbook.modules
 
 InputSpec = torch.Tensor | Sequence[int]
 
@@ -138,52 +139,78 @@ def macs_by_module(model: nn.Module, inputs: InputSpec) -> dict[str, int]:
     return {name: flops // 2 for name, flops in _flop_counts(model, inputs).items()}
 
 
-def _dotted_name(info: torchinfo.layer_info.LayerInfo) -> str:
-    parts: list[str] = []
-    node: torchinfo.layer_info.LayerInfo | None = info
-    while node is not None and node.parent_info is not None:
-        parts.append(node.var_name)
-        node = node.parent_info
-    return ".".join(reversed(parts))
+@contextmanager
+def _recording(model: nn.Module, rows: list[LayerRow], finished: list[int]) -> Iterator[None]:
+    """Hooks that append a row per module call (in call order) and fill in its output shape."""
+    handles = []
+    open_calls: list[int] = []  # rows of the calls still running (a stack)
+
+    def before(name: str) -> Callable[[nn.Module, tuple], None]:
+        def hook(mod: nn.Module, args: tuple) -> None:
+            params = sum(p.numel() for p in mod.parameters())
+            depth = 0 if not name else name.count(".") + 1
+            rows.append(LayerRow(name, type(mod).__name__, depth, (), params, 0))
+            open_calls.append(len(rows) - 1)
+
+        return hook
+
+    def after(mod: nn.Module, args: tuple, out: object) -> None:
+        index = open_calls.pop()
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else ()
+        rows[index] = replace(rows[index], output_shape=shape)
+        finished.append(index)
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(before(name)))
+            handles.append(module.register_forward_hook(after))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def layer_table(model: nn.Module, inputs: InputSpec, depth: int = 1) -> list[LayerRow]:
-    """Layer-by-layer output shapes, parameters (torchinfo) and MACs (FlopCounterMode).
+    """Layer-by-layer output shapes, parameters and MACs of one forward pass.
 
     Args:
-        model: The network (run in eval mode, mode restored afterwards).
-        inputs: An input batch ``(N, C, H, W)`` or just its shape.
-        depth: How deep to list nested modules (0: only the model itself).
+        model: The network (run once in eval mode under ``torch.no_grad()``, mode restored
+            afterwards; a model on the ``meta`` device works and computes nothing).
+        inputs: An input batch ``(N, C, H, W)`` or just its shape (zeros are used).
+        depth: How deep to list nested modules (0: only the model itself, 1: its children).
 
     Returns:
-        One :class:`LayerRow` per module call, in execution order, starting with the model.
+        One :class:`LayerRow` per module call, in call order, starting with the model itself
+        (name ``""``).
+
+    Raises:
+        ValueError: When the forward pass fails; the message names the last layer that ran
+            and the shape it produced, then the table up to there.
     """
-    if not isinstance(depth, int) or depth < 0:
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
         raise ValueError(f"depth must be a non-negative integer, got {depth!r}.")
     x = _make_input(model, inputs)
+    rows: list[LayerRow] = []
+    finished: list[int] = []
     was_training = model.training
+    model.eval()
     try:
-        stats = torchinfo.summary(model, input_data=x, depth=depth, verbose=0, device=x.device, mode="eval")
+        with _recording(model, rows, finished), torch.no_grad():
+            model(x)
+    except RuntimeError as exc:
+        done = [rows[i] for i in finished]
+        where = (
+            f"after layer {done[-1].name!r} ({done[-1].kind}) produced {done[-1].output_shape}"
+            if done
+            else f"at the first layer, with input {tuple(x.shape)}"
+        )
+        reason = str(exc).split("\n")[0]
+        table = format_layer_table([r for r in done if 0 < r.depth <= max(depth, 1)], macs=False)
+        raise ValueError(f"Shape mismatch {where}: {reason}\nLayers that ran:\n{table}") from None
     finally:
         model.train(was_training)
     macs = macs_by_module(model, x)
-    rows = []
-    for info in stats.summary_list:
-        if info.depth > depth:
-            continue
-        name = _dotted_name(info)
-        shape = info.output_size
-        rows.append(
-            LayerRow(
-                name=name,
-                kind=info.class_name,
-                depth=info.depth,
-                output_shape=tuple(shape) if isinstance(shape, (list, tuple)) else (),
-                params=int(info.num_params),
-                macs=macs.get(name, 0),
-            )
-        )
-    return rows
+    return [replace(r, macs=macs.get(r.name, 0)) for r in rows if r.depth <= depth]
 
 
 def format_count(value: int, unit: str) -> str:
@@ -202,21 +229,23 @@ def format_count(value: int, unit: str) -> str:
     return f"{value} {unit}"
 
 
-def format_layer_table(rows: Sequence[LayerRow]) -> str:
+def format_layer_table(rows: Sequence[LayerRow], macs: bool = True) -> str:
     """Render rows from :func:`layer_table` as fixed-width text.
 
-    Columns: layer (indented by depth), output shape, parameters, MACs.
+    Columns: layer (indented by depth), output shape, parameters and (optionally) MACs.
 
     Args:
         rows: The table rows.
+        macs: Include the MACs column.
 
     Returns:
         The table as one string (print it).
     """
-    header = f"{'layer':<34} {'output shape':<22} {'params':>12} {'MACs':>15}"
+    header = f"{'layer':<34} {'output shape':<22} {'params':>12}" + (f" {'MACs':>15}" if macs else "")
     lines = [header, "-" * len(header)]
     for row in rows:
         label = ("  " * row.depth) + (f"{row.name} ({row.kind})" if row.name else row.kind)
         shape = "x".join(str(s) for s in row.output_shape)
-        lines.append(f"{label:<34} {shape:<22} {row.params:>12,} {row.macs:>15,}")
+        line = f"{label:<34} {shape:<22} {row.params:>12,}"
+        lines.append(line + (f" {row.macs:>15,}" if macs else ""))
     return "\n".join(lines)

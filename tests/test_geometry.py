@@ -255,32 +255,3 @@ def test_gradient_probe_rejects_small_input_and_non_maps() -> None:
         g.receptive_field_by_gradient(nn.Sequential(*[nn.Conv2d(3, 3, 3)] * 1, nn.Conv2d(3, 3, 5)), 7)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         g.receptive_field_by_gradient(nn.Sequential(nn.Conv2d(3, 1, 3), nn.Flatten()), 9)
-
-
-def test_trace_shapes_reproduces_chapter_table() -> None:
-    net = nn.Sequential(
-        nn.Conv2d(3, 64, 3, padding=1),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(64, 128, 3, padding=1),
-        nn.MaxPool2d(2, 2),
-        nn.Conv2d(128, 256, 3, padding=1),
-    )
-    rows = g.trace_shapes(net, (1, 3, 224, 224))
-    assert [r.output_shape[1:] for r in rows] == [
-        (64, 224, 224),
-        (64, 112, 112),
-        (128, 112, 112),
-        (128, 56, 56),
-        (256, 56, 56),
-    ]
-    assert rows[0].params == 64 * 3 * 9 + 64
-    assert "output shape" in g.format_shape_table(rows)
-    assert net.training  # mode restored
-    assert not net[0]._forward_hooks  # hooks removed
-
-
-def test_trace_shapes_names_the_failing_layer() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10))
-    with pytest.raises(ValueError, match=r"after layer '1'.*\(1, 7200\)"):
-        g.trace_shapes(net, (1, 3, 32, 32))
-    assert not net[0]._forward_hooks

@@ -9,10 +9,10 @@ from torch import nn
 from torchvision.models import get_model_weights
 
 from cnnbook.models import AlexNet, SimpleCNN, resnet18, resnet50, vgg16
+from cnnbook.modules import count_parameters
 from cnnbook.summary import (
     count_flops,
     count_macs,
-    count_parameters,
     format_count,
     format_layer_table,
     layer_table,
@@ -97,6 +97,10 @@ def test_layer_table_nested_names_and_bad_input() -> None:
     assert "layer2.0" in names
     assert "stem.conv" in names
     assert sum(r.params for r in rows if r.depth == 1) == 11_689_512
+    reference = torchinfo.summary(resnet18(), input_size=(1, 3, 64, 64), depth=2, verbose=0, device="cpu")
+    ours = [(r.depth, r.output_shape) for r in rows[1:]]
+    theirs = [(i.depth, tuple(i.output_size)) for i in reference.summary_list[1:] if i.depth <= 2]
+    assert ours == theirs
     with pytest.raises(ValueError, match="positive ints"):
         count_macs(SimpleCNN(), (1, 3, 0, 32))
     with pytest.raises(ValueError, match="depth"):
@@ -107,3 +111,41 @@ def test_format_count_names_unit() -> None:
     assert format_count(1_814_073_344, "MACs") == "1.81 GMACs"
     assert format_count(53_248, "params") == "53.25 Kparams"
     assert format_count(12, "FLOPs") == "12 FLOPs"
+
+
+def test_layer_table_reproduces_chapter_shapes_and_cleans_up() -> None:
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(128, 256, 3, padding=1),
+    )
+    rows = layer_table(net, (1, 3, 224, 224))
+    assert [r.output_shape[1:] for r in rows[1:]] == [
+        (64, 224, 224),
+        (64, 112, 112),
+        (128, 112, 112),
+        (128, 56, 56),
+        (256, 56, 56),
+    ]
+    assert rows[1].params == 64 * 3 * 9 + 64
+    assert net.training  # mode restored
+    assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks  # hooks removed
+
+
+def test_layer_table_names_the_failing_layer() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10))
+    with pytest.raises(ValueError, match=r"after layer '1' \(Flatten\) produced \(1, 7200\)"):
+        layer_table(net, (1, 3, 32, 32))
+    assert not net[0]._forward_hooks and net.training
+    with pytest.raises(ValueError, match="at the first layer"):
+        layer_table(nn.Sequential(nn.Linear(5, 2)), (1, 3))
+
+
+def test_layer_table_on_meta_device_lists_each_call() -> None:
+    with torch.device("meta"):
+        model = SimpleCNN()
+    rows = layer_table(model, (2, 3, 32, 32))
+    assert [r.name for r in rows].count("pool") == 2  # one module, called twice: two rows
+    assert rows[0].output_shape == (2, 10)

@@ -34,7 +34,8 @@ COUNT_LIBRARY = {
     "cnnbook.models.classic.SimpleCNN": _BY_HAND,
     "torch.nn.Conv2d": _BY_HAND,
     "torch.nn.Linear": _BY_HAND,
-    "cnnbook.summary.count_parameters": _BY_HAND,
+    "cnnbook.modules.count_parameters": _BY_HAND,
+    "cnnbook.summary.layer_table": _BY_HAND,
     "torchinfo.summary": _BY_HAND,
 }
 
