@@ -9,12 +9,19 @@ crashes its kernel is reported as such, and the others still run.
 An *exercise* is the part of a notebook under a ``## Exercise N ...`` heading. Its verdict comes
 from the check cells in it (cells that call a ``check_...`` function), which print one line:
 ``✅`` (passed), ``❌`` (failed) or ``⏳`` (the answer is still ``raise NotImplementedError()``).
+
+The report is a table, ``--json`` or ``--csv`` (one row per folder and exercise, for a class
+spreadsheet), always written as UTF-8 whatever the console's or the redirect's encoding. The
+same code runs on Windows, macOS and Linux (a timed-out notebook's process tree is ended with
+a process group on POSIX and by walking the tree on Windows).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
 import json
 import os
 import re
@@ -25,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -231,12 +239,18 @@ def run_notebook(path: str | Path, timeout: float = 300.0, fast: bool = True) ->
     ]
     start = time.monotonic()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, start_new_session=True
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        encoding="utf-8",  # the child writes UTF-8 (PYTHONIOENCODING), whatever the locale says
+        errors="replace",
+        **_new_group_options(),
     )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        _kill_tree(proc)
         report.run = "timed out"
         report.message = f"stopped after {timeout:g} s (a cell may loop forever or wait for input)"
         report.seconds = time.monotonic() - start
@@ -256,10 +270,49 @@ def run_notebook(path: str | Path, timeout: float = 300.0, fast: bool = True) ->
     return report
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the group has already gone
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
+def _on_windows() -> bool:
+    return os.name == "nt"
+
+
+def _new_group_options() -> dict:
+    """``Popen`` options that let :func:`_kill_tree` end the runner and the kernel it starts."""
+    if _on_windows():
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+    return {"start_new_session": True}  # its own process group: killpg reaches the kernel too
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and every process it started (the notebook's kernel), then reap it.
+
+    POSIX: ``SIGKILL`` to the process group :func:`_new_group_options` made. Windows has neither
+    ``killpg`` nor ``SIGKILL``: the tree is walked with psutil (installed with IPython) and, when
+    psutil is missing, ended with ``taskkill /T /F``.
+    """
+    if not _on_windows():
+        with contextlib.suppress(ProcessLookupError):  # the group has already gone
+            os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        try:
+            import psutil
+        except ImportError:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(
+                    ["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True, timeout=30
+                )
+            with contextlib.suppress(OSError):
+                proc.kill()  # in case taskkill could not run
+        else:
+            children = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(proc.pid).children(recursive=True)
+            with contextlib.suppress(OSError):
+                proc.kill()  # first the runner, so that it cannot start another kernel
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            psutil.wait_procs(children, timeout=10)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.communicate(timeout=30)
 
 
 def _crash_reason(lines: list[str]) -> str:
@@ -315,8 +368,68 @@ def format_table(reports: Sequence[NotebookReport]) -> str:
     return "\n".join(ln.rstrip() for ln in lines)
 
 
+def format_json(reports: Sequence[NotebookReport]) -> str:
+    """The reports as JSON: every field of each report plus its counts."""
+    rows = [
+        asdict(r)
+        | {
+            "passed": r.count(PASSED),
+            "failed": r.count(FAILED),
+            "not_attempted": r.count(NOT_ATTEMPTED),
+            "total": len(r.exercises),
+        }
+        for r in reports
+    ]
+    return json.dumps({"notebooks": rows}, indent=2, ensure_ascii=False)
+
+
+CSV_COLUMNS = ("folder", "notebook", "section", "exercise", "status", "detail", "seconds")
+
+
+def format_csv(reports: Sequence[NotebookReport]) -> str:
+    """The reports as CSV for a spreadsheet: one row per folder (student) and exercise.
+
+    A notebook that did not run to the end gets one row whose ``exercise`` is empty and whose
+    ``status`` says what happened (``timed out``, ``crashed``, ``unreadable``).
+    Columns: :data:`CSV_COLUMNS`.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in reports:
+        path = Path(r.notebook)
+        where = (str(path.parent), path.name, r.section)
+        if r.run != "ok":
+            writer.writerow((*where, "", r.run, r.message, f"{r.seconds:.1f}"))
+        for e in r.exercises:
+            writer.writerow((*where, e.title, e.status, e.detail, f"{r.seconds:.1f}"))
+    return out.getvalue()
+
+
+def write_utf8(text: str, stream: TextIO | None = None) -> None:
+    """Write ``text`` (and a newline) to ``stream`` as UTF-8, whatever encoding the stream has.
+
+    A Windows console redirected to a file encodes as cp1252, which has no ✅ or ❌: there the
+    bytes go to the stream's binary buffer. A stream without one (a notebook's output) takes text.
+
+    Args:
+        text: What to write.
+        stream: Where (default: ``sys.stdout``).
+    """
+    stream = sys.stdout if stream is None else stream
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+    buffer = getattr(stream, "buffer", None)
+    if encoding in ("utf8", "utf8sig") or buffer is None:
+        stream.write(text + "\n")
+        stream.flush()
+        return
+    stream.flush()  # anything written before goes out first
+    buffer.write((text + "\n").encode("utf-8"))
+    buffer.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cnnbook progress``: run exercise notebooks and print the table (or JSON)."""
+    """``python -m cnnbook progress``: run exercise notebooks and print the table (or JSON, CSV)."""
     parser = argparse.ArgumentParser(
         prog="cnnbook progress",
         description="Run exercise notebooks (on in-memory copies) and report passed / failed / "
@@ -340,7 +453,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full", action="store_true", help="run in full mode (default: fast mode; the checks are the same)"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (for collecting a class)")
+    fmt = parser.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON (for collecting a class)")
+    fmt.add_argument(
+        "--csv",
+        action="store_true",
+        help="print CSV, one row per folder and exercise (for a class spreadsheet)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -354,32 +473,18 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    machine = args.json or getattr(args, "csv", False)
     reports = []
     for path in paths:
-        if not args.json:
+        if not machine:
             print(f"running {path} ...", file=sys.stderr, flush=True)
         reports.append(run_notebook(path, timeout=args.timeout, fast=not args.full))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "notebooks": [
-                        asdict(r)
-                        | {
-                            "passed": r.count(PASSED),
-                            "failed": r.count(FAILED),
-                            "not_attempted": r.count(NOT_ATTEMPTED),
-                            "total": len(r.exercises),
-                        }
-                        for r in reports
-                    ]
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        write_utf8(format_json(reports))
+    elif getattr(args, "csv", False):
+        write_utf8(format_csv(reports).rstrip("\n"))
     else:
-        print(format_table(reports))
+        write_utf8(format_table(reports))
     return 0 if all(r.run == "ok" for r in reports) else 1
 
 

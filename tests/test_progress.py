@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
+import io
 import json
 import re
 import subprocess
@@ -205,3 +207,59 @@ def test_a_later_exercise_waiting_for_an_earlier_answer(answer_source, answer_ou
     ]
     verdicts = progress.grade_cells([{**c, "outputs": c.get("outputs", [])} for c in cells])
     assert verdicts[-1].status == status
+
+
+def test_csv_has_one_row_per_student_folder_and_exercise(tmp_path: Path) -> None:
+    """``python -m cnnbook progress alice bob --csv > class.csv``, as an instructor runs it."""
+    check = "def check_x(v):\n    print('✅ Correct: fine' if v == 1 else '❌ wrong: expected 1')"
+    for student, answer in (("alice", "1"), ("bob", "2")):
+        path = tmp_path / "class" / student / "14_97_x.ipynb"
+        path.parent.mkdir(parents=True)
+        nb = nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_markdown_cell("## Exercise 1: first"),
+                nbformat.v4.new_code_cell(check),
+                nbformat.v4.new_code_cell(f"check_x({answer})"),
+                nbformat.v4.new_markdown_cell("## Exercise 2: second"),
+                nbformat.v4.new_code_cell("# YOUR CODE HERE\nraise NotImplementedError()"),
+                nbformat.v4.new_code_cell("check_x(y)"),
+            ]
+        )
+        nbformat.write(nb, path)
+    out = tmp_path / "class.csv"
+    with out.open("wb") as f:
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnbook", "progress", "--csv"]
+            + [str(tmp_path / "class" / s) for s in ("alice", "bob")],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            timeout=240,
+        )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    with out.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(progress.CSV_COLUMNS)
+    got = [(Path(r["folder"]).name, r["section"], r["exercise"], r["status"]) for r in rows]
+    assert got == [
+        ("alice", "14.97", "Exercise 1: first", progress.PASSED),
+        ("alice", "14.97", "Exercise 2: second", progress.NOT_ATTEMPTED),
+        ("bob", "14.97", "Exercise 1: first", progress.FAILED),
+        ("bob", "14.97", "Exercise 2: second", progress.NOT_ATTEMPTED),
+    ]
+    assert rows[2]["detail"] == "❌ wrong: expected 1"
+
+
+def test_csv_reports_a_notebook_that_did_not_run() -> None:
+    reports = [
+        progress.NotebookReport("bob/14_02_y.ipynb", "14.2", "timed out", message="stopped", seconds=3)
+    ]
+    (row,) = csv.DictReader(io.StringIO(progress.format_csv(reports)))
+    assert row == {
+        "folder": "bob",
+        "notebook": "14_02_y.ipynb",
+        "section": "14.2",
+        "exercise": "",
+        "status": "timed out",
+        "detail": "stopped",
+        "seconds": "3.0",
+    }
