@@ -1,7 +1,9 @@
 """environment.yml (conda), pyproject.toml (pip) and constraints.txt (CI's exact versions) agree.
 
-Conda cannot be installed here, so what a conda solve could give is checked from the file: no
-channel known to stop below CI's versions, and every range admits the version CI runs.
+environment.yml is the students' environment: the package's dependencies and the ``lab`` extra,
+as ``make lab`` installs. Conda cannot be installed here, so what a conda solve could give is
+checked from the file: no channel known to stop below CI's versions, and every range admits the
+version CI runs. The students' install holds no developer tool (jupytext adds launcher entries).
 """
 
 from __future__ import annotations
@@ -20,19 +22,39 @@ ROOT = Path(__file__).resolve().parents[1]
 # conda package name -> PyPI name where they differ
 CONDA_TO_PYPI = {"pytorch": "torch"}
 NOT_PACKAGES = {"python", "pip"}
+SELF = "cnnbook"
+# What a student's environment (environment.yml, `make lab`) installs.
+STUDENT_EXTRAS = ("lab",)
 
 
-def _pyproject() -> dict[str, str]:
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = list(meta["dependencies"]) + [r for extra in meta["optional-dependencies"].values() for r in extra]
-    out = {}
-    for r in map(Requirement, reqs):
-        out[canonicalize_name(r.name)] = str(r.specifier)
-    return out
+def _requirements(extras: tuple[str, ...] | None = None) -> list[Requirement]:
+    """The package's requirements plus those of ``extras`` (default: every extra).
+
+    A self-reference such as ``cnnbook[lab]`` in an extra stands for that extra's requirements.
+    """
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    optional = meta["optional-dependencies"]
+    todo, seen = list(optional if extras is None else extras), set()
+    reqs = [Requirement(r) for r in meta["dependencies"]]
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for r in map(Requirement, optional[extra]):
+            if canonicalize_name(r.name) == SELF:
+                todo.extend(r.extras)
+            else:
+                reqs.append(r)
+    return reqs
+
+
+def _pyproject(extras: tuple[str, ...] | None = None) -> dict[str, str]:
+    return {canonicalize_name(r.name): str(r.specifier) for r in _requirements(extras)}
 
 
 def _environment(env: dict | None = None) -> dict[str, str]:
-    env = env if env is not None else yaml.safe_load((ROOT / "environment.yml").read_text())
+    env = env if env is not None else yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     out = {}
     for dep in env["dependencies"]:
         items = dep["pip"] if isinstance(dep, dict) else [dep]
@@ -48,7 +70,7 @@ def _environment(env: dict | None = None) -> dict[str, str]:
 
 
 def test_same_package_names() -> None:
-    pip, conda = _pyproject(), _environment()
+    pip, conda = _pyproject(STUDENT_EXTRAS), _environment()
     assert sorted(pip) == sorted(conda), (
         f"only in pyproject.toml: {sorted(set(pip) - set(conda))}; "
         f"only in environment.yml: {sorted(set(conda) - set(pip))}"
@@ -56,7 +78,7 @@ def test_same_package_names() -> None:
 
 
 def test_same_version_ranges() -> None:
-    pip, conda = _pyproject(), _environment()
+    pip, conda = _pyproject(STUDENT_EXTRAS), _environment()
     differ = {n: (pip[n], conda[n]) for n in pip if n in conda and pip[n] != conda[n]}
     assert not differ, f"ranges differ (pyproject, environment.yml): {differ}"
 
@@ -81,7 +103,7 @@ FROZEN_CHANNELS = {"pytorch": {"pytorch": "2.5.1", "torchvision": "0.20.1", "tor
 def _constraints() -> dict[str, str]:
     """Package -> exact version from constraints.txt (what `make env` installs)."""
     out = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
+    for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             r = Requirement(line)
@@ -116,7 +138,7 @@ def _conda_problems(env: dict) -> list[str]:
 
 
 def test_environment_can_give_the_ci_versions() -> None:
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     assert not _conda_problems(env)
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert python == "python={}.{}".format(*sys.version_info[:2]), (
@@ -164,3 +186,48 @@ def test_installed_versions_are_the_pinned_ones() -> None:
     )
     for name in _pyproject():
         metadata.version(name)  # every declared package is installed
+
+
+def test_dev_extra_takes_the_lab_extra_by_reference() -> None:
+    """``dev`` = ``cnnbook[lab]`` + the tools: the student's packages are written once."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    dev = [Requirement(r) for r in meta["optional-dependencies"]["dev"]]
+    assert any(canonicalize_name(r.name) == SELF and r.extras == {"lab"} for r in dev)
+    student = set(_pyproject(STUDENT_EXTRAS))
+    repeated = sorted(canonicalize_name(r.name) for r in dev if canonicalize_name(r.name) in student)
+    assert not repeated, f"dev repeats what the lab extra or the package already require: {repeated}"
+    assert set(_pyproject(("dev",))) == set(_pyproject()), "dev must include every other extra"
+
+
+DEVELOPER_TOOLS = {"jupytext", "pytest", "nbval", "papermill", "ruff", "mypy", "playwright"}
+
+
+def _closure(reqs: list[Requirement], extras: set[str]) -> set[str]:
+    """Names of everything ``reqs`` pull in, following the installed packages' own requirements."""
+    from importlib import metadata
+
+    names: set[str] = set()
+    todo = [(r, extras) for r in reqs]
+    while todo:
+        req, active = todo.pop()
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in active or {""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in names:
+            continue
+        names.add(name)
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            continue
+        todo.extend((Requirement(r), set(req.extras)) for r in dist.requires or [])
+    return names
+
+
+def test_the_students_install_holds_no_developer_tools() -> None:
+    """``make lab`` installs no jupytext (its launchers), no test runner, no linter."""
+    student = _closure(_requirements(STUDENT_EXTRAS), set())
+    assert {"jupyterlab", "torch", "tornado"} <= student  # the walk followed requirements down
+    assert not student & DEVELOPER_TOOLS, f"the lab install pulls in {sorted(student & DEVELOPER_TOOLS)}"
+    everything = _closure(_requirements(), set())
+    assert everything >= DEVELOPER_TOOLS, "the dev install should hold the tools (and this test sees them)"
