@@ -16,6 +16,7 @@ and :func:`nms` are written out here for teaching and tested against ``torchvisi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,9 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.segmentation import conv_bn_relu
+from cnnbook.models.layers import ConvBNAct
 
 BOX_CHANNELS = 5  # objectness, dx, dy, log w, log h
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int) -> ConvBNAct:
+    return ConvBNAct(in_channels, out_channels, 3, activation=functools.partial(nn.ReLU, inplace=True))
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
@@ -197,11 +202,11 @@ class GridDetector(nn.Module):
         prev = in_channels
         for w in widths:
             for _ in range(convs_per_stage):
-                layers.append(conv_bn_relu(prev, w))
+                layers.append(_conv_bn_relu(prev, w))
                 prev = w
             layers.append(nn.MaxPool2d(2))
         self.backbone = nn.Sequential(*layers)
-        self.head = nn.Sequential(conv_bn_relu(prev, prev), nn.Conv2d(prev, BOX_CHANNELS + num_classes, 1))
+        self.head = nn.Sequential(_conv_bn_relu(prev, prev), nn.Conv2d(prev, BOX_CHANNELS + num_classes, 1))
         self.num_classes = num_classes
         self.stride = 2 ** len(widths)
 

@@ -23,7 +23,7 @@ from cnnbook.models.layers import ConvBNAct
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> ConvBNAct:
     """Convolution (size-preserving padding, no bias) -> BatchNorm -> ReLU.
 
-    The package's one conv-BN-activation block, :class:`cnnbook.models.mobile.ConvBNAct`, with
+    The package's one conv-BN-activation block, :class:`cnnbook.models.layers.ConvBNAct`, with
     an in-place ReLU.
 
     Args:

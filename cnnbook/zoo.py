@@ -43,7 +43,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from cnnbook.summary import count_macs, count_parameters
+from cnnbook.modules import count_parameters
+from cnnbook.summary import count_macs
 from cnnbook.timing import Timing, time_forward
 
 __all__ = [

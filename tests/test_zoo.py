@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cnnbook import zoo
-from cnnbook.summary import count_macs, count_parameters
+from cnnbook.modules import count_parameters
+from cnnbook.summary import count_macs
 
 matplotlib.use("Agg")
 
