@@ -5,6 +5,12 @@ Every plotting function draws a new pyplot figure and returns it, so a notebook 
 ``plt.close(fig)``). Image tensors follow PyTorch's channel-first layout
 ``(C, H, W)``; :func:`to_hwc` converts them to what ``imshow`` expects. Other sections may add
 their own small plotting functions here.
+
+Colours every reader can tell apart (all sections): series take their colours from
+:data:`PALETTE` (Okabe-Ito, distinguishable with the common colour-vision deficiencies), maps
+use :data:`SEQUENTIAL_CMAP` (viridis) or cividis, never red against green, and every figure
+has an opaque white background so it stays readable under JupyterLab's dark theme.
+:func:`use_course_style` makes the same choices matplotlib's defaults for a notebook's own plots.
 """
 
 from __future__ import annotations
@@ -15,8 +21,61 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from cycler import cycler
 from matplotlib import colormaps
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.typing import ColorType
+
+# Okabe & Ito's colour-blind-safe palette, in the order series are drawn: blue, orange, bluish
+# green, vermillion, reddish purple, sky blue, yellow, black.
+PALETTE: tuple[str, ...] = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
+SEQUENTIAL_CMAP = "viridis"  # heat maps, feature maps: perceptually uniform, colour-blind safe
+CONFUSION_CMAP = "cividis"  # optimised for red-green colour-vision deficiency
+BACKGROUND = "white"  # opaque, so figures read the same under a dark JupyterLab theme
+
+
+def use_course_style() -> None:
+    """Make matplotlib's defaults colour-blind safe for a notebook's own plots.
+
+    Sets the colour cycle to :data:`PALETTE`, the default colour map to viridis and an opaque
+    white figure background (``matplotlib.rcParams``; undo with ``matplotlib.rcdefaults()``).
+    """
+    plt.rcParams["axes.prop_cycle"] = cycler(color=list(PALETTE))
+    plt.rcParams["image.cmap"] = SEQUENTIAL_CMAP
+    plt.rcParams["figure.facecolor"] = BACKGROUND
+    plt.rcParams["savefig.facecolor"] = BACKGROUND
+
+
+def _opaque(fig: Figure) -> Figure:
+    """Give ``fig`` the opaque white background every course figure has."""
+    fig.set_facecolor(BACKGROUND)
+    fig.patch.set_alpha(1.0)
+    return fig
+
+
+def readable_text_colour(background: ColorType) -> str:
+    """Black or white, whichever contrasts more with ``background`` (WCAG contrast ratio).
+
+    Args:
+        background: Any matplotlib colour (name, hex, RGB or RGBA tuple).
+
+    Returns:
+        ``"black"`` or ``"white"``.
+    """
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(background)]
+    luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    # contrast with black (L + 0.05) / 0.05 against contrast with white 1.05 / (L + 0.05)
+    return "black" if (luminance + 0.05) ** 2 > 0.05 * 1.05 else "white"
 
 
 def to_hwc(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -86,7 +145,7 @@ def image_grid(
         suptitle: Optional figure title.
 
     Returns:
-        The figure (``N`` image axes; unused cells are hidden).
+        The figure (``N`` image axes; unused cells are hidden), on an opaque white background.
 
     Raises:
         ValueError: If there are no images or the titles do not match them.
@@ -112,7 +171,7 @@ def image_grid(
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
-    return fig
+    return _opaque(fig)
 
 
 def plot_filters(
@@ -149,7 +208,7 @@ def plot_filters(
 
 
 def plot_feature_maps(
-    fmap: torch.Tensor, n: int = 16, ncols: int = 8, cmap: str = "viridis", title: str | None = None
+    fmap: torch.Tensor, n: int = 16, ncols: int = 8, cmap: str = SEQUENTIAL_CMAP, title: str | None = None
 ) -> Figure:
     """Show the first ``n`` channels of one feature map, each rescaled to its own range.
 
@@ -176,7 +235,7 @@ def plot_feature_maps(
 
 
 def overlay_heatmap(
-    image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45, cmap: str = "jet"
+    image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45, cmap: str = SEQUENTIAL_CMAP
 ) -> np.ndarray:
     """Blend a heat map over a photo: ``(1 - alpha) * image + alpha * cmap(heat)``.
 
@@ -185,7 +244,8 @@ def overlay_heatmap(
         heat: ``(H, W)`` map with values in ``[0, 1]`` (e.g. Grad-CAM); resized bilinearly if
             its size differs from the photo's.
         alpha: Weight of the heat map.
-        cmap: Matplotlib colour map for the heat map.
+        cmap: Matplotlib colour map for the heat map (viridis: ordered from dark to light for
+            every reader, where the common "jet" is not).
 
     Returns:
         ``(H, W, 3)`` float array in ``[0, 1]``.
@@ -249,22 +309,23 @@ def plot_history(history, title: str | None = None) -> Figure:
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, label in ((ax_loss, "loss", "cross-entropy"), (ax_acc, "acc", "accuracy")):
-        ax.plot(epochs, history[f"train_{key}"], "o-", label="train")
+        # two colours from PALETTE, and a marker and line style each (readable in greyscale too)
+        ax.plot(epochs, history[f"train_{key}"], "o-", color=PALETTE[0], label="train")
         val = history[f"val_{key}"]
         if not all(math.isnan(v) for v in val):
-            ax.plot(epochs, val, "s-", label="validation")
+            ax.plot(epochs, val, "s--", color=PALETTE[1], label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_lr.plot(history.step_lr)
+    ax_lr.plot(history.step_lr, color=PALETTE[2])
     ax_lr.set_xlabel("optimisation step")
     ax_lr.set_ylabel("learning rate")
     ax_lr.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _opaque(fig)
 
 
 def plot_confusion_matrix(
@@ -279,7 +340,8 @@ def plot_confusion_matrix(
         title: Optional title.
 
     Returns:
-        The figure.
+        The figure (colour map cividis; each number in black or white, whichever reads better
+        on its cell).
 
     Raises:
         ValueError: If ``cm`` is not square or does not match ``classes``.
@@ -287,16 +349,16 @@ def plot_confusion_matrix(
     k = len(classes)
     if cm.shape != (k, k):
         raise ValueError(f"cm has shape {tuple(cm.shape)} but there are {k} classes.")
-    values = cm.double()
+    values = cm.detach().cpu().double()  # plotting happens on the CPU (MPS has no float64)
     if normalize:
         values = values / values.sum(1, keepdim=True).clamp_min(1)
     fig, ax = plt.subplots(figsize=(0.55 * k + 2.5, 0.55 * k + 1.5))
-    im = ax.imshow(values.numpy(), cmap="Blues", vmin=0)
+    im = ax.imshow(values.numpy(), cmap=CONFUSION_CMAP, vmin=0)
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    high = float(values.max())
+    cells = np.asarray(im.cmap(np.asarray(im.norm(values.numpy()))), dtype=float)  # (K, K, 4) RGBA
     for i in range(k):
         for j in range(k):
             v = float(values[i, j])
@@ -307,10 +369,12 @@ def plot_confusion_matrix(
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white" if v > 0.6 * high else "black",
+                color=readable_text_colour(
+                    (float(cells[i, j, 0]), float(cells[i, j, 1]), float(cells[i, j, 2]))
+                ),
             )
     fig.colorbar(im, ax=ax, fraction=0.046)
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return fig
+    return _opaque(fig)

@@ -9,6 +9,9 @@ Two ipywidgets apps:
 * :class:`ReceptiveFieldExplorer` - a stack of up to four layers (kernel/stride/dilation each)
   showing which units of every lower layer feed one output unit.
 
+Colours follow :mod:`cnnbook.plots` (Okabe-Ito, no red against green, opaque white figures):
+the taps a kernel reads are orange, the window they span is outlined in blue, padding is grey.
+
 The drawing and text logic are plain functions (:func:`conv_report`, :func:`draw_conv`,
 :func:`rf_report`, :func:`rf_levels`, :func:`draw_receptive_field`), so tests can check them
 without a browser, and can drive the widgets by setting slider values.
@@ -33,6 +36,12 @@ from cnnbook.geometry import (
     receptive_field,
     receptive_field_by_gradient,
 )
+from cnnbook.plots import BACKGROUND, PALETTE
+
+HIGHLIGHT = PALETTE[1]  # orange: the taps read, the output unit chosen, the units used
+OUTLINE = PALETTE[0]  # blue: the window the (dilated) kernel spans
+WARNING = PALETTE[3]  # vermillion, always with words ("Impossible setting", "no output")
+PADDING = "0.8"  # grey
 
 # ----------------------------------------------------------------------------- convolution
 
@@ -134,7 +143,7 @@ def draw_conv(
         A matplotlib ``Figure`` (not attached to pyplot; nothing global is touched).
     """
     rep = conv_report(size, kernel, stride, padding, dilation)
-    fig = Figure(figsize=(9, 4.2), dpi=80)
+    fig = Figure(figsize=(9, 4.2), dpi=80, facecolor=BACKGROUND)
     ax_in, ax_out = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     padded = size + 2 * padding
     for r in range(padded):
@@ -146,7 +155,7 @@ def draw_conv(
                     1,
                     1,
                     edgecolor="0.6",
-                    facecolor="white" if inside else "0.85",
+                    facecolor="white" if inside else PADDING,
                     lw=0.8,
                 )
             )
@@ -154,13 +163,11 @@ def draw_conv(
     if rep.ok and rep.out_size:
         row, col = min(out_row, rep.out_size - 1), min(out_col, rep.out_size - 1)
         for r, c in kernel_taps(row, col, kernel, stride, dilation):
-            ax_in.add_patch(
-                Rectangle((c + 0.1, padded - 1 - r + 0.1), 0.8, 0.8, facecolor="tab:orange", alpha=0.85)
-            )
+            ax_in.add_patch(Rectangle((c + 0.1, padded - 1 - r + 0.1), 0.8, 0.8, facecolor=HIGHLIGHT))
         r0, c0 = row * stride, col * stride
         ax_in.add_patch(
             Rectangle(
-                (c0, padded - r0 - rep.k_eff), rep.k_eff, rep.k_eff, fill=False, edgecolor="tab:red", lw=2
+                (c0, padded - r0 - rep.k_eff), rep.k_eff, rep.k_eff, fill=False, edgecolor=OUTLINE, lw=2
             )
         )
         n = rep.out_size
@@ -168,9 +175,7 @@ def draw_conv(
             for c in range(n):
                 hit = (r, c) == (row, col)
                 ax_out.add_patch(
-                    Rectangle(
-                        (c, n - 1 - r), 1, 1, edgecolor="0.4", facecolor="tab:orange" if hit else "white"
-                    )
+                    Rectangle((c, n - 1 - r), 1, 1, edgecolor="0.4", facecolor=HIGHLIGHT if hit else "white")
                 )
         ax_out.set_xlim(-0.5, max(n, 1) + 0.5)
         ax_out.set_ylim(-0.5, max(n, 1) + 0.5)
@@ -183,7 +188,7 @@ def draw_conv(
             ha="center",
             va="center",
             fontsize=12,
-            color="tab:red",
+            color=WARNING,
             transform=ax_out.transAxes,
         )
         ax_out.set_title("output", fontsize=10)
@@ -267,7 +272,7 @@ class ConvExplorer:
         head = (
             f"<b>Output size: {rep.out_size} x {rep.out_size}</b>"
             if rep.ok
-            else "<b style='color:#b00'>Impossible setting</b>"
+            else f"<b style='color:{WARNING}'>Impossible setting</b>"
         )
         body = rep.text.replace("\n", "<br>")
         self.summary.value = (
@@ -343,7 +348,7 @@ def draw_receptive_field(layers: Sequence[LayerSpec]) -> Figure:
     rfs = [1] + [r.rf for r in rows]
     jumps = [1] + [r.jump for r in rows]
     width = max(levels[0]) + 1
-    fig = Figure(figsize=(9, 1.0 + 0.8 * len(levels)), dpi=80)
+    fig = Figure(figsize=(9, 1.0 + 0.8 * len(levels)), dpi=80, facecolor=BACKGROUND)
     ax = fig.subplots()
     for y, used in enumerate(levels):
         n_units = (width - rfs[y]) // jumps[y] + 1
@@ -354,7 +359,7 @@ def draw_receptive_field(layers: Sequence[LayerSpec]) -> Figure:
                     (centre + 0.05, y),
                     0.9,
                     0.6,
-                    facecolor="tab:orange" if u in used else "white",
+                    facecolor=HIGHLIGHT if u in used else "white",
                     edgecolor="0.5",
                     lw=0.6,
                 )

@@ -109,7 +109,7 @@ def _boxes_by_level(fig) -> dict[int, list[bool]]:
     levels: dict[int, list[tuple[float, bool]]] = {}
     for p in ax.patches:
         assert isinstance(p, Rectangle)
-        used = p.get_facecolor() == to_rgba("tab:orange")
+        used = p.get_facecolor() == to_rgba(wd.HIGHLIGHT)
         assert used or p.get_facecolor() == to_rgba("white")
         levels.setdefault(round(p.get_y()), []).append((p.get_x(), used))
     return {y: [u for _, u in sorted(row)] for y, row in sorted(levels.items())}

@@ -1,8 +1,10 @@
 """Fixtures for the JupyterLab end-to-end tests: a JupyterLab server and headless Chromium.
 
-The server runs from this project's environment on a loopback port with a random token, with
-every Jupyter config/runtime/settings folder in a temporary directory, so nothing leaks into
-``~/.jupyter``. It is always shut down (REST shutdown, then SIGTERM, then SIGKILL), also when a
+The server is started the way a student starts it, ``python -m cnnbook lab`` (what ``make lab``
+runs), from this project's environment, on a loopback port with a random token, with every
+per-user Jupyter folder empty and temporary (a fresh student; nothing leaks into ``~/.jupyter``).
+The only user setting added is "no autosave" (so running cells never writes outputs into the
+committed notebooks). It is always shut down (REST shutdown, then SIGTERM, then SIGKILL), also when a
 test fails. Chromium is Debian's ``chromium`` package driven by Python ``playwright`` through
 ``executable_path``; no browser is ever downloaded.
 
@@ -13,6 +15,7 @@ Without Chromium or playwright the tests skip with the reason, unless ``CNNBOOK_
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -30,8 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from cnnbook.lab import lab_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -174,19 +175,15 @@ def _die_with_parent() -> None:
 
 
 def _write_user_settings(settings: Path) -> None:
-    """Lab settings: no news prompt, no update check, and never autosave (running the cells makes
-    the notebooks dirty; an autosave would write outputs into the committed notebooks)."""
-    files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
-    }
-    for rel, value in files.items():
-        path = settings / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value))
+    """The one user setting the tests add to a fresh student's empty settings: never autosave.
+
+    The tests run cells in the committed notebooks, which makes them dirty; an autosave would
+    write outputs into the repository. Everything else a student sees (no news pop-up, the
+    file browser, the launcher) comes from what ``python -m cnnbook lab`` ships, untouched.
+    """
+    path = settings / "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"autosave": False}), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -214,16 +211,17 @@ def chromium_path() -> str:
 def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     """A JupyterLab server on 127.0.0.1 serving the repository, shut down at the end."""
     del chromium_path  # only ordering: no server when the browser is missing
-    jupyter = Path(sys.executable).with_name("jupyter")
-    if not jupyter.is_file():
-        _unavailable(f"no `jupyter` next to {sys.executable}: run the tests from the project's venv")
+    if importlib.util.find_spec("jupyterlab") is None:
+        _unavailable(
+            f"JupyterLab is not installed for {sys.executable}: run the tests from the project's venv"
+        )
     tmp = tmp_path_factory.mktemp("jupyterlab")
     dirs = {name: tmp / name for name in ("runtime", "config", "data", "settings", "workspaces", "ipython")}
     for d in dirs.values():
         d.mkdir()
     _write_user_settings(dirs["settings"])
     env = dict(os.environ)
-    env.update(
+    env.update(  # a fresh student: empty Jupyter folders of their own
         JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
         JUPYTER_CONFIG_DIR=str(dirs["config"]),
         JUPYTER_DATA_DIR=str(dirs["data"]),
@@ -237,22 +235,21 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
     token = secrets.token_hex(24)
     port = _free_port()
     log = tmp / "jupyterlab.log"
+    # Exactly what `make lab` runs (`python -m cnnbook lab`), plus only what a test needs: no
+    # browser of its own, a loopback port, a known token, and `window.jupyterapp` to drive the UI.
     cmd = [
-        str(jupyter),
+        sys.executable,
+        "-m",
+        "cnnbook",
         "lab",
+        "--",
         "--no-browser",
         "--expose-app-in-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
-        *lab_arguments(ROOT),  # as `make lab` does
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-        "--LabApp.news_url=",
-        "--LabApp.extension_manager=readonly",
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
-        cmd.append("--allow-root")
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
