@@ -1,47 +1,60 @@
 # cnnbook: two commands do all set-up.
 #   make lab   -> create the environment (first time only) and open JupyterLab on START_HERE.ipynb
 #   make test  -> create the environment (first time only) and run the whole test suite
-# Everything lives in ./.venv, made from the python3 on your PATH (3.11 or newer).
+# Everything lives in ./.venv, made from the Python on your PATH (3.11 or newer) by
+# scripts/setup_env.py, which is also the set-up without make (Windows: README.md).
+# Linux without an NVIDIA GPU: `make lab CPU=1` installs PyTorch's CPU build (no CUDA libraries).
 
-PYTHON ?= python3
 VENV   ?= .venv
+ifeq ($(OS),Windows_NT)
+PYTHON ?= python
+PY     := $(VENV)/Scripts/python.exe
+else
+PYTHON ?= python3
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.cnnbook-installed
+endif
+SETUP  := $(PYTHON) scripts/setup_env.py --venv $(VENV) $(if $(CPU),--cpu)
+# Stamps written by scripts/setup_env.py: the students' install (lab extra) and the contributors'
+# (dev extra, which includes lab).
+LAB_STAMP := $(VENV)/.cnnbook-lab
+DEV_STAMP := $(VENV)/.cnnbook-installed
 # Exact versions CI runs with; pyproject.toml keeps the ranges (CONTRIBUTING.md: refreshing).
 CONSTRAINTS := constraints.txt
 # Notebook collections executed by the test suite (fast mode).
 NOTEBOOK_DIRS := notebooks solutions exercises
+# How the notebooks run under test: fast mode, no display, and DataLoader workers started with
+# `spawn` as on macOS and Windows (cnnbook.config reads CNNBOOK_START_METHOD).
+NOTEBOOK_ENV := CNNBOOK_FAST=1 MPLBACKEND=Agg CNNBOOK_START_METHOD=spawn
 
-.PHONY: env lab test unit notebooks browser lint execute doctor benchmark progress clean
+.PHONY: env env-lab lab test unit notebooks browser lint execute doctor benchmark gpu-check \
+	coverage progress clean
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cnnbook needs Python 3.11 or newer (found " + sys.version.split()[0] + ")"'
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,lab]"
-	$(PY) -m cnnbook kernel
-	touch $(STAMP)
+$(LAB_STAMP): pyproject.toml $(CONSTRAINTS)
+	$(SETUP)
 
-env: $(STAMP)
+$(DEV_STAMP): pyproject.toml $(CONSTRAINTS)
+	$(SETUP) --dev
+
+# env: what the tests need (dev extra); env-lab: what a student needs (lab extra).
+env: $(DEV_STAMP)
+
+env-lab: $(LAB_STAMP)
 
 # JupyterLab at the repository root, opening START_HERE.ipynb (cnnbook/lab.py holds the arguments;
 # the browser test starts its server with the same ones). --allow-root is added when run as root.
-lab: env
+lab: env-lab
 	$(PY) -m cnnbook lab
 
 # The whole suite: lint, unit tests, and every notebook executed once in fast mode.
-test: env
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m mypy cnnbook
-	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOK_DIRS) \
+test: lint
+	$(NOTEBOOK_ENV) $(PY) -m pytest tests $(NOTEBOOK_DIRS) \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
 
 unit: env
 	$(PY) -m pytest tests -m "not browser"
 
 notebooks: env
-	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest $(NOTEBOOK_DIRS) --nbval-lax --nbval-current-env
+	$(NOTEBOOK_ENV) $(PY) -m pytest $(NOTEBOOK_DIRS) --nbval-lax --nbval-current-env
 
 # JupyterLab in headless Chromium (Debian's `chromium` package; no browser download).
 browser: env
@@ -64,16 +77,13 @@ benchmark: env
 	$(PY) benchmarks/bench_pipeline.py --repeats 5 --seconds 10
 	$(PY) benchmarks/time_to_accuracy.py --runs 3 $(if $(PROFILE),--profile $(PROFILE))
 
-doctor: env
+doctor: env-lab
 	$(PY) -m cnnbook doctor
 
-# On a CUDA machine: the GPU tests (fp16 + grad scaler, bf16, GPUBatchLoader, channels-last,
-# GPU checkpoint -> CPU) and notebook 14.15 in fast mode on the GPU (aim: under two minutes).
+# On a GPU machine: every notebook that trains on the device, in fast mode, and the precision
+# rule on the real card (scripts/gpu_check.py says what it runs and prints the figures).
 gpu-check: env
-	$(PY) -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-check needs a CUDA GPU (torch.cuda.is_available() is False)")'
-	$(PY) -m pytest -q -rs tests/test_gpu.py -p no:cacheprovider
-	CNNBOOK_FAST=1 MPLBACKEND=Agg $(PY) -m pytest -q --nbval-lax --nbval-current-env \
-		-p no:cacheprovider notebooks/14_15_training_pipeline.ipynb
+	$(PY) scripts/gpu_check.py
 
 # Line coverage of cnnbook/ by the unit tests (pytest-cov, in the dev extra).
 coverage: env
@@ -83,8 +93,10 @@ coverage: env
 # Exercise progress: which exercises pass, fail or are not attempted yet (your files are not changed).
 #   make progress                                  -> exercises/ of this clone
 #   make progress NOTEBOOKS="~/alice/exercises"    -> another folder or list of notebooks
-progress: env
+progress: env-lab
 	$(PY) -m cnnbook progress $(NOTEBOOKS)
 
 clean:
-	rm -rf build .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov
+	$(PYTHON) -c "import shutil, sys; [shutil.rmtree(p, ignore_errors=True) for p in sys.argv[1:]]" \
+		build .pytest_cache .ruff_cache .mypy_cache htmlcov
+	$(PYTHON) -c "import pathlib; pathlib.Path('.coverage').unlink(missing_ok=True)"

@@ -6,6 +6,7 @@ What ``make lab`` and ``make env`` run, and what to run where there is no ``make
     python scripts/setup_env.py --cpu    # the same with PyTorch's CPU build (Linux without NVIDIA GPU)
     python scripts/setup_env.py --dev    # contributors: also the tests and linters (the `dev` extra)
     python scripts/setup_env.py --lab    # set up if needed, then open JupyterLab on the start page
+    python scripts/setup_env.py --torch-index URL   # PyTorch from another index (a CUDA build)
 
 (``py scripts\\setup_env.py`` in Windows PowerShell or cmd.) Steps: check the Python version,
 create the virtual environment with the interpreter running this script, upgrade pip, install
@@ -60,14 +61,15 @@ def pinned(name: str, constraints: Path = ROOT / "constraints.txt") -> str:
 
 
 def install_commands(
-    python: Path, extra: str, cpu: bool, constraints: Path = ROOT / "constraints.txt"
+    python: Path, extra: str, torch_index: str | None = None, constraints: Path = ROOT / "constraints.txt"
 ) -> list[list[str]]:
     """The commands that install cnnbook into the environment whose interpreter is ``python``.
 
     Args:
         python: The environment's interpreter (:func:`venv_python`).
         extra: ``"lab"`` (students) or ``"dev"`` (contributors; includes ``lab``).
-        cpu: Install PyTorch's CPU build first (from PyTorch's own index, without CUDA libraries).
+        torch_index: Install the pinned torch and torchvision from this package index first
+            (:data:`CPU_INDEX` for the CPU build); the rest then comes from PyPI.
         constraints: The pip constraints file with the exact versions.
 
     Returns:
@@ -75,9 +77,9 @@ def install_commands(
     """
     py = str(python)
     cmds = [[py, "-m", "pip", "install", "--upgrade", "pip"]]
-    if cpu:
+    if torch_index:
         cmds.append(
-            [py, "-m", "pip", "install", "--force-reinstall", "--no-deps", "--index-url", CPU_INDEX]
+            [py, "-m", "pip", "install", "--force-reinstall", "--no-deps", "--index-url", torch_index]
             + [f"{name}=={pinned(name, constraints)}" for name in ("torch", "torchvision")]
         )
     cmds.append([py, "-m", "pip", "install", "-c", str(constraints), "-e", f".[{extra}]"])
@@ -119,7 +121,9 @@ def _run(cmd: list[str]) -> None:
         )
 
 
-def setup(env: Path, extra: str = "lab", cpu: bool = False, force: bool = False) -> Path:
+def setup(
+    env: Path, extra: str = "lab", cpu: bool = False, force: bool = False, torch_index: str | None = None
+) -> Path:
     """Create ``env`` if needed and install ``extra`` into it; returns its interpreter."""
     if sys.version_info < MIN_PYTHON:
         raise SystemExit(
@@ -138,12 +142,12 @@ def setup(env: Path, extra: str = "lab", cpu: bool = False, force: bool = False)
             ) from exc
     if cpu and not sys.platform.startswith("linux"):
         print("--cpu changes nothing here: PyTorch from PyPI is already the CPU (and Apple MPS) build.")
-        cpu = False
-    cpu = cpu and not _has_cpu_torch(python)
-    if not force and not cpu and up_to_date(env, extra):
+    elif cpu and not _has_cpu_torch(python):
+        torch_index = CPU_INDEX
+    if not force and not torch_index and up_to_date(env, extra):
         print(f"{env} is up to date ({extra}); `--force` reinstalls.")
     else:
-        for cmd in install_commands(python, extra, cpu):
+        for cmd in install_commands(python, extra, torch_index):
             _run(cmd)
     for have in ("lab", "dev") if extra == "dev" else ("lab",):
         (env / STAMPS[have]).write_text(fingerprint(have) + "\n", encoding="utf-8")
@@ -159,11 +163,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="PyTorch's CPU build (Linux without an NVIDIA GPU: skips several GB of CUDA libraries)",
     )
+    parser.add_argument(
+        "--torch-index",
+        metavar="URL",
+        help="install torch and torchvision (versions of constraints.txt) from this index first, "
+        "e.g. the CUDA index pytorch.org names for Windows with an NVIDIA GPU",
+    )
     parser.add_argument("--force", action="store_true", help="reinstall even if up to date")
     parser.add_argument("--lab", action="store_true", help="then open JupyterLab on the start page")
     args = parser.parse_args(argv)
     env = args.venv if args.venv.is_absolute() else Path.cwd() / args.venv
-    python = setup(env, "dev" if args.dev else "lab", cpu=args.cpu, force=args.force)
+    extra = "dev" if args.dev else "lab"
+    python = setup(env, extra, cpu=args.cpu, force=args.force, torch_index=args.torch_index)
     rel = os.path.relpath(python, Path.cwd())
     if args.lab:
         return subprocess.call([str(python), "-m", "cnnbook", "lab"], cwd=ROOT)

@@ -67,6 +67,46 @@ def test_script_check_mode_agrees(capsys) -> None:
     assert gen.main(["--check"]) == 0, capsys.readouterr()
 
 
+def _load_stripper():
+    spec = importlib.util.spec_from_file_location("strip_jupytext", ROOT / "scripts" / "strip_jupytext.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stripper = _load_stripper()
+
+
+def test_no_committed_notebook_carries_jupytext_metadata() -> None:
+    """A percent-format round trip leaves ``metadata.jupytext``; the committed notebooks drop it."""
+    carrying = [
+        str(p.relative_to(ROOT))
+        for p in stripper.collection()
+        if stripper.carries_jupytext(nbformat.read(p, as_version=4))
+    ]
+    assert not carrying, (
+        f"jupytext metadata in {len(carrying)} notebooks: run `python scripts/strip_jupytext.py`, then "
+        f"`python scripts/make_exercises.py`: {carrying}"
+    )
+
+
+def test_strip_jupytext_removes_only_jupytext_metadata(tmp_path: Path) -> None:
+    nb = _nb(("code", "x = 1", ["parameters"]))
+    nb.metadata["jupytext"] = {"cell_metadata_filter": "tags,-all"}
+    nb.metadata["kernelspec"] = {"name": "cnnbook", "display_name": "Python (cnnbook)", "language": "python"}
+    path = tmp_path / "14_99_x.ipynb"
+    nbformat.write(nb, path)
+    assert stripper.main(["--check", str(path)]) == 1
+    assert stripper.main([str(path)]) == 0
+    after = nbformat.read(path, as_version=4)
+    assert "jupytext" not in after.metadata
+    assert after.metadata["kernelspec"]["name"] == "cnnbook"
+    assert _tags(after.cells[0]) == ["parameters"]
+    assert stripper.main(["--check", str(path)]) == 0
+
+
 def test_every_section_has_exercises_and_solutions() -> None:
     assert [p.name for p in EXERCISES] == [p.name for p in SOLUTIONS]
     assert [p.stem for p in SOLUTIONS] == SECTION_FILES, (
