@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -120,3 +121,114 @@ def test_figures_are_not_shown_twice(path: Path) -> None:
                 f"cell {index} ends in {name}(...), which returns a Figure: JupyterLab would show "
                 "it twice. End the line with ';' or assign the figure."
             )
+
+
+# ------------------------------------------------------------------ headings and link texts
+# Every student-facing notebook: one H1 (its title), headings that never skip a level, and link
+# texts that say where they go (a screen reader lists links and headings out of context).
+
+STUDENT_NOTEBOOKS = [*NOTEBOOKS, ROOT / "START_HERE.ipynb"]
+STUDENT_IDS = [str(p.relative_to(ROOT)) for p in STUDENT_NOTEBOOKS]
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*#*[ \t]*$")
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_AUTOLINK = re.compile(r"<(https?://[^>\s]+)>")
+_BARE_URL = re.compile(r"(?<![(<\[\"'=/])\b(https?://[^\s)>\]]+|www\.[^\s)>\]]+)")
+_VAGUE = {"here", "this", "link", "this link", "click here", "here.", "more", "read more", "this page"}
+
+
+def _prose_lines(markdown: str) -> list[str]:
+    """The markdown's lines outside fenced code blocks (inline code spans blanked)."""
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            lines.append(re.sub(r"`[^`]*`", "``", line))
+    return lines
+
+
+def heading_problems(cells: list[str]) -> list[str]:
+    """Problems with the headings of a notebook's markdown cells, in order (empty when fine)."""
+    problems: list[str] = []
+    levels: list[tuple[int, int, str]] = []
+    for index, source in enumerate(cells):
+        for line in _prose_lines(source):
+            m = _ATX.match(line)
+            if m:
+                levels.append((index, len(m.group(1)), (m.group(2) or "").strip()))
+    h1 = [(i, t) for i, lvl, t in levels if lvl == 1]
+    if len(h1) != 1:
+        where = ", ".join(f"cell {i} {t!r}" for i, t in h1) or "none"
+        problems.append(f"{len(h1)} H1 headings (need exactly one, the title): {where}")
+    previous = 0
+    for index, level, text in levels:
+        if level > previous + 1:
+            problems.append(
+                f"cell {index}: H{level} {text!r} follows H{previous or '(nothing)'}; "
+                f"use H{previous + 1} (headings never skip a level)"
+            )
+        previous = level
+    return problems
+
+
+def link_problems(cells: list[str]) -> list[str]:
+    """Links whose text does not say where they go, bare URLs, and images without alt text."""
+    problems: list[str] = []
+    for index, source in enumerate(cells):
+        for line in _prose_lines(source):
+            for bang, text, target in _LINK.findall(line):
+                shown = text.strip()
+                if bang:
+                    if not shown:
+                        problems.append(f"cell {index}: image {target!r} has no alt text")
+                    continue
+                if shown.lower().strip(" .:!") in _VAGUE:
+                    problems.append(
+                        f"cell {index}: link text {shown!r} (to {target}) does not say where it goes"
+                    )
+                elif re.match(r"(https?://|www\.)", shown):
+                    problems.append(f"cell {index}: link text is a bare URL {shown!r}; name the page instead")
+            for url in _AUTOLINK.findall(line):
+                problems.append(f"cell {index}: bare URL <{url}>; write [what it is]({url})")
+            rest = _AUTOLINK.sub("", _LINK.sub("", line))
+            for url in _BARE_URL.findall(rest):
+                problems.append(f"cell {index}: bare URL {url}; write [what it is]({url})")
+    return problems
+
+
+def test_heading_and_link_checks_catch_problems() -> None:
+    good = ["# Title\n\n## Part\n\n### Detail\n\n```python\n# a comment, not a heading\n```", "## Next"]
+    assert heading_problems(good) == []
+    assert any("2 H1" in p for p in heading_problems(["# One", "# Two"]))
+    assert any("0 H1" in p for p in heading_problems(["## Only a subtitle"]))
+    skipped = heading_problems(["# Title\n\n### Too deep"])
+    assert len(skipped) == 1
+    assert "H3" in skipped[0]
+    assert "use H2" in skipped[0]
+    assert link_problems(["See [the pooling exercises](exercises/14_04_pooling.ipynb)."]) == []
+    assert link_problems(["[ResNet paper](https://arxiv.org/abs/1512.03385) and `https://in.code`"]) == []
+    for bad in (
+        "Click [here](a.ipynb).",
+        "[this](a.ipynb)",
+        "[link](https://x.org)",
+        "[https://x.org](https://x.org)",
+        "<https://x.org>",
+        "see https://x.org for more",
+        "![](figure.png)",
+    ):
+        assert link_problems([bad]), bad
+
+
+def _markdown_cells(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [c.source if c.cell_type == "markdown" else "" for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=STUDENT_IDS)
+def test_headings_and_link_texts(path: Path) -> None:
+    cells = _markdown_cells(path)
+    problems = heading_problems(cells) + link_problems(cells)
+    assert not problems, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems)
