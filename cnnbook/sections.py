@@ -20,7 +20,6 @@ class Section:
             ``solutions/``.
         title: The section's title.
         cpu: Full-mode wall time on the laptop profile (:mod:`cnnbook.profiles`; README table).
-        gpu: Rough full-mode wall time on one GPU, or ``"not measured"``.
         headline: Regular expression matching the printed line with the figure the notebook
             teaches and asserts (``scripts/execute_notebooks.py`` puts it in its time table).
     """
@@ -29,7 +28,6 @@ class Section:
     stem: str
     title: str
     cpu: str
-    gpu: str = "not measured"
     headline: str = ""
 
     @property

@@ -1,6 +1,7 @@
-"""Write ``START_HERE.ipynb`` (the page ``make lab`` opens) and the table of ``exercises/README.md``.
+"""Write ``START_HERE.ipynb`` (the page ``make lab`` opens) and ``exercises/README.md``.
 
-Both come from ``cnnbook.sections``; the exercise table lists each exercise notebook's
+Both come from ``cnnbook.sections`` and are read by students, so their text never mentions how
+the collection is made or checked; the exercise table lists each solution notebook's
 ``## Exercise N (kind): title`` headings, so it never drifts from the notebooks.
 
 Usage::
@@ -19,16 +20,19 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cnnbook.sections import SECTIONS  # noqa: E402
+try:
+    from cnnbook.sections import SECTIONS
+except ImportError:  # run with a Python where cnnbook is not installed: use this checkout's
+    sys.path.insert(0, str(ROOT))
+    from cnnbook.sections import SECTIONS
 
 INTRO = """# Chapter 14: Convolutional Neural Networks, the companion notebooks
 
 **Start here.** This page lists the chapter's sections in reading order. For each one there is:
 
-- a **section notebook** that builds the ideas in code and checks every claim it makes (a shape,
-  a parameter count, a speed-up) with an `assert` or a printed figure;
+- a **section notebook** that builds the ideas in code and checks its claims as it goes (a shape,
+  a parameter count, a speed-up) with an `assert` or a printed figure, and says so where a
+  result is something to observe in your own run;
 - an **exercise notebook**: write your answer where it says `# YOUR CODE HERE`, run the check
   cell under it, and it prints `✅ Correct` or `❌` with what it expected, what it got and a hint;
 - **solutions**, worked answers to compare with once you have tried.
@@ -37,13 +41,9 @@ How to work: open a section, run its cells from top to bottom (`Shift`+`Enter`),
 and run them again, then do its exercises. Every section notebook ends with links to its
 exercises and to the next section."""
 
-TIMES = """**Times** are full-mode run times of the section notebook, one run each with
-`make execute PROFILE=laptop` on a 2-core x86 CPU in float32 with AVX2 kernels (the laptop
-profile: what most students' laptops do; November 2026). Every section fits in 5 minutes and
-the whole collection in about half an hour; the README lists each notebook's time with the
-figure it printed. A CPU that computes bfloat16 natively, or a GPU, is faster. Every notebook
-prints how long its training cells expect to take before they start. The GPU column is "not
-measured" until the notebooks have been timed on a GPU. To run a notebook in seconds instead,
+TIMES = """**Times** are how long each section notebook takes to run in full mode (the default) on a
+laptop with a 2-core CPU computing in float32. A faster CPU or a GPU takes less. Every training
+cell prints how long it expects to take before it starts. To run a notebook in seconds instead,
 set `FAST = True` in its first cell (smaller data, fewer epochs; the lessons are the same, the
 accuracies lower)."""
 
@@ -51,7 +51,8 @@ PROGRESS = """## Your progress
 
 The cell below runs your exercise notebooks (copies in memory: your files are not changed) and
 prints, for each section, how many exercises pass, fail or are not attempted yet. It takes a few
-seconds per notebook. From a terminal the same report is `make progress`."""
+seconds per notebook. From a terminal the same report is `python -m cnnbook progress` (or
+`make progress`)."""
 
 HELP = """## If something does not work
 
@@ -68,13 +69,13 @@ def _link(path: str, text: str) -> str:
 def build() -> nbformat.NotebookNode:
     """The start page as a notebook."""
     rows = [
-        "| section | read | practise | compare | laptop CPU | GPU |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| section | read | practise | compare | time on a laptop CPU |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for s in SECTIONS:
         rows.append(
             f"| {s.number} | {_link(s.notebook, s.title)} | {_link(s.exercises, 'exercises')} "
-            f"| {_link(s.solutions, 'solutions')} | {s.cpu} | {s.gpu} |"
+            f"| {_link(s.solutions, 'solutions')} | {s.cpu} |"
         )
     cells = [
         nbformat.v4.new_markdown_cell(INTRO),
@@ -107,11 +108,19 @@ def exercises_table() -> str:
     return "\n".join(rows)
 
 
+EXERCISES_INTRO = """# Exercises
+
+Every section of the chapter has an exercise notebook here and the same notebook with worked
+answers in [the solutions folder](../solutions/). Write your answer where it says
+`# YOUR CODE HERE`, run the cell, then run the check below it: it tries your code on fixed edge
+cases and on fresh random inputs, compares it with a reference and prints `✅ Correct` or `❌`
+with what it expected, what it got and a hint. To see where you stand in every section, run the
+last cell of the [start page](../START_HERE.ipynb)."""
+
+
 def exercises_readme() -> str:
-    """``exercises/README.md`` with its table regenerated."""
-    text = (ROOT / "exercises" / "README.md").read_text()
-    start, end = text.index(TABLE_BEGIN) + len(TABLE_BEGIN), text.index(TABLE_END)
-    return text[:start] + "\n" + exercises_table() + "\n" + text[end:]
+    """``exercises/README.md``: a short guide for students and the table of exercises."""
+    return f"{EXERCISES_INTRO}\n\n{TABLE_BEGIN}\n{exercises_table()}\n{TABLE_END}\n"
 
 
 def main() -> int:
@@ -122,13 +131,13 @@ def main() -> int:
         ROOT / "START_HERE.ipynb": nbformat.writes(build()) + "\n",
         ROOT / "exercises" / "README.md": exercises_readme(),
     }
-    stale = [p for p, text in outputs.items() if not p.is_file() or p.read_text() != text]
+    stale = [p for p, text in outputs.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     if args.check:
         for p in stale:
             print(f"{p.relative_to(ROOT)} is stale: run `python scripts/make_start_page.py`.")
         return 1 if stale else 0
     for p in stale:
-        p.write_text(outputs[p])
+        p.write_text(outputs[p], encoding="utf-8", newline="\n")
         print(f"wrote {p.relative_to(ROOT)}")
     return 0
 
