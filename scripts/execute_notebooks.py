@@ -24,10 +24,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cnnbook import profiles  # noqa: E402  (no torch import: the kernels read the profile)
-from cnnbook.sections import SECTIONS  # noqa: E402
+try:  # no torch import: the kernels read the profile
+    from cnnbook import profiles
+    from cnnbook.sections import SECTIONS
+except ImportError:  # run with a Python where cnnbook is not installed: use this checkout's
+    sys.path.insert(0, str(ROOT))
+    from cnnbook import profiles
+    from cnnbook.sections import SECTIONS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +148,7 @@ def _header(profile: str | None) -> str:
 
 def _cpu_name() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -156,7 +159,7 @@ def _cpu_name() -> str:
 def _load() -> str:
     try:
         return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
+    except (OSError, AttributeError):  # Windows has no load average
         return "n/a"
 
 

@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except SolutionMarkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stale = [p for p, text in rendered.items() if not p.exists() or p.read_text() != text]
+    stale = [p for p, text in rendered.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
     orphans = [p for p in sorted(args.exercises.glob("*.ipynb")) if p not in rendered]
     if args.check:
         for p in stale:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.exercises.mkdir(parents=True, exist_ok=True)
     for p in stale:
-        p.write_text(rendered[p])
+        p.write_text(rendered[p], encoding="utf-8", newline="\n")
         print(f"wrote {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}")
     for p in orphans:
         print(f"warning: {p.name} has no solution notebook (left alone)", file=sys.stderr)

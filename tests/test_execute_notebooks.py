@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -85,3 +86,25 @@ def test_table_lists_each_notebook_and_the_total() -> None:
     assert "| notebooks/b.ipynb | 3.3 min (200 s) | acc 80% |" in lines
     assert "| **total** | **3.5 min (212 s)** | |" in lines
     assert lines[-1] == "Load average before each notebook: 0.50, 1.00."
+
+
+def test_load_average_on_a_system_without_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no ``os.getloadavg``: the table says "n/a" instead of stopping."""
+    monkeypatch.delattr(os, "getloadavg", raising=False)
+    assert execute_notebooks._load() == "n/a"
+
+
+def test_the_script_uses_the_installed_package(tmp_path: Path) -> None:
+    """With cnnbook installed (`make env`), the script does not put the checkout on sys.path."""
+    import subprocess
+    import sys
+
+    root, script = str(ROOT), str(ROOT / "scripts" / "execute_notebooks.py")
+    probe = (
+        f"import runpy, sys; n = sys.path.count({root!r}); "
+        f"runpy.run_path({script!r}, run_name='probe'); print(sys.path.count({root!r}) - n)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.stdout.strip() == "0", out.stdout + out.stderr

@@ -57,7 +57,7 @@ def test_committed_exercise_is_up_to_date(path: Path) -> None:
     target = ROOT / "exercises" / path.name
     assert target.exists(), f"exercises/{path.name} is missing: run python scripts/make_exercises.py"
     expected = gen.render(gen.make_exercise(nbformat.read(path, as_version=4), path.name))
-    assert target.read_text() == expected, (
+    assert target.read_text(encoding="utf-8") == expected, (
         f"exercises/{path.name} differs from what solutions/{path.name} generates: "
         f"run python scripts/make_exercises.py and commit the result"
     )
@@ -115,7 +115,7 @@ def test_every_section_has_exercises_and_solutions() -> None:
 
 
 def test_exercises_readme_lists_every_section() -> None:
-    readme = (ROOT / "exercises" / "README.md").read_text()
+    readme = (ROOT / "exercises" / "README.md").read_text(encoding="utf-8")
     for stem in SECTION_FILES:
         assert f"({stem}.ipynb)" in readme, stem
         assert f"(../solutions/{stem}.ipynb)" in readme, stem
@@ -230,9 +230,9 @@ def test_generate_and_check_mode_on_a_temporary_tree(tmp_path: Path, capsys) -> 
     assert gen.main([*args, "--check"]) == 1
     assert gen.main(args) == 0
     assert gen.main([*args, "--check"]) == 0
-    text = (ex / "14_99_demo.ipynb").read_text()
+    text = (ex / "14_99_demo.ipynb").read_text(encoding="utf-8")
     assert "raise NotImplementedError()" in text
     assert "return 1" not in text
-    (ex / "14_99_demo.ipynb").write_text(text.replace("YOUR CODE HERE", "edited by hand"))
+    (ex / "14_99_demo.ipynb").write_text(text.replace("YOUR CODE HERE", "edited by hand"), encoding="utf-8")
     assert gen.main([*args, "--check"]) == 1
     assert "stale" in capsys.readouterr().out

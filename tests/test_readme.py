@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -15,7 +15,7 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
     assert "make lab" in commands
     assert "make test" in commands
-    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
     assert "make test" in ci_lines, ".ci/run must call exactly the README's test command"
 
 
