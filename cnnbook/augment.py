@@ -2,8 +2,8 @@
 
 torchvision ships Mixup and CutMix (``torchvision.transforms.v2.MixUp`` / ``CutMix``); use those
 in training code. The functions here take their random choices (``lam``, the box, the centre)
-as arguments so each step can be seen and checked: ``tests/test_augment.py`` shows they give
-exactly torchvision's results for the same choices. torchvision has no Cutout as such (its
+as arguments so each step can be seen and checked; with the same choices they give exactly
+torchvision's results (section 14.12 shows it). torchvision has no Cutout as such (its
 ``RandomErasing`` samples a rectangle that always lies inside the image), so :class:`Cutout`
 is the transform to use for that one.
 """
