@@ -27,3 +27,19 @@ def test_readme_links_every_notebook_that_exists() -> None:
 
 def test_readme_has_no_placeholders() -> None:
     assert "PLACEHOLDER" not in README, "fill in the README's placeholder sections"
+
+
+def test_maintaining_lists_every_module() -> None:
+    """MAINTAINING.md's layout names each module of the package (checkers under `cnnbook/checks/`)."""
+    text = (ROOT / "MAINTAINING.md").read_text(encoding="utf-8")
+    package = ROOT / "cnnbook"
+    modules = [p for p in package.glob("*.py") if p.name != "__init__.py"] + list(package.glob("models/*.py"))
+    missing = sorted(
+        p.relative_to(ROOT).as_posix() for p in modules if f"`{p.relative_to(ROOT).as_posix()}`" not in text
+    )
+    assert not missing, f"MAINTAINING.md's layout does not list {missing}"
+    checkers = [p.stem for p in package.glob("checks/*.py") if p.stem not in ("__init__", "core")]
+    row = next(line for line in text.splitlines() if line.startswith("| `cnnbook/checks/`"))
+    assert all(name in row for name in checkers), (
+        f"the checks/ row misses {[n for n in checkers if n not in row]}"
+    )
