@@ -94,8 +94,25 @@ def reexec_under(profile: Profile | str) -> None:
         raise RuntimeError(
             "reexec_under must run before torch is imported (it reads the variables at start-up)."
         )
-    env = apply(profile, dict(os.environ))
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    _restart([sys.executable, *sys.argv], apply(profile, dict(os.environ)))
+
+
+def _windows() -> bool:
+    return os.name == "nt"
+
+
+def _restart(argv: list[str], env: MutableMapping[str, str]) -> None:
+    """Run ``argv`` with ``env`` in place of this process.
+
+    POSIX replaces the process (``os.execve``). Windows has no such call (its ``execve`` starts a
+    new process, returns at once and passes arguments unquoted, so a path with a space splits):
+    there the script runs as a child and this process exits with its status.
+    """
+    if _windows():
+        import subprocess
+
+        raise SystemExit(subprocess.call(argv, env=env))
+    os.execve(argv[0], argv, env)
 
 
 def current() -> str:
