@@ -50,28 +50,6 @@ class ReluNet(nn.Module):
         return F.relu(x)
 
 
-# ---------------------------------------------------------------- source_names
-def test_source_names_lists_names_and_attributes() -> None:
-    assert core.source_names(conv_answer) == {
-        "out",
-        "torch",
-        "x",
-        "kernel",
-        "len",  # names
-        "nn",
-        "functional",
-        "conv2d",
-        "sum",  # attributes
-    }
-    # a class: its bases and method bodies (def names and arguments are not ast.Name nodes)
-    assert core.source_names(ReluNet) == {"nn", "Module", "F", "relu", "x"}
-
-
-def test_source_names_of_unreadable_source_is_none() -> None:
-    assert core.source_names(len) is None  # a builtin has no Python source
-    assert core.source_names(torch.relu) is None
-
-
 # ---------------------------------------------------------------- forbid_uses
 @pytest.mark.parametrize(
     ("answer", "match"),

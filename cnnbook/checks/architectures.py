@@ -23,6 +23,7 @@ from cnnbook.checks.core import (
     forbid,
     modules_of,
     preserved_state,
+    randomise_bn,
 )
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
@@ -245,20 +246,6 @@ _JOIN_MISTAKES = {
 }
 
 
-def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                assert m.weight is not None  # affine batch norm (the default)
-                assert m.bias is not None
-                assert m.running_mean is not None
-                assert m.running_var is not None
-                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=gen))
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-
-
 def _check_residual(
     ctx: Context,
     block: nn.Module,
@@ -276,7 +263,7 @@ def _check_residual(
             f"{what}: its parameters could not be matched to the exercise's names ({names}): "
             f"{str(exc).splitlines()[0]}"
         )
-    _randomise_bn(ref, ctx.gen)
+    randomise_bn(ref, ctx.gen)
     state = {k: v.clone() for k, v in ref.state_dict().items()}
 
     def run_ref(x: torch.Tensor, variant: str = "") -> torch.Tensor:
@@ -413,7 +400,7 @@ def check_silence(ctx: Context, fn: Callable[..., nn.Module], block_cls: Callabl
     for c_in, c_out, stride, train in [(6, 6, 1, True), (4, 8, 2, False)]:
         block = expect_module(call(block_cls, c_in, c_out, stride), "BasicBlock")
         block.train(train)
-        _randomise_bn(block, ctx.gen)
+        randomise_bn(block, ctx.gen)
         x = ctx.rand(3, c_in, 8, 7, dtype=torch.float32)
         bn1 = getattr(block, "bn1", None)
         bn1_before = [t.clone() for t in bn1.parameters()] if isinstance(bn1, nn.Module) else []

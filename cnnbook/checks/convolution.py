@@ -1,187 +1,28 @@
 """Checks for the section 14.1 exercises (the convolution operation).
 
-Also home of :func:`judge`, the case runner the checks of sections 14.1-14.4 share. It makes the
-verdicts deterministic and the hints honest:
-
-* every check runs a fixed list of edge cases (non-square images and kernels, batches larger
-  than one, several channels, zero shifts, sizes not divisible by the stride, ...) first, then
-  random cases drawn from the check's seed; a wrong answer is caught by the fixed cases on every
-  seed;
-* a hint names a mistake only when the student's answer equals that mistaken version (recomputed
-  by the checker) on *every* case, or when the answer is right on every case except exactly
-  those with one property (e.g. "right on square kernels, wrong on the others"); otherwise the
-  message says what differs on the first failing case.
+Every check runs fixed edge cases first, then random ones, through
+:func:`cnnbook.checks.core.judge`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from cnnbook.checks.core import CheckFailed, Context, call, checker, expect_tensor, fail, forbid
+from cnnbook.checks.core import (
+    BATCH_HINT,
+    CONV_LIBRARY,
+    NONSQUARE_HINT,
+    Case,
+    Context,
+    checker,
+    judge,
+    tensor_compare,
+)
 
 Fn = Callable[..., torch.Tensor]
-
-_WHOLE = "it computes the whole convolution for you; write the sliding sum yourself."
-_OURS = "that is cnnbook's own answer; write yours."
-# library functions that would do the exercise for the student
-CONV_LIBRARY = {
-    "torch.nn.functional.conv2d": _WHOLE,
-    "torch.conv2d": _WHOLE,
-    "torch.nn.Conv2d": _WHOLE,
-    "torch.nn.functional.conv1d": _WHOLE,
-    "torch.conv1d": _WHOLE,
-    "torch.convolution": _WHOLE,
-    "torch.nn.functional.conv_transpose2d": _WHOLE,
-    "torch._convolution": _WHOLE,
-    "cnnbook.ops.conv2d_loops": _OURS,
-    "cnnbook.ops.conv2d_unfold": _OURS,
-    "cnnbook.ops.convolve2d": _OURS,
-    "cnnbook.ops.correlate1d": _OURS,
-    "cnnbook.ops.convolve1d": _OURS,
-    "cnnbook.kernels.apply_kernel": _OURS,
-    "scipy.signal.correlate2d": _WHOLE,
-    "scipy.signal.convolve2d": _WHOLE,
-    "scipy.signal.correlate": _WHOLE,
-    "scipy.signal.convolve": _WHOLE,
-    "scipy.signal.fftconvolve": _WHOLE,
-    "scipy.ndimage.correlate": _WHOLE,
-    "scipy.ndimage.convolve": _WHOLE,
-    "numpy.convolve": _WHOLE,
-    "numpy.correlate": _WHOLE,
-}
-
-NONSQUARE_HINT = (
-    "Your answer is right on every case with square images and kernels and wrong "
-    "on the non-square ones: keep the two sizes apart (e.g. `kh, kw = "
-    "kernel.shape` and `h, w = image.shape[-2:]`)."
-)
-BATCH_HINT = (
-    "Your answer is right for a batch of one image and wrong for N > 1: handle every "
-    "image of the batch (loop over the first axis, or keep it in your tensor "
-    "operations)."
-)
-
-
-# ------------------------------------------------------------------ the shared case runner
-
-
-@dataclass(frozen=True)
-class Case:
-    """One input to try a student's answer on.
-
-    Attributes:
-        args: Positional arguments for the student's function.
-        label: How to describe the arguments in a message.
-        tags: Properties of the case (``"nonsquare"``, ``"batch"``, ``"zero shift"``, ...) used to
-            recognise answers that fail exactly on the cases with one property.
-    """
-
-    args: tuple[Any, ...]
-    label: str
-    tags: frozenset[str] = field(default_factory=frozenset)
-
-
-@dataclass(frozen=True)
-class _Raised:
-    message: str
-
-
-def _clone(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.clone()
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
-
-
-def _quiet(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    """Run one of the checker's own (reference or mistaken) versions; an exception is a value."""
-    try:
-        return fn(*args)
-    except Exception as exc:  # a mistaken version may raise where the student's does
-        return _Raised(f"{type(exc).__name__}: {exc}")
-
-
-def judge(
-    fn: Callable[..., Any],
-    cases: Sequence[Case],
-    *,
-    reference: Callable[..., Any],
-    compare: Callable[[Any, Any, str], Any],
-    mistakes: Sequence[tuple[str, Callable[..., Any]]] = (),
-    patterns: Sequence[tuple[str, str]] = (),
-    forbidden: Mapping[str, str] | None = None,
-    around: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
-) -> None:
-    """Run ``fn`` on every case and fail with the first difference, naming a recognised mistake.
-
-    Args:
-        fn: The student's function.
-        cases: Fixed edge cases first, then random ones.
-        reference: Computes the expected answer from a case's arguments.
-        compare: ``compare(got, expected, label)`` raises :class:`CheckFailed` saying what
-            differs (e.g. :func:`cnnbook.checks.core.expect_tensor`); it is also used, with the
-            same tolerance, to test whether the answer equals a mistaken version.
-        mistakes: ``(hint, mistaken_fn)`` pairs: ``mistaken_fn`` takes the same arguments and
-            computes (or raises) what that mistake gives. The hint is reported only when the
-            student's answer agrees with it on every case.
-        patterns: ``(tag, hint)`` pairs: the hint is reported when the answer fails on some
-            cases, all of which carry ``tag``, and passes every case without it.
-        forbidden: Library shortcuts the exercise forbids (see :func:`forbid`).
-        around: Extra context (e.g. :func:`cnnbook.checks.core.guard`) around the student's calls.
-
-    Raises:
-        CheckFailed: On the first failing case, with the recognised mistake when there is one.
-    """
-    expected = [reference(*c.args) for c in cases]
-    outcomes: list[Any] = []
-    with (
-        forbid(fn, forbidden) if forbidden else contextlib.nullcontext(),
-        around() if around else contextlib.nullcontext(),
-    ):
-        for c in cases:
-            try:
-                outcomes.append(call(fn, *_clone(c.args), describe=c.label))
-            except CheckFailed as exc:
-                if " calls `" in str(exc):  # a forbidden shortcut: no point in going on
-                    raise
-                outcomes.append(_Raised(str(exc)))
-
-    def agrees(got: Any, want: Any, label: str) -> bool:
-        if isinstance(got, _Raised) or isinstance(want, _Raised):
-            return isinstance(got, _Raised) and isinstance(want, _Raised)
-        try:
-            compare(got, want, label)
-        except CheckFailed:
-            return False
-        return True
-
-    failures: list[tuple[Case, str]] = []
-    for c, got, want in zip(cases, outcomes, expected, strict=True):
-        if isinstance(got, _Raised):
-            failures.append((c, got.message))
-            continue
-        try:
-            compare(got, want, c.label)
-        except CheckFailed as exc:
-            failures.append((c, str(exc)))
-    if not failures:
-        return
-    first = failures[0][1]
-    for hint, wrong in mistakes:
-        if all(agrees(got, _quiet(wrong, c.args), c.label) for c, got in zip(cases, outcomes, strict=True)):
-            fail(f"{first}\n   Likely mistake: {hint}")
-    for tag, hint in patterns:
-        if all(tag in c.tags for c, _ in failures) and any(tag not in c.tags for c in cases):
-            fail(f"{first}\n   Likely mistake: {hint}")
-    fail(first)
-
 
 # ------------------------------------------------------------------ exercise 1: correlate2d
 
@@ -219,13 +60,6 @@ _CORRELATE_FIXED = [
 ]
 
 
-def _tensor_compare(shape_hint: Callable[[str], str] | None = None) -> Callable[[Any, Any, str], Any]:
-    def compare(got: Any, want: Any, label: str) -> Any:
-        return expect_tensor(got, want, label, shape_hint=shape_hint(label) if shape_hint else "")
-
-    return compare
-
-
 def _correlate_loops_square_only(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     k = kernel.shape[0]  # one size for both axes
     h, w = image.shape
@@ -251,7 +85,7 @@ def check_correlate2d(ctx: Context, fn: Fn) -> str:
         cases,
         reference=_ref_correlate,
         forbidden=CONV_LIBRARY,
-        compare=_tensor_compare(
+        compare=tensor_compare(
             lambda _: (
                 "A valid correlation has (H - kH + 1) x (W - kW + 1) "
                 "outputs: the kernel must fit inside the image."
@@ -311,7 +145,7 @@ def check_convolve2d(ctx: Context, fn: Fn) -> str:
         cases,
         reference=_flipped_conv,
         forbidden=CONV_LIBRARY,
-        compare=_tensor_compare(
+        compare=tensor_compare(
             lambda _: "Like correlation, valid convolution gives (H - kH + 1) x (W - kW + 1)."
         ),
         mistakes=[
@@ -406,7 +240,7 @@ def check_conv_layer(ctx: Context, fn: Fn) -> str:
         cases,
         reference=_layer_ref,
         forbidden=CONV_LIBRARY,
-        compare=_tensor_compare(
+        compare=tensor_compare(
             lambda _: (
                 "The output is (N, C_out, H - kH + 1, W - kW + 1): one "
                 "feature map per filter, each summing over ALL input "
@@ -505,7 +339,7 @@ def check_shift(ctx: Context, fn: Fn) -> str:
         fn,
         cases,
         reference=_ref_shift,
-        compare=_tensor_compare(lambda _: "A shift keeps the image size: the output is (H, W)."),
+        compare=tensor_compare(lambda _: "A shift keeps the image size: the output is (H, W)."),
         mistakes=[
             (
                 "torch.roll wraps the pixels that fall off one edge around to the other; here the "

@@ -13,12 +13,14 @@ Checkers are plain functions decorated with :func:`checker`. Inside, they call t
 code through :func:`call` (which turns the student's exceptions into helpful messages), compare
 with :func:`expect_tensor` / :func:`expect_equal` (which recognise known mistakes from a table of
 "wrong answers" and name them), and can forbid the one library function an exercise asks the
-student to write, both in the source and at run time (:func:`forbid`).
+student to write, both in the source and at run time (:func:`forbid`). Checkers that try a
+list of edge cases run them through :func:`judge` (one :class:`Case` per input).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import math
@@ -27,7 +29,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar, overload
 
 import torch
@@ -341,16 +343,6 @@ def _resolved_uses(obj: Any) -> list[tuple[str, Any]]:
 _MISSING = object()
 
 
-def source_names(obj: Any) -> set[str] | None:
-    """Every name and attribute name in ``obj``'s source, or ``None`` if it cannot be read."""
-    tree = _source_tree(obj)
-    if tree is None:
-        return None
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-    }
-
-
 def forbid_uses(obj: Any, targets: Mapping[str, str]) -> None:
     """Fail if ``obj``'s source refers to one of the library objects in ``targets``.
 
@@ -395,7 +387,8 @@ def _short(t: torch.Tensor, limit: int = 16) -> str:
     return f"[{vals}{', ...' if flat.numel() > limit else ''}]"
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+def tensors_close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float) -> bool:
+    """Same shape and ``allclose`` (in float64, on the CPU, NaNs equal)."""
     if a.shape != b.shape:
         return False
     return bool(
@@ -457,16 +450,16 @@ def expect_tensor(
     if tuple(t.shape) != tuple(expected.shape):
         for hint, value in wrong.items():
             value = value() if callable(value) else value
-            if tuple(value.shape) == tuple(t.shape) and _close(t, value, atol, rtol):
+            if tuple(value.shape) == tuple(t.shape) and tensors_close(t, value, atol, rtol):
                 fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(t.shape)}. {hint}")
         fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(t.shape)}. {shape_hint}".rstrip())
     if not torch.isfinite(t).all() and torch.isfinite(expected).all():
         fail(f"{what} contains NaN or inf values; expected finite values such as {_short(expected, 6)}.")
-    if _close(t, expected, atol, rtol):
+    if tensors_close(t, expected, atol, rtol):
         return t
     for hint, value in wrong.items():
         value = value() if callable(value) else value
-        if _close(t, value, atol, rtol):
+        if tensors_close(t, value, atol, rtol):
             fail(f"{what} has the right shape but wrong values. {hint}")
     diff = (t.detach().to(torch.float64) - expected.detach().to(torch.float64)).abs()
     idx = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape)) if diff.numel() else ()
@@ -730,3 +723,197 @@ def expect_same_module(
                 atol=atol,
                 rtol=rtol,
             )
+
+
+_WHOLE_CONV = "it computes the whole convolution for you; write the sliding sum yourself."
+_OURS = "that is cnnbook's own answer; write yours."
+# library functions that would do a convolution exercise for the student (14.1, 14.14)
+CONV_LIBRARY = {
+    "torch.nn.functional.conv2d": _WHOLE_CONV,
+    "torch.conv2d": _WHOLE_CONV,
+    "torch.nn.Conv2d": _WHOLE_CONV,
+    "torch.nn.functional.conv1d": _WHOLE_CONV,
+    "torch.conv1d": _WHOLE_CONV,
+    "torch.convolution": _WHOLE_CONV,
+    "torch.nn.functional.conv_transpose2d": _WHOLE_CONV,
+    "torch._convolution": _WHOLE_CONV,
+    "cnnbook.ops.conv2d_loops": _OURS,
+    "cnnbook.ops.conv2d_unfold": _OURS,
+    "cnnbook.ops.convolve2d": _OURS,
+    "cnnbook.ops.correlate1d": _OURS,
+    "cnnbook.ops.convolve1d": _OURS,
+    "cnnbook.kernels.apply_kernel": _OURS,
+    "scipy.signal.correlate2d": _WHOLE_CONV,
+    "scipy.signal.convolve2d": _WHOLE_CONV,
+    "scipy.signal.correlate": _WHOLE_CONV,
+    "scipy.signal.convolve": _WHOLE_CONV,
+    "scipy.signal.fftconvolve": _WHOLE_CONV,
+    "scipy.ndimage.correlate": _WHOLE_CONV,
+    "scipy.ndimage.convolve": _WHOLE_CONV,
+    "numpy.convolve": _WHOLE_CONV,
+    "numpy.correlate": _WHOLE_CONV,
+}
+
+NONSQUARE_HINT = (
+    "Your answer is right on every case with square images and kernels and wrong "
+    "on the non-square ones: keep the two sizes apart (e.g. `kh, kw = "
+    "kernel.shape` and `h, w = image.shape[-2:]`)."
+)
+BATCH_HINT = (
+    "Your answer is right for a batch of one image and wrong for N > 1: handle every "
+    "image of the batch (loop over the first axis, or keep it in your tensor "
+    "operations)."
+)
+
+
+# ------------------------------------------------------------------ the case runner
+
+# How :func:`judge` makes verdicts deterministic and hints honest:
+# * every check runs a fixed list of edge cases (non-square images and kernels, batches larger
+#   than one, several channels, zero shifts, sizes not divisible by the stride, ...) first, then
+#   random cases drawn from the check's seed; a wrong answer is caught by the fixed cases on
+#   every seed;
+# * a hint names a mistake only when the student's answer equals that mistaken version
+#   (recomputed by the checker) on *every* case, or when the answer is right on every case
+#   except exactly those with one property (e.g. "right on square kernels, wrong on the
+#   others"); otherwise the message says what differs on the first failing case.
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to try a student's answer on.
+
+    Attributes:
+        args: Positional arguments for the student's function.
+        label: How to describe the arguments in a message.
+        tags: Properties of the case (``"nonsquare"``, ``"batch"``, ``"zero shift"``, ...) used to
+            recognise answers that fail exactly on the cases with one property.
+    """
+
+    args: tuple[Any, ...]
+    label: str
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class _Raised:
+    message: str
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _quiet(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Run one of the checker's own (reference or mistaken) versions; an exception is a value."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # a mistaken version may raise where the student's does
+        return _Raised(f"{type(exc).__name__}: {exc}")
+
+
+def judge(
+    fn: Callable[..., Any],
+    cases: Sequence[Case],
+    *,
+    reference: Callable[..., Any],
+    compare: Callable[[Any, Any, str], Any],
+    mistakes: Sequence[tuple[str, Callable[..., Any]]] = (),
+    patterns: Sequence[tuple[str, str]] = (),
+    forbidden: Mapping[str, str] | None = None,
+    around: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+) -> None:
+    """Run ``fn`` on every case and fail with the first difference, naming a recognised mistake.
+
+    Args:
+        fn: The student's function.
+        cases: Fixed edge cases first, then random ones.
+        reference: Computes the expected answer from a case's arguments.
+        compare: ``compare(got, expected, label)`` raises :class:`CheckFailed` saying what
+            differs (e.g. :func:`cnnbook.checks.core.expect_tensor`); it is also used, with the
+            same tolerance, to test whether the answer equals a mistaken version.
+        mistakes: ``(hint, mistaken_fn)`` pairs: ``mistaken_fn`` takes the same arguments and
+            computes (or raises) what that mistake gives. The hint is reported only when the
+            student's answer agrees with it on every case.
+        patterns: ``(tag, hint)`` pairs: the hint is reported when the answer fails on some
+            cases, all of which carry ``tag``, and passes every case without it.
+        forbidden: Library shortcuts the exercise forbids (see :func:`forbid`).
+        around: Extra context (e.g. :func:`cnnbook.checks.core.guard`) around the student's calls.
+
+    Raises:
+        CheckFailed: On the first failing case, with the recognised mistake when there is one.
+    """
+    expected = [reference(*c.args) for c in cases]
+    outcomes: list[Any] = []
+    with (
+        forbid(fn, forbidden) if forbidden else contextlib.nullcontext(),
+        around() if around else contextlib.nullcontext(),
+    ):
+        for c in cases:
+            try:
+                outcomes.append(call(fn, *_clone(c.args), describe=c.label))
+            except CheckFailed as exc:
+                if " calls `" in str(exc):  # a forbidden shortcut: no point in going on
+                    raise
+                outcomes.append(_Raised(str(exc)))
+
+    def agrees(got: Any, want: Any, label: str) -> bool:
+        if isinstance(got, _Raised) or isinstance(want, _Raised):
+            return isinstance(got, _Raised) and isinstance(want, _Raised)
+        try:
+            compare(got, want, label)
+        except CheckFailed:
+            return False
+        return True
+
+    failures: list[tuple[Case, str]] = []
+    for c, got, want in zip(cases, outcomes, expected, strict=True):
+        if isinstance(got, _Raised):
+            failures.append((c, got.message))
+            continue
+        try:
+            compare(got, want, c.label)
+        except CheckFailed as exc:
+            failures.append((c, str(exc)))
+    if not failures:
+        return
+    first = failures[0][1]
+    for hint, wrong in mistakes:
+        if all(agrees(got, _quiet(wrong, c.args), c.label) for c, got in zip(cases, outcomes, strict=True)):
+            fail(f"{first}\n   Likely mistake: {hint}")
+    for tag, hint in patterns:
+        if all(tag in c.tags for c, _ in failures) and any(tag not in c.tags for c in cases):
+            fail(f"{first}\n   Likely mistake: {hint}")
+    fail(first)
+
+
+def tensor_compare(shape_hint: Callable[[str], str] | None = None) -> Callable[[Any, Any, str], Any]:
+    """A ``compare`` for :func:`judge`: :func:`expect_tensor` plus ``shape_hint(label)``."""
+
+    def compare(got: Any, want: Any, label: str) -> Any:
+        return expect_tensor(got, want, label, shape_hint=shape_hint(label) if shape_hint else "")
+
+    return compare
+
+
+def randomise_bn(module: torch.nn.Module, gen: torch.Generator) -> None:
+    """Give every ``BatchNorm2d`` in ``module`` random affine weights and running statistics.
+
+    A fresh batch norm is the identity in eval mode, which would hide a missing or misplaced
+    one; after this, each one changes its input.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                assert m.weight is not None  # affine batch norm (the default)
+                assert m.bias is not None
+                assert m.running_mean is not None
+                assert m.running_var is not None
+                m.weight.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=gen))
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.checks.architectures import _randomise_bn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
@@ -22,6 +21,7 @@ from cnnbook.checks.core import (
     fail,
     forbid,
     modules_of,
+    randomise_bn,
 )
 
 
@@ -267,7 +267,7 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
             fail(
                 f"{what}: use the attribute names depthwise, pointwise, bn1, bn2: {str(exc).splitlines()[0]}"
             )
-        _randomise_bn(ref, ctx.gen)
+        randomise_bn(ref, ctx.gen)
         state = {k: v.clone() for k, v in ref.state_dict().items()}
         x = ctx.randn(4, c_in, 7, 9, dtype=torch.float32)
         for mode in ("eval", "train"):

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.checks.convolution import BATCH_HINT, NONSQUARE_HINT, Case, judge
 from cnnbook.checks.core import (
+    BATCH_HINT,
+    NONSQUARE_HINT,
+    Case,
     Context,
     call,
     checker,
@@ -20,6 +22,7 @@ from cnnbook.checks.core import (
     expect_module,
     expect_tensor,
     fail,
+    judge,
 )
 
 _WHOLE = "it pools for you; take the maximum of each window yourself."

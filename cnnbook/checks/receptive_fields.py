@@ -11,8 +11,17 @@ import torch
 from torch import nn
 
 from cnnbook import geometry
-from cnnbook.checks.convolution import Case, judge
-from cnnbook.checks.core import Context, call, checker, expect_equal, fail, forbid, preserved_state
+from cnnbook.checks.core import (
+    Case,
+    Context,
+    call,
+    checker,
+    expect_equal,
+    fail,
+    forbid,
+    judge,
+    preserved_state,
+)
 
 _OURS = "that is cnnbook's own answer; write yours."
 RF_LIBRARY = {

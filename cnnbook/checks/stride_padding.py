@@ -12,8 +12,19 @@ import torch
 import torch.nn.functional as F
 
 from cnnbook import geometry
-from cnnbook.checks.convolution import BATCH_HINT, NONSQUARE_HINT, Case, judge
-from cnnbook.checks.core import Context, call, checker, expect_equal, expect_tensor, fail, guard
+from cnnbook.checks.core import (
+    BATCH_HINT,
+    NONSQUARE_HINT,
+    Case,
+    Context,
+    call,
+    checker,
+    expect_equal,
+    expect_tensor,
+    fail,
+    guard,
+    judge,
+)
 
 _FORMULA = "compute the size from the formula instead of asking a library."
 SIZE_LIBRARY = {

@@ -12,17 +12,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from cnnbook.checks.convolution import CONV_LIBRARY
 from cnnbook.checks.core import (
+    CONV_LIBRARY,
     CheckFailed,
     Context,
-    _close,
     call,
     checker,
     expect_equal,
     expect_tensor,
     fail,
     forbid,
+    tensors_close,
 )
 
 _OURS = "that is cnnbook's own answer; write yours."
@@ -57,7 +57,7 @@ def _right_on(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int) -> bool:
     except CheckFailed:
         return False
     ref = _ref_patchify(x, p)
-    return isinstance(got, torch.Tensor) and _close(got, ref, 1e-5, 1e-4)
+    return isinstance(got, torch.Tensor) and tensors_close(got, ref, 1e-5, 1e-4)
 
 
 def _diagnose_patchify(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int) -> str:
@@ -78,7 +78,7 @@ def _diagnose_patchify(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int)
         try:
             with forbid(fn, PATCH_LIBRARY):
                 got = call(fn, probe.clone(), 2)
-            if isinstance(got, torch.Tensor) and _close(got, _ref_patchify(probe, 4), 1e-5, 1e-4):
+            if isinstance(got, torch.Tensor) and tensors_close(got, _ref_patchify(probe, 4), 1e-5, 1e-4):
                 return f"You cut 4x4 patches: use the patch size p = {p} that the function receives."
         except CheckFailed:
             pass
@@ -99,7 +99,7 @@ def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         except CheckFailed as exc:
             hint = _diagnose_patchify(fn, x, p)
             raise CheckFailed(f"{exc} {hint}".rstrip()) from None
-        if not (isinstance(got, torch.Tensor) and _close(got, ref, 1e-5, 1e-4)):
+        if not (isinstance(got, torch.Tensor) and tensors_close(got, ref, 1e-5, 1e-4)):
             hint = _diagnose_patchify(fn, x, p)
             if hint:
                 fail(f"{what} gives wrong patches. {hint}")
