@@ -37,13 +37,11 @@ def test_get_and_set_layer_by_dotted_name() -> None:
         modules.set_layer(net, "7", "linear")
 
 
-def test_old_homes_still_work() -> None:
-    from cnnbook import interpret, pretrained, summary, train
+def test_frozen_batchnorm_has_one_home() -> None:
+    from cnnbook import pretrained
 
-    assert interpret.get_layer is modules.get_layer
-    assert train.unwrap is modules.unwrap
-    assert summary.count_parameters is modules.count_parameters
-    assert pretrained.FrozenBatchNorm is modules.FrozenBatchNorm
+    assert not hasattr(pretrained, "FrozenBatchNorm")
+    assert not hasattr(pretrained, "freeze_batchnorm")
 
 
 def test_count_parameters_counts_shared_once() -> None:

@@ -282,3 +282,22 @@ def test_random_init_has_the_same_architecture(lite0: pretrained.Pretrained) -> 
     assert pretrained.random_init("resnet18", 7).fc.out_features == 7
     with pytest.raises(ValueError, match="Unknown backbone"):
         pretrained.random_init("vgg", 10)
+
+
+def test_trainable_report_counts_shared_parameters_once() -> None:
+    shared = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(4, 2))
+    model[3].requires_grad_(False)
+    report = pretrained.trainable_report(model)
+    assert (report.trainable, report.total) == (20, 30)
+    assert ("0", 20, 20) in report.rows
+    assert ("3", 0, 10) in report.rows
+
+
+def test_resnet_stage_map_matches_torchvision_names() -> None:
+    from torchvision.models import resnet18
+
+    top = {name for name, _ in resnet18(weights=None).named_children()}
+    covered = [m for modules in pretrained.RESNET_STAGES.values() for m in modules]
+    assert set(covered) == top - {"relu", "maxpool", "avgpool", "fc"}
+    assert list(pretrained.RESNET_STAGES) == ["stem", "layer1", "layer2", "layer3", "layer4"]
