@@ -121,3 +121,12 @@ def test_the_script_runs_with_a_python_that_has_nothing_installed() -> None:
     source = (ROOT / "scripts" / "setup_env.py").read_text(encoding="utf-8")
     imports = set(re.findall(r"^(?:from|import) (\w+)", source, re.M))
     assert imports <= set(sys.stdlib_module_names) | {"__future__"}, imports
+
+
+def test_readme_cpu_build_command_names_the_pinned_versions() -> None:
+    found = re.findall(r"\b(torch|torchvision)==([\w.+]+)", README)
+    assert {name for name, _ in found} == {"torch", "torchvision"}, "README lost its CPU-build command"
+    for name, version in found:
+        assert version == setup_env.pinned(name), (
+            f"README installs {name}=={version}; constraints.txt pins another"
+        )
