@@ -43,7 +43,6 @@ def _early_profile(argv: list[str]) -> None:
 if __name__ == "__main__":
     _early_profile(sys.argv[1:])
 
-import torch  # noqa: E402
 
 from cnnbook import data, recipes, train  # noqa: E402
 from cnnbook.device import load_average, machine_line  # noqa: E402
@@ -69,22 +68,12 @@ def one_run(plan: recipes.Plan, seed: int, target: float) -> dict:
     setup_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         hist = train.fit(
-            model,
-            tr,
-            va,
-            epochs=plan.epochs,
-            lr=plan.lr,
-            weight_decay=plan.weight_decay,
-            loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing),
-            amp=plan.amp,
-            device=plan.device,
-            checkpoint=Path(tmp) / "best.pt",
-            seed=seed,
-            progress=False,
+            model, tr, va, **plan.fit_kwargs(), checkpoint=Path(tmp) / "best.pt", seed=seed, progress=False
         )
         chosen = plan.build_model()
         train.load_checkpoint(Path(tmp) / "best.pt", chosen)
-    test = train.evaluate(chosen, data.GPUBatchLoader(test_arrays, 1000, train=False, device=plan.device))
+    test_loader = data.GPUBatchLoader(test_arrays, 1000, train=False, device=plan.device)
+    test = train.evaluate(chosen, test_loader, settings=plan.settings())  # placed as trained
     elapsed, reached = setup_seconds, None
     for row in hist.rows:
         elapsed += row["seconds"] + row["eval_seconds"]

@@ -1,6 +1,7 @@
 """Command line: ``python -m cnnbook doctor`` and ``python -m cnnbook kernel`` (all sections).
 
-``doctor`` prints versions, the device found, whether the datasets and pretrained weights are
+``doctor`` prints versions, the device and precision the training cells will use and why
+(``CNNBOOK_DEVICE`` forces a device), whether the datasets and pretrained weights are
 reachable, and what to do about anything missing. ``kernel`` registers this environment as the
 Jupyter kernel ``cnnbook`` that every notebook asks for.
 """
@@ -44,7 +45,6 @@ def doctor_report() -> list[tuple[str, bool, str]]:
         A list of ``(check, ok, detail)`` rows; ``detail`` says what to do when ``ok`` is False.
     """
     from cnnbook import data_paths
-    from cnnbook.device import describe_device, pick_device
 
     rows: list[tuple[str, bool, str]] = []
     rows.append(("python", sys.version_info >= (3, 11), sys.version.split()[0]))
@@ -57,20 +57,44 @@ def doctor_report() -> list[tuple[str, bool, str]]:
                 ver if not ver.startswith("MISSING") else ver + "; run `make env`",
             )
         )
-    dev = pick_device()
-    rows.append(
-        (
-            "device",
-            True,
-            describe_device(dev)
-            + ("" if dev.type != "cpu" else "  (no GPU found: notebooks pick CPU-sized defaults)"),
-        )
-    )
+    rows.extend(device_rows())
     for name, status in data_paths.dataset_status().items():
         rows.append((f"data: {name}", status.ok, status.detail))
     for name, status in data_paths.weights_status().items():
         rows.append((f"weights: {name}", status.ok, status.detail))
     return rows
+
+
+def device_rows() -> list[tuple[str, bool, str]]:
+    """The ``device``, ``precision`` and ``sizing`` rows of :func:`doctor_report`, with reasons."""
+    from cnnbook.device import DEVICE_ENV, pick_device, run_settings, tier
+
+    forced = os.environ.get(DEVICE_ENV, "").strip()
+    try:
+        dev = pick_device()
+    except ValueError as exc:
+        return [("device", False, str(exc))]
+    settings = run_settings(dev)
+    why = (
+        f"forced by {DEVICE_ENV}={forced}"
+        if forced
+        else f"chosen automatically: CUDA, then Apple MPS, then CPU ({DEVICE_ENV}=cpu|cuda|mps forces one)"
+    )
+    precision = f"training cells: {settings.describe().split(' | ')[1]} ({settings.reason})"
+    asked = run_settings(dev, amp=True)
+    if asked.amp_dtype != settings.amp_dtype:  # a CPU with native bfloat16
+        precision += f"; with amp=True (14.15's plan): {asked.describe().split(' | ')[1]} ({asked.reason})"
+    size = tier(dev)
+    return [
+        ("device", True, f"{settings.describe().split(' | ')[0]}; {why}"),
+        ("precision", True, f"{precision}; evaluation: float32"),
+        (
+            "sizing",
+            True,
+            f"notebooks size runs for a {size.upper()}"
+            + (" (Apple GPUs are sized like NVIDIA ones)" if dev.type == "mps" else ""),
+        ),
+    ]
 
 
 def _doctor() -> int:

@@ -4,10 +4,16 @@ Notebooks run in *full* mode by default (what a reader gets). CI sets ``CNNBOOK_
 select *fast* mode, which shrinks data sizes and epoch counts so the whole collection executes
 in a few minutes on a 2-core CPU. Papermill can override any value in a notebook's
 ``parameters`` cell; a value left as ``None`` there means "choose by mode" (see :func:`pick`).
+
+``CNNBOOK_START_METHOD`` (e.g. ``spawn``) sets how DataLoader worker processes start, for the
+whole process, when this module is imported and again in :func:`seed_everything` (which every
+notebook calls): macOS and Windows always use ``spawn``, so CI runs the notebooks under it
+too, to see there what a Mac or Windows student sees.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 from typing import TypeVar
@@ -18,6 +24,7 @@ import torch
 T = TypeVar("T")
 
 FAST_ENV = "CNNBOOK_FAST"
+START_METHOD_ENV = "CNNBOOK_START_METHOD"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -62,8 +69,32 @@ def pick(value: T | None, *, fast: T, full: T, fast_mode_on: bool | None = None)
     return fast if fast_mode(fast_mode_on) else full
 
 
+def apply_start_method() -> str | None:
+    """Start worker processes the way ``CNNBOOK_START_METHOD`` says (``fork``, ``spawn``, ...).
+
+    Returns:
+        The method set, or ``None`` when the variable is unset (the platform's default stays).
+
+    Raises:
+        ValueError: If the method does not exist on this platform.
+    """
+    method = os.environ.get(START_METHOD_ENV, "").strip().lower()
+    if not method:
+        return None
+    allowed = multiprocessing.get_all_start_methods()
+    if method not in allowed:
+        raise ValueError(
+            f"{START_METHOD_ENV}={method!r} is not a start method here; use one of {', '.join(allowed)} "
+            "or unset it."
+        )
+    multiprocessing.set_start_method(method, force=True)
+    return method
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (CPU and CUDA) for reproducible runs.
+
+    Also applies ``CNNBOOK_START_METHOD`` (:func:`apply_start_method`).
 
     Args:
         seed: The seed.
@@ -71,9 +102,13 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     Returns:
         A ``torch.Generator`` seeded with ``seed``, for code that wants its own stream.
     """
+    apply_start_method()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+apply_start_method()

@@ -58,7 +58,6 @@ MNIST_MEAN: tuple[float, ...] = (0.1307,)
 MNIST_STD: tuple[float, ...] = (0.3081,)
 
 SPLITS: tuple[str, ...] = ("train", "test")
-DATASETS: tuple[str, ...] = ("cifar10", "mnist")
 EXPECTED_SIZES: dict[str, dict[str, int]] = {
     "cifar10": {"train": 50_000, "test": 10_000},
     "mnist": {"train": 60_000, "test": 10_000},
@@ -293,17 +292,6 @@ def decoded_cache_dir() -> Path:
     return data_paths.cache_dir() / "decoded"
 
 
-def clear_cache() -> int:
-    """Delete every cached decoded array; returns how many files were removed."""
-    folder = decoded_cache_dir()
-    removed = 0
-    if folder.is_dir():
-        for f in folder.glob("*.pt"):
-            f.unlink()
-            removed += 1
-    return removed
-
-
 def _cache_file(kind: str, signature: Sequence[object]) -> Path:
     digest = hashlib.sha1(repr(list(signature)).encode()).hexdigest()[:16]
     return decoded_cache_dir() / f"{kind}-{digest}.pt"
@@ -434,7 +422,7 @@ def load_image_folder(
     Every image must have the same size. Decoded arrays are cached in
     :func:`decoded_cache_dir`, keyed by the folder's path and, per class folder, its
     modification time and file listing (adding, removing or renaming a file invalidates the
-    cache; after rewriting files in place call :func:`clear_cache`).
+    cache; after rewriting files in place delete the ``*.pt`` files in that folder).
 
     Args:
         folder: The split folder, e.g. ``.../cifar10/train``.
@@ -653,22 +641,6 @@ def load_mnist(split: str = "train", root: str | Path | None = None, download: b
     return ImageArrays(images, labels, list(MNIST_CLASSES), MNIST_MEAN, MNIST_STD)
 
 
-def load_dataset(
-    name: str, split: str = "train", root: str | Path | None = None, download: bool = True
-) -> ImageArrays:
-    """Load a dataset by name: "cifar10" or "mnist" (see :func:`load_cifar10`).
-
-    Raises:
-        ValueError: For an unknown name.
-    """
-    key = name.lower().replace("-", "").replace("_", "")
-    if key == "cifar10":
-        return load_cifar10(split, root, download)
-    if key == "mnist":
-        return load_mnist(split, root, download)
-    raise ValueError(f"Unknown dataset {name!r}; choose one of {', '.join(DATASETS)}.")
-
-
 # --------------------------------------------------------------------------------------------
 # Classic pipeline: per-image Dataset + torchvision transforms
 # --------------------------------------------------------------------------------------------
@@ -749,22 +721,6 @@ def cifar10_dataset(
     if transform is None:
         transform = classic_transforms(split == "train")
     return ImageArrayDataset(load_cifar10(split, root, download), transform or None)
-
-
-def mnist_dataset(
-    split: str = "train", transform=None, root: str | Path | None = None, download: bool = True
-) -> ImageArrayDataset:
-    """MNIST as a per-image Dataset; ``transform=None`` gives ToTensor + Normalize (no flips).
-
-    Args:
-        split: "train" or "test".
-        transform: Per-image transform; ``False`` for raw PIL images.
-        root: See :func:`load_mnist`.
-        download: See :func:`load_mnist`.
-    """
-    if transform is None:
-        transform = classic_transforms(False, MNIST_MEAN, MNIST_STD, size=28)
-    return ImageArrayDataset(load_mnist(split, root, download), transform or None)
 
 
 def classic_loader(
@@ -944,9 +900,6 @@ class GPUBatchLoader:
         seed: Seed for shuffling and augmentation.
         rank: This process's rank when training data-parallel (each rank gets its shard).
         world_size: Number of data-parallel processes.
-        sizes: Progressive resizing: the side of the (square) batches in each epoch, e.g.
-            ``(24, 24, 32)``; the last entry repeats. Batches are shrunk after augmentation
-            with antialiased bilinear interpolation. ``None`` keeps the images' own size.
     """
 
     def __init__(
@@ -967,14 +920,11 @@ class GPUBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        sizes: Sequence[int] | None = None,
     ) -> None:
         from cnnbook.device import pick_device
 
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive; got {batch_size}.")
-        if sizes is not None and (len(sizes) == 0 or any(int(s) < 1 for s in sizes)):
-            raise ValueError(f"sizes must be positive image sides, one per epoch; got {sizes!r}.")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside [0, world_size={world_size}).")
         self.device = torch.device(device) if device is not None else pick_device()
@@ -992,7 +942,6 @@ class GPUBatchLoader:
         self.channels_last = channels_last
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
-        self.sizes = tuple(int(v) for v in sizes) if sizes is not None else None
         self._scale, self._shift = normalization_affine(
             self.mean, self.std, self.images.shape[1], device=self.device
         )
@@ -1011,12 +960,6 @@ class GPUBatchLoader:
         """Choose the epoch whose shuffle and augmentation the next pass uses."""
         self.epoch = epoch
 
-    def size_at(self, epoch: int) -> int:
-        """The side of the batches epoch ``epoch`` (0-based) yields."""
-        if self.sizes is None:
-            return int(self.images.shape[-1])
-        return self.sizes[min(epoch, len(self.sizes) - 1)]
-
     def _order(self, gen: torch.Generator) -> torch.Tensor:
         n = len(self.labels)
         order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
@@ -1025,10 +968,8 @@ class GPUBatchLoader:
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
         return order
 
-    def _prepare(self, images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self._shift, images.to(torch.float32), self._scale)
-        if size is not None and tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -1036,7 +977,6 @@ class GPUBatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = self._order(gen)
-        size = self.size_at(self.epoch) if self.sizes is not None else None
         self.epoch += 1
         non_blocking = self.device.type == "cuda"
         for start in range(len(self)):
@@ -1050,4 +990,4 @@ class GPUBatchLoader:
                 left = torch.randint(0, span, (b,), generator=gen)
                 flip = (torch.rand(b, generator=gen) < 0.5) if self.flip else torch.zeros(b, dtype=torch.bool)
                 images = crop_flip(images, top, left, flip, self.padding)
-            yield self._prepare(images, size), self.labels.index_select(0, idx)
+            yield self._prepare(images), self.labels.index_select(0, idx)

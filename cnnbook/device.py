@@ -1,47 +1,94 @@
-"""Device choice and how to use it for training cells (sections 14.5, 14.6, 14.9, 14.14, 14.15).
+"""Device choice and how to use it for training cells (sections 14.5, 14.6, 14.9, 14.13-14.16).
 
-Order of preference: CUDA, then Apple MPS, then CPU. :func:`run_settings` then picks mixed
-precision (bf16 autocast on CUDA where supported, fp16 with a gradient scaler otherwise),
-channels-last memory layout, and pinned memory / non-blocking copies for GPUs.
+Order of preference: CUDA, then Apple MPS, then CPU; ``CNNBOOK_DEVICE=cpu|cuda|mps`` (or
+``pick_device("cpu")`` in a notebook's first cell) forces one. :func:`tier` is the one rule
+notebooks size their runs by: ``"gpu"`` for CUDA *and* MPS, ``"cpu"`` otherwise.
+:func:`run_settings` then picks mixed precision by what the card computes (bf16 autocast on
+CUDA compute capability 8.0 and newer, fp16 with a gradient scaler below that), the
+channels-last memory layout and non-blocking copies; :class:`RunSettings` is the one place that
+moves a model to its device (:meth:`RunSettings.place`) and opens autocast
+(:meth:`RunSettings.autocast`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
+
+DEVICE_ENV = "CNNBOOK_DEVICE"
+DEVICE_TYPES = ("cuda", "mps", "cpu")
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
-    """Return the best available device: CUDA, then MPS, then CPU.
+    """Return the training device: the forced one, else CUDA, then MPS, then CPU.
 
     Args:
-        prefer: Force a device type ("cuda", "mps" or "cpu"); ``None`` picks automatically.
+        prefer: Force a device ("cuda", "cuda:1", "mps" or "cpu"); ``None`` reads the
+            ``CNNBOOK_DEVICE`` environment variable, and without it picks automatically.
 
     Returns:
         The chosen ``torch.device``.
 
     Raises:
-        ValueError: If ``prefer`` names a device that is not available here.
+        ValueError: If the forced device is unknown or not available here.
     """
+    source = "pick_device(prefer=...)"
+    if prefer is None and os.environ.get(DEVICE_ENV, "").strip():
+        prefer, source = os.environ[DEVICE_ENV].strip(), f"{DEVICE_ENV}={os.environ[DEVICE_ENV]!r}"
     if prefer is not None:
         kind = prefer.split(":")[0].lower()
         available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": _mps_available()}
         if kind not in available:
-            raise ValueError(f"Unknown device {prefer!r}; use 'cuda', 'mps' or 'cpu'.")
+            raise ValueError(f"Unknown device {prefer!r} (from {source}); use 'cuda', 'mps' or 'cpu'.")
         if not available[kind]:
+            found = ", ".join(k for k in DEVICE_TYPES if available[k])
             raise ValueError(
-                f"Device {prefer!r} is not available on this machine; "
-                "use pick_device() to choose automatically."
+                f"Device {prefer!r} (from {source}) is not available on this machine (found: "
+                f"{found}). Remove the setting to choose automatically, or force one of those."
             )
-        return torch.device(prefer)
+        return torch.device(prefer.lower())
     if torch.cuda.is_available():
         return torch.device("cuda")
     if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def tier(device: torch.device | str) -> Literal["cpu", "gpu"]:
+    """The size class of ``device``: ``"gpu"`` for CUDA and Apple MPS, ``"cpu"`` otherwise.
+
+    The one rule notebooks choose data sizes, widths and epochs by: an Apple GPU is sized like
+    an NVIDIA one (both run a CIFAR-sized step many times faster than a laptop CPU).
+
+    Args:
+        device: A device or its name.
+
+    Returns:
+        ``"gpu"`` or ``"cpu"``.
+    """
+    return "gpu" if torch.device(device).type in ("cuda", "mps") else "cpu"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s first parameter (else buffer) lives; the CPU for a model with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's first 4-D weight is stored channels-last (NHWC)."""
+    for p in model.parameters():
+        if p.dim() == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
 
 
 def _mps_available() -> bool:
@@ -92,26 +139,46 @@ def cpu_has_native_bf16() -> bool:
     return isa == "ALL" or "BF16" in isa or "AMX" in isa
 
 
-def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
-    """The mixed-precision dtype to train with on ``device``, or ``None`` for full float32.
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA GPUs with bfloat16 tensor cores
 
-    CUDA: bfloat16 where the GPU supports it (Ampere and newer), else float16 (which then
-    needs a gradient scaler, see :func:`needs_grad_scaler`). CPU: bfloat16 only when asked
-    (``cpu_bf16``) and the CPU computes it natively (:func:`cpu_has_native_bf16`; there it
-    trained FastCIFARNet 2-3x faster on a 2-core machine), else float32. MPS: float32.
+
+def precision_choice(device: torch.device, cpu_bf16: bool = False) -> tuple[torch.dtype | None, str]:
+    """The mixed-precision dtype to train with on ``device`` and the reason, in words.
+
+    CUDA: bfloat16 on compute capability 8.0 and newer (Ampere, Ada, Hopper, Blackwell), else
+    float16, which then needs a gradient scaler (:func:`needs_grad_scaler`). The capability
+    decides, not ``torch.cuda.is_bf16_supported()``: that also says yes when bfloat16 is only
+    emulated (T4 7.5, V100 7.0, RTX 20xx), where it is slow. CPU: bfloat16 only when asked
+    (``cpu_bf16``) and computed natively (:func:`cpu_has_native_bf16`; there it trained
+    FastCIFARNet 2-3x faster on a 2-core machine), else float32. MPS: float32.
 
     Args:
         device: The training device.
         cpu_bf16: Allow bfloat16 autocast on a CPU with native support.
 
     Returns:
-        ``torch.bfloat16``, ``torch.float16`` or ``None``.
+        ``(torch.bfloat16 | torch.float16 | None, reason)``; ``None`` means float32.
     """
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) >= BF16_MIN_CAPABILITY:
+            return torch.bfloat16, f"compute capability {major}.{minor} has bfloat16 tensor cores"
+        return torch.float16, (
+            f"compute capability {major}.{minor} is below 8.0 (no native bfloat16): float16 with a "
+            "gradient scaler"
+        )
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_bf16 and cpu_has_native_bf16() else None
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if not cpu_bf16:
+            return None, "float32 on a CPU unless bfloat16 is asked for (amp=True)"
+        if cpu_has_native_bf16():
+            return torch.bfloat16, "this CPU computes bfloat16 natively (AVX512-BF16/AMX)"
+        return None, "this CPU has no native bfloat16: float32"
+    return None, f"float32 on {device.type} (no mixed precision there)"
+
+
+def autocast_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | None:
+    """The mixed-precision dtype of :func:`precision_choice` (``None``: float32)."""
+    return precision_choice(device, cpu_bf16)[0]
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
@@ -156,23 +223,49 @@ def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How a training run uses its device.
+    """How a run uses its device: the one place that moves models and opens autocast.
 
     Attributes:
         device: Where the model and batches live.
         amp_dtype: Autocast dtype, or ``None`` for float32.
         grad_scaler: Use a ``torch.amp.GradScaler`` (float16 autocast).
         channels_last: Keep the model and batches in channels-last (NHWC) memory layout.
-        pin_memory: Let DataLoaders pin host memory (fast, asynchronous copies to a GPU).
-        non_blocking: Copy batches to the device asynchronously.
+        non_blocking: Copy batches to the device asynchronously (CUDA).
+        reason: Why this precision was chosen, in words.
     """
 
     device: torch.device
     amp_dtype: torch.dtype | None
     grad_scaler: bool
     channels_last: bool
-    pin_memory: bool
     non_blocking: bool
+    reason: str = ""
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """``torch.channels_last`` or ``torch.contiguous_format``, for 4-D batches."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def place(self, module: nn.Module) -> nn.Module:
+        """Move ``module`` to the device (and to channels-last if set), in place; returns it."""
+        module.to(self.device)
+        if self.channels_last:
+            module.to(memory_format=torch.channels_last)
+        return module
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to :attr:`amp_dtype` on the device; a no-op context for float32."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def batches(self, loader: Iterable) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of ``loader`` moved to the device, images in the memory layout."""
+        for x, y in loader:
+            x = x.to(self.device, non_blocking=self.non_blocking)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=self.memory_format)
+            yield x, y.to(self.device, non_blocking=self.non_blocking)
 
     def describe(self) -> str:
         """One line, e.g. ``cpu: AMD EPYC, 2 threads | float32 | channels_last``."""
@@ -184,8 +277,6 @@ class RunSettings:
         parts = [describe_device(self.device), precision]
         if self.channels_last:
             parts.append("channels_last")
-        if self.pin_memory:
-            parts.append("pinned memory")
         return " | ".join(parts)
 
 
@@ -197,7 +288,7 @@ def run_settings(
     Args:
         device: The device (``None``: :func:`pick_device`).
         amp: Mixed precision. ``None``: on CUDA only; ``True``: also bfloat16 on a CPU that
-            computes it natively; ``False``: never (see :func:`autocast_dtype`).
+            computes it natively; ``False``: never (see :func:`precision_choice`).
         channels_last: NHWC layout; ``None`` turns it on for CPU and CUDA (on a 2-core CPU it
             made SimpleCNN training about 1.8x faster; GPUs' tensor cores prefer it too).
 
@@ -205,19 +296,24 @@ def run_settings(
         The :class:`RunSettings`.
     """
     dev = pick_device() if device is None else torch.device(device)
-    dtype = autocast_dtype(dev, cpu_bf16=amp is True) if amp is not False else None
+    if amp is False:
+        dtype, reason = None, "float32: mixed precision turned off (amp=False)"
+    else:
+        dtype, reason = precision_choice(dev, cpu_bf16=amp is True)
     cl = dev.type in ("cpu", "cuda") if channels_last is None else channels_last
-    on_gpu = dev.type == "cuda"
-    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, on_gpu, on_gpu)
+    return RunSettings(dev, dtype, needs_grad_scaler(dtype), cl, dev.type == "cuda", reason)
+
+
+def settings_for(model: nn.Module, amp: bool | None = None) -> RunSettings:
+    """Run settings that match where ``model`` is and how its weights are laid out."""
+    return run_settings(model_device(model), amp=amp, channels_last=is_channels_last(model))
 
 
 def load_average() -> str:
     """The host's 1/5/15-minute load averages as text (timings on a busy machine are noisy)."""
-    import os
-
     try:
         return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
+    except (OSError, AttributeError):  # no getloadavg on Windows
         return "load average unknown"
 
 

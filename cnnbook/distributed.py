@@ -1,11 +1,13 @@
-"""Data-parallel training with ``torchrun`` (section 14.15).
+"""Process-group helpers for data-parallel training with ``torchrun`` (section 14.15).
 
 :func:`cnnbook.train.fit` trains one model in one process. To train on several GPUs (or CPU
 processes), start one process per device with ``torchrun --nproc_per_node=N script.py`` and
-call :func:`fit_distributed` in it: it joins the process group, gives each process its shard
-of the training data (:func:`shard`), wraps the model in ``DistributedDataParallel`` and runs
-:func:`~cnnbook.train.fit`, which averages the epoch's loss and accuracy over the processes and
-prints and writes checkpoints on rank 0 only. ``scripts/train_cifar.py`` is a complete example.
+call :func:`cnnbook.train.fit_distributed` in it: it joins the process group (:func:`setup`),
+gives each process its shard of the training data (:func:`shard`), wraps the model in
+``DistributedDataParallel`` and runs ``fit``, which averages the epoch's loss and accuracy over
+the processes (:func:`all_reduce_sum`) and prints and writes checkpoints on rank 0 only
+(:func:`is_main_process`). This module imports nothing from :mod:`cnnbook.train`.
+``scripts/train_cifar.py`` is a complete example.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import os
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
-__all__ = ["all_reduce_sum", "distributed_env", "fit_distributed", "is_main_process", "setup", "shard"]
+__all__ = ["all_reduce_sum", "distributed_env", "is_main_process", "setup", "shard"]
 
 
 def distributed_env() -> tuple[int, int, int]:
@@ -144,55 +145,4 @@ def shard(loader: Iterable, rank: int, world: int, seed: int = 0) -> Iterable:
     raise TypeError(
         f"Cannot shard a {type(loader).__name__} across processes; use a "
         "DataLoader or cnnbook.data.GPUBatchLoader."
-    )
-
-
-def fit_distributed(
-    model: nn.Module,
-    train_loader: Iterable,
-    val_loader: Iterable | None = None,
-    *,
-    device: torch.device | str | None = None,
-    seed: int = 0,
-    channels_last: bool | None = None,
-    **fit_kwargs,
-):
-    """:func:`cnnbook.train.fit` in every process started by ``torchrun``.
-
-    Every rank must build the same model (``DistributedDataParallel`` also copies rank 0's
-    weights to the others) and the same full loaders; each trains on its shard of
-    ``train_loader``. Without ``torchrun`` this is plain :func:`~cnnbook.train.fit`.
-
-    Args:
-        model: The network (moved to this rank's device).
-        train_loader: The whole training set's loader (sharded here; not changed).
-        val_loader: Evaluation data (every rank scores all of it).
-        device: Device type (``None``: CUDA, MPS or CPU).
-        seed: Seed for :func:`~cnnbook.train.fit` and the shard's shuffle.
-        channels_last: Memory layout (``None``: chosen for the device).
-        **fit_kwargs: Passed on to :func:`~cnnbook.train.fit`.
-
-    Returns:
-        The :class:`~cnnbook.train.History` (the same on every rank).
-    """
-    from cnnbook.device import run_settings
-    from cnnbook.train import fit
-
-    rank, world, dev = setup(device)
-    settings = run_settings(dev, channels_last=channels_last)
-    # Layout and device are fixed before wrapping: DDP registers the parameters as they are.
-    model.to(dev).to(memory_format=torch.channels_last if settings.channels_last else torch.preserve_format)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-    return fit(
-        net,
-        shard(train_loader, rank, world, seed),
-        val_loader,
-        device=dev,
-        seed=seed,
-        channels_last=settings.channels_last,
-        **fit_kwargs,
     )

@@ -2,16 +2,16 @@
 
 :func:`confusion_matrix` counts ``cm[true, predicted]`` (rows are the truth, as in
 scikit-learn) for class ids of any shape: one id per image (14.15, 14.16) or per pixel (14.13).
-The per-class figures are read from it: :func:`per_class_accuracy` (recall, ``diag / row sums``)
-and :func:`per_class_precision` (``diag / column sums``); segmentation's IoU is
-:func:`cnnbook.segmentation.iou_per_class`.
+The per-class recall is read from it by :func:`per_class_accuracy` (``diag / row sums``);
+segmentation's IoU is :func:`cnnbook.segmentation.iou_per_class`. This is the one import path
+for both (``from cnnbook.metrics import confusion_matrix, per_class_accuracy``).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "per_class_precision"]
+__all__ = ["confusion_matrix", "per_class_accuracy"]
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -45,12 +45,6 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
 
 
 def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
-    """Recall of each class: ``diag / row sums`` as float64 ``(K,)`` (``nan`` for absent classes)."""
-    cm = cm.double()
+    """Recall of each class: ``diag / row sums``, float64 ``(K,)`` on the CPU (``nan``: absent class)."""
+    cm = cm.cpu().double()
     return cm.diagonal() / cm.sum(1)
-
-
-def per_class_precision(cm: torch.Tensor) -> torch.Tensor:
-    """Precision of each class: ``diag / column sums`` (``nan`` for never-predicted classes)."""
-    cm = cm.double()
-    return cm.diagonal() / cm.sum(0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,6 +74,22 @@ class Plan:
     def settings(self) -> RunSettings:
         """Device settings for this plan (precision, memory layout, transfers)."""
         return run_settings(self.device, amp=self.amp)
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        """The plan's arguments for :func:`cnnbook.train.fit`, to pass in one call.
+
+        ``train.fit(model, train_loader, val_loader, **plan.fit_kwargs(), checkpoint=...)``
+        trains with the plan's settings, epochs, peak learning rate, weight decay, one-cycle
+        schedule and label-smoothed cross-entropy.
+        """
+        return {
+            "settings": self.settings(),
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "schedule": "onecycle",
+            "loss_fn": nn.CrossEntropyLoss(label_smoothing=self.label_smoothing),
+        }
 
     def build_model(self, num_classes: int = 10) -> nn.Module:
         """A freshly initialised model of this plan."""
@@ -193,10 +210,11 @@ def estimate_seconds(
 ) -> float:
     """Rough wall time of a run, from timing real training steps and one evaluation batch.
 
-    For each image size the loader will use (:attr:`GPUBatchLoader.sizes`), ``steps`` steps
-    of :func:`cnnbook.train.train_one_epoch` are timed after one untimed warm-up step, with
-    learning rate 0 on a deep copy, so ``model`` is untouched. Evaluation after every epoch is
-    timed on one batch of ``eval_loader`` in eval mode (so test-time augmentation counts).
+    ``steps`` steps of :func:`cnnbook.train.train_one_epoch` are timed after one untimed
+    warm-up step, with learning rate 0 on a deep copy, so ``model`` is untouched. Evaluation
+    after every epoch is timed on one batch of ``eval_loader`` in eval mode and float32, as
+    :func:`cnnbook.train.evaluate` runs it (so test-time augmentation counts); both timings
+    wait for the device to finish (:func:`cnnbook.timing.synchronize`).
 
     Args:
         model: The model to train (left untouched: a deep copy is timed).
@@ -204,44 +222,36 @@ def estimate_seconds(
         epochs: Planned epochs.
         eval_loader: Data evaluated after every epoch, or ``None``.
         settings: Device settings (``None``: chosen for the loader's device).
-        steps: Timed steps per image size.
+        steps: Timed steps.
 
     Returns:
         Estimated seconds.
     """
     import time
 
+    from cnnbook.timing import synchronize
     from cnnbook.train import train_one_epoch
 
     settings = settings or run_settings(loader.device)
-    layout = torch.channels_last if settings.channels_last else torch.preserve_format
-    probe = copy.deepcopy(model).to(settings.device).to(memory_format=layout)
+    probe = settings.place(copy.deepcopy(model))
     opt = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=0.0)
     rng, epoch = torch.get_rng_state(), loader.epoch
     loss_fn = nn.CrossEntropyLoss()
-    size_of = getattr(loader, "size_at", lambda e: None)
-    per_image: dict[int | None, float] = {}
     try:
-        for e in range(epochs):
-            size = size_of(e)
-            if size in per_image:
-                continue
-            loader.set_epoch(e)
-            train_one_epoch(probe, loader, opt, loss_fn, settings=settings, max_steps=1)  # warm-up
-            loader.set_epoch(e)
-            timed = train_one_epoch(
-                probe, loader, opt, loss_fn, settings=settings, max_steps=min(steps, len(loader))
-            )
-            per_image[size] = timed.seconds / timed.count
-        total = sum(per_image[size_of(e)] for e in range(epochs)) * loader.num_samples
+        train_one_epoch(probe, loader, opt, loss_fn, settings=settings, max_steps=1)  # warm-up
+        loader.set_epoch(epoch)
+        steps = min(steps, len(loader))
+        timed = train_one_epoch(probe, loader, opt, loss_fn, settings=settings, max_steps=steps)
+        total = epochs * loader.num_samples * timed.seconds / timed.count
         if eval_loader is not None:
             probe.eval()
-            x = next(iter(eval_loader))[0].to(settings.device).contiguous(memory_format=layout)
-            amp = settings.amp_dtype
-            with torch.no_grad(), torch.autocast(settings.device.type, dtype=amp, enabled=amp is not None):
+            x, _ = next(settings.batches(eval_loader))
+            with torch.no_grad():
                 probe(x)  # warm-up
+                synchronize(settings.device)
                 start = time.perf_counter()
                 probe(x)
+                synchronize(settings.device)
                 per_eval_image = (time.perf_counter() - start) / len(x)
             total += epochs * per_eval_image * eval_loader.num_samples
     finally:

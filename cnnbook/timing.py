@@ -1,8 +1,11 @@
-"""Small, honest latency measurements for notebook benchmark cells (sections 14.8, 14.11).
+"""Small, honest latency measurements for notebook timing cells (sections 14.8, 14.11, 14.14, 14.15).
 
 Timings on a shared CPU are noisy, so :func:`time_forward` warms up first, repeats the call,
-and reports the median and the spread between the 25th and 75th percentiles. Unit tests never
-assert on timings; notebooks print them, and ``benchmarks/`` scripts collect them.
+and reports the median and the spread between the 25th and 75th percentiles. On a GPU (CUDA or
+Apple MPS) a call only *queues* its work and returns at once, so every timer here waits for
+the device to finish (:func:`synchronize`) before reading the clock; :func:`time_call` takes
+the device to wait for, :func:`time_forward` and :func:`compare_forward` use the input's. Unit
+tests never assert on timings; notebooks print them, and ``benchmarks/`` scripts collect them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Timing", "compare_forward", "time_call", "time_forward"]
+__all__ = ["Timing", "compare_forward", "synchronize", "time_call", "time_forward"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +46,36 @@ def _summary(times: list[float]) -> Timing:
     return Timing(statistics.median(times), q[0], q[2], len(times))
 
 
-def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> Timing:
-    """Time ``fn()`` after ``warmup`` untimed calls.
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait until ``device`` has finished the work queued on it (CUDA, MPS; no-op on a CPU).
+
+    Call it before reading a clock around GPU work: without it a timer measures how long
+    queueing the kernels took, not running them.
+
+    Args:
+        device: The device (``None``: nothing to wait for).
+    """
+    kind = torch.device(device).type if device is not None else "cpu"
+    if kind == "cuda":
+        torch.cuda.synchronize(device)
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+def time_call(
+    fn: Callable[[], object],
+    repeats: int = 20,
+    warmup: int = 3,
+    device: torch.device | str | None = None,
+) -> Timing:
+    """Time ``fn()`` after ``warmup`` untimed calls, waiting for ``device`` around each call.
 
     Args:
         fn: The call to time (no arguments).
         repeats: Timed calls (at least 1).
         warmup: Untimed calls first (caches, allocator, lazy initialisation).
+        device: The device ``fn`` runs on (``None`` or a CPU: nothing to wait for); its
+            queued work is finished before the clock starts and before it stops.
 
     Returns:
         The :class:`Timing`.
@@ -63,8 +89,10 @@ def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> T
         fn()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         fn()
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return _summary(times)
 
@@ -75,7 +103,7 @@ def time_forward(
     repeats: int = 20,
     warmup: int = 3,
 ) -> Timing:
-    """Latency of ``model(x)`` under ``torch.inference_mode()``.
+    """Latency of ``model(x)`` under ``torch.inference_mode()``, synchronised on ``x.device``.
 
     The model's train/eval mode is left as it is (put it in eval mode first for inference
     figures).
@@ -94,7 +122,7 @@ def time_forward(
         with torch.inference_mode():
             model(x)
 
-    return time_call(run, repeats, warmup)
+    return time_call(run, repeats, warmup, device=x.device)
 
 
 def compare_forward(
@@ -107,6 +135,7 @@ def compare_forward(
 
     Round ``r`` runs every model once, in turn, so a burst of load from other programs hits
     all of them alike; comparisons are then fairer than timing one model after the other.
+    Each call is synchronised on ``x.device`` (see :func:`synchronize`).
 
     Args:
         models: Name -> module or callable.
@@ -126,8 +155,10 @@ def compare_forward(
     with torch.inference_mode():
         for r in range(warmup + repeats):
             for name, model in models.items():
+                synchronize(x.device)
                 start = time.perf_counter()
                 model(x)
+                synchronize(x.device)
                 if r >= warmup:
                     times[name].append((time.perf_counter() - start) * 1e3)
     return {name: _summary(t) for name, t in times.items()}

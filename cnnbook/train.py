@@ -6,17 +6,23 @@ schedule steps. :func:`fit` repeats it for a number of epochs and adds what a re
 an optimiser and a learning-rate schedule (one-cycle or cosine, stepped every batch), the
 device's precision and memory layout (:func:`cnnbook.device.run_settings`), evaluation after
 every epoch, a :class:`History`, the best weights in an atomically written checkpoint,
-resuming, ``tqdm.auto`` progress bars and a clean stop on ``KeyboardInterrupt``. Data-parallel
-training with ``torchrun`` lives in :mod:`cnnbook.distributed`.
+resuming, ``tqdm.auto`` progress bars and a clean stop on ``KeyboardInterrupt``.
+:func:`fit_distributed` runs it in every process ``torchrun`` starts (the process-group helpers
+live in :mod:`cnnbook.distributed`, which imports nothing from here).
+
+Device rules kept here: nothing on the training device is float64 (Apple's MPS has none), the
+loss function is moved to the device with the model, and :func:`evaluate`/:func:`predict` run
+in float32 unless asked for mixed precision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbook import distributed
-from cnnbook.device import RunSettings, run_settings
-from cnnbook.distributed import distributed_env  # noqa: F401 - re-exported (old home)
-from cnnbook.metrics import confusion_matrix, per_class_accuracy  # noqa: F401 - re-exported
+from cnnbook.device import RunSettings, run_settings, settings_for
 from cnnbook.modules import unwrap
+from cnnbook.timing import synchronize
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adamw")
@@ -172,39 +177,6 @@ def check_outputs(logits: torch.Tensor, labels: torch.Tensor, num_classes: int |
         )
 
 
-def _autocast(settings: RunSettings):
-    return torch.autocast(
-        settings.device.type, dtype=settings.amp_dtype, enabled=settings.amp_dtype is not None
-    )
-
-
-def _batches(loader: Iterable, settings: RunSettings) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
-    for x, y in loader:
-        x = x.to(settings.device, non_blocking=settings.non_blocking)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=fmt)
-        yield x, y.to(settings.device, non_blocking=settings.non_blocking)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's first 4-D weight is stored channels-last (NHWC)."""
-    for p in model.parameters():
-        if p.dim() == 4:
-            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-    return False
-
-
-def settings_for(model: nn.Module, amp: bool | None = None) -> RunSettings:
-    """Run settings that match where ``model`` is and how its weights are laid out."""
-    return run_settings(_device_of(model), amp=amp, channels_last=_is_channels_last(model))
-
-
 # --------------------------------------------------------------------------------------------
 # One epoch of training
 # --------------------------------------------------------------------------------------------
@@ -248,7 +220,8 @@ def train_one_epoch(
         optimizer: Steps once per batch.
         loss_fn: ``loss_fn(logits (N, K), labels (N,))`` -> mean loss, e.g.
             ``nn.CrossEntropyLoss(label_smoothing=0.1)``.
-        settings: Device, autocast dtype and memory layout (``None``: :func:`settings_for`).
+        settings: Device, autocast dtype and memory layout (``None``:
+            :func:`cnnbook.device.settings_for` the model).
         scheduler: Stepped after every optimiser step, if given.
         scaler: A ``torch.amp.GradScaler`` (``None``: one enabled only when
             ``settings.grad_scaler``, i.e. float16 autocast; disabled it changes nothing).
@@ -266,12 +239,14 @@ def train_one_epoch(
     if scaler is None:
         scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.grad_scaler)
     model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=settings.device)
+    # float32 running sums on the device: MPS has no float64, and a .item() per batch would
+    # wait for the device every step
+    loss_sum = torch.zeros((), dtype=torch.float32, device=settings.device)
     correct = torch.zeros((), dtype=torch.int64, device=settings.device)
     seen, step_lr, start = 0, [], time.perf_counter()
-    for step, (x, y) in enumerate(_batches(loader, settings)):
+    for step, (x, y) in enumerate(settings.batches(loader)):
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(settings):
+        with settings.autocast():
             out = model(x)
             if step == 0:
                 check_outputs(out, y, num_classes)
@@ -282,7 +257,7 @@ def train_one_epoch(
         step_lr.append(optimizer.param_groups[0]["lr"])
         if scheduler is not None:
             scheduler.step()
-        loss_sum += loss.detach().double() * len(y)
+        loss_sum += loss.detach().float() * len(y)
         correct += (out.detach().argmax(1) == y).sum()
         seen += len(y)
         if progress is not None:
@@ -291,9 +266,9 @@ def train_one_epoch(
             break
     if seen == 0:
         raise ValueError("The training loader yielded no batches.")
-    return EpochResult(
-        loss_sum.item() / seen, correct.item() / seen, seen, time.perf_counter() - start, tuple(step_lr)
-    )
+    synchronize(settings.device)  # the clock stops when the device has finished
+    seconds = time.perf_counter() - start
+    return EpochResult(loss_sum.item() / seen, correct.item() / seen, seen, seconds, tuple(step_lr))
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,18 +280,24 @@ def predict(
     loader: Iterable,
     device: torch.device | str | None = None,
     settings: RunSettings | None = None,
+    amp: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run ``model`` over ``loader`` in eval mode.
+    """Run ``model`` over ``loader`` in eval mode, in float32 unless ``amp``.
 
-    The model's memory layout is left as it is (inputs are given the same layout) and its
-    train/eval mode is restored afterwards.
+    Float32 by default on every device, so predictions are the model's own: under bfloat16
+    autocast a few predictions of a trained CIFAR model flip (argmax ties broken by rounding),
+    and results would differ between a GPU and a CPU. The train/eval mode is restored
+    afterwards.
 
     Args:
         model: The classifier.
         loader: Yields ``(images, labels)``.
-        device: Where to run; the model is moved there if it is elsewhere (``None``: the
-            model's device). Batches always go to the model's device.
-        settings: Precision/layout (``None``: :func:`settings_for` the model).
+        device: Where to run when no ``settings`` are given; the model is moved there
+            (``None``: where the model is, in its own memory layout).
+        settings: Device and memory layout; the model is placed accordingly
+            (:meth:`~cnnbook.device.RunSettings.place`, e.g. channels-last for a reloaded model).
+        amp: Use the settings' mixed precision (faster on a GPU; predictions may differ
+            slightly from float32).
 
     Returns:
         ``(logits, predictions, labels)`` on the CPU: ``(N, K)`` float32, ``(N,)``, ``(N,)``.
@@ -325,14 +306,13 @@ def predict(
         if device is not None:
             model.to(device)
         settings = settings_for(model)
-    elif _device_of(model) != settings.device:
-        model.to(settings.device)
+    settings.place(model)
     was_training = model.training
     model.eval()
     logits, labels = [], []
     try:
-        for x, y in _batches(loader, settings):
-            with _autocast(settings):
+        for x, y in settings.batches(loader):
+            with settings.autocast() if amp else contextlib.nullcontext():
                 out = model(x)
             logits.append(out.float().cpu())
             labels.append(y.cpu())
@@ -349,22 +329,27 @@ def evaluate(
     loader: Iterable,
     device: torch.device | str | None = None,
     settings: RunSettings | None = None,
+    amp: bool = False,
 ) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``loader`` (eval mode, no gradients).
+
+    Float32 by default on every device (see :func:`predict` for why); ``amp=True`` uses the
+    settings' mixed precision.
 
     Args:
         model: The classifier.
         loader: Yields ``(images, labels)``.
         device: Where to run (``None``: the model's device); see :func:`predict`.
-        settings: Precision/layout (``None``: matching the model).
+        settings: Device and layout (``None``: matching the model).
+        amp: Mixed precision as in :func:`predict`.
 
     Returns:
         An :class:`EvalResult`.
     """
-    logits, preds, labels = predict(model, loader, device, settings)
+    logits, preds, labels = predict(model, loader, device, settings, amp=amp)
     check_outputs(logits[:1], labels[:1], None)
     loss = F.cross_entropy(logits, labels).item()
-    return EvalResult(loss, (preds == labels).double().mean().item(), len(labels))
+    return EvalResult(loss, (preds == labels).double().mean().item(), len(labels))  # on the CPU
 
 
 def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -610,45 +595,43 @@ def fit(
     train_loader: Iterable,
     val_loader: Iterable | None = None,
     *,
+    settings: RunSettings | None = None,
     epochs: int = 10,
     lr: float = 0.05,
     optimizer: str | torch.optim.Optimizer = "sgd",
     weight_decay: float = 5e-4,
-    momentum: float = 0.9,
     schedule: str = "onecycle",
     warmup: float = 0.2,
-    loss_fn: nn.Module | None = None,
-    device: torch.device | str | None = None,
-    amp: bool | None = None,
-    channels_last: bool | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     checkpoint: str | Path | None = None,
     resume: str | Path | None = None,
     seed: int | None = None,
     num_classes: int | None = None,
     progress: bool = True,
     verbose: bool = True,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
 ) -> History:
     """Train a classifier with :func:`train_one_epoch` and return its per-epoch history.
 
     Args:
         model: The network; moved to the device (and to channels-last memory) in place. A
-            ``DistributedDataParallel`` wrapper is accepted (see :mod:`cnnbook.distributed`).
+            ``DistributedDataParallel`` wrapper is accepted (see :func:`fit_distributed`).
         train_loader: Yields ``(images (N, C, H, W), labels (N,))``.
-        val_loader: Optional evaluation data, scored after every epoch.
+        val_loader: Optional evaluation data, scored (in float32) after every epoch.
+        settings: Device, precision and memory layout (:func:`cnnbook.device.run_settings`;
+            ``None``: built from ``device``, ``amp`` and ``channels_last``).
         epochs: Total epochs (when resuming, including those already done).
         lr: Peak learning rate.
-        optimizer: "sgd" (Nesterov), "adamw", or a ready optimiser instance.
+        optimizer: "sgd" (Nesterov momentum 0.9), "adamw", or a ready optimiser instance.
         weight_decay: Weight decay for kernels and weight matrices.
-        momentum: SGD momentum.
         schedule: "onecycle", "cosine" or "constant" (stepped every batch).
         warmup: One-cycle warm-up fraction.
         loss_fn: The training loss (``None``: ``nn.CrossEntropyLoss()``); e.g.
             ``nn.CrossEntropyLoss(label_smoothing=0.1)`` or with
-            ``weight=balanced_class_weights(labels)`` for imbalanced data.
-        device: ``None`` picks CUDA, MPS or CPU.
-        amp: Mixed precision (``None``: on for CUDA; bf16 where supported, else fp16 with a
-            gradient scaler).
-        channels_last: NHWC memory layout (``None``: on for CPU and CUDA).
+            ``weight=balanced_class_weights(labels)`` for imbalanced data. A module is moved
+            to the device with the model.
         checkpoint: File for the best weights (by validation accuracy); a resumable
             every-epoch checkpoint goes next to it (:func:`last_checkpoint_path`).
         resume: Continue from this checkpoint (weights, optimiser, schedule, history).
@@ -656,6 +639,10 @@ def fit(
         num_classes: Classes in the data; ``None`` reads ``classes`` from the loader.
         progress: Show ``tqdm.auto`` progress bars.
         verbose: Print the settings line and one line per epoch.
+        device: Without ``settings``: the device (``None`` picks CUDA, MPS or CPU).
+        amp: Without ``settings``: mixed precision (``None``: on for CUDA, bf16 from compute
+            capability 8.0, else fp16 with a gradient scaler).
+        channels_last: Without ``settings``: NHWC layout (``None``: on for CPU and CUDA).
 
     Returns:
         The :class:`History`. On ``KeyboardInterrupt`` the finished epochs are kept,
@@ -672,102 +659,138 @@ def fit(
         raise ValueError(f"epochs must be at least 1; got {epochs}.")
     if seed is not None:
         config.seed_everything(seed)
-    settings = run_settings(device, amp=amp, channels_last=channels_last)
-    plain, main = unwrap(model), distributed.is_main_process()
-    steps = len(train_loader)  # type: ignore[arg-type]
-    if steps == 0:
-        raise ValueError(
-            "The training loader yields no batches (dataset smaller than one "
-            "batch with drop_last?); use a smaller batch size."
-        )
-    num_classes = num_classes if num_classes is not None else _num_classes_of(train_loader)
-    plain.to(settings.device).to(
-        memory_format=torch.channels_last if settings.channels_last else torch.preserve_format
-    )
-    opt = (
-        optimizer
-        if isinstance(optimizer, torch.optim.Optimizer)
-        else make_optimizer(plain, optimizer, lr, weight_decay, momentum)
-    )
-    sched = make_scheduler(opt, schedule, epochs * steps, warmup)
+    settings = _resolve_settings(settings, device, amp, channels_last)
+    steps = _count_steps(train_loader)
+    settings.place(unwrap(model))
+    loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(settings.device)  # e.g. CrossEntropyLoss(weight=...) holds a tensor
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        optimizer = make_optimizer(unwrap(model), optimizer, lr, weight_decay)
+    sched = make_scheduler(optimizer, schedule, epochs * steps, warmup)
     scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.grad_scaler)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    classes = num_classes if num_classes is not None else _num_classes_of(train_loader)
+    run = _Run(model, optimizer, sched, scaler, loss_fn, settings, classes, checkpoint)
     history, start_epoch = History(), 0
     if resume is not None:
-        history, start_epoch = _resume(resume, plain, opt, sched, scaler, settings, epochs, steps)
-    if verbose and main:
-        print(
-            f"Training on {settings.describe()}"
-            + (" | DistributedDataParallel" if plain is not model else "")
-        )
-    show = progress and main
+        history, start_epoch = _resume(resume, run, epochs, steps)
+    if verbose and run.main:
+        ddp = " | DistributedDataParallel" if unwrap(model) is not model else ""
+        print(f"Training on {settings.describe()}{ddp}")
+    show = progress and run.main
     epoch_bar = tqdm(
         range(start_epoch, epochs), desc="epochs", disable=not show, initial=start_epoch, total=epochs
     )
     # One step bar, reset every epoch: a new bar per epoch would open a new notebook widget
     # each time (hundreds of messages in a long loop of short fits).
     step_bar = tqdm(total=steps, leave=False, disable=not show)
-    best_state = None
     try:
         for epoch in epoch_bar:
-            for obj in (train_loader, getattr(train_loader, "sampler", None)):
-                set_epoch = getattr(obj, "set_epoch", None)
-                if set_epoch is not None:
-                    set_epoch(epoch)
             step_bar.reset(total=steps)
             step_bar.set_description(f"epoch {epoch + 1}", refresh=False)
-            res = train_one_epoch(
-                model,
-                train_loader,
-                opt,
-                loss_fn,
-                settings=settings,
-                scheduler=sched,
-                scaler=scaler,
-                num_classes=num_classes,
-                progress=step_bar if show else None,
-            )
-            history.step_lr.extend(res.step_lr)
-            row = _epoch_row(epoch, res, opt, plain, val_loader, settings)
-            history.rows.append(row)
-            metric = row["val_acc"] if val_loader is not None else row["train_acc"]
-            if history.best_metric is None or metric > history.best_metric:
-                history.best_metric, history.best_epoch = metric, epoch + 1
-                best_state = {k: v.detach().clone().cpu() for k, v in plain.state_dict().items()}
-                if checkpoint is not None and main:
-                    save_checkpoint(
-                        checkpoint, plain, epoch=epoch + 1, history=history, extra={"best_metric": metric}
-                    )
-            if checkpoint is not None and main:
-                save_checkpoint(
-                    last_checkpoint_path(checkpoint),
-                    plain,
-                    optimizer=opt,
-                    scheduler=sched,
-                    scaler=scaler,
-                    epoch=epoch + 1,
-                    history=history,
-                )
-            if verbose and main:
+            run.epoch(epoch, train_loader, val_loader, history, step_bar if show else None)
+            if verbose and run.main:
                 epoch_bar.write(history.summary().splitlines()[-1])
     except KeyboardInterrupt:
-        history.interrupted = True
-        if best_state is not None:
-            plain.load_state_dict(best_state)
-        if main:
-            print(
-                f"\nInterrupted: kept {len(history)} finished epoch(s)"
-                + (
-                    f"; the model holds the best weights (epoch {history.best_epoch})"
-                    if best_state is not None
-                    else ""
-                )
-                + "."
-            )
+        run.stop(history)
     finally:
         step_bar.close()
         epoch_bar.close()
     return history
+
+
+def _resolve_settings(
+    settings: RunSettings | None,
+    device: torch.device | str | None,
+    amp: bool | None,
+    channels_last: bool | None,
+) -> RunSettings:
+    if settings is None:
+        return run_settings(device, amp=amp, channels_last=channels_last)
+    if device is not None or amp is not None or channels_last is not None:
+        raise ValueError(
+            "Give either settings= or device=/amp=/channels_last=, not both: the settings already "
+            "hold the device, precision and memory layout."
+        )
+    return settings
+
+
+def _count_steps(train_loader: Iterable) -> int:
+    steps = len(train_loader)  # type: ignore[arg-type]
+    if steps == 0:
+        raise ValueError(
+            "The training loader yields no batches (dataset smaller than one "
+            "batch with drop_last?); use a smaller batch size."
+        )
+    return steps
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit` call trains with, and its per-epoch bookkeeping."""
+
+    model: nn.Module  # as given: maybe wrapped in DistributedDataParallel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    settings: RunSettings
+    num_classes: int | None
+    checkpoint: str | Path | None
+    best_state: dict[str, torch.Tensor] | None = None
+    main: bool = field(default_factory=distributed.is_main_process)
+
+    def epoch(self, epoch: int, train_loader: Iterable, val_loader, history: History, bar) -> None:
+        """Train one epoch, score it, keep the best weights and write the checkpoints."""
+        for obj in (train_loader, getattr(train_loader, "sampler", None)):
+            set_epoch = getattr(obj, "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch)
+        res = train_one_epoch(
+            self.model,
+            train_loader,
+            self.opt,
+            self.loss_fn,
+            settings=self.settings,
+            scheduler=self.sched,
+            scaler=self.scaler,
+            num_classes=self.num_classes,
+            progress=bar,
+        )
+        history.step_lr.extend(res.step_lr)
+        plain = unwrap(self.model)
+        row = _epoch_row(epoch, res, self.opt, plain, val_loader, self.settings)
+        history.rows.append(row)
+        metric = row["val_acc"] if val_loader is not None else row["train_acc"]
+        if history.best_metric is None or metric > history.best_metric:
+            history.best_metric, history.best_epoch = metric, epoch + 1
+            self.best_state = {k: v.detach().clone().cpu() for k, v in plain.state_dict().items()}
+            if self.checkpoint is not None and self.main:
+                extra = {"best_metric": metric}
+                save_checkpoint(self.checkpoint, plain, epoch=epoch + 1, history=history, extra=extra)
+        if self.checkpoint is not None and self.main:
+            save_checkpoint(
+                last_checkpoint_path(self.checkpoint),
+                plain,
+                optimizer=self.opt,
+                scheduler=self.sched,
+                scaler=self.scaler,
+                epoch=epoch + 1,
+                history=history,
+            )
+
+    def stop(self, history: History) -> None:
+        """After Ctrl-C: mark the history and load the best weights so far."""
+        history.interrupted = True
+        if self.best_state is not None:
+            unwrap(self.model).load_state_dict(self.best_state)
+        if self.main:
+            best = (
+                f"; the model holds the best weights (epoch {history.best_epoch})"
+                if self.best_state is not None
+                else ""
+            )
+            print(f"\nInterrupted: kept {len(history)} finished epoch(s){best}.")
 
 
 def _epoch_row(
@@ -779,10 +802,12 @@ def _epoch_row(
     settings: RunSettings,
 ) -> dict[str, float]:
     """The history row: training figures summed over all processes, then validation."""
+    # float32 on the device (NCCL reduces there; MPS has no float64): counts stay exact
+    # below 2**24 images per epoch
     totals = distributed.all_reduce_sum(
         torch.tensor(
             [res.loss * res.count, res.accuracy * res.count, float(res.count)],
-            dtype=torch.float64,
+            dtype=torch.float32,
             device=settings.device,
         )
     )
@@ -805,12 +830,15 @@ def _epoch_row(
     return row
 
 
-def _resume(
-    path: str | Path, model: nn.Module, opt, sched, scaler, settings: RunSettings, epochs: int, steps: int
-) -> tuple[History, int]:
+def _resume(path: str | Path, run: _Run, epochs: int, steps: int) -> tuple[History, int]:
     """Restore a run from :func:`fit`'s every-epoch checkpoint; ``(history, epochs done)``."""
     state = load_checkpoint(
-        path, model, optimizer=opt, scheduler=sched, scaler=scaler, map_location=settings.device
+        path,
+        unwrap(run.model),
+        optimizer=run.opt,
+        scheduler=run.sched,
+        scaler=run.scaler,
+        map_location=run.settings.device,
     )
     saved = state.get("scheduler") or {}
     for key in ("total_steps", "T_max"):
@@ -830,3 +858,52 @@ def _resume(
     history.interrupted = False
     torch.set_rng_state(state["rng"].cpu())
     return history, done
+
+
+def fit_distributed(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    settings: RunSettings | None = None,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    **fit_kwargs,
+) -> History:
+    """:func:`fit` in every process started by ``torchrun`` (section 14.15).
+
+    Every rank must build the same model (``DistributedDataParallel`` also copies rank 0's
+    weights to the others) and the same full loaders; each trains on its shard of
+    ``train_loader`` (:func:`cnnbook.distributed.shard`). Without ``torchrun`` this is plain
+    :func:`fit`.
+
+    Args:
+        model: The network (placed on this rank's device).
+        train_loader: The whole training set's loader (sharded here; not changed).
+        val_loader: Evaluation data (every rank scores all of it).
+        settings: Precision and layout; its device type is kept, its index becomes this
+            rank's GPU (``None``: built from ``device``, ``amp`` and ``channels_last``).
+        device: Without ``settings``: device type (``None``: CUDA, MPS or CPU).
+        seed: Seed for :func:`fit` and the shard's shuffle.
+        amp: Without ``settings``: mixed precision as in :func:`fit`.
+        channels_last: Without ``settings``: memory layout as in :func:`fit`.
+        **fit_kwargs: Passed on to :func:`fit`.
+
+    Returns:
+        The :class:`History` (the same on every rank).
+    """
+    from dataclasses import replace
+
+    settings = _resolve_settings(settings, device, amp, channels_last)
+    rank, world, dev = distributed.setup(settings.device)
+    settings = replace(settings, device=dev)
+    settings.place(model)  # before wrapping: DDP registers the parameters as they are
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+    train_loader = distributed.shard(train_loader, rank, world, seed)
+    return fit(net, train_loader, val_loader, settings=settings, seed=seed, **fit_kwargs)

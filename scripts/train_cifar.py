@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node=8 scripts/train_cifar.py          # 8 GPUs
     python scripts/train_cifar.py                                            # one process
 
-Every process builds the same model and loaders; :func:`cnnbook.distributed.fit_distributed`
+Every process builds the same model and loaders; :func:`cnnbook.train.fit_distributed`
 gives each its shard of the training data and keeps the replicas equal. ``--synthetic N``
 trains on N generated colour-coded images instead of CIFAR-10 (no download; used by the tests).
 On a CPU the recipe asks glibc's malloc to keep freed memory (process-wide; ``--no-tune-malloc``
@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from cnnbook import data, distributed, recipes  # noqa: E402
+from cnnbook.train import fit_distributed  # noqa: E402
 
 
 def synthetic_cifar(n: int, seed: int = 0, classes: int = 10) -> data.ImageArrays:
@@ -104,17 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ds = data.ImageArrayDataset(train, data.classic_transforms(True, train.mean, train.std))
         train_loader = data.classic_loader(ds, plan.batch_size, num_workers=0, device=device, seed=args.seed)
-    history = distributed.fit_distributed(
+    history = fit_distributed(
         model,
         train_loader,
         test_loader,
-        device=device,
+        **plan.fit_kwargs(),
         seed=args.seed,
-        epochs=plan.epochs,
-        lr=plan.lr,
-        weight_decay=plan.weight_decay,
-        amp=plan.amp,
-        loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=plan.label_smoothing),
         checkpoint=args.checkpoint,
         progress=False,
     )

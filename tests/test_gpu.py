@@ -1,8 +1,11 @@
 """GPU paths (``make gpu-check``): run only where CUDA is present, skipped with the reason elsewhere.
 
-fit for a few steps with float16 autocast + gradient scaler and with bfloat16; GPUBatchLoader
-serving batches from GPU memory; channels-last training; a checkpoint written on the GPU read
-back on a CPU-only load.
+The precision rule on the real card (bf16 from compute capability 8.0, fp16 below); fit for a
+few steps with float16 autocast + gradient scaler and with bfloat16; GPUBatchLoader serving
+batches from GPU memory; channels-last training; float32 evaluation equal to a plain forward
+pass; a checkpoint written on the GPU read back on a CPU-only load. Logits are compared with
+TF32 turned off (with TF32, matmuls and convolutions round their inputs to 10 mantissa bits, and
+GPU/CPU logits differ by ~1e-3, which no tolerance of 1e-4 can claim).
 """
 
 from __future__ import annotations
@@ -23,6 +26,22 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
     reason="no CUDA GPU here: the GPU paths are untested on this machine (run `make gpu-check` on one)",
 )
+
+
+@pytest.fixture
+def no_tf32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full float32 matmuls and convolutions for exact comparisons (restored afterwards)."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+
+def test_precision_rule_on_this_card() -> None:
+    major, minor = torch.cuda.get_device_capability()
+    settings = run_settings("cuda")
+    expected = torch.bfloat16 if (major, minor) >= (8, 0) else torch.float16
+    assert settings.amp_dtype == expected, settings.reason
+    assert settings.grad_scaler == (expected == torch.float16)
+    print(f"{torch.cuda.get_device_name()} (capability {major}.{minor}): {settings.describe()}")
 
 
 def bn_model(classes: int = 3) -> nn.Module:
@@ -58,11 +77,10 @@ def test_gpu_batch_loader_serves_batches_from_the_gpu() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_fit_with_mixed_precision(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
-    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        pytest.skip("this GPU has no bfloat16")
-    monkeypatch.setattr(
-        torch.cuda, "is_bf16_supported", lambda *a, **k: dtype == torch.bfloat16
-    )  # force the choice
+    if dtype == torch.bfloat16 and torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("this GPU has no native bfloat16 (compute capability below 8.0)")
+    capability = (8, 0) if dtype == torch.bfloat16 else (7, 5)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: capability)  # the choice
     settings = run_settings("cuda")
     assert settings.amp_dtype == dtype
     assert settings.grad_scaler == (dtype == torch.float16)
@@ -131,7 +149,18 @@ def test_channels_last_training_keeps_the_layout_and_matches_contiguous() -> Non
         torch.testing.assert_close(p, q, atol=1e-3, rtol=1e-3)  # same maths, other kernels
 
 
-def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path) -> None:
+def test_float32_predict_equals_a_plain_forward_pass(no_tf32: None) -> None:
+    model = bn_model()
+    tr, va = loaders()
+    train.fit(model, tr, epochs=1, device="cuda", progress=False, verbose=False, seed=0)  # bf16/fp16
+    logits, _, _ = train.predict(model, va)
+    x = torch.cat([x for x, _ in va])
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x).cpu())  # float32 evaluation by default
+
+
+def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path, no_tf32: None) -> None:
     model = bn_model()
     tr, va = loaders()
     train.fit(
@@ -147,4 +176,5 @@ def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path) -> None:
     cpu_model.eval()
     model.eval()
     with torch.no_grad():
+        # float32 on both (TF32 off): only summation order differs
         torch.testing.assert_close(cpu_model(x), model(x.cuda()).float().cpu(), atol=1e-4, rtol=1e-4)

@@ -85,25 +85,6 @@ def test_estimate_leaves_model_alone() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_estimate_times_each_image_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With progressive resizing, each distinct size is timed once and counted per epoch."""
-    from cnnbook import train
-
-    sizes_timed: list[int] = []
-    real = train.train_one_epoch
-
-    def spy(model, loader, *args, **kwargs):
-        res = real(model, loader, *args, **kwargs)
-        sizes_timed.append(loader.size_at(loader.epoch - 1))
-        return res
-
-    monkeypatch.setattr(train, "train_one_epoch", spy)
-    model = recipes.prepare_model(recipes.cifar10_plan("cpu", fast=True, widths=(8, 8, 8)), _toy())
-    loader = GPUBatchLoader(_toy(), 20, device="cpu", sizes=(16, 16, 32))
-    recipes.estimate_seconds(model, loader, epochs=4, steps=1)
-    assert sizes_timed == [16, 16, 32, 32]  # warm-up + timed step for each of the two sizes
-
-
 @pytest.fixture
 def fake_cifar10(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """``recipes.load_cifar10`` replaced by :func:`_toy` (train: 60 images, test: 30)."""

@@ -1,4 +1,4 @@
-"""cnnbook.train helpers used by fit: unwrap, check_outputs, predict, make_optimizer, distributed_env."""
+"""cnnbook.train helpers used by fit: unwrap, check_outputs, predict, make_optimizer; distributed_env."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.distributed as dist
 from test_train import toy_arrays, toy_model
 from torch import nn
 
-from cnnbook import train
+from cnnbook import distributed, train
 from cnnbook.data import GPUBatchLoader
 
 # ---------------------------------------------------------------- unwrap
@@ -175,13 +175,13 @@ def test_make_optimizer_errors() -> None:
 def test_distributed_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    assert train.distributed_env() == (0, 1, 0)
+    assert distributed.distributed_env() == (0, 1, 0)
     monkeypatch.setenv("RANK", "5")
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert train.distributed_env() == (5, 8, 1)
+    assert distributed.distributed_env() == (5, 8, 1)
     monkeypatch.delenv("LOCAL_RANK")
-    assert train.distributed_env() == (5, 8, 0)
+    assert distributed.distributed_env() == (5, 8, 0)
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="two"):
-        train.distributed_env()
+        distributed.distributed_env()

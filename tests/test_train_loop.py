@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnbook import train
 from cnnbook.data import GPUBatchLoader
-from cnnbook.device import run_settings
+from cnnbook.device import run_settings, settings_for
 
 
 def _batches(n: int = 5, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -106,8 +106,8 @@ def test_predict_keeps_the_model_layout_and_matches_devices() -> None:
     logits_cl, _, _ = train.predict(cl, loader)
     assert cl[0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(logits_cl, train.predict(model, loader)[0])
-    assert train.settings_for(cl).channels_last
-    assert not train.settings_for(model).channels_last
+    assert settings_for(cl).channels_last
+    assert not settings_for(model).channels_last
     # device= moves the model; the batches follow the model
     moved = toy_model().to(torch.float32)
     logits, _, _ = train.predict(moved, loader, device="cpu")
