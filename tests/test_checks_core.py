@@ -195,3 +195,241 @@ def test_preserved_state_names_structural_changes_instead_of_crashing() -> None:
     net = nn.Sequential(nn.Linear(2, 2))
     with pytest.raises(CheckFailed, match="added or removed layers"), core.preserved_state(net):
         net.append(nn.ReLU())
+
+
+# ---------------------------------------------------------------- forbidden families
+X = torch.randn(1, 1, 6, 7, generator=torch.Generator().manual_seed(0))
+W = torch.randn(1, 1, 3, 2, generator=torch.Generator().manual_seed(1))
+BOXES = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+
+
+def _grad_input() -> torch.Tensor:
+    return torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+
+
+def _square_sum(v: torch.Tensor) -> torch.Tensor:
+    return (v**2).sum()
+
+
+def _autograd_grad() -> tuple[torch.Tensor, ...]:
+    v = _grad_input()
+    return torch.autograd.grad(_square_sum(v), [v])
+
+
+def _conv_loops() -> torch.Tensor:  # a correct hand-written correlation
+    kh, kw = W.shape[-2:]
+    h, w = X.shape[-2] - kh + 1, X.shape[-1] - kw + 1
+    return torch.stack(
+        [torch.stack([(X[0, 0, i : i + kh, j : j + kw] * W[0, 0]).sum() for j in range(w)]) for i in range(h)]
+    )
+
+
+def _scipy_imported_inside() -> torch.Tensor:
+    from scipy.signal import correlate2d  # imported in the body: the first run must fail too
+
+    return torch.as_tensor(correlate2d(X[0, 0].numpy(), W[0, 0].numpy(), mode="valid"))
+
+
+def _private_iou_helper() -> torch.Tensor:
+    from torchvision.ops.boxes import _box_inter_union
+
+    inter, union = _box_inter_union(BOXES, BOXES)
+    return inter / union
+
+
+def _caught_and_fallen_back() -> torch.Tensor:
+    try:
+        return F.conv2d(X, W)
+    except Exception:  # the student swallows the error and returns something else
+        return _conv_loops()
+
+
+def _dual_numbers() -> torch.Tensor:
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level():
+        dual = fwad.make_dual(torch.tensor([1.0, 2.0]), torch.ones(2))
+        return fwad.unpack_dual(_square_sum(dual)).tangent
+
+
+FORBIDDEN_ROUTES = {
+    # family, the student's code, what the message must name
+    "conv3d of depth one": (
+        core.FAMILY_CONV,
+        lambda: F.conv3d(X[:, :, None], W[:, :, None])[:, :, 0],
+        "aten.convolution",
+    ),
+    "conv1d per row": (
+        core.FAMILY_CONV,
+        lambda: F.conv1d(X[0, 0][:, None], W[0, 0][:1][None]),
+        "aten.convolution",
+    ),
+    "transposed conv": (core.FAMILY_CONV, lambda: F.conv_transpose2d(X, W), "aten.convolution"),
+    "torch.ops.aten": (
+        core.FAMILY_CONV,
+        lambda: torch.ops.aten.convolution(X, W, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1),
+        "aten.convolution",
+    ),
+    "torch._C._nn": (core.FAMILY_CONV, lambda: torch._C._nn.thnn_conv2d(X, W, [3, 2]), "slow_conv2d"),
+    "nn.Conv2d module": (core.FAMILY_CONV, lambda: nn.Conv2d(1, 1, (3, 2))(X), "aten.convolution"),
+    "scipy imported inside": (core.FAMILY_CONV, _scipy_imported_inside, "scipy.signal"),
+    "numpy.convolve": (
+        core.FAMILY_CONV,
+        lambda: torch.as_tensor(np.convolve([1.0, 2.0, 3.0], [1.0, 1.0])),
+        "convolve",
+    ),
+    "cnnbook's own answer": (
+        core.FAMILY_CONV,
+        lambda: __import__("cnnbook.ops").ops.conv2d_loops(X, W),
+        "cnnbook.ops",
+    ),
+    "caught and swallowed": (core.FAMILY_CONV, _caught_and_fallen_back, "aten.convolution"),
+    "two max_pool1d passes": (
+        core.FAMILY_POOL,
+        lambda: F.max_pool1d(F.max_pool1d(X[0], 2).transpose(1, 2), 2),
+        "max_pool2d_with_indices",
+    ),
+    "max_pool3d": (core.FAMILY_POOL, lambda: F.max_pool3d(X[None], (1, 2, 2))[0], "max_pool3d"),
+    "lp_pool2d": (core.FAMILY_POOL, lambda: F.lp_pool2d(X, 2, 2), "avg_pool2d"),
+    "adaptive max": (core.FAMILY_POOL, lambda: F.adaptive_max_pool2d(X, 3), "adaptive_max_pool2d"),
+    "pool through aten": (core.FAMILY_POOL, lambda: torch.ops.aten.max_pool2d(X, [2, 2]), "max_pool2d"),
+    "interpolate area": (
+        core.FAMILY_POOL,
+        lambda: F.interpolate(X, size=(3, 3), mode="area"),
+        "adaptive_avg_pool",
+    ),
+    "F.unfold": (core.FAMILY_UNFOLD, lambda: F.unfold(X, 2), "aten.im2col"),
+    "Tensor.unfold": (core.FAMILY_UNFOLD, lambda: X.unfold(2, 2, 2), "aten.unfold"),
+    "box_iou": (core.FAMILY_IOU, lambda: __import__("torchvision").ops.box_iou(BOXES, BOXES), "box_iou"),
+    "private IoU helper": (core.FAMILY_IOU, _private_iou_helper, "_box_inter_union"),
+    "generalized IoU loss": (
+        core.FAMILY_IOU,
+        lambda: __import__("torchvision").ops.generalized_box_iou_loss(BOXES, BOXES),
+        "generalized_box_iou",
+    ),
+    "nms operator": (
+        core.FAMILY_NMS,
+        lambda: torch.ops.torchvision.nms(BOXES, torch.tensor([0.9, 0.8]), 0.5),
+        "torchvision.nms",
+    ),
+    "backward": (core.FAMILY_AUTODIFF, lambda: _square_sum(_grad_input()).backward(), "autograd.backward"),
+    "autograd.grad": (core.FAMILY_AUTODIFF, _autograd_grad, "grad"),
+    "func.grad": (core.FAMILY_AUTODIFF, lambda: torch.func.grad(_square_sum)(torch.ones(3)), "grad"),
+    "func.jacfwd": (core.FAMILY_AUTODIFF, lambda: torch.func.jacfwd(_square_sum)(torch.ones(3)), "jacfwd"),
+    "func.jvp": (
+        core.FAMILY_AUTODIFF,
+        lambda: torch.func.jvp(_square_sum, (torch.ones(3),), (torch.ones(3),)),
+        "jvp",
+    ),
+    "functional.jacobian": (
+        core.FAMILY_AUTODIFF,
+        lambda: torch.autograd.functional.jacobian(_square_sum, torch.ones(3)),
+        "jacobian",
+    ),
+    "dual numbers": (core.FAMILY_AUTODIFF, _dual_numbers, "dual"),
+    "the engine itself": (
+        core.FAMILY_AUTODIFF,
+        lambda: torch.autograd.variable.Variable._execution_engine.run_backward(
+            (_square_sum(_grad_input()),), (torch.tensor(1.0),), False, False, (), True, True
+        ),
+        "autograd engine",
+    ),
+}
+
+
+@pytest.mark.parametrize("route", list(FORBIDDEN_ROUTES))
+def test_forbidden_catches_every_route_into_the_family(route: str) -> None:
+    family, answer, entry = FORBIDDEN_ROUTES[route]
+    with pytest.raises(core.ForbiddenUse) as caught, core.forbidden(family):
+        core.call(answer)
+    message = str(caught.value)
+    assert entry in message
+    assert f"this exercise asks you to {family.task}" in message
+    assert family.scope in message
+
+
+@pytest.mark.parametrize("route", list(FORBIDDEN_ROUTES))
+def test_forbidden_puts_everything_back(route: str) -> None:
+    family, answer, _ = FORBIDDEN_ROUTES[route]
+    with pytest.raises(core.ForbiddenUse), core.forbidden(family):
+        core.call(answer)
+    answer()  # every route works again after the block
+    import builtins
+    import importlib
+
+    assert builtins.__import__.__module__ == "builtins"
+    assert importlib.import_module.__module__ == "importlib"
+
+
+def test_forbidden_names_the_requirement_and_the_students_line() -> None:
+    def max_pool(x):
+        return F.max_pool3d(x[None], (1, 2, 2))[0]
+
+    with (
+        pytest.raises(core.ForbiddenUse) as caught,
+        core.forbidden(core.FAMILY_POOL, why="write the max pool yourself"),
+    ):
+        core.call(max_pool, X)
+    assert str(caught.value).startswith(
+        "max_pool calls `torch.ops.aten.max_pool3d_with_indices` "
+        "(at `return F.max_pool3d(x[None], (1, 2, 2))[0]`): "
+        "that pools for you, and this exercise asks you to write the max pool yourself;"
+    )
+
+
+@pytest.mark.parametrize(
+    ("family", "answer"),
+    [
+        (core.FAMILY_CONV, _conv_loops),
+        (
+            core.FAMILY_CONV,
+            lambda: torch.einsum("hwij,ij->hw", X[0, 0].unfold(0, 3, 1).unfold(1, 2, 1), W[0, 0]),
+        ),
+        (core.FAMILY_POOL, lambda: X.unfold(2, 2, 2).unfold(3, 2, 2).amax((-1, -2))),
+        (core.FAMILY_POOL, lambda: torch.vmap(lambda r: r.unfold(0, 2, 2).amax(-1))(X[0, 0])),
+        (core.FAMILY_UNFOLD, lambda: X[..., :2, :2].amax((-1, -2))),
+        (core.FAMILY_IOU, lambda: (BOXES[:, 2:] - BOXES[:, :2]).prod(1)),
+        (core.FAMILY_AUTODIFF, lambda: 2 * torch.tensor([1.0, 2.0])),
+        (core.FAMILY_CONV, lambda: _square_sum(_grad_input()).backward()),  # other families stay usable
+    ],
+)
+def test_forbidden_lets_hand_written_answers_through(family: core.Family, answer) -> None:
+    with core.forbidden(family) as guard:
+        core.call(answer)
+    assert guard.reached == []
+
+
+def test_forbidden_works_in_inference_mode_and_allowed_lets_the_checker_compute() -> None:
+    with torch.inference_mode(), pytest.raises(core.ForbiddenUse), core.forbidden(core.FAMILY_POOL):
+        core.call(lambda: F.avg_pool2d(X, 2))
+    with core.forbidden(core.FAMILY_POOL, core.FAMILY_AUTODIFF) as guard:
+        with core.allowed():  # the checker's own reference inside the block
+            ref = F.max_pool2d(X, 2)
+            _square_sum(_grad_input()).backward()
+        assert guard.reached == []
+        with pytest.raises(core.ForbiddenUse):  # blocked again after allowed()
+            core.call(lambda: F.max_pool2d(X, 2))
+        guard.reached.clear()  # (a use the student's code swallowed would fail here)
+    assert ref.shape == (1, 1, 3, 3)
+
+
+def test_forbidden_without_call_reports_the_same_message() -> None:
+    with (
+        pytest.raises(core.ForbiddenUse, match=r"^your code calls `torch\.ops\.aten\.convolution`"),
+        core.forbidden(core.FAMILY_CONV),
+    ):
+        F.conv2d(X, W)
+
+
+def test_judge_takes_families() -> None:
+    cases = [core.Case((X, W), "x and w")]
+    with pytest.raises(core.ForbiddenUse, match="write the correlation yourself"):
+        core.judge(
+            lambda x, w: F.conv3d(x[:, :, None], w[:, :, None])[:, :, 0],
+            cases,
+            reference=F.conv2d,
+            compare=core.tensor_compare(),
+            forbidden=core.FAMILY_CONV,
+            why="write the correlation yourself",
+        )
+    core.judge(lambda x, w: F.conv2d(x, w), cases, reference=F.conv2d, compare=core.tensor_compare())

@@ -39,13 +39,24 @@ class CheckFailed(AssertionError):
     """A student's answer disagreed with the reference; the message says how."""
 
 
-class ForbiddenCall(Exception):
-    """Raised by a patched library function that an exercise asks the student to write."""
+class ForbiddenUse(CheckFailed):
+    """The student's code reached a library function the exercise asks them to write."""
 
-    def __init__(self, target: str, why: str = "") -> None:
+
+class ForbiddenCall(Exception):
+    """Raised by a patched library function that an exercise asks the student to write.
+
+    Attributes:
+        target: What was called.
+        why: Why it is not allowed here.
+        where: `` (at `line`)`` naming the student's line, or ``""``.
+    """
+
+    def __init__(self, target: str, why: str = "", where: str = "") -> None:
         super().__init__(target)
         self.target = target
         self.why = why
+        self.where = where
 
 
 class _NotDone(Exception):
@@ -193,7 +204,7 @@ def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) 
         ) from None
     except ForbiddenCall as exc:
         why = exc.why or "this exercise asks you to compute that yourself."
-        raise CheckFailed(f"{name} calls `{exc.target}`: {why}") from None
+        raise ForbiddenUse(f"{name} calls `{exc.target}`{exc.where}: {why}") from None
     except (CheckFailed, _NotDone):
         raise
     except Exception as exc:  # any error in student code becomes a hint
@@ -284,6 +295,431 @@ def guard(target: str, veto: Callable[..., str | None]) -> Iterator[None]:
         yield
     finally:
         setattr(owner, attr, original)
+
+
+# ------------------------------------------------------------------ forbidden families
+
+
+@dataclass(frozen=True)
+class Family:
+    """Library functions that all do one job an exercise asks the student to do by hand.
+
+    :func:`forbidden` enforces a family by behaviour while the student's code runs, so a sibling
+    (``F.conv3d`` with a depth of one), the operator underneath (``torch.ops.aten.convolution``,
+    ``torch._C._nn.thnn_conv2d``), a private helper (``torchvision.ops.boxes._box_inter_union``)
+    or a library imported inside the function body is caught as surely as the obvious call.
+
+    Attributes:
+        name: What the family computes, in a few words (``"convolution"``).
+        does: What a member does, completing "that ..." (``"computes a convolution for you"``).
+        task: The requirement it protects, in the exercise's words (``"write the convolution
+            yourself"``); :func:`forbidden`'s ``why=`` replaces it for one exercise.
+        scope: What is off limits, for the message (``"every convolution of PyTorch, ..."``).
+        ops: Regular expression searched in ``namespace::name`` of every dispatcher operator
+            the code runs (how every PyTorch route ends, whatever Python name it was called by).
+        python: ``(module regex, member regex)`` pairs: the members of every imported module
+            matching both are blocked (pure-Python entry points: torchvision's box helpers,
+            SciPy, NumPy, cnnbook's own answers, torch.func).
+        engine: Block the autograd engine itself (every reverse-mode route to a gradient:
+            ``backward``, ``torch.autograd.grad``, ``torch.func.grad``/``vjp``/``jacrev``,
+            ``torch.autograd.functional.*``).
+    """
+
+    name: str
+    does: str
+    task: str
+    scope: str
+    ops: str = ""
+    python: tuple[tuple[str, str], ...] = ()
+    engine: bool = False
+
+
+_CNNBOOK = r"cnnbook\.(?!checks)[\w.]+"  # cnnbook's own answers, e.g. cnnbook.ops.conv2d_loops
+
+FAMILY_CONV = Family(
+    name="convolution",
+    does="computes a convolution for you",
+    task="write the convolution yourself",
+    scope="every convolution (1-D, 2-D, 3-D, transposed, any operator underneath) of PyTorch, "
+    "SciPy, NumPy and cnnbook",
+    ops=r"conv(olution|\d|_|$)",
+    python=(
+        (r"scipy\.(signal|ndimage)(\..+)?", r"convol|correlat"),
+        (r"numpy(\._core\.numeric|\.core\.numeric)?", r"^(convolve|correlate)$"),
+        (_CNNBOOK, r"^(conv\w*|correlate\w*|apply_kernel)$"),
+    ),
+)
+FAMILY_POOL = Family(
+    name="pooling",
+    does="pools for you",
+    task="write the pooling yourself",
+    scope="every pooling function (max, average, adaptive, Lp, fractional; 1-D, 2-D, 3-D) of "
+    "PyTorch and cnnbook",
+    ops=r"pool",
+    python=((_CNNBOOK, r"pool(\dd)?$"),),
+)
+FAMILY_UNFOLD = Family(
+    name="window extraction",
+    does="cuts the sliding windows out for you",
+    task="cut the windows with your own indexing",
+    scope="F.unfold, F.fold, nn.Unfold and Tensor.unfold",
+    ops=r"::(im2col|col2im|unfold(_copy|_backward)?)$",
+)
+FAMILY_IOU = Family(
+    name="box IoU",
+    does="computes box overlaps for you",
+    task="write the IoU yourself",
+    scope="torchvision's box_iou and its relatives and private helpers (generalized, distance, "
+    "complete IoU, _box_inter_union, box_area) and cnnbook's",
+    python=(
+        (r"torchvision\.ops(\..+)?", r"iou|inter_union|^box_area$"),
+        (_CNNBOOK, r"^(\w*iou\w*|box_area)$"),
+    ),
+)
+FAMILY_NMS = Family(
+    name="non-maximum suppression",
+    does="suppresses the overlapping boxes for you",
+    task="write the suppression loop yourself",
+    scope="torchvision's nms and batched_nms (and torch.ops.torchvision.nms) and cnnbook's",
+    ops=r"^torchvision::nms$",
+    python=((r"torchvision\.ops(\..+)?", r"nms"), (_CNNBOOK, r"nms")),
+)
+FAMILY_AUTODIFF = Family(
+    name="automatic differentiation",
+    does="derives the gradient for you",
+    task="write the gradient formula yourself",
+    scope="every autodiff route: backward(), torch.autograd.grad, torch.autograd.functional, "
+    "torch.func (grad, vjp, jvp, jacrev, jacfwd, hessian) and forward-mode dual numbers",
+    python=(
+        (r"torch\.autograd", r"^(grad|backward)$"),
+        (r"torch\.autograd\.functional", r"^(vjp|jvp|jacobian|hessian|vhp|hvp)$"),
+        (r"torch\.autograd\.forward_ad", r"^(make_dual|unpack_dual|enter_dual_level)$"),
+        (
+            r"torch\._functorch\.(apis|eager_transforms)",
+            r"^(grad|grad_and_value|vjp|jvp|jacrev|jacfwd|hessian|linearize)$",
+        ),
+        (r"torch", r"^_(make|unpack)_dual$"),
+    ),
+    engine=True,
+)
+FAMILY_NORM = Family(
+    name="normalisation",
+    does="normalises for you",
+    task="compute the statistics yourself",
+    scope="every batch, instance, group and layer norm of PyTorch and cnnbook",
+    ops=r"(batch|instance|group|layer)_norm|_batch_norm",
+    python=((_CNNBOOK, r"^(batch_stats|BatchNorm2d)$"),),
+)
+
+
+@dataclass(frozen=True)
+class Reached:
+    """One use of a forbidden family.
+
+    Attributes:
+        family: The family.
+        entry: What was reached (``"torch.ops.aten.max_pool3d_with_indices"``).
+        line: The student's source line that led there (``""`` if unknown).
+    """
+
+    family: Family
+    entry: str
+    line: str
+
+
+_ACTIVE: list[_Guard] = []  # the forbidden() blocks now running, innermost last
+_STUBS: dict[int, tuple[Family, str, Any]] = {}  # id(stub code) -> (family, entry, code)
+
+
+def _library_roots() -> tuple[str, ...]:
+    import os
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    roots = {paths["stdlib"], paths["purelib"], paths["platlib"], os.path.dirname(os.path.dirname(__file__))}
+    return tuple(os.path.realpath(r) for r in roots)
+
+
+@functools.cache
+def _roots() -> tuple[str, ...]:
+    return _library_roots()
+
+
+def _student_line(frame: Any) -> str:
+    """The first source line, walking out from ``frame``, that is not in a library or cnnbook."""
+    import linecache
+    import os
+
+    while frame is not None:
+        name = frame.f_code.co_filename
+        path = os.path.realpath(name) if not name.startswith("<") else name
+        library = name.startswith("<frozen") or name == "<forbidden>" or path.startswith(_roots())
+        if not library:
+            return linecache.getline(name, frame.f_lineno).strip()
+        frame = frame.f_back
+    return ""
+
+
+def _trip(family: Family, entry: str, frame: Any) -> NoReturn:
+    """Record a use of ``family`` in the innermost active block and raise :class:`ForbiddenCall`."""
+    reached = Reached(family, entry, _student_line(frame))
+    why = family.does
+    if _ACTIVE:
+        _ACTIVE[-1].reached.append(reached)
+        why = _ACTIVE[-1].explain(reached)
+    raise ForbiddenCall(entry, why, f" (at `{reached.line}`)" if reached.line else "")
+
+
+def _trip_python(frame: Any) -> Any:
+    """Called by a blocked Python function (its code is swapped for a stub that calls this)."""
+    family, entry, _ = _STUBS[id(frame.f_code)]
+    return _trip(family, entry, frame.f_back)
+
+
+def _stub_code(n_free: int, entry: str) -> Any:
+    """A code object that calls :func:`_trip_python` from any module (``n_free`` closure cells)."""
+    free = [f"_c{i}" for i in range(n_free)]
+    src = (
+        "def _outer():\n"
+        + (f"    {', '.join(free)} = {', '.join(['None'] * n_free)}\n" if free else "")
+        + "    def blocked(*args, **kwargs):\n"
+        + (f"        ({', '.join(free)},)\n" if free else "")
+        + "        import sys\n"
+        + "        return sys.modules['cnnbook.checks.core']._trip_python(sys._getframe())\n"
+        + "    return blocked\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(src, "<forbidden>", "exec"), namespace)  # a fixed template
+    code = namespace["_outer"]().__code__
+    return code.replace(co_name=entry.rsplit(".", 1)[-1], co_qualname=entry)
+
+
+class _EngineProxy:
+    """Stands in for autograd's engine: running a backward pass trips the guard."""
+
+    def __init__(self, real: Any, family: Family) -> None:
+        self._real = real
+        self._family = family
+
+    def run_backward(self, *_a: Any, **_k: Any) -> Any:
+        return _trip(self._family, "the autograd engine (a backward pass)", sys._getframe(1))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _op_watch(guard: _Guard) -> Any:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OpWatch(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            schema = getattr(func, "_schema", None)
+            if schema is not None:
+                family = guard.family_of_op(schema.name)
+                if family is not None:
+                    entry = "torch.ops." + schema.name.replace("::", ".")
+                    _trip(family, entry, sys._getframe(1))
+            return func(*args, **(kwargs or {}))
+
+    return OpWatch()
+
+
+class _Guard:
+    """The state of one :func:`forbidden` block: what is blocked, how to undo it, what was reached."""
+
+    def __init__(self, families: Sequence[Family], why: str) -> None:
+        import re
+
+        self.families = tuple(families)
+        self.why = why
+        self.reached: list[Reached] = []
+        self._ops = [(re.compile(f.ops), f) for f in self.families if f.ops]
+        self._python = [(re.compile(m), re.compile(n), f) for f in self.families for m, n in f.python]
+        self._undo: list[Callable[[], None]] = []
+        self._blocked: set[int] = set()
+        self._n_modules = -1
+
+    def explain(self, reached: Reached) -> str:
+        """Why ``reached`` fails the check, naming the requirement and what is off limits."""
+        f = reached.family
+        task = (self.why or f.task).removeprefix("to ")
+        return f"that {f.does}, and this exercise asks you to {task}; {f.scope} is off limits here."
+
+    def message(self, reached: Reached, who: str = "your code") -> str:
+        """The failure message for ``reached``."""
+        at = f" (at `{reached.line}`)" if reached.line else ""
+        return f"{who} calls `{reached.entry}`{at}: {self.explain(reached)}"
+
+    def family_of_op(self, name: str) -> Family | None:
+        for pattern, family in self._ops:
+            if pattern.search(name):
+                return family
+        return None
+
+    def _block_function(self, fn: Any, family: Family, entry: str) -> None:
+        if id(fn) in self._blocked or id(fn.__code__) in _STUBS:
+            return
+        original = fn.__code__
+        stub = _stub_code(len(original.co_freevars), entry)
+        _STUBS[id(stub)] = (family, entry, stub)
+        fn.__code__ = stub
+        self._blocked.add(id(fn))
+
+        def undo(fn: Any = fn, original: Any = original, stub: Any = stub) -> None:
+            fn.__code__ = original
+            _STUBS.pop(id(stub), None)
+
+        self._undo.append(undo)
+
+    def _block_attribute(self, owner: Any, attr: str, family: Family, entry: str) -> None:
+        original = getattr(owner, attr)
+        if id(original) in self._blocked:
+            return
+
+        def blocked(*_a: Any, **_k: Any) -> Any:
+            return _trip(family, entry, sys._getframe(1))
+
+        setattr(owner, attr, blocked)
+        self._blocked.add(id(blocked))
+        self._undo.append(lambda: setattr(owner, attr, original))
+
+    def scan(self) -> None:
+        """Block the Python entry points of every module imported so far (again after imports)."""
+        if len(sys.modules) == self._n_modules or not self._python:
+            return
+        self._n_modules = len(sys.modules)
+        for modname, module in list(sys.modules.items()):
+            for mod_re, member_re, family in self._python:
+                if module is None or not mod_re.fullmatch(modname):
+                    continue
+                for attr, obj in list(vars(module).items()):
+                    if member_re.search(attr) and not inspect.ismodule(obj):
+                        self._block(module, modname, attr, obj, family)
+
+    def _block(self, module: Any, modname: str, attr: str, obj: Any, family: Family) -> None:
+        import types
+
+        if isinstance(obj, type):
+            init = vars(obj).get("__init__")
+            if isinstance(init, types.FunctionType):
+                self._block_function(init, family, f"{obj.__module__}.{obj.__qualname__}")
+            return
+        if isinstance(obj, types.FunctionType):
+            self._block_function(obj, family, f"{obj.__module__}.{obj.__qualname__}")
+            return
+        impl = getattr(obj, "_implementation", None)  # numpy's array-function dispatchers
+        if isinstance(impl, types.FunctionType):
+            self._block_function(impl, family, f"{modname}.{attr}")
+            return
+        if callable(obj):
+            self._block_attribute(module, attr, family, f"{modname}.{attr}")
+
+    def __enter__(self) -> _Guard:
+        import builtins
+        import importlib
+
+        _ACTIVE.append(self)
+        try:
+            self.scan()
+            original_import = builtins.__import__
+            original_import_module = importlib.import_module
+
+            depth = [0]
+
+            def hooked_import(*args: Any, **kwargs: Any) -> Any:
+                depth[0] += 1
+                try:
+                    module = original_import(*args, **kwargs)
+                finally:
+                    depth[0] -= 1
+                if not depth[0]:  # a module is complete only when the outermost import returns
+                    self.scan()
+                return module
+
+            def hooked_import_module(*args: Any, **kwargs: Any) -> Any:
+                module = original_import_module(*args, **kwargs)
+                self.scan()
+                return module
+
+            builtins.__import__ = hooked_import
+            importlib.import_module = hooked_import_module
+            self._undo.append(lambda: setattr(builtins, "__import__", original_import))
+            self._undo.append(lambda: setattr(importlib, "import_module", original_import_module))
+            engine_families = [f for f in self.families if f.engine]
+            if engine_families:
+                from torch.autograd.variable import Variable
+
+                real = Variable._execution_engine
+                Variable._execution_engine = _EngineProxy(real, engine_families[0])  # type: ignore[assignment]
+                self._undo.append(lambda: setattr(Variable, "_execution_engine", real))
+            if self._ops:
+                mode = _op_watch(self)
+                mode.__enter__()
+                self._undo.append(lambda: mode.__exit__(None, None, None))
+        except BaseException:
+            self.restore()
+            raise
+        return self
+
+    def restore(self) -> None:
+        """Undo every patch (also used by :func:`allowed`; ``__enter__`` blocks again)."""
+        while self._undo:
+            self._undo.pop()()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        self._blocked.clear()
+        self._n_modules = -1
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.restore()
+
+
+@contextmanager
+def forbidden(*families: Family, why: str = "") -> Iterator[_Guard]:
+    """Make whole families of library functions unusable while the block runs.
+
+    Every route to a family member fails the check with a message naming what was reached, the
+    student's line that reached it and the requirement: a call through :func:`call` raises
+    :class:`ForbiddenUse` at once; a use the student's code caught (``try: ... except:``) fails
+    when the block ends. Run the checker's own reference code outside the block, or inside
+    :func:`allowed`.
+
+    Args:
+        *families: What is off limits (``FAMILY_CONV``, ``FAMILY_POOL``, ...).
+        why: The requirement in the exercise's words, replacing each family's ``task``
+            (``"write the max pool yourself"``).
+
+    Yields:
+        The guard; its ``reached`` lists every use so far.
+
+    Raises:
+        ForbiddenUse: When the student's code reached a member of a family.
+    """
+    guard = _Guard(families, why)
+    with guard:
+        try:
+            yield guard
+        except ForbiddenCall:  # student code run without call(): the same message
+            raise ForbiddenUse(guard.message(guard.reached[-1])) from None
+    if guard.reached:  # reached, but the student's code caught the error and went on
+        raise ForbiddenUse(guard.message(guard.reached[0]))
+
+
+def _forbidden_block(families: Sequence[Family], why: str) -> contextlib.AbstractContextManager[_Guard]:
+    return forbidden(*families, why=why)  # for judge(), whose argument shadows the name
+
+
+@contextmanager
+def allowed() -> Iterator[None]:
+    """Let the checker's own code use forbidden families inside a :func:`forbidden` block."""
+    active = list(_ACTIVE)
+    for guard in reversed(active):
+        guard.restore()
+    try:
+        yield
+    finally:
+        for guard in active:
+            guard.__enter__()
 
 
 def _source_tree(obj: Any) -> ast.AST | None:
@@ -824,7 +1260,8 @@ def judge(
     compare: Callable[[Any, Any, str], Any],
     mistakes: Sequence[tuple[str, Callable[..., Any]]] = (),
     patterns: Sequence[tuple[str, str]] = (),
-    forbidden: Mapping[str, str] | None = None,
+    forbidden: Mapping[str, str] | Family | Sequence[Family] | None = None,
+    why: str = "",
     around: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> None:
     """Run ``fn`` on every case and fail with the first difference, naming a recognised mistake.
@@ -841,7 +1278,9 @@ def judge(
             student's answer agrees with it on every case.
         patterns: ``(tag, hint)`` pairs: the hint is reported when the answer fails on some
             cases, all of which carry ``tag``, and passes every case without it.
-        forbidden: Library shortcuts the exercise forbids (see :func:`forbid`).
+        forbidden: What the exercise forbids: one or more :class:`Family` (enforced by
+            behaviour, see :func:`forbidden`), or dotted paths -> why (see :func:`forbid`).
+        why: The requirement a forbidden family protects, in the exercise's words.
         around: Extra context (e.g. :func:`cnnbook.checks.core.guard`) around the student's calls.
 
     Raises:
@@ -849,16 +1288,20 @@ def judge(
     """
     expected = [reference(*c.args) for c in cases]
     outcomes: list[Any] = []
-    with (
-        forbid(fn, forbidden) if forbidden else contextlib.nullcontext(),
-        around() if around else contextlib.nullcontext(),
-    ):
+    if isinstance(forbidden, Family):
+        forbidden = (forbidden,)
+    blocked: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if isinstance(forbidden, Mapping) and forbidden:
+        blocked = forbid(fn, forbidden)
+    elif forbidden:
+        blocked = _forbidden_block([f for f in forbidden if isinstance(f, Family)], why)
+    with blocked, around() if around else contextlib.nullcontext():
         for c in cases:
             try:
                 outcomes.append(call(fn, *_clone(c.args), describe=c.label))
+            except ForbiddenUse:  # a forbidden shortcut: no point in going on
+                raise
             except CheckFailed as exc:
-                if " calls `" in str(exc):  # a forbidden shortcut: no point in going on
-                    raise
                 outcomes.append(_Raised(str(exc)))
 
     def agrees(got: Any, want: Any, label: str) -> bool:
