@@ -11,6 +11,10 @@
   under test (tqdm reads ``TQDM_MININTERVAL``; the kernels inherit it), so a slow machine does
   not multiply their messages. The explanation is given also when the flood made nbval time
   out, and a run whose nbval no longer has the internals this relies on says the guard is off.
+* ``@pytest.mark.pretend_device("mps")`` (or ``"cuda", capability=(7, 5)``) runs a test on the
+  device stand-in of ``tests/device_standin.py``: tensors left on the CPU beside device tensors,
+  and float64 on the training device (the "MPS rules"), raise as on the real hardware. The
+  fixture ``pretend_device`` is the active stand-in (``None`` for unmarked tests).
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ os.environ.setdefault("TQDM_MININTERVAL", str(TQDM_MININTERVAL_S))
 
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 _NOTEBOOK_FAILED: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pretend_device(kind, capability=(8, 0)): run on the device stand-in (tests/device_standin.py); "
+        "device mixes and float64 on the device raise",
+    )
+
+
+@pytest.fixture(autouse=True)
+def pretend_device(request: pytest.FixtureRequest):
+    """The device stand-in for tests marked ``pretend_device`` (``None`` otherwise)."""
+    marker = request.node.get_closest_marker("pretend_device")
+    if marker is None:
+        yield None
+        return
+    from device_standin import PretendAccelerator  # tests/ is on sys.path for its tests
+
+    with PretendAccelerator(*marker.args, **marker.kwargs) as accelerator:
+        yield accelerator
 
 
 def _is_nbval_cell(item: pytest.Item) -> bool:

@@ -77,3 +77,49 @@ def test_outside_torchrun_everything_is_local(monkeypatch: pytest.MonkeyPatch) -
     t = torch.tensor([1.0, 2.0])
     assert distributed.all_reduce_sum(t) is t
     assert t.tolist() == [1.0, 2.0]
+
+
+def test_cnnbook_has_no_import_cycle() -> None:
+    """Walk every import between cnnbook modules (also those inside functions) and find cycles."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "cnnbook"
+    modules = {
+        ".".join(("cnnbook", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps.add(node.module)
+                deps.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level:  # relative import
+                base = name.split(".")[: -node.level + (path.name == "__init__.py")]
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+                deps.add(mod)
+                deps.update(f"{mod}.{a.name}" for a in node.names)
+        # a package's own __init__ is not an edge back (importing a.b runs a first)
+        graph[name] = {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
+    assert "cnnbook.distributed" in graph["cnnbook.train"]  # the walk sees the edges
+    assert "cnnbook.device" in graph["cnnbook.data"]  # ... also imports inside functions
+
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for dep in sorted(graph[node]):
+            if state.get(dep) == "open":
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

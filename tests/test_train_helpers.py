@@ -185,3 +185,33 @@ def test_distributed_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="two"):
         distributed.distributed_env()
+
+
+# ---------------------------------------------------------------- fit stays readable
+def test_fit_body_is_at_most_60_lines_and_takes_settings() -> None:
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(train.fit)))
+    fn = tree.body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body  # docstring aside
+    lines = body[-1].end_lineno - body[0].lineno + 1
+    assert lines <= 60, f"fit's body is {lines} lines; move bookkeeping into helpers"
+    params = inspect.signature(train.fit).parameters
+    assert "settings" in params
+    assert "momentum" not in params  # a ready optimiser covers other momenta
+
+
+def test_fit_takes_settings_or_shortcuts_not_both() -> None:
+    from cnnbook.device import run_settings
+
+    model = toy_model()
+    tr = GPUBatchLoader(toy_arrays(32), 16, device="cpu")
+    settings = run_settings("cpu", channels_last=False)
+    hist = train.fit(model, tr, settings=settings, epochs=1, progress=False, verbose=False)
+    assert len(hist) == 1
+    assert not model[0].weight.is_contiguous(memory_format=torch.channels_last)  # as the settings say
+    with pytest.raises(ValueError, match="either settings= or device="):
+        train.fit(model, tr, settings=settings, device="cpu", epochs=1, progress=False, verbose=False)
