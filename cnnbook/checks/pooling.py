@@ -15,11 +15,9 @@ from cnnbook.checks.core import (
     NONSQUARE_HINT,
     Case,
     Context,
-    call,
     checker,
     count_params,
     expect_equal,
-    expect_module,
     expect_tensor,
     fail,
     judge,
@@ -233,56 +231,65 @@ def check_head_params(ctx: Context, fn: Callable[..., int]) -> str:
     return "right counts: GAP shrinks VGG's 512x7x7 -> 1000 head from 25.1M to 0.5M parameters."
 
 
-def _avg(x: torch.Tensor, k: int) -> torch.Tensor:
-    return F.avg_pool2d(x, k)
+# the pipelines of exercise 3, in the order the student predicts them
+MOVE_PIPELINES = ("no pooling", "max pool 2x2", "max pool 2x2, twice", "avg pool 2x2")
+MOVE_SIZE = 16  # side of the map; a row has MOVE_SIZE - 1 one-pixel moves to the right
 
 
-@checker("average pooling as a strided convolution")
-def check_avgpool_as_conv(ctx: Context, fn: Callable[..., nn.Module]) -> str:
-    """Check ``fn(channels, k)`` returns an ``nn.Conv2d`` equal to ``nn.AvgPool2d(k)``."""
-    # (channels, k, N, H, W): one channel, sizes not divisible by k, non-square maps, batches
-    shapes = [(1, 2, 1, 4, 4), (3, 3, 2, 7, 8), (4, 2, 2, 5, 9), (2, 4, 3, 9, 6), (5, 3, 1, 6, 11)]
-    shapes += [
-        (ctx.randint(1, 5), k, ctx.randint(1, 3), ctx.randint(k, 12), ctx.randint(k, 12))
-        for k in (ctx.randint(2, 4),)
-    ]
-    for c, k, n, h, w in shapes:
-        what = f"avgpool_as_conv(channels={c}, k={k})"
-        conv = expect_module(call(fn, c, k, describe=what), what)
-        if not isinstance(conv, nn.Conv2d):
-            fail(f"{what} should return an nn.Conv2d, got {type(conv).__name__}.")
-        x = ctx.randn(n, c, h, w)
-        label = f"{what} applied to x {(n, c, h, w)}"
-        with torch.no_grad():
-            got = call(conv, x.to(conv.weight.dtype), describe=f"x {(n, c, h, w)}")
-        bias = conv.bias.detach().double() if conv.bias is not None else None
-        wrong = {
-            "Your filter sums the window; divide each weight by k*k to average it.": _avg(x, k) * k * k,
-            "Your weights are 1/k; the window has k*k pixels, so each weight is 1/k^2.": _avg(x, k) * k,
-            "Your conv has stride 1 (overlapping windows); pooling steps by k: stride=k.": F.avg_pool2d(
-                x, k, 1
-            ),
-            "Each output mixes all input channels (groups=1 with every weight 1/k^2). Pooling "
-            "works on each channel separately: use groups=channels (one 1-channel filter per "
-            "channel), or zero the weights between different channels.": _avg(x, k)
-            .sum(1, keepdim=True)
-            .expand(-1, c, -1, -1),
-        }
-        if bias is not None and bias.shape == (c,) and bias.abs().max() > 0:
-            wrong[
-                "Your conv adds a bias (nn.Conv2d has one by default, randomly initialised); "
-                "use bias=False or set it to zero."
-            ] = _avg(x, k) + bias.view(1, -1, 1, 1)
-        got = got.double() if isinstance(got, torch.Tensor) else got
-        expect_tensor(
+def _move_pipelines() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    return {
+        "no pooling": lambda t: t,
+        "max pool 2x2": lambda t: F.max_pool2d(t, 2),
+        "max pool 2x2, twice": lambda t: F.max_pool2d(F.max_pool2d(t, 2), 2),
+        "avg pool 2x2": lambda t: F.avg_pool2d(t, 2),
+    }
+
+
+def unchanged_moves(op: Callable[[torch.Tensor], torch.Tensor], row: int = 5) -> int:
+    """How many of the one-pixel moves to the right along ``row`` leave ``op``'s output unchanged."""
+    same = 0
+    for col in range(MOVE_SIZE - 1):
+        a, b = torch.zeros(1, 1, MOVE_SIZE, MOVE_SIZE), torch.zeros(1, 1, MOVE_SIZE, MOVE_SIZE)
+        a[0, 0, row, col], b[0, 0, row, col + 1] = 1.0, 1.0
+        same += bool(torch.equal(op(a), op(b)))
+    return same
+
+
+@checker("unchanged moves prediction")
+def check_unchanged_prediction(ctx: Context, predicted: Any) -> str:
+    """Check predicted counts of one-pixel moves that leave each pipeline's output unchanged."""
+    if not isinstance(predicted, dict) or set(predicted) != set(MOVE_PIPELINES):
+        fail(f"unchanged must be a dict with exactly the keys {list(MOVE_PIPELINES)}, got {predicted!r}.")
+    moves = MOVE_SIZE - 1
+    row = ctx.randint(0, MOVE_SIZE - 1)  # every row gives the same counts
+    for name, op in _move_pipelines().items():
+        got = predicted[name]
+        if not (isinstance(got, int) and not isinstance(got, bool)):
+            fail(f"unchanged[{name!r}] must be a whole number of moves (an int), got {got!r}.")
+        truth = unchanged_moves(op, row)
+        window = {"max pool 2x2": 2, "max pool 2x2, twice": 4, "avg pool 2x2": 2}.get(name, 1)
+        expect_equal(
             got,
-            _avg(x, k),
-            label,
-            wrong=wrong,
-            atol=1e-5,
-            shape_hint=f"Use stride={k} so the windows do not overlap, and no padding.",
+            truth,
+            f"unchanged[{name!r}] (of the {moves} moves along a row)",
+            wrong={
+                "without pooling every move changes the output: a convolution (or nothing) is "
+                "equivariant, not invariant.": moves if name == "no pooling" else -1,
+                f"a move stays inside one {window}-wide window when the 1 does not sit in the "
+                f"window's last column: count the starting columns 0..{moves - 1} with "
+                f"col % {window} != {window - 1}.": moves - moves // window - 1,
+                "average pooling moves with the 1 exactly as often as max pooling: both give one "
+                "number per 2x2 window, and a move inside a window keeps that number.": 0
+                if name == "avg pool 2x2"
+                else -1,
+                "two 2x2 max pools act like one 4x4 window here, not like one 2x2 pool.": 8
+                if name == "max pool 2x2, twice"
+                else -1,
+            },
+            hint=f"Requirement: the number of the {moves} moves (1 at column c -> c + 1) after "
+            "which the pooled map is exactly the same.",
         )
     return (
-        "your fixed-weight conv is exactly average pooling (several channels, sizes not "
-        "divisible by k): pooling is a conv with frozen weights."
+        "counts predicted: 0 without pooling, 8 of 15 with one 2x2 pool (average or max), 12 of 15 "
+        "with two; pooling buys invariance only within its windows."
     )

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from corpus_tools import accepted, rejected
-from torch import nn
 
 from cnnbook.checks import pooling as c
 
@@ -135,71 +133,23 @@ def test_head_params_rejects_mistakes() -> None:
     )
 
 
-# ---------------------------------------------------------------- exercise 3: avgpool_as_conv
+# ---------------------------------------------------------------- exercise 3: unchanged moves
+
+RIGHT = {"no pooling": 0, "max pool 2x2": 8, "max pool 2x2, twice": 12, "avg pool 2x2": 8}
 
 
-def avgconv_reference(channels, k):
-    conv = nn.Conv2d(channels, channels, k, stride=k, groups=channels, bias=False)
-    with torch.no_grad():
-        conv.weight.fill_(1.0 / (k * k))
-    return conv
+def test_unchanged_prediction_accepts_correct_answers() -> None:
+    accepted(c.check_unchanged_prediction, RIGHT)
+    accepted(c.check_unchanged_prediction, dict(reversed(list(RIGHT.items()))))  # any key order
 
 
-def avgconv_dense_identity_channels(channels, k):  # groups=1, zero weights across channels
-    conv = nn.Conv2d(channels, channels, k, stride=k)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.zero_()
-        for ch in range(channels):
-            conv.weight[ch, ch] = 1.0 / (k * k)
-    return conv.double()
-
-
-def avgconv_mixes_channels(channels, k):
-    conv = nn.Conv2d(channels, channels, k, stride=k, bias=False)
-    nn.init.constant_(conv.weight, 1.0 / (k * k))
-    return conv
-
-
-def avgconv_sums_window(channels, k):
-    conv = nn.Conv2d(channels, channels, k, stride=k, groups=channels, bias=False)
-    nn.init.ones_(conv.weight)
-    return conv
-
-
-def avgconv_stride_one(channels, k):
-    conv = nn.Conv2d(channels, channels, k, groups=channels, bias=False)
-    nn.init.constant_(conv.weight, 1.0 / (k * k))
-    return conv
-
-
-def avgconv_default_bias(channels, k):
-    conv = nn.Conv2d(channels, channels, k, stride=k, groups=channels)
-    with torch.no_grad():
-        conv.weight.fill_(1.0 / (k * k))
-        conv.bias.fill_(0.1)
-    return conv
-
-
-def avgconv_weights_one_over_k(channels, k):
-    conv = nn.Conv2d(channels, channels, k, stride=k, groups=channels, bias=False)
-    nn.init.constant_(conv.weight, 1.0 / k)
-    return conv
-
-
-def avgconv_returns_pool(channels, k):
-    return nn.AvgPool2d(k)
-
-
-def test_avgpool_as_conv_accepts_correct_answers() -> None:
-    accepted(c.check_avgpool_as_conv, avgconv_reference)
-    accepted(c.check_avgpool_as_conv, avgconv_dense_identity_channels)
-
-
-def test_avgpool_as_conv_rejects_mistakes() -> None:
-    rejected(c.check_avgpool_as_conv, avgconv_mixes_channels, hint="groups=channels")
-    rejected(c.check_avgpool_as_conv, avgconv_sums_window, hint="sums the window")
-    rejected(c.check_avgpool_as_conv, avgconv_stride_one, hint="stride 1")
-    rejected(c.check_avgpool_as_conv, avgconv_default_bias, hint="adds a bias")
-    rejected(c.check_avgpool_as_conv, avgconv_weights_one_over_k, hint="1/k\\^2")
-    rejected(c.check_avgpool_as_conv, avgconv_returns_pool, hint="nn.Conv2d")
+def test_unchanged_prediction_rejects_mistakes() -> None:
+    rejected(c.check_unchanged_prediction, {**RIGHT, "no pooling": 15}, hint="equivariant, not invariant")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 7}, hint="window's last column")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2, twice": 8}, hint="one 4x4 window")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2, twice": 11}, hint="window's last column")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "avg pool 2x2": 0}, hint="as often as max pooling")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 8.0}, hint="whole number")
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 0.53}, hint="whole number")
+    rejected(c.check_unchanged_prediction, {"max pool 2x2": 8}, hint="exactly the keys")
+    rejected(c.check_unchanged_prediction, [0, 8, 12, 8], hint="must be a dict")
