@@ -130,3 +130,24 @@ def test_readme_cpu_build_command_names_the_pinned_versions() -> None:
         assert version == setup_env.pinned(name), (
             f"README installs {name}=={version}; constraints.txt pins another"
         )
+
+
+def test_the_command_offline_stops_with_a_message_that_says_what_failed(tmp_path: Path) -> None:
+    """`python scripts/setup_env.py` as a student runs it, with no package index reachable."""
+    import os
+    import subprocess
+
+    env_dir = tmp_path / "Jane Doe" / ".venv"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "setup_env.py"), "--venv", str(env_dir)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1"),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert setup_env.venv_python(env_dir).is_file(), "the environment was not created"
+    assert "setup stopped: this command failed" in done.stderr
+    assert "-e .[lab]" in done.stderr, "the message names the command that failed"
+    assert not (env_dir / ".cnnbook-lab").exists(), "a failed install must not be stamped as done"
