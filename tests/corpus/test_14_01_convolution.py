@@ -103,117 +103,143 @@ def test_correlate2d_rejects_mistakes() -> None:
     rejected(c.check_correlate2d, correlate_with_f_conv2d, hint=r"torch\.nn\.functional\.conv2d")
 
 
-# ---------------------------------------------------------------- exercise 2: convolve2d
+# ---------------------------------------------------------------- exercise 2: flip prediction
+
+SYMMETRIC = {"identity", "box blur", "gaussian", "laplacian", "sharpen"}
 
 
-def convolve_reference(image, kernel):
-    return correlate_reference(image, kernel.flip(0, 1))
+def test_flip_prediction_accepts_correct_answers() -> None:
+    accepted(c.check_flip_prediction, SYMMETRIC)
+    accepted(c.check_flip_prediction, sorted(SYMMETRIC))  # a list is a fine spelling of a set
+    accepted(c.check_flip_prediction, frozenset(SYMMETRIC))
 
 
-def convolve_by_reversed_indices(image, kernel):  # flip written as index arithmetic
-    kh, kw = kernel.shape
-    return correlate_reference(image, kernel[torch.arange(kh - 1, -1, -1)][:, torch.arange(kw - 1, -1, -1)])
+def test_flip_prediction_rejects_mistakes() -> None:
+    rejected(c.check_flip_prediction, SYMMETRIC | {"sobel x", "sobel y"}, hint="Sobel kernel is its negative")
+    rejected(c.check_flip_prediction, SYMMETRIC | {"shift"}, hint="moves the single 1")
+    rejected(c.check_flip_prediction, SYMMETRIC - {"laplacian", "sharpen"}, hint="symmetric about its centre")
+    rejected(c.check_flip_prediction, {"identity"}, hint="blur kernels are symmetric")
+    rejected(c.check_flip_prediction, set(c.FLIP_CHOICES), hint="K.flip\\(0, 1\\) == K")
+    rejected(c.check_flip_prediction, "identity, gaussian", hint="must be a set of kernel names")
+    rejected(c.check_flip_prediction, SYMMETRIC | {"Sobel"}, hint="unknown kernel name")
 
 
-def convolve_forgot_flip(image, kernel):
-    return correlate_reference(image, kernel)
+# ---------------------------------------------------------------- exercise 3: layer predictions
+
+RIGHT = ((7, 5, 3, 2), 217, (4, 7, 8, 11), (4, 30, 88))
 
 
-def convolve_flip_rows_only(image, kernel):
-    return correlate_reference(image, kernel.flip(0))
+def with_answer(index, value):
+    answers = list(RIGHT)
+    answers[index] = value
+    return answers
 
 
-def convolve_flip_columns_only(image, kernel):
-    return correlate_reference(image, kernel.flip(1))
+def test_layer_predictions_accept_correct_answers() -> None:
+    accepted(c.check_layer_predictions, *RIGHT)
+    accepted(c.check_layer_predictions, torch.Size([7, 5, 3, 2]), 217, torch.Size([4, 7, 8, 11]), (4, 30, 88))
 
 
-def convolve_transposed_instead_of_flipped(image, kernel):
-    return correlate_reference(image, kernel.T)
+def test_layer_predictions_reject_mistakes() -> None:
+    rejected(c.check_layer_predictions, *with_answer(0, (5, 7, 3, 2)), hint="output channels first")
+    rejected(c.check_layer_predictions, *with_answer(0, (7, 3, 2)), hint="spans ALL input channels")
+    rejected(c.check_layer_predictions, *with_answer(0, (7, 5, 2, 3)), hint="kH = 3 rows")
+    rejected(c.check_layer_predictions, *with_answer(1, 210), hint="left out the biases")
+    rejected(c.check_layer_predictions, *with_answer(1, 49), hint="spans all C_in input channels")
+    rejected(c.check_layer_predictions, *with_answer(1, 31), hint="one filter")
+    rejected(c.check_layer_predictions, *with_answer(1, 217.0), hint="whole number")
+    rejected(c.check_layer_predictions, *with_answer(2, (4, 7, 10, 12)), hint="no padding")
+    rejected(c.check_layer_predictions, *with_answer(2, (4, 5, 8, 11)), hint="C_out channels")
+    rejected(c.check_layer_predictions, *with_answer(2, (4, 7, 9, 10)), hint="kH = 3 shrinks the height")
+    rejected(c.check_layer_predictions, *with_answer(2, (4, 7, 7, 10)), hint="H - kH \\+ 1 rows")
+    rejected(c.check_layer_predictions, *with_answer(2, [4, 7, 8, 11]), hint="tuple of whole numbers")
+    rejected(c.check_layer_predictions, *with_answer(3, (4, 88, 30)), hint="in a COLUMN")
+    rejected(c.check_layer_predictions, *with_answer(3, (4, 6, 88)), hint="ALL input channels")
+    rejected(c.check_layer_predictions, *with_answer(3, (4, 30, 120)), hint="output positions")
 
 
-def convolve_rotated_90(image, kernel):
-    return correlate_reference(image, torch.rot90(kernel))
+# ---------------------------------------------------------------- exercise 4: fix the im2col conv
 
 
-def test_convolve2d_accepts_correct_answers() -> None:
-    accepted(c.check_convolve2d, convolve_reference)
-    accepted(c.check_convolve2d, convolve_by_reversed_indices)
-
-
-def test_convolve2d_rejects_mistakes() -> None:
-    rejected(c.check_convolve2d, convolve_forgot_flip, hint="this is cross-correlation")
-    rejected(c.check_convolve2d, convolve_flip_rows_only, hint="rows only")
-    rejected(c.check_convolve2d, convolve_flip_columns_only, hint="columns only")
-    rejected(c.check_convolve2d, convolve_transposed_instead_of_flipped, hint="transposed")
-    rejected(c.check_convolve2d, convolve_rotated_90, hint="90 degrees")
-
-
-# ---------------------------------------------------------------- exercise 3: conv layer
-
-
-def layer_reference(x, weight, bias):
-    n, c_in = x.shape[:2]
-    maps = []
-    for b in range(n):
-        per_filter = []
-        for o in range(weight.shape[0]):
-            total = sum(correlate_reference(x[b, ch], weight[o, ch]) for ch in range(c_in))
-            per_filter.append(total + bias[o])
-        maps.append(torch.stack(per_filter))
-    return torch.stack(maps)
-
-
-def layer_unfold_matmul(x, weight, bias):  # im2col without F.conv2d: a valid form
-    n, c_in, h, w = x.shape
+def im2col_reference(x, weight, bias):
+    n, _, h, w = x.shape
     c_out, _, kh, kw = weight.shape
-    patches = x.unfold(2, kh, 1).unfold(3, kw, 1)  # (N, C_in, H', W', kH, kW)
-    out = torch.einsum("nchwij,ocij->nohw", patches, weight)
-    return out + bias[None, :, None, None]
+    out = weight.reshape(c_out, -1) @ F.unfold(x, (kh, kw)) + bias[:, None]
+    return out.reshape(n, c_out, h - kh + 1, w - kw + 1)
 
 
-def layer_forgot_bias(x, weight, bias):
-    return layer_unfold_matmul(x, weight, torch.zeros_like(bias))
+def im2col_einsum_float32(x, weight, bias):  # another spelling, float32 result
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    cols = F.unfold(x.float(), (kh, kw))
+    out = torch.einsum("ok,nkl->nol", weight.float().flatten(1), cols) + bias.float()[:, None]
+    return out.view(n, c_out, h - kh + 1, w - kw + 1)
 
 
-def layer_bias_per_input_channel(x, weight, bias):
-    return layer_unfold_matmul(x, weight, bias * x.shape[1])
+def im2col_per_image_loop(x, weight, bias, *unused):  # a loop over the batch, extra harmless arg
+    return torch.stack([im2col_reference(x[i : i + 1], weight, bias)[0] for i in range(x.shape[0])])
 
 
-def layer_mean_over_channels(x, weight, bias):
-    patches = x.unfold(2, weight.shape[2], 1).unfold(3, weight.shape[3], 1)
-    per_channel = torch.einsum("nchwij,ocij->nochw", patches, weight)
-    return per_channel.mean(2) + bias[None, :, None, None]
+def im2col_keeps_both_bugs(x, weight, bias):
+    return c.conv2d_im2col_broken(x, weight, bias)
 
 
-def layer_first_image_only(x, weight, bias):
-    return layer_unfold_matmul(x[:1], weight, bias)
+def im2col_channels_last_weight(x, weight, bias):
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    out = weight.permute(0, 2, 3, 1).reshape(c_out, -1) @ F.unfold(x, (kh, kw)) + bias[:, None]
+    return out.reshape(n, c_out, h - kh + 1, w - kw + 1)
 
 
-def layer_flipped_kernels(x, weight, bias):
-    return layer_unfold_matmul(x, weight.flip(2, 3), bias)
+def im2col_swapped_output_grid(x, weight, bias):
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    out = weight.reshape(c_out, -1) @ F.unfold(x, (kh, kw)) + bias[:, None]
+    return out.reshape(n, c_out, w - kw + 1, h - kh + 1)
 
 
-def layer_no_channel_sum(x, weight, bias):
-    patches = x.unfold(2, weight.shape[2], 1).unfold(3, weight.shape[3], 1)
-    per_channel = torch.einsum("nchwij,ocij->nochw", patches, weight) + bias[None, :, None, None, None]
-    return per_channel.flatten(1, 2)
+def im2col_transposed_view_of_grid(x, weight, bias):  # right numbers per position, grid transposed
+    n, _, h, w = x.shape
+    c_out, _, kh, kw = weight.shape
+    out = weight.reshape(c_out, -1) @ F.unfold(x, (kh, kw)) + bias[:, None]
+    return (
+        out.reshape(n, c_out, h - kh + 1, w - kw + 1)
+        .transpose(2, 3)
+        .reshape(n, c_out, h - kh + 1, w - kw + 1)
+    )
 
 
-def test_conv_layer_accepts_correct_answers() -> None:
-    accepted(c.check_conv_layer, layer_reference)
-    accepted(c.check_conv_layer, layer_unfold_matmul)
+def im2col_forgot_bias(x, weight, bias):
+    return im2col_reference(x, weight, torch.zeros_like(bias))
 
 
-def test_conv_layer_rejects_mistakes() -> None:
-    rejected(c.check_conv_layer, layer_forgot_bias, hint="forgot the bias")
-    rejected(c.check_conv_layer, layer_bias_per_input_channel, hint="once per input channel")
-    rejected(c.check_conv_layer, layer_mean_over_channels, hint="averaged over the input channels")
-    rejected(c.check_conv_layer, layer_first_image_only, hint="first image of the batch")
-    rejected(c.check_conv_layer, layer_flipped_kernels, hint="flipped the kernels")
-    rejected(c.check_conv_layer, layer_no_channel_sum, hint=r"one map per \(filter, input channel\)")
+def im2col_calls_conv2d(x, weight, bias):
+    return F.conv2d(x, weight, bias)
 
 
-# ---------------------------------------------------------------- exercise 4: shift
+def im2col_calls_torch_convolution(x, weight, bias):
+    return torch.convolution(x, weight, bias, (1, 1), (0, 0), (1, 1), False, (0, 0), 1)
+
+
+def test_conv2d_im2col_accepts_correct_answers() -> None:
+    accepted(c.check_conv2d_im2col, im2col_reference)
+    accepted(c.check_conv2d_im2col, im2col_einsum_float32)
+    accepted(c.check_conv2d_im2col, im2col_per_image_loop)
+
+
+def test_conv2d_im2col_rejects_mistakes() -> None:
+    rejected(c.check_conv2d_im2col, im2col_keeps_both_bugs, hint="both bugs are still there")
+    rejected(c.check_conv2d_im2col, im2col_channels_last_weight, hint="flattened channel-last")
+    rejected(
+        c.check_conv2d_im2col, im2col_swapped_output_grid, hint="reshaped to \\(N, C_out, W_out, H_out\\)"
+    )
+    rejected(c.check_conv2d_im2col, im2col_transposed_view_of_grid, hint="column order")
+    rejected(c.check_conv2d_im2col, im2col_forgot_bias, hint="forgot the bias")
+    rejected(c.check_conv2d_im2col, im2col_calls_conv2d, hint="torch.nn.functional.conv2d")
+    rejected(c.check_conv2d_im2col, im2col_calls_torch_convolution, hint="torch.convolution")
+
+
+# ---------------------------------------------------------------- exercise 5: shift
 
 
 def shift_reference(image, dy, dx):
