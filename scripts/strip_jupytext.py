@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"{path}: jupytext metadata; run `python scripts/strip_jupytext.py`")
         else:
-            nbformat.write(nb, path)
+            text = nbformat.writes(nb)
+            path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8", newline="\n")
             print(f"stripped {path}")
     return 1 if args.check and found else 0
 
