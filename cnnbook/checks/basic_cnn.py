@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,63 +21,73 @@ from cnnbook.checks.core import (
     expect_same_module,
     expect_tensor,
     fail,
-    forbid,
     modules_of,
 )
+from cnnbook.summary import macs_by_module
 
 # The chapter's SimpleCNN without dropout: the reference the checks compare against.
 SimpleCNN = functools.partial(models.SimpleCNN, dropout=0.0)
 
 
-_BY_HAND = "count from the layer shapes by hand; building the model would do it for you."
-COUNT_LIBRARY = {
-    "cnnbook.models.SimpleCNN": _BY_HAND,
-    "cnnbook.models.classic.SimpleCNN": _BY_HAND,
-    "torch.nn.Conv2d": _BY_HAND,
-    "torch.nn.Linear": _BY_HAND,
-    "cnnbook.modules.count_parameters": _BY_HAND,
-    "cnnbook.summary.layer_table": _BY_HAND,
-    "torchinfo.summary": _BY_HAND,
-}
+# the question of exercise 1: SimpleCNN at twice the image side
+PREDICT_SIZE = 64
 
 
-@checker("SimpleCNN parameter count")
-def check_simple_cnn_params(ctx: Context, fn: Callable[..., int]) -> str:
-    """Check ``fn(num_classes, in_channels, image_size)`` against ``SimpleCNN``'s real count."""
-    cases = [(10, 3, 32), (10, 1, 28), (100, 3, 64)]
-    cases += [(ctx.randint(2, 50), ctx.randint(1, 4), 4 * ctx.randint(2, 16)) for _ in range(5)]
-    for classes, c_in, size in cases:
-        what = f"simple_cnn_params(num_classes={classes}, in_channels={c_in}, image_size={size})"
-        with forbid(fn, COUNT_LIBRARY):
-            got = call(fn, classes, c_in, size, describe=what)
-        with torch.device("meta"):  # shapes only: no memory, no initialisation
-            ref = count_params(SimpleCNN(classes, c_in, size))
-        side = size // 4
-        biases = 32 + 64 + 256 + classes
-        expect_equal(
-            got,
-            ref,
-            what,
-            wrong={
-                "You left out the biases: every conv filter and every Linear unit has one.": ref - biases,
-                "The flatten size assumes ONE pool; two 2x2 pools shrink the side by 4, so fc1 "
-                "sees 64 * (size/4)^2 features.": ref + 64 * ((size // 2) ** 2 - side**2) * 256,
-                "The flatten size ignores the pools: after two 2x2 pools the side is size/4.": ref
-                + 64 * (size**2 - side**2) * 256,
-                "conv1's weights were counted for 3 input channels whatever in_channels is.": ref
-                - 9 * c_in * 32
-                + 9 * 3 * 32,
-                "fc2 was counted for 10 classes whatever num_classes is.": ref - 257 * classes + 257 * 10,
-                "A 3x3 conv from c_in to c_out has 9 * c_in * c_out weights (you used 9 * c_out).": ref
-                - 9 * c_in * 32
-                + 9 * 32
-                - 9 * 32 * 64
-                + 9 * 64,
-            },
-            hint="Conv: k*k*c_in*c_out + c_out. Linear: f_in*f_out + f_out. The pools and ReLUs "
-            "have no parameters.",
-        )
-    return "parameter counts match SimpleCNN for every number of classes, channels and sizes."
+def _simple_cnn_figures(image_size: int) -> tuple[int, int]:
+    """(parameters, conv1 + conv2 MACs for one image) of the chapter's SimpleCNN."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        model = models.SimpleCNN(10, 3, image_size)
+    macs = macs_by_module(model, (1, 3, image_size, image_size))
+    return count_params(model), macs["conv1"] + macs["conv2"]
+
+
+def _whole(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(f"{what} must be a whole number (an int), got {value!r} of type {type(value).__name__}.")
+    return value
+
+
+@checker("SimpleCNN at 64x64: predictions")
+def check_size_predictions(ctx: Context, params_64: Any, conv_macs_64: Any) -> str:
+    """Check the predicted parameter count and conv MACs of SimpleCNN on 64x64 images."""
+    params_32, macs_32 = _simple_cnn_figures(32)
+    params, macs = _simple_cnn_figures(PREDICT_SIZE)
+    conv_params = 3 * 3 * 3 * 32 + 32 + 3 * 3 * 32 * 64 + 64
+    fc1_32 = 64 * 8 * 8 * 256 + 256
+    expect_equal(
+        _whole(params_64, "params_64"),
+        params,
+        "params_64 (parameters of SimpleCNN for 64x64 images)",
+        wrong={
+            "the parameters are not independent of the image size: fc1 sees the flattened "
+            "64 x (size/4) x (size/4) map, which grows with the image.": params_32,
+            "fc1's inputs grow with the AREA of the final map (16x16 instead of 8x8: 4x), not "
+            "with its side (2x).": params_32 - fc1_32 + 2 * (fc1_32 - 256) + 256,
+            "the convolutions keep their parameters whatever the image size (the same 3x3 "
+            "filters slide over more positions); only fc1 grows.": params + 3 * conv_params,
+            "you left out the biases (one per conv filter and per Linear unit).": params
+            - (32 + 64 + 256 + 10),
+        },
+        hint="Requirement: conv1 + conv2 + fc1 + fc2, with fc1 fed by 64 x 16 x 16 features.",
+    )
+    expect_equal(
+        _whole(conv_macs_64, "conv_macs_64"),
+        macs,
+        "conv_macs_64 (conv1 + conv2 multiply-accumulates for one 64x64 image)",
+        wrong={
+            "a convolution applies every weight once per OUTPUT PIXEL: 4x the pixels, 4x the "
+            "MACs, although its parameters stay the same.": macs_32,
+            "the number of pixels grows with the area: doubling the side gives 4x, not 2x.": 2 * macs_32,
+            "you counted the convolutions' parameters, not their multiply-accumulates "
+            "(weights x output pixels).": conv_params,
+        },
+        hint=f"Requirement: weights x output pixels for conv1 (64x64) and conv2 (32x32); the 32x32 "
+        f"network's figure is {macs_32:,}.",
+    )
+    return (
+        f"{params:,} parameters (only fc1 grew, 4x) and {macs:,} conv MACs (4x): parameters follow "
+        "the layer shapes, compute follows the pixels."
+    )
 
 
 def _cnn(c_in: int, classes: int, size: int, widths: Sequence[int], variant: str = "") -> nn.Sequential:

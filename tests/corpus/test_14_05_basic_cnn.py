@@ -8,51 +8,30 @@ from torch import nn
 
 from cnnbook.checks import basic_cnn as checks
 
-# ---------------------------------------------------------------- Exercise 1: parameter count
+# ---------------------------------------------------------------- Exercise 1: predictions at 64x64
+
+PARAMS_64, MACS_64 = 4_216_522, 22_413_312
+CONV_PARAMS = 896 + 18_496
 
 
-def params_reference(num_classes, in_channels=3, image_size=32):
-    side = image_size // 4
-    return (
-        (9 * in_channels * 32 + 32)
-        + (9 * 32 * 64 + 64)
-        + (64 * side * side * 256 + 256)
-        + (256 * num_classes + num_classes)
+def test_size_predictions_right_answers_pass() -> None:
+    accepted(checks.check_size_predictions, PARAMS_64, MACS_64)
+    accepted(checks.check_size_predictions, CONV_PARAMS + (64 * 16 * 16 * 256 + 256) + 2570, 4 * 5_603_328)
+
+
+def test_size_predictions_mistakes_are_named() -> None:
+    rejected(checks.check_size_predictions, 1_070_794, MACS_64, hint="grows with the image")
+    rejected(checks.check_size_predictions, 2_119_370, MACS_64, hint="AREA")
+    rejected(
+        checks.check_size_predictions, PARAMS_64 + 3 * CONV_PARAMS, MACS_64, hint="keep their parameters"
     )
-
-
-def params_by_layer_list(num_classes, in_channels=3, image_size=32):
-    layers = [(9 * in_channels, 32), (9 * 32, 64), (64 * (image_size // 4) ** 2, 256), (256, num_classes)]
-    return sum(f_in * f_out + f_out for f_in, f_out in layers)
-
-
-def params_without_biases(num_classes, in_channels=3, image_size=32):
-    side = image_size // 4
-    return 9 * in_channels * 32 + 9 * 32 * 64 + 64 * side * side * 256 + 256 * num_classes
-
-
-def params_one_pool(num_classes, in_channels=3, image_size=32):
-    return params_reference(num_classes, in_channels, 2 * image_size)
-
-
-def params_rgb_hard_coded(num_classes, in_channels=3, image_size=32):
-    return params_reference(num_classes, 3, image_size)
-
-
-def params_ten_classes_hard_coded(num_classes, in_channels=3, image_size=32):
-    return params_reference(10, in_channels, image_size)
-
-
-def test_params_right_answers_pass() -> None:
-    accepted(checks.check_simple_cnn_params, params_reference)
-    accepted(checks.check_simple_cnn_params, params_by_layer_list)
-
-
-def test_params_mistakes_are_named() -> None:
-    rejected(checks.check_simple_cnn_params, params_without_biases, hint="biases")
-    rejected(checks.check_simple_cnn_params, params_one_pool, hint="ONE pool")
-    rejected(checks.check_simple_cnn_params, params_rgb_hard_coded, hint="3 input channels")
-    rejected(checks.check_simple_cnn_params, params_ten_classes_hard_coded, hint="10 classes")
+    rejected(checks.check_size_predictions, PARAMS_64 - 362, MACS_64, hint="biases")
+    rejected(checks.check_size_predictions, float(PARAMS_64), MACS_64, hint="whole number")
+    rejected(checks.check_size_predictions, PARAMS_64, 5_603_328, hint="OUTPUT PIXEL")
+    rejected(checks.check_size_predictions, PARAMS_64, 2 * 5_603_328, hint="4x, not 2x")
+    rejected(checks.check_size_predictions, PARAMS_64, CONV_PARAMS, hint="not their multiply-accumulates")
+    rejected(checks.check_size_predictions, PARAMS_64, 22.4e6, hint="whole number")
+    rejected(checks.check_size_predictions, PARAMS_64, 22_413_313, hint="weights x output pixels")
 
 
 # ---------------------------------------------------------------- Exercise 2: build_cnn
