@@ -11,7 +11,9 @@ are ``torchvision.ops.box_iou`` and ``torchvision.ops.nms`` where torchvision ha
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import torch
@@ -656,3 +658,128 @@ def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
             hint="n_out = (n - 1) * s - 2p + k + output_padding.",
         )
     return "your formula matches nn.ConvTranspose2d on 20 configurations."
+
+
+# ---------------------------------------------------------------- predict, then check
+
+
+def _prediction(value: Any, what: str) -> float:
+    """A predicted number: an int, float or ``fractions.Fraction`` (not a bool, not a string)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
+        fail(f"{what}: enter a number (e.g. 0.25 or 1 / 4), got {value!r}.")
+    return float(value)
+
+
+def _predictions(predicted: Any, keys: list[str], what: str) -> dict[str, Any]:
+    if not isinstance(predicted, dict):
+        fail(f"{what}: give a dict with the keys {keys}, got {type(predicted).__name__}.")
+    missing = [k for k in keys if k not in predicted]
+    if missing:
+        fail(f"{what}: predict every pair; missing {missing}.")
+    if any(v is None or v is Ellipsis for v in predicted.values()):
+        fail(f"{what}: replace every ... with your prediction before running the check.")
+    return predicted
+
+
+IOU_PAIRS: dict[str, tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = {
+    "a": ((0, 0, 4, 4), (2, 0, 6, 4)),  # half of each box overlaps
+    "b": ((0, 0, 4, 4), (4, 0, 8, 4)),  # the boxes only touch
+    "c": ((0, 0, 4, 4), (1, 1, 3, 3)),  # one inside the other
+    "d": ((0, 0, 4, 2), (0, 0, 2, 4)),  # a wide and a tall box crossing
+    "e": ((0, 0, 10, 10), (1, 1, 11, 11)),  # the same box shifted by one pixel diagonally
+}
+"""The box pairs of the 14.13 predict-then-check exercise, ``(x1, y1, x2, y2)`` each."""
+
+
+def _pair_iou(a: tuple[float, ...], b: tuple[float, ...], mode: str = "") -> float:
+    p = 1.0 if mode == "plus_one" else 0.0
+    w = min(a[2], b[2]) - max(a[0], b[0]) + p
+    h = min(a[3], b[3]) - max(a[1], b[1]) + p
+    inter = max(w, 0.0) * max(h, 0.0)
+    area_a = (a[2] - a[0] + p) * (a[3] - a[1] + p)
+    area_b = (b[2] - b[0] + p) * (b[3] - b[1] + p)
+    if mode == "no_subtract":
+        return inter / (area_a + area_b)
+    if mode == "over_smaller":
+        return inter / min(area_a, area_b)
+    return inter / (area_a + area_b - inter)
+
+
+@checker("predicted IoUs")
+def check_iou_predictions(ctx: Context, predicted: Any) -> str:
+    """Compare predicted IoUs of :data:`IOU_PAIRS` with ``torchvision.ops.box_iou``."""
+    del ctx  # fixed pairs: the same verdict on every seed
+    what = "predicted_iou"
+    predicted = _predictions(predicted, list(IOU_PAIRS), what)
+    tv = _tvops()
+    wrong_count = 0
+    lines = []
+    for key, (a, b) in IOU_PAIRS.items():
+        guess = _prediction(predicted[key], f"{what}[{key!r}]")
+        true = float(
+            tv.box_iou(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64))
+        )
+        if math.isclose(guess, true, abs_tol=0.005):
+            continue
+        wrong_count += 1
+        hint = "IoU = intersection / (area A + area B - intersection)."
+        for mode, why in (
+            ("no_subtract", "You counted the overlap twice: the union is area A + area B - intersection."),
+            ("over_smaller", "You divided by the smaller box's area: divide by the union."),
+            ("plus_one", "Coordinates are continuous: a box's width is x2 - x1, without + 1."),
+        ):
+            if math.isclose(guess, _pair_iou(a, b, mode), abs_tol=0.005) and not math.isclose(
+                _pair_iou(a, b, mode), true, abs_tol=0.005
+            ):
+                hint = why
+        if key == "b" and guess > 0:
+            hint = "Boxes that only share an edge have an intersection of width 0, so IoU 0."
+        lines.append(f"pair {key!r} A={a}, B={b}: you predicted {guess:.3f}, the IoU is {true:.3f}. {hint}")
+    if wrong_count:
+        fail(f"{wrong_count} of {len(IOU_PAIRS)} predictions are off:\n" + "\n".join(lines))
+    return f"all {len(IOU_PAIRS)} predicted IoUs match torchvision.ops.box_iou."
+
+
+TRANSPOSED_LAYERS: dict[str, dict[str, int]] = {
+    "a": {"n": 8, "kernel_size": 2, "stride": 2, "padding": 0, "output_padding": 0},
+    "b": {"n": 8, "kernel_size": 4, "stride": 2, "padding": 1, "output_padding": 0},
+    "c": {"n": 8, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 0},
+    "d": {"n": 8, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+    "e": {"n": 5, "kernel_size": 3, "stride": 1, "padding": 1, "output_padding": 0},
+}
+"""The layers of the 14.13 predict-then-check exercise: input length ``n`` and the settings of
+``nn.ConvTranspose2d``."""
+
+
+@checker("predicted output sizes")
+def check_transposed_predictions(ctx: Context, predicted: Any) -> str:
+    """Compare predicted output lengths of :data:`TRANSPOSED_LAYERS` with ``nn.ConvTranspose2d``."""
+    del ctx
+    what = "predicted_size"
+    predicted = _predictions(predicted, list(TRANSPOSED_LAYERS), what)
+    lines = []
+    for key, cfg in TRANSPOSED_LAYERS.items():
+        guess = predicted[key]
+        if isinstance(guess, bool) or not isinstance(guess, int):
+            fail(f"{what}[{key!r}]: a size is a whole number of pixels (an int), got {guess!r}.")
+        n, k, s, p, op = (cfg[x] for x in ("n", "kernel_size", "stride", "padding", "output_padding"))
+        layer = nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, output_padding=op)
+        with torch.no_grad():
+            true = int(layer(torch.zeros(1, 1, n, n)).shape[-1])
+        if guess == true:
+            continue
+        hint = "n_out = (n - 1) * s - 2p + k + output_padding."
+        if guess == (n + 2 * p - k) // s + 1:
+            hint = "That is the ordinary convolution's formula; the transposed one runs it backwards."
+        elif guess == n * s - 2 * p + k + op:
+            hint = "The n inputs are placed s apart, so they span (n - 1) * s, not n * s."
+        elif guess == (n - 1) * s + 2 * p + k + op:
+            hint = "Padding is removed from the output of a transposed convolution: - 2p."
+        elif guess == (n - 1) * s - 2 * p + k and op:
+            hint = "output_padding adds that many pixels on one side."
+        lines.append(f"layer {key!r} {cfg}: you predicted {guess}, nn.ConvTranspose2d gives {true}. {hint}")
+    if lines:
+        fail(f"{len(lines)} of {len(TRANSPOSED_LAYERS)} predictions are off:\n" + "\n".join(lines))
+    return f"all {len(TRANSPOSED_LAYERS)} predicted sizes match nn.ConvTranspose2d."

@@ -511,3 +511,101 @@ def test_transposed_size_correct_answers_pass() -> None:
 )
 def test_transposed_size_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_transposed_out_size, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- predict, then check: IoU and sizes
+
+RIGHT_IOU = {"a": 1 / 3, "b": 0, "c": 0.25, "d": 1 / 3, "e": 81 / 119}
+
+
+def test_iou_predictions_accept_right_numbers_in_any_spelling() -> None:
+    from fractions import Fraction
+
+    accepted(checks.check_iou_predictions, RIGHT_IOU)
+    accepted(checks.check_iou_predictions, {**RIGHT_IOU, "a": Fraction(1, 3), "e": 0.681, "b": 0.0})
+    accepted(checks.check_iou_predictions, {k: torch.tensor(float(v)) for k, v in RIGHT_IOU.items()})
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        ({**RIGHT_IOU, "a": 8 / 32}, r"pair 'a'.*counted the overlap twice"),  # union without - intersection
+        ({**RIGHT_IOU, "c": 1.0}, r"pair 'c'.*divide by the union"),  # over the smaller box
+        ({**RIGHT_IOU, "b": 0.1}, r"pair 'b'.*only share an edge"),  # touching counted as overlap
+        ({**RIGHT_IOU, "e": (10 * 10) / (11 * 11 + 11 * 11 - 100)}, r"pair 'e'.*without \+ 1"),
+        ({**RIGHT_IOU, "d": 0.6}, r"pair 'd'.*intersection / \(area A"),
+        ({k: v for k, v in RIGHT_IOU.items() if k != "e"}, r"missing \['e'\]"),
+        ({**RIGHT_IOU, "a": "1/3"}, r"enter a number"),
+        ({**RIGHT_IOU, "a": ...}, r"replace every \.\.\."),
+        ([1 / 3, 0, 0.25, 1 / 3, 0.68], r"give a dict"),
+    ],
+)
+def test_iou_predictions_reject_mistakes(answer, hint) -> None:
+    rejected(checks.check_iou_predictions, answer, hint=hint)
+
+
+RIGHT_SIZES = {"a": 16, "b": 16, "c": 15, "d": 16, "e": 5}
+
+
+def test_transposed_predictions_accept_the_sizes() -> None:
+    accepted(checks.check_transposed_predictions, RIGHT_SIZES)
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (
+            {**RIGHT_SIZES, "c": 16},
+            r"layer 'c'.*nn\.ConvTranspose2d gives 15",
+        ),  # assumes every s=2 layer doubles
+        ({**RIGHT_SIZES, "a": 4}, r"ordinary convolution"),  # the forward conv formula
+        ({**RIGHT_SIZES, "b": 18}, r"span \(n - 1\) \* s"),  # n * s - 2p + k
+        ({**RIGHT_SIZES, "b": 20}, r"Padding is removed"),  # + 2p
+        ({**RIGHT_SIZES, "d": 15}, r"output_padding adds"),  # forgot output_padding
+        ({**RIGHT_SIZES, "c": 15.0}, r"whole number"),  # a float for a size
+        ({**RIGHT_SIZES, "e": True}, r"whole number"),
+    ],
+)
+def test_transposed_predictions_reject_mistakes(answer, hint) -> None:
+    rejected(checks.check_transposed_predictions, answer, hint=hint)
+
+
+def test_find_the_bug_nms_is_rejected_and_the_fix_accepted() -> None:
+    def pairwise_iou(a, b):
+        top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+        bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+        inter = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+        area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+        area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+    def nms_buggy(boxes, scores, iou_threshold):  # the exercise's two bugs
+        order = scores.argsort(descending=True).tolist()
+        iou = pairwise_iou(boxes, boxes)
+        removed = torch.zeros(len(boxes), dtype=torch.bool)
+        for i in order:
+            removed |= (iou[i] >= iou_threshold) & (torch.arange(len(boxes)) != i)
+        return torch.tensor([i for i in order if not removed[i]], dtype=torch.long)
+
+    def nms_only_tie_fixed(boxes, scores, iou_threshold):
+        order = scores.argsort(descending=True).tolist()
+        iou = pairwise_iou(boxes, boxes)
+        removed = torch.zeros(len(boxes), dtype=torch.bool)
+        for i in order:
+            removed |= (iou[i] > iou_threshold) & (torch.arange(len(boxes)) != i)
+        return torch.tensor([i for i in order if not removed[i]], dtype=torch.long)
+
+    def nms_fixed(boxes, scores, iou_threshold):
+        iou = pairwise_iou(boxes, boxes)
+        removed = torch.zeros(len(boxes), dtype=torch.bool)
+        keep = []
+        for i in scores.argsort(descending=True).tolist():
+            if removed[i]:
+                continue
+            keep.append(i)
+            removed |= iou[i] > iou_threshold
+        return torch.tensor(keep, dtype=torch.long)
+
+    accepted(checks.check_nms, nms_fixed)
+    rejected(checks.check_nms, nms_buggy, hint=r"nms")
+    rejected(checks.check_nms, nms_only_tie_fixed, hint=r"nms")
