@@ -1,4 +1,4 @@
-"""Checks for the section 14.14 exercises (vision transformers: patches, embedding, cost).
+"""Checks for the section 14.14 exercises (vision transformers: patches, sizes, attention, cost).
 
 Every check runs fixed edge cases first (non-square images, batches larger than one, several
 channels, patch sizes that are not powers of two, image sides not divisible by 4), then random
@@ -8,12 +8,13 @@ cases, so an answer gets the same verdict on every seed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cnnbook.checks.core import (
-    CONV_LIBRARY,
     CheckFailed,
     Context,
     call,
@@ -129,55 +130,6 @@ def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     )
 
 
-@checker("patch embedding")
-def check_patch_embed(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(x, weight (D, C, p, p), bias (D,))`` equals the strided patch convolution."""
-    cases = [
-        (1, 3, 4, 8, 12, 5),  # non-square image, RGB
-        (2, 2, 3, 6, 3, 4),  # p = 3, batch 2, a 2 x 1 grid
-        (2, 1, 2, 4, 6, 4),
-    ]  # D = C*p*p: a forgotten transpose still runs
-    for _ in range(2):
-        p = ctx.choice([2, 3, 4])
-        cases.append(
-            (
-                ctx.randint(1, 2),
-                ctx.randint(1, 3),
-                p,
-                p * ctx.randint(1, 3),
-                p * ctx.randint(1, 3),
-                ctx.randint(3, 8),
-            )
-        )
-    for n, c, p, h, w, d in cases:
-        x = ctx.randn(n, c, h, w)
-        weight, bias = ctx.randn(d, c, p, p), ctx.randn(d)
-        what = f"patch_embed(x {tuple(x.shape)}, weight {tuple(weight.shape)}, bias)"
-        with forbid(fn, CONV_LIBRARY):
-            got = call(fn, x.clone(), weight.clone(), bias.clone(), describe=what)
-        ref = F.conv2d(x, weight, bias, stride=p).flatten(2).transpose(1, 2)
-        patches = _ref_patchify(x, p)
-        wrong = {
-            "You forgot the bias.": ref - bias,
-            "Tokens must be (N, num_patches, D): transpose the (N, D, num_patches) result.": ref.transpose(
-                1, 2
-            ),
-            "The patches and the weight are flattened in different orders: flatten both as "
-            "(C, p, p) (weight.flatten(1) does that for a (D, C, p, p) weight).": patches
-            @ weight.permute(0, 2, 3, 1).reshape(d, -1).T
-            + bias,
-        }
-        if d == c * p * p:
-            wrong[
-                "Multiply by the TRANSPOSED flattened weight: patches (N, P, C*p*p) @ "
-                "weight.flatten(1).T (C*p*p, D)."
-            ] = patches @ weight.flatten(1) + bias
-        expect_tensor(
-            got, ref, what, wrong=wrong, shape_hint="One D-dimensional token per patch: (N, num_patches, D)."
-        )
-    return "a ViT's patch embedding is exactly a conv with kernel = stride = patch size."
-
-
 @checker("attention cost")
 def check_attention_cost(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(image_size, patch_size)`` -> (patch tokens, attention-matrix entries)."""
@@ -221,3 +173,179 @@ def check_attention_cost(ctx: Context, fn: Callable[..., tuple[int, int]]) -> st
             hint="Self-attention compares all pairs of tokens: tokens^2 entries (per head and layer).",
         )
     return "right: 224 px with 16 px patches gives 196 tokens and 38,416 attention entries per head."
+
+
+# ---------------------------------------------------------------- predict, then check: ViT-B/16
+
+
+def _vit_b16_reference(batch: int = 8) -> dict[str, Any]:
+    """Tokens, attention-weight shape and patch-embedding parameters of torchvision's ViT-B/16."""
+    from torchvision.models import vit_b_16
+
+    with torch.device("meta"):
+        model = vit_b_16(weights=None)
+    heads = model.encoder.layers[0].self_attention.num_heads
+    tokens = int(model.seq_length)  # patches + class token
+    return {
+        "tokens": tokens,
+        "attention_shape": (batch, heads, tokens, tokens),
+        "embed_params": sum(p.numel() for p in model.conv_proj.parameters()),
+    }
+
+
+@checker("predicted ViT-B/16 sizes")
+def check_vit_predictions(ctx: Context, predicted: Any) -> str:
+    """Compare predictions for ViT-B/16 at 224 px (batch 8) with torchvision's model."""
+    del ctx  # one fixed model: the same verdict on every seed
+    keys = ["tokens", "attention_shape", "embed_params"]
+    if not isinstance(predicted, dict) or any(k not in predicted for k in keys):
+        fail(f"predicted: give a dict with the keys {keys}, got {predicted!r:.80}.")
+    if any(v is None or v is Ellipsis for v in predicted.values()):
+        fail("predicted: replace every ... with your prediction before running the check.")
+    ref = _vit_b16_reference()
+    for key in ("tokens", "embed_params"):
+        v = predicted[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            fail(f"predicted[{key!r}] is a count: enter a whole number (an int), got {v!r}.")
+    shape = predicted["attention_shape"]
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in shape
+    ):
+        fail(f"predicted['attention_shape'] is a shape: a tuple of ints such as (2, 3, 4, 5), got {shape!r}.")
+    expect_equal(
+        predicted["tokens"],
+        ref["tokens"],
+        "predicted['tokens']",
+        wrong={
+            "That counts the patches only: the class token is a token too (196 + 1).": 196,
+            "That is the number of patches along one side; the image has 14 x 14 of them, plus the "
+            "class token.": 14,
+            "Count patches of 16 x 16 pixels on a 224 x 224 image: 224 / 16 = 14 per side.": (224 // 8) ** 2
+            + 1,
+        },
+        hint="tokens = (224 / 16)^2 patches + 1 class token.",
+    )
+    t = ref["tokens"]
+    expect_equal(
+        tuple(shape),
+        ref["attention_shape"],
+        "predicted['attention_shape']",
+        wrong={
+            "Attention weights have one T x T matrix per head: (batch, heads, T, T), not (batch, T, D).": (
+                8,
+                t,
+                768,
+            ),
+            "Each head has its own attention matrix: (batch, heads, T, T).": (8, t, t),
+            "ViT-B/16 has 12 heads of 64 channels (768 = 12 x 64); the weights are (batch, heads, T, T).": (
+                8,
+                12,
+                t,
+                64,
+            ),
+            "The class token attends and is attended to as well: T = 197.": (8, 12, 196, 196),
+        },
+        hint="Per head, every token weighs every token: (batch, heads, tokens, tokens).",
+    )
+    expect_equal(
+        predicted["embed_params"],
+        ref["embed_params"],
+        "predicted['embed_params']",
+        wrong={
+            "You forgot the bias: one per output channel, 768 more.": 768 * 3 * 16 * 16,
+            "Each of the 768 filters sees all 3 colour channels of a 16 x 16 patch: 768 * 3 * 16 * 16 "
+            "weights, plus 768 biases.": 768 * 16 * 16 + 768,
+            "The weights are shared by all 196 patches: do not multiply by the number of patches.": 196
+            * (768 * 3 * 16 * 16 + 768),
+        },
+        hint="A conv with 768 filters of 3 x 16 x 16 weights and one bias each.",
+    )
+    return (
+        f"ViT-B/16 at 224 px: {ref['tokens']} tokens, attention weights {ref['attention_shape']} per "
+        f"layer, {ref['embed_params']:,} parameters in the patch embedding."
+    )
+
+
+# ---------------------------------------------------------------- find the bug: attention
+
+ATTENTION_LIBRARY = {
+    "torch.nn.functional.scaled_dot_product_attention": "the fused kernel computes it; write the formula.",
+    "torch.nn.functional.multi_head_attention_forward": "write the formula yourself.",
+    "torch.nn.MultiheadAttention": "write the formula yourself.",
+    "cnnbook.vit.SelfAttention": _OURS,
+}
+
+
+def _attention(
+    x: torch.Tensor,
+    qkv_w: torch.Tensor,
+    qkv_b: torch.Tensor,
+    out_w: torch.Tensor,
+    out_b: torch.Tensor,
+    heads: int,
+    mistake: str = "",
+) -> torch.Tensor:
+    n, t, d = x.shape
+    dh = d // heads
+    q, k, v = F.linear(x, qkv_w, qkv_b).split(d, dim=-1)
+    if mistake == "no_transpose":
+        q, k, v = (m.reshape(n, heads, t, dh) for m in (q, k, v))
+    else:
+        q, k, v = (m.reshape(n, t, heads, dh).transpose(1, 2) for m in (q, k, v))
+    scale = d**-0.5 if "scale_d" in mistake else 1.0 if mistake == "no_scale" else dh**-0.5
+    scores = q @ k.transpose(-2, -1) * scale
+    weights = scores.softmax(dim=-2 if "softmax_rows" in mistake else -1)
+    mixed = weights @ v
+    mixed = (
+        mixed.reshape(n, t, d) if mistake == "no_transpose_back" else mixed.transpose(1, 2).reshape(n, t, d)
+    )
+    if mistake == "no_out":
+        return mixed
+    return F.linear(mixed, out_w, out_b)
+
+
+@checker("self-attention")
+def check_attention(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
+    """Check ``fn(x, qkv_weight, qkv_bias, out_weight, out_bias, heads)`` against nn.MultiheadAttention."""
+    cases = [(2, 5, 8, 2), (1, 7, 12, 3), (3, 4, 6, 1), (2, 6, 16, 4)]  # T != D, 1 to 4 heads
+    for _ in range(2):
+        h = ctx.choice([1, 2, 4])
+        cases.append((ctx.randint(1, 3), ctx.randint(2, 9), h * ctx.randint(2, 4), h))
+    for n, t, d, h in cases:
+        x = ctx.randn(n, t, d, dtype=torch.float32)
+        mha = nn.MultiheadAttention(d, h, batch_first=True)
+        with torch.no_grad():
+            for p in mha.parameters():
+                p.copy_(torch.randn(p.shape, generator=ctx.gen) * 0.5)
+            ref = mha(x, x, x, need_weights=False)[0]
+        args = (
+            mha.in_proj_weight.detach(),
+            mha.in_proj_bias.detach(),
+            mha.out_proj.weight.detach(),
+            mha.out_proj.bias.detach(),
+        )
+        what = f"attention(x {tuple(x.shape)}, ..., heads={h})"
+        with forbid(fn, ATTENTION_LIBRARY):
+            got = call(fn, x.clone(), *(a.clone() for a in args), h, describe=what)
+        mistakes = {
+            "softmax_rows": "The softmax must run over the keys (dim=-1: each query's weights sum to "
+            "1), not over the queries.",
+            "scale_d": "Scale the scores by 1 / sqrt(d_h), the width of ONE head (D / heads), not "
+            "1 / sqrt(D).",
+            "no_scale": "The scores need the 1 / sqrt(d_h) scaling before the softmax.",
+            "no_transpose": "Split the heads with reshape(N, T, heads, d_h).transpose(1, 2): reshaping "
+            "straight to (N, heads, T, d_h) mixes tokens and channels.",
+            "no_transpose_back": "Bring the heads back with transpose(1, 2) before reshaping to (N, T, D).",
+            "no_out": "You forgot the output projection (out_weight, out_bias).",
+            "softmax_rows+scale_d": "Both bugs of attention_buggy are still there: the softmax runs "
+            "over the queries and the scale uses D instead of d_h.",
+        }
+        wrong = {hint: _attention(x, *args, h, mistake=m) for m, hint in mistakes.items()}
+        if h == 1:  # with one head the scalings and the head splits coincide
+            for key in list(wrong):
+                if "sqrt(D)" in key or "Split the heads" in key or "transpose(1, 2) before" in key:
+                    del wrong[key]
+        expect_tensor(got, ref, what, wrong=wrong, shape_hint="Return (N, T, D), like the input.")
+    return "your attention equals nn.MultiheadAttention with the same weights, for 1 to 4 heads."

@@ -7,8 +7,11 @@ message that names it.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnnbook.checks import vit as checks
 from tests.corpus.corpus_tools import accepted, rejected
@@ -98,63 +101,6 @@ def test_patchify_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_patchify, answer, hint=hint)
 
 
-# ---------------------------------------------------------------- Exercise 2: patch embedding
-
-
-def patch_embed(x, weight, bias):
-    return patchify(x, weight.shape[-1]) @ weight.flatten(1).T + bias
-
-
-def patch_embed_einsum(x, weight, bias):
-    patches = patchify(x, weight.shape[-1])
-    return torch.einsum("npk,dk->npd", patches, weight.reshape(weight.shape[0], -1)) + bias
-
-
-def patch_embed_linear(x, weight, bias):
-    return torch.nn.functional.linear(patchify(x, weight.shape[-1]), weight.flatten(1), bias)
-
-
-def embed_forgets_bias(x, weight, bias):
-    return patchify(x, weight.shape[-1]) @ weight.flatten(1).T
-
-
-def embed_tokens_transposed(x, weight, bias):
-    return (patchify(x, weight.shape[-1]) @ weight.flatten(1).T + bias).transpose(1, 2)
-
-
-def embed_weight_flattened_channels_last(x, weight, bias):
-    return patchify(x, weight.shape[-1]) @ weight.permute(0, 2, 3, 1).flatten(1).T + bias
-
-
-def embed_weight_not_transposed(x, weight, bias):
-    return patchify(x, weight.shape[-1]) @ weight.flatten(1) + bias
-
-
-def embed_with_conv2d(x, weight, bias):
-    p = weight.shape[-1]
-    return torch.nn.functional.conv2d(x, weight, bias, stride=p).flatten(2).transpose(1, 2)
-
-
-def test_patch_embed_correct_answers_pass() -> None:
-    accepted(checks.check_patch_embed, patch_embed)
-    accepted(checks.check_patch_embed, patch_embed_einsum)
-    accepted(checks.check_patch_embed, patch_embed_linear)
-
-
-@pytest.mark.parametrize(
-    ("answer", "hint"),
-    [
-        (embed_forgets_bias, "forgot the bias"),
-        (embed_tokens_transposed, "transpose the \\(N, D, num_patches\\)"),
-        (embed_weight_flattened_channels_last, "different orders"),
-        (embed_weight_not_transposed, "TRANSPOSED flattened weight|raised RuntimeError"),
-        (embed_with_conv2d, "conv2d"),
-    ],
-)
-def test_patch_embed_mistakes_are_named(answer, hint) -> None:
-    rejected(checks.check_patch_embed, answer, hint=hint)
-
-
 # ---------------------------------------------------------------- Exercise 3: attention cost
 
 
@@ -215,3 +161,134 @@ def test_attention_cost_correct_answers_pass() -> None:
 )
 def test_attention_cost_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_attention_cost, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 2: predict ViT-B/16 sizes
+
+RIGHT = {"tokens": 197, "attention_shape": (8, 12, 197, 197), "embed_params": 590_592}
+
+
+def test_vit_predictions_accept_the_sizes() -> None:
+    accepted(checks.check_vit_predictions, RIGHT)
+    accepted(checks.check_vit_predictions, {**RIGHT, "attention_shape": [8, 12, 197, 197]})
+    accepted(checks.check_vit_predictions, {**RIGHT, "attention_shape": torch.Size([8, 12, 197, 197])})
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        ({**RIGHT, "tokens": 196}, r"class token is a token too"),
+        ({**RIGHT, "tokens": 197.0}, r"whole number"),
+        ({**RIGHT, "attention_shape": (8, 197, 197)}, r"Each head has its own"),
+        ({**RIGHT, "attention_shape": (8, 12, 197, 64)}, r"12 heads of 64"),
+        ({**RIGHT, "attention_shape": (8, 12, 196, 196)}, r"class token attends"),
+        ({**RIGHT, "attention_shape": (8, 197, 768)}, r"one T x T matrix per head"),
+        ({**RIGHT, "embed_params": 589_824}, r"forgot the bias"),
+        ({**RIGHT, "embed_params": 197_376}, r"all 3 colour channels"),
+        ({**RIGHT, "embed_params": 196 * 590_592}, r"shared by all 196 patches"),
+        ({**RIGHT, "embed_params": 590_592.0}, r"whole number"),
+        ({"tokens": 197, "attention_shape": (8, 12, 197, 197)}, r"give a dict with the keys"),
+        ({**RIGHT, "tokens": ...}, r"replace every"),
+    ],
+)
+def test_vit_predictions_reject_mistakes(answer, hint) -> None:
+    rejected(checks.check_vit_predictions, answer, hint=hint)
+
+
+# ---------------------------------------------------------------- Exercise 3: find the bug in attention
+
+
+def _heads(m, n, t, h):
+    return m.reshape(n, t, h, -1).transpose(1, 2)
+
+
+def attention(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-1)
+    return F.linear((weights @ v).transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_einsum_float64(x, qkv_weight, qkv_bias, out_weight, out_bias, heads, dropout=0.0):
+    x64 = x.double()
+    n, t, d = x.shape
+    qkv = x64 @ qkv_weight.double().T + qkv_bias.double()
+    q, k, v = (_heads(m, n, t, heads) for m in qkv.chunk(3, dim=-1))
+    weights = torch.softmax(torch.einsum("nhqd,nhkd->nhqk", q, k) * (d // heads) ** -0.5, dim=-1)
+    mixed = torch.einsum("nhqk,nhkd->nqhd", weights, v).reshape(n, t, d)
+    return (mixed @ out_weight.double().T + out_bias.double()).float()
+
+
+def attention_buggy(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):  # the exercise's code
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d)).softmax(dim=-2)
+    return F.linear((weights @ v).transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_only_softmax_fixed(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d)).softmax(dim=-1)
+    return F.linear((weights @ v).transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_only_scale_fixed(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-2)
+    return F.linear((weights @ v).transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_heads_reshaped_directly(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (m.reshape(n, heads, t, -1) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-1)
+    return F.linear((weights @ v).transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_without_output_projection(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-1)
+    return (weights @ v).transpose(1, 2).reshape(n, t, d)
+
+
+def attention_with_the_fused_kernel(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    mixed = F.scaled_dot_product_attention(q, k, v)
+    return F.linear(mixed.transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_with_mha(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    from torch import nn
+
+    mha = nn.MultiheadAttention(x.shape[-1], heads, batch_first=True)
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(qkv_weight)
+        mha.in_proj_bias.copy_(qkv_bias)
+        mha.out_proj.weight.copy_(out_weight)
+        mha.out_proj.bias.copy_(out_bias)
+    return mha(x, x, x, need_weights=False)[0]
+
+
+def test_attention_correct_answers_pass() -> None:
+    accepted(checks.check_attention, attention)
+    accepted(checks.check_attention, attention_einsum_float64)
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (attention_buggy, r"Both bugs"),
+        (attention_only_softmax_fixed, r"1 / sqrt\(d_h\), the width of ONE head"),
+        (attention_only_scale_fixed, r"softmax must run over the keys"),
+        (attention_heads_reshaped_directly, r"Split the heads"),
+        (attention_without_output_projection, r"output projection"),
+        (attention_with_the_fused_kernel, r"scaled_dot_product_attention"),
+        (attention_with_mha, r"MultiheadAttention"),
+    ],
+)
+def test_attention_mistakes_are_named(answer, hint) -> None:
+    rejected(checks.check_attention, answer, hint=hint)
