@@ -255,6 +255,9 @@ def run_notebook(path: str | Path, timeout: float = 300.0, fast: bool = True) ->
         report.message = f"stopped after {timeout:g} s (a cell may loop forever or wait for input)"
         report.seconds = time.monotonic() - start
         return report
+    except KeyboardInterrupt:  # Ctrl+C or "interrupt kernel" reaches only this process: the
+        _kill_tree(proc)  # runner has a process group of its own, so it is ended here
+        raise
     report.seconds = time.monotonic() - start
     if proc.returncode != 0:
         lines = [ln for ln in err.strip().splitlines() if ln.strip()]

@@ -163,3 +163,39 @@ def test_the_command_redirected_under_cp1252_writes_utf8(tmp_path: Path, fmt: st
         assert (row["failed"], row["total"]) == (1, 1)
     else:
         assert "Exercise 1: ❌ wrong" in text
+
+
+@pytest.mark.parametrize("on_windows", [False, True], ids=["posix", "windows"])
+def test_an_interrupt_ends_the_runner_and_its_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_windows: bool
+) -> None:
+    """Ctrl+C (or the start page's "interrupt kernel") leaves no runner or kernel behind.
+
+    The runner has its own process group, so the interrupt reaches only the waiting process.
+    """
+    monkeypatch.setattr(progress, "_on_windows", lambda: on_windows)
+    pid_file = tmp_path / "kernel.pid"
+    hang = _notebook(
+        tmp_path / "14_99_hang.ipynb",
+        f"import os, time\nopen({str(pid_file)!r}, 'w', encoding='utf-8').write(str(os.getpid()))\n"
+        "time.sleep(600)",
+    )
+    real = subprocess.Popen.communicate
+    runners: list[subprocess.Popen] = []
+
+    def interrupted(self, *args, **kwargs):
+        if kwargs.get("timeout") == 300 and not runners:  # the wait for the notebook
+            runners.append(self)
+            deadline = time.monotonic() + 120
+            while not pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)  # until the kernel runs the cell
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        progress.run_notebook(hang, timeout=300)
+    (runner,) = runners
+    assert runner.returncode is not None, "the runner outlived the interrupt"
+    kernel = int(pid_file.read_text(encoding="utf-8"))
+    assert _gone(kernel), f"the notebook's kernel (pid {kernel}) outlived the interrupt"
