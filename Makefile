@@ -93,8 +93,9 @@ coverage: env
 # Exercise progress: which exercises pass, fail or are not attempted yet (your files are not changed).
 #   make progress                                  -> exercises/ of this clone
 #   make progress NOTEBOOKS="~/alice/exercises"    -> another folder or list of notebooks
+#   make -s progress NOTEBOOKS="~/class/*/exercises" FORMAT=csv > class.csv   -> a class (or FORMAT=json)
 progress: env-lab
-	$(PY) -m cnnbook progress $(NOTEBOOKS)
+	@$(PY) -m cnnbook progress $(NOTEBOOKS) $(if $(FORMAT),--$(FORMAT))
 
 clean:
 	$(PYTHON) -c "import shutil, sys; [shutil.rmtree(p, ignore_errors=True) for p in sys.argv[1:]]" \
