@@ -243,3 +243,15 @@ def test_a_plan_trains_in_one_call(pretend_device: PretendAccelerator) -> None:
     assert len(hist) == 1
     assert {dtype for _, dtype, _ in pretend_device.autocasts} == {torch.float16}  # a T4
     assert device.is_channels_last(model)
+
+
+@pytest.mark.pretend_device("mps")
+def test_fit_distributed_in_one_process(pretend_device: PretendAccelerator) -> None:
+    """Without torchrun, fit_distributed is fit: the model is placed on the device first."""
+    arrays = toy_arrays(32)
+    model = bn_model()
+    hist = train.fit_distributed(
+        model, data.GPUBatchLoader(arrays, 16), epochs=1, progress=False, verbose=False
+    )
+    assert len(hist) == 1
+    assert all(pretend_device.on_device(p) for p in model.parameters())
