@@ -188,15 +188,6 @@ def test_random_boxes_stay_inside_the_image() -> None:
     assert boxes.max() <= size
 
 
-def test_preserved_state_names_structural_changes_instead_of_crashing() -> None:
-    conv = nn.Conv2d(2, 2, 3, bias=False)
-    with pytest.raises(CheckFailed, match="added or removed parameters"), core.preserved_state(conv):
-        conv.bias = nn.Parameter(torch.zeros(2))
-    net = nn.Sequential(nn.Linear(2, 2))
-    with pytest.raises(CheckFailed, match="added or removed layers"), core.preserved_state(net):
-        net.append(nn.ReLU())
-
-
 # ---------------------------------------------------------------- forbidden families
 X = torch.randn(1, 1, 6, 7, generator=torch.Generator().manual_seed(0))
 W = torch.randn(1, 1, 3, 2, generator=torch.Generator().manual_seed(1))
@@ -433,3 +424,195 @@ def test_judge_takes_families() -> None:
             why="write the correlation yourself",
         )
     core.judge(lambda x, w: F.conv2d(x, w), cases, reference=F.conv2d, compare=core.tensor_compare())
+
+
+# ---------------------------------------------------------------- types and storage
+@pytest.mark.parametrize("value", [7, np.int64(7), torch.tensor(7).item()])
+def test_expect_int_accepts_integers(value) -> None:
+    got = core.expect_int(value, "n")
+    assert got == 7
+    assert type(got) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (1070794.0, r"return an int, not 1070794\.0 \(use integer arithmetic: `//`"),
+        (np.float64(196.0), r"got the float64 196\.0: return an int, not 196\.0"),
+        (2.5, r"return an int, not 2\.5\.$"),
+        (torch.tensor(196), r"got a tensor \(196\)"),
+        (torch.tensor(196.0), r"got a tensor \(196\.0\)"),
+        (True, r"should be an int \(a count\), got True"),
+        (None, r"forget to `return`"),
+        ("196", r"got str"),
+    ],
+)
+def test_expect_int_rejects_other_types(value, match: str) -> None:
+    with pytest.raises(CheckFailed, match=match):
+        core.expect_int(value, "n")
+
+
+def _conv_from_linear(lin: nn.Linear, copy: bool) -> nn.Conv2d:
+    conv = nn.Conv2d(lin.in_features, lin.out_features, 1)
+    weight = lin.weight.view(lin.out_features, lin.in_features, 1, 1)
+    conv.weight = nn.Parameter(weight.detach().clone() if copy else weight.detach())
+    conv.bias = nn.Parameter(lin.bias.detach().clone())
+    return conv
+
+
+def test_expect_no_shared_storage() -> None:
+    lin = nn.Linear(3, 2)
+    core.expect_no_shared_storage(_conv_from_linear(lin, copy=True), lin, "conv")
+    with pytest.raises(CheckFailed, match=r"conv\.weight shares memory with the original module's `weight`"):
+        core.expect_no_shared_storage(_conv_from_linear(lin, copy=False), lin, "conv")
+    shared_bias = _conv_from_linear(lin, copy=True)
+    shared_bias.bias = lin.bias  # the very same Parameter
+    with pytest.raises(CheckFailed, match=r"conv\.bias shares memory .* `bias`"):
+        core.expect_no_shared_storage(shared_bias, lin, "conv")
+
+
+def test_expect_detached() -> None:
+    x = torch.ones(2, requires_grad=True)
+    core.expect_detached((x * 2).detach(), "saliency")
+    core.expect_detached({"a": torch.ones(1), "b": [1, "s"]}, "out")
+    with pytest.raises(
+        CheckFailed, match=r"saliency is still attached to the autograd graph \(MulBackward0\)"
+    ):
+        core.expect_detached(x * 2, "saliency")
+    with pytest.raises(CheckFailed, match=r"out\['maps'\]\[1\] is still attached .*requires_grad=True"):
+        core.expect_detached({"maps": [torch.ones(1), x]}, "out")
+
+
+# ---------------------------------------------------------------- side effects on the caller
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)
+    )
+
+
+def _forward_in_eval(model: nn.Module, restore: str) -> torch.Tensor:
+    was = model.training
+    modes = [m.training for m in model.modules()]
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.ones(1, 1, 6, 6))
+    if restore == "top":
+        model.train(was)  # wakes the frozen batch norm
+    elif restore == "each":
+        for m, mode in zip(model.modules(), modes, strict=True):
+            m.training = mode
+    return out
+
+
+def test_preserved_state_accepts_code_that_restores_every_submodule() -> None:
+    model = _model()
+    with core.preserved_state(model, reveal=True):
+        _forward_in_eval(model, "each")
+    # the caller's own state comes back: all in train mode, no gradients
+    assert all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("side_effect", "match"),
+    [
+        (
+            lambda m: _forward_in_eval(m, "top"),
+            r"put `1` \(BatchNorm2d\) in train mode although it was in eval mode",
+        ),
+        (lambda m: _forward_in_eval(m, "none"), r"left the model in eval mode; it was in train mode before"),
+        (
+            lambda m: m.zero_grad(),
+            r"wiped the gradients the caller had accumulated on `0\.weight`, `0\.bias`",
+        ),
+        (
+            lambda m: m(torch.ones(1, 1, 6, 6)).sum().backward(),
+            r"changed the gradients the caller had accumulated",
+        ),
+        (lambda m: torch.set_grad_enabled(False), r"gradients were left off globally"),
+    ],
+)
+def test_preserved_state_reveals_side_effects(side_effect, match: str) -> None:
+    model = _model()
+    with pytest.raises(CheckFailed, match=match), core.preserved_state(model, reveal=True, what="freeze"):
+        side_effect(model)
+    assert torch.is_grad_enabled()
+    assert all(m.training for m in model.modules())  # the caller's state is put back
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_preserved_state_weights_and_private_rng() -> None:
+    model = _model()
+    with (
+        pytest.raises(CheckFailed, match=r"changed the model's weights or buffers \(`1\.running_mean`"),
+        core.preserved_state(model, weights=True),
+    ):
+        model.train()(torch.ones(2, 1, 6, 6))  # a train-mode forward updates running stats
+    import random
+
+    for draw, name in [
+        (lambda: torch.manual_seed(0), "torch"),
+        (lambda: torch.rand(1), "torch"),
+        (lambda: random.random(), "Python's random"),
+        (lambda: np.random.rand(), "NumPy's"),
+    ]:
+        state = torch.get_rng_state()
+        with (
+            pytest.raises(CheckFailed, match=f"reseeded or drew from the global {name}"),
+            core.preserved_state(private_rng=True),
+        ):
+            draw()
+        assert torch.equal(torch.get_rng_state(), state)  # put back
+    with core.preserved_state(private_rng=True):
+        torch.rand(3, generator=torch.Generator().manual_seed(1))
+
+
+def test_preserved_state_names_structural_changes_instead_of_crashing() -> None:
+    conv = nn.Conv2d(2, 2, 3, bias=False)
+    with pytest.raises(CheckFailed, match="added or removed parameters"), core.preserved_state(conv):
+        conv.bias = nn.Parameter(torch.zeros(2))
+    net = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(CheckFailed, match="added or removed layers"), core.preserved_state(net):
+        net.append(nn.ReLU())
+
+
+# ---------------------------------------------------------------- feedback that teaches
+@core.checker("double", requirement="return twice the input, element by element")
+def _check_double(ctx: core.Context, fn) -> str:
+    cases = [core.Case((ctx.randn(n),), f"x of shape ({n},)") for n in (9, 5, 1, 3)]
+    core.judge(
+        fn,
+        cases,
+        reference=lambda x: 2 * x,
+        compare=core.tensor_compare(),
+        mistakes=[("you squared x.", lambda x: x * x, "Multiplication by a constant, not by x itself.")],
+        hint="compare your output with 2 * x on the smallest case.",
+        hint2="every element is multiplied by the same number",
+    )
+    return "doubles"
+
+
+def test_judge_reports_the_smallest_failing_case_and_the_requirement(capsys) -> None:
+    result = _check_double(lambda x: x + 1, seed=0, raise_on_fail=False)
+    assert not result
+    assert "x of shape (1,)" in result.message.splitlines()[0]  # the smallest failing input
+    assert "Next step: compare your output with 2 * x" in result.message
+    assert "   Requirement: return twice the input, element by element" in result.message
+    assert "hint(2)" in result.message
+    assert "every element is multiplied" not in result.message
+    assert "every element is multiplied by the same number" in core.hint(2)
+    assert "the requirement is: return twice the input" in core.hint(1)
+
+
+def test_second_hint_with_hints_2_and_mistake_hints() -> None:
+    result = _check_double(lambda x: x * x, seed=0, raise_on_fail=False, hints=2)
+    assert "Likely mistake: you squared x." in result.message
+    assert "💡 A further hint: Multiplication by a constant, not by x itself." in result.message
+    assert core.hint(2).endswith("Multiplication by a constant, not by x itself.")
+    assert _check_double(lambda x: x + x, seed=0)  # and a right answer passes
+
+
+def test_case_size_defaults_to_the_number_of_elements() -> None:
+    assert core.Case((torch.zeros(2, 3), 4), "a").reading_size() == 7
+    assert core.Case((torch.zeros(2, 3),), "a", size=1).reading_size() == 1

@@ -7,10 +7,12 @@ random inputs, recognising known mistakes, forbidding library shortcuts) is in
 
     from cnnbook.checks import convolution as checks
     checks.check_correlate2d(correlate2d)   # prints ✅ or ❌ with a hint
+    from cnnbook.checks import hint
+    hint(2)                                  # after a ❌: a further hint, not the answer
 """
 
 from __future__ import annotations
 
-from cnnbook.checks.core import CheckFailed, CheckResult
+from cnnbook.checks.core import CheckFailed, CheckResult, hint
 
-__all__ = ["CheckFailed", "CheckResult"]
+__all__ = ["CheckFailed", "CheckResult", "hint"]

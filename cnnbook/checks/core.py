@@ -36,7 +36,18 @@ import torch
 
 
 class CheckFailed(AssertionError):
-    """A student's answer disagreed with the reference; the message says how."""
+    """A student's answer disagreed with the reference; the message says how.
+
+    Attributes:
+        requirement: The requirement that failed, in the exercise's words (``""``: the
+            checker's own, see :func:`checker`).
+        hint2: A deeper hint, shown on request (:func:`hint` ``(2)`` or ``hints=2``).
+    """
+
+    def __init__(self, message: str = "", *, requirement: str = "", hint2: str = "") -> None:
+        super().__init__(message)
+        self.requirement = requirement
+        self.hint2 = hint2
 
 
 class ForbiddenUse(CheckFailed):
@@ -121,15 +132,47 @@ def _name_of(fn: Any) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckResult]]:
+_LAST_FAILURE: dict[str, str] = {}  # title, requirement, hint2 of the last failed check (for hint())
+
+
+def hint(level: int = 2) -> str:
+    """Print (and return) the deeper hint of the last check that failed in this session.
+
+    Usage in a notebook, after a ❌: ``from cnnbook.checks import hint; hint(2)``. Level 1
+    repeats the requirement that failed; level 2 goes one step further without the answer.
+
+    Args:
+        level: 1 (the requirement again) or 2 (the deeper hint).
+
+    Returns:
+        The text printed.
+    """
+    if not _LAST_FAILURE:
+        text = "No check has failed yet: run a check first; after a ❌, hint(2) gives a further hint."
+    elif level <= 1 or not _LAST_FAILURE.get("hint2"):
+        requirement = _LAST_FAILURE.get("requirement") or "see the failure message above"
+        extra = "" if level <= 1 else " (there is no further hint for this check)"
+        text = f"💡 {_LAST_FAILURE['title']}: the requirement is: {requirement}{extra}"
+    else:
+        text = f"💡 {_LAST_FAILURE['title']}, a further hint: {_LAST_FAILURE['hint2']}"
+    print(text)
+    return text
+
+
+def checker(
+    title: str, *, requirement: str = ""
+) -> Callable[[Callable[..., str]], Callable[..., CheckResult]]:
     """Turn ``body(ctx, *args)`` into a user-facing check function.
 
     The decorated function takes the student's answer(s) plus keyword-only ``seed`` (``None``
-    draws a fresh one) and ``raise_on_fail`` (``True``: a wrong answer raises
-    :class:`CheckFailed`; ``False``: it returns a falsy :class:`CheckResult`).
+    draws a fresh one), ``raise_on_fail`` (``True``: a wrong answer raises
+    :class:`CheckFailed`; ``False``: it returns a falsy :class:`CheckResult`) and ``hints``
+    (``2``: print the deeper hint of a failure at once, as :func:`hint` ``(2)`` would).
 
     Args:
         title: Short name of what is checked, used in the printed line.
+        requirement: The exercise's main requirement in its own words, printed with a failure
+            that does not name a more precise one (``fail(..., requirement=...)``).
 
     Returns:
         A decorator.
@@ -137,7 +180,9 @@ def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckRes
 
     def decorate(body: Callable[..., str]) -> Callable[..., CheckResult]:
         @functools.wraps(body)
-        def run(*answers: Any, seed: int | None = None, raise_on_fail: bool = True) -> CheckResult:
+        def run(
+            *answers: Any, seed: int | None = None, raise_on_fail: bool = True, hints: int = 1
+        ) -> CheckResult:
             __tracebackhide__ = True  # pytest and IPython hide this frame
             seed = secrets.randbelow(2**31) if seed is None else int(seed)
             gen = torch.Generator().manual_seed(seed)
@@ -153,10 +198,22 @@ def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckRes
                 print(msg)
                 raise NotImplementedError(msg) from None
             except CheckFailed as exc:
-                msg = (
-                    f"❌ {title}: {exc}\n   (random inputs from seed={seed}; pass seed={seed} to "
-                    f"this check to reproduce them)"
+                req = exc.requirement or requirement
+                msg = f"❌ {title}: {exc}"
+                if req:
+                    msg += f"\n   Requirement: {req}"
+                msg += (
+                    f"\n   (random inputs from seed={seed}; pass seed={seed} to this check to reproduce them)"
                 )
+                if exc.hint2 and hints >= 2:
+                    msg += f"\n   💡 A further hint: {exc.hint2}"
+                elif exc.hint2:
+                    msg += (
+                        "\n   💡 Stuck? `from cnnbook.checks import hint; hint(2)` gives a further "
+                        "hint (or rerun this check with hints=2)."
+                    )
+                _LAST_FAILURE.clear()
+                _LAST_FAILURE.update(title=title, requirement=req, hint2=exc.hint2)
                 print(msg)
                 if raise_on_fail:
                     raise CheckFailed(msg) from None
@@ -170,9 +227,15 @@ def checker(title: str) -> Callable[[Callable[..., str]], Callable[..., CheckRes
     return decorate
 
 
-def fail(message: str) -> NoReturn:
-    """Abort the running check with ``message`` (expected vs got, and a hint)."""
-    raise CheckFailed(message)
+def fail(message: str, *, requirement: str = "", hint2: str = "") -> NoReturn:
+    """Abort the running check with ``message`` (expected vs got, and a hint).
+
+    Args:
+        message: What differs, and a first hint that does not give the answer away.
+        requirement: The requirement that failed, in the exercise's words.
+        hint2: A deeper hint, shown when the student asks (:func:`hint` ``(2)``).
+    """
+    raise CheckFailed(message, requirement=requirement, hint2=hint2)
 
 
 def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) -> Any:
@@ -995,73 +1058,360 @@ def _hook_count(module: torch.nn.Module) -> int:
     )
 
 
-@contextmanager
-def preserved_state(*modules: torch.nn.Module, what: str = "your code") -> Iterator[None]:
-    """Fail if the block changes global state the student should leave as it was.
+@dataclass
+class _Snapshot:
+    """What :func:`preserved_state` compares: the caller-visible state of some modules."""
 
-    Checks, after the block (also when it raised): the grad mode, each module's train/eval
-    flags, every parameter's ``requires_grad`` and the number of hooks registered on the
-    modules. Whatever changed is put back before failing, so one wrong answer does not break
-    the student's later cells.
+    grad_enabled: bool
+    modes: list[list[tuple[str, torch.nn.Module, bool]]]
+    flags: list[list[bool]]
+    hooks: list[int]
+    grads: list[list[tuple[str, torch.Tensor | None]]]
+    values: list[list[tuple[str, torch.Tensor]]]
+    rng: tuple[Any, Any, Any]
+
+    @staticmethod
+    def take(modules: Sequence[torch.nn.Module], *, values: bool) -> _Snapshot:
+        import random
+
+        import numpy as np
+
+        return _Snapshot(
+            grad_enabled=torch.is_grad_enabled(),
+            modes=[
+                [(n or type(m).__name__, m, m.training) for n, m in mod.named_modules()] for mod in modules
+            ],
+            flags=[[p.requires_grad for p in mod.parameters()] for mod in modules],
+            hooks=[_hook_count(mod) for mod in modules],
+            grads=[
+                [(n, None if p.grad is None else p.grad.detach().clone()) for n, p in mod.named_parameters()]
+                for mod in modules
+            ],
+            values=[
+                [(n, t.detach().clone()) for n, t in [*mod.named_parameters(), *mod.named_buffers()]]
+                for mod in modules
+            ]
+            if values
+            else [],
+            rng=(torch.get_rng_state(), random.getstate(), np.random.get_state()),
+        )
+
+    def restore(self, modules: Sequence[torch.nn.Module], *, grads: bool, rng: bool) -> None:
+        import random
+
+        import numpy as np
+
+        torch.set_grad_enabled(self.grad_enabled)
+        for mod, modes, flags, saved in zip(modules, self.modes, self.flags, self.grads, strict=True):
+            for _, m, was in modes:
+                m.training = was
+            params = list(mod.parameters())
+            if len(params) == len(flags):
+                for p, flag in zip(params, flags, strict=True):
+                    p.requires_grad_(flag)
+            named = dict(mod.named_parameters())
+            if grads:
+                for name, grad in saved:
+                    if name in named:
+                        named[name].grad = grad
+        if rng:
+            torch.set_rng_state(self.rng[0])
+            random.setstate(self.rng[1])
+            np.random.set_state(self.rng[2])
+
+
+def _reveal(modules: Sequence[torch.nn.Module], gen: torch.Generator) -> None:
+    """Put ``modules`` in a state where side effects show (see :func:`preserved_state`)."""
+    import random
+
+    import numpy as np
+
+    torch.set_grad_enabled(True)
+    for mod in modules:
+        mod.train()
+        frozen: list[torch.nn.Module] = [
+            m for m in mod.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        if not frozen:  # no batch norm: freeze the first leaf layer instead
+            frozen = [m for m in mod.modules() if not list(m.children()) and m is not mod][:1]
+        for m in frozen:
+            m.eval()
+        for p in mod.parameters():
+            if p.requires_grad:
+                p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+    torch.manual_seed(20_240_601)
+    random.seed(20_240_601)
+    np.random.seed(20_240_601)
+
+
+def _changed_tensors(
+    before: list[tuple[str, torch.Tensor | None]], after: list[tuple[str, torch.Tensor | None]]
+) -> tuple[list[str], list[str]]:
+    """Names whose tensor became ``None``/zero (wiped) and names whose values changed."""
+    now = dict(after)
+    wiped, changed = [], []
+    for name, was in before:
+        got = now.get(name)
+        if was is None:
+            if got is not None:
+                changed.append(name)
+            continue
+        if got is None or (not bool(got.any()) and bool(was.any())):
+            wiped.append(name)
+        elif got.shape != was.shape or not torch.equal(got.detach(), was):
+            changed.append(name)
+    return wiped, changed
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+@contextmanager
+def preserved_state(
+    *modules: torch.nn.Module,
+    what: str = "your code",
+    reveal: bool = False,
+    grads: bool | None = None,
+    weights: bool = False,
+    private_rng: bool = False,
+) -> Iterator[None]:
+    """Fail if the block changes state the caller owns and the student should leave alone.
+
+    Always checked, after the block (also when it raised): the grad mode, the train/eval flag of
+    every submodule (named one by one), every parameter's ``requires_grad``, the modules'
+    structure and the number of hooks registered on them. Optional checks below. Whatever
+    changed is put back before failing, so one wrong answer does not break the student's later
+    cells; with ``reveal`` the caller's own state is put back at the end in every case.
 
     Args:
         *modules: Modules whose state must come back unchanged.
         what: How to name the student's code in the message.
+        reveal: Start from a state that makes side effects visible: grad mode on, every module
+            in train mode except each batch norm (or, without one, the first leaf layer),
+            which is in eval mode as a frozen layer inside a training model is; accumulated
+            gradients on every trainable parameter; a known global RNG state (torch, random,
+            NumPy). Implies ``grads`` unless that is given.
+        grads: The parameters' ``.grad`` must come back unchanged (not wiped by ``zero_grad``,
+            not added to by a ``backward``).
+        weights: Parameter and buffer values (running statistics included) must not change.
+        private_rng: The global RNGs (torch, random, NumPy) must not be reseeded or drawn from:
+            the exercise asks for a private ``torch.Generator``.
 
     Raises:
         CheckFailed: Naming each piece of state that changed.
     """
-    grad = torch.is_grad_enabled()
-    modes = [[m.training for m in mod.modules()] for mod in modules]
-    flags = [[p.requires_grad for p in mod.parameters()] for mod in modules]
-    hooks = [_hook_count(mod) for mod in modules]
+    grads = reveal if grads is None else grads
+    mods = list(modules)
+    original = _Snapshot.take(mods, values=False) if reveal else None
+    if reveal:
+        _reveal(mods, torch.Generator().manual_seed(0))
+    before = _Snapshot.take(mods, values=weights)
     raised: BaseException | None = None
     try:
         yield
     except BaseException as exc:  # re-raised below after the state check
         raised = exc
+    after = _Snapshot.take(mods, values=weights)
+    ended = "raised" if raised else "returned"
     problems: list[str] = []
-    if torch.is_grad_enabled() != grad:
-        torch.set_grad_enabled(grad)
+    if after.grad_enabled != before.grad_enabled:
         problems.append(
-            f"gradients were left {'off' if grad else 'on'} globally after {what} "
-            f"{'raised' if raised else 'returned'} (use `with torch.no_grad():` "
-            f"so they come back on by themselves)"
+            f"gradients were left {'off' if before.grad_enabled else 'on'} globally after {what} "
+            f"{ended} (use `with torch.no_grad():` so they come back on by themselves)"
         )
-    for mod, before, req, n in zip(modules, modes, flags, hooks, strict=True):
-        after = [m.training for m in mod.modules()]
-        if len(after) != len(before):
+    for i in range(len(mods)):
+        was, now = before.modes[i], after.modes[i]
+        if len(now) != len(was):
             problems.append(
-                f"{what} added or removed layers of the model ({len(before)} modules "
-                f"before, {len(after)} after); leave its structure as it is"
+                f"{what} added or removed layers of the model ({len(was)} modules "
+                f"before, {len(now)} after); leave its structure as it is"
             )
-        elif after != before:
-            for m, was in zip(mod.modules(), before, strict=True):
-                m.training = was
+        else:
+            moved = [(n, m, b) for (n, m, b), (_, _, a) in zip(was, now, strict=True) if a != b]
+            if moved and moved[0][1] is mods[i] and all(b == moved[0][2] for _, _, b in moved):
+                problems.append(
+                    f"{what} left the model in {'eval' if moved[0][2] else 'train'} mode; it "
+                    f"was in {'train' if moved[0][2] else 'eval'} mode before (restore it)"
+                )
+            elif moved:
+                woke = [f"`{n}` ({type(m).__name__})" for n, m, b in moved if not b]
+                slept = [f"`{n}` ({type(m).__name__})" for n, m, b in moved if b]
+                parts = []
+                if woke:
+                    parts.append(f"put {', '.join(woke[:3])} in train mode although it was in eval mode")
+                if slept:
+                    parts.append(f"left {', '.join(slept[:3])} in eval mode although it was in train mode")
+                problems.append(
+                    f"{what} {' and '.join(parts)} (a layer frozen in eval mode inside a training "
+                    f"model must stay frozen: save each submodule's own mode and restore it, not "
+                    f"only the top module's)"
+                )
+        if len(after.flags[i]) != len(before.flags[i]):
             problems.append(
-                f"{what} left the model in {'train' if after[0] else 'eval'} mode; it "
-                f"was in {'train' if before[0] else 'eval'} mode before (restore it)"
+                f"{what} added or removed parameters of the model ({len(before.flags[i])} before, "
+                f"{len(after.flags[i])} after), e.g. gave a layer a bias it did not have"
             )
-        now = [p.requires_grad for p in mod.parameters()]
-        if len(now) != len(req):
-            problems.append(
-                f"{what} added or removed parameters of the model ({len(req)} before, "
-                f"{len(now)} after), e.g. gave a layer a bias it did not have"
-            )
-        elif now != req:
-            for p, was in zip(mod.parameters(), req, strict=True):
-                p.requires_grad_(was)
+        elif after.flags[i] != before.flags[i]:
             problems.append(f"{what} changed `requires_grad` of the model's parameters")
-        if _hook_count(mod) != n:
+        if after.hooks[i] != before.hooks[i]:
             problems.append(
-                f"{what} left {_hook_count(mod) - n} hook(s) registered on the model "
-                f"(remove each handle in a `finally:` block, also when the forward pass "
-                f"raises)"
+                f"{what} left {after.hooks[i] - before.hooks[i]} hook(s) registered on the model "
+                f"(remove each handle in a `finally:` block, also when the forward pass raises)"
             )
+        if grads:
+            wiped, changed = _changed_tensors(before.grads[i], after.grads[i])
+            if wiped:
+                problems.append(
+                    f"{what} wiped the gradients the caller had accumulated on {_some(wiped)} (a "
+                    f"`zero_grad()` or `.grad = None` inside it? clearing gradients is the caller's job)"
+                )
+            if changed:
+                problems.append(
+                    f"{what} changed the gradients the caller had accumulated on {_some(changed)} "
+                    f"(a `backward()` adds to `.grad`; compute what you need without touching them, "
+                    f"e.g. with torch.autograd.grad or under torch.no_grad())"
+                )
+        if weights:
+            wiped, changed = _changed_tensors(
+                [(n, t) for n, t in before.values[i]], [(n, t) for n, t in after.values[i]]
+            )
+            if wiped or changed:
+                problems.append(
+                    f"{what} changed the model's weights or buffers ({_some(wiped + changed)}); a "
+                    f"forward pass in train mode updates batch-norm running statistics, an in-place "
+                    f"operation on a weight changes it: leave them as they were"
+                )
+    if private_rng:
+        names = ("torch", "Python's random", "NumPy's")
+        moved_rng = [
+            n
+            for n, a, b in zip(names, after.rng, before.rng, strict=True)
+            if not (torch.equal(a, b) if isinstance(a, torch.Tensor) else _same_state(a, b))
+        ]
+        if moved_rng:
+            problems.append(
+                f"{what} reseeded or drew from the global {' and '.join(moved_rng)} random number "
+                f"generator; the exercise asks for a private one (`g = torch.Generator()."
+                f"manual_seed(seed)`, then `generator=g`), so the caller's random stream is left alone"
+            )
+    if original is not None:
+        original.restore(mods, grads=True, rng=True)
+    elif problems:
+        before.restore(mods, grads=grads, rng=private_rng)
     if problems:
         fail("; ".join(problems) + ".")
     if raised is not None:
         raise raised
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "shape") and hasattr(b, "shape"):
+        import numpy as np
+
+        return bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+def expect_detached(value: Any, what: str, *, why: str = "") -> None:
+    """Fail if a returned tensor (or one inside a tuple, list or dict) is still in the graph.
+
+    Args:
+        value: What the student returned.
+        what: How to name it in the message.
+        why: The exercise's words for why it must be detached (``"the text says the saliency
+            map is returned detached"``).
+    """
+    items = (
+        value.items()
+        if isinstance(value, Mapping)
+        else enumerate(value)
+        if isinstance(value, (list, tuple))
+        else None
+    )
+    if items is not None:
+        for key, item in items:
+            expect_detached(item, f"{what}[{key!r}]", why=why)
+        return
+    if isinstance(value, torch.Tensor) and (value.requires_grad or value.grad_fn is not None):
+        node = type(value.grad_fn).__name__ if value.grad_fn is not None else "requires_grad=True"
+        fail(
+            f"{what} is still attached to the autograd graph ({node}): it keeps every intermediate "
+            f"tensor alive and a later backward would flow into it. Return `.detach()`ed values, "
+            f"or compute them under `torch.no_grad()`." + (f" ({why})" if why else "")
+        )
+
+
+def expect_int(value: Any, what: str) -> int:
+    """Return ``value`` as an ``int`` if it is an integer count; fail on floats, tensors, bools.
+
+    NumPy integers are accepted (they are whole numbers); ``1070794.0`` is not, even though it
+    is whole: a count has an integer type.
+
+    Args:
+        value: The student's count.
+        what: How to name it in the message.
+    """
+    import numbers
+
+    if isinstance(value, bool) or value is None:
+        fail(
+            f"{what} should be an int (a count), got {value!r}."
+            + (" Did you forget to `return` it?" if value is None else "")
+        )
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, torch.Tensor):
+        shown = value.item() if value.numel() == 1 else f"a tensor of shape {tuple(value.shape)}"
+        fail(
+            f"{what} should be a Python int (a count), got a tensor ({shown}): compute it with "
+            f"Python integers, or return `int(t.item())` of an integer tensor."
+        )
+    if isinstance(value, numbers.Real):
+        whole = float(value).is_integer()
+        fail(
+            f"{what} should be an int (a count), got the {type(value).__name__} {float(value)!r}: "
+            f"return an int, not {float(value)!r}"
+            + (" (use integer arithmetic: `//` instead of `/`, or `int(...)` at the end)." if whole else ".")
+        )
+    fail(f"{what} should be an int (a count), got {type(value).__name__}.")
+    raise AssertionError  # unreachable
+
+
+def expect_no_shared_storage(new: torch.nn.Module, old: torch.nn.Module, what: str) -> None:
+    """Fail if a parameter or buffer of ``new`` shares memory with one of ``old``.
+
+    A module built *from* another (a conv from a Linear, a folded conv, a copy to fine-tune)
+    must own its weights: with a ``view`` or the same tensor, training one changes the other.
+
+    Args:
+        new: The student's new module.
+        old: The module it was built from.
+        what: How to name ``new`` in the message.
+    """
+
+    def spans(module: torch.nn.Module) -> list[tuple[str, int, int]]:
+        out = []
+        for name, t in [*module.named_parameters(), *module.named_buffers()]:
+            if t.numel() == 0:
+                continue
+            storage = t.untyped_storage()
+            out.append((name, storage.data_ptr(), storage.data_ptr() + storage.nbytes()))
+        return out
+
+    theirs = spans(old)
+    for name, start, end in spans(new):
+        for other, o_start, o_end in theirs:
+            if start < o_end and o_start < end:
+                fail(
+                    f"{what}.{name} shares memory with the original module's `{other}` (a view or "
+                    f"the same tensor, not a copy): training one would change the other. Copy the "
+                    f"values, e.g. `.detach().clone()` (then reshape), or `copy_` them into a new "
+                    f"layer's weight under torch.no_grad()."
+                )
 
 
 def expect_same_module(
@@ -1224,11 +1574,20 @@ class Case:
         label: How to describe the arguments in a message.
         tags: Properties of the case (``"nonsquare"``, ``"batch"``, ``"zero shift"``, ...) used to
             recognise answers that fail exactly on the cases with one property.
+        size: How big the case is to read; :func:`judge` reports the smallest failing case.
+            ``None``: the number of elements of its tensor arguments (plus 1 per other one).
     """
 
     args: tuple[Any, ...]
     label: str
     tags: frozenset[str] = field(default_factory=frozenset)
+    size: float | None = None
+
+    def reading_size(self) -> float:
+        """:attr:`size`, or the default described there."""
+        if self.size is not None:
+            return self.size
+        return float(sum(a.numel() if isinstance(a, torch.Tensor) else 1 for a in self.args))
 
 
 @dataclass(frozen=True)
@@ -1252,39 +1611,52 @@ def _quiet(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         return _Raised(f"{type(exc).__name__}: {exc}")
 
 
+Mistake = tuple[str, Callable[..., Any]] | tuple[str, Callable[..., Any], str]
+Pattern = tuple[str, str] | tuple[str, str, str]
+
+
 def judge(
     fn: Callable[..., Any],
     cases: Sequence[Case],
     *,
     reference: Callable[..., Any],
     compare: Callable[[Any, Any, str], Any],
-    mistakes: Sequence[tuple[str, Callable[..., Any]]] = (),
-    patterns: Sequence[tuple[str, str]] = (),
+    mistakes: Sequence[Mistake] = (),
+    patterns: Sequence[Pattern] = (),
     forbidden: Mapping[str, str] | Family | Sequence[Family] | None = None,
     why: str = "",
     around: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    requirement: str = "",
+    hint: str = "",
+    hint2: str = "",
 ) -> None:
-    """Run ``fn`` on every case and fail with the first difference, naming a recognised mistake.
+    """Run ``fn`` on every case and fail on the smallest failing one, naming a recognised mistake.
 
     Args:
         fn: The student's function.
         cases: Fixed edge cases first, then random ones.
         reference: Computes the expected answer from a case's arguments.
         compare: ``compare(got, expected, label)`` raises :class:`CheckFailed` saying what
-            differs (e.g. :func:`cnnbook.checks.core.expect_tensor`); it is also used, with the
-            same tolerance, to test whether the answer equals a mistaken version.
-        mistakes: ``(hint, mistaken_fn)`` pairs: ``mistaken_fn`` takes the same arguments and
-            computes (or raises) what that mistake gives. The hint is reported only when the
-            student's answer agrees with it on every case.
-        patterns: ``(tag, hint)`` pairs: the hint is reported when the answer fails on some
-            cases, all of which carry ``tag``, and passes every case without it.
+            differs (e.g. :func:`tensor_compare`); it is also used, with the same tolerance, to
+            test whether the answer equals a mistaken version.
+        mistakes: ``(hint, mistaken_fn)`` or ``(hint, mistaken_fn, deeper_hint)``:
+            ``mistaken_fn`` takes the same arguments and computes (or raises) what that mistake
+            gives. The hint is reported only when the student's answer agrees with it on every
+            case; the deeper hint is shown on request (:func:`hint` ``(2)``).
+        patterns: ``(tag, hint)`` or ``(tag, hint, deeper_hint)``: the hint is reported when the
+            answer fails on some cases, all of which carry ``tag``, and passes every case
+            without it.
         forbidden: What the exercise forbids: one or more :class:`Family` (enforced by
             behaviour, see :func:`forbidden`), or dotted paths -> why (see :func:`forbid`).
         why: The requirement a forbidden family protects, in the exercise's words.
-        around: Extra context (e.g. :func:`cnnbook.checks.core.guard`) around the student's calls.
+        around: Extra context (e.g. :func:`guard`) around the student's calls.
+        requirement: The requirement the cases test, in the exercise's words (printed with a
+            failure).
+        hint: A next step when no mistake or pattern is recognised (without the answer).
+        hint2: A deeper hint for that case, shown on request.
 
     Raises:
-        CheckFailed: On the first failing case, with the recognised mistake when there is one.
+        CheckFailed: On the smallest failing case, with the recognised mistake when there is one.
     """
     expected = [reference(*c.args) for c in cases]
     outcomes: list[Any] = []
@@ -1299,8 +1671,8 @@ def judge(
         for c in cases:
             try:
                 outcomes.append(call(fn, *_clone(c.args), describe=c.label))
-            except ForbiddenUse:  # a forbidden shortcut: no point in going on
-                raise
+            except ForbiddenUse as exc:  # a forbidden shortcut: no point in going on
+                raise ForbiddenUse(str(exc), requirement=requirement or exc.requirement) from None
             except CheckFailed as exc:
                 outcomes.append(_Raised(str(exc)))
 
@@ -1324,14 +1696,18 @@ def judge(
             failures.append((c, str(exc)))
     if not failures:
         return
-    first = failures[0][1]
-    for hint, wrong in mistakes:
+    first = min(failures, key=lambda f: f[0].reading_size())[1]  # the smallest input showing it
+    for hint_, wrong, *deeper in mistakes:
         if all(agrees(got, _quiet(wrong, c.args), c.label) for c, got in zip(cases, outcomes, strict=True)):
-            fail(f"{first}\n   Likely mistake: {hint}")
-    for tag, hint in patterns:
+            fail(
+                f"{first}\n   Likely mistake: {hint_}", requirement=requirement, hint2=next(iter(deeper), "")
+            )
+    for tag, hint_, *deeper in patterns:
         if all(tag in c.tags for c, _ in failures) and any(tag not in c.tags for c in cases):
-            fail(f"{first}\n   Likely mistake: {hint}")
-    fail(first)
+            fail(
+                f"{first}\n   Likely mistake: {hint_}", requirement=requirement, hint2=next(iter(deeper), "")
+            )
+    fail(f"{first}\n   Next step: {hint}" if hint else first, requirement=requirement, hint2=hint2)
 
 
 def tensor_compare(shape_hint: Callable[[str], str] | None = None) -> Callable[[Any, Any, str], Any]:
