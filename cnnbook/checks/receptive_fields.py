@@ -350,3 +350,81 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
         ],
     )
     return "your gradient probe finds the same receptive fields as the formula."
+
+
+# ------------------------------------------------------------------ exercise 4: predict a stem
+
+
+def stem_layers() -> nn.Sequential:
+    """ResNet's stem and first two 3x3 convolutions (exercise 4), with one channel."""
+    return nn.Sequential(
+        nn.Conv2d(1, 1, 7, stride=2, padding=3),
+        nn.MaxPool2d(3, stride=2, padding=1),
+        nn.Conv2d(1, 1, 3, padding=1),
+        nn.Conv2d(1, 1, 3, padding=1),
+    )
+
+
+def dilated_layers() -> nn.Sequential:
+    """Three 3x3 convolutions with dilations 1, 2 and 4 (exercise 4)."""
+    return nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in (1, 2, 4)])
+
+
+def _int_answer(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        fail(
+            f"{what} must be a whole number of pixels (an int), got {value!r} of type {type(value).__name__}."
+        )
+    return value
+
+
+@checker("receptive-field predictions")
+def check_stem_predictions(ctx: Context, rf_stem: Any, jump_stem: Any, rf_dilated: Any) -> str:
+    """Check predicted receptive field and jump of ResNet's stem, and of a dilated stack."""
+    stem = geometry.module_receptive_field(stem_layers())[-1]
+    measured = geometry.receptive_field_by_gradient(stem_layers(), 91, channels=1)
+    assert measured == stem.rf  # the recurrence and back-propagation agree
+    rf_dil = geometry.module_receptive_field(dilated_layers())[-1].rf
+    expect_equal(
+        _int_answer(rf_stem, "rf_stem"),
+        stem.rf,
+        "rf_stem (receptive field after the 4 layers)",
+        wrong={
+            "each layer adds (k - 1) x jump, and the jump is the product of the strides BEFORE "
+            "it: the pool sees jump 2, the 3x3 convs jump 4.": 1 + 6 + 2 + 2 + 2,
+            "receptive fields do not add up kernel sizes: a layer adds (k - 1) x jump.": 7 + 3 + 3 + 3,
+            "the 3x3 convs come after TWO stride-2 layers: their jump is 4, not 2.": 7
+            + 2 * 2
+            + 2 * 2
+            + 2 * 2,
+            "the max pool counts too: a 3x3 pool adds (3 - 1) x jump like a 3x3 conv.": 7 + 2 * 2 + 2 * 2,
+        },
+        hint="Requirement: r = r + (k - 1) * j, then j = j * s, layer by layer from r = j = 1.",
+    )
+    expect_equal(
+        _int_answer(jump_stem, "jump_stem"),
+        stem.jump,
+        "jump_stem (input pixels between neighbouring output units)",
+        wrong={
+            "the max pool has stride 2 too: the jump is 2 x 2.": 2,
+            "the 3x3 convs have stride 1: they do not change the jump.": 16,
+        },
+        hint="Requirement: the jump is the product of all strides so far.",
+    )
+    expect_equal(
+        _int_answer(rf_dilated, "rf_dilated"),
+        rf_dil,
+        "rf_dilated (three 3x3 convs with dilations 1, 2, 4)",
+        wrong={
+            "dilation d spreads a 3x3 kernel over 2d + 1 pixels, so it adds 2d: 3, then 7, then 15.": 7,
+            "without strides the jump stays 1; the dilated kernels (spans 3, 5, 9) add 2, 4 and 8.": 1
+            + 2 * 1
+            + 2 * 2 * 1
+            + 2 * 4 * 2,
+        },
+        hint="Requirement: k_eff = k + (k - 1)(d - 1) in place of k, jump 1 throughout.",
+    )
+    return (
+        f"stem: {stem.rf} px with jump {stem.jump} (back-propagation measures {measured} px); "
+        f"dilations 1, 2, 4: {rf_dil} px without any downsampling."
+    )

@@ -400,3 +400,63 @@ def check_strided_from_dense(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
         f"a strided convolution is the stride-1 convolution with every s-th output kept "
         f"({len(cases)} cases, sizes not divisible by the stride included)."
     )
+
+
+# ------------------------------------------------------------------ exercise 5: predict sizes
+
+# the stack of exercise 5: (kind, kernel, stride, padding, dilation), on a 224-pixel side
+SIZE_STACK = (
+    ("conv", 7, 2, 3, 1),
+    ("max pool", 3, 2, 1, 1),
+    ("conv", 3, 2, 1, 1),
+    ("conv", 3, 1, 2, 2),
+    ("conv", 3, 2, 0, 1),
+)
+SIZE_INPUT = 224
+
+
+def size_stack() -> torch.nn.Sequential:
+    """The layers of exercise 5 with one channel."""
+    layers: list[torch.nn.Module] = []
+    for kind, k, s, p, d in SIZE_STACK:
+        if kind == "conv":
+            layers.append(torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d))
+        else:
+            layers.append(torch.nn.MaxPool2d(k, stride=s, padding=p))
+    return torch.nn.Sequential(*layers)
+
+
+@checker("output-size predictions")
+def check_size_predictions(ctx: Context, sizes: Any) -> str:
+    """Check the predicted side length after each layer of :data:`SIZE_STACK`."""
+    if not isinstance(sizes, (list, tuple)) or len(sizes) != len(SIZE_STACK):
+        fail(f"sizes must be a list of {len(SIZE_STACK)} whole numbers (one per layer), got {sizes!r}.")
+    for i, v in enumerate(sizes):
+        if not isinstance(v, int) or isinstance(v, bool):
+            fail(f"sizes[{i}] must be a whole number (an int), got {v!r} of type {type(v).__name__}.")
+    x = torch.zeros(1, 1, SIZE_INPUT, SIZE_INPUT)
+    truth = []
+    with torch.no_grad():
+        for layer in size_stack():
+            x = layer(x)
+            truth.append(int(x.shape[-1]))
+    for i, ((kind, k, s, p, d), got, want) in enumerate(zip(SIZE_STACK, sizes, truth, strict=True)):
+        n = SIZE_INPUT if i == 0 else truth[i - 1]  # judge each layer on the true input size
+        k_eff = k + (k - 1) * (d - 1)
+        expect_equal(
+            got,
+            want,
+            f"sizes[{i}] (layer {i + 1}: {kind} {k}x{k}, stride {s}, padding {p}, dilation {d}, input {n})",
+            wrong={
+                "round DOWN: a last window that would stick out of the padded input is dropped "
+                "(floor((n + 2p - k_eff) / s) + 1).": math.ceil((n + 2 * p - k_eff) / s) + 1,
+                "dilation 2 makes a 3x3 kernel span 5 pixels: k_eff = k + (k - 1)(d - 1).": (
+                    (n + 2 * p - k) // s + 1 if d > 1 else -1
+                ),
+                "padding p is added on BOTH sides: n + 2p.": (n + p - k_eff) // s + 1,
+                "the +1 counts the first window: floor((n + 2p - k_eff) / s) + 1.": (n + 2 * p - k_eff) // s,
+            },
+            hint="Requirement: n_out = floor((n + 2p - k_eff) / s) + 1 with the previous layer's "
+            "output as n (pooling follows the same rule).",
+        )
+    return f"every size predicted: {SIZE_INPUT} -> " + " -> ".join(str(t) for t in truth) + "."

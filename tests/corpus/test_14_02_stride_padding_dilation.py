@@ -218,3 +218,26 @@ def test_strided_from_dense_rejects_mistakes() -> None:
     rejected(c.check_strided_from_dense, strided_without_padding, hint="left out the padding")
     rejected(c.check_strided_from_dense, strided_subsamples_input, hint="INPUT before convolving")
     rejected(c.check_strided_from_dense, strided_passes_stride, hint="called with stride=")
+
+
+# ---------------------------------------------------------------- exercise 5: size predictions
+
+SIZES = [112, 56, 28, 28, 13]
+
+
+def test_size_predictions_accept_correct_answers() -> None:
+    accepted(c.check_size_predictions, SIZES)
+    accepted(c.check_size_predictions, tuple(SIZES))
+
+
+def test_size_predictions_reject_mistakes() -> None:
+    rejected(c.check_size_predictions, [113, 56, 28, 28, 13], hint="round DOWN")
+    rejected(c.check_size_predictions, [112, 57, 28, 28, 13], hint="round DOWN")
+    rejected(c.check_size_predictions, [112, 56, 28, 28, 14], hint="round DOWN")
+    rejected(c.check_size_predictions, [112, 56, 28, 30, 13], hint="span 5 pixels")
+    rejected(c.check_size_predictions, [112, 56, 28, 26, 13], hint="BOTH sides")
+    rejected(c.check_size_predictions, [112, 56, 28, 28, 12], hint="counts the first window")
+    rejected(c.check_size_predictions, [112.0, 56, 28, 28, 13], hint="whole number")
+    rejected(c.check_size_predictions, [112, 56, 28, 13], hint="list of 5 whole numbers")
+    rejected(c.check_size_predictions, 13, hint="list of 5 whole numbers")
+    rejected(c.check_size_predictions, [112, 56, 28, 28, 27], hint="Requirement: n_out")

@@ -195,3 +195,21 @@ def test_rf_by_gradient_rejects_mistakes() -> None:
     rejected(c.check_rf_by_gradient, probe_corner_unit, hint="corner")
     rejected(c.check_rf_by_gradient, probe_leaves_grad_off, hint="gradients were left off")
     assert torch.is_grad_enabled()
+
+
+# ---------------------------------------------------------------- exercise 4: stem predictions
+
+
+def test_stem_predictions_accept_correct_answers() -> None:
+    accepted(c.check_stem_predictions, 27, 4, 15)
+
+
+def test_stem_predictions_reject_mistakes() -> None:
+    rejected(c.check_stem_predictions, 13, 4, 15, hint="product of the strides BEFORE it")
+    rejected(c.check_stem_predictions, 16, 4, 15, hint="do not add up kernel sizes")
+    rejected(c.check_stem_predictions, 15, 4, 15, hint="the max pool counts too")
+    rejected(c.check_stem_predictions, 27.0, 4, 15, hint="whole number")
+    rejected(c.check_stem_predictions, 27, 2, 15, hint="max pool has stride 2 too")
+    rejected(c.check_stem_predictions, 27, 16, 15, hint="do not change the jump")
+    rejected(c.check_stem_predictions, 27, 4, 7, hint="spreads a 3x3 kernel")
+    rejected(c.check_stem_predictions, 27, 4, 9, hint="k_eff = k \\+ \\(k - 1\\)\\(d - 1\\)")
