@@ -20,7 +20,7 @@ from cnnbook.models import (
     vgg16,
 )
 from cnnbook.models.convert import vgg_feature_names
-from cnnbook.summary import count_parameters
+from cnnbook.modules import count_parameters
 
 
 def test_simple_cnn_shapes_and_parameters() -> None:

@@ -20,7 +20,7 @@ from cnnbook.models import (
     resnet50,
     resnet_cifar,
 )
-from cnnbook.summary import count_parameters
+from cnnbook.modules import count_parameters
 
 
 def test_basic_block_shortcut_kinds_and_shapes() -> None:
