@@ -616,3 +616,23 @@ def test_second_hint_with_hints_2_and_mistake_hints() -> None:
 def test_case_size_defaults_to_the_number_of_elements() -> None:
     assert core.Case((torch.zeros(2, 3), 4), "a").reading_size() == 7
     assert core.Case((torch.zeros(2, 3),), "a", size=1).reading_size() == 1
+
+
+def test_corpus_rejected_can_require_the_requirement_line() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "corpus_tools", Path(__file__).parent / "corpus" / "corpus_tools.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    tools.rejected(
+        _check_double, lambda x: x * x, hint="squared", requirement="twice the input", seeds=range(2)
+    )
+    with pytest.raises(AssertionError, match="names no requirement"):
+        tools.rejected(
+            _check_double, lambda x: x * x, hint="squared", requirement="three times", seeds=range(1)
+        )

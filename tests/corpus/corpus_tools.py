@@ -28,7 +28,13 @@ def accepted(check: Callable[..., Any], *answers: Any, seeds: range = SEEDS) -> 
         assert result.passed, f"seed {seed}: a correct answer was rejected: {result.message}"
 
 
-def rejected(check: Callable[..., Any], *answers: Any, hint: str, seeds: range = SEEDS) -> None:
+def rejected(
+    check: Callable[..., Any],
+    *answers: Any,
+    hint: str,
+    seeds: range = SEEDS,
+    requirement: str | None = None,
+) -> None:
     """Assert that ``check(*answers)`` fails on every seed with a message matching ``hint``.
 
     Args:
@@ -37,6 +43,8 @@ def rejected(check: Callable[..., Any], *answers: Any, hint: str, seeds: range =
         hint: A regular expression the failure message must match (case-insensitive): the
             words that name the mistake.
         seeds: Seeds to try.
+        requirement: A regular expression the message's ``Requirement:`` line (the
+            requirement in the exercise's words) must match; ``None`` skips this.
     """
     for seed in seeds:
         try:
@@ -49,3 +57,9 @@ def rejected(check: Callable[..., Any], *answers: Any, hint: str, seeds: range =
         assert re.search(hint, message, re.IGNORECASE | re.DOTALL), (
             f"seed {seed}: rejected, but the message does not name the mistake ({hint!r}): {message}"
         )
+        if requirement is not None:
+            line = next((ln for ln in message.splitlines() if ln.strip().startswith("Requirement:")), "")
+            assert re.search(requirement, line, re.IGNORECASE), (
+                f"seed {seed}: rejected, but the message names no requirement matching "
+                f"{requirement!r}: {message}"
+            )
