@@ -10,8 +10,9 @@ all reachable from the file browser and the relative links between them work, an
 * a file browser without generated or maintainer-only files (:data:`HIDE_GLOBS`): the start
   page, ``README.md`` and the ``notebooks``, ``exercises``, ``solutions`` and ``cnnbook``
   folders are what is left;
-* one kernel, ``Python (cnnbook)``, in the launcher and for every new notebook; developer tools'
-  launcher entries (Jupytext) switched off (``lab_settings/page_config.json``).
+* one kernel, ``Python (cnnbook)``, in the launcher, started for every new notebook without a
+  "Select Kernel" question; developer tools' launcher entries (Jupytext) switched off
+  (``lab_settings/page_config.json``).
 
 JupyterLab runs as ``python -m jupyterlab`` with this interpreter, so no ``jupyter`` executable
 has to be found (it is ``Scripts\\jupyter.exe`` on Windows, ``bin/jupyter`` elsewhere). On Windows
@@ -48,6 +49,7 @@ HIDE_GLOBS: tuple[str, ...] = (
     "dist",
     "*.egg-info",
     ".ipynb_checkpoints",
+    "htmlcov",
     # for maintainers and contributors, not for working through the chapter
     "benchmarks",
     "scripts",

@@ -84,6 +84,7 @@ def test_shipped_settings_turn_off_news_and_jupytext() -> None:
     notification = overrides["@jupyterlab/apputils-extension:notification"]
     assert notification["fetchNews"] == "false"  # the schema's values are the strings "true"/"false"/"none"
     assert notification["checkForUpdates"] is False
+    assert overrides["@jupyterlab/notebook-extension:tracker"]["autoStartDefaultKernel"] is True
     page_config = json.loads((lab.SETTINGS_DIR / "page_config.json").read_text(encoding="utf-8"))
     assert "jupyterlab-jupytext" in page_config["disabledExtensions"]
 
