@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnbook.modules import count_parameters
+from cnnbook.plots import PALETTE
 from cnnbook.summary import count_macs
 from cnnbook.timing import Timing, time_forward
 
@@ -540,7 +541,7 @@ def plot_tradeoffs(rows: Sequence[ArchRow], title: str = "") -> Figure:
         (axes[1], timed, lambda r: r.latency_ms, "CPU latency at batch 1 (ms, log scale)"),
     ):
         for r in data:
-            ax.scatter(x_of(r), r.top1, s=30 + 250 * math.sqrt(r.params / 140e6), alpha=0.7)
+            ax.scatter(x_of(r), r.top1, s=30 + 250 * math.sqrt(r.params / 140e6), alpha=0.7, color=PALETTE[0])
             ax.annotate(r.name, (x_of(r), r.top1), textcoords="offset points", xytext=(5, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel(label)
@@ -619,7 +620,7 @@ def plot_timeline(events: Sequence[Milestone] = HISTORY, split: int = 2005) -> F
         for i, e in enumerate(panel):
             level = levels[i % len(levels)]
             ax.vlines(e.year, 0, level, color="0.6", lw=0.8)
-            ax.plot(e.year, 0, "o", color="tab:green" if e.year < 1980 else "tab:blue")
+            ax.plot(e.year, 0, "o", color=PALETTE[1] if e.year < 1980 else PALETTE[0])
             where = f" [{e.section}]" if e.section else ""
             words, lines, line = e.what.split(), [], ""
             for w in words:  # wrap the description at about 26 characters
