@@ -113,7 +113,7 @@ def test_forbidden_shortcut_found_in_source_through_alias() -> None:
     def correlate2d(image, kernel):
         return c(image[None, None], kernel[None, None])[0, 0]
 
-    fails(c01.check_correlate2d, correlate2d, match="uses `c` \\(torch.nn.functional.conv2d\\)")
+    fails(c01.check_correlate2d, correlate2d, match="calls `torch.ops.aten.convolution`.*off limits")
 
 
 def test_forbidden_shortcut_caught_at_run_time_through_helper() -> None:
@@ -123,7 +123,7 @@ def test_forbidden_shortcut_caught_at_run_time_through_helper() -> None:
         return helper["conv"](image[None, None], kernel[None, None])[0, 0]
 
     helper["conv"] = lambda *a: F.conv2d(*a)  # looks the patched function up at call time
-    fails(c01.check_correlate2d, correlate2d, match="calls `torch.nn.functional.conv2d`")
+    fails(c01.check_correlate2d, correlate2d, match="calls `torch.ops.aten.convolution`.*off limits")
 
 
 def test_forbid_restores_the_library() -> None:
@@ -178,7 +178,7 @@ def test_14_01_correlate2d() -> None:
     fails(
         c01.check_correlate2d,
         lambda im, k: F.conv2d(im[None, None], k[None, None])[0, 0],
-        match="torch.nn.functional.conv2d",
+        match="computes a convolution for you",
     )
 
 
@@ -378,12 +378,12 @@ def test_14_04_max_pool2d() -> None:
     fails(
         c04.check_max_pool2d,
         lambda x, k, s=None, padding=0: F.max_pool2d(x, k, s, padding),
-        match="it pools for you",
+        match="that pools for you.*off limits",
     )
     fails(
         c04.check_max_pool2d,
         lambda x, k, s=None, padding=0: torch.nn.MaxPool2d(k, s, padding)(x),
-        match="it pools for you",
+        match="that pools for you.*off limits",
     )
 
 
@@ -663,45 +663,12 @@ def test_14_08_min_channels() -> None:
 # ---------------------------------------------------------------- 14.9
 
 
-def test_14_09_feature_extractor() -> None:
-    def right(model, n):
-        for p in model.parameters():
-            p.requires_grad = False
-        model.fc = torch.nn.Linear(model.fc.in_features, n)
-        return model
-
-    def freeze_last(model, n):
-        model.fc = torch.nn.Linear(model.fc.in_features, n)
-        for p in model.parameters():
-            p.requires_grad = False
-        return model
-
-    def no_freeze(model, n):
-        model.fc = torch.nn.Linear(model.fc.in_features, n)
-        return model
-
-    passes(c09.check_feature_extractor, right)
-    fails(c09.check_feature_extractor, freeze_last, match="freeze first")
-    fails(c09.check_feature_extractor, no_freeze, match="Set requires_grad = False")
-
-
-def test_14_09_param_groups() -> None:
-    def right(model, lo, hi):
-        body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("fc.")]
-        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
-
-    def with_frozen(model, lo, hi):
-        body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
-        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
-
-    def head_twice(model, lo, hi):
-        body = [p for p in model.parameters() if p.requires_grad]
-        return [{"params": body, "lr": lo}, {"params": list(model.fc.parameters()), "lr": hi}]
-
-    passes(c09.check_param_groups, right)
-    fails(c09.check_param_groups, with_frozen, match="frozen parameters")
-    fails(c09.check_param_groups, head_twice, match="two groups")
-    fails(c09.check_param_groups, lambda m, lo, hi: m.parameters(), match="list of dicts")
+def test_14_09_predictions() -> None:
+    head, total = 512 * 10 + 10, 11_689_512 - 513_000 + 512 * 10 + 10
+    passes(c09.check_trainable_prediction, {"a": head, "b": 0, "c": total})
+    fails(c09.check_trainable_prediction, {"a": head, "b": head, "c": total}, match="after the new head")
+    passes(c09.check_frozen_bn_prediction, 20, 0, True)
+    fails(c09.check_frozen_bn_prediction, 0, 0, False, match="running statistics")
 
 
 def test_14_09_imagenet_normalize() -> None:
@@ -1169,4 +1136,4 @@ def test_forbidden_import_inside_the_answer_is_caught_as_text() -> None:
 
         return torch.from_numpy(c(image.numpy(), kernel.numpy(), mode="valid"))
 
-    fails(c01.check_correlate2d, correlate2d, match="scipy.signal.correlate2d")
+    fails(c01.check_correlate2d, correlate2d, match="scipy.signal.correlate2d|every convolution")

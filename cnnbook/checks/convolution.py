@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnbook.checks.core import (
-    CONV_LIBRARY,
+    FAMILY_CONV,
     NONSQUARE_HINT,
     Case,
     Context,
@@ -26,6 +26,8 @@ from cnnbook.checks.core import (
 from cnnbook.kernels import classic_kernels
 
 Fn = Callable[..., torch.Tensor]
+
+_WHY_CONV = "write the sliding sum yourself (F.unfold and matrix products are fine in exercise 4)"
 
 # ------------------------------------------------------------------ exercise 1: correlate2d
 
@@ -87,7 +89,8 @@ def check_correlate2d(ctx: Context, fn: Fn) -> str:
         fn,
         cases,
         reference=_ref_correlate,
-        forbidden=CONV_LIBRARY,
+        forbidden=FAMILY_CONV,
+        why=_WHY_CONV,
         compare=tensor_compare(
             lambda _: (
                 "A valid correlation has (H - kH + 1) x (W - kW + 1) "
@@ -383,7 +386,8 @@ def check_conv2d_im2col(ctx: Context, fn: Fn) -> str:
         fn,
         cases,
         reference=_im2col_ref,
-        forbidden=CONV_LIBRARY,
+        forbidden=FAMILY_CONV,
+        why=_WHY_CONV,
         compare=tensor_compare(lambda _: "The output is (N, C_out, H - kH + 1, W - kW + 1): height first."),
         mistakes=[
             (

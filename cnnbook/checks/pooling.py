@@ -12,6 +12,7 @@ from torch import nn
 
 from cnnbook.checks.core import (
     BATCH_HINT,
+    FAMILY_POOL,
     NONSQUARE_HINT,
     Case,
     Context,
@@ -22,21 +23,6 @@ from cnnbook.checks.core import (
     fail,
     judge,
 )
-
-_WHOLE = "it pools for you; take the maximum of each window yourself."
-_OURS = "that is cnnbook's own answer; write yours."
-POOL_LIBRARY = {
-    "torch.nn.functional.max_pool2d": _WHOLE,
-    "torch.max_pool2d": _WHOLE,
-    "torch.nn.functional.max_pool2d_with_indices": _WHOLE,
-    "torch.nn.MaxPool2d": _WHOLE,
-    "torch.nn.functional.adaptive_max_pool2d": _WHOLE,
-    "torch.nn.functional.fractional_max_pool2d": _WHOLE,
-    "torch.nn.functional.lp_pool2d": _WHOLE,
-    "torch.nn.functional.avg_pool2d": _WHOLE,
-    "cnnbook.ops.max_pool2d": _OURS,
-    "cnnbook.ops.avg_pool2d": _OURS,
-}
 
 
 def _pool_compare(got: Any, want: torch.Tensor, label: str) -> torch.Tensor:
@@ -117,7 +103,8 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         cases,
         reference=ref,
         compare=_pool_compare,
-        forbidden=POOL_LIBRARY,
+        forbidden=FAMILY_POOL,
+        why="take the maximum of each window yourself",
         mistakes=[
             (
                 "you padded with zeros; a zero on the border can beat negative values. Pad with -inf so "

@@ -14,6 +14,9 @@ import torch.nn.functional as F
 from cnnbook import geometry
 from cnnbook.checks.core import (
     BATCH_HINT,
+    FAMILY_CONV,
+    FAMILY_POOL,
+    FAMILY_UNFOLD,
     NONSQUARE_HINT,
     Case,
     Context,
@@ -22,6 +25,7 @@ from cnnbook.checks.core import (
     expect_equal,
     expect_tensor,
     fail,
+    forbidden,
     guard,
     judge,
 )
@@ -92,6 +96,16 @@ _OUT_SIZE_FIXED = [
 ]
 
 
+def _no_layer_ops() -> contextlib.AbstractContextManager[Any]:
+    """Block every convolution, pooling and unfold: a size must come from the formula."""
+    return forbidden(
+        FAMILY_CONV,
+        FAMILY_POOL,
+        FAMILY_UNFOLD,
+        why="compute the size with the formula, not by running a layer",
+    )
+
+
 def _k_eff(k: int, d: int) -> int:
     return d * (k - 1) + 1
 
@@ -116,6 +130,7 @@ def check_conv_out_size(ctx: Context, fn: Callable[..., int]) -> str:
         cases,
         reference=lambda n, k, s, p, d: geometry.conv_output_size(n, k, s, p, d),
         forbidden=SIZE_LIBRARY,
+        around=_no_layer_ops,
         compare=_int_compare("The formula is floor((n + 2p - k_eff) / s) + 1 with k_eff = d(k - 1) + 1."),
         mistakes=[
             (
@@ -158,6 +173,7 @@ def check_same_padding(ctx: Context, fn: Callable[..., int]) -> str:
         cases,
         reference=lambda k, d: d * (k - 1) // 2,
         forbidden=SIZE_LIBRARY,
+        around=_no_layer_ops,
         compare=_int_compare("Solve n = n + 2p - k_eff + 1 for p, with k_eff = d(k - 1) + 1."),
         mistakes=[
             (
@@ -262,9 +278,8 @@ def check_dilate_kernel(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         cases,
         reference=_ref_dilate,
         compare=compare,
-        forbidden={
-            "torch.nn.functional.conv2d": "build the spread-out kernel yourself; no convolution is needed."
-        },
+        forbidden=FAMILY_CONV,
+        why="build the spread-out kernel yourself; no convolution is needed",
         mistakes=[
             (
                 "you put d zeros between taps; dilation d means d - 1 zeros (d = 1 is the plain kernel).",

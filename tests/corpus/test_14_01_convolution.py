@@ -235,8 +235,8 @@ def test_conv2d_im2col_rejects_mistakes() -> None:
     )
     rejected(c.check_conv2d_im2col, im2col_transposed_view_of_grid, hint="column order")
     rejected(c.check_conv2d_im2col, im2col_forgot_bias, hint="forgot the bias")
-    rejected(c.check_conv2d_im2col, im2col_calls_conv2d, hint="torch.nn.functional.conv2d")
-    rejected(c.check_conv2d_im2col, im2col_calls_torch_convolution, hint="torch.convolution")
+    rejected(c.check_conv2d_im2col, im2col_calls_conv2d, hint="computes a convolution for you")
+    rejected(c.check_conv2d_im2col, im2col_calls_torch_convolution, hint="computes a convolution for you")
 
 
 # ---------------------------------------------------------------- exercise 5: shift
@@ -293,3 +293,47 @@ def test_shift_rejects_mistakes() -> None:
     rejected(c.check_shift, shift_axes_swapped, hint="swapped")
     rejected(c.check_shift, shift_negative_slice_bug, hint=r"EMPTY when dy = 0")
     rejected(c.check_shift, shift_square_only, hint="one size for both axes")
+
+
+# ---------------------------------------------------------------- issue 20: the convolution family
+
+
+def correlate_by_conv3d_depth_one(image, kernel):
+    return F.conv3d(image[None, None, None], kernel[None, None, None].to(image.dtype))[0, 0, 0]
+
+
+def correlate_by_aten_operator(image, kernel):
+    w = kernel[None, None].to(image.dtype)
+    return torch.ops.aten.convolution(image[None, None], w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1)[
+        0, 0
+    ]
+
+
+def correlate_by_conv1d_rows(image, kernel):  # one 1-D convolution per kernel row, summed
+    kh = kernel.shape[0]
+    rows = [
+        F.conv1d(image[m : image.shape[0] - kh + 1 + m, None], kernel[m].to(image.dtype)[None, None])[:, 0]
+        for m in range(kh)
+    ]
+    return sum(rows)
+
+
+def correlate_by_scipy_imported_inside(image, kernel):
+    from scipy import signal
+
+    return torch.from_numpy(signal.correlate2d(image.numpy(), kernel.numpy(), mode="valid"))
+
+
+def test_correlate2d_rejects_the_whole_convolution_family() -> None:
+    rejected(c.check_correlate2d, correlate_by_conv3d_depth_one, hint="computes a convolution for you")
+    rejected(c.check_correlate2d, correlate_by_aten_operator, hint="computes a convolution for you")
+    rejected(c.check_correlate2d, correlate_by_conv1d_rows, hint="computes a convolution for you")
+    rejected(c.check_correlate2d, correlate_by_scipy_imported_inside, hint="every convolution|scipy")
+
+
+def im2col_by_conv3d(x, weight, bias):
+    return F.conv3d(x[:, :, None], weight[:, :, None], bias)[:, :, 0]
+
+
+def test_conv2d_im2col_rejects_the_whole_convolution_family() -> None:
+    rejected(c.check_conv2d_im2col, im2col_by_conv3d, hint="computes a convolution for you")

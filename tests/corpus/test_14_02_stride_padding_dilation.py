@@ -241,3 +241,27 @@ def test_size_predictions_reject_mistakes() -> None:
     rejected(c.check_size_predictions, [112, 56, 28, 13], hint="list of 5 whole numbers")
     rejected(c.check_size_predictions, 13, hint="list of 5 whole numbers")
     rejected(c.check_size_predictions, [112, 56, 28, 28, 27], hint="Requirement: n_out")
+
+
+# ---------------------------------------------------------------- issue 20: sizes read off a layer
+
+
+def out_size_read_off_unfold(n, k, s, p, d):
+    return F.unfold(torch.zeros(1, 1, 1, n), (1, k), dilation=(1, d), padding=(0, p), stride=(1, s)).shape[-1]
+
+
+def out_size_read_off_conv3d(n, k, s, p, d):
+    x = torch.zeros(1, 1, 1, 1, n)
+    return F.conv3d(
+        x, torch.zeros(1, 1, 1, 1, k), stride=(1, 1, s), padding=(0, 0, p), dilation=(1, 1, d)
+    ).shape[-1]
+
+
+def out_size_read_off_pool(n, k, s, p, d):
+    return F.max_pool1d(torch.zeros(1, 1, n + 2 * p), d * (k - 1) + 1, s).shape[-1]
+
+
+def test_conv_out_size_rejects_sizes_read_off_a_layer() -> None:
+    rejected(c.check_conv_out_size, out_size_read_off_unfold, hint="compute the size with the formula")
+    rejected(c.check_conv_out_size, out_size_read_off_conv3d, hint="compute the size with the formula")
+    rejected(c.check_conv_out_size, out_size_read_off_pool, hint="compute the size with the formula")

@@ -83,7 +83,7 @@ def test_max_pool2d_rejects_mistakes() -> None:
     rejected(c.check_max_pool2d, pool_keeps_partial_window, hint="partial window")
     rejected(c.check_max_pool2d, pool_pads_one_side, hint="only one side")
     rejected(c.check_max_pool2d, pool_first_image_only, hint="batch of one")
-    rejected(c.check_max_pool2d, pool_calls_max_pool2d, hint="it pools for you")
+    rejected(c.check_max_pool2d, pool_calls_max_pool2d, hint="pools for you")
 
 
 # ---------------------------------------------------------------- exercise 2: head_params
@@ -153,3 +153,31 @@ def test_unchanged_prediction_rejects_mistakes() -> None:
     rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 0.53}, hint="whole number")
     rejected(c.check_unchanged_prediction, {"max pool 2x2": 8}, hint="exactly the keys")
     rejected(c.check_unchanged_prediction, [0, 8, 12, 8], hint="must be a dict")
+
+
+# ---------------------------------------------------------------- issue 20: the pooling family
+
+
+def pool_by_two_max_pool1d_passes(x, kernel_size, stride=None, padding=0):
+    k, s, p = kernel_size, stride or kernel_size, padding
+    n, ch, h, w = x.shape
+    rows = F.max_pool1d(x.reshape(n * ch * h, 1, w), k, s, p).reshape(n, ch, h, -1)
+    cols = F.max_pool1d(rows.transpose(2, 3).reshape(-1, 1, h), k, s, p)
+    return cols.reshape(n, ch, rows.shape[3], -1).transpose(2, 3)
+
+
+def pool_by_max_pool3d(x, kernel_size, stride=None, padding=0):
+    s = stride or kernel_size
+    return F.max_pool3d(x[:, :, None], (1, kernel_size, kernel_size), (1, s, s), (0, padding, padding))[
+        :, :, 0
+    ]
+
+
+def pool_by_adaptive_pool(x, kernel_size, stride=None, padding=0):
+    return F.adaptive_max_pool2d(x, (x.shape[2] // kernel_size, x.shape[3] // kernel_size))
+
+
+def test_max_pool2d_rejects_the_whole_pooling_family() -> None:
+    rejected(c.check_max_pool2d, pool_by_two_max_pool1d_passes, hint="pools for you")
+    rejected(c.check_max_pool2d, pool_by_max_pool3d, hint="pools for you")
+    rejected(c.check_max_pool2d, pool_by_adaptive_pool, hint="pools for you")
