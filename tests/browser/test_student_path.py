@@ -271,6 +271,8 @@ def test_start_page_section_exercises_wrong_then_right(page, lab_server: LabServ
     run_cell(page, check)
     expect(output_of(page, check)).to_contain_text("❌", timeout=60_000)
     expect(output_of(page, check)).to_contain_text("return")  # the hint names the mistake
+    # the student reads the hint, not a red traceback into cnnbook/checks
+    expect(output_of(page, check)).not_to_contain_text("Traceback")
     output_of(page, check).scroll_into_view_if_needed()
     shot(page, "student-3-wrong-answer")
 
