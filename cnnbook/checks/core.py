@@ -4,17 +4,21 @@ A checker runs a student's answer on fresh random inputs, compares it with a ref
 prints one line:
 
 * ``✅ Correct: ...`` and returns a truthy :class:`CheckResult`;
-* ``❌ ...`` with what was expected and what came back, then raises :class:`CheckFailed` (an
-  ``AssertionError``, so a broken *solution* notebook fails in CI);
+* ``❌ ...`` with what differs on the smallest failing input, the requirement that failed in
+  the exercise's words and a hint (a deeper one on request: :func:`hint` ``(2)``), then raises
+  :class:`CheckFailed` (an ``AssertionError``, so a broken *solution* notebook fails in CI);
 * ``⏳ ... is not implemented yet`` and re-raises ``NotImplementedError`` while the answer is
   still the ``raise NotImplementedError()`` placeholder.
 
 Checkers are plain functions decorated with :func:`checker`. Inside, they call the student's
 code through :func:`call` (which turns the student's exceptions into helpful messages), compare
 with :func:`expect_tensor` / :func:`expect_equal` (which recognise known mistakes from a table of
-"wrong answers" and name them), and can forbid the one library function an exercise asks the
-student to write, both in the source and at run time (:func:`forbid`). Checkers that try a
-list of edge cases run them through :func:`judge` (one :class:`Case` per input).
+"wrong answers" and name them), and check types (:func:`expect_int`), storage
+(:func:`expect_no_shared_storage`) and side effects on the caller (:func:`preserved_state`,
+:func:`expect_detached`). What an exercise asks the student to write is made unusable while
+their code runs, a whole family at a time and by behaviour (:func:`forbidden` with
+:data:`FAMILY_CONV`, :data:`FAMILY_POOL`, ...). Checkers that try a list of edge cases run them
+through :func:`judge` (one :class:`Case` per input).
 """
 
 from __future__ import annotations
