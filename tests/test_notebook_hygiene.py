@@ -232,3 +232,49 @@ def test_headings_and_link_texts(path: Path) -> None:
     cells = _markdown_cells(path)
     problems = heading_problems(cells) + link_problems(cells)
     assert not problems, f"{path.relative_to(ROOT)}:\n  " + "\n  ".join(problems)
+
+
+# ------------------------------------------------------------------------ text alternatives
+# JupyterLab 4 does not put an image output's alt metadata on the <img> (the browser test checks
+# this), so the text next to a figure is what a screen reader, or a reader who cannot tell its
+# colours apart, gets: a caption cell right after it starting with "*Figure:*", or a printed
+# sentence in the figure's own cell that states what it shows.
+
+_DRAWS = re.compile(
+    r"plt\.show\(|\.imshow\(|plt\.subplots\(|plt\.figure\(|\.plot\(|\.semilogy\(|\.bar\(|\.scatter\("
+    r"|\b(image_grid|plot_filters|plot_feature_maps|plot_heatmaps|plot_history|plot_confusion_matrix)\("
+)
+
+
+def figures_without_text(cells: list[tuple[str, str]]) -> list[int]:
+    """Indices of code cells that draw a figure with neither a caption cell nor a printed sentence.
+
+    Args:
+        cells: ``(cell_type, source)`` per cell, in order.
+    """
+    missing = []
+    for i, (kind, source) in enumerate(cells):
+        if kind != "code" or not _DRAWS.search(source) or "print(" in source:
+            continue
+        following = cells[i + 1] if i + 1 < len(cells) else ("", "")
+        if not (following[0] == "markdown" and following[1].lstrip().startswith("*Figure:*")):
+            missing.append(i)
+    return missing
+
+
+def test_figure_text_check_catches_a_bare_figure() -> None:
+    drawn = ("code", "plots.image_grid(x);")
+    assert figures_without_text([drawn, ("markdown", "## Next")]) == [0]
+    assert figures_without_text([drawn, ("markdown", "*Figure:* ten images, one per class.")]) == []
+    assert figures_without_text([("code", 'plt.plot(y)\nprint("loss falls from 2.3 to 0.4")')]) == []
+    assert figures_without_text([("code", "x = 1")]) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("14_*.ipynb")), ids=lambda p: p.name)
+def test_figures_have_a_text_description(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    missing = figures_without_text([(c.cell_type, c.source) for c in nb.cells])
+    assert not missing, (
+        f"{path.relative_to(ROOT)}: cells {missing} draw a figure with no text description; add a "
+        "markdown cell right after each, starting with '*Figure:*', that says what it shows"
+    )
