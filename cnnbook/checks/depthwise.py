@@ -16,6 +16,7 @@ from cnnbook.checks.core import (
     checker,
     count_params,
     expect_equal,
+    expect_int,
     expect_module,
     expect_tensor,
     fail,
@@ -45,6 +46,7 @@ def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> 
             got = call(fn, c_in, c_out, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (standard, separable), got {got!r}.")
+        got = (expect_int(got[0], f"{what}[0] (standard)"), expect_int(got[1], f"{what}[1] (separable)"))
         standard = c_in * c_out * k * k
         expect_equal(
             got[0], standard, f"{what}[0] (standard)", hint="A standard conv has C_in * C_out * k^2 weights."

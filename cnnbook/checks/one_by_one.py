@@ -13,7 +13,9 @@ from cnnbook.checks.core import (
     call,
     checker,
     expect_equal,
+    expect_int,
     expect_module,
+    expect_no_shared_storage,
     expect_tensor,
     fail,
     preserved_state,
@@ -91,6 +93,8 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
                 f"two layers by one), got {type(merged).__name__}"
                 f"{'' if not isinstance(merged, nn.Conv2d) else f' with kernel {merged.kernel_size}'}."
             )
+        expect_no_shared_storage(merged, first, f"{what}, the merged conv")
+        expect_no_shared_storage(merged, second, f"{what}, the merged conv")
         if (merged.in_channels, merged.out_channels) != (c_in, c_out):
             fail(
                 f"{what} returned a conv from {merged.in_channels} to {merged.out_channels} "
@@ -127,6 +131,7 @@ def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) ->
         got = call(fn, c, c_mid, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (direct_params, bottleneck_params), got {got!r}.")
+        got = (expect_int(got[0], f"{what}[0] (direct)"), expect_int(got[1], f"{what}[1] (bottleneck)"))
         direct = c * c * k * k
         expect_equal(
             got[0],
@@ -169,6 +174,7 @@ def check_linear_to_conv1x1(ctx: Context, fn: Callable[..., nn.Module]) -> str:
             fail(f"{what} changed the Linear layer's weights; copy them into the conv instead.")
         if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (1, 1):
             fail(f"{what} should return an nn.Conv2d with kernel_size=1, got {type(conv).__name__}.")
+        expect_no_shared_storage(conv, linear, f"{what}, the conv")
         x = ctx.randn(2, c_in, h, w, dtype=torch.float32)
         with torch.no_grad():
             ref = linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

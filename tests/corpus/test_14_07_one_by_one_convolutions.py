@@ -78,6 +78,13 @@ def merge_assumes_both_biases(first, second):
     return merged
 
 
+def merge_reuses_second_bias(first, second):
+    merged = merge_reference(first, second)
+    if first.bias is None and second.bias is not None:
+        merged.bias = second.bias  # the same Parameter: training one changes the other
+    return merged
+
+
 def merge_returns_the_pair(first, second):
     return nn.Sequential(first, second)
 
@@ -94,6 +101,7 @@ def test_merge_mistakes_are_named() -> None:
     rejected(checks.check_merge_pointwise, merge_without_bias, hint="has no bias")
     rejected(checks.check_merge_pointwise, merge_assumes_both_biases, hint="raised TypeError.*bias=False")
     rejected(checks.check_merge_pointwise, merge_returns_the_pair, hint="ONE nn.Conv2d")
+    rejected(checks.check_merge_pointwise, merge_reuses_second_bias, hint="shares memory")
 
 
 # ---------------------------------------------------------------- Exercise 2: bottleneck savings
@@ -124,6 +132,16 @@ def bottleneck_adds_expansion(c, c_mid, k=3):
     return c * c * k * k, c * c_mid + c_mid * c_mid * k * k + c_mid * c
 
 
+def bottleneck_true_division(c, c_mid, k=3):
+    return c * c * k**2 / 1, c * c_mid + c_mid * c_mid * k**2 / 1
+
+
+def bottleneck_numpy_float(c, c_mid, k=3):
+    import numpy as np
+
+    return int(c * c * k * k), np.float64(c * c_mid + c_mid * c_mid * k * k)
+
+
 def test_bottleneck_right_answers_pass() -> None:
     accepted(checks.check_bottleneck_params, bottleneck_reference)
     accepted(checks.check_bottleneck_params, bottleneck_from_shapes)
@@ -134,6 +152,8 @@ def test_bottleneck_mistakes_are_named() -> None:
     rejected(checks.check_bottleneck_params, bottleneck_without_reduction, hint="left out the 1x1")
     rejected(checks.check_bottleneck_params, bottleneck_kxk_on_full_channels, hint="REDUCED")
     rejected(checks.check_bottleneck_params, bottleneck_adds_expansion, hint="expansion")
+    rejected(checks.check_bottleneck_params, bottleneck_true_division, hint="should be an int")
+    rejected(checks.check_bottleneck_params, bottleneck_numpy_float, hint="should be an int")
 
 
 # ---------------------------------------------------------------- Exercise 3: Linear as 1x1 conv
@@ -151,6 +171,20 @@ def to_conv_with_view_and_new_parameters(linear):
     conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
     conv.weight = nn.Parameter(linear.weight.detach().clone().view(*linear.weight.shape, 1, 1))
     conv.bias = nn.Parameter(linear.bias.detach().clone())
+    return conv
+
+
+def to_conv_weight_view(linear):
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1)
+    conv.weight = nn.Parameter(linear.weight.detach().view(*linear.weight.shape, 1, 1))  # a view
+    with torch.no_grad():
+        conv.bias.copy_(linear.bias)
+    return conv
+
+
+def to_conv_same_bias(linear):
+    conv = to_conv_reference(linear)
+    conv.bias = linear.bias  # the Linear's own Parameter
     return conv
 
 
@@ -187,3 +221,5 @@ def test_linear_to_conv_mistakes_are_named() -> None:
     rejected(checks.check_linear_to_conv1x1, to_conv_transposed_weight, hint="transposed")
     rejected(checks.check_linear_to_conv1x1, to_conv_fresh_weights, hint="wrong values")
     rejected(checks.check_linear_to_conv1x1, to_conv_returns_linear, hint="kernel_size=1")
+    rejected(checks.check_linear_to_conv1x1, to_conv_weight_view, hint="shares memory")
+    rejected(checks.check_linear_to_conv1x1, to_conv_same_bias, hint="shares memory")

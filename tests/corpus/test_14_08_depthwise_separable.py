@@ -39,6 +39,17 @@ def params_without_depthwise(c_in, c_out, k):
     return c_in * c_out * k * k, c_in * c_out
 
 
+def params_ratio_times_standard(c_in, c_out, k):
+    standard = c_in * c_out * k * k
+    return standard, standard * (1 / c_out + 1 / k**2)  # right value, but a float
+
+
+def params_as_tensors(c_in, c_out, k):
+    import torch as _torch
+
+    return _torch.tensor(c_in * c_out * k * k), _torch.tensor(c_in * k * k + c_in * c_out)
+
+
 def test_params_right_answers_pass() -> None:
     accepted(checks.check_separable_params, params_reference)
     accepted(checks.check_separable_params, params_from_layer_shapes)
@@ -49,6 +60,8 @@ def test_params_mistakes_are_named() -> None:
     rejected(checks.check_separable_params, params_without_pointwise, hint="left out the pointwise")
     rejected(checks.check_separable_params, params_depthwise_on_outputs, hint="INPUT channels")
     rejected(checks.check_separable_params, params_without_depthwise, hint="left out the depthwise")
+    rejected(checks.check_separable_params, params_ratio_times_standard, hint="should be an int")
+    rejected(checks.check_separable_params, params_as_tensors, hint="should be a Python int")
 
 
 # ---------------------------------------------------------------- Exercise 2: separable as standard
