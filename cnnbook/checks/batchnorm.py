@@ -1,5 +1,6 @@
 """Checks for the section 14.11 exercises (batch norm's backward pass, running statistics,
-folding a batch norm into the convolution after it, what a conv bias does before batch norm).
+folding a batch norm into the convolution after it, and a prediction: which normalisation layers
+cancel a convolution's bias).
 
 Every check runs fixed edge cases first (a batch of one image, non-square maps and kernels,
 one channel, several channels, ``1 x 1`` maps, strides that do not divide the input), then a
@@ -11,8 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,61 +20,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
+    FAMILY_AUTODIFF,
+    FAMILY_NORM,
     CheckFailed,
     Context,
+    Family,
     call,
     checker,
     expect_module,
     expect_tensor,
     fail,
-    forbid,
+    forbidden,
     preserved_state,
 )
 
-_OURS = "that is cnnbook's own answer; write yours."
-_WHOLE = "it normalises for you; compute the statistics yourself."
-BN_LIBRARY = {
-    "torch.nn.functional.batch_norm": _WHOLE,
-    "torch.batch_norm": _WHOLE,
-    "torch.nn.BatchNorm2d": _WHOLE,
-    "torch.nn.functional.instance_norm": _WHOLE,
-    "torch.nn.functional.group_norm": _WHOLE,
-    "torch.nn.functional.layer_norm": _WHOLE,
-    "cnnbook.norm.BatchNorm2d": _OURS,
-    "cnnbook.norm.batch_stats": _OURS,
-}
-_AUTOGRAD = "autograd would derive the gradient for you; write the formula yourself."
-AUTOGRAD = {
-    "torch.autograd.grad": _AUTOGRAD,
-    "torch.autograd.backward": _AUTOGRAD,
-    "torch.Tensor.backward": _AUTOGRAD,
-    "torch.autograd.functional.vjp": _AUTOGRAD,
-    "torch.autograd.functional.jacobian": _AUTOGRAD,
-    "torch.func.vjp": _AUTOGRAD,
-    "torch.func.grad": _AUTOGRAD,
-    "torch.func.jacrev": _AUTOGRAD,
-}
-_FUSER = "it folds for you; derive the new weights yourself."
-FOLD_LIBRARY = {
-    "cnnbook.norm.fold_bn_into_conv": _OURS,
-    "cnnbook.norm.fold_batchnorm": _OURS,
-    "torch.nn.utils.fusion.fuse_conv_bn_eval": _FUSER,
-    "torch.nn.utils.fusion.fuse_conv_bn_weights": _FUSER,
-    "torch.nn.utils.fuse_conv_bn_eval": _FUSER,
-}
-
-
-def _as_float(got: Any, what: str) -> float:
-    """The student's number as a float, or a clear failure (never a raw traceback)."""
-    if isinstance(got, torch.Tensor):
-        if got.numel() != 1:
-            fail(f"{what} should be one number, got a tensor of shape {tuple(got.shape)}.")
-        got = got.item()
-    if got is None:
-        fail(f"{what} is None: did you forget to `return` the result?")
-    if isinstance(got, bool) or not isinstance(got, numbers.Real):
-        fail(f"{what} should be a number (float), got {type(got).__name__}.")
-    return float(got)
+FOLDING = Family(
+    name="batch-norm folding",
+    does="folds the batch norm for you",
+    task="derive the folded weights yourself",
+    scope="every fusion helper of torch (torch.nn.utils.fusion, torch.ao.quantization.fuse_modules) "
+    "and of cnnbook (fold_bn_into_conv, fold_batchnorm)",
+    python=(
+        (r"torch\.nn\.utils\.fusion", r"^fuse_"),
+        (r"torch\.ao\.quantization(\.[\w.]+)?", r"^fuse_"),
+        (r"cnnbook\.norm", r"^fold_"),
+    ),
+)
 
 
 def _attempt(fn: Callable[..., Any], *args: Any, describe: str) -> Any:
@@ -225,7 +196,10 @@ def check_batch_norm_backward(ctx: Context, fn: Callable[..., tuple[torch.Tensor
         x = ctx.randn(n, c, h, w) * 2 + ctx.randn(1, c, 1, 1)
         inputs.append((x, ctx.rand(c) + 0.5, ctx.randn(n, c, h, w), eps))
     answers = []
-    with preserved_state(what="batch_norm_backward"), forbid(fn, {**AUTOGRAD, **BN_LIBRARY}):
+    with (
+        preserved_state(what="batch_norm_backward"),
+        forbidden(FAMILY_AUTODIFF, FAMILY_NORM, why="derive the gradient yourself"),
+    ):
         for x, gamma, dy, eps in inputs:
             what = f"batch_norm_backward(x {tuple(x.shape)}, gamma, dy, eps={eps})"
             answers.append(_attempt(fn, x.clone(), gamma.clone(), dy.clone(), eps, describe=what))
@@ -272,7 +246,10 @@ def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, tor
         for n, c, h, w, momentum in cases
     ]
     answers = []
-    with preserved_state(what="update_running"), forbid(fn, BN_LIBRARY):
+    with (
+        preserved_state(what="update_running"),
+        forbidden(FAMILY_NORM, why="compute the statistics yourself"),
+    ):
         for x, rm, rv, momentum in inputs:
             what = f"update_running(running_mean, running_var, x {tuple(x.shape)}, momentum={momentum})"
             answers.append(_attempt(fn, rm.clone(), rv.clone(), x.clone(), momentum, describe=what))
@@ -473,7 +450,7 @@ def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str
         pairs.append((_bn_eval(c_in, ctx, eps), conv))
     saved = [(copy.deepcopy(bn.state_dict()), copy.deepcopy(conv.state_dict())) for bn, conv in pairs]
     answers = []
-    with preserved_state(what="fold_bn_before_conv"), forbid(fn, FOLD_LIBRARY):
+    with preserved_state(what="fold_bn_before_conv"), forbidden(FOLDING):
         for bn, conv in pairs:
             answers.append(_attempt(fn, bn, conv, describe=f"({bn}, {conv})"))
             if bn.training or not conv.training:
@@ -490,63 +467,61 @@ def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str
     return "your single conv equals batch norm (eval mode) followed by the conv, with and without bias."
 
 
-# ------------------------------------------------------------------ exercise 4: conv bias before BN
+# ------------------------------------------------------------------ exercise 4: which layers cancel a bias
+
+BIAS = (10.0, -10.0, 3.0, 0.0)
+_BIAS_WHY = {
+    "ReLU": "ReLU subtracts no mean, so the constant comes out wherever the value stays positive.",
+    "batch norm, train mode": "train-mode batch norm subtracts each channel's mean over (N, H, W): the "
+    "constant moves every value of the channel and that mean alike, so it cancels.",
+    "batch norm, eval mode": "eval-mode batch norm subtracts a FIXED running mean, so the constant passes "
+    "through.",
+    "instance norm": "instance norm subtracts each image's own channel mean over (H, W): one channel, one "
+    "constant, so it cancels.",
+    "group norm, 2 groups of 2 channels": "group norm averages over the channels of a group, whose constants "
+    "differ (10 and -10): only their average is removed.",
+    "layer norm over (C, H, W)": "layer norm averages over all channels, whose constants differ: only their "
+    "average is removed.",
+}
 
 
-def _norms() -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
-    return [
-        ("identity", lambda t: t),
-        ("doubling", lambda t: 2 * t),
-        ("per-sample centring", lambda t: t - t.mean((1, 2, 3), keepdim=True)),
-        ("train-mode batch norm", lambda t: F.batch_norm(t, None, None, training=True)),
-    ]
+def bias_layers() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Exercise 4's layers, by the names ``PREDICTIONS`` uses."""
+    return {
+        "ReLU": torch.relu,
+        "batch norm, train mode": lambda t: F.batch_norm(t, None, None, training=True),
+        "batch norm, eval mode": nn.BatchNorm2d(4).eval(),
+        "instance norm": nn.InstanceNorm2d(4),
+        "group norm, 2 groups of 2 channels": nn.GroupNorm(2, 4),
+        "layer norm over (C, H, W)": nn.GroupNorm(1, 4),
+    }
 
 
-@checker("effect of a per-channel bias")
-def check_bias_change(ctx: Context, fn: Callable[..., float]) -> str:
-    """Check ``fn(norm, x, bias)`` = max |norm(x + bias per channel) - norm(x)|."""
-    # x (3, 4, 5, 4): W == C, so adding the bias along the last axis runs (and can be named).
-    fixed_bias = torch.tensor([-12.0, 3.0, 0.0, 7.0])
-    fixed_x = torch.linspace(-2, 2, 3 * 4 * 5 * 4).reshape(3, 4, 5, 4).flip(-1).cos() * 2
-    cases: list[tuple[torch.Tensor, torch.Tensor]] = [(fixed_x, fixed_bias)]
-    for _ in range(2):
-        n, c = ctx.randint(2, 5), ctx.randint(2, 5)
-        cases.append(
-            (
-                ctx.randn(n, c, ctx.randint(2, 5), ctx.randint(2, 5), dtype=torch.float32),
-                ctx.randn(c, dtype=torch.float32) * 10,
-            )
+@checker("predictions: which layers cancel a per-channel bias")
+def check_bias_predictions(ctx: Context, predictions: Any) -> str:
+    """Compare ``PREDICTIONS`` (layer name -> the bias cancels?) with what each layer does."""
+    layers = bias_layers()
+    if predictions is None:
+        fail("PREDICTIONS is still None: write True or False for each layer, then run the reveal cell.")
+    if not isinstance(predictions, Mapping):
+        fail(f"PREDICTIONS should be a dict from layer name to True/False, got {type(predictions).__name__}.")
+    missing = [name for name in layers if name not in predictions]
+    unknown = [name for name in predictions if name not in layers]
+    if missing or unknown:
+        fail(
+            f"PREDICTIONS needs exactly the exercise's six layer names; missing {missing}, unknown {unknown}."
         )
-    for x, bias in cases:
-        for name, norm in _norms():
-            what = f"bias_change({name}, x {tuple(x.shape)}, bias {tuple(bias.shape)})"
-            got = _as_float(call(fn, norm, x.clone(), bias.clone(), describe=what), what)
-            a, b = norm(x + bias.view(1, -1, 1, 1)), norm(x)
-            ref = float((a - b).abs().max())
-            wrong: dict[str, Callable[..., float]] = {
-                "Return the largest ABSOLUTE difference, (a - b).abs().max(): a bias can push "
-                "values down as well as up.": lambda a=a, b=b: float((a - b).max()),
-                "Return the LARGEST absolute difference (.max()), not the mean.": lambda a=a, b=b: float(
-                    (a - b).abs().mean()
-                ),
-                "Compare norm(x + bias) with norm(x), not with x itself.": lambda a=a, x=x: float(
-                    (a - x).abs().max()
-                ),
-                "bias has one value per CHANNEL (axis 1): add bias.view(1, -1, 1, 1), not along "
-                "the last axis.": lambda x=x, bias=bias, norm=norm, b=b: (
-                    float((norm(x + bias.view(1, 1, 1, -1)) - b).abs().max())
-                    if x.shape[-1] == bias.numel()
-                    else math.nan
-                ),
-            }
-            if abs(got - ref) <= 1e-4 * max(1.0, abs(ref)):
-                continue
-            for hint, value in wrong.items():
-                v = value()
-                if not math.isnan(v) and abs(got - v) <= 1e-4 * max(1.0, abs(v)):
-                    fail(f"{what}: expected {ref:.4g}, got {got:.4g}. {hint}")
-            fail(
-                f"{what}: expected {ref:.4g}, got {got:.4g}; compare norm(x + bias.view(1, -1, 1, 1)) "
-                f"with norm(x) and return the largest absolute difference."
-            )
-    return "right; and for train-mode batch norm the change is ~1e-6: the bias cancels."
+    x = ctx.randn(8, 4, 5, 5, dtype=torch.float32)
+    bias = torch.tensor(BIAS).view(1, -1, 1, 1)
+    wrong = []
+    with torch.no_grad():
+        for name, layer in layers.items():
+            got = predictions[name]
+            if not isinstance(got, bool):
+                fail(f"PREDICTIONS[{name!r}] should be True or False, got {got!r}.")
+            cancels = float((layer(x + bias) - layer(x)).abs().max()) < 1e-3
+            if got != cancels:
+                wrong.append(f"{name!r}: it {'cancels' if cancels else 'does NOT cancel'}; {_BIAS_WHY[name]}")
+    if wrong:
+        fail(f"{len(wrong)} of 6 predictions differ from what the layers do. " + " ".join(wrong))
+    return "a per-channel constant cancels exactly where every subtracted mean lies within one channel."

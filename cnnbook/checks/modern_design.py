@@ -1,5 +1,5 @@
-"""Checks for the section 14.12 exercises (squeeze-and-excitation, compound scaling, mixup,
-hardware-friendly channel widths).
+"""Checks for the section 14.12 exercises (squeeze-and-excitation, compound scaling, a prediction
+of CutMix's label weight near the border, hardware-friendly channel widths).
 
 Every check runs fixed edge cases first (a batch of one, non-square maps, ``1 x 1`` maps, a class
 absent from the batch, a partner permutation that is not a reversal, bases other than
@@ -16,20 +16,48 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from cnnbook.checks.core import (
     Context,
+    Family,
     call,
     checker,
     expect_equal,
     expect_tensor,
     fail,
-    forbid,
+    forbidden,
     preserved_state,
 )
 
-_OURS = "that is cnnbook's own answer; write yours."
+READY_SE = Family(
+    name="squeeze-and-excitation",
+    does="is a ready-made squeeze-and-excitation block",
+    task="write the squeeze, the excitation and the gating yourself",
+    scope="every ready-made SE module (torchvision's and cnnbook's SqueezeExcitation)",
+    python=(
+        (r"torchvision\.ops(\.misc)?", r"^SqueezeExcitation$"),
+        (r"cnnbook\.models\.mobile", r"^SqueezeExcitation$"),
+    ),
+)
+READY_SCALING = Family(
+    name="compound scaling",
+    does="computes the multipliers for you",
+    task="compute the multipliers yourself",
+    scope="every compound-scaling function of cnnbook.scaling",
+    python=((r"cnnbook\.scaling", r"^(compound_\w+|flops_factor)$"),),
+)
+READY_DIVISIBLE = Family(
+    name="channel rounding",
+    does="applies the rounding rule for you",
+    task="write the rounding rule yourself",
+    scope="every ready-made version of the rule (cnnbook's round_filters, torchvision's "
+    "_make_divisible, timm's make_divisible)",
+    python=(
+        (r"cnnbook\.scaling", r"^round_filters$"),
+        (r"torchvision\.models\._utils", r"^_make_divisible$"),
+        (r"timm\.layers(\.[\w.]+)?", r"^make_divisible$"),
+    ),
+)
 
 
 def _number(got: Any, what: str, *, integer: bool = False) -> float:
@@ -119,7 +147,7 @@ def check_squeeze_excite(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         w2, b2 = ctx.randn(c, c // r), ctx.randn(c)
         args = (x, w1, b1, w2, b2)
         what = f"squeeze_excite(x {tuple(x.shape)}, w1 {tuple(w1.shape)}, b1, w2 {tuple(w2.shape)}, b2)"
-        with preserved_state(what=what):
+        with preserved_state(what=what), forbidden(READY_SE):
             got = call(fn, *(a.clone() for a in args), describe=what)
         _compare_se(got, args, what)
     return "your SE block recalibrates channels exactly as the reference."
@@ -149,14 +177,7 @@ def check_compound_scale(ctx: Context, fn: Callable[..., tuple[float, float, flo
     ]
     for phi, a, b, g in cases:
         what = f"compound_scale(phi={phi}, alpha={a}, beta={b}, gamma={g})"
-        with forbid(
-            fn,
-            {
-                "cnnbook.scaling.compound_multipliers": _OURS,
-                "cnnbook.scaling.flops_factor": _OURS,
-                "cnnbook.scaling.compound_scaling_table": _OURS,
-            },
-        ):
+        with forbidden(READY_SCALING):
             got = call(fn, phi, a, b, g, describe=what)
         if not isinstance(got, (tuple, list)) or len(got) != 4:
             fail(f"{what} should return a tuple (depth, width, resolution, flops), got {got!r}.")
@@ -198,107 +219,64 @@ def check_compound_scale(ctx: Context, fn: Callable[..., tuple[float, float, flo
     return "right: with alpha=1.2, beta=1.1, gamma=1.15 each step of phi costs about 1.92x."
 
 
-# ------------------------------------------------------------------ exercise 3: mixup
+# ------------------------------------------------------------------ exercise 3: CutMix near the border
+
+CUTMIX_CASE = (0.5, 32, 32, (2, 3))  # lambda drawn, H, W, centre (row, col)
 
 
-def _mix(t: torch.Tensor, lam: float, partner: torch.Tensor) -> torch.Tensor:
-    return lam * t + (1 - lam) * t[partner]
-
-
-# (N, num_classes, partner, labels, lam, H, W): class 4 absent (F.one_hot(y) would guess 4 classes),
-# a partner that is neither the identity nor a reversal, a batch of two, non-square images.
-_MIXUP_CASES = [
-    (4, 5, [2, 0, 3, 1], [0, 3, 1, 3], 0.7, 3, 5),
-    (3, 3, [1, 2, 0], [2, 2, 0], 0.2, 4, 2),
-    (2, 4, [1, 0], [3, 1], 0.9, 1, 3),
-]
-
-
-@checker("mixup")
-def check_mixup(ctx: Context, fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
-    """Check ``fn(x, y, lam, partner, num_classes)`` -> (mixed images, soft labels)."""
-    cases = list(_MIXUP_CASES)
-    for _ in range(2):
-        n, k = ctx.randint(2, 6), ctx.randint(2, 7)
-        cases.append(
-            (
-                n,
-                k,
-                torch.randperm(n, generator=ctx.gen).tolist(),
-                torch.randint(0, k, (n,), generator=ctx.gen).tolist(),
-                float(ctx.choice([0.2, 0.3, 0.7, 0.9])),
-                ctx.randint(1, 5),
-                ctx.randint(1, 5),
-            )
-        )
-    for n, k, partner_list, labels, lam, h, w in cases:
-        x = ctx.rand(n, 3, h, w)
-        y = torch.tensor(labels)
-        partner = torch.tensor(partner_list)
-        what = f"mixup(x {tuple(x.shape)}, y={labels}, lam={lam}, partner={partner_list}, num_classes={k})"
-        with (
-            preserved_state(what=what),
-            forbid(
-                fn,
-                {
-                    "cnnbook.augment.mixup": _OURS,
-                    "torchvision.transforms.v2.MixUp": "write the blend yourself.",
-                },
-            ),
-        ):
-            got = call(fn, x.clone(), y.clone(), lam, partner.clone(), k, describe=what)
-        if not isinstance(got, (tuple, list)) or len(got) != 2:
-            fail(f"{what} should return (mixed_images, soft_labels), got {type(got).__name__}.")
-        one_hot = F.one_hot(y, k).double()
-        expect_tensor(
-            got[0],
-            lam * x + (1 - lam) * x[partner],
-            f"{what}[0] (images)",
-            wrong={
-                "lam and 1 - lam are swapped: the sample itself gets weight lam.": (1 - lam) * x
-                + lam * x[partner],
-                "You mixed each image with the batch in reverse order (x.flip(0)); mix sample i "
-                "with x[partner[i]].": lam * x + (1 - lam) * x.flip(0),
-            },
-            shape_hint="The mixed batch has the same shape as x.",
-        )
-        guessed = int(y.max().item()) + 1
-        expect_tensor(
-            got[1],
-            lam * one_hot + (1 - lam) * one_hot[partner],
-            f"{what}[1] (labels)",
-            wrong={
-                "The labels must be mixed with the same weights as the images; you kept the "
-                "original one-hot labels.": one_hot,
-                "lam and 1 - lam are swapped in the labels.": (1 - lam) * one_hot + lam * one_hot[partner],
-                f"F.one_hot(y) without num_classes guesses y.max() + 1 = {guessed} classes; a class "
-                f"absent from the batch then has no column. Pass num_classes.": _mix(
-                    F.one_hot(y, guessed).double(), lam, partner
-                ),
-                "You blended the class INDICES; blend one-hot vectors (F.one_hot(y, num_classes)) "
-                "so each class keeps its own weight.": lam * y.double() + (1 - lam) * y[partner].double(),
-            },
-            shape_hint=f"Soft labels have shape (N, num_classes) = ({n}, {k}): mix the one-hot "
-            f"vectors (F.one_hot(y, num_classes)).",
-        )
-    return "images and one-hot labels are blended with the same weights."
+@checker("prediction: CutMix's label weight near the border")
+def check_cutmix_prediction(ctx: Context, predicted: Any) -> str:
+    """Compare ``PREDICTED_WEIGHT`` with the label weight CutMix really uses (to 0.01)."""
+    if predicted is None:
+        fail("PREDICTED_WEIGHT is still None: write your prediction as a number, then run the reveal cell.")
+    value = _number(predicted, "PREDICTED_WEIGHT")
+    lam, h, w, (cy, cx) = CUTMIX_CASE
+    half_h, half_w = int(0.5 * math.sqrt(1 - lam) * h), int(0.5 * math.sqrt(1 - lam) * w)
+    rows = min(cy + half_h, h) - max(cy - half_h, 0)
+    cols = min(cx + half_w, w) - max(cx - half_w, 0)
+    truth = 1 - rows * cols / (h * w)
+    if abs(value - truth) <= 0.01:
+        return f"the box is clipped to {rows} x {cols} pixels, so the original keeps {truth:.3f}."
+    mistakes = {
+        lam: "that is the lambda that was DRAWN; the box is clipped at the image border, and the "
+        "label weight is recomputed from the pixels actually kept.",
+        1 - truth: "that is the PARTNER's weight (the pasted share); the original image keeps the rest.",
+        1 - (2 * half_h) * (2 * half_w) / (h * w): "that is the weight of an UNCLIPPED box; centred at "
+        "(row 2, column 3) most of the box falls outside the image.",
+    }
+    for v, hint in mistakes.items():
+        if abs(value - v) <= 0.01:
+            fail(f"you predicted {value:.3f}, the label weight used is {truth:.3f}: {hint}")
+    fail(
+        f"you predicted {value:.3f}, the label weight used is {truth:.3f}. Count the clipped box: "
+        f"half-sides int(0.5 * sqrt(1 - lambda) * 32) = {half_w}, rows max(2 - {half_h}, 0) .. "
+        f"min(2 + {half_h}, 32), columns likewise around 3."
+    )
+    return ""
 
 
 # ------------------------------------------------------------------ exercise 4: channel widths
 
 
 def _round_filters(
-    channels: int, width_mult: float, divisor: int = 8, *, how: str = "half_up", guard: str = "exact"
+    channels: int,
+    width_mult: float,
+    divisor: int = 8,
+    *,
+    how: str = "half_up",
+    guard: str = "exact",
+    floor: int | None = None,
 ) -> int:
     exact = channels * width_mult
+    lowest = divisor if floor is None else floor
     if how == "half_up":
-        rounded = max(divisor, int(exact + divisor / 2) // divisor * divisor)
+        rounded = max(lowest, int(exact + divisor / 2) // divisor * divisor)
     elif how == "round":  # Python's round(): halves go to the even multiple
-        rounded = max(divisor, round(exact / divisor) * divisor)
+        rounded = max(lowest, round(exact / divisor) * divisor)
     elif how == "floor":
-        rounded = max(divisor, int(exact) // divisor * divisor)
+        rounded = max(lowest, int(exact) // divisor * divisor)
     else:  # ceil
-        rounded = max(divisor, math.ceil(exact / divisor) * divisor)
+        rounded = max(lowest, math.ceil(exact / divisor) * divisor)
     limit = {"exact": exact, "base": channels, "none": 0.0}[guard]
     if rounded < 0.9 * limit:
         rounded += divisor
@@ -318,6 +296,8 @@ _WIDTH_CASES = [
     (112, 1.4, 8),
     (16, 0.25, 8),
     (320, 1.2, 8),
+    (16, 0.25, 16),  # max(divisor, ...): 16 here, where max(8, ...) gives 8
+    (4, 0.25, 4),  # ... and 4 here, where max(8, ...) gives 8
 ]
 
 
@@ -328,7 +308,7 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
     for _ in range(3):
         cases.append((ctx.randint(3, 400), 0.25 + ctx.randint(0, 175) / 100, ctx.choice([4, 8, 16])))
     got_all: list[int] = []
-    with forbid(fn, {"cnnbook.scaling.round_filters": _OURS}):
+    with forbidden(READY_DIVISIBLE):
         for channels, mult, divisor in cases:
             what = f"round_filters({channels}, {mult}, divisor={divisor})"
             got = call(fn, channels, mult, divisor, describe=what)
@@ -355,6 +335,10 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
         "width_mult, add one divisor.": [_round_filters(*case, guard="none") for case in cases],
         "You ignored the divisor argument and rounded to multiples of 8.": [
             _round_filters(c, m, 8) for c, m, _ in cases
+        ],
+        "The floor is the divisor itself, max(divisor, ...), not max(8, ...): with divisor 16 "
+        "a width of 8 is not a multiple of 16, and with divisor 4 the floor is 4.": [
+            _round_filters(*case, floor=8) for case in cases
         ],
     }
     i = next(j for j, (a, b) in enumerate(zip(got_all, expected, strict=True)) if a != b)

@@ -10,6 +10,7 @@ eval mode and no gradient for the layer's scale and shift.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -17,23 +18,40 @@ from torch import nn
 
 from cnnbook.checks.core import (
     Context,
+    Family,
     call,
     checker,
     expect_equal,
     expect_module,
     expect_tensor,
     fail,
+    forbidden,
     preserved_state,
 )
 
 _BN = nn.modules.batchnorm._BatchNorm
+READY_WEIGHTS = Family(
+    name="class weights",
+    does="computes the class weights for you",
+    task="compute the weights yourself",
+    scope="every ready-made version (cnnbook's balanced_class_weights, scikit-learn's compute_class_weight)",
+    python=(
+        (r"cnnbook\.[\w.]+", r"^balanced_class_weights$"),
+        (r"sklearn\.utils(\.[\w.]+)?", r"^compute_class_weight$"),
+    ),
+)
 
 
 # ------------------------------------------------------------------ Exercise 1: flatten size
 
 
-def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool]]:
-    """(features, input shape, leave in train mode?) for the fixed edge cases."""
+def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool | str]]:
+    """(features, input shape, mode) for the fixed edge cases.
+
+    The mode is ``True`` (train), ``False`` (eval) or ``"mixed"``: train mode with its batch norm
+    frozen in eval mode, as after fine-tuning with frozen statistics, so an answer that restores
+    the mode of the top module only (``features.train(was_training)``) wakes it.
+    """
     torch.manual_seed(0)
     return [
         # non-square input, a stride-2 conv on an odd size, a pool on an odd size, batch norm
@@ -57,7 +75,21 @@ def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool]]:
         ),
         # a single conv, square input: the output's C*H*W, not the input's
         (nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.MaxPool2d(2)), (2, 28, 28), True),
+        # train mode with a frozen (eval-mode) batch norm inside: every module keeps its mode
+        (
+            nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.ReLU(), nn.AvgPool2d(2)),
+            (3, 12, 15),
+            "mixed",
+        ),
     ]
+
+
+def _set_mode(features: nn.Module, mode: bool | str) -> None:
+    features.train(mode is not False)
+    if mode == "mixed":
+        for m in features.modules():
+            if isinstance(m, _BN):
+                m.eval()
 
 
 def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]:
@@ -89,9 +121,10 @@ def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]
 @checker("flatten size")
 def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(features, input_shape (C, H, W))`` = features per sample after flattening."""
-    cases = _fixed_features() + [(*_random_features(ctx), True) for _ in range(2)]
-    for features, shape, training in cases:
-        features.train(training)
+    cases: list[tuple[nn.Sequential, tuple[int, int, int], bool | str]] = _fixed_features()
+    cases += [(*_random_features(ctx), True) for _ in range(2)]
+    for features, shape, mode in cases:
+        _set_mode(features, mode)
         what = f"flatten_size(features, input_shape={shape}) for\n{features}\n"
         state = copy.deepcopy(features.state_dict())
         modes = [m.training for m in features.modules()]
@@ -105,18 +138,29 @@ def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
                     f"back in the mode it had afterwards)."
                 )
         if [m.training for m in features.modules()] != modes:
+            if mode == "mixed":
+                fail(
+                    f"{what}: the model was in train mode with its batch norm frozen in eval mode, "
+                    f"and your code woke the batch norm: model.train() sets EVERY sub-module. "
+                    f"Remember each module's mode ({{m: m.training for m in model.modules()}}) and "
+                    f"restore them one by one."
+                )
             fail(
                 f"{what}: the model's train/eval mode changed (it was in "
-                f"{'train' if training else 'eval'} mode); remember it before model.eval() and "
+                f"{'train' if mode else 'eval'} mode); remember it before model.eval() and "
                 f"restore it afterwards."
             )
         with torch.no_grad():
             out = features.eval()(torch.zeros(1, *shape))
-        features.train(training)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
+        _set_mode(features, mode)
+        if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.is_floating_point():
             got = got.item()
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
+        if isinstance(got, bool) or not isinstance(got, numbers.Integral):
+            shown = got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else got
+            fail(
+                f"{what}: the flatten size is a count of features and nn.Linear needs an int; got "
+                f"{shown!r} ({type(got).__name__}). Convert with int(...) (e.g. out[0].numel())."
+            )
         c, h, w = shape
         expect_equal(
             got,
@@ -141,19 +185,27 @@ def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
 
 
 class _Block(nn.Module):
+    """Nested batch norm of several kinds: a BatchNorm2d used twice (one shared instance), one
+    without affine parameters, a SyncBatchNorm and a BatchNorm3d (on a one-frame "video")."""
+
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(4, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
         self.inner = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4, affine=False), nn.ReLU())
+        self.sync = nn.SyncBatchNorm(4)
+        self.video = nn.BatchNorm3d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(torch.relu(self.bn(self.conv(x)))) + x
+        h = self.inner(torch.relu(self.bn(self.conv(x)))) + x
+        h = self.video(self.sync(self.bn(h)).unsqueeze(2)).squeeze(2)  # self.bn a second time
+        return h
 
 
 def _bn_model() -> nn.Sequential:
-    """Batch norm at the top level, nested two levels deep (one without affine parameters) and
-    a BatchNorm1d in the head; dropout and an already frozen conv to watch the other layers."""
+    """Batch norm at the top level, nested two levels deep (one without affine parameters, one
+    shared instance used twice, a SyncBatchNorm and a BatchNorm3d) and a BatchNorm1d in the
+    head; dropout and an already frozen conv to watch the other layers."""
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3),
         nn.BatchNorm2d(4),
@@ -193,10 +245,11 @@ def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
                 f"`model.children()` lists only the top level; walk `model.modules()`, which "
                 f"reaches layers inside sub-modules too."
             )
-        if all(isinstance(bns[n], nn.BatchNorm1d) for n in awake):
+        if all(not isinstance(bns[n], nn.BatchNorm2d) for n in awake):
+            kinds = sorted({type(bns[n]).__name__ for n in awake})
             fail(
-                f"{awake} (BatchNorm1d) is still in training mode: freeze every kind of batch "
-                f"norm (BatchNorm1d, 2d and 3d all derive from "
+                f"{awake} ({', '.join(kinds)}) still in training mode: freeze every kind of batch "
+                f"norm (BatchNorm1d, 2d, 3d and SyncBatchNorm all derive from "
                 f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d."
             )
         fail(
@@ -271,7 +324,8 @@ def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     for labels, k in _weight_cases(ctx):
         what = f"class_weights(labels={labels.tolist() if len(labels) <= 12 else '...'}, num_classes={k})"
         before = labels.clone()
-        got = call(fn, labels, k, describe=what)
+        with forbidden(READY_WEIGHTS):
+            got = call(fn, labels, k, describe=what)
         if not torch.equal(labels, before):
             fail(f"{what} changed the labels it was given.")
         counts = torch.bincount(labels, minlength=k).double()

@@ -1,5 +1,5 @@
-"""Checks for the section 14.10 exercises (visualising features: hooks, Grad-CAM, filters,
-activation maximisation).
+"""Checks for the section 14.10 exercises (visualising features: what a forward hook keeps, Grad-CAM,
+filters, activation maximisation).
 
 The checks use :func:`tiny_cnn`, a small random CNN with nested layers (``layer1.0.conv1``
 sits inside a residual block, next to a top-level ``conv1``), so an answer that only finds
@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -26,26 +26,31 @@ from torch import nn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
+    Family,
     as_tensor,
     call,
     checker,
     expect_tensor,
     fail,
-    forbid,
+    forbidden,
     preserved_state,
 )
 
-_OURS = "that is cnnbook's own answer; write yours."
-_WHOLE = "it does the whole exercise; write the hooks yourself."
-HOOK_LIBRARY = {
-    "cnnbook.interpret.feature_maps": _OURS,
-    "cnnbook.interpret.capture_outputs": _OURS,
-    "cnnbook.interpret.layer_output": _OURS,
-    "cnnbook.interpret.grad_cam": _OURS,
-    "cnnbook.interpret.activation_maximization": _OURS,
-    "torchvision.models.feature_extraction.create_feature_extractor": _WHOLE,
-    "pytorch_grad_cam.GradCAM": _WHOLE,
-}
+READY_HOOKS = Family(
+    name="ready-made feature extraction and Grad-CAM",
+    does="does the whole exercise for you",
+    task="write the hooks yourself",
+    scope="every ready-made version (cnnbook.interpret's functions, the grad-cam package, "
+    "torchvision's create_feature_extractor)",
+    python=(
+        (
+            r"cnnbook\.interpret",
+            r"^(feature_maps|capture_outputs|layer_output|grad_cam|activation_maximization)$",
+        ),
+        (r"pytorch_grad_cam(\.[\w.]+)?", r"CAM|Cam"),
+        (r"torchvision\.models\.feature_extraction", r"^create_feature_extractor$"),
+    ),
+)
 NESTED_HINT = (
     "works for top-level layers but not for the nested layer {name!r}: "
     "getattr(model, name) and model.named_children() only see the top level. Look "
@@ -88,24 +93,6 @@ def tiny_cnn(classes: int = 4) -> nn.Sequential:
     )
 
 
-def _layer_io(
-    model: nn.Module, x: torch.Tensor, name: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input, output, final output) of the named layer for ``x`` (no gradients)."""
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(_m: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        store["in"], store["out"] = args[0].detach(), out.detach()
-
-    handle = model.get_submodule(name).register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            final = model(x)
-    finally:
-        handle.remove()
-    return store["in"], store["out"], final
-
-
 T = TypeVar("T")
 
 
@@ -130,74 +117,105 @@ def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what:
 # ------------------------------------------------------------------------------ Exercise 1
 
 
-@checker("feature maps with a forward hook")
-def check_get_feature_maps(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(model, x, layer_name)`` returns that layer's output and removes its hook.
+def hook_net() -> nn.Sequential:
+    """Exercise 1's network: conv -> batch norm -> in-place ReLU -> pool -> linear, eval mode."""
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(3, 8, 3, padding=1),
+            bn=nn.BatchNorm2d(8),
+            relu=nn.ReLU(inplace=True),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(8, 4),
+        )
+    ).eval()
 
-    Fixed cases, in order: the top-level ``"pool"`` and ``"conv1"`` (a substring match would
-    also hook ``layer1.0.conv1``), the nested ``"layer1.0.conv1"`` and ``"layer1.0"``, all
-    on a batch of 2 non-square images; then an input with 4 channels, on which the forward
-    pass raises: the hook must still be removed. A random layer and size add to them.
+
+def kept_by_hook(keep: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run :func:`hook_net` once (no gradients) with a hook on ``bn`` storing ``keep(output)``.
+
+    Returns:
+        ``(stored, true)``: what the hook stored, and batch norm's real output (recomputed).
     """
-    model = fixed(100, lambda: tiny_cnn().eval())
-    cases = [
-        (name, fixed(101 + i, partial(torch.randn, n, 3, h, w)))
-        for i, (name, (n, h, w)) in enumerate(
-            [
-                ("pool", (2, 10, 14)),
-                ("conv1", (2, 10, 14)),
-                ("layer1.0.conv1", (3, 12, 8)),
-                ("layer1.0", (2, 9, 11)),
-            ]
+    net = hook_net()
+    x = torch.randn(2, 3, 10, 10)
+    stored: dict[str, torch.Tensor] = {}
+    bn, conv = net.get_submodule("bn"), net.get_submodule("conv")
+    handle = bn.register_forward_hook(lambda _m, _i, out: stored.update(bn=keep(out)))
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        true = bn(conv(x))
+    return stored["bn"].detach(), true
+
+
+def _prediction(got: Any, name: str) -> float:
+    """A predicted number, or a clear failure (None, a bool or a string are not predictions)."""
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if got is None:
+        fail(f"{name} is still None: write your prediction as a number, then run the reveal cell.")
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
+        fail(f"{name} should be a number (the value you expect), got {type(got).__name__} {got!r}.")
+    return float(got)
+
+
+@checker("prediction: what the hook kept")
+def check_hook_prediction(ctx: Context, predicted: Any) -> str:
+    """Compare ``PREDICTED_MIN`` with the smallest value exercise 1's hook really stores."""
+    value = _prediction(predicted, "PREDICTED_MIN")
+    stored, true = kept_by_hook(lambda out: out.detach())
+    truth = float(stored.min())
+    if abs(value - truth) <= 1e-6:
+        return "the hook kept a view that the in-place ReLU then overwrote: its smallest value is 0."
+    if value < truth:
+        fail(
+            f"you predicted {value:g}; the smallest stored value is {truth:g}. Batch norm's output "
+            f"does go down to {float(true.min()):.2f}, but the hook did not keep that: detach() "
+            f"returns a tensor that shares the SAME memory as the output, and the in-place ReLU "
+            f"that runs right after the hook writes max(x, 0) into it."
         )
-    ]
-    cases.append(
-        (
-            ctx.choice(["relu1", "layer1.0.conv2", "layer1.0.shortcut", "relu2", "layer1"]),
-            ctx.randn(
-                ctx.randint(1, 3), 3, 2 * ctx.randint(3, 7), 2 * ctx.randint(3, 7), dtype=torch.float32
-            ),
-        )
+    fail(
+        f"you predicted {value:g}; the smallest stored value is {truth:g}. The stored map is the "
+        f"in-place ReLU's output (it shares memory with batch norm's output), and a ReLU output "
+        f"has many values exactly 0 and none below."
     )
-    top_level_ok = False
-    for name, x in cases:
-        what = f"get_feature_maps(model, x {tuple(x.shape)}, {name!r})"
-        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
-            try:
-                got = call(fn, model, x.clone(), name, describe=what)
-            except CheckFailed as exc:
-                if top_level_ok and "." in name:
-                    fail(f"{what} {NESTED_HINT.format(name=name)} ({exc})")
-                raise
-        if got is None and top_level_ok and "." in name:
-            fail(f"{what} returned None: it {NESTED_HINT.format(name=name)}")
-        inp, ref, final = _layer_io(model, x, name)
-        wrong = {
-            "That is the model's final output; the hook must store the output of the named layer.": final,
-            "You stored the layer's INPUT; a forward hook is called as hook(module, inputs, "
-            "output): keep the third argument.": inp,
-        }
-        if name == "conv1":
-            wrong[
-                "A substring test (`layer_name in name`) also hooked layer1.0.conv1, whose "
-                "output came last; compare names with ==."
-            ] = _layer_io(model, x, "layer1.0.conv1")[1]
-        got = expect_tensor(
-            got, ref, what, wrong=wrong, shape_hint="Return the output the hooked layer produced."
+    return ""
+
+
+HOOK_OPTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "a": lambda out: out.detach().clone(),
+    "b": lambda out: out,
+    "c": lambda out: out.data,
+    "d": lambda out: out.detach(),  # the forward pass runs under torch.no_grad() anyway
+}
+_OPTION_WHY = {
+    "b": "`output` itself is the very tensor the in-place ReLU overwrites.",
+    "c": "`.data` is another view of the same memory, just like detach().",
+    "d": "torch.no_grad() changes what autograd records, not where values are stored: detach() "
+    "still shares memory with the output.",
+}
+
+
+@checker("choice: a hook that keeps batch norm's output")
+def check_hook_fix(ctx: Context, choice: Any) -> str:
+    """``FIX`` must name the one option whose stored tensor equals batch norm's real output."""
+    if choice is None:
+        fail("FIX is still None: set it to one letter, 'a', 'b', 'c' or 'd'.")
+    if not isinstance(choice, str) or choice.strip().lower() not in HOOK_OPTIONS:
+        fail(f"FIX should be one of the letters 'a', 'b', 'c' or 'd', got {choice!r}.")
+    letter = choice.strip().lower()
+    stored, true = kept_by_hook(HOOK_OPTIONS[letter])
+    if not torch.equal(stored, true):
+        fail(
+            f"option {letter!r} still stores the ReLU's output (smallest value "
+            f"{float(stored.min()):g}, where batch norm's is {float(true.min()):.2f}): "
+            f"{_OPTION_WHY[letter]} Which option makes a copy?"
         )
-        if got.requires_grad:
-            fail(
-                f"{what} still requires grad: store output.detach() (or run under "
-                f"torch.no_grad()) so the feature maps do not keep the graph alive."
-            )
-        top_level_ok = top_level_ok or "." not in name
-    _run_raising(
-        fn,
-        model,
-        (torch.zeros(1, 4, 8, 8), "layer1.0.conv2"),
-        "get_feature_maps on an input whose forward pass raises",
-    )
-    return "the hook captures the named layer's output (nested layers too) and is always removed."
+    return "only a copy (clone) keeps the values the hook saw."
 
 
 # ------------------------------------------------------------------------------ Exercise 2
@@ -298,7 +316,7 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     for model, target, layer, x in cases:
         ref = reference_grad_cam(model, x, target, layer)
         what = f"grad_cam(model, x {tuple(x.shape)}, target_class={target}, layer_name={layer!r})"
-        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
+        with forbidden(READY_HOOKS), preserved_state(model, what=what):
             try:
                 got = call(fn, model, x.clone(), target, layer, describe=what)
             except CheckFailed as exc:
@@ -539,7 +557,7 @@ def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
             f"start {tuple(shape)}, steps={steps}, lr={lr:g})"
         )
-        with forbid(fn, HOOK_LIBRARY), preserved_state(model, what=what):
+        with forbidden(READY_HOOKS), preserved_state(model, what=what):
             got = call(fn, model, layer, channel, row, col, given, steps, lr, describe=what)
         if not torch.equal(given, start):
             fail(f"{what} changed `start` in place; work on a copy (start.detach().clone()).")

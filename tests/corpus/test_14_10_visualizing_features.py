@@ -7,157 +7,38 @@ from corpus_tools import accepted, rejected
 
 from cnnbook.checks import visualizing as checks
 
-# ---------------------------------------------------------------- Exercise 1: feature maps
+# ---------------------------------------------------------------- Exercise 1: what the hook kept
 
 
-def fm_reference(model, x, layer_name):
-    store = {}
-    layer = dict(model.named_modules())[layer_name]
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
+def test_hook_prediction_right_answers_pass() -> None:
+    accepted(checks.check_hook_prediction, 0.0)
+    accepted(checks.check_hook_prediction, 0)
+    accepted(checks.check_hook_prediction, torch.tensor(0.0))
 
 
-def fm_get_submodule_no_grad_only(model, x, layer_name):
-    outputs = []
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda module, inputs, output: outputs.append(output)
-    )
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return outputs[-1]
+def test_hook_prediction_mistakes_are_named() -> None:
+    check = checks.check_hook_prediction
+    rejected(check, -2.0, hint="shares the SAME memory")  # batch norm's own minimum
+    rejected(check, -0.5, hint="in-place ReLU")
+    rejected(check, 0.5, hint="exactly 0 and none below")
+    rejected(check, None, hint="still None")
+    rejected(check, False, hint="should be a number")
+    rejected(check, "0", hint="should be a number")
 
 
-def fm_getattr(model, x, layer_name):
-    store = {}
-    handle = getattr(model, layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach())
-    )
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
+def test_hook_fix_right_answers_pass() -> None:
+    accepted(checks.check_hook_fix, "a")
+    accepted(checks.check_hook_fix, " A ")
 
 
-def fm_named_children(model, x, layer_name):
-    store = {}
-    for name, module in model.named_children():
-        if name == layer_name:
-            handle = module.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
-            break
-    else:
-        return None
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
-
-
-def fm_no_finally(model, x, layer_name):
-    store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, _i, out: store.update(out=out.detach())
-    )
-    with torch.no_grad():
-        model(x)
-    handle.remove()
-    return store["out"]
-
-
-def fm_never_removed(model, x, layer_name):
-    store = {}
-    model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out.detach()))
-    with torch.no_grad():
-        model(x)
-    return store["out"]
-
-
-def fm_substring_match(model, x, layer_name):
-    store, handles = {}, []
-    for name, module in model.named_modules():
-        if name.endswith(layer_name):
-            handles.append(module.register_forward_hook(lambda _m, _i, out: store.update(out=out.detach())))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return store["out"]
-
-
-def fm_stores_input(model, x, layer_name):
-    store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(
-        lambda _m, inputs, _o: store.update(out=inputs[0].detach())
-    )
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return store["out"]
-
-
-def fm_final_output(model, x, layer_name):
-    with torch.no_grad():
-        return model(x)
-
-
-def fm_not_detached(model, x, layer_name):
-    store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return store["out"]
-
-
-def fm_grad_mode_left_off(model, x, layer_name):
-    torch.set_grad_enabled(False)
-    store = {}
-    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(out=out))
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    return store["out"]
-
-
-def fm_cnnbook(model, x, layer_name):
-    from cnnbook import interpret
-
-    return interpret.feature_maps(model, x, layer_name)[layer_name]
-
-
-def test_feature_maps_accepts_right_answers() -> None:
-    accepted(checks.check_get_feature_maps, fm_reference)
-    accepted(checks.check_get_feature_maps, fm_get_submodule_no_grad_only)
-
-
-def test_feature_maps_rejects_mistakes() -> None:
-    rejected(checks.check_get_feature_maps, fm_getattr, hint="nested layer.*get_submodule")
-    rejected(checks.check_get_feature_maps, fm_named_children, hint="nested layer.*named_modules")
-    rejected(checks.check_get_feature_maps, fm_no_finally, hint="hook.*also when the forward pass raises")
-    rejected(checks.check_get_feature_maps, fm_never_removed, hint="hook\\(s\\) registered")
-    rejected(checks.check_get_feature_maps, fm_substring_match, hint="substring")
-    rejected(checks.check_get_feature_maps, fm_stores_input, hint="layer's INPUT")
-    rejected(checks.check_get_feature_maps, fm_final_output, hint="final output")
-    rejected(checks.check_get_feature_maps, fm_not_detached, hint="still requires grad")
-    rejected(checks.check_get_feature_maps, fm_grad_mode_left_off, hint="gradients were left off")
-    rejected(checks.check_get_feature_maps, fm_cnnbook, hint="cnnbook's own answer")
+def test_hook_fix_mistakes_are_named() -> None:
+    check = checks.check_hook_fix
+    rejected(check, "b", hint="very tensor")
+    rejected(check, "c", hint=r"\.data")
+    rejected(check, "d", hint="no_grad")
+    rejected(check, "e", hint="one of the letters")
+    rejected(check, 1, hint="one of the letters")
+    rejected(check, None, hint="still None")
 
 
 # ---------------------------------------------------------------- Exercise 2: Grad-CAM

@@ -114,55 +114,23 @@ def test_scale_mistakes_are_named() -> None:
     rejected(check, scale_hard_coded_bases, hint="instead of the alpha, beta, gamma passed in")
 
 
-# ---------------------------------------------------------------- Exercise 3: mixup
+# ---------------------------------------------------------------- Exercise 3: CutMix near the border
 
 
-def mixup_reference(x, y, lam, partner, num_classes):
-    one_hot = F.one_hot(y, num_classes).to(x.dtype)
-    return lam * x + (1 - lam) * x[partner], lam * one_hot + (1 - lam) * one_hot[partner]
+def test_cutmix_prediction_right_answers_pass() -> None:
+    accepted(checks.check_cutmix_prediction, 0.82)
+    accepted(checks.check_cutmix_prediction, 1 - 182 / 1024)
+    accepted(checks.check_cutmix_prediction, torch.tensor(0.822))
 
 
-def mixup_lerp_eye(x, y, lam, partner, num_classes):
-    """torch.lerp and rows of an identity matrix, float32 labels: also right."""
-    one_hot = torch.eye(num_classes)[y]
-    return torch.lerp(x[partner], x, lam), torch.lerp(one_hot[partner], one_hot, lam)
-
-
-def mixup_swapped(x, y, lam, partner, num_classes):
-    one_hot = F.one_hot(y, num_classes).to(x.dtype)
-    return (1 - lam) * x + lam * x[partner], (1 - lam) * one_hot + lam * one_hot[partner]
-
-
-def mixup_hard_labels(x, y, lam, partner, num_classes):
-    return lam * x + (1 - lam) * x[partner], F.one_hot(y, num_classes).to(x.dtype)
-
-
-def mixup_one_hot_guesses_classes(x, y, lam, partner, num_classes):
-    one_hot = F.one_hot(y).to(x.dtype)
-    return lam * x + (1 - lam) * x[partner], lam * one_hot + (1 - lam) * one_hot[partner]
-
-
-def mixup_reversed_batch(x, y, lam, partner, num_classes):
-    one_hot = F.one_hot(y, num_classes).to(x.dtype)
-    return lam * x + (1 - lam) * x.flip(0), lam * one_hot + (1 - lam) * one_hot.flip(0)
-
-
-def mixup_blends_indices(x, y, lam, partner, num_classes):
-    return lam * x + (1 - lam) * x[partner], lam * y + (1 - lam) * y[partner]
-
-
-def test_mixup_right_answers_pass() -> None:
-    accepted(checks.check_mixup, mixup_reference)
-    accepted(checks.check_mixup, mixup_lerp_eye)
-
-
-def test_mixup_mistakes_are_named() -> None:
-    check = checks.check_mixup
-    rejected(check, mixup_swapped, hint="swapped")
-    rejected(check, mixup_hard_labels, hint="kept the original one-hot")
-    rejected(check, mixup_one_hot_guesses_classes, hint="without num_classes")
-    rejected(check, mixup_reversed_batch, hint="reverse order")
-    rejected(check, mixup_blends_indices, hint="class INDICES")
+def test_cutmix_prediction_mistakes_are_named() -> None:
+    check = checks.check_cutmix_prediction
+    rejected(check, 0.5, hint="DRAWN")
+    rejected(check, 0.18, hint="PARTNER")
+    rejected(check, 0.527, hint="UNCLIPPED")
+    rejected(check, 0.7, hint="Count the clipped box")
+    rejected(check, None, hint="still None")
+    rejected(check, "0.82", hint="should be a number")
 
 
 # ---------------------------------------------------------------- Exercise 4: channel widths
@@ -208,6 +176,14 @@ def widths_divisor_ignored(channels, width_mult, divisor=8):
     return widths_reference(channels, width_mult, 8)
 
 
+def widths_max_eight(channels, width_mult, divisor=8):
+    exact = channels * width_mult
+    rounded = max(8, int(exact + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * exact:
+        rounded += divisor
+    return int(rounded)
+
+
 def widths_as_float(channels, width_mult, divisor=8):
     return float(widths_reference(channels, width_mult, divisor))
 
@@ -224,4 +200,5 @@ def test_widths_mistakes_are_named() -> None:
     rejected(check, widths_without_ten_percent_rule, hint="10% rule is missing")
     rejected(check, widths_rule_on_base_channels, hint="SCALED width")
     rejected(check, widths_divisor_ignored, hint="ignored the divisor")
+    rejected(check, widths_max_eight, hint="max\\(divisor, ...\\), not max\\(8")
     rejected(check, widths_as_float, hint="should be an int")

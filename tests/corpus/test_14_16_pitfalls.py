@@ -74,9 +74,38 @@ def flatten_hard_coded_quarter(features, input_shape):
     return convs[-1].out_channels * (h // 4) * (w // 4)
 
 
+def flatten_as_float(features, input_shape):
+    return float(flatten_reference(features, input_shape))
+
+
+def flatten_as_float_tensor(features, input_shape):
+    return torch.tensor(float(flatten_reference(features, input_shape)))
+
+
+def flatten_restores_top_module_only(features, input_shape):
+    was_training = features.training
+    features.eval()
+    with torch.no_grad():
+        n = features(torch.zeros(1, *input_shape))[0].numel()
+    features.train(was_training)
+    return n
+
+
+def flatten_int_tensor_inference_mode(features, input_shape):
+    """Correct variant: inference_mode, a 0-d integer tensor from math on the shape."""
+    modes = {m: m.training for m in features.modules()}
+    features.eval()
+    with torch.inference_mode():
+        out = features(torch.zeros(1, *input_shape))
+    for m, mode in modes.items():
+        m.train(mode)
+    return torch.tensor(out.shape[1:]).prod()
+
+
 def test_flatten_accepts_the_reference_and_variants() -> None:
     accepted(checks.check_flatten_size, flatten_reference)
     accepted(checks.check_flatten_size, flatten_copy_of_model)
+    accepted(checks.check_flatten_size, flatten_int_tensor_inference_mode)
 
 
 def test_flatten_rejects_known_mistakes() -> None:
@@ -88,6 +117,9 @@ def test_flatten_rejects_known_mistakes() -> None:
     rejected(c, flatten_leaves_eval_mode, hint="train/eval mode changed")
     rejected(c, flatten_grad_off_globally, hint="gradients were left off globally")
     rejected(c, flatten_hard_coded_quarter, hint="expected")
+    rejected(c, flatten_as_float, hint="needs an int")
+    rejected(c, flatten_as_float_tensor, hint="needs an int")
+    rejected(c, flatten_restores_top_module_only, hint="woke the batch norm")
 
 
 # ------------------------------------------------------------------ Exercise 2: frozen batch norm
@@ -103,10 +135,26 @@ def freeze_reference(model):
 
 
 def freeze_by_type_tuple(model):
-    """Correct variant: an explicit tuple of the three kinds, requires_grad_ on the module."""
+    """Correct variant: an explicit tuple of the four kinds, requires_grad_ on the module."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)):
+            module.train(False)
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_forgets_sync_batchnorm(model):
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
-            module.train(False)
+            module.eval()
+            module.requires_grad_(False)
+    return model
+
+
+def freeze_forgets_batchnorm3d(model):
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm)):
+            module.eval()
             module.requires_grad_(False)
     return model
 
@@ -174,6 +222,8 @@ def test_freeze_rejects_known_mistakes() -> None:
     c = checks.check_freeze_batchnorm
     rejected(c, freeze_children_only, hint="model.children\\(\\)` lists only the top level")
     rejected(c, freeze_batchnorm2d_only, hint="BatchNorm1d")
+    rejected(c, freeze_forgets_sync_batchnorm, hint="SyncBatchNorm.*every kind")
+    rejected(c, freeze_forgets_batchnorm3d, hint="BatchNorm3d.*every kind")
     rejected(c, freeze_whole_model, hint="whole model")
     rejected(c, freeze_grads_only, hint="still in training mode")
     rejected(c, freeze_eval_only, hint="still require gradients")
@@ -229,6 +279,12 @@ def weights_sum_to_one(labels, num_classes):
     return w / w.sum()
 
 
+def weights_from_cnnbook(labels, num_classes):
+    from cnnbook.train import balanced_class_weights
+
+    return balanced_class_weights(labels, num_classes)
+
+
 def test_weights_accept_the_reference_and_variants() -> None:
     accepted(checks.check_class_weights, weights_reference)
     accepted(checks.check_class_weights, weights_numpy_float64)
@@ -241,4 +297,5 @@ def test_weights_reject_known_mistakes() -> None:
     rejected(c, weights_present_classes_as_k, hint="K is `num_classes`")
     rejected(c, weights_frequencies, hint="LARGER for rare classes")
     rejected(c, weights_inverse_counts, hint="wrong scale")
+    rejected(c, weights_from_cnnbook, hint="balanced_class_weights.*compute the weights yourself")
     rejected(c, weights_sum_to_one, hint="sum to 1")
