@@ -394,23 +394,30 @@ def check_conv2d_im2col(ctx: Context, fn: Fn) -> str:
                 "both bugs are still there: the weight is flattened in another order than "
                 "F.unfold's columns, and the result is reshaped to (W_out, H_out).",
                 conv2d_im2col_broken,
+                "print F.unfold(x, (kh, kw))[0, :, 0] next to x[0, :, :kh, :kw].flatten() for a 2-channel x: "
+                "that is the order each row of the weight matrix must follow.",
             ),
             (
                 "the weight is flattened channel-last (permute(0, 2, 3, 1)) but F.unfold's columns "
                 "are channel-first (c, then row, then column): flatten the weight as it is, "
                 "weight.reshape(C_out, -1). One input channel hides this bug.",
                 _channels_last_weight,
+                "a column of F.unfold lists channel 0's kH*kW taps, then channel 1's, ...: "
+                "weight[o].flatten() is already in that order.",
             ),
             (
                 "the result is reshaped to (N, C_out, W_out, H_out); F.unfold walks the output grid row "
                 "by row, so it is (N, C_out, H_out, W_out). A square output hides this bug.",
                 _swapped_reshape,
+                "output position l = i * W_out + j: reshape(n, c_out, H_out, W_out) puts it at row i, "
+                "column j.",
             ),
             (
                 "the output grid comes out in column order; F.unfold's last axis walks the output "
                 "positions row by row (H_out rows of W_out), so reshape it straight to "
                 "(N, C_out, H_out, W_out), with no transpose.",
                 _transposed_grid,
+                "the product already has the positions in row order; the reshape alone restores the grid.",
             ),
             (
                 "you forgot the bias: add bias[o] to every position of output channel o.",
