@@ -1,18 +1,20 @@
-"""Write ``START_HERE.ipynb`` (the page ``make lab`` opens) and ``exercises/README.md``.
+"""Write ``START_HERE.ipynb``, ``exercises/README.md`` and MAINTAINING.md's table of modules.
 
-Both come from ``cnnbook.sections`` and are read by students, so their text never mentions how
-the collection is made or checked; the exercise table lists each solution notebook's
-``## Exercise N (kind): title`` headings, so it never drifts from the notebooks.
+The first two come from ``cnnbook.sections`` and are read by students, so their text never
+mentions how the collection is made or checked; the exercise table lists each solution notebook's
+``## Exercise N (kind): title`` headings, so it never drifts from the notebooks. The table of
+modules in ``MAINTAINING.md`` comes from the modules' own docstrings.
 
 Usage::
 
-    python scripts/make_start_page.py           # (re)write both
-    python scripts/make_start_page.py --check   # exit 1 if either committed file is stale
+    python scripts/make_start_page.py           # (re)write all three
+    python scripts/make_start_page.py --check   # exit 1 if a committed file is stale
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import sys
 from pathlib import Path
@@ -123,6 +125,34 @@ def exercises_readme() -> str:
     return f"{EXERCISES_INTRO}\n\n{TABLE_BEGIN}\n{exercises_table()}\n{TABLE_END}\n"
 
 
+LAYOUT_BEGIN, LAYOUT_END = "<!-- BEGIN PACKAGE LAYOUT -->", "<!-- END PACKAGE LAYOUT -->"
+
+
+def package_layout() -> str:
+    """MAINTAINING.md's table of the package: every module with its docstring's first paragraph."""
+    package = ROOT / "cnnbook"
+    rows = ["| module | holds |", "| --- | --- |"]
+    for f in sorted(package.glob("*.py")) + sorted(package.glob("models/*.py")):
+        if f.name == "__init__.py" and f.parent == package:
+            continue
+        doc = ast.get_docstring(ast.parse(f.read_text(encoding="utf-8"))) or ""
+        first = re.sub(r":\w+:", "", " ".join(doc.split("\n\n")[0].split()).replace("``", "`"))
+        rows.append(f"| `{f.relative_to(ROOT).as_posix()}` | {first} |")
+    checkers = sorted(p.stem for p in package.glob("checks/*.py") if p.stem not in ("__init__", "core"))
+    rows.append(
+        "| `cnnbook/checks/` | the exercise checks: `core.py` (the checker framework) and one module "
+        f"per section's exercises ({', '.join(checkers)}) |"
+    )
+    return "\n".join(rows)
+
+
+def maintaining() -> str:
+    """``MAINTAINING.md`` with its package table regenerated."""
+    text = (ROOT / "MAINTAINING.md").read_text(encoding="utf-8")
+    start, end = text.index(LAYOUT_BEGIN) + len(LAYOUT_BEGIN), text.index(LAYOUT_END)
+    return text[:start] + "\n" + package_layout() + "\n" + text[end:]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if START_HERE.ipynb is stale")
@@ -130,6 +160,7 @@ def main() -> int:
     outputs = {
         ROOT / "START_HERE.ipynb": nbformat.writes(build()) + "\n",
         ROOT / "exercises" / "README.md": exercises_readme(),
+        ROOT / "MAINTAINING.md": maintaining(),
     }
     stale = [p for p, text in outputs.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     if args.check:
