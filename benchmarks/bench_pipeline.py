@@ -8,7 +8,7 @@ Rows (all train SimpleCNN with SGD + momentum, forward + backward + step):
 (a2) the same per-image pipeline at (b)'s batch size and device settings (isolates the
      pipeline);
 (b)  our fast path: the whole uint8 dataset as one tensor, batches cropped/flipped/normalised
-     at once (cnnbook.data.GPUBatchLoader), batch 256, with the settings fit() uses for the
+     at once (cnnbook.loaders.GPUBatchLoader), batch 256, with the settings fit() uses for the
      14.15 plan: channels-last, and bfloat16 autocast where the CPU computes it natively
      (``--amp off`` for float32);
 (c)  the model-only limit: the same model and settings as (b) on one pre-made batch.
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from cnnbook import data
+from cnnbook import datasets, loaders
 from cnnbook.device import load_average, machine_line, run_settings, tune_cpu_allocator
 
 
@@ -108,13 +108,13 @@ def main() -> None:
     )
     print(machine_line(device))
     t = time.perf_counter()
-    train = data.load_cifar10("train")
+    train = datasets.load_cifar10("train")
     print(f"load CIFAR-10 train (cached uint8 arrays): {time.perf_counter() - t:.2f} s")
 
-    chapter_ds = data.cifar10_dataset("train")  # classic_transforms(train=True)
-    classic_32 = data.classic_loader(chapter_ds, batch_size=32, num_workers=args.workers)
-    classic_big = data.classic_loader(chapter_ds, batch_size=args.batch, num_workers=args.workers)
-    loader = data.GPUBatchLoader(train, args.batch, device=device, channels_last=True)
+    chapter_ds = loaders.cifar10_dataset("train")  # classic_transforms(train=True)
+    classic_32 = loaders.classic_loader(chapter_ds, batch_size=32, num_workers=args.workers)
+    classic_big = loaders.classic_loader(chapter_ds, batch_size=args.batch, num_workers=args.workers)
+    loader = loaders.GPUBatchLoader(train, args.batch, device=device, channels_last=True)
     x0, y0 = next(iter(loader))
 
     def forever(loader) -> Callable[[], Iterator]:

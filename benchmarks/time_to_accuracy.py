@@ -44,7 +44,7 @@ if __name__ == "__main__":
     _early_profile(sys.argv[1:])
 
 
-from cnnbook import data, recipes, train  # noqa: E402
+from cnnbook import arrays, checkpoint, loaders, recipes, train  # noqa: E402
 from cnnbook.device import load_average, machine_line  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def one_run(plan: recipes.Plan, seed: int, target: float) -> dict:
     """
     data_start = time.perf_counter()
     pool, test_arrays = recipes.load_plan_data(plan)
-    train_arrays, val_arrays = data.train_val_split(pool, val_size=min(5000, len(pool) // 10), seed=0)
+    train_arrays, val_arrays = arrays.train_val_split(pool, val_size=min(5000, len(pool) // 10), seed=0)
     data_seconds = time.perf_counter() - data_start
     start = time.perf_counter()
     model = recipes.prepare_model(plan, train_arrays, seed)
@@ -71,8 +71,8 @@ def one_run(plan: recipes.Plan, seed: int, target: float) -> dict:
             model, tr, va, **plan.fit_kwargs(), checkpoint=Path(tmp) / "best.pt", seed=seed, progress=False
         )
         chosen = plan.build_model()
-        train.load_checkpoint(Path(tmp) / "best.pt", chosen)
-    test_loader = data.GPUBatchLoader(test_arrays, 1000, train=False, device=plan.device)
+        checkpoint.load_checkpoint(Path(tmp) / "best.pt", chosen)
+    test_loader = loaders.GPUBatchLoader(test_arrays, 1000, train=False, device=plan.device)
     test = train.evaluate(chosen, test_loader, settings=plan.settings())  # placed as trained
     elapsed, reached = setup_seconds, None
     for row in hist.rows:

@@ -85,7 +85,7 @@ def setup(device: torch.device | str | None = None) -> tuple[int, int, torch.dev
 def shard(loader: Iterable, rank: int, world: int, seed: int = 0) -> Iterable:
     """This rank's share of a training loader, as a new loader (``loader`` is not changed).
 
-    A :class:`cnnbook.data.GPUBatchLoader` is copied with ``rank``/``world_size`` set. A
+    A :class:`cnnbook.loaders.GPUBatchLoader` is copied with ``rank``/``world_size`` set. A
     ``DataLoader`` is rebuilt with a shuffling ``DistributedSampler`` and otherwise the same
     settings: dataset, batch size, ``collate_fn``, workers and their ``worker_init_fn``,
     ``generator``, pinned memory, ``drop_last``, timeout, prefetching.
@@ -144,5 +144,5 @@ def shard(loader: Iterable, rank: int, world: int, seed: int = 0) -> Iterable:
         )
     raise TypeError(
         f"Cannot shard a {type(loader).__name__} across processes; use a "
-        "DataLoader or cnnbook.data.GPUBatchLoader."
+        "DataLoader or cnnbook.loaders.GPUBatchLoader."
     )

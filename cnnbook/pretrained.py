@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnbook.data import denormalize, normalize
 from cnnbook.data_paths import resnet18_weights_file
 from cnnbook.images import as_rgb_batch
 from cnnbook.modules import count_parameters, get_layer, set_layer
+from cnnbook.normalization import denormalize, normalize
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -418,7 +418,7 @@ class ResizedLoader:
     and bilinear weights sum to one.
 
     Args:
-        loader: Yields ``(x (N, C, H, W), y (N,))``, e.g. :class:`cnnbook.data.GPUBatchLoader`.
+        loader: Yields ``(x (N, C, H, W), y (N,))``, e.g. :class:`cnnbook.loaders.GPUBatchLoader`.
         size: Output side in pixels.
 
     Attributes passed through: ``len()``, ``classes`` and ``set_epoch`` when the inner loader

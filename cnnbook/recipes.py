@@ -21,9 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnbook import config
-from cnnbook.data import GPUBatchLoader, ImageArrays, load_cifar10, stratified_subset
+from cnnbook import config, zoo
+from cnnbook.arrays import ImageArrays, stratified_subset
+from cnnbook.datasets import load_cifar10
 from cnnbook.device import RunSettings, cpu_has_native_bf16, pick_device, run_settings, tune_cpu_allocator
+from cnnbook.loaders import GPUBatchLoader
 
 
 @dataclass(frozen=True)
@@ -92,24 +94,26 @@ class Plan:
         }
 
     def build_model(self, num_classes: int = 10) -> nn.Module:
-        """A freshly initialised model of this plan."""
-        from cnnbook import models
+        """A freshly initialised model of this plan (:func:`cnnbook.zoo.cifar_model`).
 
-        if self.model == "fastnet":
-            return models.FastCIFARNet(num_classes, widths=self.widths, flip_tta=self.flip_tta)
-        if self.model == "resnet18":
-            return models.resnet18(num_classes=num_classes, stem="cifar")
-        if self.model == "simplecnn":
-            return models.SimpleCNN(num_classes)
-        raise ValueError(f"Unknown model {self.model!r}; use 'fastnet', 'resnet18' or 'simplecnn'.")
+        Raises:
+            ValueError: For a ``model`` that :data:`cnnbook.zoo.CIFAR_MODELS` does not know.
+        """
+        options = {"widths": self.widths, "flip_tta": self.flip_tta} if self._model_key() == "fastnet" else {}
+        return zoo.cifar_model(self.model, num_classes, **options)
+
+    def _model_key(self) -> str:
+        return zoo.lookup(self.model, {k: k for k in zoo.CIFAR_MODELS}, "MODEL")
 
     def describe(self) -> str:
-        """One line naming the choices."""
-        model = (
-            f"FastCIFARNet{self.widths}"
-            if self.model == "fastnet"
-            else {"resnet18": "ResNet-18 (CIFAR stem)", "simplecnn": "SimpleCNN"}[self.model]
-        )
+        """One line naming the choices.
+
+        Raises:
+            ValueError: For a ``model`` that :data:`cnnbook.zoo.CIFAR_MODELS` does not know.
+        """
+        key = self._model_key()
+        display = zoo.CIFAR_MODELS[key][0]
+        model = f"{display}{self.widths}" if key == "fastnet" else display
         data = (
             "all 50,000 training images"
             if self.train_per_class is None
@@ -117,7 +121,7 @@ class Plan:
         )
         extras = "".join(
             [
-                ", flip test-time augmentation" if self.flip_tta and self.model == "fastnet" else "",
+                ", flip test-time augmentation" if self.flip_tta and key == "fastnet" else "",
             ]
         )
         return (
@@ -139,6 +143,10 @@ def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = N
 
     Returns:
         The :class:`Plan`.
+
+    Raises:
+        ValueError: For a ``model`` override that :data:`cnnbook.zoo.CIFAR_MODELS` does not know
+            (naming the choices and the closest one).
     """
     dev = pick_device() if device is None else torch.device(device)
     fast = config.fast_mode(fast)
@@ -163,7 +171,10 @@ def cifar10_plan(device: torch.device | str | None = None, fast: bool | None = N
         # narrow (24 channels); see the README's laptop-profile table for time and accuracy
         plan = Plan(dev, False, "fastnet", (24, 48, 96), 5, 256, 0.4, 5e-4, 0.1, None, None, amp=True)
         plan = replace(plan, flip_tta=True, tune_malloc=True)
-    return replace(plan, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "model" in overrides:  # a typo in MODEL fails here, naming the choices
+        overrides["model"] = zoo.lookup(overrides["model"], {k: k for k in zoo.CIFAR_MODELS}, "MODEL")
+    return replace(plan, **overrides)
 
 
 def load_plan_data(

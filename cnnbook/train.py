@@ -1,26 +1,20 @@
-"""Training loop, evaluation, metrics and checkpoints (sections 14.15 and 14.16).
+"""The training loop, evaluation and the whole run (sections 14.15 and 14.16).
 
-:func:`train_one_epoch` is one pass over a loader: forward pass under autocast, loss,
-backward pass through one gradient scaler (a no-op unless float16 needs it), optimiser and
-schedule steps. :func:`fit` repeats it for a number of epochs and adds what a real run needs:
-an optimiser and a learning-rate schedule (one-cycle or cosine, stepped every batch), the
-device's precision and memory layout (:func:`cnnbook.device.run_settings`), evaluation after
-every epoch, a :class:`History`, the best weights in an atomically written checkpoint,
-resuming, ``tqdm.auto`` progress bars and a clean stop on ``KeyboardInterrupt``.
+:func:`train_one_epoch` is one pass over a loader: forward pass under autocast, loss, backward
+pass through one gradient scaler (a no-op unless float16 needs it), optimiser and schedule
+steps. :func:`fit` repeats it and adds what a real run needs: an optimiser and schedule
+(:mod:`cnnbook.optim`), the device's precision and layout (:class:`cnnbook.device.RunSettings`),
+evaluation every epoch, a :class:`cnnbook.history.History`, the best weights in a checkpoint
+(:mod:`cnnbook.checkpoint`), resuming, progress bars and a clean stop on ``KeyboardInterrupt``.
 :func:`fit_distributed` runs it in every process ``torchrun`` starts (the process-group helpers
-live in :mod:`cnnbook.distributed`, which imports nothing from here).
-
-Device rules kept here: nothing on the training device is float64 (Apple's MPS has none), the
-loss function is moved to the device with the model, and :func:`evaluate`/:func:`predict` run
-in float32 unless asked for mixed precision.
+live in :mod:`cnnbook.distributed`, which imports nothing from here). Nothing on the training
+device is float64 (MPS has none); :func:`evaluate`/:func:`predict` run in float32 unless asked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,91 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbook import distributed
+from cnnbook.checkpoint import last_checkpoint_path, resume_run, save_checkpoint
 from cnnbook.device import RunSettings, run_settings, settings_for
+from cnnbook.history import History
 from cnnbook.modules import unwrap
+from cnnbook.optim import make_optimizer, make_scheduler
 from cnnbook.timing import synchronize
-
-SCHEDULES = ("onecycle", "cosine", "constant")
-OPTIMIZERS = ("sgd", "adamw")
-CHECKPOINT_FORMAT = "cnnbook-checkpoint-v1"
-
-
-# --------------------------------------------------------------------------------------------
-# History and evaluation results
-# --------------------------------------------------------------------------------------------
-@dataclass
-class History:
-    """Per-epoch training record.
-
-    Attributes:
-        rows: One dict per finished epoch with keys ``epoch``, ``train_loss``, ``train_acc``,
-            ``val_loss``, ``val_acc`` (``nan`` without validation data), ``lr`` (at the end of
-            the epoch), ``images_per_s`` (training only), ``seconds`` (training only) and
-            ``eval_seconds``.
-        step_lr: The learning rate used at every optimisation step (for plotting schedules).
-        best_epoch: Epoch (1-based) of the best ``val_acc`` (``train_acc`` without validation).
-        best_metric: That accuracy.
-        interrupted: ``True`` when the run was stopped with Ctrl-C (``KeyboardInterrupt``).
-    """
-
-    rows: list[dict[str, float]] = field(default_factory=list)
-    step_lr: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    interrupted: bool = False
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key: str) -> list[float]:
-        """The column ``key`` over epochs, e.g. ``history["val_acc"]``."""
-        if self.rows and key not in self.rows[0]:
-            raise KeyError(f"No column {key!r}; history has {', '.join(self.rows[0])}.")
-        return [row[key] for row in self.rows]
-
-    @property
-    def last(self) -> dict[str, float]:
-        """The last finished epoch's row."""
-        if not self.rows:
-            raise ValueError("The history is empty: no epoch finished.")
-        return self.rows[-1]
-
-    def to_dict(self) -> dict:
-        """Plain lists and numbers (safe for ``torch.load(weights_only=True)``)."""
-        return {
-            "rows": [dict(r) for r in self.rows],
-            "step_lr": list(self.step_lr),
-            "best_epoch": self.best_epoch,
-            "best_metric": self.best_metric,
-            "interrupted": self.interrupted,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            [dict(r) for r in d["rows"]],
-            list(d["step_lr"]),
-            d["best_epoch"],
-            d["best_metric"],
-            bool(d.get("interrupted", False)),
-        )
-
-    def summary(self) -> str:
-        """One line per epoch."""
-        lines = []
-        for r in self.rows:
-            val = (
-                f"  val loss {r['val_loss']:.3f} acc {r['val_acc']:.1%}"
-                if not math.isnan(r["val_acc"])
-                else ""
-            )
-            lines.append(
-                f"epoch {int(r['epoch']):>3}  train loss {r['train_loss']:.3f} acc "
-                f"{r['train_acc']:.1%}{val}  lr {r['lr']:.2e}  "
-                f"{r['images_per_s']:,.0f} img/s  {r['seconds']:.1f} s"
-            )
-        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -373,221 +288,6 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int | None = None)
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    epoch: int = 0,
-    history: History | None = None,
-    extra: dict | None = None,
-) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then ``os.replace``).
-
-    An interrupted write never leaves a half-written file under ``path``. Everything saved is
-    tensors, numbers, strings and lists, so it loads with ``torch.load(weights_only=True)``.
-
-    Args:
-        path: Target file.
-        model: Its plain weights are saved (wrappers are unwrapped).
-        optimizer: Optional optimizer state (for resuming).
-        scheduler: Optional learning-rate scheduler state.
-        scaler: Optional gradient-scaler state.
-        epoch: Epochs completed.
-        history: The training history so far.
-        extra: More plain data to store (e.g. class names).
-
-    Returns:
-        The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
-        "epoch": epoch,
-        "rng": torch.get_rng_state(),
-        "history": history.to_dict() if history is not None else None,
-        "extra": extra or {},
-    }
-    for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if obj is not None:
-            state[key] = obj.state_dict()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def load_checkpoint(
-    path: str | Path,
-    model: nn.Module | None = None,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    map_location: str | torch.device = "cpu",
-) -> dict:
-    """Read a checkpoint with ``weights_only=True`` and restore whatever objects are given.
-
-    Args:
-        path: A file written by :func:`save_checkpoint`.
-        model: Receives the weights (strictly: every key must match).
-        optimizer: Receives the optimizer state, if saved.
-        scheduler: Receives the scheduler state, if saved.
-        scaler: Receives the gradient-scaler state, if saved.
-        map_location: Where to load tensors.
-
-    Returns:
-        The checkpoint dict (``model``, ``epoch``, ``history`` as a :class:`History`, ...).
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is damaged, not a cnnbook checkpoint, or holds weights of a
-            different model.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No checkpoint at {path}; train first (fit(..., checkpoint='{path}')) or fix the path."
-        )
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types
-        raise ValueError(
-            f"Checkpoint {path} is damaged or not a PyTorch checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). Delete it "
-            "and train again."
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path} is not a cnnbook checkpoint (no format {CHECKPOINT_FORMAT!r}); "
-            "for a bare state_dict use model.load_state_dict(torch.load(path, "
-            "weights_only=True))."
-        )
-    if model is not None:
-        target = unwrap(model)
-        missing, unexpected = _key_mismatch(target.state_dict(), state["model"])
-        if missing or unexpected:
-            raise ValueError(
-                f"{path} holds weights of a different model: missing keys {missing[:5]}, "
-                f"unexpected keys {unexpected[:5]}. Build the same architecture that was "
-                "saved (same class and arguments) before loading."
-            )
-        try:
-            target.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path} holds weights of a different shape: "
-                f"{str(exc).splitlines()[-1].strip()} Build the model with the "
-                "arguments used when it was saved."
-            ) from None
-    for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
-        if obj is not None and state.get(key):  # a disabled GradScaler saves an empty dict
-            obj.load_state_dict(state[key])
-    if state.get("history") is not None:
-        state["history"] = History.from_dict(state["history"])
-    return state
-
-
-def _key_mismatch(expected: dict, found: dict) -> tuple[list[str], list[str]]:
-    return (sorted(set(expected) - set(found)), sorted(set(found) - set(expected)))
-
-
-def last_checkpoint_path(best: str | Path) -> Path:
-    """Where :func:`fit` keeps the every-epoch checkpoint next to the best one (for resuming)."""
-    best = Path(best)
-    return best.with_name(f"{best.stem}-last{best.suffix or '.pt'}")
-
-
-# --------------------------------------------------------------------------------------------
-# Optimiser and schedule
-# --------------------------------------------------------------------------------------------
-def make_optimizer(
-    model: nn.Module, name: str = "sgd", lr: float = 0.05, weight_decay: float = 5e-4, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum, or AdamW, over the trainable parameters.
-
-    Biases and normalisation weights (1-D parameters) get no weight decay.
-
-    Args:
-        model: The network.
-        name: "sgd" or "adamw".
-        lr: (Peak) learning rate.
-        weight_decay: L2 penalty for weight matrices and kernels.
-        momentum: SGD momentum (ignored by AdamW).
-
-    Returns:
-        The optimiser.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("The model has no trainable parameters; unfreeze some (e.g. the head).")
-    groups = [
-        {"params": [p for p in params if p.dim() > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() <= 1], "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"Unknown optimizer {name!r}; choose one of {OPTIMIZERS}.")
-
-
-def make_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup: float = 0.2
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A learning-rate schedule stepped once per batch.
-
-    Args:
-        optimizer: Its ``lr`` is the peak rate.
-        name: "onecycle" (linear warm-up for ``warmup`` of the steps, then cosine decay to
-            ~0), "cosine" (cosine decay from the peak) or "constant" (no schedule: ``None``).
-        total_steps: Optimisation steps in the whole run.
-        warmup: Fraction of steps spent warming up (one-cycle only; at least 2 steps, and
-            runs of under 3 steps use "cosine").
-
-    Returns:
-        The scheduler, or ``None`` for "constant".
-    """
-    if name == "constant":
-        return None
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be positive; got {total_steps}.")
-    if not 0.0 <= warmup < 1.0:
-        raise ValueError(f"warmup is a fraction of the steps in [0, 1); got {warmup}.")
-    if name == "onecycle" and total_steps < 3:
-        name = "cosine"  # too short for a warm-up and a decay phase
-    if name == "onecycle":
-        peaks = [g["lr"] for g in optimizer.param_groups]
-        # OneCycleLR divides by each phase's length: keep >= 2 warm-up steps and >= 1 decay step.
-        pct = min(max(warmup, 2 / total_steps), 1 - 1 / total_steps)
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=peaks,
-            total_steps=total_steps,
-            pct_start=pct,
-            anneal_strategy="cos",
-            div_factor=10.0,
-            final_div_factor=100.0,
-            cycle_momentum=False,
-        )
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    raise ValueError(f"Unknown schedule {name!r}; choose one of {SCHEDULES}.")
-
-
-# --------------------------------------------------------------------------------------------
 # The whole run
 # --------------------------------------------------------------------------------------------
 def fit(
@@ -673,7 +373,9 @@ def fit(
     run = _Run(model, optimizer, sched, scaler, loss_fn, settings, classes, checkpoint)
     history, start_epoch = History(), 0
     if resume is not None:
-        history, start_epoch = _resume(resume, run, epochs, steps)
+        history, start_epoch = resume_run(
+            resume, run.model, run.opt, run.sched, run.scaler, run.settings.device, epochs, steps
+        )
     if verbose and run.main:
         ddp = " | DistributedDataParallel" if unwrap(model) is not model else ""
         print(f"Training on {settings.describe()}{ddp}")
@@ -828,36 +530,6 @@ def _epoch_row(
         row.update(val_loss=val.loss, val_acc=val.accuracy)
     row["eval_seconds"] = time.perf_counter() - start
     return row
-
-
-def _resume(path: str | Path, run: _Run, epochs: int, steps: int) -> tuple[History, int]:
-    """Restore a run from :func:`fit`'s every-epoch checkpoint; ``(history, epochs done)``."""
-    state = load_checkpoint(
-        path,
-        unwrap(run.model),
-        optimizer=run.opt,
-        scheduler=run.sched,
-        scaler=run.scaler,
-        map_location=run.settings.device,
-    )
-    saved = state.get("scheduler") or {}
-    for key in ("total_steps", "T_max"):
-        if key in saved and saved[key] != epochs * steps:
-            raise ValueError(
-                f"{path} was trained with a learning-rate schedule of {saved[key]} steps, but "
-                f"this call plans {epochs * steps} (epochs={epochs}). Resume with the same "
-                "epochs, batch size and schedule as the interrupted run."
-            )
-    done = int(state["epoch"])
-    if done >= epochs:
-        raise ValueError(
-            f"{path} already finished {done} epochs; ask for more than that "
-            f"(epochs={done + 1} or more) to continue."
-        )
-    history = state["history"] or History()
-    history.interrupted = False
-    torch.set_rng_state(state["rng"].cpu())
-    return history, done
 
 
 def fit_distributed(

@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from cnnbook import data, distributed, recipes  # noqa: E402
+from cnnbook import arrays, distributed, loaders, recipes  # noqa: E402
 from cnnbook.train import fit_distributed  # noqa: E402
 
 
-def synthetic_cifar(n: int, seed: int = 0, classes: int = 10) -> data.ImageArrays:
+def synthetic_cifar(n: int, seed: int = 0, classes: int = 10) -> arrays.ImageArrays:
     """``n`` 32x32 images whose class sets a brighter channel pattern (learnable, no download)."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % classes
@@ -36,7 +36,7 @@ def synthetic_cifar(n: int, seed: int = 0, classes: int = 10) -> data.ImageArray
     rows = torch.arange(32).view(1, 32, 1)
     band = (rows // 8 == (labels // 3).view(n, 1, 1)).expand(n, 32, 32)  # class k: band k // 3
     images[torch.arange(n), labels % 3] += 120 * band
-    return data.ImageArrays(
+    return arrays.ImageArrays(
         images.to(torch.uint8),
         labels,
         [f"class{k}" for k in range(classes)],
@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.loader == "fast":
         train_loader = fast_train
     else:
-        ds = data.ImageArrayDataset(train, data.classic_transforms(True, train.mean, train.std))
-        train_loader = data.classic_loader(ds, plan.batch_size, num_workers=0, device=device, seed=args.seed)
+        ds = loaders.ImageArrayDataset(train, loaders.classic_transforms(True, train.mean, train.std))
+        train_loader = loaders.classic_loader(
+            ds, plan.batch_size, num_workers=0, device=device, seed=args.seed
+        )
     history = fit_distributed(
         model,
         train_loader,

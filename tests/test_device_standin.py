@@ -19,7 +19,8 @@ from device_standin import DeviceMixError, Float64OnDeviceError, PretendAccelera
 from test_train import toy_arrays, toy_model
 from torch import nn
 
-from cnnbook import data, device, pretrained, recipes, timing, train
+from cnnbook import device, loaders, optim, pretrained, recipes, timing, train
+from cnnbook.arrays import ImageArrays
 
 ACCELERATORS = [
     pytest.param(("cuda", (8, 0)), id="cuda-8.0", marks=pytest.mark.pretend_device("cuda", (8, 0))),
@@ -40,11 +41,11 @@ def bn_model(classes: int = 3) -> nn.Module:
     )
 
 
-def cifar_like(n: int = 40) -> data.ImageArrays:
+def cifar_like(n: int = 40) -> ImageArrays:
     """Random 32x32 colour images of 10 classes (FastCIFARNet's input size)."""
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return data.ImageArrays(images, torch.arange(n) % 10, list("abcdefghij"), (0.5,) * 3, (0.25,) * 3)
+    return ImageArrays(images, torch.arange(n) % 10, list("abcdefghij"), (0.5,) * 3, (0.25,) * 3)
 
 
 # ---------------------------------------------------------------- the stand-in itself
@@ -89,8 +90,8 @@ def test_standin_backward_and_optimiser_run(pretend_device: PretendAccelerator) 
 def test_fit_on_the_device(pretend_device: PretendAccelerator, accelerator) -> None:
     """fit with a class-weighted loss (a CPU tensor inside the loss module) and validation."""
     arrays = toy_arrays(48)
-    tr = data.GPUBatchLoader(arrays, 16, seed=0)  # device=None: the pretend device
-    va = data.GPUBatchLoader(arrays, 16, train=False)
+    tr = loaders.GPUBatchLoader(arrays, 16, seed=0)  # device=None: the pretend device
+    va = loaders.GPUBatchLoader(arrays, 16, train=False)
     assert pretend_device.on_device(tr.images)
     weights = train.balanced_class_weights(arrays.labels)  # on the CPU, as a student builds it
     model = bn_model()
@@ -113,11 +114,13 @@ def test_fit_on_the_device(pretend_device: PretendAccelerator, accelerator) -> N
 def test_train_one_epoch_with_a_dataloader(pretend_device: PretendAccelerator) -> None:
     """The classic per-image pipeline: CPU batches from a DataLoader, moved to the device."""
     arrays = toy_arrays(32)
-    dataset = data.ImageArrayDataset(arrays, data.classic_transforms(True, arrays.mean, arrays.std, size=8))
-    loader = data.classic_loader(dataset, 8, num_workers=0, device="mps", seed=0)
+    dataset = loaders.ImageArrayDataset(
+        arrays, loaders.classic_transforms(True, arrays.mean, arrays.std, size=8)
+    )
+    loader = loaders.classic_loader(dataset, 8, num_workers=0, device="mps", seed=0)
     settings = device.run_settings()
     model = settings.place(bn_model())
-    opt = train.make_optimizer(model, "adamw", lr=1e-3)
+    opt = optim.make_optimizer(model, "adamw", lr=1e-3)
     res = train.train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), settings=settings)
     assert res.count == 32
     assert 0.0 <= res.accuracy <= 1.0
@@ -127,8 +130,10 @@ def test_train_one_epoch_with_a_dataloader(pretend_device: PretendAccelerator) -
 @pytest.mark.pretend_device("cuda", (7, 5))
 def test_classic_loader_pins_memory_for_cuda(pretend_device: PretendAccelerator) -> None:
     arrays = toy_arrays(8)
-    dataset = data.ImageArrayDataset(arrays, data.classic_transforms(False, arrays.mean, arrays.std, size=8))
-    loader = data.classic_loader(dataset, 4, num_workers=0, device="cuda")
+    dataset = loaders.ImageArrayDataset(
+        arrays, loaders.classic_transforms(False, arrays.mean, arrays.std, size=8)
+    )
+    loader = loaders.classic_loader(dataset, 4, num_workers=0, device="cuda")
     assert loader.pin_memory
     settings = device.run_settings()
     x, y = next(settings.batches(loader))
@@ -145,7 +150,7 @@ def test_evaluate_and_predict_run_in_float32_unless_asked(pretend_device: Preten
     reference = copy.deepcopy(model).eval()  # stays on the CPU, float32
     with torch.no_grad():
         expected = reference(arrays.normalized())
-    loader = data.GPUBatchLoader(arrays, 16, train=False)
+    loader = loaders.GPUBatchLoader(arrays, 16, train=False)
     settings = device.run_settings()
     assert settings.amp_dtype == torch.bfloat16  # training would use bf16 here...
     logits, preds, labels = train.predict(model, loader, settings=settings)
@@ -167,7 +172,7 @@ def test_evaluate_and_predict_run_in_float32_unless_asked(pretend_device: Preten
 @pytest.mark.pretend_device("cuda")
 def test_predict_places_a_reloaded_model_as_the_settings_say(pretend_device: PretendAccelerator) -> None:
     """A model rebuilt on the CPU to load a checkpoint goes to the device in channels-last."""
-    loader = data.GPUBatchLoader(toy_arrays(16), 8, train=False)
+    loader = loaders.GPUBatchLoader(toy_arrays(16), 8, train=False)
     settings = device.run_settings()
     assert settings.channels_last
     reloaded = bn_model()  # fresh, on the CPU, contiguous
@@ -251,7 +256,7 @@ def test_fit_distributed_in_one_process(pretend_device: PretendAccelerator) -> N
     arrays = toy_arrays(32)
     model = bn_model()
     hist = train.fit_distributed(
-        model, data.GPUBatchLoader(arrays, 16), epochs=1, progress=False, verbose=False
+        model, loaders.GPUBatchLoader(arrays, 16), epochs=1, progress=False, verbose=False
     )
     assert len(hist) == 1
     assert all(pretend_device.on_device(p) for p in model.parameters())

@@ -8,7 +8,7 @@ from test_train import toy_arrays
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from cnnbook import distributed
-from cnnbook.data import GPUBatchLoader
+from cnnbook.loaders import GPUBatchLoader
 
 
 def _collate(batch):
@@ -106,7 +106,7 @@ def test_cnnbook_has_no_import_cycle() -> None:
         # a package's own __init__ is not an edge back (importing a.b runs a first)
         graph[name] = {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
     assert "cnnbook.distributed" in graph["cnnbook.train"]  # the walk sees the edges
-    assert "cnnbook.device" in graph["cnnbook.data"]  # ... also imports inside functions
+    assert "cnnbook.device" in graph["cnnbook.loaders"]  # ... also imports inside functions
 
     cycles, state = [], {}
 

@@ -18,9 +18,9 @@ import torch
 from test_train import toy_arrays
 from torch import nn
 
-from cnnbook import train
-from cnnbook.data import GPUBatchLoader
+from cnnbook import checkpoint, train
 from cnnbook.device import run_settings
+from cnnbook.loaders import GPUBatchLoader
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),
@@ -167,7 +167,7 @@ def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path: Path, no_tf32: None) -> 
         model, tr, va, epochs=1, device="cuda", progress=False, verbose=False, checkpoint=tmp_path / "best.pt"
     )
     cpu_model = bn_model()
-    state = train.load_checkpoint(tmp_path / "best.pt", cpu_model, map_location="cpu")
+    state = checkpoint.load_checkpoint(tmp_path / "best.pt", cpu_model, map_location="cpu")
     assert all(t.device.type == "cpu" for t in state["model"].values())
     gpu_state = {k: v.cpu() for k, v in model.state_dict().items()}
     for k, v in cpu_model.state_dict().items():

@@ -237,7 +237,8 @@ def test_frozen_batchnorm_stays_in_eval_mode() -> None:
 
 
 def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> None:
-    from cnnbook.data import GPUBatchLoader, ImageArrays
+    from cnnbook.arrays import ImageArrays
+    from cnnbook.loaders import GPUBatchLoader
 
     gen = torch.Generator().manual_seed(0)
     arrays = ImageArrays(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnnbook import recipes
-from cnnbook.data import GPUBatchLoader, ImageArrays
+from cnnbook.arrays import ImageArrays
+from cnnbook.loaders import GPUBatchLoader
 from cnnbook.models import FastCIFARNet, ResNet, SimpleCNN
 
 
@@ -47,8 +50,31 @@ def test_plans_follow_device_and_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     assert custom.lr == cpu.lr  # None leaves the default
     assert "SimpleCNN, 3 epoch(s) on all 50,000 training images" in custom.describe()
     assert "flip" not in custom.describe()  # only FastCIFARNet has the test-time flip
-    with pytest.raises(ValueError, match="Unknown model 'vit'"):
-        recipes.cifar10_plan("cpu", fast=True, model="vit").build_model()
+
+
+def test_a_typo_in_model_fails_at_the_plan_naming_the_choices() -> None:
+    """14.15's MODEL parameter: one clear error from the plan cell, never a KeyError later."""
+    choices = "choose one of 'fastnet', 'resnet18', 'simplecnn'"
+    with pytest.raises(
+        ValueError, match=re.escape(f"Unknown MODEL 'resnet-18'; {choices}. Did you mean 'resnet18'?")
+    ):
+        recipes.cifar10_plan("cpu", fast=True, model="resnet-18")
+    with pytest.raises(ValueError, match=re.escape(f"Unknown MODEL 'vit'; {choices}.")):
+        recipes.cifar10_plan("cpu", fast=True, model="vit")
+    # a Plan built by hand with a bad name fails the same way in describe and build_model
+    bad = dataclasses.replace(recipes.cifar10_plan("cpu", fast=True), model="resnet-18")
+    for call in (bad.describe, bad.build_model):
+        with pytest.raises(ValueError, match="Did you mean 'resnet18'"):
+            call()
+    # names are case-insensitive and stored in their canonical spelling
+    plan = recipes.cifar10_plan("cpu", fast=True, model="ResNet18")
+    assert plan.model == "resnet18"
+    assert isinstance(plan.build_model(), ResNet)
+    assert plan.describe().startswith("ResNet-18 (CIFAR stem), ")
+    fast = recipes.cifar10_plan("cpu", fast=True)
+    net = fast.build_model()
+    assert isinstance(net, FastCIFARNet)
+    assert fast.describe().startswith(f"FastCIFARNet{fast.widths}, ")
 
 
 def _toy(n: int = 60) -> ImageArrays:

@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 from cnnbook import source
-from cnnbook.data import train_val_split
+from cnnbook.arrays import train_val_split
 
 
 def test_source_is_the_running_code() -> None:
@@ -18,7 +18,7 @@ def test_source_is_the_running_code() -> None:
 
 
 def test_several_objects_in_order_and_methods_dedented() -> None:
-    from cnnbook.data import ImageArrays
+    from cnnbook.arrays import ImageArrays
 
     text = source.show_source(ImageArrays.subset, train_val_split).data
     assert text.startswith("def subset(")

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook import plots, train
-from cnnbook.data import GPUBatchLoader, ImageArrays
+from cnnbook import checkpoint, history, optim, plots, train
+from cnnbook.arrays import ImageArrays
+from cnnbook.loaders import GPUBatchLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def loaders(arrays: ImageArrays, batch: int = 16):
     )
 
 
-def quiet_fit(model, tr, va=None, **kw) -> train.History:
+def quiet_fit(model, tr, va=None, **kw) -> history.History:
     kw.setdefault("progress", False)
     kw.setdefault("verbose", False)
     return train.fit(model, tr, va, device="cpu", **kw)
@@ -145,7 +146,7 @@ def test_schedules_shape_the_learning_rate() -> None:
 def test_one_cycle_survives_short_runs(steps: int, warmup: float) -> None:
     """torch's OneCycleLR divides by zero when a phase has no steps (e.g. 5 steps, 20% warm-up)."""
     opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    sched = train.make_scheduler(opt, "onecycle", steps, warmup)
+    sched = optim.make_scheduler(opt, "onecycle", steps, warmup)
     lrs = []
     for _ in range(steps):
         lrs.append(opt.param_groups[0]["lr"])
@@ -154,7 +155,7 @@ def test_one_cycle_survives_short_runs(steps: int, warmup: float) -> None:
     assert all(0.0 < lr <= 0.1 + 1e-12 for lr in lrs), lrs
     assert max(lrs) > 0.085 or steps < 3  # near the peak (OneCycleLR peaks between steps)
     with pytest.raises(ValueError, match="warmup is a fraction"):
-        train.make_scheduler(opt, "onecycle", 10, 1.0)
+        optim.make_scheduler(opt, "onecycle", 10, 1.0)
 
 
 def test_loss_fn_with_label_smoothing_is_the_training_loss() -> None:
@@ -225,15 +226,15 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     opt.step()
-    hist = train.History(rows=[{"epoch": 1, "val_acc": 0.5}], step_lr=[0.1])
-    path = train.save_checkpoint(
+    hist = history.History(rows=[{"epoch": 1, "val_acc": 0.5}], step_lr=[0.1])
+    path = checkpoint.save_checkpoint(
         tmp_path / "ck" / "m.pt", model, optimizer=opt, epoch=3, history=hist, extra={"classes": ["a", "b"]}
     )
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.pt"]  # no temp file left
     assert "model" in torch.load(path, weights_only=True)  # plain data only
     other = toy_model()
     opt2 = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
-    state = train.load_checkpoint(path, other, optimizer=opt2)
+    state = checkpoint.load_checkpoint(path, other, optimizer=opt2)
     assert all(
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True)
@@ -246,18 +247,18 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path: Path) -> None:
     )
 
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        train.load_checkpoint(tmp_path / "nope.pt")
+        checkpoint.load_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(path.read_bytes()[:200])  # truncated copy
     with pytest.raises(ValueError, match="damaged.*Delete it"):
-        train.load_checkpoint(bad, toy_model())
+        checkpoint.load_checkpoint(bad, toy_model())
     torch.save(model.state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ValueError, match="not a cnnbook checkpoint"):
-        train.load_checkpoint(tmp_path / "bare.pt", toy_model())
+        checkpoint.load_checkpoint(tmp_path / "bare.pt", toy_model())
     with pytest.raises(ValueError, match="different model"):
-        train.load_checkpoint(path, nn.Sequential(nn.Linear(3, 3)))
+        checkpoint.load_checkpoint(path, nn.Sequential(nn.Linear(3, 3)))
     with pytest.raises(ValueError, match="different shape"):
-        train.load_checkpoint(path, toy_model(classes=7))
+        checkpoint.load_checkpoint(path, toy_model(classes=7))
 
 
 def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> None:
@@ -271,7 +272,7 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
     h_straight = quiet_fit(
         straight, *loaders(arrays), epochs=3, seed=5, checkpoint=tmp_path / "a" / "best.pt"
     )
-    best = train.load_checkpoint(tmp_path / "a" / "best.pt", toy_model())
+    best = checkpoint.load_checkpoint(tmp_path / "a" / "best.pt", toy_model())
     assert best["epoch"] == h_straight.best_epoch
 
     first = fresh()  # the same plan, stopped by Ctrl-C after one epoch
@@ -286,7 +287,7 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
     )
     assert h_first.interrupted
     assert len(h_first) == 1
-    last = train.last_checkpoint_path(tmp_path / "b" / "best.pt")
+    last = checkpoint.last_checkpoint_path(tmp_path / "b" / "best.pt")
     assert last.name == "best-last.pt"
     assert last.is_file()
     resumed = fresh()
@@ -302,7 +303,10 @@ def test_best_checkpoint_and_resume_equal_an_unbroken_run(tmp_path: Path) -> Non
     quiet_fit(first, *loaders(arrays), epochs=1, seed=5, checkpoint=tmp_path / "c" / "best.pt")
     with pytest.raises(ValueError, match="already finished 1 epochs"):
         quiet_fit(
-            fresh(), *loaders(arrays), epochs=1, resume=train.last_checkpoint_path(tmp_path / "c" / "best.pt")
+            fresh(),
+            *loaders(arrays),
+            epochs=1,
+            resume=checkpoint.last_checkpoint_path(tmp_path / "c" / "best.pt"),
         )
 
 
@@ -343,7 +347,7 @@ def test_keyboard_interrupt_keeps_history_and_best_weights(
     assert hist.interrupted
     assert len(hist) == 2
     assert "Interrupted: kept 2 finished epoch(s)" in capsys.readouterr().out
-    saved = train.load_checkpoint(tmp_path / "best.pt", toy_model())
+    saved = checkpoint.load_checkpoint(tmp_path / "best.pt", toy_model())
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved["model"].values(), strict=True)
     )
@@ -361,7 +365,7 @@ def test_plots_of_a_run() -> None:
     with pytest.raises(ValueError, match="3 classes"):
         plots.plot_confusion_matrix(cm, ["a", "b", "c"])
     with pytest.raises(ValueError, match="empty"):
-        plots.plot_history(train.History())
+        plots.plot_history(history.History())
 
 
 @pytest.mark.slow

@@ -8,15 +8,15 @@ import torch.distributed as dist
 from test_train import toy_arrays, toy_model
 from torch import nn
 
-from cnnbook import distributed, train
-from cnnbook.data import GPUBatchLoader
+from cnnbook import distributed, modules, optim, train
+from cnnbook.loaders import GPUBatchLoader
 
 # ---------------------------------------------------------------- unwrap
 
 
 def test_unwrap_plain_module_is_itself() -> None:
     model = toy_model()
-    assert train.unwrap(model) is model
+    assert modules.unwrap(model) is model
 
 
 def test_unwrap_ddp_wrapper() -> None:
@@ -26,7 +26,7 @@ def test_unwrap_ddp_wrapper() -> None:
     try:
         ddp = nn.parallel.DistributedDataParallel(model)
         assert ddp.module is model
-        assert train.unwrap(ddp) is model
+        assert modules.unwrap(ddp) is model
     finally:
         dist.destroy_process_group()
 
@@ -39,11 +39,11 @@ def test_unwrap_compiled_module_and_nested_wrappers() -> None:
     model = toy_model()
     compiled = torch.compile(model)
     assert compiled is not model
-    assert train.unwrap(compiled) is model
+    assert modules.unwrap(compiled) is model
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
-        assert train.unwrap(nn.parallel.DistributedDataParallel(compiled)) is model
-        assert train.unwrap(torch.compile(nn.parallel.DistributedDataParallel(model))) is model
+        assert modules.unwrap(nn.parallel.DistributedDataParallel(compiled)) is model
+        assert modules.unwrap(torch.compile(nn.parallel.DistributedDataParallel(model))) is model
     finally:
         dist.destroy_process_group()
 
@@ -128,7 +128,7 @@ def _decay_by_param(opt: torch.optim.Optimizer) -> dict[int, float]:
 
 def test_make_optimizer_decays_only_weight_matrices() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
-    opt = train.make_optimizer(model, "sgd", lr=0.1, weight_decay=1e-3, momentum=0.8)
+    opt = optim.make_optimizer(model, "sgd", lr=0.1, weight_decay=1e-3, momentum=0.8)
     assert isinstance(opt, torch.optim.SGD)
     decay = _decay_by_param(opt)
     expected = {id(p): (1e-3 if p.dim() > 1 else 0.0) for p in model.parameters()}
@@ -138,14 +138,14 @@ def test_make_optimizer_decays_only_weight_matrices() -> None:
     assert decay[id(conv.bias)] == decay[id(bn.weight)] == decay[id(lin.bias)] == 0.0
     for group in opt.param_groups:
         assert (group["lr"], group["momentum"], group["nesterov"]) == (0.1, 0.8, True)
-    plain = train.make_optimizer(model, momentum=0.0)
+    plain = optim.make_optimizer(model, momentum=0.0)
     assert not plain.param_groups[0]["nesterov"]  # Nesterov needs momentum
 
 
 def test_make_optimizer_adamw_skips_frozen_and_empty_groups() -> None:
     model = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3), nn.Linear(3, 2))
     model[0].requires_grad_(False)
-    opt = train.make_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
+    opt = optim.make_optimizer(model, "adamw", lr=1e-3, weight_decay=0.05)
     assert isinstance(opt, torch.optim.AdamW)
     assert _decay_by_param(opt) == {
         id(model[2].weight): 0.05,
@@ -154,7 +154,7 @@ def test_make_optimizer_adamw_skips_frozen_and_empty_groups() -> None:
         id(model[2].bias): 0.0,
     }
     assert all(g["lr"] == 1e-3 for g in opt.param_groups)
-    only_norm = train.make_optimizer(nn.BatchNorm1d(4), "adamw")
+    only_norm = optim.make_optimizer(nn.BatchNorm1d(4), "adamw")
     assert len(only_norm.param_groups) == 1
     assert only_norm.param_groups[0]["weight_decay"] == 0.0
 
@@ -165,10 +165,10 @@ def test_make_optimizer_errors() -> None:
         match=r"Unknown optimizer 'adam'; choose one of "
         r"\('sgd', 'adamw'\)",
     ):
-        train.make_optimizer(toy_model(), "adam")
+        optim.make_optimizer(toy_model(), "adam")
     frozen = toy_model().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters; unfreeze some"):
-        train.make_optimizer(frozen)
+        optim.make_optimizer(frozen)
 
 
 # ---------------------------------------------------------------- distributed_env

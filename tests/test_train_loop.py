@@ -10,8 +10,8 @@ from test_train import toy_arrays, toy_model
 from torch import nn
 
 from cnnbook import train
-from cnnbook.data import GPUBatchLoader
 from cnnbook.device import run_settings, settings_for
+from cnnbook.loaders import GPUBatchLoader
 
 
 def _batches(n: int = 5, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
