@@ -636,3 +636,27 @@ def test_corpus_rejected_can_require_the_requirement_line() -> None:
         tools.rejected(
             _check_double, lambda x: x * x, hint="squared", requirement="three times", seeds=range(1)
         )
+
+
+def test_a_failed_check_shows_one_line_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """In Jupyter a failing check shows its ❌ message and one line, no frames from the checker."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("from cnnbook.checks.core import CheckFailed\nraise CheckFailed('expected 3, got 4')")
+    finally:
+        InteractiveShell.clear_instance()
+    out = capsys.readouterr().out
+    assert "did not pass" in out
+    assert "Traceback" not in out
+    assert "core.py" not in out
+
+
+def test_a_passed_check_result_displays_nothing_more() -> None:
+    """The ✅ line is printed by the check; Jupyter shows nothing for the returned result."""
+    from IPython.core.formatters import DisplayFormatter
+
+    result = core.CheckResult("max pooling", passed=True, message="✅ Correct", seed=0)
+    data, _ = DisplayFormatter().format(result)
+    assert data == {}

@@ -53,6 +53,11 @@ class CheckFailed(AssertionError):
         self.requirement = requirement
         self.hint2 = hint2
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback into the checker: the ❌ line printed above
+        # already says what went wrong, so the student sees one short line, not library frames.
+        return ["The check above did not pass: change your answer and run the cell again."]
+
 
 class ForbiddenUse(CheckFailed):
     """The student's code reached a library function the exercise asks them to write."""
@@ -101,6 +106,11 @@ class CheckResult:
 
     def __repr__(self) -> str:
         return f"CheckResult({self.name!r}, passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        # A check cell ends in the checker call; its printed ✅ line is the whole answer, so
+        # Jupyter shows nothing more for the returned result.
+        return None
 
 
 @dataclass
