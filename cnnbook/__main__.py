@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     lab = sub.add_parser("lab", help="open JupyterLab at the repository root, on the start page")
     lab.add_argument("extra", nargs=argparse.REMAINDER, help="more arguments for `jupyter lab`")
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["lab"] and not {"-h", "--help"} & set(args_in[1:2]):
+        # Everything after `lab` goes to JupyterLab as typed (argparse's REMAINDER refuses an
+        # option such as `--port 9000` in first position).
+        from cnnbook import lab as lab_module
+
+        return lab_module.main(args_in[1:])
     args = parser.parse_args(argv)
     if args.cmd == "lab":
         from cnnbook import lab as lab_module

@@ -171,3 +171,19 @@ def test_main_registers_a_missing_kernel(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(lab.os, "execv", lambda *a: None)
     lab.main([])
     assert registered == [[sys.executable, "-m", "cnnbook", "kernel"]]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [["lab", "--port", "9000"], ["lab", "--", "--port", "9000"], ["lab", "--no-browser", "--port=9000"]],
+)
+def test_cli_hands_every_lab_option_to_jupyterlab(monkeypatch: pytest.MonkeyPatch, typed: list[str]) -> None:
+    """`python -m cnnbook lab --port 9000` reaches JupyterLab (an option may come first)."""
+    from cnnbook import __main__ as cli
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(lab, "main", lambda extra=(): seen.append(list(extra)) or 0)
+    assert cli.main(typed) == 0
+    assert seen
+    assert "--port" in " ".join(seen[0])
+    assert "9000" in " ".join(seen[0])
