@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -142,80 +141,56 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     )
 
 
-@checker("classifier head parameters")
-def check_head_params(ctx: Context, fn: Callable[..., int]) -> str:
-    """Check ``fn(c, h, w, num_classes, gap)`` = params of the Linear head (with bias)."""
-    fixed = [
-        (512, 7, 7, 1000, False),
-        (512, 7, 7, 1000, True),
-        (3, 4, 6, 2, False),
-        (3, 4, 6, 2, True),
-        (1, 1, 1, 10, False),
-        (64, 5, 3, 7, True),
-        (8, 2, 9, 5, False),
-    ]
-    extra = [
-        (
-            ctx.randint(1, 64),
-            ctx.randint(1, 9),
-            ctx.randint(1, 9),
-            ctx.randint(2, 20),
-            ctx.choice([True, False]),
-        )
-        for _ in range(6)
-    ]
-    cases = [
-        Case(
-            args, f"head_params(c={args[0]}, h={args[1]}, w={args[2]}, num_classes={args[3]}, gap={args[4]})"
-        )
-        for args in [*fixed, *extra]
-    ]
+# the question of exercise 2: VGG-16's classifier head at two image sizes
+HEAD_CHANNELS, HEAD_CLASSES = 512, 1000
 
-    def features(c: int, h: int, w: int, gap: bool) -> int:
-        return c if gap else c * h * w
 
-    def compare(got: Any, want: int, label: str) -> Any:
-        if isinstance(got, bool) or not isinstance(got, numbers.Integral):
-            fail(f"{label} should return an int, got {got!r}.")
-        return expect_equal(
-            int(got),
+def _head_params(features: int) -> int:
+    return count_params(nn.Linear(features, HEAD_CLASSES, device="meta"))
+
+
+@checker("classifier head predictions")
+def check_head_predictions(
+    ctx: Context, flatten_224: Any, gap_224: Any, flatten_320: Any, gap_320: Any
+) -> str:
+    """Check predicted head parameter counts (flatten vs GAP) for 224 and 320 pixel inputs."""
+    answers = {"flatten_224": flatten_224, "gap_224": gap_224, "flatten_320": flatten_320, "gap_320": gap_320}
+    for name, value in answers.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(f"{name} must be a whole number (an int), got {value!r} of type {type(value).__name__}.")
+    c, n = HEAD_CHANNELS, HEAD_CLASSES
+    truth = {
+        "flatten_224": _head_params(c * 7 * 7),
+        "gap_224": _head_params(c),
+        "flatten_320": _head_params(c * 10 * 10),
+        "gap_320": _head_params(c),
+    }
+    for name, want in truth.items():
+        side = 7 if name.endswith("224") else 10
+        flat = name.startswith("flatten")
+        expect_equal(
+            answers[name],
             want,
-            label,
-            hint="A Linear layer from f features to n classes has f*n weights and n biases.",
+            name,
+            wrong={
+                "you forgot the bias: the Linear layer has one per class.": want - n,
+                "with global average pooling each channel becomes ONE number: the head sees 512 "
+                "features, whatever the map size.": (c * side * side * n + n) if not flat else -1,
+                "flattening keeps every position: 512 x H x W features, not 512.": (c * n + n)
+                if flat
+                else -1,
+                "VGG-16 halves the side five times (224 / 32 = 7, 320 / 32 = 10): the map at 320 "
+                "pixels is 10 x 10, so the flattened head grows; the GAP head does not.": (
+                    truth["flatten_224"] if name == "flatten_320" else -1
+                ),
+            },
+            hint="Requirement: features x classes + classes, with features = 512 x H x W (flatten) "
+            "or 512 (GAP), and H = W = side / 32.",
         )
-
-    judge(
-        fn,
-        cases,
-        compare=compare,
-        forbidden={"torch.nn.Linear": "count from the shapes, without building the layer."},
-        reference=lambda c, h, w, n, gap: count_params(nn.Linear(features(c, h, w, gap), n, device="meta")),
-        mistakes=[
-            (
-                "you forgot the bias: nn.Linear has one bias per output class.",
-                lambda c, h, w, n, gap: features(c, h, w, gap) * n,
-            ),
-            (
-                "with global average pooling each channel becomes ONE number, so the head sees c "
-                "features, not c*h*w.",
-                lambda c, h, w, n, gap: c * h * w * n + n,
-            ),
-            (
-                "without pooling the head sees every position of every channel: c*h*w features, not c.",
-                lambda c, h, w, n, gap: c * n + n,
-            ),
-            (
-                "you counted one bias per input feature; nn.Linear has one bias per OUTPUT class.",
-                lambda c, h, w, n, gap: features(c, h, w, gap) * (n + 1),
-            ),
-            (
-                "with gap=False you used h*w features and forgot the channels: flattening keeps "
-                "c*h*w numbers.",
-                lambda c, h, w, n, gap: (c if gap else h * w) * n + n,
-            ),
-        ],
+    return (
+        f"flatten heads {truth['flatten_224']:,} -> {truth['flatten_320']:,} parameters, GAP heads "
+        f"{truth['gap_224']:,} at both sizes: GAP decouples the head from the image size."
     )
-    return "right counts: GAP shrinks VGG's 512x7x7 -> 1000 head from 25.1M to 0.5M parameters."
 
 
 # the pipelines of exercise 3, in the order the student predicts them

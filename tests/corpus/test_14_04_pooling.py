@@ -86,51 +86,31 @@ def test_max_pool2d_rejects_mistakes() -> None:
     rejected(c.check_max_pool2d, pool_calls_max_pool2d, hint="pools for you")
 
 
-# ---------------------------------------------------------------- exercise 2: head_params
+# ---------------------------------------------------------------- exercise 2: head predictions
+
+HEADS = (25_089_000, 513_000, 51_201_000, 513_000)
 
 
-def head_reference(c_, h, w, num_classes, gap):
-    features = c_ if gap else c_ * h * w
-    return features * num_classes + num_classes
+def heads_with(index, value):
+    answers = list(HEADS)
+    answers[index] = value
+    return answers
 
 
-def head_factored(c_, h, w, num_classes, gap):
-    return (1 + c_ * (1 if gap else h * w)) * num_classes
+def test_head_predictions_accept_correct_answers() -> None:
+    accepted(c.check_head_predictions, *HEADS)
+    accepted(c.check_head_predictions, 512 * 49 * 1000 + 1000, 512_000 + 1000, 51_200_000 + 1000, 513_000)
 
 
-def head_forgot_bias(c_, h, w, num_classes, gap):
-    return (c_ if gap else c_ * h * w) * num_classes
-
-
-def head_ignores_gap(c_, h, w, num_classes, gap):
-    return c_ * h * w * num_classes + num_classes
-
-
-def head_bias_per_feature(c_, h, w, num_classes, gap):
-    features = c_ if gap else c_ * h * w
-    return features * num_classes + features
-
-
-def head_flatten_forgets_channels(c_, h, w, num_classes, gap):
-    features = c_ if gap else h * w
-    return features * num_classes + num_classes
-
-
-def test_head_params_accepts_correct_answers() -> None:
-    accepted(c.check_head_params, head_reference)
-    accepted(c.check_head_params, head_factored)
-
-
-def test_head_params_rejects_mistakes() -> None:
-    rejected(c.check_head_params, head_forgot_bias, hint="forgot the bias")
-    rejected(c.check_head_params, head_ignores_gap, hint="ONE number")
-    rejected(c.check_head_params, head_flatten_forgets_channels, hint="forgot the channels")
-    # (n + 1) * features vs features * n + features: the same number, so a different slip
-    rejected(
-        c.check_head_params,
-        lambda c_, h, w, n, gap: head_bias_per_feature(c_, h, w, n, gap),
-        hint="one bias per input feature",
-    )
+def test_head_predictions_reject_mistakes() -> None:
+    rejected(c.check_head_predictions, *heads_with(0, 25_088_000), hint="forgot the bias")
+    rejected(c.check_head_predictions, *heads_with(1, 25_089_000), hint="ONE number")
+    rejected(c.check_head_predictions, *heads_with(0, 513_000), hint="keeps every position")
+    rejected(c.check_head_predictions, *heads_with(2, 25_089_000), hint="10 x 10")
+    rejected(c.check_head_predictions, *heads_with(3, 51_201_000), hint="ONE number")
+    rejected(c.check_head_predictions, *heads_with(3, 512_000), hint="forgot the bias")
+    rejected(c.check_head_predictions, *heads_with(2, 51_201_000.0), hint="whole number")
+    rejected(c.check_head_predictions, *heads_with(2, 46_593_000), hint="Requirement: features x classes")
 
 
 # ---------------------------------------------------------------- exercise 3: unchanged moves
