@@ -36,7 +36,7 @@ from typing import Any
 from unittest import mock
 
 import torch
-import torch._dynamo  # imported before the patches: it reads the real functions
+import torch._dynamo  # noqa: F401  (imported before the patches: it reads the real functions)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakTensorKeyDictionary

@@ -122,7 +122,7 @@ def _free_port() -> int:
 
 def _tail(path: Path, chars: int = 4000) -> str:
     try:
-        return path.read_text(errors="replace")[-chars:]
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
     except OSError:
         return "(no log)"
 
