@@ -11,9 +11,10 @@ gets the same verdict on every seed; random cases add to them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,14 +22,15 @@ from torch import nn
 
 from cnnbook.checks.core import (
     Context,
-    as_tensor,
     call,
     checker,
-    expect_module,
+    expect_int,
     expect_tensor,
     fail,
     forbid,
 )
+from cnnbook.modules import batchnorm_layers, count_parameters
+from cnnbook.pretrained import RESNET_STAGES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,8 +51,10 @@ HELPERS = {
     "cnnbook.pretrained.param_groups": _HELPERS,
     "cnnbook.pretrained.progressive_schedule": _HELPERS,
 }
-#: ResNet stages from the output back to the input; the stem is ``conv1`` + ``bn1``.
-STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "stem")
+#: ResNet stages from the output back to the input (the stem is ``conv1`` + ``bn1``), from the
+#: one stage map of torchvision-named ResNets in :mod:`cnnbook.pretrained`.
+STAGES_FROM_TOP: tuple[str, ...] = tuple(reversed(RESNET_STAGES))
+_STAGE_OF_MODULE = {module: stage for stage, modules in RESNET_STAGES.items() for module in modules}
 
 
 # ------------------------------------------------------------------------------ test networks
@@ -130,99 +134,152 @@ class TinyResNet(nn.Module):
 def stage_of(name: str) -> str:
     """The ResNet stage a parameter name belongs to: ``"stem"``, ``"layer1"`` ... or ``"fc"``."""
     top = name.split(".", 1)[0]
-    return "stem" if top in ("conv1", "bn1") else top
+    return _STAGE_OF_MODULE.get(top, top)
 
 
 def _short_list(names: list[str], limit: int = 4) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-# ------------------------------------------------------------------------------ Exercise 1
+# ------------------------------------------------------------------------------ Exercises 1-2
 
 
-@checker("feature extractor")
-def check_feature_extractor(ctx: Context, fn: Callable[..., nn.Module]) -> str:
-    """Check ``fn(model, num_classes)`` freezes the whole backbone and adds a trainable head.
+@functools.cache
+def _trainable_after(case: str) -> int:
+    """Run one of Exercise 1's three snippets on torchvision's ResNet-18 and count."""
+    from torchvision.models import resnet18
 
-    Fixed cases: small ResNets whose heads have 24 inputs (5 classes, then 1 class) and 14
-    inputs (with squeeze-and-excitation layers nested in the blocks); then a random one.
+    with torch.device("meta"):  # shapes only: counting needs no memory and no initialisation
+        model = resnet18(weights=None)
+    if case == "a":
+        for p in model.parameters():
+            p.requires_grad = False
+        model.fc = nn.Linear(512, 10, device="meta")
+    elif case == "b":
+        model.fc = nn.Linear(512, 10, device="meta")
+        for p in model.parameters():
+            p.requires_grad = False
+    else:
+        model.requires_grad = False  # an attribute, not requires_grad_()
+        model.fc = nn.Linear(512, 10, device="meta")
+    return count_parameters(model, trainable_only=True)
+
+
+@checker(
+    "what trains",
+    requirement="predict, for each snippet, how many scalar parameters have requires_grad=True",
+)
+def check_trainable_prediction(ctx: Context, predicted: Any) -> str:
+    """Check the predicted trainable-parameter counts of Exercise 1's snippets a, b and c.
+
+    The truth is computed by running the three snippets on torchvision's ResNet-18 (random
+    weights). Each known mistake gets a message that names it without giving the number.
     """
-    cases: list[tuple[Callable[[], TinyResNet], int]] = [
-        (lambda: TinyResNet(), 5),
-        (lambda: TinyResNet(), 1),
-        (lambda: TinyResNet((6, 8, 10, 14), se=True), 3),
-        (
-            lambda: TinyResNet(tuple(ctx.randint(4, 12) for _ in range(4)), se=ctx.randint(0, 1) == 1),
-            ctx.randint(2, 40),
-        ),
-    ]
-    for build, classes in cases:
-        model = build()
-        in_features = model.fc.in_features
-        backbone_ids = {id(p) for n, p in model.named_parameters() if not n.startswith("fc.")}
-        kind = f"a ResNet whose fc has {in_features} inputs"
-        what = f"feature_extractor({kind}, num_classes={classes})"
-        with forbid(fn, HELPERS):
-            out = expect_module(call(fn, model, classes, describe=what), what)
-        fc = getattr(out, "fc", None)
-        if not isinstance(fc, nn.Linear):
-            fail(f"{what}: model.fc should be a new nn.Linear, got {type(fc).__name__}.")
-        if fc.in_features != in_features:
+    del ctx  # nothing random: the snippets are fixed
+    if not isinstance(predicted, Mapping) or set(predicted) != {"a", "b", "c"}:
+        keys = sorted(predicted) if isinstance(predicted, Mapping) else type(predicted).__name__
+        fail(f"predicted_trainable should be a dict with the keys 'a', 'b' and 'c', got {keys}.")
+    got = {k: expect_int(predicted[k], f"predicted_trainable[{k!r}]") for k in "abc"}
+    truth = {k: _trainable_after(k) for k in "abc"}
+    total = truth["c"]  # nothing frozen in c
+    head, old_head = 512 * 10 + 10, 512 * 1000 + 1000
+    hints = {
+        "a": {
+            old_head: "that is the old 1000-class head; the new fc has 10 outputs.",
+            512 * 10: "nn.Linear has a bias too: one per output.",
+            0: "the loop freezes what exists when it runs; a layer created afterwards requires "
+            "gradients by default.",
+            total: "the loop did freeze the backbone before the new head arrived.",
+        },
+        "b": {
+            head: "the loop runs after the new head is installed, so it visits the new head's "
+            "parameters too.",
+        },
+        "c": {
+            head: "look closely at `model.requires_grad = False`: is requires_grad a setting of "
+            "nn.Module, or only of each parameter? (Compare with requires_grad_(False).)",
+            0: "look closely at `model.requires_grad = False`: is requires_grad a setting of "
+            "nn.Module, or only of each parameter? (Compare with requires_grad_(False).)",
+            total + old_head - head: "the old 1000-class head is gone: the new fc has 10 outputs.",
+        },
+    }
+    for k in "abc":
+        if got[k] != truth[k]:
+            hint = hints[k].get(got[k], "count again which parameters exist when the freezing line runs.")
             fail(
-                f"{what}: the new fc takes {fc.in_features} inputs but the backbone gives "
-                f"{in_features}. Read the width from model.fc.in_features instead of "
-                f"hard-coding 512."
+                f"snippet {k}: you predicted {got[k]:,} trainable parameters, which is not right: {hint}",
+                hint2="list which parameters exist when the freezing line runs, and which are "
+                "created after it; then add up the ones left with requires_grad=True.",
             )
-        if fc.out_features != classes:
-            fail(f"{what}: the new fc has {fc.out_features} outputs, expected {classes}.")
-        if fc.bias is None:
-            fail(
-                f"{what}: the new fc has no bias; a classification head keeps its bias "
-                f"(nn.Linear's default bias=True)."
-            )
-        params = dict(out.named_parameters())
-        trainable = [n for n, p in params.items() if p.requires_grad]
-        if not trainable:
-            fail(
-                f"{what}: nothing is trainable. You froze after replacing fc, so the new head "
-                f"was frozen too: freeze first, then create the new layer (new layers require "
-                f"gradients by default)."
-            )
-        if not {"fc.weight", "fc.bias"} <= set(trainable):
-            fail(f"{what}: the new head is not fully trainable (trainable: {trainable}).")
-        extra = [n for n in trainable if not n.startswith("fc.")]
-        if extra:
-            bn_only = all(
-                isinstance(out.get_submodule(n.rsplit(".", 1)[0]), nn.modules.batchnorm._BatchNorm)
-                for n in extra
-            )
-            if bn_only:
-                fail(
-                    f"{what}: the batch-norm weights are still trainable ({_short_list(extra)}). "
-                    f"Freeze every parameter of the backbone, not only the conv layers: loop "
-                    f"over model.parameters()."
-                )
-            if len(extra) == len(backbone_ids):
-                fail(
-                    f"{what}: every backbone parameter is still trainable. Set "
-                    f"requires_grad = False on each of them (model.requires_grad = False only "
-                    f"sets an attribute on the module; use p.requires_grad = False for each "
-                    f"p in model.parameters(), or model.requires_grad_(False))."
-                )
-            fail(
-                f"{what}: {len(extra)} backbone parameters are still trainable "
-                f"({_short_list(extra)}); freeze every parameter outside the new fc, nested "
-                f"layers included."
-            )
-        out.eval()
-        x = ctx.randn(2, 3, 17, 23, dtype=torch.float32)
-        logits = as_tensor(call(out, x, describe="a batch of 2 images (3, 17, 23)"), f"{what}(x)")
-        if tuple(logits.shape) != (2, classes):
-            fail(f"{what}(x) has shape {tuple(logits.shape)}; expected (2, {classes}).")
-        logits.sum().backward()
-        if any(p.grad is not None for n, p in out.named_parameters() if not n.startswith("fc.")):
-            fail(f"{what}: a backbone parameter received a gradient.")
-    return "only the new head trains, whatever the backbone's width."
+    return (
+        f"a trains {truth['a']:,} (only the new head), b trains nothing, c trains all "
+        f"{truth['c']:,}: an attribute named requires_grad on a module freezes nothing."
+    )
+
+
+@checker(
+    "a frozen backbone in training mode",
+    requirement="predict what one training-mode forward pass changes in a fully frozen ResNet-18",
+)
+def check_frozen_bn_prediction(
+    ctx: Context, bn_layers_changed: Any, parameters_changed: Any, eval_output_changed: Any
+) -> str:
+    """Check Exercise 2's three predictions against a run of the colleague's code.
+
+    The truth comes from torchvision's ResNet-18 (random weights), frozen with
+    ``requires_grad = False`` and run once in training mode under ``torch.no_grad()``.
+    """
+    from torchvision.models import resnet18
+
+    n_bn = expect_int(bn_layers_changed, "bn_layers_changed")
+    n_params = expect_int(parameters_changed, "parameters_changed")
+    if not isinstance(eval_output_changed, (bool, np.bool_)):
+        fail(
+            f"eval_output_changed should be True or False, got {eval_output_changed!r} "
+            f"({type(eval_output_changed).__name__})."
+        )
+    model = resnet18(weights=None)
+    for p in model.parameters():
+        p.requires_grad = False
+    means = [cast(torch.Tensor, bn.running_mean) for bn in batchnorm_layers(model)]
+    stats = [m.clone() for m in means]
+    params = [p.clone() for p in model.parameters()]
+    val = ctx.randn(2, 3, 32, 32, dtype=torch.float32)
+    batch = 2 + 3 * ctx.randn(4, 3, 32, 32, dtype=torch.float32)
+    with torch.no_grad():
+        before = model.eval()(val)
+        model.train()(batch)
+        after = model.eval()(val)
+    truth_bn = sum(not torch.equal(s, m) for s, m in zip(stats, means, strict=True))
+    truth_params = sum(not torch.equal(a, p) for a, p in zip(params, model.parameters(), strict=True))
+    truth_eval = not torch.allclose(before, after)
+    if n_bn != truth_bn:
+        fail(
+            f"bn_layers_changed = {n_bn} is not right. requires_grad=False stops gradients, "
+            "but a batch-norm layer does not learn its running statistics by gradient: in "
+            "training mode, what does every forward pass do to them?"
+            if n_bn < truth_bn
+            else f"bn_layers_changed = {n_bn}: ResNet-18 has only {len(means)} batch-norm layers.",
+            hint2="print bn.training and bn.momentum for one layer after model.train(): a layer in "
+            "training mode blends each batch's mean into running_mean with that momentum.",
+        )
+    if n_params != truth_params:
+        fail(
+            f"parameters_changed = {n_params} is not right: no optimiser step runs, and "
+            "running statistics are buffers, not parameters.",
+            hint2="compare [n for n, _ in model.named_parameters()] with "
+            "[n for n, _ in model.named_buffers()].",
+        )
+    if bool(eval_output_changed) != truth_eval:
+        fail(
+            "eval_output_changed is not right: in eval mode batch norm normalises with its "
+            "running statistics. Did those change?",
+            hint2="in eval mode, y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.",
+        )
+    return (
+        f"all {truth_bn} batch-norm layers moved their running statistics, no parameter "
+        "changed, and the eval-mode features changed with them."
+    )
 
 
 # ------------------------------------------------------------------------------ groups
@@ -291,90 +348,6 @@ def _expect_lr_map(
         f"{what}: wrong learning rate for {len(bad)} parameters, e.g. {bad[0]} has lr "
         f"{got[bad[0]]:g}, expected {expected[bad[0]]:g}."
     )
-
-
-# ------------------------------------------------------------------------------ Exercise 2
-
-
-def _freeze_prefixes(model: nn.Module, stages: tuple[str, ...]) -> None:
-    for n, p in model.named_parameters():
-        p.requires_grad_(stage_of(n) not in stages)
-
-
-def groups_map(
-    model: nn.Module, backbone_lr: float, head_lr: float, *, head_rule: str = "fc.", frozen_too: bool = False
-) -> dict[str, float]:
-    """The reference answer to Exercise 2 as ``name -> lr`` (``head_rule`` reproduces mistakes).
-
-    Args:
-        model: The partly frozen model.
-        backbone_lr: Rate of the trainable backbone.
-        head_lr: Rate of ``model.fc``.
-        head_rule: ``"fc."`` (a prefix: right) or ``"fc"`` (a substring: the chapter's test).
-        frozen_too: Include frozen parameters (a mistake).
-    """
-    out = {}
-    for n, p in model.named_parameters():
-        # "fc." is a prefix; "fc" is the chapter's substring test, applied to trainable parameters
-        head = n.startswith("fc.") if head_rule == "fc." else "fc" in n and (p.requires_grad or frozen_too)
-        if head:
-            out[n] = head_lr
-        elif p.requires_grad or frozen_too:
-            out[n] = backbone_lr
-    return out
-
-
-@checker("discriminative learning rates")
-def check_param_groups(ctx: Context, fn: Callable[..., list[dict]]) -> str:
-    """Check ``fn(model, backbone_lr, head_lr)`` -> optimiser groups for a partly frozen model.
-
-    Fixed cases: a ResNet with squeeze-and-excitation layers named ``se.fc1``/``se.fc2`` in
-    every block (a name test ``"fc" in name`` puts them in the head), stem to layer2 frozen;
-    the same with only the stem frozen; then a random freezing.
-    """
-    cases = [
-        (True, ("stem", "layer1", "layer2"), 1e-4, 1e-3),
-        (True, ("stem",), 3e-5, 2e-3),
-        (
-            ctx.randint(0, 1) == 1,
-            STAGES_FROM_TOP[ctx.randint(1, 4) :],
-            10.0 ** -ctx.randint(4, 6),
-            10.0 ** -ctx.randint(2, 3),
-        ),
-    ]
-    for se, frozen, backbone_lr, head_lr in cases:
-        model = TinyResNet(se=se)
-        _freeze_prefixes(model, frozen)
-        what = (
-            f"param_groups(model with {' + '.join(frozen)} frozen"
-            f"{' and se.fc1/se.fc2 layers' if se else ''}, backbone_lr={backbone_lr:g}, "
-            f"head_lr={head_lr:g})"
-        )
-        with forbid(fn, HELPERS):
-            got = call(fn, model, backbone_lr, head_lr, describe=what)
-        got_map = _lr_map(got, model, what)
-        _expect_lr_map(
-            got_map,
-            groups_map(model, backbone_lr, head_lr),
-            model,
-            what,
-            wrong={
-                "the backbone's squeeze-and-excitation layers (layerN.0.se.fc1, ...) went to the "
-                "head: a name test like `'fc' in name` matches any name containing 'fc'. Take the "
-                "head's parameters from model.fc.parameters() (or names starting with 'fc.').": groups_map(
-                    model, backbone_lr, head_lr, head_rule="fc"
-                ),
-                "the learning rates are swapped: the pretrained backbone gets the small "
-                "backbone_lr, the new head the larger head_lr.": groups_map(model, head_lr, backbone_lr),
-                "frozen parameters were handed to the optimiser; keep only parameters with "
-                "requires_grad=True.": groups_map(model, backbone_lr, head_lr, frozen_too=True),
-            },
-        )
-        try:
-            torch.optim.Adam(got)
-        except Exception as exc:  # report the optimiser's complaint
-            fail(f"{what}: torch.optim.Adam refused the groups: {type(exc).__name__}: {exc}")
-    return "the new head learns at head_lr, the trainable backbone at backbone_lr, frozen layers not at all."
 
 
 # ------------------------------------------------------------------------------ Exercise 3

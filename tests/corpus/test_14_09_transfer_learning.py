@@ -5,146 +5,53 @@ from __future__ import annotations
 import numpy as np
 import torch
 from corpus_tools import accepted, rejected
-from torch import nn
 
 from cnnbook.checks import transfer as checks
 
-# ---------------------------------------------------------------- Exercise 1: feature extractor
+# ---------------------------------------------------------------- Exercise 1: what trains (prediction)
+
+HEAD = 512 * 10 + 10
+ALL_BUT_OLD_HEAD = 11_689_512 - (512 * 1000 + 1000) + HEAD
+RIGHT = {"a": HEAD, "b": 0, "c": ALL_BUT_OLD_HEAD}
 
 
-def fe_reference(model, num_classes):
-    for p in model.parameters():
-        p.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
+def test_trainable_prediction_accepts_right_answers() -> None:
+    accepted(checks.check_trainable_prediction, RIGHT)
+    accepted(checks.check_trainable_prediction, {"a": np.int64(HEAD), "b": 0, "c": ALL_BUT_OLD_HEAD})
 
 
-def fe_requires_grad_(model, num_classes):
-    model.requires_grad_(False)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
+def test_trainable_prediction_rejects_mistakes() -> None:
+    check = checks.check_trainable_prediction
+    rejected(check, {**RIGHT, "a": 512 * 10}, hint="bias")
+    rejected(check, {**RIGHT, "a": 512 * 1000 + 1000}, hint="old 1000-class head")
+    rejected(check, {**RIGHT, "a": 0}, hint="created afterwards requires gradients")
+    rejected(check, {**RIGHT, "b": HEAD}, hint="after the new head is installed")
+    rejected(check, {**RIGHT, "c": HEAD}, hint="requires_grad_\\(False\\)")
+    rejected(check, {**RIGHT, "c": 11_689_512}, hint="old 1000-class head is gone")
+    rejected(check, {**RIGHT, "a": float(HEAD)}, hint="should be an int")
+    rejected(check, {**RIGHT, "b": False}, hint="should be an int")
+    rejected(check, [HEAD, 0, ALL_BUT_OLD_HEAD], hint="dict with the keys")
+    rejected(check, {"a": HEAD, "b": 0}, hint="dict with the keys")
 
 
-def fe_freeze_all_but_fc_after(model, num_classes):
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    for name, p in model.named_parameters():
-        p.requires_grad = name.startswith("fc.")
-    return model
+# ---------------------------------------------------------------- Exercise 2: frozen BN (prediction)
 
 
-def fe_freeze_after_replacing(model, num_classes):
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    for p in model.parameters():
-        p.requires_grad = False
-    return model
+def test_frozen_bn_prediction_accepts_right_answers() -> None:
+    accepted(checks.check_frozen_bn_prediction, 20, 0, True)
+    accepted(checks.check_frozen_bn_prediction, np.int64(20), 0, np.bool_(True))
 
 
-def fe_no_freeze(model, num_classes):
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
-def fe_module_attribute(model, num_classes):
-    model.requires_grad = False  # sets an attribute on the module; no parameter changes
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
-def fe_hard_coded_512(model, num_classes):
-    for p in model.parameters():
-        p.requires_grad = False
-    model.fc = nn.Linear(512, num_classes)
-    return model
-
-
-def fe_conv_layers_only(model, num_classes):
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.weight.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
-def fe_no_bias(model, num_classes):
-    for p in model.parameters():
-        p.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes, bias=False)
-    return model
-
-
-def fe_top_level_children_only(model, num_classes):
-    for child in model.children():
-        for p in child.parameters(recurse=False):
-            p.requires_grad = False
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
-def test_feature_extractor_accepts_right_answers() -> None:
-    accepted(checks.check_feature_extractor, fe_reference)
-    accepted(checks.check_feature_extractor, fe_requires_grad_)
-    accepted(checks.check_feature_extractor, fe_freeze_all_but_fc_after)
-
-
-def test_feature_extractor_rejects_mistakes() -> None:
-    rejected(checks.check_feature_extractor, fe_freeze_after_replacing, hint="freeze first")
-    rejected(checks.check_feature_extractor, fe_no_freeze, hint="every backbone parameter is still")
-    rejected(checks.check_feature_extractor, fe_module_attribute, hint="only\\s+sets an attribute")
-    rejected(checks.check_feature_extractor, fe_hard_coded_512, hint="hard-coding 512")
-    rejected(checks.check_feature_extractor, fe_conv_layers_only, hint="batch-norm weights")
-    rejected(checks.check_feature_extractor, fe_no_bias, hint="no bias")
-    rejected(checks.check_feature_extractor, fe_top_level_children_only, hint="nested layers included")
-
-
-# ---------------------------------------------------------------- Exercise 2: parameter groups
-
-
-def pg_reference(model, backbone_lr, head_lr):
-    backbone = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("fc.")]
-    return [{"params": backbone, "lr": backbone_lr}, {"params": list(model.fc.parameters()), "lr": head_lr}]
-
-
-def pg_by_identity(model, backbone_lr, head_lr):
-    head = {id(p) for p in model.fc.parameters()}
-    body = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
-    return [{"params": model.fc.parameters(), "lr": head_lr}, {"params": body, "lr": backbone_lr}]
-
-
-def pg_chapter_substring(model, backbone_lr, head_lr):
-    pretrained = [p for n, p in model.named_parameters() if p.requires_grad and "fc" not in n]
-    new = [p for n, p in model.named_parameters() if p.requires_grad and "fc" in n]
-    return [{"params": pretrained, "lr": backbone_lr}, {"params": new, "lr": head_lr}]
-
-
-def pg_frozen_included(model, backbone_lr, head_lr):
-    body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
-    return [{"params": body, "lr": backbone_lr}, {"params": list(model.fc.parameters()), "lr": head_lr}]
-
-
-def pg_head_twice(model, backbone_lr, head_lr):
-    body = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": body, "lr": backbone_lr}, {"params": list(model.fc.parameters()), "lr": head_lr}]
-
-
-def pg_swapped(model, backbone_lr, head_lr):
-    return pg_reference(model, head_lr, backbone_lr)
-
-
-def pg_parameters_not_groups(model, backbone_lr, head_lr):
-    return model.parameters()
-
-
-def test_param_groups_accepts_right_answers() -> None:
-    accepted(checks.check_param_groups, pg_reference)
-    accepted(checks.check_param_groups, pg_by_identity)
-
-
-def test_param_groups_rejects_mistakes() -> None:
-    rejected(checks.check_param_groups, pg_chapter_substring, hint="'fc' in name")
-    rejected(checks.check_param_groups, pg_frozen_included, hint="frozen parameters")
-    rejected(checks.check_param_groups, pg_head_twice, hint="two groups")
-    rejected(checks.check_param_groups, pg_swapped, hint="swapped")
-    rejected(checks.check_param_groups, pg_parameters_not_groups, hint="list of dicts")
+def test_frozen_bn_prediction_rejects_mistakes() -> None:
+    check = checks.check_frozen_bn_prediction
+    rejected(check, 0, 0, False, hint="running statistics")
+    rejected(check, 0, 0, True, hint="running statistics")
+    rejected(check, 21, 0, True, hint="only 20 batch-norm layers")
+    rejected(check, 20, 20, True, hint="buffers, not parameters")
+    rejected(check, 20, 0, False, hint="eval mode batch norm normalises")
+    rejected(check, 20.0, 0, True, hint="should be an int")
+    rejected(check, 20, 0, 1, hint="True or False")
+    rejected(check, 20, 0, "yes", hint="True or False")
 
 
 # ---------------------------------------------------------------- Exercise 3: ImageNet inputs
