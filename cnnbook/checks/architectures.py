@@ -16,6 +16,7 @@ from cnnbook.checks.core import (
     checker,
     count_params,
     expect_equal,
+    expect_int,
     expect_module,
     expect_same_module,
     expect_tensor,
@@ -147,6 +148,7 @@ def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
             got = call(fn, cfg, classes, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (feature_params, classifier_params), got {got!r}.")
+        got = (expect_int(got[0], f"{what}[0] (features)"), expect_int(got[1], f"{what}[1] (classifier)"))
         feats, clf = vgg_param_counts(cfg, classes)
         nb_feats = feats - sum(n * w for n, w in zip(cfg, VGG_WIDTHS, strict=True))
         first_in = feats - 9 * 3 * 64 + 9 * 64 * 64
@@ -246,6 +248,24 @@ _JOIN_MISTAKES = {
 }
 
 
+def _expect_own_layers(block: nn.Module, what: str) -> None:
+    """Fail when one layer instance sits at two places of the block (e.g. ``bn2 = bn1``)."""
+    names: dict[int, list[str]] = {}
+    for name, module in block.named_modules(remove_duplicate=False):
+        if name and any(True for _ in module.parameters(recurse=False)):
+            names.setdefault(id(module), []).append(name)
+    shared = [n for n in names.values() if len(n) > 1]
+    if shared:
+        kind = type(block.get_submodule(shared[0][0])).__name__
+        fail(
+            f"{what}: {' and '.join(shared[0])} are the same {kind} instance, so they share one "
+            "set of weights (and, for batch norm, one set of running statistics). Each layer of "
+            "the block needs its own instance: create a new module for each place.",
+            hint2="nn.BatchNorm2d(c) written twice gives two layers; assigning one object to two "
+            "attributes gives one layer used twice.",
+        )
+
+
 def _check_residual(
     ctx: Context,
     block: nn.Module,
@@ -336,6 +356,7 @@ def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     for c_in, c_out, stride in [(8, 8, 1), (8, 16, 2), (4, 4, 2), (6, 10, 1)]:
         what = f"BasicBlock({c_in}, {c_out}, stride={stride})"
         block = expect_module(call(cls, c_in, c_out, stride, describe=what), what)
+        _expect_own_layers(block, what)
         ref = _RefBasicBlock(c_in, c_out, stride)
         _shortcut_hints(block, ref, what, c_out, stride != 1 or c_in != c_out, c_in)
         mistakes = dict(_JOIN_MISTAKES)
@@ -363,6 +384,7 @@ def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     for c_in, mid, stride in [(16, 4, 1), (8, 4, 1), (16, 4, 2), (6, 2, 2)]:
         what = f"Bottleneck({c_in}, {mid}, stride={stride})"
         block = expect_module(call(cls, c_in, mid, stride, describe=what), what)
+        _expect_own_layers(block, what)
         ref = _RefBottleneck(c_in, mid, stride)
         c_out = 4 * mid
         convs = modules_of(block, nn.Conv2d)

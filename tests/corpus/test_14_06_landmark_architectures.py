@@ -136,6 +136,16 @@ def vgg_params_first_conv_from_64(convs_per_block, num_classes=1000):
     return conv - 9 * 3 * 64 + 9 * 64 * 64, fc
 
 
+def vgg_params_float_division(convs_per_block, num_classes=1000):
+    conv, fc = vgg_params_reference(convs_per_block, num_classes)
+    return conv / 1, fc * 1.0  # the right numbers, as floats
+
+
+def vgg_params_as_tensors(convs_per_block, num_classes=1000):
+    conv, fc = vgg_params_reference(convs_per_block, num_classes)
+    return torch.tensor(conv), torch.tensor(fc)
+
+
 def test_vgg_params_right_answers_pass() -> None:
     accepted(checks.check_vgg_params, vgg_params_reference)
     accepted(checks.check_vgg_params, vgg_params_as_list_sums)
@@ -146,6 +156,8 @@ def test_vgg_params_mistakes_are_named() -> None:
     rejected(checks.check_vgg_params, vgg_params_no_linear_bias, hint="Linear biases")
     rejected(checks.check_vgg_params, vgg_params_first_fc_from_512, hint="25,088")
     rejected(checks.check_vgg_params, vgg_params_first_conv_from_64, hint="3 RGB channels")
+    rejected(checks.check_vgg_params, vgg_params_float_division, hint="should be an int")
+    rejected(checks.check_vgg_params, vgg_params_as_tensors, hint="should be a Python int")
 
 
 # ---------------------------------------------------------------- Exercise 3: BasicBlock
@@ -217,6 +229,12 @@ class BasicProjectionWithoutBatchNorm(BasicReference):
             self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False))
 
 
+class BasicOneBatchNormTwice(BasicReference):
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__(in_channels, out_channels, stride)
+        self.bn2 = self.bn1  # one instance at two places: shared weights and statistics
+
+
 def test_basic_block_right_answers_pass() -> None:
     accepted(checks.check_basic_block, BasicReference)
     accepted(checks.check_basic_block, BasicIdentityModuleInplaceRelu)
@@ -228,6 +246,7 @@ def test_basic_block_mistakes_are_named() -> None:
     rejected(checks.check_basic_block, BasicNoProjection, hint="no projection shortcut")
     rejected(checks.check_basic_block, BasicStrideOnSecondConv, hint="stride belongs on conv1")
     rejected(checks.check_basic_block, BasicProjectionWithoutBatchNorm, hint="no BatchNorm2d")
+    rejected(checks.check_basic_block, BasicOneBatchNormTwice, hint="bn1 and bn2 are the same BatchNorm2d")
 
 
 # ---------------------------------------------------------------- Exercise 4: Bottleneck (v1)
@@ -296,6 +315,12 @@ class BottleneckNoExpansion(BottleneckReference):
         self.bn3 = nn.BatchNorm2d(mid_channels)
 
 
+class BottleneckSharedBatchNorm(BottleneckReference):
+    def __init__(self, in_channels, mid_channels, stride=1):
+        super().__init__(in_channels, mid_channels, stride)
+        self.bn2 = self.bn1  # both run on mid_channels, so it even fits
+
+
 def test_bottleneck_right_answers_pass() -> None:
     accepted(checks.check_bottleneck_block, BottleneckReference)
     accepted(checks.check_bottleneck_block, BottleneckStrideAsSlice)
@@ -303,6 +328,7 @@ def test_bottleneck_right_answers_pass() -> None:
 
 def test_bottleneck_mistakes_are_named() -> None:
     rejected(checks.check_bottleneck_block, bottleneck_v15_stride_on_3x3, hint="v1.5")
+    rejected(checks.check_bottleneck_block, BottleneckSharedBatchNorm, hint="bn1 and bn2 are the same")
     rejected(checks.check_bottleneck_block, BottleneckReluBeforeAdd, hint="AFTER the addition")
     rejected(
         checks.check_bottleneck_block, BottleneckNoProjectionWhenChannelsChange, hint="no projection shortcut"
