@@ -26,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import cnnbook  # noqa: F401  (installed by make env / scripts/setup_env.py)
+except ImportError:  # run with a Python where cnnbook is not installed: use this checkout's
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnbook import profiles
 
 

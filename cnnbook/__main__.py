@@ -54,7 +54,9 @@ def doctor_report() -> list[tuple[str, bool, str]]:
             (
                 name,
                 not ver.startswith("MISSING"),
-                ver if not ver.startswith("MISSING") else ver + "; run `make env`",
+                ver
+                if not ver.startswith("MISSING")
+                else ver + "; run `python scripts/setup_env.py` (or `make env`)",
             )
         )
     rows.extend(device_rows())

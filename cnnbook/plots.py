@@ -292,7 +292,7 @@ def plot_heatmaps(
 
 
 def plot_history(history, title: str | None = None) -> Figure:
-    """Training curves of a :class:`cnnbook.train.History`: loss, accuracy, learning rate.
+    """Training curves of a :class:`cnnbook.history.History`: loss, accuracy, learning rate.
 
     Args:
         history: The history returned by :func:`cnnbook.train.fit`.

@@ -127,9 +127,7 @@ class Plan:
         return (
             f"{model}, {self.epochs} epoch(s) on {data}, batch {self.batch_size}, "
             f"peak lr {self.lr}, label smoothing {self.label_smoothing}{extras} "
-            f"[{self.settings().describe()}"
-            + (" | malloc keeps freed memory (tune_process)" if self.tune_malloc else "")
-            + f", {'fast' if self.fast else 'full'} mode]"
+            f"[{self.settings().describe()}, {'fast' if self.fast else 'full'} mode]"
         )
 
 

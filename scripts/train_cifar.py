@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without installing
+try:
+    import cnnbook  # noqa: F401  (installed by make env / scripts/setup_env.py)
+except ImportError:  # run with a Python where cnnbook is not installed: use this checkout's
     sys.path.insert(0, str(ROOT))
 
 from cnnbook import arrays, distributed, loaders, recipes  # noqa: E402

@@ -9,7 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cnnbook import pretrained
+from cnnbook import modules, pretrained
 from cnnbook.images import load_photo
 
 CATS = {"tabby", "tiger cat", "Egyptian cat"}
@@ -217,7 +217,7 @@ def test_frozen_batchnorm_stays_in_eval_mode() -> None:
     expected_first = model[1](model[0](x)).detach()
     frozen_stats = model[1].running_mean.clone()
     pretrained.freeze(model, ["0", "1"])
-    guard = pretrained.FrozenBatchNorm(model)
+    guard = modules.FrozenBatchNorm(model)
     model.train()
     captured = {}
     handle = model[1].register_forward_hook(lambda m, i, o: captured.update(out=o.detach()))

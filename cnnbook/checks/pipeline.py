@@ -27,10 +27,7 @@ from cnnbook.checks.core import (
     fail,
     preserved_state,
 )
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
+from cnnbook.datasets import CIFAR10_MEAN, CIFAR10_STD
 
 # ------------------------------------------------------------------ Exercise 1: stratified split
 
@@ -469,8 +466,8 @@ def check_transforms(ctx: Context, fn: Callable[..., Callable]) -> str:
     rng = np.random.default_rng(ctx.seed)
     array = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     image = Image.fromarray(array)
-    mean = torch.tensor(CIFAR_MEAN).view(3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(3, 1, 1)
+    mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
     raw = torch.from_numpy(array).permute(2, 0, 1).float() / 255
     expected = (raw - mean) / std
     val = call(fn, False, describe="train=False")

@@ -30,10 +30,8 @@ from cnnbook.checks.core import (
     forbid,
 )
 from cnnbook.modules import batchnorm_layers, count_parameters
-from cnnbook.pretrained import RESNET_STAGES
+from cnnbook.pretrained import IMAGENET_MEAN, IMAGENET_STD, RESNET_STAGES
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _STEPS = "write the scaling and normalisation steps yourself to see what they do."
 TRANSFORMS = {
     "torchvision.transforms.ToTensor": _STEPS,
