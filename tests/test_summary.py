@@ -131,14 +131,16 @@ def test_layer_table_reproduces_chapter_shapes_and_cleans_up() -> None:
     ]
     assert rows[1].params == 64 * 3 * 9 + 64
     assert net.training  # mode restored
-    assert not net[0]._forward_hooks and not net[0]._forward_pre_hooks  # hooks removed
+    assert not net[0]._forward_hooks  # hooks removed
+    assert not net[0]._forward_pre_hooks
 
 
 def test_layer_table_names_the_failing_layer() -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10))
     with pytest.raises(ValueError, match=r"after layer '1' \(Flatten\) produced \(1, 7200\)"):
         layer_table(net, (1, 3, 32, 32))
-    assert not net[0]._forward_hooks and net.training
+    assert not net[0]._forward_hooks
+    assert net.training
     with pytest.raises(ValueError, match="at the first layer"):
         layer_table(nn.Sequential(nn.Linear(5, 2)), (1, 3))
 
