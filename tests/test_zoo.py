@@ -165,19 +165,6 @@ def test_format_table_and_plots(rows: dict[str, zoo.ArchRow]) -> None:
     assert "not timed" in second.get_title()
 
 
-def test_timeline_covers_the_history() -> None:
-    years = {m.year for m in zoo.HISTORY}
-    assert {1959, 1962, 1980, 1989, 1998, 2012, 2014, 2015, 2017, 2019, 2020, 2022} <= years
-    fig = zoo.plot_timeline()
-    assert len(fig.axes) == 2
-    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-    assert len(texts) == len(zoo.HISTORY)
-    assert any("Neocognitron" in t for t in texts)
-    assert len(zoo.plot_timeline(zoo.HISTORY[:2]).axes) == 1
-    with pytest.raises(ValueError, match="at least one event"):
-        zoo.plot_timeline(())
-
-
 def test_build_runs_a_forward_pass() -> None:
     model = zoo.build("LeNet-5")
     with torch.inference_mode():
