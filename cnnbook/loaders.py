@@ -11,11 +11,13 @@ per-channel normalisation):
 * a fast one, :class:`GPUBatchLoader`, that keeps the whole uint8 dataset as one tensor on the
   training device (the GPU when there is one) and augments whole batches at once
   (:func:`crop_flip`).
+
+:class:`ResizedLoader` wraps either and upsamples each batch for a pretrained backbone (14.9).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +303,39 @@ class GPUBatchLoader:
                 flip = (torch.rand(b, generator=gen) < 0.5) if self.flip else torch.zeros(b, dtype=torch.bool)
                 images = crop_flip(images, top, left, flip, self.padding)
             yield self._prepare(images), self.labels.index_select(0, idx)
+
+
+class ResizedLoader:
+    """Wrap a loader of ``(x, y)`` batches and resize every ``x`` to ``size x size``.
+
+    Pretrained backbones expect far larger inputs than CIFAR's 32 x 32; upsampling each batch
+    (bilinear, as for photos) gives their filters objects at a familiar scale. Normalising
+    before or after resizing gives the same result, since both are per-channel affine maps
+    and bilinear weights sum to one.
+
+    Args:
+        loader: Yields ``(x (N, C, H, W), y (N,))``, e.g. :class:`GPUBatchLoader`.
+        size: Output side in pixels.
+
+    Attributes passed through: ``len()``, ``classes`` and ``set_epoch`` when the inner loader
+    has them (:func:`cnnbook.train.fit` uses all three).
+    """
+
+    def __init__(self, loader: Iterable, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be positive; got {size}.")
+        self.loader, self.size = loader, int(size)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        for x, y in self.loader:
+            if x.shape[-2:] != (self.size, self.size):
+                x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            yield x, y
+
+    def __getattr__(self, name: str):
+        if name in ("classes", "set_epoch"):
+            return getattr(self.loader, name)
+        raise AttributeError(name)

@@ -409,44 +409,6 @@ def progressive_schedule(
 # Data helpers for transfer learning
 
 
-class ResizedLoader:
-    """Wrap a loader of ``(x, y)`` batches and resize every ``x`` to ``size x size``.
-
-    Pretrained backbones expect far larger inputs than CIFAR's 32 x 32; upsampling each batch
-    (bilinear, as for photos) gives their filters objects at a familiar scale. Normalising
-    before or after resizing gives the same result, since both are per-channel affine maps
-    and bilinear weights sum to one.
-
-    Args:
-        loader: Yields ``(x (N, C, H, W), y (N,))``, e.g. :class:`cnnbook.loaders.GPUBatchLoader`.
-        size: Output side in pixels.
-
-    Attributes passed through: ``len()``, ``classes`` and ``set_epoch`` when the inner loader
-    has them (:func:`cnnbook.train.fit` uses all three).
-    """
-
-    def __init__(self, loader: Iterable, size: int) -> None:
-        if size < 1:
-            raise ValueError(f"size must be positive; got {size}.")
-        self.loader, self.size = loader, int(size)
-
-    def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]
-
-    def __iter__(self):
-        for x, y in self.loader:
-            if x.shape[-2:] != (self.size, self.size):
-                x = nn.functional.interpolate(
-                    x, size=(self.size, self.size), mode="bilinear", align_corners=False
-                )
-            yield x, y
-
-    def __getattr__(self, name: str):
-        if name in ("classes", "set_epoch"):
-            return getattr(self.loader, name)
-        raise AttributeError(name)
-
-
 def extract_features(bundle: Pretrained, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the frozen backbone once over ``loader`` and keep the pooled features.
 

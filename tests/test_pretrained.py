@@ -238,7 +238,7 @@ def test_frozen_batchnorm_stays_in_eval_mode() -> None:
 
 def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> None:
     from cnnbook.arrays import ImageArrays
-    from cnnbook.loaders import GPUBatchLoader
+    from cnnbook.loaders import GPUBatchLoader, ResizedLoader
 
     gen = torch.Generator().manual_seed(0)
     arrays = ImageArrays(
@@ -247,7 +247,7 @@ def test_resized_loader_and_extract_features(lite0: pretrained.Pretrained) -> No
         ["a", "b", "c"],
     )
     inner = GPUBatchLoader(arrays, batch_size=4, train=False, device="cpu", mean=lite0.mean, std=lite0.std)
-    loader = pretrained.ResizedLoader(inner, 48)
+    loader = ResizedLoader(inner, 48)
     assert len(loader) == 2
     assert loader.classes == ["a", "b", "c"]
     loader.set_epoch(3)
