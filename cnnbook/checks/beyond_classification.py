@@ -10,9 +10,10 @@ are ``torchvision.ops.box_iou`` and ``torchvision.ops.nms`` where torchvision ha
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -20,9 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook import geometry
 from cnnbook.checks.core import (
+    FAMILY_IOU,
+    FAMILY_NMS,
+    CheckFailed,
     Context,
+    Family,
     as_tensor,
     call,
     checker,
@@ -31,24 +35,31 @@ from cnnbook.checks.core import (
     expect_tensor,
     fail,
     fmt_shape,
-    forbid,
+    forbidden,
 )
 
-_OURS = "that is cnnbook's own answer; write yours."
-_TV = "torchvision computes it for you; write it yourself."
-BOX_LIBRARY = {
-    "torchvision.ops.box_iou": _TV,
-    "torchvision.ops.boxes.box_iou": _TV,
-    "torchvision.ops.generalized_box_iou": _TV,
-    "torchvision.ops.nms": _TV,
-    "torchvision.ops.batched_nms": _TV,
-    "torchvision.ops.boxes.nms": _TV,
-    "torchvision.ops.boxes.batched_nms": _TV,
-    "torch.ops.torchvision.nms": _TV,
-    "cnnbook.detection.box_iou": _OURS,
-    "cnnbook.detection.nms": _OURS,
-    "cnnbook.detection.batched_nms": _OURS,
-}
+FAMILY_SEGMENTATION_IOU = Family(
+    name="segmentation IoU",
+    does="computes the per-class overlaps for you",
+    task="write the mean IoU yourself",
+    scope="cnnbook's mean_iou, iou_per_class and confusion_matrix, torchmetrics' jaccard_index "
+    "and confusion matrices, scikit-learn's jaccard_score and confusion_matrix",
+    python=(
+        (r"cnnbook\.(?!checks)[\w.]+", r"^(\w*iou\w*|confusion_matrix)$"),
+        (r"torchmetrics(\..+)?", r"jaccard|confusion_matrix"),
+        (r"sklearn\.metrics(\..+)?", r"^(jaccard_score|confusion_matrix)$"),
+    ),
+)
+
+
+@contextlib.contextmanager
+def _hint2(text: str) -> Iterator[None]:
+    """Attach a second-level hint to a failure raised inside the block (if it has none)."""
+    try:
+        yield
+    except CheckFailed as exc:
+        exc.hint2 = exc.hint2 or text
+        raise
 
 
 def _tvops() -> Any:
@@ -64,89 +75,13 @@ def random_boxes(ctx: Context, n: int, size: float = 20.0) -> torch.Tensor:
     return torch.cat([xy, xy + wh], dim=1)
 
 
-def _iou(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    plus_one: float = 0.0,
-    clamp: bool = True,
-    subtract: bool = True,
-    square: bool = False,
-    clamp_product: bool = False,
-    enclosing: bool = False,
-) -> torch.Tensor:
-    """IoU, or the value one known mistake produces (each keyword switches one mistake on)."""
-
-    def area(t: torch.Tensor) -> torch.Tensor:
-        w, h = t[:, 2] - t[:, 0] + plus_one, t[:, 3] - t[:, 1] + plus_one
-        return w * w if square else w * h
-
-    lo, hi = (torch.minimum, torch.maximum) if enclosing else (torch.maximum, torch.minimum)
-    lt = lo(a[:, None, :2], b[None, :, :2])
-    rb = hi(a[:, None, 2:], b[None, :, 2:])
-    wh = rb - lt + plus_one
-    wh = wh.clamp(min=0) if clamp and not clamp_product else wh
-    inter = wh[..., 0] * (wh[..., 0] if square else wh[..., 1])
-    if clamp_product:
-        inter = inter.clamp(min=0)
-    union = area(a)[:, None] + area(b)[None, :] - (inter if subtract else 0)
-    return inter / union
-
-
-def _box_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    t = lambda rows: torch.tensor(rows, dtype=torch.float64)
-    fixed = [
-        (t([[5, 5, 6, 9]]), t([[0, 0, 4, 4]])),  # N = M = 1, disjoint diagonally
-        # a wide box against: a tall box crossing it, itself, a box inside it, a box touching its
-        # right edge, a box off its corner (both overlap sides negative), a box beside it
-        # (only one side negative)
-        (
-            t([[0, 0, 8, 2], [1, 1, 3, 7]]),
-            t([[2, -1, 4, 5], [0, 0, 8, 2], [1, 0.5, 3, 1.5], [8, 0, 10, 2], [10, 4, 13, 9], [9, 0, 12, 1]]),
-        ),
-    ]
-    for _ in range(3):
-        a, b = random_boxes(ctx, ctx.randint(1, 5)), random_boxes(ctx, ctx.randint(2, 5))
-        b[0] = t([30.0, 30.0, 35.0, 37.0])  # disjoint from every box of a
-        fixed.append((a, b))
-    return fixed
-
-
-@checker("box IoU")
-def check_box_iou(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
-    """Check ``fn(a (N, 4), b (M, 4))`` -> pairwise IoU ``(N, M)`` for xyxy boxes."""
-    tv = _tvops()
-    for a, b in _box_cases(ctx):
-        what = f"box_iou(a {tuple(a.shape)}, b {tuple(b.shape)})"
-        with forbid(fn, BOX_LIBRARY):
-            got = call(fn, a.clone(), b.clone(), describe=what)
-        expect_tensor(
-            got,
-            tv.box_iou(a, b),
-            what,
-            wrong={
-                "Disjoint boxes must have IoU 0: clamp the intersection's width and height at 0 "
-                "separately, before multiplying (two negative sides multiply to a positive area, "
-                "so clamping the product, or not clamping, counts an overlap that is not there).": _iou(
-                    a, b, clamp_product=True
-                ),
-                "Boxes that do not overlap must have IoU 0: clamp the intersection's width and height "
-                "at 0 (a negative side gives a negative area).": _iou(a, b, clamp=False),
-                "Boxes here are continuous coordinates: width = x2 - x1, without the old +1 pixel "
-                "convention.": _iou(a, b, plus_one=1.0),
-                "The union is area_a + area_b - intersection (you counted the overlap twice).": _iou(
-                    a, b, subtract=False
-                ),
-                "You used the width for the height too (right only for square boxes): a box's area "
-                "is (x2 - x1) * (y2 - y1).": _iou(a, b, square=True),
-                "The intersection's top-left corner is the MAXIMUM of the two top-left corners and "
-                "its bottom-right the MINIMUM (you built the enclosing box).": _iou(a, b, enclosing=True),
-                "Return every pair: (N, M), not only the IoU of a[i] with b[i].": _iou(a, b).diagonal()
-                if len(a) == len(b)
-                else torch.zeros(0),
-            },
-            shape_hint="Return every pair: shape (N, M), row i for box a[i], column j for b[j].",
-        )
-    return "your IoU matches torchvision.ops.box_iou, on disjoint, touching, nested and non-square boxes."
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU ``(N, M)`` of xyxy boxes (continuous coordinates)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 def _ref_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float, variant: str = "") -> list[int]:
@@ -230,13 +165,20 @@ def _as_indices(got: Any, n: int, what: str) -> list[int]:
     return list(got)
 
 
-@checker("non-maximum suppression")
+@checker(
+    "non-maximum suppression",
+    requirement="greedy NMS: keep the best remaining box, remove the remaining boxes whose IoU with "
+    "it is GREATER than the threshold (a tie stays), repeat; a removed box removes nothing; return "
+    "the kept indices (torch.long) by decreasing score; no torchvision or cnnbook NMS or IoU",
+)
 def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(boxes (N, 4), scores (N,), iou_threshold)`` -> kept indices, best first."""
     tv = _tvops()
     for boxes, scores, thr in _nms_cases(ctx):
         what = f"nms(boxes {tuple(boxes.shape)}, scores, iou_threshold={thr})"
-        with forbid(fn, BOX_LIBRARY):
+        with forbidden(
+            FAMILY_NMS, FAMILY_IOU, why="write the suppression loop yourself, on top of your own pairwise_iou"
+        ):
             got = call(fn, boxes.clone(), scores.clone(), thr, describe=what)
         got = _as_indices(got, len(boxes), what)
         ref = tv.nms(boxes, scores, thr).tolist()
@@ -245,25 +187,29 @@ def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
                 f"{what}: you kept the right boxes {sorted(ref)} but return them in the wrong "
                 f"order; list them by decreasing score: {ref}."
             )
-        expect_equal(
-            got,
-            ref,
-            what,
-            wrong={
-                "Remove a box only when its IoU is GREATER THAN the threshold: a box whose IoU "
-                "equals the threshold stays (you used >=).": _ref_nms(boxes, scores, thr, "at_least"),
-                "You visited the boxes in input order; visit them by DECREASING score so each "
-                "cluster keeps its best box.": _ref_nms(boxes, scores, thr, "unsorted"),
-                "A box suppressed earlier must not suppress others: compare each candidate only "
-                "with the boxes you KEPT.": _ref_nms(boxes, scores, thr, "all_higher"),
-                "Only the top box suppressed anything: repeat with the best box that is left, "
-                "until no box is left.": _ref_nms(boxes, scores, thr, "best_only"),
-                "The comparison is inverted: remove the boxes that overlap the kept box by MORE "
-                "than the threshold, keep the others.": _ref_nms(boxes, scores, thr, "inverted"),
-            },
-            hint="Greedy NMS: take the best remaining box, keep it, drop the remaining boxes whose "
-            "IoU with it is greater than the threshold, repeat.",
-        )
+        with _hint2(
+            "Loop over scores.argsort(descending=True).tolist(); skip a box already removed; "
+            "otherwise append it to keep and mark removed |= iou[i] > iou_threshold."
+        ):
+            expect_equal(
+                got,
+                ref,
+                what,
+                wrong={
+                    "Remove a box only when its IoU is GREATER THAN the threshold: a box whose IoU "
+                    "equals the threshold stays (you used >=).": _ref_nms(boxes, scores, thr, "at_least"),
+                    "You visited the boxes in input order; visit them by DECREASING score so each "
+                    "cluster keeps its best box.": _ref_nms(boxes, scores, thr, "unsorted"),
+                    "A box suppressed earlier must not suppress others: compare each candidate only "
+                    "with the boxes you KEPT.": _ref_nms(boxes, scores, thr, "all_higher"),
+                    "Only the top box suppressed anything: repeat with the best box that is left, "
+                    "until no box is left.": _ref_nms(boxes, scores, thr, "best_only"),
+                    "The comparison is inverted: remove the boxes that overlap the kept box by MORE "
+                    "than the threshold, keep the others.": _ref_nms(boxes, scores, thr, "inverted"),
+                },
+                hint="Greedy NMS: take the best remaining box, keep it, drop the remaining boxes whose "
+                "IoU with it is greater than the threshold, repeat.",
+            )
     return (
         "your NMS keeps exactly the boxes torchvision.ops.nms keeps, in the same order, ties "
         "at the threshold and empty inputs included."
@@ -324,20 +270,17 @@ def _miou_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     return cases
 
 
-@checker("mean IoU for segmentation")
+@checker(
+    "mean IoU for segmentation",
+    requirement="per class c, |pred==c AND target==c| / |pred==c OR target==c| over all pixels of "
+    "the batch, averaged over the classes present in pred or target; a Python float; no "
+    "library IoU or confusion matrix",
+)
 def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
     """Check ``fn(pred (N, H, W), target (N, H, W), num_classes)`` -> mean IoU (a float)."""
     for pred, target, k in _miou_cases(ctx):
         what = f"mean_iou(pred {tuple(pred.shape)}, target, num_classes={k})"
-        with forbid(
-            fn,
-            {
-                "cnnbook.segmentation.mean_iou": _OURS,
-                "cnnbook.segmentation.iou_per_class": _OURS,
-                "cnnbook.segmentation.confusion_matrix": _OURS,
-                "torchmetrics.functional.jaccard_index": "write it yourself.",
-            },
-        ):
+        with forbidden(FAMILY_SEGMENTATION_IOU):
             got = call(fn, pred.clone(), target.clone(), k, describe=what)
         if isinstance(got, torch.Tensor):
             if got.numel() != 1:
@@ -348,32 +291,36 @@ def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
             got = got.item()
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             fail(f"{what} should return a float, got {type(got).__name__}.")
-        expect_equal(
-            got,
-            _miou(pred, target, k),
-            what,
-            rel=1e-6,
-            wrong={
-                "That is pixel accuracy (correct pixels / all pixels); IoU is computed per class "
-                "and then averaged.": _miou(pred, target, k, "accuracy"),
-                "A class that appears only in the PREDICTION counts too (its IoU is 0): average "
-                "over the classes present in pred or target, not only those in the target.": _miou(
-                    pred, target, k, "target_only"
-                ),
-                "A class that appears in neither pred nor target has no IoU; leave it out of the "
-                "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
-                "A class absent from both must be left out, not counted as a perfect 1.": _miou(
-                    pred, target, k, "absent_one"
-                ),
-                "You averaged per image; count the pixels of the whole batch together, then take "
-                "one IoU per class.": _miou(pred, target, k, "per_image"),
-                "That is the Dice score 2|P∩T| / (|P| + |T|); IoU divides by the union |P∪T|.": _miou(
-                    pred, target, k, "dice"
-                ),
-            },
-            hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c| over all "
-            "pixels of the batch; average over the classes whose union is not empty.",
-        )
+        with _hint2(
+            "p, t = pred == c, target == c; union = (p | t).sum(); skip c when union == 0, "
+            "else append ((p & t).sum() / union).item(); return sum(ious) / len(ious)."
+        ):
+            expect_equal(
+                got,
+                _miou(pred, target, k),
+                what,
+                rel=1e-6,
+                wrong={
+                    "That is pixel accuracy (correct pixels / all pixels); IoU is computed per class "
+                    "and then averaged.": _miou(pred, target, k, "accuracy"),
+                    "A class that appears only in the PREDICTION counts too (its IoU is 0): average "
+                    "over the classes present in pred or target, not only those in the target.": _miou(
+                        pred, target, k, "target_only"
+                    ),
+                    "A class that appears in neither pred nor target has no IoU; leave it out of the "
+                    "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
+                    "A class absent from both must be left out, not counted as a perfect 1.": _miou(
+                        pred, target, k, "absent_one"
+                    ),
+                    "You averaged per image; count the pixels of the whole batch together, then take "
+                    "one IoU per class.": _miou(pred, target, k, "per_image"),
+                    "That is the Dice score 2|P∩T| / (|P| + |T|); IoU divides by the union |P∪T|.": _miou(
+                        pred, target, k, "dice"
+                    ),
+                },
+                hint="For each class c: |pred==c AND target==c| / |pred==c OR target==c| over all "
+                "pixels of the batch; average over the classes whose union is not empty.",
+            )
     return "your mean IoU counts classes seen only in the prediction and leaves out classes absent from both."
 
 
@@ -553,7 +500,11 @@ _UP_MISTAKES = {
 }
 
 
-@checker("U-Net decoder step")
+@checker(
+    "U-Net decoder step",
+    requirement="ConvTranspose2d(in, out, 2, stride=2) with bias; cat([skip, up], dim=1); two 3x3 "
+    "convs (padding 1, no bias) each followed by BatchNorm2d then ReLU; skip channels may differ from out",
+)
 def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
     """Check ``block_class(in, skip, out)``: ``forward(x, skip)`` upsamples, concatenates, convolves."""
     configs = [
@@ -613,53 +564,6 @@ def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
     )
 
 
-# ---------------------------------------------------------------- transposed convolution size
-
-
-@checker("transposed convolution output size")
-def check_transposed_out_size(ctx: Context, fn: Callable[..., int]) -> str:
-    """Check ``fn(n, k, s, p, output_padding)`` against ``nn.ConvTranspose2d``."""
-    cases = [(16, 4, 2, 1, 0), (16, 3, 2, 1, 1), (7, 2, 2, 0, 0), (5, 3, 3, 2, 2), (1, 1, 1, 0, 0)]
-    while len(cases) < 20:
-        n, k, s = ctx.randint(1, 20), ctx.randint(1, 5), ctx.randint(1, 3)
-        p, op = ctx.randint(0, 2), ctx.randint(0, max(0, s - 1))
-        if (n - 1) * s - 2 * p + k + op >= 1:
-            cases.append((n, k, s, p, op))
-    for n, k, s, p, op in cases:
-        what = f"transposed_out_size(n={n}, k={k}, s={s}, p={p}, output_padding={op})"
-        with forbid(
-            fn,
-            {
-                "torch.nn.ConvTranspose2d": "use the formula.",
-                "torch.nn.functional.conv_transpose2d": "use the formula.",
-                "cnnbook.geometry.transposed_conv_output_size": _OURS,
-            },
-        ):
-            got = call(fn, n, k, s, p, op, describe=what)
-        ref = geometry.transposed_conv_output_size(n, k, s, p, op)
-        expect_equal(
-            got,
-            ref,
-            what,
-            wrong={
-                "That is the ordinary conv formula; a transposed conv runs it backwards: "
-                "(n - 1) * s - 2p + k + output_padding.": (n + 2 * p - k) // s + 1,
-                "Padding is REMOVED from both sides of a transposed conv's output: - 2p.": (n - 1) * s
-                + 2 * p
-                + k
-                + op,
-                "You forgot output_padding.": (n - 1) * s - 2 * p + k,
-                "Padding is removed from BOTH sides: - 2p, not - p.": (n - 1) * s - p + k + op,
-                "The n input pixels are placed s apart, so they span (n - 1) * s, not n * s.": n * s
-                - 2 * p
-                + k
-                + op,
-            },
-            hint="n_out = (n - 1) * s - 2p + k + output_padding.",
-        )
-    return "your formula matches nn.ConvTranspose2d on 20 configurations."
-
-
 # ---------------------------------------------------------------- predict, then check
 
 
@@ -707,7 +611,7 @@ def _pair_iou(a: tuple[float, ...], b: tuple[float, ...], mode: str = "") -> flo
     return inter / (area_a + area_b - inter)
 
 
-@checker("predicted IoUs")
+@checker("predicted IoUs", requirement="five IoUs worked out on paper, each within 0.005")
 def check_iou_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predicted IoUs of :data:`IOU_PAIRS` with ``torchvision.ops.box_iou``."""
     del ctx  # fixed pairs: the same verdict on every seed
@@ -753,7 +657,10 @@ TRANSPOSED_LAYERS: dict[str, dict[str, int]] = {
 ``nn.ConvTranspose2d``."""
 
 
-@checker("predicted output sizes")
+@checker(
+    "predicted output sizes",
+    requirement="five whole numbers from n_out = (n - 1) s - 2p + k + output_padding",
+)
 def check_transposed_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predicted output lengths of :data:`TRANSPOSED_LAYERS` with ``nn.ConvTranspose2d``."""
     del ctx

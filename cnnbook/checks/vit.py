@@ -15,23 +15,47 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
+    FAMILY_CONV,
     CheckFailed,
     Context,
+    Family,
     call,
     checker,
     expect_equal,
+    expect_int,
     expect_tensor,
     fail,
-    forbid,
+    forbidden,
     tensors_close,
 )
 
-_OURS = "that is cnnbook's own answer; write yours."
-PATCH_LIBRARY = {
-    "torch.nn.functional.unfold": "F.unfold cuts the patches for you; use reshape and permute.",
-    "torch.nn.Unfold": "nn.Unfold cuts the patches for you; use reshape and permute.",
-    "cnnbook.vit.PatchEmbedding": _OURS,
-}
+_PATCH_WHY = "cut the patches with reshape and permute"
+FAMILY_IM2COL = Family(
+    name="patch extraction",
+    does="cuts every patch out and flattens it for you",
+    task=_PATCH_WHY,
+    scope="F.unfold, F.fold, nn.Unfold (im2col) and cnnbook's PatchEmbedding (Tensor.unfold along one "
+    "axis is allowed)",
+    ops=r"::(im2col|col2im)$",
+    python=(
+        (r"torch\.nn\.functional", r"^(unfold|fold)$"),
+        (r"torch\.nn\.modules\.fold", r"^(Unfold|Fold)$"),
+        (r"cnnbook\.(?!checks)[\w.]+", r"^(PatchEmbedding|patchify)$"),
+    ),
+)
+FAMILY_ATTENTION = Family(
+    name="attention",
+    does="computes the attention for you",
+    task="write the attention formula yourself",
+    scope="F.scaled_dot_product_attention (and its fused kernels), F.multi_head_attention_forward, "
+    "nn.MultiheadAttention, nn.TransformerEncoderLayer, and cnnbook's SelfAttention",
+    ops=r"scaled_dot_product|multi_head_attention|_transformer_encoder|_masked_softmax",
+    python=(
+        (r"torch\.nn\.functional", r"^(scaled_dot_product_attention|multi_head_attention_forward)$"),
+        (r"torch\.nn\.modules\.(activation|transformer)", r"^(MultiheadAttention|TransformerEncoderLayer)$"),
+        (r"cnnbook\.(?!checks)[\w.]+", r"(?i)attention"),
+    ),
+)
 
 
 def _ref_patchify(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -53,7 +77,7 @@ def _patch_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
 def _right_on(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int) -> bool:
     """Whether ``fn(x, p)`` runs and equals the reference (a probe for a diagnosis)."""
     try:
-        with forbid(fn, PATCH_LIBRARY):
+        with forbidden(FAMILY_IM2COL, FAMILY_CONV, why=_PATCH_WHY):
             got = call(fn, x.clone(), p)
     except CheckFailed:
         return False
@@ -77,7 +101,7 @@ def _diagnose_patchify(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int)
     if p != 4:  # probe with an image that 2x2 and 4x4 patches both tile
         probe = x[:1, :, :1, :1].expand(1, x.shape[1], 8, 8) + torch.arange(64, dtype=x.dtype).reshape(8, 8)
         try:
-            with forbid(fn, PATCH_LIBRARY):
+            with forbidden(FAMILY_IM2COL, FAMILY_CONV, why=_PATCH_WHY):
                 got = call(fn, probe.clone(), 2)
             if isinstance(got, torch.Tensor) and tensors_close(got, _ref_patchify(probe, 4), 1e-5, 1e-4):
                 return f"You cut 4x4 patches: use the patch size p = {p} that the function receives."
@@ -86,7 +110,11 @@ def _diagnose_patchify(fn: Callable[..., torch.Tensor], x: torch.Tensor, p: int)
     return ""
 
 
-@checker("patchify")
+@checker(
+    "patchify",
+    requirement="(N, (H/p)(W/p), C*p*p): patches row by row, each flattened as (C, p, p), cut with "
+    "reshape and permute (no F.unfold / nn.Unfold, no convolution)",
+)
 def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x (N, C, H, W), p)`` -> ``(N, HW/p^2, C*p*p)`` row-major patches."""
     for x, p in _patch_cases(ctx):
@@ -95,11 +123,13 @@ def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
         what = f"patchify(x {tuple(x.shape)}, p={p})"
         ref = _ref_patchify(x, p)
         try:
-            with forbid(fn, PATCH_LIBRARY):
+            with forbidden(FAMILY_IM2COL, FAMILY_CONV, why=_PATCH_WHY):
                 got = call(fn, x.clone(), p, describe=what)
         except CheckFailed as exc:
-            hint = _diagnose_patchify(fn, x, p)
-            raise CheckFailed(f"{exc} {hint}".rstrip()) from None
+            hint = "" if "off limits" in str(exc) else _diagnose_patchify(fn, x, p)
+            raise CheckFailed(
+                f"{exc} {hint}".rstrip(), requirement=exc.requirement, hint2=exc.hint2
+            ) from None
         if not (isinstance(got, torch.Tensor) and tensors_close(got, ref, 1e-5, 1e-4)):
             hint = _diagnose_patchify(fn, x, p)
             if hint:
@@ -130,7 +160,11 @@ def check_patchify(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     )
 
 
-@checker("attention cost")
+@checker(
+    "attention cost",
+    requirement="(tokens, entries) as ints: (image_size // patch_size)^2 patch tokens, no class "
+    "token, and tokens^2 attention entries",
+)
 def check_attention_cost(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(image_size, patch_size)`` -> (patch tokens, attention-matrix entries)."""
     cases = [(224, 16), (32, 4), (21, 7), (30, 5), (384, 16)]
@@ -142,6 +176,10 @@ def check_attention_cost(ctx: Context, fn: Callable[..., tuple[int, int]]) -> st
         got = call(fn, size, p, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (tokens, attention_entries), got {got!r:.80}.")
+        got = (
+            expect_int(got[0], f"{what}[0] (tokens)"),
+            expect_int(got[1], f"{what}[1] (attention entries)"),
+        )
         tokens = (size // p) ** 2
         if tokens != 196 and tuple(got) == (196, 196**2):
             fail(
@@ -193,7 +231,11 @@ def _vit_b16_reference(batch: int = 8) -> dict[str, Any]:
     }
 
 
-@checker("predicted ViT-B/16 sizes")
+@checker(
+    "predicted ViT-B/16 sizes",
+    requirement="tokens and embed_params as whole numbers, attention_shape as a tuple of ints, "
+    "all for a batch of 8 at 224 px",
+)
 def check_vit_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predictions for ViT-B/16 at 224 px (batch 8) with torchvision's model."""
     del ctx  # one fixed model: the same verdict on every seed
@@ -270,13 +312,6 @@ def check_vit_predictions(ctx: Context, predicted: Any) -> str:
 
 # ---------------------------------------------------------------- find the bug: attention
 
-ATTENTION_LIBRARY = {
-    "torch.nn.functional.scaled_dot_product_attention": "the fused kernel computes it; write the formula.",
-    "torch.nn.functional.multi_head_attention_forward": "write the formula yourself.",
-    "torch.nn.MultiheadAttention": "write the formula yourself.",
-    "cnnbook.vit.SelfAttention": _OURS,
-}
-
 
 def _attention(
     x: torch.Tensor,
@@ -306,7 +341,12 @@ def _attention(
     return F.linear(mixed, out_w, out_b)
 
 
-@checker("self-attention")
+@checker(
+    "self-attention",
+    requirement="softmax(Q K^T / sqrt(d_h)) V per head (softmax over the keys, d_h = D / heads), "
+    "heads concatenated, then the output projection; written by hand, without "
+    "F.scaled_dot_product_attention, nn.MultiheadAttention or cnnbook's SelfAttention",
+)
 def check_attention(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x, qkv_weight, qkv_bias, out_weight, out_bias, heads)`` against nn.MultiheadAttention."""
     cases = [(2, 5, 8, 2), (1, 7, 12, 3), (3, 4, 6, 1), (2, 6, 16, 4)]  # T != D, 1 to 4 heads
@@ -327,7 +367,7 @@ def check_attention(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             mha.out_proj.bias.detach(),
         )
         what = f"attention(x {tuple(x.shape)}, ..., heads={h})"
-        with forbid(fn, ATTENTION_LIBRARY):
+        with forbidden(FAMILY_ATTENTION):
             got = call(fn, x.clone(), *(a.clone() for a in args), h, describe=what)
         mistakes = {
             "softmax_rows": "The softmax must run over the keys (dim=-1: each query's weights sum to "

@@ -1,5 +1,5 @@
-"""Wrong-answer corpus for the 14.13 exercises: box IoU, NMS, mean IoU, the U-Net decoder step
-and the transposed-convolution output size.
+"""Wrong-answer corpus for the 14.13 exercises: NMS, mean IoU, the U-Net decoder step and the
+predict-then-check IoUs and transposed-convolution sizes.
 
 Each answer is written the way a student would write it. Correct answers (the reference and
 other valid spellings) must pass on every seed; each mistake must fail on every seed with a
@@ -16,7 +16,7 @@ from torch import nn
 from cnnbook.checks import beyond_classification as checks
 from tests.corpus.corpus_tools import accepted, rejected
 
-# ---------------------------------------------------------------- Exercise 1: box IoU
+# ---------------------------------------------------------------- the IoU the NMS answers use
 
 
 def box_iou(a, b):
@@ -38,91 +38,6 @@ def box_iou_loops_float32(a, b):
             inter = w * h
             out[i, j] = inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
     return out
-
-
-def iou_no_clamp(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
-
-
-def iou_clamps_the_product(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).prod(-1).clamp(min=0)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
-
-
-def iou_plus_one_pixel(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt + 1).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0] + 1) * (t[:, 3] - t[:, 1] + 1)
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
-
-
-def iou_union_counts_overlap_twice(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
-    return inter / (area(a)[:, None] + area(b)[None])
-
-
-def iou_square_boxes_only(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    side = (rb - lt).clamp(min=0)[..., 0]
-    inter = side * side
-    area = lambda t: (t[:, 2] - t[:, 0]) ** 2
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
-
-
-def iou_enclosing_box(a, b):
-    lt = torch.min(a[:, None, :2], b[None, :, :2])
-    rb = torch.max(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
-    return inter / (area(a)[:, None] + area(b)[None] - inter)
-
-
-def iou_elementwise_pairs(a, b):
-    lt = torch.max(a[:, :2], b[:, :2])
-    rb = torch.min(a[:, 2:], b[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
-    return inter / (area(a) + area(b) - inter)
-
-
-def iou_torchvision(a, b):
-    import torchvision.ops
-
-    return torchvision.ops.box_iou(a, b)
-
-
-def test_box_iou_correct_answers_pass() -> None:
-    accepted(checks.check_box_iou, box_iou)
-    accepted(checks.check_box_iou, box_iou_loops_float32)
-
-
-@pytest.mark.parametrize(
-    ("answer", "hint"),
-    [
-        (iou_no_clamp, "clamp"),
-        (iou_clamps_the_product, "clamp .*separately"),
-        (iou_plus_one_pixel, r"\+1 pixel"),
-        (iou_union_counts_overlap_twice, "overlap twice"),
-        (iou_square_boxes_only, "square boxes"),
-        (iou_enclosing_box, "enclosing box"),
-        (iou_elementwise_pairs, "every pair"),
-        (iou_torchvision, "torchvision"),
-    ],
-)
-def test_box_iou_mistakes_are_named(answer, hint) -> None:
-    rejected(checks.check_box_iou, answer, hint=hint)
 
 
 # ---------------------------------------------------------------- Exercise 2: NMS
@@ -212,9 +127,91 @@ def nms_crashes_without_boxes(boxes, scores, iou_threshold):
     return torch.stack(keep)
 
 
+def nms_torchvision(boxes, scores, iou_threshold):
+    import torchvision.ops
+
+    return torchvision.ops.nms(boxes, scores, iou_threshold)
+
+
+def nms_torch_ops(boxes, scores, iou_threshold):
+    import torchvision  # noqa: F401  (registers torch.ops.torchvision)
+
+    return torch.ops.torchvision.nms(boxes, scores, iou_threshold)
+
+
+def nms_batched_one_class(boxes, scores, iou_threshold):
+    from torchvision.ops import batched_nms
+
+    return batched_nms(boxes, scores, torch.zeros(len(boxes), dtype=torch.long), iou_threshold)
+
+
+def nms_with_torchvision_iou(boxes, scores, iou_threshold):
+    from torchvision.ops import box_iou as tv_iou
+
+    iou = tv_iou(boxes, boxes)
+    removed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for i in scores.argsort(descending=True).tolist():
+        if not removed[i]:
+            keep.append(i)
+            removed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_with_private_inter_union(boxes, scores, iou_threshold):
+    from torchvision.ops.boxes import _box_inter_union
+
+    inter, union = _box_inter_union(boxes, boxes)
+    iou = inter / union
+    removed = torch.zeros(len(boxes), dtype=torch.bool)
+    keep = []
+    for i in scores.argsort(descending=True).tolist():
+        if not removed[i]:
+            keep.append(i)
+            removed |= iou[i] > iou_threshold
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def nms_with_cnnbook(boxes, scores, iou_threshold):
+    from cnnbook import detection
+
+    return detection.nms(boxes, scores, iou_threshold)
+
+
+def nms_float32_inference_mode(boxes, scores, iou_threshold):
+    with torch.inference_mode():
+        return nms(boxes.float(), scores.float(), iou_threshold)
+
+
+def nms_extra_kwarg(boxes, scores, iou_threshold, max_keep=None):
+    return nms(boxes, scores, iou_threshold)[:max_keep]
+
+
 def test_nms_correct_answers_pass() -> None:
     accepted(checks.check_nms, nms)
     accepted(checks.check_nms, nms_while_loop_list)
+    accepted(checks.check_nms, nms_float32_inference_mode)
+    accepted(checks.check_nms, nms_extra_kwarg)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        nms_torchvision,
+        nms_torch_ops,
+        nms_batched_one_class,
+        nms_with_torchvision_iou,
+        nms_with_private_inter_union,
+        nms_with_cnnbook,
+    ],
+)
+def test_nms_library_routes_are_refused(answer) -> None:
+    rejected(
+        checks.check_nms,
+        answer,
+        hint="off limits|suppression loop yourself",
+        requirement="no torchvision or cnnbook NMS or IoU",
+    )
 
 
 @pytest.mark.parametrize(
@@ -313,6 +310,37 @@ def miou_returns_the_per_class_tensor(pred, target, num_classes):
             for c in range(num_classes)
         ]
     )
+
+
+def miou_sklearn_jaccard(pred, target, num_classes):
+    from sklearn.metrics import jaccard_score
+
+    return float(jaccard_score(target.flatten(), pred.flatten(), average="macro"))
+
+
+def miou_cnnbook(pred, target, num_classes):
+    from cnnbook.segmentation import mean_iou as ours
+
+    return float(ours(pred, target, num_classes))
+
+
+def miou_cnnbook_per_class(pred, target, num_classes):
+    from cnnbook import segmentation
+
+    ious = segmentation.iou_per_class(pred, target, num_classes)
+    return ious[~ious.isnan()].mean().item()
+
+
+@pytest.mark.parametrize("answer", [miou_cnnbook, miou_cnnbook_per_class])
+def test_mean_iou_library_routes_are_refused(answer) -> None:
+    rejected(
+        checks.check_mean_iou, answer, hint="off limits", requirement="no library IoU or confusion matrix"
+    )
+
+
+def test_mean_iou_sklearn_is_refused() -> None:
+    pytest.importorskip("sklearn")
+    rejected(checks.check_mean_iou, miou_sklearn_jaccard, hint="off limits")
 
 
 def test_mean_iou_correct_answers_pass() -> None:
@@ -460,57 +488,6 @@ def test_up_block_correct_answers_pass() -> None:
 )
 def test_up_block_mistakes_are_named(answer, hint) -> None:
     rejected(checks.check_up_block, answer, hint=hint)
-
-
-# ---------------------------------------------------------------- Exercise 4: transposed size
-
-
-def transposed_out_size(n, k, s=1, p=0, output_padding=0):
-    return (n - 1) * s - 2 * p + k + output_padding
-
-
-def transposed_out_size_with_dilation_term(n, k, s=1, p=0, output_padding=0):
-    dilation = 1
-    return (n - 1) * s - 2 * p + dilation * (k - 1) + output_padding + 1
-
-
-def size_ordinary_conv_formula(n, k, s=1, p=0, output_padding=0):
-    return (n + 2 * p - k) // s + 1
-
-
-def size_adds_padding(n, k, s=1, p=0, output_padding=0):
-    return (n - 1) * s + 2 * p + k + output_padding
-
-
-def size_forgets_output_padding(n, k, s=1, p=0, output_padding=0):
-    return (n - 1) * s - 2 * p + k
-
-
-def size_removes_padding_once(n, k, s=1, p=0, output_padding=0):
-    return (n - 1) * s - p + k + output_padding
-
-
-def size_n_times_s(n, k, s=1, p=0, output_padding=0):
-    return n * s - 2 * p + k + output_padding
-
-
-def test_transposed_size_correct_answers_pass() -> None:
-    accepted(checks.check_transposed_out_size, transposed_out_size)
-    accepted(checks.check_transposed_out_size, transposed_out_size_with_dilation_term)
-
-
-@pytest.mark.parametrize(
-    ("answer", "hint"),
-    [
-        (size_ordinary_conv_formula, "ordinary conv formula"),
-        (size_adds_padding, "REMOVED from both sides"),
-        (size_forgets_output_padding, "forgot output_padding"),
-        (size_removes_padding_once, "not - p"),
-        (size_n_times_s, r"\(n - 1\) \* s, not n \* s"),
-    ],
-)
-def test_transposed_size_mistakes_are_named(answer, hint) -> None:
-    rejected(checks.check_transposed_out_size, answer, hint=hint)
 
 
 # ---------------------------------------------------------------- predict, then check: IoU and sizes

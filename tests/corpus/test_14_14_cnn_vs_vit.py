@@ -79,10 +79,38 @@ def patchify_with_f_unfold(x, p):
     return torch.nn.functional.unfold(x, p, stride=p).transpose(1, 2)
 
 
+def patchify_with_nn_unfold(x, p):
+    return torch.nn.Unfold(p, stride=p)(x).transpose(1, 2)
+
+
+def patchify_with_aten_im2col(x, p):
+    return torch.ops.aten.im2col(x, [p, p], [1, 1], [0, 0], [p, p]).transpose(1, 2)
+
+
+def patchify_with_one_hot_conv(x, p):
+    c = x.shape[1]
+    eye = torch.eye(c * p * p, dtype=x.dtype).reshape(c * p * p, c, p, p)
+    return F.conv2d(x, eye, stride=p).flatten(2).transpose(1, 2)
+
+
+def patchify_inference_mode_float32(x, p):
+    with torch.inference_mode():
+        return patchify(x.float(), p)
+
+
 def test_patchify_correct_answers_pass() -> None:
     accepted(checks.check_patchify, patchify)
     accepted(checks.check_patchify, patchify_with_unfold_method)
     accepted(checks.check_patchify, patchify_loops)
+    accepted(checks.check_patchify, patchify_inference_mode_float32)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [patchify_with_f_unfold, patchify_with_nn_unfold, patchify_with_aten_im2col, patchify_with_one_hot_conv],
+)
+def test_patchify_library_routes_are_refused(answer) -> None:
+    rejected(checks.check_patchify, answer, hint="off limits", requirement="reshape and permute")
 
 
 @pytest.mark.parametrize(
@@ -143,9 +171,32 @@ def cost_hard_coded_example(image_size, patch_size):
     return 196, 38416
 
 
+def attention_cost_numpy_ints(image_size, patch_size):
+    import numpy as np
+
+    tokens = np.int64(image_size // patch_size) ** 2
+    return tokens, tokens**2
+
+
+def cost_float_tokens(image_size, patch_size):
+    tokens = (image_size / patch_size) ** 2
+    return tokens, tokens**2
+
+
+def cost_tensor_counts(image_size, patch_size):
+    tokens = torch.tensor(image_size // patch_size) ** 2
+    return tokens, tokens**2
+
+
 def test_attention_cost_correct_answers_pass() -> None:
     accepted(checks.check_attention_cost, attention_cost)
     accepted(checks.check_attention_cost, attention_cost_float_division)
+    accepted(checks.check_attention_cost, attention_cost_numpy_ints)
+
+
+@pytest.mark.parametrize("answer", [cost_float_tokens, cost_tensor_counts])
+def test_attention_cost_counts_must_be_ints(answer) -> None:
+    rejected(checks.check_attention_cost, answer, hint=r"\bint\b", requirement="as ints")
 
 
 @pytest.mark.parametrize(
@@ -273,9 +324,98 @@ def attention_with_mha(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
     return mha(x, x, x, need_weights=False)[0]
 
 
+def attention_with_aten_sdpa(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    n, t, d = x.shape
+    q, k, v = (_heads(m, n, t, heads) for m in F.linear(x, qkv_weight, qkv_bias).split(d, dim=-1))
+    mixed = torch.ops.aten.scaled_dot_product_attention(q, k, v)
+    return F.linear(mixed.transpose(1, 2).reshape(n, t, d), out_weight, out_bias)
+
+
+def attention_with_mha_forward(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    xt = x.transpose(0, 1)
+    out, _ = F.multi_head_attention_forward(
+        xt,
+        xt,
+        xt,
+        x.shape[-1],
+        heads,
+        qkv_weight,
+        qkv_bias,
+        None,
+        None,
+        False,
+        0.0,
+        out_weight,
+        out_bias,
+        need_weights=False,
+    )
+    return out.transpose(0, 1)
+
+
+def attention_with_mha_fast_path(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    from torch import nn
+
+    mha = nn.MultiheadAttention.__new__(nn.MultiheadAttention)  # skip __init__, as a dodge would
+    nn.Module.__init__(mha)
+    mha.embed_dim, mha.num_heads, mha.batch_first, mha.dropout = x.shape[-1], heads, True, 0.0
+    mha._qkv_same_embed_dim, mha.kdim, mha.vdim, mha.head_dim = (
+        True,
+        x.shape[-1],
+        x.shape[-1],
+        x.shape[-1] // heads,
+    )
+    mha.in_proj_weight, mha.in_proj_bias = nn.Parameter(qkv_weight), nn.Parameter(qkv_bias)
+    mha.q_proj_weight = mha.k_proj_weight = mha.v_proj_weight = None
+    mha.bias_k = mha.bias_v = None
+    mha.add_zero_attn = False
+    mha.out_proj = nn.Linear(x.shape[-1], x.shape[-1])
+    mha.out_proj.weight, mha.out_proj.bias = nn.Parameter(out_weight), nn.Parameter(out_bias)
+    mha.eval()
+    with torch.inference_mode():
+        return mha(x, x, x, need_weights=False)[0].clone()
+
+
+def attention_with_cnnbook(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    from cnnbook.vit import SelfAttention
+
+    layer = SelfAttention(x.shape[-1], heads)
+    with torch.no_grad():
+        layer.qkv.weight.copy_(qkv_weight)
+        layer.qkv.bias.copy_(qkv_bias)
+        layer.out.weight.copy_(out_weight)
+        layer.out.bias.copy_(out_bias)
+    return layer(x)
+
+
+def attention_inference_mode(x, qkv_weight, qkv_bias, out_weight, out_bias, heads):
+    with torch.inference_mode():
+        return attention(x, qkv_weight, qkv_bias, out_weight, out_bias, heads).clone()
+
+
 def test_attention_correct_answers_pass() -> None:
     accepted(checks.check_attention, attention)
     accepted(checks.check_attention, attention_einsum_float64)
+    accepted(checks.check_attention, attention_inference_mode)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        attention_with_the_fused_kernel,
+        attention_with_aten_sdpa,
+        attention_with_mha,
+        attention_with_mha_forward,
+        attention_with_mha_fast_path,
+        attention_with_cnnbook,
+    ],
+)
+def test_attention_library_routes_are_refused(answer) -> None:
+    rejected(
+        checks.check_attention,
+        answer,
+        hint="off limits",
+        requirement="without F.scaled_dot_product_attention",
+    )
 
 
 @pytest.mark.parametrize(
