@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
+    FAMILY_CONV,
     CheckFailed,
     Context,
+    ForbiddenUse,
     call,
     checker,
     count_params,
@@ -21,12 +24,40 @@ from cnnbook.checks.core import (
     expect_tensor,
     fail,
     forbid,
+    forbidden,
     modules_of,
     randomise_bn,
 )
 
 
-@checker("separable parameter count")
+def _full_convs(block: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
+    """Weight shapes of the dense (``groups=1``) k x k convolutions ``block(x)`` really runs.
+
+    Recorded from the operators executed, so a full convolution reached through ``F.conv2d``
+    with a hand-made weight, ``conv3d`` or ``torch.ops.aten.convolution`` is found as surely as
+    an ``nn.Conv2d`` without ``groups``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    found: list[tuple[int, ...]] = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            if func.__name__.startswith("convolution") and len(args) >= 9:
+                weight, groups = args[1], args[8]
+                if groups == 1 and weight.dim() > 2 and any(s > 1 for s in weight.shape[2:]):
+                    found.append(tuple(weight.shape))
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Watch():
+        block(x)
+    return found
+
+
+@checker(
+    "separable parameter count",
+    requirement="(C_in * C_out * k^2, C_in * k^2 + C_in * C_out) as two ints, counted from the shapes",
+)
 def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(c_in, c_out, k)`` -> (standard weights, depthwise + pointwise weights)."""
     cases = [(64, 128, 3), (256, 256, 3)] + [
@@ -83,7 +114,11 @@ NO_POINTWISE = "The pointwise weights are missing: every (o, c) slice must be sc
 SQUARE_ONLY = "Your code assumes a square kernel; keep kh and kw apart (weight shape (C, 1, kh, kw))."
 
 
-@checker("separable as a standard convolution")
+@checker(
+    "separable as a standard convolution",
+    requirement="W[o, c] = P[o, c] * D[c] of shape (C_out, C, kh, kw), worked out from the weights "
+    "without running a convolution",
+)
 def check_separable_to_standard(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(depthwise_weight (C, 1, kh, kw), pointwise_weight (C_out, C, 1, 1))``.
 
@@ -97,7 +132,14 @@ def check_separable_to_standard(ctx: Context, fn: Callable[..., torch.Tensor]) -
         dw, pw = ctx.randn(c, 1, kh, kw), ctx.randn(c_out, c, 1, 1)
         what = f"separable_to_standard(depthwise {tuple(dw.shape)}, pointwise {tuple(pw.shape)})"
         try:
-            got = call(fn, dw.clone(), pw.clone(), describe=what)
+            with forbidden(
+                FAMILY_CONV,
+                why="work the standard weight out from the two weights (running the separable "
+                "pair on probe images would let a convolution find it for you)",
+            ):
+                got = call(fn, dw.clone(), pw.clone(), describe=what)
+        except ForbiddenUse:
+            raise
         except CheckFailed as exc:
             fail(f"{exc}{' ' + SQUARE_ONLY if kh != kw else ''}")
         expected = pw * dw.transpose(0, 1)  # (C_out, C, 1, 1) * (1, C, kh, kw)
@@ -132,7 +174,10 @@ def _min_channels(k: int, target: Fraction) -> int | None:
     return c
 
 
-@checker("channels needed for a saving")
+@checker(
+    "channels needed for a saving",
+    requirement="the smallest int C_out with C_out k^2 / (C_out + k^2) >= target (ties count), else None",
+)
 def check_min_channels(ctx: Context, fn: Callable[..., int | None]) -> str:
     """Check ``fn(k, target)`` = smallest ``C_out`` whose saving is at least ``target``, or None.
 
@@ -225,6 +270,11 @@ class _RefSeparable(nn.Module):
         return x if variant == "no_final_relu" else torch.relu(x)
 
 
+SEPARABLE_REQUIREMENT = (
+    "depthwise 3x3 (stride, padding 1, groups=in_channels, no bias) -> BN -> ReLU -> "
+    "pointwise 1x1 (no bias) -> BN -> ReLU, and no full convolution anywhere in forward"
+)
+
 SEPARABLE_MISTAKES = {
     "no_inner_relu": "There is no ReLU between the depthwise and the pointwise conv "
     "(depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU).",
@@ -233,7 +283,7 @@ SEPARABLE_MISTAKES = {
 }
 
 
-@checker("depthwise separable block")
+@checker("depthwise separable block", requirement=SEPARABLE_REQUIREMENT)
 def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     """Check ``cls(c_in, c_out, stride)`` is depthwise 3x3 -> BN -> ReLU -> 1x1 -> BN -> ReLU."""
     for c_in, c_out, stride in [(4, 8, 1), (6, 12, 2), (8, 8, 1)]:
@@ -302,4 +352,16 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
             )
         if not modules_of(block, nn.BatchNorm2d):
             fail(f"{what} has no batch norm.")
+        block.eval()
+        dense = _full_convs(block, x)
+        if dense:
+            fail(
+                f"{what}: its forward pass runs a full (groups=1) convolution with a weight of "
+                f"shape {dense[0]}, so the block is not separable whatever its attributes hold: "
+                f"the only k x k convolution may be the depthwise one (groups=in_channels), "
+                f"followed by the 1x1 pointwise one.",
+                requirement=SEPARABLE_REQUIREMENT,
+                hint2="call self.depthwise(x) and self.pointwise(x) in forward; do not build a "
+                "dense weight or call F.conv2d with groups=1 on a 3x3 kernel.",
+            )
     return "your block matches MobileNet's depthwise separable unit."

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnbook.checks.core import (
+    FAMILY_CONV,
     Context,
     call,
     checker,
@@ -18,6 +19,7 @@ from cnnbook.checks.core import (
     expect_no_shared_storage,
     expect_tensor,
     fail,
+    forbidden,
     preserved_state,
 )
 
@@ -47,7 +49,11 @@ ORDER = (
 )
 
 
-@checker("merged 1x1 convolutions")
+@checker(
+    "merged 1x1 convolutions",
+    requirement="one new 1x1 nn.Conv2d owning W = W2 @ W1 and b = W2 @ b1 + b2, computed as "
+    "matrices without running a convolution, first and second unchanged",
+)
 def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(first, second)`` returns ONE 1x1 ``nn.Conv2d`` equal to ``second(first(x))``.
 
@@ -79,7 +85,14 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
             f"merge_pointwise(Conv2d({c_in}, {c_mid}, 1, bias={bias1}), "
             f"Conv2d({c_mid}, {c_out}, 1, bias={bias2}))"
         )
-        with preserved_state(first, second, what="merge_pointwise"):
+        with (
+            preserved_state(first, second, what="merge_pointwise"),
+            forbidden(
+                FAMILY_CONV,
+                why="work the merged weight and bias out as matrices (W2 @ W1, W2 @ b1 + b2); "
+                "running the two layers on probe inputs would let a convolution find them for you",
+            ),
+        ):
             merged = expect_module(call(fn, first, second, describe=what), what)
         after = [t.detach() for t in (*first.parameters(), *second.parameters())]
         if any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)):
@@ -120,7 +133,10 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     return "one 1x1 conv with W = W2 @ W1 and b = W2 @ b1 + b2 replaces the pair, with or without biases."
 
 
-@checker("bottleneck savings")
+@checker(
+    "bottleneck savings",
+    requirement="(c * c * k * k, c * c_mid + c_mid * c_mid * k * k) as two ints, weights only",
+)
 def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(c, c_mid, k)`` -> (direct kxk params, 1x1-reduce + kxk params), no biases."""
     cases = [(256, 64, 3)] + [
@@ -159,7 +175,11 @@ def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) ->
     return "right: for 256 channels a 1x1 reduction to 64 cuts a 3x3 conv from 589,824 to 53,248 weights."
 
 
-@checker("Linear as a 1x1 convolution")
+@checker(
+    "Linear as a 1x1 convolution",
+    requirement="a 1x1 nn.Conv2d with its own copy of the Linear's weight (C_out, C_in, 1, 1) and "
+    "bias, the Linear unchanged",
+)
 def check_linear_to_conv1x1(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(linear)`` returns a 1x1 ``nn.Conv2d`` applying ``linear`` at every pixel."""
     cases = [(4, 4, (5, 3)), (3, 5, (2, 7)), (6, 2, (1, 1))]

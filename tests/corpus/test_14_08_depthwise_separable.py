@@ -103,13 +103,36 @@ def to_standard_square_kernel_only(depthwise_weight, pointwise_weight):
     return pointwise_weight * depthwise_weight.reshape(1, c, k, k)
 
 
+def to_standard_by_probing(depthwise_weight, pointwise_weight):
+    """Runs the separable pair on one-hot images and reads the weight off: a convolution does it."""
+    c, _, kh, kw = depthwise_weight.shape
+    probes = torch.zeros(c * kh * kw, c, 2 * kh - 1, 2 * kw - 1)
+    for idx in range(c * kh * kw):
+        ch, i, j = idx // (kh * kw), (idx // kw) % kh, idx % kw
+        probes[idx, ch, kh - 1 - i + kh - 1 - (kh - 1), kw - 1 - j + kw - 1 - (kw - 1)] = 1
+    out = F.conv2d(F.conv2d(probes, depthwise_weight, groups=c), pointwise_weight)
+    return out[:, :, 0, 0].T.reshape(-1, c, kh, kw)
+
+
+def to_standard_inference_mode_half_steps(depthwise_weight, pointwise_weight):
+    with torch.inference_mode():
+        return (pointwise_weight * depthwise_weight.permute(1, 0, 2, 3)).clone()
+
+
 def test_to_standard_right_answers_pass() -> None:
     accepted(checks.check_separable_to_standard, to_standard_reference)
     accepted(checks.check_separable_to_standard, to_standard_einsum)
     accepted(checks.check_separable_to_standard, to_standard_loop)
+    accepted(checks.check_separable_to_standard, to_standard_inference_mode_half_steps)
 
 
 def test_to_standard_mistakes_are_named() -> None:
+    rejected(
+        checks.check_separable_to_standard,
+        to_standard_by_probing,
+        hint="computes a convolution for you",
+        requirement="without running a convolution",
+    )
     rejected(
         checks.check_separable_to_standard,
         to_standard_summed_over_channels,
@@ -178,6 +201,29 @@ class BlockWithConvBiases(BlockReference):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
 
 
+class BlockDenseForward(BlockReference):
+    """Holds the right layers but runs one dense 3x3 conv with a block-diagonal weight."""
+
+    def forward(self, x):
+        c = self.depthwise.in_channels
+        dense = torch.zeros(c, c, 3, 3, dtype=x.dtype)
+        dense[range(c), range(c)] = self.depthwise.weight[:, 0]
+        x = F.relu(self.bn1(F.conv2d(x, dense, stride=self.depthwise.stride, padding=1)))
+        return F.relu(self.bn2(self.pointwise(x)))
+
+
+class BlockFullConv3d(BlockReference):
+    """Runs the depthwise step as a full conv3d with a depth of one: still a dense convolution."""
+
+    def forward(self, x):
+        c = self.depthwise.in_channels
+        dense = torch.zeros(c, c, 1, 3, 3, dtype=x.dtype)
+        dense[range(c), range(c), 0] = self.depthwise.weight[:, 0]
+        s = self.depthwise.stride[0]
+        x = F.conv3d(x[:, :, None], dense, stride=(1, s, s), padding=(0, 1, 1))[:, :, 0]
+        return F.relu(self.bn2(self.pointwise(F.relu(self.bn1(x)))))
+
+
 def test_block_right_answers_pass() -> None:
     accepted(checks.check_separable_block, BlockReference)
     accepted(checks.check_separable_block, BlockSharedInplaceRelu)
@@ -189,6 +235,13 @@ def test_block_mistakes_are_named() -> None:
     rejected(checks.check_separable_block, block_without_inner_relu, hint="no ReLU between")
     rejected(checks.check_separable_block, block_without_final_relu, hint="without its ReLU after bn2")
     rejected(checks.check_separable_block, BlockWithConvBiases, hint="without bias")
+    for dense in (BlockDenseForward, BlockFullConv3d):
+        rejected(
+            checks.check_separable_block,
+            dense,
+            hint="full \\(groups=1\\) convolution",
+            requirement="no full convolution",
+        )
 
 
 # ---------------------------------------------------------------- Exercise 4: channels for a saving
