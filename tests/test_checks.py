@@ -1007,7 +1007,7 @@ def test_14_15_transforms() -> None:
     def make(train, augment_val=False, normalize=True, flip=True, vflip=False):
         aug = [T.RandomCrop(32, padding=4)] + ([T.RandomHorizontalFlip()] if flip else [])
         aug += [T.RandomVerticalFlip()] if vflip else []
-        norm = [T.Normalize(c15.CIFAR_MEAN, c15.CIFAR_STD)] if normalize else []
+        norm = [T.Normalize(c15.CIFAR10_MEAN, c15.CIFAR10_STD)] if normalize else []
         return T.Compose([*(aug if train or augment_val else []), T.ToTensor(), *norm])
 
     passes(c15.check_transforms, make)

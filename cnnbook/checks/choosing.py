@@ -48,7 +48,11 @@ def _name_of(answer: Any) -> str | None:
     return None
 
 
-@checker("the cheapest architecture above the accuracy bar")
+@checker(
+    "the cheapest architecture above the accuracy bar",
+    requirement="the name, as the table writes it, of the model with the fewest MACs among those "
+    "whose published top-1 is at least the bar (the bar itself included)",
+)
 def check_cheapest_above(ctx: Context, answer: Any, rows: Sequence[ArchRow], min_top1: float = 75.1) -> str:
     """``answer`` names the architecture with the fewest MACs among those whose published
     top-1 is at least ``min_top1`` in ``rows`` (case and surrounding spaces do not matter)."""
@@ -162,7 +166,25 @@ def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: floa
             ),
             lambda r: r.latency_ms,
         ),
-        "Ties in accuracy go to the model with fewer MACs.": pick(
+        "Ties in accuracy go to the model with fewer MACs, not fewer parameters.": pick(
+            lambda r: (
+                known(r)
+                and r.latency_ms is not None
+                and r.params <= max_params
+                and r.latency_ms <= max_latency_ms
+            ),
+            lambda r: (-_known_top1(r), r.params),
+        ),
+        "Ties in accuracy go to the model with fewer MACs, not the lower latency.": pick(
+            lambda r: (
+                known(r)
+                and r.latency_ms is not None
+                and r.params <= max_params
+                and r.latency_ms <= max_latency_ms
+            ),
+            lambda r: (-_known_top1(r), r.latency_ms),
+        ),
+        "Ties in accuracy go to the model with fewer MACs (you kept the one with more).": pick(
             lambda r: (
                 known(r)
                 and r.latency_ms is not None
@@ -227,6 +249,17 @@ def _choose_cases(ctx: Context) -> list[tuple[str, list[ArchRow], int, float]]:
             10_000_000,
             15.0,
         ),
+        (
+            "a tie in accuracy where the model with fewer MACs has more parameters and is slower "
+            "(listed second)",
+            [
+                _row("wide-shallow", 4e6, 2.0, 76.0, 5.0),
+                _row("narrow-deep", 9e6, 0.5, 76.0, 11.0),
+                _row("tiny", 1e6, 0.1, 60.0, 1.0),
+            ],
+            10_000_000,
+            15.0,
+        ),
         ("budgets nothing meets (the answer is None)", base, 1_000, 0.1),
         ("a table where only LeNet-5 (no published accuracy) fits", base, 100_000, 1.0),
     ]
@@ -251,7 +284,12 @@ def _choose_cases(ctx: Context) -> list[tuple[str, list[ArchRow], int, float]]:
     return cases
 
 
-@checker("choose(rows, max_params, max_latency_ms)")
+@checker(
+    "choose(rows, max_params, max_latency_ms)",
+    requirement="the name of the most accurate model with params <= max_params and measured "
+    "latency_ms <= max_latency_ms (rows without top1 or latency skipped); a tie in accuracy goes to "
+    "fewer MACs (not fewer parameters); None if nothing fits",
+)
 def check_choose(ctx: Context, choose: Callable[..., Any]) -> str:
     """The most accurate model within both budgets ("at most"), skipping unmeasured latencies and
     missing accuracies, ties to fewer MACs, ``None`` when nothing fits."""
@@ -305,6 +343,9 @@ def _pareto_wrong(rows: Sequence[ArchRow], cost: str) -> dict[str, list[str]]:
     return {
         "Two identical models do not dominate each other: domination needs one of the two "
         "comparisons to be strict.": front(has, lambda c2, a2, c, a: c2 <= c and a2 >= a, mine),
+        "A model as accurate as another but costlier is dominated (it is worse on one axis and no "
+        "better on the other): domination needs cost <= and top1 >=, with EITHER one strict, not "
+        "a strictly higher accuracy.": front(has, lambda c2, a2, c, a: c2 <= c and a2 > a, mine),
         "A model with the same cost and lower accuracy is dominated (it is worse on one axis and "
         "no better on the other): requiring both to be strictly better keeps it.": front(
             has, lambda c2, a2, c, a: c2 < c and a2 > a, mine
@@ -341,6 +382,15 @@ def _pareto_cases(ctx: Context) -> list[tuple[str, list[ArchRow], str]]:
         ("the chapter's table, cost='latency_ms' (ConvNeXt-T not timed)", base, "latency_ms"),
         ("a table with two identical models (cost='macs')", twins, "macs"),
         ("two models of equal MACs, one more accurate (cost='macs')", same_cost, "macs"),
+        (
+            "two equally accurate models, one with three times the MACs (cost='macs')",
+            [
+                _row("lean", 4e6, 0.5, 76.0, 9.0),
+                _row("costly", 3e6, 1.5, 76.0, 8.0),
+                _row("small", 1e6, 0.2, 70.0, 3.0),
+            ],
+            "macs",
+        ),
     ]
     for i in range(3):
         n = ctx.randint(4, 9)
@@ -353,7 +403,12 @@ def _pareto_cases(ctx: Context) -> list[tuple[str, list[ArchRow], str]]:
     return cases
 
 
-@checker("pareto_front(rows, cost)")
+@checker(
+    "pareto_front(rows, cost)",
+    requirement="the names of the rows no other row dominates (cost <= and top1 >=, one of them "
+    "strict) on the named cost, rows without top1 or that cost left out; an equally accurate but "
+    "costlier model is dominated; two identical models both stay",
+)
 def check_pareto_front(ctx: Context, pareto_front: Callable[..., Any]) -> str:
     """The names of the non-dominated models for the given cost, in any order, no duplicates."""
     cases = _pareto_cases(ctx)
@@ -414,7 +469,11 @@ def _same_dict(got: dict, expected: dict, rel: float = 1e-6) -> bool:
     )
 
 
-@checker("gmacs_per_second(rows)")
+@checker(
+    "gmacs_per_second(rows)",
+    requirement="{name: (macs / 1e9) / (latency_ms / 1000)} for every row with a measured latency, "
+    "the others left out",
+)
 def check_gmacs_per_second(ctx: Context, gmacs_per_second: Callable[..., Any]) -> str:
     """``{name: achieved GMAC/s}`` for the rows with a measured latency (others left out)."""
     base = [

@@ -82,14 +82,20 @@ def _split_cases(ctx: Context) -> list[tuple[torch.Tensor, float]]:
     return cases
 
 
-@checker("stratified train/validation split")
+@checker(
+    "stratified train/validation split",
+    requirement="disjoint and complete; round(val_fraction * n_c) of each class in val_idx, chosen at "
+    "random by a private torch.Generator seeded with `seed` (the global RNG neither reseeded nor "
+    "drawn from); labels unchanged",
+)
 def check_stratified_split(ctx: Context, fn: Callable[..., Any]) -> str:
     """Check ``fn(labels (N,), val_fraction, seed)`` -> ``(train_idx, val_idx)``, stratified."""
     for labels, fraction in _split_cases(ctx):
         n = len(labels)
         what = f"stratified_split(labels of {n} samples, val_fraction={fraction}, seed=0)"
         before = labels.clone()
-        got = call(fn, labels, fraction, 0, describe=what)
+        with preserved_state(what="stratified_split", private_rng=True):
+            got = call(fn, labels, fraction, 0, describe=what)
         if not torch.equal(labels, before):
             fail(f"{what} changed the labels it was given; work on a copy.")
         if not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -140,7 +146,10 @@ def check_stratified_split(ctx: Context, fn: Callable[..., Any]) -> str:
         def val_set(
             seed: int, labels: torch.Tensor = labels, fraction: float = fraction, what: str = what
         ) -> set[int]:
-            out = call(fn, labels.clone(), fraction, seed, describe=what.replace("seed=0", f"seed={seed}"))
+            with preserved_state(what="stratified_split", private_rng=True):
+                out = call(
+                    fn, labels.clone(), fraction, seed, describe=what.replace("seed=0", f"seed={seed}")
+                )
             if not isinstance(out, (tuple, list)) or len(out) != 2:
                 fail(f"{what} should return (train_idx, val_idx), got {type(out).__name__}.")
             return set(_as_index(out[1], f"{what}[1] (val_idx)", len(labels)).tolist())
@@ -171,7 +180,11 @@ _SELECTION_CASES: list[tuple[list[float], list[float]]] = [
 ]
 
 
-@checker("honest model selection")
+@checker(
+    "honest model selection",
+    requirement="choose the highest score(candidate, 'val') (the earliest on a tie), then call "
+    "score(chosen, 'test') exactly once and return (chosen, that score)",
+)
 def check_honest_selection(ctx: Context, fn: Callable[..., Any]) -> str:
     """Check ``fn(candidates, score)`` -> ``(chosen, test_accuracy)``, chosen on validation."""
     cases = list(_SELECTION_CASES)
@@ -301,7 +314,12 @@ def _modes(model: nn.Module) -> list[tuple[str, bool]]:
     return [(name or "the model", m.training) for name, m in model.named_modules()]
 
 
-@checker("evaluate")
+@checker(
+    "evaluate",
+    requirement="(mean loss per sample, accuracy in [0, 1]) in eval mode without recording gradients; "
+    "afterwards every layer in its own earlier mode, the grad mode, weights, buffers and the "
+    "parameters' accumulated .grad unchanged",
+)
 def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
     """Check ``fn(model, loader, loss_fn)`` -> (mean loss, accuracy); the model is left as found."""
     cases = [  # (samples, batch, mode before, grad enabled before, label smoothing)
@@ -339,6 +357,9 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
             bn.eval()  # frozen batch norm inside a training model
         modes = _modes(model)
         before = copy.deepcopy(model.state_dict())
+        for p in model.parameters():  # gradients a training loop has accumulated so far
+            p.grad = torch.randn(p.shape, generator=case_ctx.gen)
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
         loader = _data(case_ctx, n, batch)
         loss_fn = nn.CrossEntropyLoss(label_smoothing=smoothing)
         what = (
@@ -363,6 +384,24 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
             fail(
                 f"{what}: gradients were being recorded; wrap the loop in `with torch.no_grad():` "
                 f"to save memory and time."
+            )
+        now = [p.grad for p in model.parameters()]
+        if any(g is None for g in now) or any(
+            not torch.equal(g, old) for g, old in zip(now, grads, strict=True) if g is not None
+        ):
+            wiped = any(g is None or not g.any() for g in now)
+            fail(
+                f"{what} "
+                + (
+                    "wiped the gradients the training loop had accumulated (model.zero_grad() or "
+                    "optimizer.zero_grad() inside evaluate)"
+                    if wiped
+                    else "changed the parameters' accumulated .grad (a backward() inside evaluate adds to it)"
+                )
+                + ": evaluating mid-training must leave .grad alone; compute no gradients and "
+                "zero nothing.",
+                hint2="Remove zero_grad() and backward() from evaluate: with torch.no_grad() there "
+                "is nothing to zero.",
             )
         after = _modes(model)
         if after != modes:
@@ -458,7 +497,11 @@ def _shift_matches(samples: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     return torch.tensor(found, dtype=torch.bool)
 
 
-@checker("train and validation transforms")
+@checker(
+    "train and validation transforms",
+    requirement="validation: ToTensor + Normalize(CIFAR-10 mean, std) only; training: "
+    "RandomCrop(32, padding=4) and RandomHorizontalFlip() (p = 1/2) before the same two",
+)
 def check_transforms(ctx: Context, fn: Callable[..., Callable]) -> str:
     """Check ``fn(train)`` builds CIFAR-10 transforms: random crop + flip for training only."""
     from PIL import Image

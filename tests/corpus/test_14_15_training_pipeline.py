@@ -99,9 +99,45 @@ def split_returns_masks(labels, val_fraction, seed):
     return ~mask, mask
 
 
+def split_reseeds_global_torch(labels, val_fraction, seed):
+    torch.manual_seed(seed)  # reproducible, but it resets the caller's random stream
+    val = []
+    for c in labels.unique():
+        idx = torch.nonzero(labels == c).flatten()
+        val.append(idx[torch.randperm(len(idx))[: round(val_fraction * len(idx))]])
+    val_idx = torch.cat(val)
+    return torch.tensor(sorted(set(range(len(labels))) - set(val_idx.tolist()))), val_idx
+
+
+def split_reseeds_global_numpy(labels, val_fraction, seed):
+    np.random.seed(seed)
+    y = np.asarray(labels)
+    val = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        val += np.random.permutation(idx)[: round(val_fraction * len(idx))].tolist()
+    return sorted(set(range(len(y))) - set(val)), val
+
+
+def split_private_generator_float64_extra_kwarg(labels, val_fraction, seed, shuffle_train=False):
+    """Correct variant: float labels, a keyword with a default, a generator made per call."""
+    return split_reference(labels.double(), val_fraction, seed)
+
+
 def test_split_accepts_the_reference_and_variants() -> None:
     accepted(checks.check_stratified_split, split_reference)
     accepted(checks.check_stratified_split, split_numpy_lists)
+    accepted(checks.check_stratified_split, split_private_generator_float64_extra_kwarg)
+
+
+def test_split_must_leave_the_global_rng_alone() -> None:
+    for answer in (split_reseeds_global_torch, split_reseeds_global_numpy):
+        rejected(
+            checks.check_stratified_split,
+            answer,
+            hint="reseeded or drew from the global",
+            requirement="private torch.Generator",
+        )
 
 
 def test_split_rejects_known_mistakes() -> None:
@@ -110,7 +146,7 @@ def test_split_rejects_known_mistakes() -> None:
     rejected(c, split_rounds_down, hint="rounded down")
     rejected(c, split_same_number_per_class, hint="same NUMBER from every class")
     rejected(c, split_first_of_each_class, hint="at random .*not the first")
-    rejected(c, split_ignores_seed, hint="twice with seed=0 gave two different splits")
+    rejected(c, split_ignores_seed, hint="drew from the global torch random number generator")
     rejected(c, split_train_keeps_everything, hint="in BOTH parts")
     rejected(c, split_returns_masks, hint="boolean mask")
 
@@ -283,9 +319,35 @@ def evaluate_percent(model, loader, loss_fn):
     return loss, 100 * acc
 
 
+def evaluate_zero_grad_first(model, loader, loss_fn):
+    model.zero_grad()  # "clean up" before evaluating: wipes the gradients being accumulated
+    return evaluate_reference(model, loader, loss_fn)
+
+
+def evaluate_optimizer_zero_grad_keeps_zeros(model, loader, loss_fn):
+    torch.optim.SGD(model.parameters(), lr=0.1).zero_grad(set_to_none=False)
+    return evaluate_reference(model, loader, loss_fn)
+
+
+def evaluate_extra_kwarg(model, loader, loss_fn, device=None):
+    """Correct variant: an extra keyword with a default."""
+    return evaluate_reference(model, loader, loss_fn)
+
+
 def test_evaluate_accepts_the_reference_and_variants() -> None:
     accepted(checks.check_evaluate, evaluate_reference)
     accepted(checks.check_evaluate, evaluate_inference_mode_tensors)
+    accepted(checks.check_evaluate, evaluate_extra_kwarg)
+
+
+def test_evaluate_must_leave_gradients_alone() -> None:
+    for answer in (evaluate_zero_grad_first, evaluate_optimizer_zero_grad_keeps_zeros):
+        rejected(
+            checks.check_evaluate,
+            answer,
+            hint="wiped the gradients",
+            requirement="accumulated .grad unchanged",
+        )
 
 
 def test_evaluate_rejects_known_mistakes() -> None:
@@ -301,7 +363,7 @@ def test_evaluate_rejects_known_mistakes() -> None:
 
 # ------------------------------------------------------------------ Exercise 4: transforms
 
-MEAN, STD = checks.CIFAR_MEAN, checks.CIFAR_STD
+MEAN, STD = checks.CIFAR10_MEAN, checks.CIFAR10_STD
 
 
 def transforms_reference(train):

@@ -158,7 +158,45 @@ def choose_keeps_missing_accuracy(rows, max_params, max_latency_ms):
     return max(fits, key=lambda r: r.top1).name if fits else None
 
 
+def _fits(rows, max_params, max_latency_ms):
+    return [
+        r
+        for r in rows
+        if r.top1 is not None
+        and r.latency_ms is not None
+        and r.params <= max_params
+        and r.latency_ms <= max_latency_ms
+    ]
+
+
+def choose_ties_to_fewer_params(rows, max_params, max_latency_ms):
+    fits = _fits(rows, max_params, max_latency_ms)
+    return min(fits, key=lambda r: (-r.top1, r.params)).name if fits else None
+
+
+def choose_ties_to_lower_latency(rows, max_params, max_latency_ms):
+    fits = _fits(rows, max_params, max_latency_ms)
+    return min(fits, key=lambda r: (-r.top1, r.latency_ms)).name if fits else None
+
+
+def choose_extra_kwarg(rows, max_params, max_latency_ms, verbose=False):
+    """Correct variant: a keyword with a default, a generator expression."""
+    fits = list(_fits(rows, max_params, max_latency_ms))
+    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
+
+
+def test_choose_tie_rule_is_fewer_macs() -> None:
+    for answer in (choose_ties_to_fewer_params, choose_ties_to_lower_latency):
+        rejected(
+            checks.check_choose,
+            answer,
+            hint=r"fewer MACs, not (fewer parameters|the lower latency)",
+            requirement="fewer MACs \\(not fewer parameters\\)",
+        )
+
+
 def test_choose_accepts_correct_answers() -> None:
+    accepted(checks.check_choose, choose_extra_kwarg)
     accepted(checks.check_choose, choose_reference)
     accepted(checks.check_choose, choose_sorted_variant)
     accepted(checks.check_choose, checks.ref_choose)
@@ -226,7 +264,28 @@ def pareto_unmeasured_as_zero(rows, cost):
     return [n for n, c, a in pts if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in pts)]
 
 
+def pareto_needs_more_accuracy(rows, cost):
+    pts = _points(rows, cost)
+    return [n for n, c, a in pts if not any(c2 <= c and a2 > a for _, c2, a2 in pts)]
+
+
+def pareto_needs_lower_cost(rows, cost):
+    pts = _points(rows, cost)
+    return [n for n, c, a in pts if not any(c2 < c and a2 >= a for _, c2, a2 in pts)]
+
+
+def test_pareto_equally_accurate_but_costlier_is_dominated() -> None:
+    rejected(
+        checks.check_pareto_front,
+        pareto_needs_more_accuracy,
+        hint="as accurate as another but costlier is dominated",
+        requirement="equally accurate but costlier model is dominated",
+    )
+    rejected(checks.check_pareto_front, pareto_needs_lower_cost, hint="same cost and lower accuracy")
+
+
 def test_pareto_accepts_correct_answers() -> None:
+    accepted(checks.check_pareto_front, lambda rows, cost: tuple(pareto_reference(rows, cost)))
     accepted(checks.check_pareto_front, pareto_reference)
     accepted(checks.check_pareto_front, pareto_sweep_variant)
     accepted(checks.check_pareto_front, lambda rows, cost: set(pareto_reference(rows, cost)))
