@@ -174,7 +174,11 @@ def _compare_backward(got: Any, x: torch.Tensor, gamma: torch.Tensor, dy: torch.
 _BACKWARD_CASES = [(2, 3, 3, 5, 0.5), (1, 2, 4, 3, 0.1), (3, 1, 2, 5, 1e-3), (4, 3, 1, 1, 0.2)]
 
 
-@checker("batch norm backward pass")
+@checker(
+    "batch norm backward pass",
+    requirement="dx, dgamma and dbeta of training-mode batch norm, derived by hand (no autograd, no "
+    "ready-made norm): dx goes through mu and sigma^2 too",
+)
 def check_batch_norm_backward(ctx: Context, fn: Callable[..., tuple[torch.Tensor, ...]]) -> str:
     """Check ``fn(x (N, C, H, W), gamma (C,), dy (N, C, H, W), eps)`` -> ``(dx, dgamma, dbeta)``.
 
@@ -222,7 +226,11 @@ def _mean_of_image_variances(rv: torch.Tensor, x: torch.Tensor, m: float) -> tor
 _RUNNING_CASES = [(3, 2, 2, 5, 0.1), (1, 3, 4, 3, 0.3), (5, 4, 1, 1, 0.1), (2, 1, 3, 2, 0.01)]
 
 
-@checker("running statistics")
+@checker(
+    "running statistics",
+    requirement="new running mean and variance with PyTorch's momentum convention, using the unbiased "
+    "batch variance over (N, H, W)",
+)
 def check_update_running(ctx: Context, fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     """Check ``fn(running_mean, running_var, x, momentum)`` -> new (mean, var) as PyTorch."""
     cases = list(_RUNNING_CASES)
@@ -419,7 +427,11 @@ _FOLD_CASES: list[tuple[int, int, tuple[int, int], int | tuple[int, int], bool, 
 ]
 
 
-@checker("fold batch norm into the following conv")
+@checker(
+    "fold batch norm into the following conv",
+    requirement="a new Conv2d equal to conv(bn(x)) for bn in eval mode, bn and conv (weights, buffers, "
+    "modes, gradients) left as they were",
+)
 def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str:
     """Check ``fn(bn, conv)`` returns one ``nn.Conv2d`` equal to ``conv(bn(x))`` (bn in eval mode).
 
@@ -450,7 +462,8 @@ def check_fold_bn_before_conv(ctx: Context, fn: Callable[..., nn.Conv2d]) -> str
         pairs.append((_bn_eval(c_in, ctx, eps), conv))
     saved = [(copy.deepcopy(bn.state_dict()), copy.deepcopy(conv.state_dict())) for bn, conv in pairs]
     answers = []
-    with preserved_state(what="fold_bn_before_conv"), forbidden(FOLDING):
+    modules = [m for pair in pairs for m in pair]
+    with preserved_state(*modules, what="fold_bn_before_conv", reveal=True), forbidden(FOLDING):
         for bn, conv in pairs:
             answers.append(_attempt(fn, bn, conv, describe=f"({bn}, {conv})"))
             if bn.training or not conv.training:
@@ -497,7 +510,11 @@ def bias_layers() -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     }
 
 
-@checker("predictions: which layers cancel a per-channel bias")
+@checker(
+    "predictions: which layers cancel a per-channel bias",
+    requirement="for each layer, True exactly when a different constant per channel leaves its output "
+    "unchanged",
+)
 def check_bias_predictions(ctx: Context, predictions: Any) -> str:
     """Compare ``PREDICTIONS`` (layer name -> the bias cancels?) with what each layer does."""
     layers = bias_layers()

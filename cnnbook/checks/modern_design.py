@@ -127,7 +127,11 @@ def _compare_se(
 _SE_CASES = [(3, 8, 4, 2, 5), (1, 4, 2, 3, 4), (2, 6, 3, 5, 3), (2, 4, 4, 1, 1)]
 
 
-@checker("squeeze-and-excitation")
+@checker(
+    "squeeze-and-excitation",
+    requirement="y_c = sigmoid(W2 ReLU(W1 GAP(x) + b1) + b2)_c * x_c for every image and channel, written "
+    "without a ready-made SE module",
+)
 def check_squeeze_excite(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x, w1 (C/r, C), b1, w2 (C, C/r), b2)`` = x * sigmoid(fc2(relu(fc1(GAP(x)))))."""
     cases = list(_SE_CASES)
@@ -156,7 +160,11 @@ def check_squeeze_excite(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
 # ------------------------------------------------------------------ exercise 2: compound scaling
 
 
-@checker("compound scaling")
+@checker(
+    "compound scaling",
+    requirement="depth alpha^phi, width beta^phi, resolution gamma^phi, and FLOPs exactly depth x width^2 "
+    "x resolution^2, for the bases given",
+)
 def check_compound_scale(ctx: Context, fn: Callable[..., tuple[float, float, float, float]]) -> str:
     """Check ``fn(phi, alpha, beta, gamma)`` -> (depth, width, resolution, flops) multipliers."""
     cases: list[tuple[float, float, float, float]] = [
@@ -224,7 +232,10 @@ def check_compound_scale(ctx: Context, fn: Callable[..., tuple[float, float, flo
 CUTMIX_CASE = (0.5, 32, 32, (2, 3))  # lambda drawn, H, W, centre (row, col)
 
 
-@checker("prediction: CutMix's label weight near the border")
+@checker(
+    "prediction: CutMix's label weight near the border",
+    requirement="lambda' = 1 - (area of the box clipped to the image) / (H W), to two decimals",
+)
 def check_cutmix_prediction(ctx: Context, predicted: Any) -> str:
     """Compare ``PREDICTED_WEIGHT`` with the label weight CutMix really uses (to 0.01)."""
     if predicted is None:
@@ -301,7 +312,11 @@ _WIDTH_CASES = [
 ]
 
 
-@checker("hardware-friendly channel widths")
+@checker(
+    "hardware-friendly channel widths",
+    requirement="an int: nearest multiple of divisor (halves up), at least divisor, plus one divisor if "
+    "below 0.9 e",
+)
 def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(channels, width_mult, divisor)`` against EfficientNet's rounding rule."""
     cases = list(_WIDTH_CASES)

@@ -52,7 +52,12 @@ def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool | 
     frozen in eval mode, as after fine-tuning with frozen statistics, so an answer that restores
     the mode of the top module only (``features.train(was_training)``) wakes it.
     """
-    torch.manual_seed(0)
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
+        torch.manual_seed(0)
+        return _fixed_feature_list()
+
+
+def _fixed_feature_list() -> list[tuple[nn.Sequential, tuple[int, int, int], bool | str]]:
     return [
         # non-square input, a stride-2 conv on an odd size, a pool on an odd size, batch norm
         (
@@ -118,7 +123,12 @@ def _random_features(ctx: Context) -> tuple[nn.Sequential, tuple[int, int, int]]
         return features.train(), shape
 
 
-@checker("flatten size")
+@checker(
+    "flatten size",
+    requirement="an int, the C x H x W after features for any input shape, with features left exactly as "
+    "it was (every layer's mode, its weights and running statistics, its gradients) and no "
+    "gradient recorded",
+)
 def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(features, input_shape (C, H, W))`` = features per sample after flattening."""
     cases: list[tuple[nn.Sequential, tuple[int, int, int], bool | str]] = _fixed_features()
@@ -128,8 +138,23 @@ def check_flatten_size(ctx: Context, fn: Callable[..., int]) -> str:
         what = f"flatten_size(features, input_shape={shape}) for\n{features}\n"
         state = copy.deepcopy(features.state_dict())
         modes = [m.training for m in features.modules()]
-        with preserved_state(what="flatten_size"):
-            got = call(fn, features, shape, describe=what)
+        recorded: list[bool] = []
+        spy = features.register_forward_hook(
+            lambda _m, _i, out, seen=recorded: seen.append(out.requires_grad)
+        )
+        try:
+            with preserved_state(what="flatten_size"):
+                got = call(fn, features, shape, describe=what)
+        finally:
+            spy.remove()
+        if any(recorded):
+            fail(
+                f"{what}: your dummy pass recorded gradients (its output has a grad_fn, and autograd "
+                f"kept every intermediate map for a backward pass that never comes); the exercise "
+                f"says no gradients are recorded.",
+                hint2="wrap the dummy pass in `with torch.no_grad():` (or torch.inference_mode()); "
+                "the grad mode comes back by itself when the block ends.",
+            )
         for key, value in features.state_dict().items():
             if not torch.equal(value, state[key]):
                 fail(
@@ -222,11 +247,16 @@ def _bn_model() -> nn.Sequential:
     return model.train()
 
 
-@checker("frozen batch norm")
+@checker(
+    "frozen batch norm",
+    requirement="every batch-norm layer of every kind and depth in eval mode with requires_grad=False on "
+    "its weight and bias, every other layer as it was",
+)
 def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(model)`` freezes every batch-norm layer (eval mode, no grads), nothing else."""
-    torch.manual_seed(ctx.randint(0, 10_000))
-    model = _bn_model()
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
+        torch.manual_seed(ctx.randint(0, 10_000))
+        model = _bn_model()
     before = copy.deepcopy(model.state_dict())
     requires = {name: p.requires_grad for name, p in model.named_parameters()}
     got = call(fn, model, describe="a train-mode model with batch-norm layers at several depths")
@@ -243,14 +273,18 @@ def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
             fail(
                 f"the nested batch-norm layers {awake} are still in training mode: "
                 f"`model.children()` lists only the top level; walk `model.modules()`, which "
-                f"reaches layers inside sub-modules too."
+                f"reaches layers inside sub-modules too.",
+                hint2="for m in model.modules(): if isinstance(m, nn.modules.batchnorm._BatchNorm): "
+                "m.eval(), then switch off requires_grad on m.parameters().",
             )
         if all(not isinstance(bns[n], nn.BatchNorm2d) for n in awake):
             kinds = sorted({type(bns[n]).__name__ for n in awake})
             fail(
                 f"{awake} ({', '.join(kinds)}) still in training mode: freeze every kind of batch "
                 f"norm (BatchNorm1d, 2d, 3d and SyncBatchNorm all derive from "
-                f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d."
+                f"`nn.modules.batchnorm._BatchNorm`), not only BatchNorm2d.",
+                hint2="test isinstance(m, nn.modules.batchnorm._BatchNorm) instead of "
+                "isinstance(m, nn.BatchNorm2d); SyncBatchNorm derives from the same base class.",
             )
         fail(
             f"the batch-norm layers {awake} are still in training mode: call .eval() on every "
@@ -318,7 +352,11 @@ def _weight_cases(ctx: Context) -> list[tuple[torch.Tensor, int]]:
     return cases
 
 
-@checker("balanced class weights")
+@checker(
+    "balanced class weights",
+    requirement="weight N / (K * count) for each of the K = num_classes classes, 0 for a class with no "
+    "sample",
+)
 def check_class_weights(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(labels (N,), num_classes)`` = N / (K * count_c), 0 for absent classes."""
     for labels, k in _weight_cases(ctx):

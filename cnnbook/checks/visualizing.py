@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from cnnbook.checks.core import (
     as_tensor,
     call,
     checker,
+    expect_detached,
     expect_tensor,
     fail,
     forbidden,
@@ -110,8 +111,18 @@ def fixed(seed: int, build: Callable[[], T]) -> T:
 def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what: str) -> None:
     """Call ``fn`` on an input that makes the forward pass raise; hooks must be gone after."""
     # raising is expected here; only the state counts
-    with preserved_state(model, what=what), suppress(Exception):
+    with preserved_state(model, what=what, reveal=True), suppress(Exception):
         fn(model, *args)
+
+
+@contextmanager
+def deeper_hint(hint2: str) -> Iterator[None]:
+    """Give a failure raised in the block the second-level hint ``hint2`` (unless it has one)."""
+    try:
+        yield
+    except CheckFailed as exc:
+        exc.hint2 = exc.hint2 or hint2
+        raise
 
 
 # ------------------------------------------------------------------------------ Exercise 1
@@ -163,7 +174,10 @@ def _prediction(got: Any, name: str) -> float:
     return float(got)
 
 
-@checker("prediction: what the hook kept")
+@checker(
+    "prediction: what the hook kept",
+    requirement="PREDICTED_MIN is the smallest value the hook on `bn` really stores",
+)
 def check_hook_prediction(ctx: Context, predicted: Any) -> str:
     """Compare ``PREDICTED_MIN`` with the smallest value exercise 1's hook really stores."""
     value = _prediction(predicted, "PREDICTED_MIN")
@@ -200,7 +214,10 @@ _OPTION_WHY = {
 }
 
 
-@checker("choice: a hook that keeps batch norm's output")
+@checker(
+    "choice: a hook that keeps batch norm's output",
+    requirement="FIX names the option whose stored tensor equals batch norm's output",
+)
 def check_hook_fix(ctx: Context, choice: Any) -> str:
     """``FIX`` must name the one option whose stored tensor equals batch norm's real output."""
     if choice is None:
@@ -259,6 +276,13 @@ def reference_grad_cam(
     return cam / (cam.max() + 1e-8)
 
 
+GRAD_CAM_HINT2 = (
+    "print your map next to checks.reference_grad_cam(model, x, target_class, layer_name) on one "
+    "small case and compare step by step: the channel weights grad.mean(dim=(2, 3)) have shape "
+    "(1, C, 1, 1); the weighted sum over dim=1, then ReLU, then (cam - cam.min()) / (cam.max() + 1e-8)."
+)
+
+
 def positive_cam_model(classes: int = 4, target: int = 1) -> nn.Sequential:
     """A :func:`tiny_cnn` whose Grad-CAM map at ``relu2`` for ``target`` is positive everywhere.
 
@@ -277,7 +301,11 @@ def positive_cam_model(classes: int = 4, target: int = 1) -> nn.Sequential:
     return model.eval()
 
 
-@checker("Grad-CAM")
+@checker(
+    "Grad-CAM",
+    requirement="the ReLU of the gradient-weighted channel sum at the layer, min-max scaled, "
+    "returned detached; hooks removed and the caller's gradients, modes and grad mode left alone",
+)
 def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(model, image (1, C, H, W), target_class, layer_name)`` -> (H_l, W_l) in [0, 1].
 
@@ -316,14 +344,15 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     for model, target, layer, x in cases:
         ref = reference_grad_cam(model, x, target, layer)
         what = f"grad_cam(model, x {tuple(x.shape)}, target_class={target}, layer_name={layer!r})"
-        with forbidden(READY_HOOKS), preserved_state(model, what=what):
+        with forbidden(READY_HOOKS), preserved_state(model, what=what, reveal=True):
             try:
                 got = call(fn, model, x.clone(), target, layer, describe=what)
             except CheckFailed as exc:
                 if top_level_ok and "." in layer:
                     fail(f"{what} {NESTED_HINT.format(name=layer)} ({exc})")
                 raise
-        got = as_tensor(got, what).detach()
+        expect_detached(got, f"the map {what} returned", why="the text asks for the map returned detached")
+        got = as_tensor(got, what)
         if got.ndim == 4 and got.shape[:2] == (1, 1):
             got = got[0, 0]
         elif got.ndim == 3 and got.shape[0] == 1:
@@ -347,15 +376,16 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
                 reference_grad_cam, model, x, target, layer, "max_only"
             ),
         }
-        expect_tensor(
-            got,
-            ref,
-            what,
-            wrong=wrong,
-            atol=1e-4,
-            rtol=1e-3,
-            shape_hint="Return the map at the layer's resolution, (H_l, W_l), without upsampling.",
-        )
+        with deeper_hint(GRAD_CAM_HINT2):
+            expect_tensor(
+                got,
+                ref,
+                what,
+                wrong=wrong,
+                atol=1e-4,
+                rtol=1e-3,
+                shape_hint="Return the map at the layer's resolution, (H_l, W_l), without upsampling.",
+            )
         top_level_ok = top_level_ok or "." not in layer
     _run_raising(
         fn,
@@ -369,7 +399,10 @@ def check_grad_cam(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
 # ------------------------------------------------------------------------------ Exercise 3
 
 
-@checker("left-half share of a heat map")
+@checker(
+    "left-half share of a heat map",
+    requirement="the heat in the first W // 2 columns divided by the map's total heat",
+)
 def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
     """Check ``fn(cam (H, W))`` = heat in the left ``W // 2`` columns / total heat.
 
@@ -418,7 +451,11 @@ def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
 # ------------------------------------------------------------------------------ Exercise 4
 
 
-@checker("filter normalisation for display")
+@checker(
+    "filter normalisation for display",
+    requirement="each filter (all its C_in x k_h x k_w values) scaled to [0, 1] by its own min and "
+    "max, in a new tensor",
+)
 def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(w (C_out, C_in, k_h, k_w))`` min-max scales each filter to [0, 1] separately.
 
@@ -516,12 +553,24 @@ def reference_maximize_unit(
     return x
 
 
+MAXIMIZE_HINT2 = (
+    "each step: x.requires_grad_(True), one forward pass with the hook, "
+    "(g,) = torch.autograd.grad(out[0, channel, row, col], x), then x = (x + lr * g).detach(); "
+    "torch.autograd.grad leaves the parameters' .grad alone, .backward() does not."
+)
+
+
 def maximize_model() -> nn.Sequential:
     """A :func:`tiny_cnn` in eval mode whose parameters all require gradients."""
     return tiny_cnn().eval()
 
 
-@checker("activation maximisation of one unit")
+@checker(
+    "activation maximisation of one unit",
+    requirement="`steps` steps of plain gradient ascent on output[0, channel, row, col], a fresh "
+    "gradient each step, the image returned detached, `start` and the model (its .grad included) "
+    "left as they were",
+)
 def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(model, layer, channel, row, col, start, steps, lr)`` (plain gradient ascent).
 
@@ -557,41 +606,34 @@ def check_maximize_unit(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             f"maximize_unit(model, {layer!r}, channel={channel}, row={row}, col={col}, "
             f"start {tuple(shape)}, steps={steps}, lr={lr:g})"
         )
-        with forbidden(READY_HOOKS), preserved_state(model, what=what):
+        with forbidden(READY_HOOKS), preserved_state(model, what=what, reveal=True):
             got = call(fn, model, layer, channel, row, col, given, steps, lr, describe=what)
         if not torch.equal(given, start):
             fail(f"{what} changed `start` in place; work on a copy (start.detach().clone()).")
-        touched = [n for n, p in model.named_parameters() if p.grad is not None]
-        if touched:
-            fail(
-                f"{what} left gradients in the model's parameters ({', '.join(touched[:3])}"
-                f"...): `.backward()` also fills every parameter's .grad. Differentiate with "
-                f"respect to the image only: torch.autograd.grad(activation, image)."
-            )
+        expect_detached(got, f"the image {what} returned", why="the text asks for the final image, detached")
         got = as_tensor(got, what)
-        if got.requires_grad:
-            got = got.detach()
         unit = partial(reference_maximize_unit, model, layer, channel, row, col, start, steps, lr)
         ref = unit()
-        expect_tensor(
-            got,
-            ref,
-            what,
-            wrong={
-                "You stepped against the gradient (x - lr * grad): that MINIMISES the unit; "
-                "gradient ascent adds it.": partial(unit, variant="descent"),
-                "You maximised the mean of the whole channel; this exercise asks for the one unit "
-                "at (row, col) of that channel.": partial(unit, variant="channel_mean"),
-                "The image's gradient accumulates over the steps: zero it (image.grad = None) or "
-                "use torch.autograd.grad, which returns a fresh gradient every step.": partial(
-                    unit, variant="accumulate"
-                ),
-                "row and col are swapped: the unit is output[0, channel, row, col].": partial(
-                    unit, variant="swapped"
-                ),
-            },
-            shape_hint="Return the image, with the same shape as start.",
-            atol=1e-5,
-            rtol=1e-4,
-        )
+        with deeper_hint(MAXIMIZE_HINT2):
+            expect_tensor(
+                got,
+                ref,
+                what,
+                wrong={
+                    "You stepped against the gradient (x - lr * grad): that MINIMISES the unit; "
+                    "gradient ascent adds it.": partial(unit, variant="descent"),
+                    "You maximised the mean of the whole channel; this exercise asks for the one unit "
+                    "at (row, col) of that channel.": partial(unit, variant="channel_mean"),
+                    "The image's gradient accumulates over the steps: zero it (image.grad = None) or "
+                    "use torch.autograd.grad, which returns a fresh gradient every step.": partial(
+                        unit, variant="accumulate"
+                    ),
+                    "row and col are swapped: the unit is output[0, channel, row, col].": partial(
+                        unit, variant="swapped"
+                    ),
+                },
+                shape_hint="Return the image, with the same shape as start.",
+                atol=1e-5,
+                rtol=1e-4,
+            )
     return "plain gradient ascent on one unit, with the model left exactly as it was."

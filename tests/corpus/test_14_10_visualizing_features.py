@@ -107,21 +107,15 @@ def cam_getattr(model, image, target_class, layer_name):
 
 
 def cam_hooks_removed_at_the_end(model, image, target_class, layer_name):
-    """The chapter's listing as printed: hooks removed after the computation, no finally."""
-    acts, grads = {}, {}
-    module = model.get_submodule(layer_name)
-    fh = module.register_forward_hook(lambda _m, _i, out: acts.update(v=out))
-    bh = module.register_full_backward_hook(lambda _m, _gi, go: grads.update(v=go[0]))
-    output = model(image)
-    model.zero_grad()
-    output[0, target_class].backward()
-    weights = grads["v"].mean(dim=[2, 3], keepdim=True)
-    cam = torch.relu((weights * acts["v"]).sum(dim=1, keepdim=True)).squeeze().detach()
+    """Hooks removed after the computation, with no finally: a raising forward leaves them."""
+    store = {}
+    fh = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(act=out))
+    logits = model(image)
+    (grad,) = torch.autograd.grad(logits[0, target_class], store["act"])
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * store["act"]).sum(dim=1))[0].detach()
     cam = cam - cam.min()
-    cam = cam / (cam.max() + 1e-8)
     fh.remove()
-    bh.remove()
-    return cam
+    return cam / (cam.max() + 1e-8)
 
 
 def cam_upsampled(model, image, target_class, layer_name):
@@ -129,9 +123,79 @@ def cam_upsampled(model, image, target_class, layer_name):
     return torch.nn.functional.interpolate(cam[None, None], size=image.shape[-2:], mode="bilinear")[0, 0]
 
 
+def cam_backward_keeps_caller_grads(model, image, target_class, layer_name):
+    """backward() is fine when the caller's .grad is put back exactly."""
+    saved = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+    try:
+        return cam_backward_hooks_no_zero_grad(model, image, target_class, layer_name)
+    finally:
+        for n, p in model.named_parameters():
+            p.grad = saved[n]
+
+
+def cam_float64_extra_kwarg(model, image, target_class, layer_name, upsample=False):
+    cam = cam_reference(model, image.double().float(), target_class, layer_name)
+    return cam.double()
+
+
+def cam_backward_hooks_no_zero_grad(model, image, target_class, layer_name):
+    """backward() without zero_grad: it adds to the caller's accumulated .grad."""
+    acts, grads = {}, {}
+    module = model.get_submodule(layer_name)
+    fh = module.register_forward_hook(lambda _m, _i, out: acts.update(v=out))
+    bh = module.register_full_backward_hook(lambda _m, _gi, go: grads.update(v=go[0]))
+    try:
+        model(image)[0, target_class].backward()
+    finally:
+        fh.remove()
+        bh.remove()
+    cam = torch.relu((grads["v"].mean(dim=(2, 3), keepdim=True) * acts["v"]).sum(dim=1))[0].detach()
+    cam = cam - cam.min()
+    return cam / (cam.max() + 1e-8)
+
+
+def cam_attached(model, image, target_class, layer_name):
+    """Forgets to detach: the map still hangs on the graph."""
+    store = {}
+    handle = model.get_submodule(layer_name).register_forward_hook(lambda _m, _i, out: store.update(act=out))
+    try:
+        logits = model(image)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(logits[0, target_class], store["act"], retain_graph=True)
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * store["act"]).sum(dim=1))[0]
+    cam = cam - cam.min()
+    return cam / (cam.max() + 1e-8)
+
+
+def cam_leaves_eval(model, image, target_class, layer_name):
+    model.eval()
+    return cam_reference(model, image, target_class, layer_name)
+
+
+def cam_restores_top_only(model, image, target_class, layer_name):
+    was = model.training
+    model.eval()
+    try:
+        return cam_reference(model, image, target_class, layer_name)
+    finally:
+        model.train(was)  # wakes a layer that was frozen in eval mode inside
+
+
 def test_grad_cam_accepts_right_answers() -> None:
     accepted(checks.check_grad_cam, cam_reference)
-    accepted(checks.check_grad_cam, cam_backward_hooks)
+    accepted(checks.check_grad_cam, cam_backward_keeps_caller_grads)
+    accepted(checks.check_grad_cam, cam_float64_extra_kwarg)
+
+
+def test_grad_cam_rejects_side_effects_on_the_caller() -> None:
+    req = "caller's gradients"
+    rejected(checks.check_grad_cam, cam_backward_hooks, hint="(wiped|changed) the gradients", requirement=req)
+    check = checks.check_grad_cam
+    rejected(check, cam_backward_hooks_no_zero_grad, hint="changed the gradients", requirement=req)
+    rejected(checks.check_grad_cam, cam_attached, hint="detached", requirement="returned detached")
+    rejected(checks.check_grad_cam, cam_leaves_eval, hint="left the model in eval mode", requirement="modes")
+    rejected(checks.check_grad_cam, cam_restores_top_only, hint="own mode", requirement="modes")
 
 
 def test_grad_cam_rejects_mistakes() -> None:
@@ -353,7 +417,45 @@ def test_maximize_unit_rejects_mistakes() -> None:
     rejected(checks.check_maximize_unit, unit_channel_mean, hint="mean of the whole channel")
     rejected(checks.check_maximize_unit, unit_grad_accumulates, hint="accumulates")
     rejected(checks.check_maximize_unit, unit_row_col_swapped, hint="swapped")
-    rejected(checks.check_maximize_unit, unit_backward_fills_param_grads, hint="parameters.*\\.grad")
+    rejected(
+        checks.check_maximize_unit,
+        unit_backward_fills_param_grads,
+        hint="changed the gradients the caller had accumulated",
+        requirement=r"\.grad included",
+    )
     rejected(checks.check_maximize_unit, unit_changes_start, hint="changed `start` in place")
     rejected(checks.check_maximize_unit, unit_hook_left_behind, hint="hook\\(s\\) registered")
     rejected(checks.check_maximize_unit, unit_params_left_frozen, hint="requires_grad")
+
+
+def unit_attached(model, layer_name, channel, row, col, start, steps, lr):
+    return unit_reference(model, layer_name, channel, row, col, start, steps, lr).requires_grad_(True) * 1
+
+
+def unit_zero_grad_after_backward(model, layer_name, channel, row, col, start, steps, lr):
+    """Cleans up with zero_grad(): that wipes what the caller had accumulated."""
+    out = unit_backward_fills_param_grads(model, layer_name, channel, row, col, start, steps, lr)
+    model.zero_grad()
+    return out
+
+
+def unit_eval_top_only(model, layer_name, channel, row, col, start, steps, lr):
+    was = model.training
+    model.eval()
+    out = unit_reference(model, layer_name, channel, row, col, start, steps, lr)
+    model.train(was)
+    return out
+
+
+def unit_inference_safe_extra_kwarg(model, layer_name, channel, row, col, start, steps, lr, verbose=False):
+    out = unit_reference(model, layer_name, channel, row, col, start.double().float(), steps, lr)
+    with torch.inference_mode():
+        return out.clone()
+
+
+def test_maximize_unit_side_effects_on_the_caller() -> None:
+    check = checks.check_maximize_unit
+    rejected(check, unit_attached, hint="detached", requirement="returned detached")
+    rejected(check, unit_zero_grad_after_backward, hint="wiped the gradients", requirement=r"\.grad included")
+    rejected(check, unit_eval_top_only, hint="own mode", requirement="model")
+    accepted(check, unit_inference_safe_extra_kwarg)

@@ -317,7 +317,35 @@ def test_fold_mistakes_are_named() -> None:
     rejected(check, fold_drops_conv_bias, hint="conv's own bias")
     rejected(check, fold_forgets_running_mean, hint="running mean")
     rejected(check, fold_without_eps, hint="left out eps")
-    rejected(check, fold_in_place, hint="modified the original conv")
+    rejected(check, fold_in_place, hint="modified the original conv|gave a layer a bias")
+
+
+def fold_probes_bn_in_train_mode(bn, conv):
+    """Measures the shift by running bn on zeros, in train mode: the running statistics move."""
+    bn.train()
+    with torch.no_grad():
+        bn(torch.zeros(2, bn.num_features, 1, 1))
+    bn.eval()
+    return fold_reference(bn, conv)
+
+
+def fold_clears_gradients(bn, conv):
+    """Tidies up with zero_grad(): the caller's accumulated gradients are gone."""
+    conv.zero_grad()
+    bn.zero_grad()
+    return fold_reference(bn, conv)
+
+
+def fold_extra_kwarg(bn, conv, *, dtype=None):
+    return fold_reference(bn, conv)
+
+
+def test_fold_leaves_the_caller_alone() -> None:
+    check = checks.check_fold_bn_before_conv
+    req = "left as they were"
+    rejected(check, fold_probes_bn_in_train_mode, hint="batch norm's running_(mean|var)", requirement=req)
+    rejected(check, fold_clears_gradients, hint="wiped the gradients", requirement=req)
+    accepted(check, fold_extra_kwarg)
 
 
 # ---------------------------------------------------------------- Exercise 4: which layers cancel a bias

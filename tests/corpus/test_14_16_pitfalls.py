@@ -108,6 +108,38 @@ def test_flatten_accepts_the_reference_and_variants() -> None:
     accepted(checks.check_flatten_size, flatten_int_tensor_inference_mode)
 
 
+def flatten_records_gradients(features, input_shape):
+    """Eval mode and modes restored, but the dummy pass runs with autograd recording."""
+    modes = [(m, m.training) for m in features.modules()]
+    features.eval()
+    try:
+        out = features(torch.zeros(1, *input_shape))
+    finally:
+        for m, was in modes:
+            m.train(was)
+    return out[0].numel()
+
+
+def test_flatten_rejects_recorded_gradients() -> None:
+    rejected(
+        checks.check_flatten_size,
+        flatten_records_gradients,
+        hint="recorded gradients",
+        requirement="no gradient recorded",
+    )
+
+
+def test_checks_leave_the_callers_global_rng_alone() -> None:
+    for check, answer in [
+        (checks.check_flatten_size, flatten_reference),
+        (checks.check_freeze_batchnorm, lambda model: model),
+    ]:
+        torch.manual_seed(1234)
+        before = torch.random.get_rng_state()
+        check(answer, seed=3, raise_on_fail=False)
+        assert torch.equal(torch.random.get_rng_state(), before), check.__name__
+
+
 def test_flatten_rejects_known_mistakes() -> None:
     c = checks.check_flatten_size
     rejected(c, flatten_with_batch, hint="batch dimension")
