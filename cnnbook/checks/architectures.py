@@ -60,7 +60,11 @@ VGG_MISTAKES = {
 }
 
 
-@checker("VGG block")
+@checker(
+    "VGG block",
+    requirement="num_convs x (3x3 Conv2d, padding 1, with bias -> ReLU), then MaxPool2d(2, 2); only "
+    "the first conv takes in_channels",
+)
 def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(in_channels, out_channels, num_convs)`` builds a VGG block.
 
@@ -128,7 +132,11 @@ def vgg_param_counts(convs_per_block: Sequence[int], num_classes: int) -> tuple[
     return feats, clf
 
 
-@checker("VGG parameter count")
+@checker(
+    "VGG parameter count",
+    requirement="(conv params, classifier params) as two ints counted from the shapes, biases "
+    "included, without building the layers",
+)
 def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(convs_per_block, num_classes)`` -> (features, classifier) parameter counts."""
     cases: list[tuple[tuple[int, ...], int]] = [((2, 2, 3, 3, 3), 1000), ((1, 1, 2, 2, 2), 1000)]
@@ -346,7 +354,11 @@ def _shortcut_hints(
     )
 
 
-@checker("ResNet basic block")
+@checker(
+    "ResNet basic block",
+    requirement="ReLU(bn2(conv2(ReLU(bn1(conv1(x))))) + shortcut(x)), stride on conv1, projection "
+    "shortcut only when shapes differ, each layer its own instance",
+)
 def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     """Check ``cls(in_channels, out_channels, stride)`` is the chapter's residual BasicBlock.
 
@@ -374,7 +386,11 @@ def check_basic_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     return "your BasicBlock matches the chapter's (identity and projection shortcuts, train and eval)."
 
 
-@checker("ResNet bottleneck block (v1)")
+@checker(
+    "ResNet bottleneck block (v1)",
+    requirement="1x1 (block's stride) -> 3x3 -> 1x1 to 4 * mid, BN after each, ReLU(F(x) + "
+    "shortcut(x)), each layer its own instance",
+)
 def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     """Check ``cls(in_channels, mid_channels, stride)`` is the original (v1) Bottleneck.
 
@@ -416,7 +432,11 @@ def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
     return "your v1 Bottleneck matches the reference (both shortcuts, stride on the first 1x1 conv)."
 
 
-@checker("silenced residual block")
+@checker(
+    "silenced residual block",
+    requirement="bn2's weight and bias zeroed in place, the same block returned, nothing else "
+    "changed (bn1, modes, requires_grad, grad mode)",
+)
 def check_silence(ctx: Context, fn: Callable[..., nn.Module], block_cls: Callable[..., nn.Module]) -> str:
     """Check ``fn(block)`` zeroes ``bn2`` in place so the residual branch outputs 0."""
     for c_in, c_out, stride, train in [(6, 6, 1, True), (4, 8, 2, False)]:

@@ -156,7 +156,9 @@ def test_vgg_params_mistakes_are_named() -> None:
     rejected(checks.check_vgg_params, vgg_params_no_linear_bias, hint="Linear biases")
     rejected(checks.check_vgg_params, vgg_params_first_fc_from_512, hint="25,088")
     rejected(checks.check_vgg_params, vgg_params_first_conv_from_64, hint="3 RGB channels")
-    rejected(checks.check_vgg_params, vgg_params_float_division, hint="should be an int")
+    rejected(
+        checks.check_vgg_params, vgg_params_float_division, hint="should be an int", requirement="two ints"
+    )
     rejected(checks.check_vgg_params, vgg_params_as_tensors, hint="should be a Python int")
 
 
