@@ -222,9 +222,49 @@ def unfreeze_groups_with_frozen(model, k, head_lr, decay):
     return groups
 
 
+def unfreeze_calls_train(model, k, head_lr, decay):
+    """Puts the model in train mode "to be safe": wakes the batch norms the caller froze."""
+    model.train()
+    return unfreeze_reference(model, k, head_lr, decay)
+
+
+def unfreeze_saves_top_mode_only(model, k, head_lr, decay):
+    """Restores the top module's mode after .eval(), not each submodule's own mode."""
+    was = model.training
+    model.eval()
+    groups = unfreeze_reference(model, k, head_lr, decay)
+    model.train(was)
+    return groups
+
+
+def unfreeze_zero_grad(model, k, head_lr, decay):
+    """Clears the gradients as if starting a phase: the caller's accumulated ones are lost."""
+    model.zero_grad()
+    return unfreeze_reference(model, k, head_lr, decay)
+
+
+def unfreeze_no_grad_left_off(model, k, head_lr, decay):
+    """Switches gradients off globally "since nothing is computed" and never switches them back."""
+    torch.set_grad_enabled(False)
+    return unfreeze_reference(model, k, head_lr, decay)
+
+
+def unfreeze_under_no_grad(model, k, head_lr, decay):
+    """Right: requires_grad may be set inside torch.no_grad(), which restores the mode itself."""
+    with torch.no_grad():
+        return unfreeze_reference(model, k, head_lr, decay)
+
+
+def unfreeze_with_generator_groups(model, k, head_lr, decay, verbose=False):
+    """Right: an extra harmless keyword argument."""
+    return unfreeze_reference(model, k, head_lr, decay)
+
+
 def test_unfreeze_last_accepts_right_answers() -> None:
     accepted(checks.check_unfreeze_last, unfreeze_reference)
     accepted(checks.check_unfreeze_last, unfreeze_by_modules)
+    accepted(checks.check_unfreeze_last, unfreeze_under_no_grad)
+    accepted(checks.check_unfreeze_last, unfreeze_with_generator_groups)
 
 
 def test_unfreeze_last_rejects_mistakes() -> None:
@@ -233,3 +273,13 @@ def test_unfreeze_last_rejects_mistakes() -> None:
     rejected(checks.check_unfreeze_last, unfreeze_from_the_input, hint="first \\d stages from the input")
     rejected(checks.check_unfreeze_last, unfreeze_without_freezing_first, hint="freeze everything first")
     rejected(checks.check_unfreeze_last, unfreeze_groups_with_frozen, hint="frozen parameters")
+    side_effects = {
+        unfreeze_calls_train: "`bn1` \\(BatchNorm2d, was in eval mode\\)",
+        unfreeze_saves_top_mode_only: "must stay frozen",
+        unfreeze_zero_grad: "wiped the gradients",
+        unfreeze_no_grad_left_off: "left gradients off globally",
+    }
+    for wrong, hint in side_effects.items():
+        rejected(
+            checks.check_unfreeze_last, wrong, hint=hint, requirement="nothing else of the model changed"
+        )
