@@ -492,11 +492,10 @@ def _run_leaving_state(model: nn.Module, what: str, run: Callable[[], Any], gen:
                 f"model.eval()"
             )
         named = dict(model.named_parameters())
-        wiped = [n for n, g in grads.items() if named[n].grad is None or not bool(named[n].grad.any())]
+        now = {n: named[n].grad for n in grads}
+        wiped = [n for n, g in now.items() if g is None or not bool(g.any())]
         changed = [
-            n
-            for n, g in grads.items()
-            if n not in wiped and not torch.equal(cast(torch.Tensor, named[n].grad), g)
+            n for n, g in grads.items() if n not in wiped and not torch.equal(cast(torch.Tensor, now[n]), g)
         ]
         if wiped or changed:
             problems.append(
