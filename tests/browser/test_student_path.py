@@ -102,9 +102,14 @@ def scroll_to_end(page) -> None:
     }""")
 
 
-def click_link(page, target: str) -> None:
-    """Click the link to ``target`` in the visible notebook's rendered markdown."""
-    link = page.locator(f'.jp-NotebookPanel:visible .jp-RenderedMarkdown a[href*="{target}"]').first
+def click_link(page, target: str, last: bool = False) -> None:
+    """Click the link to ``target`` in the visible notebook's rendered markdown.
+
+    ``last=True`` clicks the last such link, the one a student who has scrolled to the end of
+    a section sees (JupyterLab may no longer render the cells far above it).
+    """
+    links = page.locator(f'.jp-NotebookPanel:visible .jp-RenderedMarkdown a[href*="{target}"]')
+    link = links.last if last else links.first
     link.scroll_into_view_if_needed()
     link.click()
 
@@ -264,7 +269,7 @@ def test_start_page_section_exercises_wrong_then_right(page, lab_server: LabServ
     scroll_to_end(page)
     shot(page, "student-2-section-end")
 
-    click_link(page, EXERCISES)
+    click_link(page, EXERCISES, last=True)
     wait_for_notebook(page, EXERCISES)
 
     run_cell(page, answer, wrong)
