@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnbook.checks import CheckFailed, core
 from cnnbook.checks.beyond_classification import random_boxes
+from cnnbook.modules import count_parameters
 
 RELU = {"torch.nn.functional.relu": "write ReLU yourself."}
 
@@ -119,12 +120,12 @@ def test_as_tensor_explains_other_values(value, match: str) -> None:
 # ---------------------------------------------------------------- module helpers
 def test_count_params_counts_all_parameters_once() -> None:
     lin = nn.Linear(3, 4)
-    assert core.count_params(lin) == 3 * 4 + 4
-    assert core.count_params(nn.BatchNorm2d(5)) == 10  # running statistics are buffers
-    assert core.count_params(nn.Sequential(lin, nn.ReLU(), lin)) == 16  # shared: counted once
+    assert count_parameters(lin) == 3 * 4 + 4
+    assert count_parameters(nn.BatchNorm2d(5)) == 10  # running statistics are buffers
+    assert count_parameters(nn.Sequential(lin, nn.ReLU(), lin)) == 16  # shared: counted once
     frozen = nn.Conv2d(2, 3, 3).requires_grad_(False)
-    assert core.count_params(frozen) == 2 * 3 * 9 + 3  # trainable or not
-    assert core.count_params(nn.ReLU()) == 0
+    assert count_parameters(frozen) == 2 * 3 * 9 + 3  # trainable or not
+    assert count_parameters(nn.ReLU()) == 0
 
 
 def test_expect_module_returns_instances() -> None:

@@ -14,7 +14,6 @@ from cnnbook.checks.core import (
     Context,
     call,
     checker,
-    count_params,
     expect_equal,
     expect_int,
     expect_module,
@@ -26,6 +25,7 @@ from cnnbook.checks.core import (
     preserved_state,
     randomise_bn,
 )
+from cnnbook.modules import count_parameters
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 
@@ -93,9 +93,9 @@ def check_vgg_block(ctx: Context, fn: Callable[..., nn.Module]) -> str:
         if any(c.kernel_size != (3, 3) for c in convs):
             fail(f"{what}: VGG uses 3x3 kernels, got {[c.kernel_size for c in convs]}.")
         ref = _vgg_block(c_in, c_out, n)
-        if count_params(block) != count_params(ref):
+        if count_parameters(block) != count_parameters(ref):
             fail(
-                f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,}: "
+                f"{what} has {count_parameters(block):,} parameters, expected {count_parameters(ref):,}: "
                 f"only 3x3 convs (with bias), ReLUs and one max pool."
             )
         x = ctx.randn(2, c_in, h, w)
@@ -326,7 +326,7 @@ def _check_residual(
 def _shortcut_hints(
     block: nn.Module, ref: nn.Module, what: str, c_out: int, needs_projection: bool, c_in: int
 ) -> None:
-    extra = count_params(block) - count_params(ref)
+    extra = count_parameters(block) - count_parameters(ref)
     proj = c_in * c_out + 2 * c_out
     if extra == 0:
         return
@@ -348,7 +348,7 @@ def _shortcut_hints(
             f"identity (an empty nn.Sequential()) there."
         )
     fail(
-        f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
+        f"{what} has {count_parameters(block):,} parameters, expected {count_parameters(ref):,} "
         f"(convs without bias, one BatchNorm2d after each"
         f"{', and a 1x1 conv + BatchNorm2d shortcut' if needs_projection else ''})."
     )
@@ -407,7 +407,7 @@ def check_bottleneck_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
         if (
             convs
             and max(c.out_channels for c in convs) not in (c_out,)
-            and count_params(block) != count_params(ref)
+            and count_parameters(block) != count_parameters(ref)
         ):
             fail(
                 f"{what}: the block should output 4 * mid_channels = {c_out} channels (expansion "

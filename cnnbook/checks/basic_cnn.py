@@ -15,7 +15,6 @@ from cnnbook.checks.core import (
     Context,
     call,
     checker,
-    count_params,
     expect_equal,
     expect_module,
     expect_same_module,
@@ -23,6 +22,7 @@ from cnnbook.checks.core import (
     fail,
     modules_of,
 )
+from cnnbook.modules import count_parameters
 from cnnbook.summary import macs_by_module
 
 # The chapter's SimpleCNN without dropout: the reference the checks compare against.
@@ -38,7 +38,7 @@ def _simple_cnn_figures(image_size: int) -> tuple[int, int]:
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         model = models.SimpleCNN(10, 3, image_size)
     macs = macs_by_module(model, (1, 3, image_size, image_size))
-    return count_params(model), macs["conv1"] + macs["conv2"]
+    return count_parameters(model), macs["conv1"] + macs["conv2"]
 
 
 def _whole(value: Any, what: str) -> int:

@@ -1031,11 +1031,6 @@ def expect_equal(
     return got
 
 
-def count_params(module: torch.nn.Module) -> int:
-    """Number of parameters of ``module`` (all of them, trainable or not)."""
-    return sum(p.numel() for p in module.parameters())
-
-
 def expect_module(got: Any, what: str) -> torch.nn.Module:
     """Fail unless ``got`` is an ``nn.Module``."""
     if not isinstance(got, torch.nn.Module):

@@ -17,7 +17,6 @@ from cnnbook.checks.core import (
     ForbiddenUse,
     call,
     checker,
-    count_params,
     expect_equal,
     expect_int,
     expect_module,
@@ -28,6 +27,7 @@ from cnnbook.checks.core import (
     modules_of,
     randomise_bn,
 )
+from cnnbook.modules import count_parameters
 
 
 def _full_convs(block: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
@@ -308,9 +308,9 @@ def check_separable_block(ctx: Context, cls: Callable[..., nn.Module]) -> str:
                 f"{dw.stride}, pointwise {pw.stride}); striding the 1x1 conv instead computes "
                 f"the depthwise output at full resolution and throws 3/4 of it away."
             )
-        if count_params(block) != count_params(ref):
+        if count_parameters(block) != count_parameters(ref):
             fail(
-                f"{what} has {count_params(block):,} parameters, expected {count_params(ref):,} "
+                f"{what} has {count_parameters(block):,} parameters, expected {count_parameters(ref):,} "
                 f"(convs without bias, since each is followed by BatchNorm2d)."
             )
         try:

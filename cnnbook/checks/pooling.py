@@ -16,12 +16,12 @@ from cnnbook.checks.core import (
     Case,
     Context,
     checker,
-    count_params,
     expect_equal,
     expect_tensor,
     fail,
     judge,
 )
+from cnnbook.modules import count_parameters
 
 
 def _pool_compare(got: Any, want: torch.Tensor, label: str) -> torch.Tensor:
@@ -146,7 +146,7 @@ HEAD_CHANNELS, HEAD_CLASSES = 512, 1000
 
 
 def _head_params(features: int) -> int:
-    return count_params(nn.Linear(features, HEAD_CLASSES, device="meta"))
+    return count_parameters(nn.Linear(features, HEAD_CLASSES, device="meta"))
 
 
 @checker("classifier head predictions")
