@@ -266,6 +266,8 @@ def test_start_page_section_exercises_wrong_then_right(page, lab_server: LabServ
 
     click_link(page, SECTION)
     wait_for_notebook(page, SECTION)
+    # bring the section's tab to the front (a link click may leave the start page in front)
+    page.evaluate("(p) => window.jupyterapp.commands.execute('docmanager:open', {path: p})", SECTION)
     scroll_to_end(page)
     shot(page, "student-2-section-end")
 
