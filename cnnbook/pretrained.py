@@ -34,10 +34,10 @@ from cnnbook.data_paths import resnet18_weights_file
 from cnnbook.images import as_rgb_batch
 from cnnbook.modules import count_parameters, get_layer, set_layer
 from cnnbook.normalization import denormalize, normalize
+from cnnbook.zoo import IMAGENET_BACKBONES, lookup
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-BACKBONES = ("resnet18", "efficientnet_lite0")
 DOWNLOAD_HOST = "download.pytorch.org"
 
 # Lite0's 16 inverted-residual blocks grouped by output resolution, so that its stages line up
@@ -446,21 +446,18 @@ def random_init(name: str, num_classes: int) -> nn.Module:
     """The same architecture as :func:`load_pretrained` gives, with random weights.
 
     Args:
-        name: ``"resnet18"`` or ``"efficientnet_lite0"`` (a bundle's ``name``).
+        name: ``"resnet18"`` or ``"efficientnet_lite0"`` (a bundle's ``name``; the names of
+            :data:`cnnbook.zoo.IMAGENET_BACKBONES`).
         num_classes: Outputs of the classifier.
 
     Returns:
         The untrained model (for a from-scratch baseline).
+
+    Raises:
+        ValueError: For an unknown name, naming the choices (:func:`cnnbook.zoo.lookup`).
     """
-    if name == "resnet18":
-        from torchvision.models import resnet18
-
-        return resnet18(num_classes=num_classes)
-    if name == "efficientnet_lite0":
-        from cnnbook.models.efficientnet import efficientnet_lite0
-
-        return efficientnet_lite0(num_classes=num_classes)
-    raise ValueError(f"Unknown backbone {name!r}; choose one of {BACKBONES}.")
+    _, builder = lookup(name, IMAGENET_BACKBONES, "backbone")
+    return builder(num_classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,12 +560,11 @@ def load_pretrained(name: str = "auto", allow_download: bool = True, verbose: bo
         A :class:`Pretrained` bundle (model in eval mode, all parameters trainable).
 
     Raises:
-        ValueError: For an unknown ``name``.
+        ValueError: For an unknown ``name``, naming the choices (:func:`cnnbook.zoo.lookup`).
         FileNotFoundError: For ``"resnet18"`` when the weights are neither cached nor
             downloadable; the message lists the fixes.
     """
-    if name not in (*BACKBONES, "auto"):
-        raise ValueError(f"Unknown backbone {name!r}; choose one of {BACKBONES} or 'auto'.")
+    name = lookup(name, {**{k: k for k in IMAGENET_BACKBONES}, "auto": "auto"}, "backbone")
     if name == "resnet18":
         bundle = _load_resnet18(allow_download)
     elif name == "efficientnet_lite0":

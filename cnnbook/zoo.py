@@ -27,8 +27,10 @@ MACs follow :mod:`cnnbook.summary` (conv, linear and attention products; one MAC
 plus one add). torchvision's "GFLOPS" column holds the same numbers.
 
 :data:`CIFAR_MODELS` and :func:`cifar_model` are the one place that turns a model *name* into a
-CIFAR-10 network (section 14.15's ``MODEL`` parameter); :func:`lookup` gives every name lookup
-the same clear error, naming the choices and the closest one.
+CIFAR-10 network (section 14.15's ``MODEL`` parameter), and :data:`IMAGENET_BACKBONES` the one
+place that turns a backbone name into its untrained ImageNet network (sections 14.9 and 14.10,
+through :mod:`cnnbook.pretrained`); :func:`lookup` gives every name lookup the same clear
+error, naming the choices and the closest one.
 """
 
 from __future__ import annotations
@@ -37,16 +39,17 @@ import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 from cnnbook.modules import count_parameters
-from cnnbook.plots import PALETTE
 from cnnbook.summary import count_macs
 from cnnbook.timing import Timing, time_forward
+
+if TYPE_CHECKING:  # matplotlib loads only when a plot is drawn (cnnbook.pretrained imports this)
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ARCHITECTURES",
@@ -54,6 +57,7 @@ __all__ = [
     "LITE0_TOP1_SOURCE",
     "TORCHVISION_SOURCE",
     "CIFAR_MODELS",
+    "IMAGENET_BACKBONES",
     "ArchRow",
     "Architecture",
     "add_latency",
@@ -323,6 +327,26 @@ CIFAR_MODELS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
 """CIFAR-10 networks by name (section 14.15's ``MODEL``): display name and builder."""
 
 
+def _torchvision_resnet18(num_classes: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18(num_classes=num_classes)
+
+
+def _efficientnet_lite0(num_classes: int) -> nn.Module:
+    from cnnbook.models.efficientnet import efficientnet_lite0
+
+    return efficientnet_lite0(num_classes=num_classes)
+
+
+IMAGENET_BACKBONES: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
+    "resnet18": ("ResNet-18 (torchvision)", _torchvision_resnet18),
+    "efficientnet_lite0": ("EfficientNet-Lite0", _efficientnet_lite0),
+}
+"""The pretrained backbones of :mod:`cnnbook.pretrained` by name (a bundle's ``name``): display
+name and a builder ``builder(num_classes)`` of the same network with random weights."""
+
+
 def cifar_model(name: str, num_classes: int = 10, **options: object) -> nn.Module:
     """Build a CIFAR-10 network by name, with a clear error for an unknown name.
 
@@ -529,6 +553,8 @@ def plot_tradeoffs(rows: Sequence[ArchRow], title: str = "") -> Figure:
         The figure (two panels).
     """
     import matplotlib.pyplot as plt
+
+    from cnnbook.plots import PALETTE
 
     with_acc = [r for r in rows if r.top1 is not None]
     timed = [r for r in with_acc if r.latency_ms is not None]

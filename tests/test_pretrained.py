@@ -281,8 +281,28 @@ def test_random_init_has_the_same_architecture(lite0: pretrained.Pretrained) -> 
     assert shapes == {k: v.shape for k, v in lite0.model.state_dict().items() if "classifier" not in k}
     assert scratch.classifier.out_features == 10
     assert pretrained.random_init("resnet18", 7).fc.out_features == 7
-    with pytest.raises(ValueError, match="Unknown backbone"):
-        pretrained.random_init("vgg", 10)
+
+
+def test_backbone_names_have_one_home_with_a_clear_error() -> None:
+    """random_init and load_pretrained read the names from zoo.IMAGENET_BACKBONES."""
+    from torchvision.models import resnet18
+
+    from cnnbook import zoo
+
+    assert set(zoo.IMAGENET_BACKBONES) == {"resnet18", "efficientnet_lite0"}
+    # the same network torchvision builds for the pretrained weights (names and shapes)
+    ours = {k: v.shape for k, v in pretrained.random_init("ResNet18", 5).state_dict().items()}
+    assert ours == {k: v.shape for k, v in resnet18(num_classes=5).state_dict().items()}
+    for call in (
+        lambda: pretrained.random_init("resnet-18", 10),
+        lambda: pretrained.load_pretrained("resnet-18"),
+    ):
+        with pytest.raises(ValueError, match="Unknown backbone 'resnet-18'") as info:
+            call()
+        assert "'efficientnet_lite0'" in str(info.value)
+        assert "Did you mean 'resnet18'?" in str(info.value)
+    with pytest.raises(ValueError, match="'auto'"):
+        pretrained.load_pretrained("vgg16")
 
 
 def test_trainable_report_counts_shared_parameters_once() -> None:

@@ -177,3 +177,13 @@ def test_add_latency_leaves_untimed_rows_alone() -> None:
     timed = zoo.add_latency(counted, ["lenet-5"], repeats=1, warmup=0)
     assert timed[0].params == counted[0].params
     assert timed[0].latency_ms > 0
+
+
+def test_importing_the_name_tables_does_not_load_matplotlib() -> None:
+    """cnnbook.pretrained reads its backbone names from zoo; that must not drag in matplotlib."""
+    import subprocess
+    import sys
+
+    code = "import sys, cnnbook.pretrained, cnnbook.zoo; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
