@@ -497,12 +497,20 @@ def test_14_06_vgg_params_agree_with_the_library() -> None:
 
 
 def test_14_06_vgg_params() -> None:
-    passes(c06.check_vgg_params, c06.vgg_param_counts)
+    def count(cfg, n):
+        conv, prev = 0, 3
+        for depth, width in zip(cfg, c06.VGG_WIDTHS, strict=True):
+            conv += sum(9 * (prev if i == 0 else width) * width + width for i in range(depth))
+            prev = width
+        return conv, (25088 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * n + n)
+
+    passes(c06.check_vgg_params, count)
     fails(
         c06.check_vgg_params,
-        lambda cfg, n: (c06.vgg_param_counts(cfg, n)[0], c06.vgg_param_counts(cfg, n)[1] - 8192 - n),
+        lambda cfg, n: (count(cfg, n)[0], count(cfg, n)[1] - 8192 - n),
         match="Linear biases",
     )
+    fails(c06.check_vgg_params, c06.vgg_param_counts, match="counts the parameters for you")
     fails(c06.check_vgg_params, lambda cfg, n: (1, 2), match="9\\*c_in\\*c_out")
 
 

@@ -12,6 +12,8 @@ from torch import nn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
+    Family,
+    ForbiddenUse,
     call,
     checker,
     expect_equal,
@@ -20,7 +22,7 @@ from cnnbook.checks.core import (
     expect_same_module,
     expect_tensor,
     fail,
-    forbid,
+    forbidden,
     modules_of,
     preserved_state,
     randomise_bn,
@@ -28,6 +30,29 @@ from cnnbook.checks.core import (
 from cnnbook.modules import count_parameters
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
+
+FAMILY_LAYERS = Family(
+    name="building layers",
+    does="builds a layer (every nn.Module starts in nn.Module.__init__), and PyTorch would then "
+    "count its parameters for you",
+    task="count the parameters from the layer shapes yourself",
+    scope="building any layer or model (nn.Conv2d, nn.Linear, torchvision's or cnnbook's VGG, "
+    "also on the meta device or through skip_init)",
+    python=((r"torch\.nn\.modules\.module", r"^Module$"),),
+)
+FAMILY_COUNTERS = Family(
+    name="parameter counters",
+    does="counts the parameters for you",
+    task="count the parameters from the layer shapes yourself",
+    scope="cnnbook's own counting helpers (these checks' reference counts, "
+    "cnnbook.models.mobile's *_conv_params)",
+    python=(
+        (r"cnnbook\.checks\.architectures", r"^vgg_param_counts$"),
+        (r"cnnbook\.models\.mobile", r"^\w+_conv_params$"),
+    ),
+)
+COUNT_BY_HAND = (FAMILY_LAYERS, FAMILY_COUNTERS)
+"""Sections 14.6 and 14.8: a parameter count must come from the shapes, not from built layers."""
 
 
 def _vgg_block(c_in: int, c_out: int, n: int, variant: str = "") -> nn.Sequential:
@@ -135,25 +160,23 @@ def vgg_param_counts(convs_per_block: Sequence[int], num_classes: int) -> tuple[
 @checker(
     "VGG parameter count",
     requirement="(conv params, classifier params) as two ints counted from the shapes, biases "
-    "included, without building the layers",
+    "included, without building any layer or model",
 )
 def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
     """Check ``fn(convs_per_block, num_classes)`` -> (features, classifier) parameter counts."""
     cases: list[tuple[tuple[int, ...], int]] = [((2, 2, 3, 3, 3), 1000), ((1, 1, 2, 2, 2), 1000)]
     cases += [(tuple(ctx.randint(1, 4) for _ in range(5)), ctx.randint(2, 200)) for _ in range(5)]
-    by_hand = "count from the shapes; building the model would do it for you."
     for cfg, classes in cases:
         what = f"vgg_params({cfg}, num_classes={classes})"
-        with forbid(
-            fn,
-            {
-                "torch.nn.Conv2d": by_hand,
-                "torch.nn.Linear": by_hand,
-                "torchvision.models.vgg16": by_hand,
-                "cnnbook.models.VGG": by_hand,
-            },
-        ):
-            got = call(fn, cfg, classes, describe=what)
+        try:
+            with forbidden(*COUNT_BY_HAND, why="count the parameters from the layer shapes yourself"):
+                got = call(fn, cfg, classes, describe=what)
+        except ForbiddenUse as exc:
+            raise ForbiddenUse(
+                str(exc),
+                hint2="no layer is needed: a 3x3 conv from c_in to c_out holds 3 * 3 * c_in * c_out "
+                "weights plus c_out biases, a Linear(a, b) a * b + b; add these numbers up.",
+            ) from None
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (feature_params, classifier_params), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (features)"), expect_int(got[1], f"{what}[1] (classifier)"))

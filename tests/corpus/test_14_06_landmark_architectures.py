@@ -146,9 +146,101 @@ def vgg_params_as_tensors(convs_per_block, num_classes=1000):
     return torch.tensor(conv), torch.tensor(fc)
 
 
+def vgg_params_from_shape_objects(convs_per_block, num_classes=1000):
+    """Shape arithmetic through torch.Size and a meta tensor: counted from the shapes, no layer built."""
+    shapes, prev = [], 3
+    for n, width in zip(convs_per_block, WIDTHS, strict=True):
+        for _ in range(n):
+            shapes += [torch.Size((width, prev, 3, 3)), torch.Size((width,))]
+            prev = width
+    conv = sum(s.numel() for s in shapes)
+    dims = [512 * 7 * 7, 4096, 4096, num_classes]
+    fc = sum(torch.empty(b, a, device="meta").numel() + b for a, b in zip(dims, dims[1:], strict=False))
+    return conv, fc
+
+
+def _count(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def vgg_params_meta_layers(convs_per_block, num_classes=1000):
+    """Builds every layer on the meta device (no memory) and counts: the layers count for you."""
+    conv, prev = 0, 3
+    for n, width in zip(convs_per_block, WIDTHS, strict=True):
+        for _ in range(n):
+            conv += _count(nn.Conv2d(prev, width, 3, padding=1, device="meta"))
+            prev = width
+    dims = [512 * 7 * 7, 4096, 4096, num_classes]
+    fc = sum(_count(nn.Linear(a, b, device="meta")) for a, b in zip(dims, dims[1:], strict=False))
+    return conv, fc
+
+
+def vgg_params_torchvision_imported_inside(convs_per_block, num_classes=1000):
+    """torchvision's VGG built from a layer list, imported inside the body (after the check starts)."""
+    from torchvision.models.vgg import VGG, make_layers
+
+    cfg = []
+    for n, width in zip(convs_per_block, WIDTHS, strict=True):
+        cfg += [width] * n + ["M"]
+    model = VGG(make_layers(cfg), num_classes=num_classes, init_weights=False)
+    return _count(model.features), _count(model.classifier)
+
+
+def vgg_params_skip_init_aliases(convs_per_block, num_classes=1000):
+    """Layers reached through other names (the module paths, skip_init) than nn.Conv2d / nn.Linear."""
+    from torch.nn.modules import conv as conv_module
+    from torch.nn.modules import linear as linear_module
+    from torch.nn.utils import skip_init
+
+    conv, prev = 0, 3
+    for n, width in zip(convs_per_block, WIDTHS, strict=True):
+        for _ in range(n):
+            conv += _count(skip_init(conv_module.Conv2d, prev, width, 3))
+            prev = width
+    dims = [512 * 7 * 7, 4096, 4096, num_classes]
+    layer = getattr(linear_module, "Lin" + "ear")
+    return conv, sum(_count(layer(a, b, device="meta")) for a, b in zip(dims, dims[1:], strict=False))
+
+
+def vgg_params_checks_own_answer(convs_per_block, num_classes=1000):
+    from cnnbook.checks import architectures
+
+    return architectures.vgg_param_counts(convs_per_block, num_classes)
+
+
+def vgg_params_try_layers_then_formula(convs_per_block, num_classes=1000):
+    """Tries the meta-device layers and falls back on the formula when that fails: still used them."""
+    try:
+        return vgg_params_meta_layers(convs_per_block, num_classes)
+    except Exception:
+        return vgg_params_reference(convs_per_block, num_classes)
+
+
 def test_vgg_params_right_answers_pass() -> None:
     accepted(checks.check_vgg_params, vgg_params_reference)
     accepted(checks.check_vgg_params, vgg_params_as_list_sums)
+    accepted(checks.check_vgg_params, vgg_params_from_shape_objects)
+
+
+def test_vgg_params_built_layers_are_refused() -> None:
+    for built in (
+        vgg_params_meta_layers,
+        vgg_params_torchvision_imported_inside,
+        vgg_params_skip_init_aliases,
+        vgg_params_try_layers_then_formula,
+    ):
+        rejected(
+            checks.check_vgg_params,
+            built,
+            hint="builds a layer.*count the parameters from the layer shapes yourself",
+            requirement="without building any layer",
+        )
+    rejected(
+        checks.check_vgg_params,
+        vgg_params_checks_own_answer,
+        hint="vgg_param_counts.*counts the parameters for you",
+        requirement="without building any layer",
+    )
 
 
 def test_vgg_params_mistakes_are_named() -> None:
