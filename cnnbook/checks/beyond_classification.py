@@ -236,6 +236,9 @@ def _miou(pred: torch.Tensor, target: torch.Tensor, k: int, mode: str = "") -> f
         elif mode == "target_only":
             if t.any():
                 scores.append(inter / union)
+        elif mode == "pred_only":
+            if p.any():
+                scores.append(inter / union)
         elif mode in ("absent_zero", "absent_one"):
             scores.append(inter / union if union else float(mode == "absent_one"))
         elif union:
@@ -259,7 +262,12 @@ def _miou_cases(ctx: Context) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
         ]
     )
     perfect = t([[[0, 2, 2], [0, 0, 2]]])  # a perfect prediction; class 1 absent from both
-    cases = [(pred, target, 4), (perfect.clone(), perfect, 3)]
+    lazy_target = t([[[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]])  # an object the model misses
+    cases = [
+        (pred, target, 4),
+        (perfect.clone(), perfect, 3),
+        (torch.zeros_like(lazy_target), lazy_target, 2),
+    ]
     for _ in range(4):
         k = ctx.randint(3, 5)
         shape = (ctx.randint(2, 3), ctx.randint(4, 7), ctx.randint(4, 7))
@@ -307,6 +315,9 @@ def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
                     "over the classes present in pred or target, not only those in the target.": _miou(
                         pred, target, k, "target_only"
                     ),
+                    "A class that appears only in the TARGET counts too (its IoU is 0: the model "
+                    "missed it): average over the classes present in pred or target, not only those "
+                    "the model predicted.": _miou(pred, target, k, "pred_only"),
                     "A class that appears in neither pred nor target has no IoU; leave it out of the "
                     "mean instead of counting it as 0.": _miou(pred, target, k, "absent_zero"),
                     "A class absent from both must be left out, not counted as a perfect 1.": _miou(
@@ -322,6 +333,83 @@ def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
                 "pixels of the batch; average over the classes whose union is not empty.",
             )
     return "your mean IoU counts classes seen only in the prediction and leaves out classes absent from both."
+
+
+MIOU_BUG_MIN_PIXELS = 2
+"""The fewest pixels on which ``mean_iou_buggy`` of the 14.13 find-the-bug exercise (it skips the
+classes absent from the target) can disagree with the definition: on one pixel the prediction is
+either right (every IoU 1) or wrong (every IoU 0), with or without the skipped class."""
+
+
+def _label_map(value: Any, what: str) -> torch.Tensor:
+    """``value`` (a tensor or nested lists) as an integer tensor ``(N, H, W)``, or a failure."""
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        fail(f"{what} should be a tensor of class ids (N, H, W), got {type(value).__name__}.")
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        fail(
+            f"{what} has dtype {t.dtype}; a label map holds whole class ids: build it with "
+            f"torch.tensor([[[0, 1]]]) (integers) or convert it with .long()."
+        )
+    if t.ndim != 3:
+        fail(
+            f"{what} has shape {tuple(t.shape)}; mean_iou takes batches of label maps (N, H, W): "
+            f"one image of one row of two pixels is torch.tensor([[[a, b]]])."
+        )
+    return t.long()
+
+
+@checker(
+    "the smallest case that shows the bug",
+    requirement="smallest_case = (pred, target, num_classes): integer label maps (N, H, W) of the "
+    "same shape, class ids 0 .. num_classes - 1, on which mean_iou_buggy disagrees with the "
+    "definition, with the fewest pixels that can show it",
+)
+def check_miou_bug_case(ctx: Context, case: Any) -> str:
+    """Check a counterexample ``(pred, target, num_classes)`` for the 14.13 ``mean_iou_buggy``."""
+    del ctx  # a fixed answer: the same verdict on every seed
+    if not isinstance(case, (tuple, list)) or len(case) != 3:
+        fail(
+            f"give smallest_case = (pred, target, num_classes), a tuple of three, got "
+            f"{type(case).__name__}{f' of length {len(case)}' if isinstance(case, (tuple, list)) else ''}."
+        )
+    pred, target = _label_map(case[0], "pred"), _label_map(case[1], "target")
+    k = case[2]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        fail(f"num_classes is a whole number of classes (an int, at least 1), got {k!r}.")
+    if pred.shape != target.shape:
+        fail(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape.")
+    if target.numel() == 0:
+        fail("your maps have no pixels: an empty map has no mean IoU to get wrong.")
+    labels = torch.cat([pred.flatten(), target.flatten()])
+    if int(labels.min()) < 0 or int(labels.max()) >= k:
+        fail(
+            f"your maps hold the class ids {sorted(set(labels.tolist()))}, but with num_classes={k} "
+            f"only 0 .. {k - 1} exist: raise num_classes or change the labels."
+        )
+    right, buggy = _miou(pred, target, k), _miou(pred, target, k, "target_only")
+    n = target.numel()
+    if math.isclose(right, buggy, abs_tol=1e-9):
+        fail(
+            f"on your case (pred {pred.tolist()}, target {target.tolist()}) mean_iou_buggy gives "
+            f"{buggy:.4g}, which is right: this case does not show the bug. Compare the classes "
+            f"the buggy loop averages with the classes the definition averages.",
+            hint2="The buggy loop keeps class c only when `t.any()`, that is when c occurs in the "
+            "TARGET. Which classes does the definition count that this test leaves out?",
+        )
+    if n > MIOU_BUG_MIN_PIXELS:
+        fail(
+            f"your case shows the bug (mean_iou_buggy gives {buggy:.4g}, the definition "
+            f"{right:.4g}), but with {n} pixels; fewer pixels show it too. Remove pixels (and "
+            f"images) while the two answers still differ.",
+            hint2="On a single pixel the prediction is either right (every IoU is 1) or wrong "
+            "(every IoU is 0), whichever classes are averaged. What is the next smallest size?",
+        )
+    return (
+        f"{n} pixels are the fewest that show the bug: mean_iou_buggy gives {buggy:.4g}, the "
+        f"definition {right:.4g}."
+    )
 
 
 # ---------------------------------------------------------------- the U-Net decoder step

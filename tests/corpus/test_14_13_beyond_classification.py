@@ -586,3 +586,97 @@ def test_find_the_bug_nms_is_rejected_and_the_fix_accepted() -> None:
     accepted(checks.check_nms, nms_fixed)
     rejected(checks.check_nms, nms_buggy, hint=r"nms")
     rejected(checks.check_nms, nms_only_tie_fixed, hint=r"nms")
+
+
+# ---------------------------------------- Exercise 3: the smallest case that shows the bug
+
+
+def _maps(pred, target):
+    return torch.tensor(pred), torch.tensor(target)
+
+
+def mean_iou_buggy(pred, target, num_classes):  # the exercise's buggy version
+    ious = []
+    for c in range(num_classes):
+        p, t = pred == c, target == c
+        if t.any():
+            ious.append((p & t).sum().item() / (p | t).sum().item())
+    return sum(ious) / len(ious)
+
+
+def test_no_single_pixel_shows_the_bug() -> None:
+    """The check's minimum (2 pixels) is the true minimum: every 1-pixel case agrees."""
+    for k in (1, 2, 3, 4):
+        for p in range(k):
+            for t in range(k):
+                pred, target = _maps([[[p]]], [[[t]]])
+                assert mean_iou_buggy(pred, target, k) == mean_iou(pred, target, k)
+    pred, target = _maps([[[0, 1]]], [[[0, 0]]])
+    assert mean_iou_buggy(pred, target, 2) != mean_iou(pred, target, 2)
+    assert checks.MIOU_BUG_MIN_PIXELS == 2
+
+
+def test_bug_case_accepts_two_pixel_cases() -> None:
+    accepted(checks.check_miou_bug_case, (*_maps([[[0, 1]]], [[[0, 0]]]), 2))
+    accepted(checks.check_miou_bug_case, (*_maps([[[2], [1]]], [[[1], [1]]]), 3))  # a column, class 2 extra
+    accepted(checks.check_miou_bug_case, (*_maps([[[1]], [[0]]], [[[1]], [[1]]]), 2))  # two 1x1 images
+    accepted(checks.check_miou_bug_case, ([[[0, 1]]], [[[0, 0]]], 2))  # nested lists
+    accepted(
+        checks.check_miou_bug_case, [torch.tensor([[[0, 1]]], dtype=torch.int32), torch.tensor([[[0, 0]]]), 5]
+    )
+
+
+_REQ = "fewest pixels|smallest_case"
+
+
+@pytest.mark.parametrize(
+    ("case", "hint"),
+    [
+        ((*_maps([[[0, 0, 1, 1]]], [[[0, 0, 0, 1]]]), 2), r"does not show the bug"),  # all classes in target
+        ((*_maps([[[1]]], [[[0]]]), 2), r"does not show the bug"),  # one wrong pixel: both 0
+        ((*_maps([[[0]]], [[[0]]]), 2), r"does not show the bug"),  # one right pixel: both 1
+        ((*_maps([[[0, 1, 0]]], [[[0, 0, 0]]]), 2), r"with 3 pixels; fewer pixels"),  # shows it, too big
+        ((*_maps([[[0, 1], [0, 0]]], [[[0, 0], [0, 0]]]), 2), r"with 4 pixels; fewer pixels"),
+        ((*_maps([[0, 1]], [[0, 0]]), 2), r"\(N, H, W\)"),  # a 2-D map, no batch axis
+        ((torch.tensor([[[0.0, 1.0]]]), torch.tensor([[[0.0, 0.0]]]), 2), r"whole class ids"),  # floats
+        ((*_maps([[[0, 2]]], [[[0, 0]]]), 2), r"only 0 \.\. 1 exist"),  # label out of range
+        ((*_maps([[[0, 1]]], [[[0, 0, 0]]]), 2), r"same shape"),
+        ((*_maps([[[0, 1]]], [[[0, 0]]]), 2.0), r"an int"),
+        (_maps([[[0, 1]]], [[[0, 0]]]), r"tuple of three"),  # num_classes forgotten
+    ],
+)
+def test_bug_case_rejects_mistakes(case, hint) -> None:
+    rejected(checks.check_miou_bug_case, case, hint=hint, requirement=_REQ)
+
+
+def test_the_buggy_mean_iou_itself_is_rejected_and_the_fix_accepted() -> None:
+    rejected(
+        checks.check_mean_iou,
+        mean_iou_buggy,
+        hint="only in the PREDICTION",
+        requirement="present in pred or target",
+    )
+
+    def fixed(pred, target, num_classes):
+        ious = []
+        for c in range(num_classes):
+            p, t = pred == c, target == c
+            if (p | t).any():
+                ious.append((p & t).sum().item() / (p | t).sum().item())
+        return sum(ious) / len(ious)
+
+    def fixed_with_pred_any_only(pred, target, num_classes):  # swapped the test to the prediction
+        ious = []
+        for c in range(num_classes):
+            p, t = pred == c, target == c
+            if p.any():
+                ious.append((p & t).sum().item() / (p | t).sum().item())
+        return sum(ious) / len(ious)
+
+    accepted(checks.check_mean_iou, fixed)
+    rejected(
+        checks.check_mean_iou,
+        fixed_with_pred_any_only,
+        hint=r"mean_iou",
+        requirement="present in pred or target",
+    )
