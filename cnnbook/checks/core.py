@@ -411,7 +411,9 @@ class Family:
     engine: bool = False
 
 
-_CNNBOOK = r"cnnbook\.(?!checks)[\w.]+"  # cnnbook's own answers, e.g. cnnbook.ops.conv2d_loops
+#: Module regex for cnnbook's own answers (e.g. ``cnnbook.ops.conv2d_loops``), for sections' families.
+CNNBOOK_MODULES = r"cnnbook\.(?!checks)[\w.]+"
+_CNNBOOK = CNNBOOK_MODULES
 
 FAMILY_CONV = Family(
     name="convolution",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from corpus_tools import accepted, rejected
 
@@ -102,9 +103,151 @@ def norm_with_torchvision(image):
     return transforms.Normalize(checks.IMAGENET_MEAN, checks.IMAGENET_STD)(transforms.ToTensor()(image))
 
 
+def norm_transforms_v2(image):
+    """The v2 pipeline, imported inside the body (so the first run already imports it)."""
+    from torchvision.transforms import v2
+
+    pipeline = v2.Compose(
+        [
+            v2.ToImage(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(checks.IMAGENET_MEAN, checks.IMAGENET_STD),
+        ]
+    )
+    return pipeline(image)
+
+
+def norm_v2_functional(image):
+    """Layout by hand, then v2's functional normalize on a plain tensor."""
+    from torchvision.transforms.v2 import functional as F2
+
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    return F2.normalize(x, list(checks.IMAGENET_MEAN), list(checks.IMAGENET_STD))
+
+
+def norm_v2_kernel(image):
+    """v2's image kernel, called directly."""
+    import torchvision.transforms.v2.functional as F2
+
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    return F2.normalize_image(x, mean=list(checks.IMAGENET_MEAN), std=list(checks.IMAGENET_STD))
+
+
+def norm_to_tensor_then_by_hand(image):
+    """to_tensor does the scaling; only the normalisation is written out."""
+    import torchvision.transforms.functional as TF
+
+    return (TF.to_tensor(image) - MEAN) / STD
+
+
+def norm_pil_route(image):
+    """Through PIL: pil_to_tensor (allowed) and convert_image_dtype (the scaling, not allowed)."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    x = TF.convert_image_dtype(TF.pil_to_tensor(Image.fromarray(image)), torch.float32)
+    return (x - MEAN) / STD
+
+
+def norm_private_helper(image):
+    """The private tensor helper underneath transforms.functional.normalize."""
+    from torchvision.transforms import _functional_tensor as FT
+
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    return FT.normalize(x, list(checks.IMAGENET_MEAN), list(checks.IMAGENET_STD))
+
+
+def norm_to_dtype_scale(image):
+    """v2's to_dtype with scale=True does the division by 255."""
+    from torchvision.transforms.v2 import functional as F2
+
+    x = F2.to_dtype(F2.to_image(image), torch.float32, scale=True)
+    return (x - MEAN) / STD
+
+
+def norm_weights_preset(image):
+    """The pretrained weights' own preprocessing, resized to the image's size."""
+    from torchvision.models import ResNet18_Weights
+
+    h, w = image.shape[:2]
+    preset = ResNet18_Weights.DEFAULT.transforms(crop_size=(h, w), resize_size=(h, w))
+    return preset(torch.from_numpy(image).permute(2, 0, 1))
+
+
+def norm_batch_norm(image):
+    """F.batch_norm with the ImageNet statistics as running statistics and eps=0."""
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    return torch.nn.functional.batch_norm(x[None], MEAN.flatten(), STD.flatten() ** 2, eps=0.0)[0]
+
+
+def norm_cnnbook_helper(image):
+    from cnnbook.normalization import normalize
+
+    return normalize(torch.from_numpy(image).permute(2, 0, 1), checks.IMAGENET_MEAN, checks.IMAGENET_STD)
+
+
+def norm_catches_the_error(image):
+    """Tries Normalize first and falls back to the hand-written version when it is refused."""
+    import torchvision.transforms.functional as TF
+
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    try:
+        return TF.normalize(x, checks.IMAGENET_MEAN, checks.IMAGENET_STD)
+    except Exception:
+        return (x - MEAN) / STD
+
+
+def norm_v2_layout_only(image):
+    """Right: v2's to_image only moves the channels (uint8 stays uint8); the steps are by hand."""
+    from torchvision.transforms.v2 import functional as F2
+
+    x = F2.to_image(image).float() / 255
+    return (x - MEAN) / STD
+
+
+def norm_v2_to_image_transform(image):
+    """Right: the v2.ToImage transform and pil_to_tensor are layout only."""
+    from torchvision.transforms import v2
+
+    x = torch.as_tensor(v2.ToImage()(image), dtype=torch.float64) / 255
+    return (x - MEAN.double()) / STD.double()
+
+
+def norm_through_pil(image):
+    """Right: PIL only holds the pixels; the arithmetic is NumPy's."""
+    from PIL import Image
+
+    x = np.asarray(Image.fromarray(image).convert("RGB"), dtype=np.float32) / 255
+    x = (x - np.array(checks.IMAGENET_MEAN, dtype=np.float32)) / np.array(
+        checks.IMAGENET_STD, dtype=np.float32
+    )
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def norm_half_precision(image):
+    """Right: float16 is a float dtype; its rounding is far below any mistake."""
+    x = torch.from_numpy(image).permute(2, 0, 1).half() / 255
+    return (x - MEAN.half()) / STD.half()
+
+
+def norm_float64_in_place_safe(image):
+    """Right: float64, in-place operations on its own new tensor only."""
+    x = torch.tensor(image, dtype=torch.float64).permute(2, 0, 1).contiguous()
+    x.div_(255).sub_(MEAN.double()).div_(STD.double())
+    return x
+
+
 def test_imagenet_normalize_accepts_right_answers() -> None:
-    accepted(checks.check_imagenet_normalize, norm_reference)
-    accepted(checks.check_imagenet_normalize, norm_numpy_first)
+    for right in (
+        norm_reference,
+        norm_numpy_first,
+        norm_v2_layout_only,
+        norm_v2_to_image_transform,
+        norm_through_pil,
+        norm_half_precision,
+        norm_float64_in_place_safe,
+    ):
+        accepted(checks.check_imagenet_normalize, right)
 
 
 def test_imagenet_normalize_rejects_mistakes() -> None:
@@ -114,7 +257,32 @@ def test_imagenet_normalize_rejects_mistakes() -> None:
     rejected(checks.check_imagenet_normalize, norm_own_statistics, hint="image's own mean")
     rejected(checks.check_imagenet_normalize, norm_bgr, hint="BGR")
     rejected(checks.check_imagenet_normalize, norm_channels_last, hint="channels first")
-    rejected(checks.check_imagenet_normalize, norm_with_torchvision, hint="steps yourself")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "reached"),
+    [
+        (norm_with_torchvision, "transforms.transforms.Normalize"),
+        (norm_transforms_v2, "v2._misc.ToDtype"),
+        (norm_v2_functional, "v2.functional._misc.normalize"),
+        (norm_v2_kernel, "normalize_image"),
+        (norm_to_tensor_then_by_hand, "transforms.functional.to_tensor"),
+        (norm_pil_route, "convert_image_dtype"),
+        (norm_private_helper, "_functional_tensor.normalize"),
+        (norm_to_dtype_scale, "to_dtype"),
+        (norm_weights_preset, "ImageClassification"),
+        (norm_batch_norm, "batch_norm"),
+        (norm_cnnbook_helper, "cnnbook.normalization.normalize"),
+        (norm_catches_the_error, "transforms.functional.normalize"),
+    ],
+)
+def test_imagenet_normalize_rejects_ready_made_steps(wrong, reached: str) -> None:
+    rejected(
+        checks.check_imagenet_normalize,
+        wrong,
+        hint=f"calls `[^`]*{reached}[^`]*`.*scaling and normalisation steps yourself.*off limits",
+        requirement="written yourself",
+    )
 
 
 # ---------------------------------------------------------------- Exercise 4: progressive unfreezing
