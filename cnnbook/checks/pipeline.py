@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -471,6 +472,146 @@ def check_evaluate(ctx: Context, fn: Callable[..., tuple[float, float]]) -> str:
             hint="accuracy = correct predictions / number of samples, predictions = argmax of the logits.",
         )
     return "eval mode without gradients, exact averages, and the model and grad mode left as found."
+
+
+# ------------------------------------------------------------------ Exercise 3: predict the traces
+
+
+def evaluate_buggy(
+    model: nn.Module, loader: DataLoader, loss_fn: Callable[..., torch.Tensor]
+) -> tuple[float, float]:
+    """The colleague's evaluation of the 14.15 predict-then-find-the-bugs exercise, as printed
+    there: it restores only the top module's mode, turns gradients on at the end whatever they
+    were, and averages the per-batch mean losses."""
+    was_training = model.training
+    model.eval()
+    torch.set_grad_enabled(False)  # no gradients while evaluating
+    losses, correct = [], 0
+    for inputs, targets in loader:
+        outputs = model(inputs)
+        losses.append(loss_fn(outputs, targets).item())
+        correct += (outputs.argmax(dim=1) == targets).sum().item()
+    torch.set_grad_enabled(True)
+    model.train(was_training)
+    return sum(losses) / len(losses), correct / len(loader.dataset)  # type: ignore[arg-type]
+
+
+TRACE_LOSSES = (1.0,) * 8 + (4.0,) * 2
+"""Per-sample losses of the exercise's loss scenario, evaluated in batches of :data:`TRACE_BATCH`."""
+TRACE_BATCH = 4
+
+
+def trace_model() -> nn.Sequential:
+    """The exercise's model: training, with its batch norm (index 1) frozen in eval mode."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(32, 2))
+    model.train()
+    model[1].eval()
+    return model
+
+
+def _observed_traces() -> dict[str, Any]:
+    """What ``evaluate_buggy`` really does in the exercise's two scenarios (the caller's grad mode
+    is put back afterwards: the buggy code changes it)."""
+    grad_before = torch.is_grad_enabled()
+    try:
+        return _run_trace_scenarios()
+    finally:
+        torch.set_grad_enabled(grad_before)
+
+
+def _run_trace_scenarios() -> dict[str, Any]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = trace_model()
+        data = DataLoader(TensorDataset(torch.randn(10, 1, 6, 6), torch.randint(0, 2, (10,))), batch_size=4)
+    with torch.no_grad():
+        evaluate_buggy(model, data, nn.CrossEntropyLoss())
+        grad_enabled = torch.is_grad_enabled()
+    per_sample = torch.tensor(TRACE_LOSSES)[:, None]
+    stand_in = DataLoader(
+        TensorDataset(per_sample, torch.zeros(len(per_sample), dtype=torch.long)), batch_size=TRACE_BATCH
+    )
+    reported, _ = evaluate_buggy(nn.Identity(), stand_in, lambda outputs, targets: outputs.mean())
+    return {
+        "grad_enabled": grad_enabled,
+        "model_training": model.training,
+        "bn_training": model[1].training,
+        "reported_loss": reported,
+        "true_loss": per_sample.mean().item(),
+    }
+
+
+_TRACE_WHY = {
+    "grad_enabled": "evaluate_buggy ends with torch.set_grad_enabled(True): it switches gradients ON "
+    "whatever the mode was, so inside the caller's torch.no_grad() block the lines after the call "
+    "record gradients again.",
+    "model_training": "model.train(was_training) puts the model back into the mode it had: it was "
+    "training, so model.training is True again.",
+    "bn_training": "model.train(was_training) sets the mode of EVERY submodule, not only the top "
+    "one: the batch norm that was frozen in eval mode comes back in train mode.",
+    "reported_loss": "evaluate_buggy averages the batch means, sum(losses) / len(losses): the "
+    "batches of 4, 4 and 2 samples count equally, so the last, smaller batch weighs twice as much "
+    "per sample.",
+    "true_loss": "the mean loss per sample is the sum of the ten losses divided by ten.",
+}
+
+
+@checker(
+    "predicted traces of evaluate_buggy",
+    requirement="five predictions made before running the code: torch.is_grad_enabled() after the "
+    "call inside torch.no_grad(), model.training and the frozen batch norm's .training afterwards "
+    "(True or False), and the loss evaluate_buggy reports and the true mean loss per sample "
+    "(numbers, within 0.01)",
+)
+def check_trace_predictions(ctx: Context, predicted: Any) -> str:
+    """Compare predictions of what ``evaluate_buggy`` leaves behind with what it really does."""
+    del ctx  # fixed scenarios: the same verdict on every seed
+    truth = _observed_traces()
+    keys = list(truth)
+    if not isinstance(predicted, dict):
+        fail(f"give a dict with the keys {keys}, got {type(predicted).__name__}.")
+    missing = [k for k in keys if k not in predicted]
+    if missing:
+        fail(f"predict every item; missing {missing}.")
+    if any(predicted[k] is None or predicted[k] is Ellipsis for k in keys):
+        fail("replace every ... with your prediction before running the check.")
+    lines = []
+    for key in keys:
+        guess, true = predicted[key], truth[key]
+        if isinstance(true, bool):
+            if not isinstance(guess, bool):
+                fail(
+                    f"predicted[{key!r}]: enter True or False (without quotes), got {guess!r}.",
+                    hint2="A mode or the grad mode is a bool: True or False.",
+                )
+            if guess != true:
+                lines.append(f"{key}: you predicted {guess}, the code gives {true}. {_TRACE_WHY[key]}")
+            continue
+        if isinstance(guess, torch.Tensor) and guess.numel() == 1:
+            guess = guess.item()
+        if isinstance(guess, bool) or not isinstance(guess, numbers.Real):
+            fail(f"predicted[{key!r}]: enter a number (e.g. 1.5 or 3 / 2), got {guess!r}.")
+        if not math.isclose(float(guess), true, abs_tol=0.01):
+            hint = _TRACE_WHY[key]
+            other = truth["true_loss" if key == "reported_loss" else "reported_loss"]
+            if math.isclose(float(guess), other, abs_tol=0.01):
+                hint = (
+                    "You swapped the two losses: evaluate_buggy reports the mean of the batch means; "
+                    "the true loss weighs every sample once."
+                )
+            lines.append(f"{key}: you predicted {float(guess):.3f}, the code gives {true:.3f}. {hint}")
+    if lines:
+        fail(
+            f"{len(lines)} of {len(keys)} predictions are off:\n" + "\n".join(lines),
+            hint2="Read evaluate_buggy line by line with the scenario in mind: what does "
+            "torch.set_grad_enabled(True) do inside a torch.no_grad() block, what does "
+            "model.train(True) do to each submodule, and how many batches of which sizes does "
+            "the loop see?",
+        )
+    return (
+        "all five predictions match: the call turns gradients back on, wakes the frozen batch norm, "
+        f"and reports {truth['reported_loss']:.2f} for a true mean loss of {truth['true_loss']:.2f}."
+    )
 
 
 # ------------------------------------------------------------------ Exercise 4: transforms

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 from corpus_tools import accepted, rejected
 from torchvision import transforms as T
@@ -443,3 +444,89 @@ def test_transforms_rejects_known_mistakes() -> None:
     rejected(c, transforms_no_flip, hint="none of 64 .*mirrored", seeds=SEEDS)
     rejected(c, transforms_no_padding, hint="no training sample was shifted", seeds=SEEDS)
     rejected(c, transforms_half_half, hint="mean 0.5 and std 0.5", seeds=SEEDS)
+
+
+# ------------------------------------------------------------------ Exercise 3: predict the traces
+
+RIGHT_TRACES = {
+    "grad_enabled": True,
+    "model_training": True,
+    "bn_training": True,
+    "reported_loss": 2.0,
+    "true_loss": 1.6,
+}
+_TRACE_REQ = "five predictions made before running the code"
+
+
+def test_the_notebook_shows_the_checked_evaluate_buggy() -> None:
+    """The buggy evaluation the student reads is the one whose traces the check computes."""
+    import ast
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    import nbformat
+
+    def body(src: str) -> list[str]:
+        fn = ast.parse(textwrap.dedent(src)).body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        stmts = fn.body[1:] if isinstance(fn.body[0], ast.Expr) else fn.body  # without the docstring
+        return [ast.dump(s) for s in stmts]
+
+    nb = nbformat.read(
+        Path(__file__).parents[2] / "solutions" / "14_15_training_pipeline.ipynb", as_version=4
+    )
+    shown = next(c.source for c in nb.cells if c.source.startswith("def evaluate_buggy"))
+    assert body(shown) == body(inspect.getsource(checks.evaluate_buggy))
+
+
+def test_trace_predictions_accept_right_values_in_any_spelling() -> None:
+    from fractions import Fraction
+
+    accepted(checks.check_trace_predictions, RIGHT_TRACES)
+    accepted(
+        checks.check_trace_predictions, {**RIGHT_TRACES, "reported_loss": 6 / 3, "true_loss": Fraction(8, 5)}
+    )
+    accepted(
+        checks.check_trace_predictions,
+        {**RIGHT_TRACES, "reported_loss": torch.tensor(2.0), "true_loss": 1.605},
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (
+            {**RIGHT_TRACES, "grad_enabled": False},
+            r"grad_enabled: .*set_grad_enabled\(True\)",
+        ),  # trusts no_grad
+        ({**RIGHT_TRACES, "bn_training": False}, r"bn_training: .*EVERY submodule"),  # top-level restore only
+        (
+            {**RIGHT_TRACES, "model_training": False},
+            r"model_training: .*was training",
+        ),  # thinks eval() sticks
+        ({**RIGHT_TRACES, "reported_loss": 1.6}, r"reported_loss: .*swapped|batch means"),  # no bug seen
+        ({**RIGHT_TRACES, "reported_loss": 1.6, "true_loss": 2.0}, r"swapped the two losses"),
+        ({**RIGHT_TRACES, "true_loss": 2.5}, r"true_loss: .*divided by ten"),  # mean of 1 and 4
+        ({**RIGHT_TRACES, "bn_training": "True"}, r"True or False \(without quotes\)"),
+        ({**RIGHT_TRACES, "reported_loss": "2"}, r"enter a number"),
+        ({**RIGHT_TRACES, "true_loss": ...}, r"replace every \.\.\."),
+        ({k: v for k, v in RIGHT_TRACES.items() if k != "bn_training"}, r"missing \['bn_training'\]"),
+        ([True, True, True, 2.0, 1.6], r"give a dict"),
+    ],
+)
+def test_trace_predictions_reject_mistakes(answer, hint) -> None:
+    rejected(checks.check_trace_predictions, answer, hint=hint, requirement=_TRACE_REQ)
+
+
+def test_trace_check_leaves_the_grad_mode_alone() -> None:
+    with torch.no_grad():
+        checks.check_trace_predictions(RIGHT_TRACES, seed=0)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+
+
+def test_the_buggy_evaluation_itself_is_rejected() -> None:
+    rejected(
+        checks.check_evaluate, checks.evaluate_buggy, hint=r"evaluate", requirement="mean loss per sample"
+    )
