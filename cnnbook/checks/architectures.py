@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -162,8 +163,12 @@ def vgg_param_counts(convs_per_block: Sequence[int], num_classes: int) -> tuple[
     requirement="(conv params, classifier params) as two ints counted from the shapes, biases "
     "included, without building any layer or model",
 )
-def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
-    """Check ``fn(convs_per_block, num_classes)`` -> (features, classifier) parameter counts."""
+def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]], classifier_share: Any = None) -> str:
+    """Check ``fn(convs_per_block, num_classes)`` -> (features, classifier) parameter counts.
+
+    Then, if given, the student's prediction ``classifier_share`` (one of the letters of
+    :data:`SHARE_OPTIONS`) of VGG-16's share of parameters in its three fully connected layers.
+    """
     cases: list[tuple[tuple[int, ...], int]] = [((2, 2, 3, 3, 3), 1000), ((1, 1, 2, 2, 2), 1000)]
     cases += [(tuple(ctx.randint(1, 4) for _ in range(5)), ctx.randint(2, 200)) for _ in range(5)]
     for cfg, classes in cases:
@@ -205,7 +210,106 @@ def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
             },
             hint="Classifier: 25,088 -> 4096 -> 4096 -> num_classes, each Linear with bias.",
         )
-    return "right: VGG-16 has 14.7M conv parameters and 123.6M in the classifier (138.4M total)."
+    if classifier_share is None:
+        return "right: VGG-16 has 14.7M conv parameters and 123.6M in the classifier (138.4M total)."
+    return _check_share_prediction(classifier_share)
+
+
+SHARE_OPTIONS = {"a": "about 10%", "b": "about 35%", "c": "about 60%", "d": "about 90%"}
+SHARE_REQUIREMENT = (
+    "classifier_share: the letter (a, b, c or d) of the share of VGG-16's parameters in its three "
+    "fully connected layers, as your count gives it"
+)
+
+
+def _letter(value: Any, name: str, options: dict[str, str]) -> str:
+    """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure."""
+    letters = ", ".join(options)
+    text = value.strip().strip("()").strip().lower() if isinstance(value, str) else None
+    if text == "?":
+        fail(
+            f"{name} is still '?': write your prediction (one of the letters {letters}) before "
+            "you run the check.",
+            requirement=f"{name}: one of the letters {letters}",
+        )
+    if text not in options:
+        fail(
+            f"{name} should be one of the letters {letters} as a string "
+            f'(for example "{next(iter(options))}"), got {value!r}.',
+            requirement=f"{name}: one of the letters {letters}",
+        )
+    return text
+
+
+def _check_share_prediction(classifier_share: Any) -> str:
+    conv, fc = vgg_param_counts((2, 2, 3, 3, 3), 1000)
+    share = fc / (conv + fc)
+    first_fc = 512 * 7 * 7 * 4096
+    letter = _letter(classifier_share, "classifier_share", SHARE_OPTIONS)
+    if letter != "d":
+        fail(
+            f"your prediction was ({letter}), {SHARE_OPTIONS[letter]}, but your own count gives "
+            f"{share:.0%}: {fc:,} of {conv + fc:,} parameters sit in the three fully connected "
+            f"layers. Thirteen convolutions are a lot of layers, yet each 3x3 filter is shared "
+            f"by every position of its map; the first fully connected layer connects every one "
+            f"of the 512 x 7 x 7 = 25,088 flattened features to every one of 4,096 units.",
+            requirement=SHARE_REQUIREMENT,
+            hint2=f"that one layer holds 25,088 x 4,096 = {first_fc:,} weights, "
+            f"{first_fc / conv:.0f} times all the convolutions together ({conv:,}).",
+        )
+    return (
+        f"the counts are right, and so was your prediction: {share:.0%} of VGG-16's parameters "
+        f"({fc / 1e6:.1f}M of {(conv + fc) / 1e6:.1f}M) sit in the classifier, "
+        f"{first_fc / 1e6:.1f}M in its first layer alone."
+    )
+
+
+def _vgg16_gap_params(classes: int = 1000) -> int:
+    conv, _ = vgg_param_counts((2, 2, 3, 3, 3), classes)
+    return conv + (512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * classes + classes)
+
+
+@checker(
+    "VGG-16 with global average pooling",
+    requirement="params_gap: VGG-16's total parameter count (an int, 13 convs and 3 fully connected "
+    "layers, biases included) when the first fully connected layer sees the 512 channel averages",
+)
+def check_vgg_gap(ctx: Context, params_gap: Any) -> str:
+    """Check the total parameters of VGG-16 whose first FC layer follows global average pooling."""
+    want = _vgg16_gap_params()
+    conv, fc = vgg_param_counts((2, 2, 3, 3, 3), 1000)
+    got = expect_int(params_gap, "params_gap")
+    try:
+        expect_equal(
+            got,
+            want,
+            "params_gap",
+            wrong={
+                "That is VGG-16 as it is: the averaging itself has no parameters, but it changes "
+                "what the first fully connected layer sees (512 inputs, not 25,088).": conv + fc,
+                "That counts only the convolutions: the three fully connected layers are still there, "
+                "the first one with 512 inputs.": conv,
+                "That counts only the three fully connected layers; params_gap is the whole "
+                "network, the 13 convolutions included.": want - conv,
+                "The first fully connected layer is not removed: it stays, with 512 inputs instead "
+                "of 25,088.": conv + fc - (512 * 7 * 7 * 4096 + 4096),
+                "You left out a bias: the first fully connected layer keeps its 4,096 biases.": want - 4096,
+                "The average is over the 7 x 7 positions, one number per channel: 512 inputs, not "
+                "512 x 7 = 3,584.": want + 512 * 6 * 4096,
+            },
+            hint="Only the first fully connected layer changes: Linear(512, 4096) instead of "
+            "Linear(25088, 4096); everything else is what your vgg_params counts.",
+        )
+    except CheckFailed as exc:
+        raise CheckFailed(
+            str(exc),
+            hint2="the 13 convolutions are vgg_params((2, 2, 3, 3, 3))[0]; add the three Linear "
+            "layers 512 -> 4096 -> 4096 -> 1000, each with a * b weights and b biases.",
+        ) from None
+    return (
+        f"{want:,} parameters, {(conv + fc) / want:.1f}x fewer than VGG-16's {conv + fc:,}, "
+        "with every convolution unchanged: the size came from flattening the map."
+    )
 
 
 class _RefBasicBlock(nn.Module):

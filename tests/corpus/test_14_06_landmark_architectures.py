@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from corpus_tools import accepted, rejected
@@ -491,3 +492,57 @@ def test_silence_mistakes_are_named() -> None:
     )
     rejected(checks.check_silence, silence_freezes_bn2, BasicReference, hint="requires_grad")
     rejected(checks.check_silence, silence_returns_a_fresh_block, BasicReference, hint="in place")
+
+
+# ---------------------------------------------------------------- Exercise 2: the prediction and GAP
+
+
+def test_vgg_share_prediction_right_answers_pass() -> None:
+    for letter in ("d", "D", "(d)", " d "):
+        accepted(checks.check_vgg_params, vgg_params_reference, letter)
+
+
+def test_vgg_share_prediction_mistakes_are_named() -> None:
+    for letter in ("a", "b", "c"):
+        rejected(
+            checks.check_vgg_params,
+            vgg_params_reference,
+            letter,
+            hint="your own count gives 89%.*25,088",
+            requirement="classifier_share: the letter",
+        )
+    rejected(checks.check_vgg_params, vgg_params_reference, "?", hint="still '\\?'")
+    rejected(checks.check_vgg_params, vgg_params_reference, 0.9, hint="one of the letters a, b, c, d")
+    rejected(checks.check_vgg_params, vgg_params_reference, "90%", hint="one of the letters")
+    # the counting function is checked first: a right prediction does not hide a wrong count
+    rejected(checks.check_vgg_params, vgg_params_no_conv_bias, "d", hint="conv biases")
+
+
+VGG16_CONV = 14_714_688
+GAP_CLASSIFIER = (512 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)
+
+
+def test_vgg_gap_right_answers_pass() -> None:
+    accepted(checks.check_vgg_gap, VGG16_CONV + GAP_CLASSIFIER)
+    accepted(checks.check_vgg_gap, np.int64(VGG16_CONV + GAP_CLASSIFIER))
+
+
+def test_vgg_gap_mistakes_are_named() -> None:
+    requirement = "total parameter count"
+    rejected(
+        checks.check_vgg_gap, 138_357_544, hint="averaging itself has no parameters", requirement=requirement
+    )
+    rejected(checks.check_vgg_gap, VGG16_CONV, hint="only the convolutions", requirement=requirement)
+    rejected(
+        checks.check_vgg_gap, GAP_CLASSIFIER, hint="only the three fully connected", requirement=requirement
+    )
+    rejected(
+        checks.check_vgg_gap,
+        138_357_544 - (25088 * 4096 + 4096),
+        hint="not removed",
+        requirement=requirement,
+    )
+    rejected(checks.check_vgg_gap, VGG16_CONV + GAP_CLASSIFIER - 4096, hint="left out a bias")
+    rejected(checks.check_vgg_gap, VGG16_CONV + GAP_CLASSIFIER + 512 * 6 * 4096, hint="512 x 7")
+    rejected(checks.check_vgg_gap, float(VGG16_CONV + GAP_CLASSIFIER), hint="int")
+    rejected(checks.check_vgg_gap, VGG16_CONV + GAP_CLASSIFIER + 1000, hint="Only the first fully connected")
