@@ -1,10 +1,10 @@
 """Checks for the exercises of section 14.17: choosing an architecture from the measured table.
 
-The student's functions take a list of :class:`cnnbook.zoo.ArchRow` (``name``, ``params``,
-``macs``, ``top1`` or ``None``, ``latency_ms`` or ``None``). Every check runs fixed tables
-built to reach the edge cases (a model exactly at a budget or at the accuracy bar, a model
-without a published accuracy, a model whose latency was not measured, ties in accuracy, two
-identical models, models of equal cost), then random tables.
+The tables are lists of :class:`cnnbook.zoo.ArchRow` (``name``, ``params``, ``macs``, ``top1`` or
+``None``, ``latency_ms`` or ``None``). The decisions are checked on tables built to reach the
+edge cases (a model exactly at a budget or at the accuracy bar, a model without a published
+accuracy, a model whose latency was not measured, a tie in accuracy, nothing that qualifies);
+the student's functions also on random tables (two identical models, models of equal cost).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cnnbook.zoo import ArchRow
 
 __all__ = [
     "check_cheapest_above",
-    "check_choose",
+    "check_budget_choices",
     "check_gmacs_per_second",
     "check_pareto_front",
     "ref_choose",
@@ -209,103 +209,133 @@ def _call_rows(fn: Callable[..., Any], *args: Any, describe: str) -> Any:
         raise
 
 
-def _choose_cases(ctx: Context) -> list[tuple[str, list[ArchRow], int, float]]:
-    base = [
-        _row("LeNet-5", 61_706, 0.0004, None, 0.3),
-        _row("MobileNetV2", 3.5e6, 0.301, 71.9, 6.0),
-        _row("MobileNetV3-L", 5.48e6, 0.217, 74.0, 8.0),
-        _row("EfficientNet-B0", 5.29e6, 0.386, 77.7, 14.0),
-        _row("ResNet-50", 25.6e6, 4.09, 76.1, 40.0),
-        _row("ConvNeXt-T", 28.6e6, 4.46, 82.5, None),
-    ]
-    cases = [
-        (
-            "the budgets 6 M parameters and 14 ms, with EfficientNet-B0 exactly at 14 ms",
-            base,
-            6_000_000,
-            14.0,
-        ),
-        ("a parameter budget of 5_288_548 (exactly EfficientNet-B0's count)", base, 5_288_548, 20.0),
-        (
-            "budgets under which ConvNeXt-T (most accurate, latency not measured) would fit its parameters",
-            base,
-            30_000_000,
-            50.0,
-        ),
-        (
-            "a latency budget of 45 ms and a parameter budget of 10 M (ResNet-50 is fast enough but "
-            "too large)",
-            base,
-            10_000_000,
-            45.0,
-        ),
-        (
-            "a table with two models of equal accuracy (the bigger one listed first)",
-            [
-                _row("big", 9e6, 2.0, 76.0, 10.0),
-                _row("small", 8e6, 1.0, 76.0, 12.0),
-                _row("fast", 3e6, 0.3, 70.0, 2.0),
-            ],
-            10_000_000,
-            15.0,
-        ),
-        (
-            "a tie in accuracy where the model with fewer MACs has more parameters and is slower "
-            "(listed second)",
-            [
-                _row("wide-shallow", 4e6, 2.0, 76.0, 5.0),
-                _row("narrow-deep", 9e6, 0.5, 76.0, 11.0),
-                _row("tiny", 1e6, 0.1, 60.0, 1.0),
-            ],
-            10_000_000,
-            15.0,
-        ),
-        ("budgets nothing meets (the answer is None)", base, 1_000, 0.1),
-        ("a table where only LeNet-5 (no published accuracy) fits", base, 100_000, 1.0),
-    ]
-    for i in range(3):
-        n = ctx.randint(4, 8)
-        gmacs = sorted({round(0.05 + 20 * ctx.rand(1).item(), 4) for _ in range(n)})
-        rows = []
-        for j, g in enumerate(gmacs):
-            top1 = None if ctx.rand(1).item() < 0.15 else round(55 + 30 * ctx.rand(1).item(), 1)
-            lat = None if ctx.rand(1).item() < 0.2 else round(1 + 100 * ctx.rand(1).item(), 1)
-            rows.append(_row(f"net{j}", ctx.randint(10_000, 100_000_000), g, top1, lat))
-        measured = [r for r in rows if r.latency_ms is not None]
-        budget_row = ctx.choice(measured) if measured else rows[0]
-        cases.append(
-            (
-                f"random table {i + 1}",
-                rows,
-                budget_row.params,
-                budget_row.latency_ms if budget_row.latency_ms is not None else 50.0,
+CANDIDATES: list[ArchRow] = [
+    _row("A", 3.5e6, 0.300, 71.9, 9.0),
+    _row("B", 5.5e6, 0.220, 74.0, 8.0),
+    _row("C", 5.3e6, 0.390, 77.7, 15.0),
+    _row("D", 4.7e6, 0.400, 75.1, 11.0),
+    _row("E", 9.0e6, 0.500, 76.0, 13.0),
+    _row("F", 7.0e6, 0.900, 76.0, 12.0),
+    _row("G", 28.6e6, 4.500, 82.5, None),
+    _row("H", 61_706, 0.0004, None, 0.3),
+    _row("I", 25.6e6, 4.100, 76.1, 40.0),
+    _row("J", 20.0e6, 3.000, 79.0, 46.0),
+]
+"""The candidates of the 14.17 choose-and-justify exercise: a latency of ``None`` was not
+measured, a top-1 of ``None`` was never published. Built so that the requests below reach every
+rule: a candidate exactly at a budget, a tie in accuracy, a most accurate candidate that was not
+timed, and a candidate without an accuracy that alone meets the budgets."""
+
+BUDGET_REQUESTS: dict[str, tuple[int, float]] = {
+    "a": (6_000_000, 15.0),
+    "b": (10_000_000, 14.0),
+    "c": (30_000_000, 50.0),
+    "d": (1_000_000, 1.0),
+}
+"""The requests of that exercise: ``(max_params, max_latency_ms)``."""
+
+
+def _fitting(rows: Sequence[ArchRow], max_params: float, max_latency_ms: float, rule: str = "") -> int:
+    """How many rows meet both budgets and can be compared, or what one misread rule counts."""
+    return sum(
+        (r.top1 is not None or rule == "no_top1")
+        and (r.params <= max_params or rule == "no_params")
+        and (
+            (r.latency_ms is None and rule == "unmeasured")
+            or (
+                r.latency_ms is not None
+                and (r.latency_ms < max_latency_ms if rule == "strict" else r.latency_ms <= max_latency_ms)
             )
         )
-    return cases
+        and (rule != "strict" or r.params < max_params)
+        for r in rows
+    )
+
+
+_COUNT_WRONG = {
+    "strict": 'A candidate exactly at a budget meets it: the budgets are "at most".',
+    "unmeasured": "A candidate whose latency was not measured cannot be shown to meet the latency budget: "
+    "it does not count.",
+    "no_top1": "A candidate without a published accuracy cannot be compared with the others: it does not "
+    "count.",
+    "no_params": "A candidate must meet both budgets, the parameter budget too.",
+}
 
 
 @checker(
-    "choose(rows, max_params, max_latency_ms)",
-    requirement="the name of the most accurate model with params <= max_params and measured "
-    "latency_ms <= max_latency_ms (rows without top1 or latency skipped); a tie in accuracy goes to "
-    "fewer MACs (not fewer parameters); None if nothing fits",
+    "choices within two budgets",
+    requirement="for each request, the name of the most accurate candidate with params <= max_params "
+    "and measured latency_ms <= max_latency_ms (candidates without top1 or latency skipped; a tie in "
+    "accuracy goes to fewer MACs (not fewer parameters); None if nothing fits), and how many candidates "
+    "meet both budgets",
 )
-def check_choose(ctx: Context, choose: Callable[..., Any]) -> str:
-    """The most accurate model within both budgets ("at most"), skipping unmeasured latencies and
-    missing accuracies, ties to fewer MACs, ``None`` when nothing fits."""
-    cases = _choose_cases(ctx)
-    for describe, rows, max_params, max_latency in cases:
-        got = _call_rows(choose, list(rows), max_params, max_latency, describe=describe)
-        if isinstance(got, ArchRow):
-            fail(f"on {describe}: return the architecture's name (row.name), not the row.")
-        expected = ref_choose(rows, max_params, max_latency)
-        wrong = {
-            hint: value
-            for hint, value in _choose_wrong(rows, max_params, max_latency).items()
-            if value != expected
-        }
-        expect_equal(got, expected, f"choose on {describe}", wrong=wrong)
-    return f"choose picked the right model (or None) on all {len(cases)} tables."
+def check_budget_choices(ctx: Context, chosen: Any, fitting: Any) -> str:
+    """Check ``chosen`` ``{request: name or None}`` and ``fitting`` ``{request: count}`` for
+    :data:`BUDGET_REQUESTS` on :data:`CANDIDATES`."""
+    del ctx  # a fixed table: the same verdict on every seed
+    keys = list(BUDGET_REQUESTS)
+    names = {r.name.lower(): r for r in CANDIDATES}
+    for what, answer in (("chosen", chosen), ("fitting", fitting)):
+        if not isinstance(answer, dict):
+            fail(f"give {what} as a dict with the keys {keys}, got {type(answer).__name__}.")
+        missing = [k for k in keys if k not in answer]
+        if missing:
+            fail(f"{what}: answer every request; missing {missing}.")
+        if any(answer[k] is Ellipsis for k in keys):
+            fail(f"{what}: replace every ... with your answer before running the check.")
+    lines = []
+    for key, (max_params, max_latency) in BUDGET_REQUESTS.items():
+        budget = f"request {key!r} (at most {max_params / 1e6:g} M parameters and {max_latency:g} ms)"
+        pick = chosen[key]
+        if isinstance(pick, ArchRow):
+            pick = pick.name
+        if pick is not None and not isinstance(pick, str):
+            fail(f"chosen[{key!r}]: give a candidate's name as a string (or None), got {pick!r}.")
+        if isinstance(pick, str) and pick.strip().lower() not in names:
+            fail(f"chosen[{key!r}]: {pick!r} is not a candidate; the names are {', '.join(names).upper()}.")
+        got = None if pick is None else names[pick.strip().lower()].name
+        want = ref_choose(CANDIDATES, max_params, max_latency)
+        if got != want:
+            hint = "Keep the candidates that meet both budgets, then take the most accurate."
+            row = names.get((got or "").lower())
+            if got is not None and row is not None and row.top1 is None:
+                hint = (
+                    f"{got} has no published accuracy (top1 is None), so it cannot be shown to be the "
+                    f"most accurate: skip such candidates."
+                )
+            elif want is None:
+                hint = "Nothing that can be compared meets both budgets: the answer is None."
+            else:
+                for why, value in _choose_wrong(CANDIDATES, max_params, max_latency).items():
+                    if value == got and value != want:
+                        hint = why
+                        break
+            lines.append(f"{budget}: you chose {got}, expected another answer. {hint}")
+        count = fitting[key]
+        if isinstance(count, bool) or not isinstance(count, int):
+            fail(f"fitting[{key!r}]: a count is a whole number (an int), got {count!r}.")
+        true_count = _fitting(CANDIDATES, max_params, max_latency)
+        if count != true_count:
+            hint = "Count the candidates with a top-1, a measured latency, and both budgets met."
+            for rule, why in _COUNT_WRONG.items():
+                if count == _fitting(CANDIDATES, max_params, max_latency, rule) != true_count:
+                    hint = why
+                    break
+            lines.append(
+                f"{budget}: you counted {count} as meeting both budgets, expected another number. {hint}"
+            )
+    if lines:
+        fail(
+            f"{len(lines)} of {2 * len(keys)} answers are off:\n" + "\n".join(lines),
+            hint2="Go through the requests one candidate at a time: cross out every candidate without "
+            "a top-1 or a latency, then every one over either budget (a value equal to the budget "
+            "stays); count what is left, and among the most accurate of those take the one with the "
+            "fewest MACs.",
+        )
+    return (
+        "all four choices and counts are right: a candidate at the budget fits, an untimed or unpublished "
+        "one cannot be chosen, ties go to fewer MACs, and nothing fitting means None."
+    )
 
 
 # ------------------------------------------------------------------ exercise 3: Pareto front

@@ -63,158 +63,73 @@ def test_cheapest_above_none_and_types(table: list[ArchRow]) -> None:
     rejected(lambda a, **kw: checks.check_cheapest_above(a, table, **kw), 3, hint="as a string")
 
 
-# ------------------------------------------------------------ exercise 2: choose under budgets
+# ------------------------------------------------------------ exercise 2: choose and justify
+
+RIGHT_CHOSEN = {"a": "C", "b": "E", "c": "J", "d": None}
+RIGHT_FITTING = {"a": 4, "b": 5, "c": 8, "d": 0}
+_BUDGET_REQ = r"fewer MACs \(not fewer parameters\)"
 
 
-def choose_reference(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.latency_ms is not None
-        and r.params <= max_params
-        and r.latency_ms <= max_latency_ms
-    ]
-    if not fits:
-        return None
-    best = max(r.top1 for r in fits)
-    return min((r for r in fits if r.top1 == best), key=lambda r: r.macs).name
-
-
-def choose_sorted_variant(rows, max_params, max_latency_ms):
-    ok = sorted(
-        (
+def test_budget_answers_agree_with_the_rules_as_code() -> None:
+    for key, budgets in checks.BUDGET_REQUESTS.items():
+        assert checks.ref_choose(checks.CANDIDATES, *budgets) == RIGHT_CHOSEN[key]
+        fits = [
             r
-            for r in rows
-            if None not in (r.top1, r.latency_ms)
-            and r.params <= max_params
-            and r.latency_ms <= max_latency_ms
-        ),
-        key=lambda r: (-r.top1, r.macs),
-    )
-    return ok[0].name if ok else None
+            for r in checks.CANDIDATES
+            if r.top1 is not None
+            and r.latency_ms is not None
+            and r.params <= budgets[0]
+            and r.latency_ms <= budgets[1]
+        ]
+        assert len(fits) == RIGHT_FITTING[key]
 
 
-def choose_strict_budgets(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.latency_ms is not None
-        and r.params < max_params
-        and r.latency_ms < max_latency_ms
-    ]
-    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
-
-
-def choose_unmeasured_fits(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.params <= max_params
-        and (r.latency_ms is None or r.latency_ms <= max_latency_ms)
-    ]
-    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
-
-
-def choose_ignores_params(rows, max_params, max_latency_ms):
-    fits = [
-        r for r in rows if r.top1 is not None and r.latency_ms is not None and r.latency_ms <= max_latency_ms
-    ]
-    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
-
-
-def choose_fastest(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.latency_ms is not None
-        and r.params <= max_params
-        and r.latency_ms <= max_latency_ms
-    ]
-    return min(fits, key=lambda r: r.latency_ms).name if fits else None
-
-
-def choose_first_of_ties(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.latency_ms is not None
-        and r.params <= max_params
-        and r.latency_ms <= max_latency_ms
-    ]
-    return max(fits, key=lambda r: r.top1).name if fits else None
-
-
-def choose_keeps_missing_accuracy(rows, max_params, max_latency_ms):
-    fits = [
-        r
-        for r in rows
-        if r.latency_ms is not None and r.params <= max_params and r.latency_ms <= max_latency_ms
-    ]
-    return max(fits, key=lambda r: r.top1).name if fits else None
-
-
-def _fits(rows, max_params, max_latency_ms):
-    return [
-        r
-        for r in rows
-        if r.top1 is not None
-        and r.latency_ms is not None
-        and r.params <= max_params
-        and r.latency_ms <= max_latency_ms
-    ]
-
-
-def choose_ties_to_fewer_params(rows, max_params, max_latency_ms):
-    fits = _fits(rows, max_params, max_latency_ms)
-    return min(fits, key=lambda r: (-r.top1, r.params)).name if fits else None
-
-
-def choose_ties_to_lower_latency(rows, max_params, max_latency_ms):
-    fits = _fits(rows, max_params, max_latency_ms)
-    return min(fits, key=lambda r: (-r.top1, r.latency_ms)).name if fits else None
-
-
-def choose_extra_kwarg(rows, max_params, max_latency_ms, verbose=False):
-    """Correct variant: a keyword with a default, a generator expression."""
-    fits = list(_fits(rows, max_params, max_latency_ms))
-    return min(fits, key=lambda r: (-r.top1, r.macs)).name if fits else None
-
-
-def test_choose_tie_rule_is_fewer_macs() -> None:
-    for answer in (choose_ties_to_fewer_params, choose_ties_to_lower_latency):
-        rejected(
-            checks.check_choose,
-            answer,
-            hint=r"fewer MACs, not (fewer parameters|the lower latency)",
-            requirement="fewer MACs \\(not fewer parameters\\)",
-        )
-
-
-def test_choose_accepts_correct_answers() -> None:
-    accepted(checks.check_choose, choose_extra_kwarg)
-    accepted(checks.check_choose, choose_reference)
-    accepted(checks.check_choose, choose_sorted_variant)
-    accepted(checks.check_choose, checks.ref_choose)
+def test_budget_choices_accept_the_answers_in_any_spelling() -> None:
+    accepted(checks.check_budget_choices, RIGHT_CHOSEN, RIGHT_FITTING)
+    accepted(checks.check_budget_choices, {**RIGHT_CHOSEN, "a": " c ", "b": "e"}, RIGHT_FITTING)
+    row_j = next(r for r in checks.CANDIDATES if r.name == "J")
+    accepted(checks.check_budget_choices, {**RIGHT_CHOSEN, "c": row_j}, RIGHT_FITTING)
 
 
 @pytest.mark.parametrize(
-    ("answer", "hint"),
+    ("chosen", "fitting", "hint"),
     [
-        (choose_strict_budgets, r"at most.*<="),
-        (choose_unmeasured_fits, r"not measured"),
-        (choose_ignores_params, r"parameter budget"),
-        (choose_fastest, r"fastest.*most accurate"),
-        (choose_first_of_ties, r"ties in accuracy.*fewer MACs"),
-        (choose_keeps_missing_accuracy, r"top1 is None.*skip"),
+        (
+            {**RIGHT_CHOSEN, "a": "D"},
+            {**RIGHT_FITTING, "a": 3},
+            r"request 'a'.*at most.*request 'a'.*at most",
+        ),  # < for <=
+        (
+            {**RIGHT_CHOSEN, "b": "F"},
+            RIGHT_FITTING,
+            r"request 'b'.*fewer MACs, not fewer parameters",
+        ),  # fewer params
+        (
+            {**RIGHT_CHOSEN, "c": "G"},
+            {**RIGHT_FITTING, "c": 9},
+            r"request 'c'.*not measured.*request 'c'.*not measured",
+        ),
+        (
+            {**RIGHT_CHOSEN, "d": "H"},
+            {**RIGHT_FITTING, "d": 1},
+            r"request 'd'.*no published accuracy",
+        ),  # H qualifies
+        ({**RIGHT_CHOSEN, "b": "C"}, RIGHT_FITTING, r"request 'b'"),  # ignores the latency budget
+        ({**RIGHT_CHOSEN, "c": "A"}, RIGHT_FITTING, r"request 'c'"),  # the smallest, not the most accurate
+        ({**RIGHT_CHOSEN, "d": "A"}, RIGHT_FITTING, r"request 'd'.*answer is None"),  # nothing fits
+        (RIGHT_CHOSEN, {**RIGHT_FITTING, "a": 5}, r"request 'a'.*without a published accuracy"),  # counts H
+        (RIGHT_CHOSEN, {**RIGHT_FITTING, "b": 6}, r"request 'b'.*without a published accuracy"),
+        (RIGHT_CHOSEN, {**RIGHT_FITTING, "a": 6}, r"request 'a'.*parameter budget too"),  # latency only
+        (RIGHT_CHOSEN, {**RIGHT_FITTING, "c": 4.0}, r"whole number"),
+        ({**RIGHT_CHOSEN, "a": "EfficientNet-B0"}, RIGHT_FITTING, r"not a candidate"),
+        ({**RIGHT_CHOSEN, "d": "None"}, RIGHT_FITTING, r"not a candidate"),
+        ({**RIGHT_CHOSEN, "a": ...}, RIGHT_FITTING, r"replace every \.\.\."),
+        ({k: v for k, v in RIGHT_CHOSEN.items() if k != "d"}, RIGHT_FITTING, r"missing \['d'\]"),
+        (["C", "E", "J", None], RIGHT_FITTING, r"as a dict"),
     ],
 )
-def test_choose_rejects_mistakes(answer, hint: str) -> None:
-    rejected(checks.check_choose, answer, hint=hint)
+def test_budget_choices_reject_mistakes(chosen, fitting, hint: str) -> None:
+    rejected(checks.check_budget_choices, chosen, fitting, hint=hint, requirement=_BUDGET_REQ)
 
 
 # ------------------------------------------------------------ exercise 3: Pareto front
