@@ -9,6 +9,10 @@ evaluation every epoch, a :class:`cnnbook.history.History`, the best weights in 
 :func:`fit_distributed` runs it in every process ``torchrun`` starts (the process-group helpers
 live in :mod:`cnnbook.distributed`, which imports nothing from here). Nothing on the training
 device is float64 (MPS has none); :func:`evaluate`/:func:`predict` run in float32 unless asked.
+
+The step serves classifiers (``(N, K)`` scores, accuracy). Sections 14.6 and 14.13 keep their
+own few-line loops on the page: 14.6's controlled experiment needs every step's loss under
+plain SGD without mixed precision, and 14.13's per-pixel and detection losses are not a classifier's.
 """
 
 from __future__ import annotations
