@@ -22,10 +22,13 @@ the pretend answer for tagged tensors. The mode then raises
 ``torch.cuda.get_device_capability`` answers the ``capability`` given, ``torch.autocast`` on
 the pretend device runs CPU autocast in the same dtype (so float16/bfloat16 flow through the
 code as on the card) and is recorded in :attr:`PretendAccelerator.autocasts`, and
-``torch.cuda.synchronize`` / ``torch.mps.synchronize`` are recorded in
-:attr:`PretendAccelerator.syncs`. ``pin_memory`` is a recorded no-op. ``GradScaler.unscale_``
-may make float64 (torch itself takes the scale's reciprocal in float64 on CUDA; the scaler only
-runs with float16, never on MPS).
+``torch.cuda.synchronize`` / ``torch.mps.synchronize`` / ``torch.accelerator.synchronize`` are
+recorded in :attr:`PretendAccelerator.syncs`. ``Tensor.numpy`` (and so ``np.asarray`` and
+matplotlib) raises ``TypeError`` on a device tensor, as on the hardware.
+:attr:`PretendAccelerator.device_ops` counts the operations that ran on the device.
+``pin_memory`` is a recorded no-op; ``torch.accelerator.current_stream`` is a stream that never
+captures (Adam's step asks). ``GradScaler.unscale_`` may make float64 (torch itself takes the
+scale's reciprocal in float64 on CUDA; the scaler only runs with float16, never on MPS).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from unittest import mock
 import torch
 import torch._dynamo  # noqa: F401  (imported before the patches: it reads the real functions)
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 from torch.utils.weak import WeakTensorKeyDictionary
 
 aten = torch.ops.aten
@@ -64,8 +67,22 @@ _MIXING_ALLOWED = {
 _FLOAT64 = (torch.float64, torch.complex128)
 
 
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+def _tensors(tree: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The tensors in an operation's arguments or results (nested tuples, lists and dicts).
+
+    A plain walk: ``torch.utils._pytree.tree_flatten`` made the stand-in several times slower
+    on small models, where it runs for every operation.
+    """
+    out = [] if out is None else out
+    if isinstance(tree, torch.Tensor):
+        out.append(tree)
+    elif isinstance(tree, (tuple, list)):
+        for item in tree:
+            _tensors(item, out)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            _tensors(item, out)
+    return out
 
 
 class PretendAccelerator(TorchDispatchMode):
@@ -89,6 +106,7 @@ class PretendAccelerator(TorchDispatchMode):
         self.syncs: list[str] = []
         self.autocasts: list[tuple[str, torch.dtype | None, bool]] = []
         self.pinned = 0
+        self.device_ops = 0  # ATen operations that ran with an input on the pretend device
         self._to_cpu = False
         self._in_grad_scaler = False
         self._patches = contextlib.ExitStack()
@@ -128,6 +146,7 @@ class PretendAccelerator(TorchDispatchMode):
             return self._untag(func(*args, **kwargs))
         inputs = _tensors((args, kwargs))
         tagged = [t for t in inputs if self.on_device(t)]
+        self.device_ops += bool(tagged)
         if tagged and func not in _MIXING_ALLOWED:
             stray = [t for t in inputs if not self.on_device(t) and t.dim() > 0]
             if stray:
@@ -207,6 +226,17 @@ class PretendAccelerator(TorchDispatchMode):
             else:
                 tags.pop(t, None)
 
+        real_numpy = torch.Tensor.numpy
+
+        def numpy(t: torch.Tensor, *, force: bool = False):
+            # also np.asarray(t) and matplotlib, through Tensor.__array__
+            if t in tags and not force:
+                raise TypeError(
+                    f"can't convert {mode.kind}:0 device type tensor to numpy. Use Tensor.cpu() to "
+                    "copy the tensor to host memory first."
+                )
+            return real_numpy(t, force=force)
+
         def pin_memory(t: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             mode.pinned += 1
             return t
@@ -244,6 +274,18 @@ class PretendAccelerator(TorchDispatchMode):
 
             return fn
 
+        class PretendStream:
+            """What optimisers ask of the current stream (Adam's graph-capture check)."""
+
+            def is_capturing(self) -> bool:
+                return False
+
+            def query(self) -> bool:
+                return True
+
+            def synchronize(self) -> None:
+                mode.syncs.append(mode.kind)
+
         def describe(d: torch.device) -> str:
             return f"{d.type}: pretend accelerator"
 
@@ -256,6 +298,7 @@ class PretendAccelerator(TorchDispatchMode):
             (torch.Tensor, "to", to),
             (torch.Tensor, "cpu", cpu),
             (torch.Tensor, "pin_memory", pin_memory),
+            (torch.Tensor, "numpy", numpy),
             (torch, "tensor", tensor),
             (torch, "as_tensor", as_tensor),
             (torch, "autocast", autocast),
@@ -266,6 +309,9 @@ class PretendAccelerator(TorchDispatchMode):
             (torch.cuda, "get_device_capability", answer(self.capability)),
             (torch.cuda, "synchronize", record("cuda")),
             (torch.mps, "synchronize", record("mps")),
+            (torch.accelerator, "synchronize", record(self.kind)),
+            (torch.accelerator, "current_stream", answer(PretendStream())),
+            (torch.accelerator, "current_device_index", answer(0)),
             (torch.backends.mps, "is_available", answer(not cuda)),
         ]
         for obj, name, value in patches:

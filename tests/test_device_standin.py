@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from device_standin import DeviceMixError, Float64OnDeviceError, PretendAccelerator
@@ -70,6 +71,10 @@ def test_standin_raises_where_a_gpu_would(pretend_device: PretendAccelerator) ->
     with pytest.raises(Float64OnDeviceError, match="float64"):
         torch.zeros((), dtype=torch.float64, device="cuda")
     assert x.cpu().double().dtype == torch.float64  # float64 on the CPU is fine
+    with pytest.raises(TypeError, match="Use Tensor.cpu"):
+        np.asarray(x)  # what matplotlib does with a tensor it is given
+    assert np.asarray(x.cpu()).tolist() == [1.0] * 4
+    assert x.numpy(force=True).tolist() == [1.0] * 4
     assert device.pick_device() == torch.device("cuda")
     assert device.run_settings().amp_dtype == torch.bfloat16  # capability 8.0
 
@@ -83,6 +88,19 @@ def test_standin_backward_and_optimiser_run(pretend_device: PretendAccelerator) 
     assert all(pretend_device.on_device(p.grad) for p in model.parameters())
     assert device.pick_device() == torch.device("mps")
     assert device.run_settings().amp_dtype is None
+
+
+@pytest.mark.parametrize("accelerator", ACCELERATORS)
+def test_standin_runs_adam(pretend_device: PretendAccelerator, accelerator) -> None:
+    """Adam's step asks torch.accelerator for the current stream on CUDA (graph-capture check)."""
+    kind = accelerator[0]
+    model = nn.Linear(3, 2).to(kind)
+    before = model.weight.detach().clone()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(5, 3).to(kind)).sum().backward()
+    opt.step()
+    assert pretend_device.on_device(model.weight)
+    assert not torch.equal(before, model.weight)
 
 
 # ---------------------------------------------------------------- training
