@@ -661,3 +661,72 @@ def test_a_passed_check_result_displays_nothing_more() -> None:
     result = core.CheckResult("max pooling", passed=True, message="✅ Correct", seed=0)
     data, _ = DisplayFormatter().format(result)
     assert data == {}
+
+
+def _freeze_conv(model: nn.Module) -> None:
+    model[0].requires_grad_(False)
+
+
+def test_preserved_state_flags_false_lets_a_freezing_exercise_change_requires_grad() -> None:
+    model = _model()
+    model[4].requires_grad_(False)  # arrives partly frozen: the frozen layer gets gradients too
+    seen: list[bool] = []
+    with core.preserved_state(model, reveal=True, flags=False, weights=True):
+        seen = [p.grad is not None for p in model.parameters()]
+        _freeze_conv(model)
+        model[4].requires_grad_(True)
+    assert all(seen)
+    # the answer's requires_grad changes are left for the checker; everything else is put back
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True, True, True]
+    assert all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(CheckFailed, match="changed `requires_grad`"), core.preserved_state(model):
+        model.requires_grad_(True)  # the default still catches it
+
+
+@pytest.mark.parametrize(
+    ("side_effect", "match"),
+    [
+        (lambda m: (_freeze_conv(m), m.zero_grad()), r"wiped the gradients .* on `0\.weight`"),
+        (lambda m: (_freeze_conv(m), m.eval()), r"left the model in eval mode"),
+        (lambda m: (_freeze_conv(m), m.train()), r"put `1` \(BatchNorm2d\) in train mode"),
+        (lambda m: (_freeze_conv(m), torch.set_grad_enabled(False)), r"left off globally"),
+        (lambda m: (_freeze_conv(m), m[4].reset_parameters()), r"weights or buffers \(`4\.weight`"),
+    ],
+)
+def test_preserved_state_flags_false_still_checks_everything_else(side_effect, match: str) -> None:
+    model = _model()
+    with (
+        pytest.raises(CheckFailed, match=match) as failed,
+        core.preserved_state(
+            model, reveal=True, flags=False, weights=True, requirement="freeze only", hint2="deeper"
+        ),
+    ):
+        side_effect(model)
+    assert (failed.value.requirement, failed.value.hint2) == ("freeze only", "deeper")
+    assert torch.is_grad_enabled()
+    assert not model[0].weight.requires_grad  # not put back: the checker inspects it
+
+
+def test_preserved_state_modes_false_leaves_the_modes_to_the_checker() -> None:
+    model = _model()  # all in train mode; reveal must not freeze the batch norm for the answer
+    with core.preserved_state(model, reveal=True, flags=False, modes=False):
+        assert model[1].training
+        model[1].eval()
+        model[1].requires_grad_(False)
+    assert not model[1].training  # the answer's modes are kept
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    with (
+        pytest.raises(CheckFailed, match="wiped the gradients"),
+        core.preserved_state(model, reveal=True, flags=False, modes=False),
+    ):
+        model.zero_grad()
+
+
+def test_preserved_state_hooks_false_allows_a_hook_the_answer_keeps() -> None:
+    model = _model()
+    with core.preserved_state(model, reveal=True, flags=False, modes=False, hooks=False):
+        model[1].register_forward_pre_hook(lambda m, _inputs: None)
+    with pytest.raises(CheckFailed, match=r"left 1 hook\(s\) registered"), core.preserved_state(model):
+        model[1].register_forward_pre_hook(lambda m, _inputs: None)

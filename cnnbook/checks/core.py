@@ -1107,18 +1107,29 @@ class _Snapshot:
             rng=(torch.get_rng_state(), random.getstate(), np.random.get_state()),
         )
 
-    def restore(self, modules: Sequence[torch.nn.Module], *, grads: bool, rng: bool) -> None:
+    def restore(
+        self,
+        modules: Sequence[torch.nn.Module],
+        *,
+        grads: bool,
+        rng: bool,
+        flags: bool = True,
+        modes: bool = True,
+    ) -> None:
         import random
 
         import numpy as np
 
         torch.set_grad_enabled(self.grad_enabled)
-        for mod, modes, flags, saved in zip(modules, self.modes, self.flags, self.grads, strict=True):
-            for _, m, was in modes:
-                m.training = was
+        for mod, saved_modes, saved_flags, saved in zip(
+            modules, self.modes, self.flags, self.grads, strict=True
+        ):
+            if modes:
+                for _, m, was in saved_modes:
+                    m.training = was
             params = list(mod.parameters())
-            if len(params) == len(flags):
-                for p, flag in zip(params, flags, strict=True):
+            if flags and len(params) == len(saved_flags):
+                for p, flag in zip(params, saved_flags, strict=True):
                     p.requires_grad_(flag)
             named = dict(mod.named_parameters())
             if grads:
@@ -1131,24 +1142,31 @@ class _Snapshot:
             np.random.set_state(self.rng[2])
 
 
-def _reveal(modules: Sequence[torch.nn.Module], gen: torch.Generator) -> None:
-    """Put ``modules`` in a state where side effects show (see :func:`preserved_state`)."""
+def _reveal(
+    modules: Sequence[torch.nn.Module], gen: torch.Generator, *, modes: bool = True, every_grad: bool = False
+) -> None:
+    """Put ``modules`` in a state where side effects show (see :func:`preserved_state`).
+
+    ``modes=False`` leaves the train/eval flags as the caller set them; ``every_grad`` gives
+    frozen parameters accumulated gradients too.
+    """
     import random
 
     import numpy as np
 
     torch.set_grad_enabled(True)
     for mod in modules:
-        mod.train()
-        frozen: list[torch.nn.Module] = [
-            m for m in mod.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        ]
-        if not frozen:  # no batch norm: freeze the first leaf layer instead
-            frozen = [m for m in mod.modules() if not list(m.children()) and m is not mod][:1]
-        for m in frozen:
-            m.eval()
+        if modes:
+            mod.train()
+            frozen: list[torch.nn.Module] = [
+                m for m in mod.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            ]
+            if not frozen:  # no batch norm: freeze the first leaf layer instead
+                frozen = [m for m in mod.modules() if not list(m.children()) and m is not mod][:1]
+            for m in frozen:
+                m.eval()
         for p in mod.parameters():
-            if p.requires_grad:
+            if p.requires_grad or every_grad:
                 p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
     torch.manual_seed(20_240_601)
     random.seed(20_240_601)
@@ -1187,14 +1205,21 @@ def preserved_state(
     grads: bool | None = None,
     weights: bool = False,
     private_rng: bool = False,
+    flags: bool = True,
+    modes: bool = True,
+    hooks: bool = True,
+    requirement: str = "",
+    hint2: str = "",
 ) -> Iterator[None]:
     """Fail if the block changes state the caller owns and the student should leave alone.
 
-    Always checked, after the block (also when it raised): the grad mode, the train/eval flag of
-    every submodule (named one by one), every parameter's ``requires_grad``, the modules'
-    structure and the number of hooks registered on them. Optional checks below. Whatever
-    changed is put back before failing, so one wrong answer does not break the student's later
-    cells; with ``reveal`` the caller's own state is put back at the end in every case.
+    Checked by default, after the block (also when it raised): the grad mode, the modules'
+    structure, and (each switched off by its argument where the exercise's answer changes it)
+    the train/eval flag of every submodule (named one by one), every parameter's
+    ``requires_grad`` and the number of hooks registered on them. Optional checks below.
+    Whatever changed is put back before failing, so one wrong answer does not break the
+    student's later cells; with ``reveal`` the caller's own state is put back at the end in
+    every case, except what ``flags=False`` / ``modes=False`` leave to the checker.
 
     Args:
         *modules: Modules whose state must come back unchanged.
@@ -1209,6 +1234,17 @@ def preserved_state(
         weights: Parameter and buffer values (running statistics included) must not change.
         private_rng: The global RNGs (torch, random, NumPy) must not be reseeded or drawn from:
             the exercise asks for a private ``torch.Generator``.
+        flags: Every parameter's ``requires_grad`` must come back unchanged. ``False`` for a
+            freezing exercise, whose answer IS a change of ``requires_grad``: those changes are
+            left for the checker to inspect (not put back), ``reveal`` gives frozen parameters
+            accumulated gradients too, and everything else is still checked.
+        modes: Every submodule's train/eval flag must come back unchanged. ``False`` for an
+            exercise whose answer changes modes (freezing batch norm): ``reveal`` then leaves
+            the modes as the caller set them, and the modes the code leaves are not put back.
+        hooks: No hook may be left registered. ``False`` where a hook is a valid answer (a
+            forward pre-hook that keeps frozen batch norm in eval mode).
+        requirement: The requirement a failure names (``""``: the checker's own).
+        hint2: The deeper hint of a failure.
 
     Raises:
         CheckFailed: Naming each piece of state that changed.
@@ -1217,7 +1253,7 @@ def preserved_state(
     mods = list(modules)
     original = _Snapshot.take(mods, values=False) if reveal else None
     if reveal:
-        _reveal(mods, torch.Generator().manual_seed(0))
+        _reveal(mods, torch.Generator().manual_seed(0), modes=modes, every_grad=not flags)
     before = _Snapshot.take(mods, values=weights)
     raised: BaseException | None = None
     try:
@@ -1239,7 +1275,7 @@ def preserved_state(
                 f"{what} added or removed layers of the model ({len(was)} modules "
                 f"before, {len(now)} after); leave its structure as it is"
             )
-        else:
+        elif modes:
             moved = [(n, m, b) for (n, m, b), (_, _, a) in zip(was, now, strict=True) if a != b]
             if moved and moved[0][1] is mods[i] and all(b == moved[0][2] for _, _, b in moved):
                 problems.append(
@@ -1264,9 +1300,9 @@ def preserved_state(
                 f"{what} added or removed parameters of the model ({len(before.flags[i])} before, "
                 f"{len(after.flags[i])} after), e.g. gave a layer a bias it did not have"
             )
-        elif after.flags[i] != before.flags[i]:
+        elif flags and after.flags[i] != before.flags[i]:
             problems.append(f"{what} changed `requires_grad` of the model's parameters")
-        if after.hooks[i] != before.hooks[i]:
+        if hooks and after.hooks[i] != before.hooks[i]:
             problems.append(
                 f"{what} left {after.hooks[i] - before.hooks[i]} hook(s) registered on the model "
                 f"(remove each handle in a `finally:` block, also when the forward pass raises)"
@@ -1308,11 +1344,11 @@ def preserved_state(
                 f"manual_seed(seed)`, then `generator=g`), so the caller's random stream is left alone"
             )
     if original is not None:
-        original.restore(mods, grads=True, rng=True)
+        original.restore(mods, grads=True, rng=True, flags=flags, modes=modes)
     elif problems:
-        before.restore(mods, grads=grads, rng=private_rng)
+        before.restore(mods, grads=grads, rng=private_rng, flags=flags, modes=modes)
     if problems:
-        fail("; ".join(problems) + ".")
+        fail("; ".join(problems) + ".", requirement=requirement, hint2=hint2)
     if raised is not None:
         raise raised
 

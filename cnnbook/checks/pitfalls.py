@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import numbers
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -247,19 +248,40 @@ def _bn_model() -> nn.Sequential:
     return model.train()
 
 
-@checker(
-    "frozen batch norm",
-    requirement="every batch-norm layer of every kind and depth in eval mode with requires_grad=False on "
-    "its weight and bias, every other layer as it was",
+FREEZE_REQUIREMENT = (
+    "every batch-norm layer of every kind and depth in eval mode with requires_grad=False on its "
+    "weight and bias, every other layer as it was"
 )
+
+
+@checker("frozen batch norm", requirement=FREEZE_REQUIREMENT)
 def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(model)`` freezes every batch-norm layer (eval mode, no grads), nothing else."""
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
         torch.manual_seed(ctx.randint(0, 10_000))
         model = _bn_model()
+    with torch.no_grad():  # running statistics as a pretrained model has them, not the defaults
+        for m in model.modules():
+            if isinstance(m, _BN):
+                cast(torch.Tensor, m.running_mean).copy_(ctx.randn(m.num_features) * 0.5)
+                cast(torch.Tensor, m.running_var).copy_(ctx.rand(m.num_features) + 0.5)
     before = copy.deepcopy(model.state_dict())
     requires = {name: p.requires_grad for name, p in model.named_parameters()}
-    got = call(fn, model, describe="a train-mode model with batch-norm layers at several depths")
+    # The caller's gradients, grad mode, weights and running statistics must survive; the
+    # answer may change requires_grad, modes and (a pre-hook that keeps them frozen) hooks.
+    with preserved_state(
+        model,
+        what="freeze_batchnorm",
+        reveal=True,
+        flags=False,
+        modes=False,
+        hooks=False,
+        weights=True,
+        requirement=FREEZE_REQUIREMENT,
+        hint2="freezing is two settings per batch-norm layer, module.eval() and requires_grad=False on "
+        "its parameters; no forward pass, no reset_running_stats(), no zero_grad().",
+    ):
+        got = call(fn, model, describe="a train-mode model with batch-norm layers at several depths")
     if got is None:
         fail("freeze_batchnorm returned None: change the model in place and `return model`.")
     got = expect_module(got, "freeze_batchnorm(model)")

@@ -30,8 +30,8 @@ from cnnbook.checks.core import (
     expect_int,
     expect_tensor,
     fail,
-    forbid,
     forbidden,
+    preserved_state,
 )
 from cnnbook.modules import batchnorm_layers, count_parameters
 from cnnbook.pretrained import IMAGENET_MEAN, IMAGENET_STD, RESNET_STAGES
@@ -58,14 +58,13 @@ PIXEL_STEPS = Family(
         (CNNBOOK_MODULES, r"^(normali[sz]e|normalization_affine)$"),
     ),
 )
-_HELPERS = "that is cnnbook's helper; write the plain PyTorch yourself."
-HELPERS = {
-    "cnnbook.pretrained.freeze": _HELPERS,
-    "cnnbook.pretrained.unfreeze": _HELPERS,
-    "cnnbook.pretrained.train_only": _HELPERS,
-    "cnnbook.pretrained.param_groups": _HELPERS,
-    "cnnbook.pretrained.progressive_schedule": _HELPERS,
-}
+HELPERS = Family(
+    name="cnnbook's freezing helpers",
+    does="is cnnbook's own helper for freezing and parameter groups",
+    task="write the plain PyTorch yourself",
+    scope="cnnbook.pretrained's freeze, unfreeze, train_only, param_groups and progressive_schedule",
+    python=((CNNBOOK_MODULES, r"^(freeze|unfreeze|train_only|param_groups|progressive_schedule)$"),),
+)
 #: ResNet stages from the output back to the input (the stem is ``conv1`` + ``bn1``), from the
 #: one stage map of torchvision-named ResNets in :mod:`cnnbook.pretrained`.
 STAGES_FROM_TOP: tuple[str, ...] = tuple(reversed(RESNET_STAGES))
@@ -482,70 +481,6 @@ def unfreeze_map(
     return out
 
 
-def _run_leaving_state(model: nn.Module, what: str, run: Callable[[], Any], gen: torch.Generator) -> Any:
-    """``run()`` on ``model`` in a state that shows side effects; fail on any it leaves.
-
-    Like :func:`cnnbook.checks.core.preserved_state` with ``reveal=True``, except that
-    ``requires_grad`` is what the exercise changes and so is not compared. The model arrives in
-    train mode with every batch norm (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``) in eval mode, as
-    frozen statistics inside a training model are, with accumulated gradients on every
-    parameter and gradients on globally; all of this must come back as it was.
-    """
-    grad_mode = torch.is_grad_enabled()
-    torch.set_grad_enabled(True)
-    model.train()
-    for bn in batchnorm_layers(model):
-        bn.eval()
-    for p in model.parameters():
-        p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-    modes = [(n, m, m.training) for n, m in model.named_modules()]
-    grads = {n: cast(torch.Tensor, p.grad).clone() for n, p in model.named_parameters()}
-    try:
-        got = run()
-        problems = []
-        if not torch.is_grad_enabled():
-            problems.append(
-                f"{what} left gradients off globally (torch.set_grad_enabled(False) or "
-                f"torch.no_grad().__enter__() without an exit); the caller's next backward() "
-                f"would then fail: leave the grad mode alone"
-            )
-        moved = [(n or type(m).__name__, m, was) for n, m, was in modes if m.training != was]
-        if moved:
-            names = ", ".join(
-                f"`{n}` ({type(m).__name__}, was in {'train' if was else 'eval'} mode)"
-                for n, m, was in moved[:3]
-            )
-            problems.append(
-                f"{what} changed the train/eval mode of {len(moved)} module(s), e.g. {names}; "
-                f"freezing is about requires_grad only: a batch norm the caller keeps in eval "
-                f"mode inside a training model must stay frozen, so do not call model.train() or "
-                f"model.eval()"
-            )
-        named = dict(model.named_parameters())
-        now = {n: named[n].grad for n in grads}
-        wiped = [n for n, g in now.items() if g is None or not bool(g.any())]
-        changed = [
-            n for n, g in grads.items() if n not in wiped and not torch.equal(cast(torch.Tensor, now[n]), g)
-        ]
-        if wiped or changed:
-            problems.append(
-                f"{what} {'wiped' if wiped else 'changed'} the gradients the caller had "
-                f"accumulated on {_short_list(wiped or changed)} (a zero_grad() or .grad = None "
-                f"inside it? clearing gradients is the training loop's job, not the freezing "
-                f"function's)"
-            )
-        if problems:
-            fail(
-                "; ".join(problems) + ".",
-                requirement=UNFREEZE_REQUIREMENT,
-                hint2="touch only p.requires_grad (requires_grad_) and build the groups; no "
-                "model.train()/eval(), zero_grad() or grad-mode switch.",
-            )
-        return got
-    finally:
-        torch.set_grad_enabled(grad_mode)
-
-
 UNFREEZE_REQUIREMENT = (
     "exactly fc and the last k stages trainable, head_lr / decay**i for stage i, no frozen "
     "parameter in a group; nothing else of the model changed (modes, gradients, grad mode)"
@@ -576,13 +511,20 @@ def check_unfreeze_last(ctx: Context, fn: Callable[..., list[dict]]) -> str:
         model = TinyResNet()
         model.requires_grad_(state == "all trainable")
         what = f"unfreeze_last(model ({state}), k={k}, head_lr={head_lr:g}, decay={decay:g})"
-        with forbid(fn, HELPERS):
-            got = _run_leaving_state(
+        with (
+            forbidden(HELPERS),
+            preserved_state(
                 model,
-                what,
-                functools.partial(call, fn, model, k, head_lr, decay, describe=what),
-                ctx.gen,
-            )
+                what=what,
+                reveal=True,
+                flags=False,
+                weights=True,
+                requirement=UNFREEZE_REQUIREMENT,
+                hint2="touch only p.requires_grad (requires_grad_) and build the groups; no "
+                "model.train()/eval(), zero_grad() or grad-mode switch.",
+            ),
+        ):
+            got = call(fn, model, k, head_lr, decay, describe=what)
         expected = unfreeze_map(model, k, head_lr, decay)
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         if trainable != set(expected):

@@ -417,6 +417,26 @@ def unfreeze_no_grad_left_off(model, k, head_lr, decay):
     return unfreeze_reference(model, k, head_lr, decay)
 
 
+def unfreeze_resets_head(model, k, head_lr, decay):
+    """Re-initialises the head "for the new phase": the weights the caller trained are lost."""
+    model.fc.reset_parameters()
+    return unfreeze_reference(model, k, head_lr, decay)
+
+
+def unfreeze_with_cnnbook_helpers(model, k, head_lr, decay):
+    """cnnbook's own freeze/unfreeze, imported inside the body."""
+    from cnnbook.pretrained import freeze, unfreeze
+
+    freeze(model)
+    stages = {"stem": ["conv1", "bn1"]} | {s: [s] for s in STAGES[:4]}
+    unfreeze(model, ["fc"] + [n for s in STAGES[:k] for n in stages[s]])
+    groups = [{"params": list(model.fc.parameters()), "lr": head_lr}]
+    for i, s in enumerate(STAGES[:k], start=1):
+        params = [p for n in stages[s] for p in getattr(model, n).parameters()]
+        groups.append({"params": params, "lr": head_lr / decay**i})
+    return groups
+
+
 def unfreeze_under_no_grad(model, k, head_lr, decay):
     """Right: requires_grad may be set inside torch.no_grad(), which restores the mode itself."""
     with torch.no_grad():
@@ -441,11 +461,17 @@ def test_unfreeze_last_rejects_mistakes() -> None:
     rejected(checks.check_unfreeze_last, unfreeze_from_the_input, hint="first \\d stages from the input")
     rejected(checks.check_unfreeze_last, unfreeze_without_freezing_first, hint="freeze everything first")
     rejected(checks.check_unfreeze_last, unfreeze_groups_with_frozen, hint="frozen parameters")
+    rejected(
+        checks.check_unfreeze_last,
+        unfreeze_with_cnnbook_helpers,
+        hint="calls `cnnbook.pretrained.freeze`.*write the plain PyTorch yourself",
+    )
     side_effects = {
-        unfreeze_calls_train: "`bn1` \\(BatchNorm2d, was in eval mode\\)",
+        unfreeze_calls_train: "put `bn1` \\(BatchNorm2d\\).* in train mode although it was in eval mode",
         unfreeze_saves_top_mode_only: "must stay frozen",
         unfreeze_zero_grad: "wiped the gradients",
-        unfreeze_no_grad_left_off: "left gradients off globally",
+        unfreeze_no_grad_left_off: "left off globally",
+        unfreeze_resets_head: "changed the model's weights or buffers \\(`fc.weight`",
     }
     for wrong, hint in side_effects.items():
         rejected(

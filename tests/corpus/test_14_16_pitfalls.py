@@ -244,10 +244,81 @@ def freeze_unfreezes_the_rest(model):
     return freeze_reference(model)
 
 
+def freeze_with_cnnbook_keeping_the_guard(model):
+    """Correct variant: the package's forward pre-hook stays, keeping the layers frozen."""
+    from cnnbook.modules import freeze_batchnorm
+
+    freeze_batchnorm(model)
+    return model
+
+
+def freeze_with_own_pre_hook(model):
+    """Correct variant: freezes, and a pre-hook puts each layer back in eval mode on every call."""
+    freeze_reference(model)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.register_forward_pre_hook(lambda m, _inputs: m.eval() and None)
+    return model
+
+
+def freeze_zero_grad(model):
+    """Clears the gradients "so the frozen layers start clean": the caller's ones are lost."""
+    model.zero_grad()
+    return freeze_reference(model)
+
+
+def freeze_grad_to_none(model):
+    """Drops the gradients of the frozen layers as well."""
+    freeze_reference(model)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            for p in module.parameters():
+                p.grad = None
+    return model
+
+
+def freeze_resets_statistics(model):
+    """Resets the running statistics while freezing: the pretrained ones are gone."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+    return freeze_reference(model)
+
+
+def freeze_no_grad_left_off(model):
+    """Switches gradients off globally and never back on."""
+    torch.set_grad_enabled(False)
+    return freeze_reference(model)
+
+
+def freeze_momentum_zero_in_train_mode(model):
+    """Momentum 0 stops the running statistics from moving, but training mode still normalises
+    with each batch's own statistics: the layer is not frozen."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.0
+            module.requires_grad_(False)
+    return model
+
+
 def test_freeze_accepts_the_reference_and_variants() -> None:
     accepted(checks.check_freeze_batchnorm, freeze_reference)
     accepted(checks.check_freeze_batchnorm, freeze_by_type_tuple)
     accepted(checks.check_freeze_batchnorm, freeze_with_cnnbook)
+    accepted(checks.check_freeze_batchnorm, freeze_with_cnnbook_keeping_the_guard)
+    accepted(checks.check_freeze_batchnorm, freeze_with_own_pre_hook)
+
+
+def test_freeze_leaves_the_callers_state_alone() -> None:
+    c = checks.check_freeze_batchnorm
+    for wrong, hint in [
+        (freeze_zero_grad, "wiped the gradients the caller had accumulated"),
+        (freeze_grad_to_none, "wiped the gradients the caller had accumulated on `1.weight`"),
+        (freeze_resets_statistics, "changed the model's weights or buffers \\(`1.running_mean`"),
+        (freeze_no_grad_left_off, "left off globally"),
+    ]:
+        rejected(c, wrong, hint=hint, requirement="every batch-norm layer of every kind")
+    rejected(c, freeze_momentum_zero_in_train_mode, hint="still in training mode")
 
 
 def test_freeze_rejects_known_mistakes() -> None:
