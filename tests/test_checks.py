@@ -588,6 +588,22 @@ def test_14_07_bottleneck_params() -> None:
     )
 
 
+def test_14_07_where_merge_holds() -> None:
+    passes(c07.check_where_merge_holds, lambda first, x: (first(x) >= 0).all(1))
+    fails(c07.check_where_merge_holds, lambda first, x: (first(x) > 0).all(1), match="exactly 0")
+    fails(c07.check_where_merge_holds, lambda first, x: (x >= 0).all(1), match="not on x")
+
+
+def test_14_07_bottleneck_prediction_and_follow_up() -> None:
+    def count(c, m, k=3):
+        return c * c * k * k, c * m + m * m * k * k
+
+    passes(c07.check_bottleneck_params, count, "c")
+    fails(c07.check_bottleneck_params, count, "d", match="1x1 reduction itself costs")
+    passes(c07.check_bottleneck_k1, 158)
+    fails(c07.check_bottleneck_k1, 159, match="first width")
+
+
 def test_14_07_linear_to_conv1x1() -> None:
     def convert(linear, copy_bias=True):
         conv = torch.nn.Conv2d(linear.in_features, linear.out_features, 1)

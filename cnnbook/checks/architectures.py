@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -222,8 +222,11 @@ SHARE_REQUIREMENT = (
 )
 
 
-def _letter(value: Any, name: str, options: dict[str, str]) -> str:
-    """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure."""
+def expect_option(value: Any, name: str, options: Mapping[str, Any]) -> str:
+    """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure.
+
+    Sections 14.6-14.8 (predict, then check). ``options`` maps each letter to its meaning.
+    """
     letters = ", ".join(options)
     text = value.strip().strip("()").strip().lower() if isinstance(value, str) else None
     if text == "?":
@@ -232,7 +235,7 @@ def _letter(value: Any, name: str, options: dict[str, str]) -> str:
             "you run the check.",
             requirement=f"{name}: one of the letters {letters}",
         )
-    if text not in options:
+    if text is None or text not in options:
         fail(
             f"{name} should be one of the letters {letters} as a string "
             f'(for example "{next(iter(options))}"), got {value!r}.',
@@ -245,7 +248,7 @@ def _check_share_prediction(classifier_share: Any) -> str:
     conv, fc = vgg_param_counts((2, 2, 3, 3, 3), 1000)
     share = fc / (conv + fc)
     first_fc = 512 * 7 * 7 * 4096
-    letter = _letter(classifier_share, "classifier_share", SHARE_OPTIONS)
+    letter = expect_option(classifier_share, "classifier_share", SHARE_OPTIONS)
     if letter != "d":
         fail(
             f"your prediction was ({letter}), {SHARE_OPTIONS[letter]}, but your own count gives "

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbook.checks.architectures import COUNT_BY_HAND, expect_option
 from cnnbook.checks.core import (
     FAMILY_CONV,
+    CheckFailed,
     Context,
+    ForbiddenUse,
     call,
     checker,
     expect_equal,
@@ -133,18 +137,147 @@ def check_merge_pointwise(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     return "one 1x1 conv with W = W2 @ W1 and b = W2 @ b1 + b2 replaces the pair, with or without biases."
 
 
+def _integer_pointwise(c_in: int, c_mid: int, bias: bool, gen: torch.Generator) -> nn.Conv2d:
+    """A 1x1 conv with weights and bias in {-1, 0, 1}: on integer inputs it outputs exact zeros."""
+    conv = nn.Conv2d(c_in, c_mid, 1, bias=bias)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-1, 2, (c_mid, c_in, 1, 1), generator=gen).float())
+        if conv.bias is not None:  # bias=True
+            conv.bias.copy_(torch.randint(-1, 2, (c_mid,), generator=gen).float())
+    return conv
+
+
+HOLDS_REQUIREMENT = (
+    "a bool mask (N, H, W), True exactly where every channel of first(x) is >= 0 (there the ReLU "
+    "changes nothing, so the merged layer equals second(relu(first(x))) whatever second is)"
+)
+HOLDS_MISTAKES = {
+    "strict": "A channel of first(x) that is exactly 0 passes the ReLU unchanged (ReLU(0) = 0), "
+    "so the merged layer is still right there: use >= 0, not > 0.",
+    "any": "One negative channel is enough for the ReLU to change that pixel: every channel of "
+    "first(x) must be >= 0 (.all over the channels, not .any).",
+    "input": "The ReLU acts on first(x), the pre-activation, not on x: a non-negative x can give "
+    "negative channels after first (its weights and bias can be negative), and the other way round.",
+    "no_bias": "The ReLU sees first's output WITH its bias: W1 x + b1.",
+}
+
+
+def _holds_variants(z: torch.Tensor, x: torch.Tensor, no_bias: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "strict": (z > 0).all(1),
+        "any": (z >= 0).any(1),
+        "input": (x >= 0).all(1),
+        "no_bias": (no_bias >= 0).all(1),
+    }
+
+
+@checker("where the merged layer still holds", requirement=HOLDS_REQUIREMENT)
+def check_where_merge_holds(ctx: Context, fn: Callable[..., Any]) -> str:
+    """Check ``fn(first, x)`` -> bool mask (N, H, W): all channels of ``first(x)`` are >= 0.
+
+    Integer weights and inputs give exact zeros before the ReLU (the ``>`` vs ``>=`` edge case);
+    fixed cases cover one channel, no bias, a batch of two and non-square maps.
+    """
+    cases = [(1, 1, True, 1, 1, 3), (2, 3, True, 1, 2, 3), (3, 2, False, 2, 3, 2), (2, 4, True, 2, 4, 5)]
+    cases += [(ctx.randint(1, 4), ctx.randint(1, 4), ctx.choice([True, False]), 2, 3, 4)]
+    failures: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    consistent = set(HOLDS_MISTAKES)
+    for c_in, c_mid, bias, n, h, w in cases:
+        first = _integer_pointwise(c_in, c_mid, bias, ctx.gen)
+        x = torch.randint(-2, 3, (n, c_in, h, w), generator=ctx.gen).float()
+        what = f"where_merge_holds(Conv2d({c_in}, {c_mid}, 1, bias={bias}), x of shape {tuple(x.shape)})"
+        with preserved_state(first, what="where_merge_holds"):
+            got = call(fn, first, x.clone(), describe=what)
+        with torch.no_grad():
+            z = first(x)
+            want = (z >= 0).all(1)
+        if not isinstance(got, torch.Tensor):
+            fail(f"{what} should return a tensor (a bool mask), got {type(got).__name__}.")
+        if got.shape != want.shape:
+            fail(
+                f"{what} returned shape {tuple(got.shape)}; expected {tuple(want.shape)}: one value "
+                "per pixel (N, H, W), the channels reduced away (.all(dim=1), no keepdim).",
+                hint2="(first(x) >= 0) has shape (N, C_mid, H, W): reduce it over dim 1.",
+            )
+        if got.dtype != torch.bool:
+            fail(f"{what} returned dtype {got.dtype}; return a bool mask (a comparison gives one).")
+        with torch.no_grad():
+            no_bias = F.conv2d(x, first.weight)
+        for key, mask in _holds_variants(z, x, no_bias).items():
+            if not torch.equal(got, mask):
+                consistent.discard(key)  # this mistake does not explain the answer on this case
+        if not torch.equal(got, want):
+            failures.append((what, z, got, want))
+    if failures:  # name a mistake only if it explains the answer on every case; show the smallest
+        what, z, got, want = failures[0]
+        for key, mistake in HOLDS_MISTAKES.items():
+            if key in consistent:
+                fail(f"{what}: wrong mask. {mistake}", hint2=_holds_hint2(z, got, want))
+        fail(
+            f"{what}: wrong mask. {_holds_hint2(z, got, want)}",
+            hint2="ReLU(v) = v exactly when v >= 0: the pixel is left alone when that holds for "
+            "every one of its channels of first(x).",
+        )
+    return (
+        "the merged layer is right exactly where the ReLU changes nothing; one negative channel "
+        "anywhere and the pair computes something no single 1x1 conv can."
+    )
+
+
+def _holds_hint2(z: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
+    """Name the first pixel where the masks differ, with first(x) there."""
+    n, i, j = (int(v) for v in (got != want).nonzero()[0])
+    values = [round(float(v), 4) for v in z[n, :, i, j]]
+    return (
+        f"At pixel (n={n}, i={i}, j={j}) first(x) is {values}: your mask says {bool(got[n, i, j])}, "
+        f"but the merged layer is {'right' if want[n, i, j] else 'wrong'} there. Ask: does the "
+        "ReLU change any of these numbers?"
+    )
+
+
+def _bottleneck(c: int, c_mid: int, k: int) -> tuple[int, int]:
+    """(direct k x k weights c -> c, 1x1 reduction c -> c_mid plus k x k c_mid -> c_mid)."""
+    return c * c * k * k, c * c_mid + c_mid * c_mid * k * k
+
+
+def _largest_saving_mid(c: int, k: int) -> int:
+    """The largest c_mid whose bottleneck holds fewer weights than the direct conv (0: none)."""
+    return max((m for m in range(1, c + 1) if _bottleneck(c, m, k)[1] < _bottleneck(c, m, k)[0]), default=0)
+
+
+STOPS_OPTIONS = {"a": 64, "b": 128, "c": 242, "d": 255}
+STOPS_REQUIREMENT = (
+    "stops_paying: the letter (a, b, c or d) of the largest c_mid whose bottleneck still holds "
+    "fewer weights than the direct 3x3 conv on 256 channels, as your counts give it"
+)
+
+
 @checker(
     "bottleneck savings",
-    requirement="(c * c * k * k, c * c_mid + c_mid * c_mid * k * k) as two ints, weights only",
+    requirement="(c * c * k * k, c * c_mid + c_mid * c_mid * k * k) as two ints, weights only, "
+    "counted from the shapes without building any layer",
 )
-def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
-    """Check ``fn(c, c_mid, k)`` -> (direct kxk params, 1x1-reduce + kxk params), no biases."""
-    cases = [(256, 64, 3)] + [
-        (ctx.randint(4, 512), ctx.randint(1, 128), ctx.choice([1, 3, 5])) for _ in range(6)
+def check_bottleneck_params(
+    ctx: Context, fn: Callable[..., tuple[int, int]], stops_paying: Any = None
+) -> str:
+    """Check ``fn(c, c_mid, k)`` -> (direct kxk params, 1x1-reduce + kxk params), no biases.
+
+    Then, if given, the prediction ``stops_paying`` (a letter of :data:`STOPS_OPTIONS`): up to
+    which ``c_mid`` the bottleneck saves weights for ``c = 256, k = 3``.
+    """
+    cases = [(256, 64, 3), (256, 242, 3), (256, 243, 3), (4, 4, 1)] + [
+        (ctx.randint(4, 512), ctx.randint(1, 128), ctx.choice([1, 3, 5])) for _ in range(4)
     ]
     for c, c_mid, k in cases:
         what = f"bottleneck_params(c={c}, c_mid={c_mid}, k={k})"
-        got = call(fn, c, c_mid, k, describe=what)
+        try:
+            with forbidden(*COUNT_BY_HAND, why="count the weights from the layer shapes yourself"):
+                got = call(fn, c, c_mid, k, describe=what)
+        except ForbiddenUse as exc:
+            raise ForbiddenUse(
+                str(exc),
+                hint2="no layer is needed: a k x k conv from a to b channels holds a * b * k * k weights.",
+            ) from None
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (direct_params, bottleneck_params), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (direct)"), expect_int(got[1], f"{what}[1] (bottleneck)"))
@@ -172,7 +305,85 @@ def check_bottleneck_params(ctx: Context, fn: Callable[..., tuple[int, int]]) ->
             },
             hint="1x1 from c to c_mid: c * c_mid; then k x k from c_mid to c_mid: c_mid^2 k^2.",
         )
-    return "right: for 256 channels a 1x1 reduction to 64 cuts a 3x3 conv from 589,824 to 53,248 weights."
+    if stops_paying is None:
+        return "right: for 256 channels a 1x1 reduction to 64 cuts a 3x3 conv from 589,824 to 53,248 weights."
+    return _check_stops_paying(stops_paying)
+
+
+def _check_stops_paying(stops_paying: Any) -> str:
+    letter = expect_option(stops_paying, "stops_paying", STOPS_OPTIONS)
+    last = _largest_saving_mid(256, 3)
+    direct = _bottleneck(256, last, 3)[0]
+    if STOPS_OPTIONS[letter] != last:
+        m = STOPS_OPTIONS[letter]
+        at, after = _bottleneck(256, m, 3)[1], _bottleneck(256, m + 1, 3)[1]
+        if m < last:
+            why = (
+                f"at c_mid = {m + 1} the bottleneck still holds only {after:,} weights against "
+                f"{direct:,}: the 3x3 convolution on c_mid channels costs 9 c_mid^2, which stays well "
+                f"below 9 c^2 until c_mid comes close to c."
+            )
+        else:
+            why = (
+                f"at c_mid = {m} the bottleneck holds {at:,} weights, more than the direct "
+                f"{direct:,}: the 1x1 reduction itself costs c * c_mid = {256 * m:,} weights, so "
+                f"close to c the bottleneck costs more than it saves."
+            )
+        fail(
+            f"your prediction was ({letter}), c_mid = {m}, but your own counts show the bottleneck "
+            f"saving weights up to c_mid = {last} and no further. {why}",
+            requirement=STOPS_REQUIREMENT,
+            hint2="the bottleneck saves while c * c_mid + 9 c_mid^2 < 9 c^2: try c_mid = c, where it "
+            "costs exactly c^2 more than the direct conv, then a little below.",
+        )
+    return (
+        f"the counts are right, and so was your prediction: the bottleneck saves weights up to "
+        f"c_mid = {last} (of 256). Below c the 3x3 on c_mid channels saves 9 (c^2 - c_mid^2); the "
+        f"1x1 reduction costs c * c_mid; they balance just below c."
+    )
+
+
+@checker(
+    "a bottleneck in front of a 1x1 convolution",
+    requirement="largest_saving_mid_k1: the largest c_mid (an int) for which a 1x1 reduction to "
+    "c_mid plus a 1x1 conv on c_mid channels holds fewer weights than one 1x1 conv on c = 256",
+)
+def check_bottleneck_k1(ctx: Context, largest_saving_mid_k1: Any) -> str:
+    """Check the follow-up: the break-even width of a bottleneck when the kernel is 1x1."""
+    want = _largest_saving_mid(256, 1)
+    got = expect_int(largest_saving_mid_k1, "largest_saving_mid_k1")
+    direct, at = _bottleneck(256, got, 1)
+    try:
+        expect_equal(
+            got,
+            want,
+            "largest_saving_mid_k1",
+            wrong={
+                f"At c_mid = {want + 1} the bottleneck holds {_bottleneck(256, want + 1, 1)[1]:,} "
+                f"weights, already more than the direct {direct:,}: that is the first width that no "
+                "longer saves; the question asks for the last one that does.": want + 1,
+                "That is the answer for a 3x3 kernel; with k = 1 the layer you replace is itself "
+                "cheap (c^2 = 65,536), so the 1x1 reduction's c * c_mid weights matter much more.": (
+                    _largest_saving_mid(256, 3)
+                ),
+                f"At c_mid = 255 the bottleneck holds {_bottleneck(256, 255, 1)[1]:,} weights, almost "
+                f"twice the direct {direct:,}: the reduction costs c * c_mid on top of c_mid^2.": 255,
+                f"c_mid = 128 still saves ({_bottleneck(256, 128, 1)[1]:,} < {direct:,}), and so do "
+                "somewhat wider ones: look further.": 128,
+            },
+            hint=f"Your value gives {at:,} bottleneck weights against {direct:,}: find the largest "
+            "c_mid with c * c_mid + c_mid^2 < c^2.",
+        )
+    except CheckFailed as exc:
+        raise CheckFailed(
+            str(exc),
+            hint2="loop over c_mid = 1, 2, ..., 256 with your bottleneck_params(256, c_mid, 1) and keep "
+            "the last c_mid whose bottleneck count is below the direct one.",
+        ) from None
+    return (
+        f"c_mid = {want}: about 0.62 c, the golden ratio's 1/phi, where c * c_mid + c_mid^2 = c^2. With a "
+        "1x1 kernel the reduction's own cost weighs as much as what it saves."
+    )
 
 
 @checker(

@@ -249,3 +249,161 @@ def test_linear_to_conv_mistakes_are_named() -> None:
     rejected(checks.check_linear_to_conv1x1, to_conv_returns_linear, hint="kernel_size=1")
     rejected(checks.check_linear_to_conv1x1, to_conv_weight_view, hint="shares memory")
     rejected(checks.check_linear_to_conv1x1, to_conv_same_bias, hint="shares memory")
+
+
+# ---------------------------------------------------------------- Exercise 2: where the merge holds
+
+
+def holds_reference(first, x):
+    with torch.no_grad():
+        return (first(x) >= 0).all(dim=1)
+
+
+def holds_by_min_and_einsum(first, x):
+    """The smallest channel of W1 x + b1, written out with einsum and the bias handled by hand."""
+    z = torch.einsum("oc,nchw->nohw", first.weight.detach()[:, :, 0, 0], x)
+    if first.bias is not None:
+        z = z + first.bias.detach()[None, :, None, None]
+    return z.amin(dim=1) >= 0
+
+
+def holds_negated_any(first, x):
+    with torch.inference_mode():
+        return ~(first(x) < 0).any(1)
+
+
+def holds_strict(first, x):
+    with torch.no_grad():
+        return (first(x) > 0).all(dim=1)
+
+
+def holds_any_channel(first, x):
+    with torch.no_grad():
+        return (first(x) >= 0).any(dim=1)
+
+
+def holds_on_the_input(first, x):
+    return (x >= 0).all(dim=1)
+
+
+def holds_without_bias(first, x):
+    with torch.no_grad():
+        return (torch.nn.functional.conv2d(x, first.weight) >= 0).all(dim=1)
+
+
+def holds_keepdim(first, x):
+    with torch.no_grad():
+        return (first(x) >= 0).all(dim=1, keepdim=True)
+
+
+def holds_channel_mask(first, x):
+    with torch.no_grad():
+        return first(x) >= 0
+
+
+def holds_as_floats(first, x):
+    with torch.no_grad():
+        return (first(x) >= 0).all(dim=1).float()
+
+
+def holds_leaves_first_in_eval(first, x):
+    first.eval()
+    return holds_reference(first, x)
+
+
+def test_where_merge_holds_right_answers_pass() -> None:
+    accepted(checks.check_where_merge_holds, holds_reference)
+    accepted(checks.check_where_merge_holds, holds_by_min_and_einsum)
+    accepted(checks.check_where_merge_holds, holds_negated_any)
+
+
+def test_where_merge_holds_mistakes_are_named() -> None:
+    requirement = "True exactly where every channel of first\\(x\\) is >= 0"
+    rejected(checks.check_where_merge_holds, holds_strict, hint="exactly 0.*>= 0", requirement=requirement)
+    rejected(checks.check_where_merge_holds, holds_any_channel, hint="\\.all over", requirement=requirement)
+    rejected(checks.check_where_merge_holds, holds_on_the_input, hint="not on x", requirement=requirement)
+    rejected(
+        checks.check_where_merge_holds, holds_without_bias, hint="WITH its bias", requirement=requirement
+    )
+    rejected(checks.check_where_merge_holds, holds_keepdim, hint="no keepdim")
+    rejected(checks.check_where_merge_holds, holds_channel_mask, hint="reduced away")
+    rejected(checks.check_where_merge_holds, holds_as_floats, hint="bool mask")
+    rejected(checks.check_where_merge_holds, holds_leaves_first_in_eval, hint="eval mode|mode")
+
+
+# ---------------------------------------------------------------- Exercise 3: the prediction, the follow-up
+
+
+def bottleneck_meta_layers(c, c_mid, k=3):
+    """Builds the layers on the meta device and counts: the layers count for you."""
+
+    def count(*layers):
+        return sum(p.numel() for layer in layers for p in layer.parameters())
+
+    direct = count(nn.Conv2d(c, c, k, bias=False, device="meta"))
+    reduce = nn.Conv2d(c, c_mid, 1, bias=False, device="meta")
+    return direct, count(reduce, nn.Conv2d(c_mid, c_mid, k, bias=False, device="meta"))
+
+
+def bottleneck_lazy_layers_imported_inside(c, c_mid, k=3):
+    from torch.nn.modules.conv import LazyConv2d
+
+    layer = LazyConv2d(c, k, bias=False)
+    layer(torch.zeros(1, c, k, k))
+    return layer.weight.numel(), c * c_mid + c_mid * c_mid * k * k
+
+
+def test_bottleneck_prediction_right_answers_pass() -> None:
+    for letter in ("c", "C", "(c)"):
+        accepted(checks.check_bottleneck_params, bottleneck_reference, letter)
+
+
+def test_bottleneck_built_layers_are_refused() -> None:
+    for built in (bottleneck_meta_layers, bottleneck_lazy_layers_imported_inside):
+        rejected(
+            checks.check_bottleneck_params,
+            built,
+            "c",
+            hint="builds a layer",
+            requirement="without building any layer",
+        )
+
+
+def test_bottleneck_prediction_mistakes_are_named() -> None:
+    for letter in ("a", "b"):
+        rejected(
+            checks.check_bottleneck_params,
+            bottleneck_reference,
+            letter,
+            hint="up to c_mid = 242.*well below 9 c\\^2",
+            requirement="stops_paying: the letter",
+        )
+    rejected(
+        checks.check_bottleneck_params,
+        bottleneck_reference,
+        "d",
+        hint="1x1 reduction itself costs",
+        requirement="stops_paying: the letter",
+    )
+    rejected(checks.check_bottleneck_params, bottleneck_reference, "?", hint="still '\\?'")
+    rejected(checks.check_bottleneck_params, bottleneck_reference, 242, hint="one of the letters")
+    rejected(checks.check_bottleneck_params, bottleneck_kxk_on_full_channels, "c", hint="REDUCED")
+
+
+def test_bottleneck_k1_right_answers_pass() -> None:
+    import numpy as np
+
+    accepted(checks.check_bottleneck_k1, 158)
+    accepted(checks.check_bottleneck_k1, np.int64(158))
+
+
+def test_bottleneck_k1_mistakes_are_named() -> None:
+    requirement = "largest c_mid"
+    rejected(
+        checks.check_bottleneck_k1, 159, hint="first width that no\\s+longer saves", requirement=requirement
+    )
+    rejected(checks.check_bottleneck_k1, 242, hint="answer for a 3x3 kernel", requirement=requirement)
+    rejected(checks.check_bottleneck_k1, 255, hint="reduction costs c \\* c_mid", requirement=requirement)
+    rejected(checks.check_bottleneck_k1, 128, hint="look further", requirement=requirement)
+    rejected(checks.check_bottleneck_k1, 158.0, hint="int")
+    rejected(checks.check_bottleneck_k1, 100, hint="largest\\s+c_mid with")
