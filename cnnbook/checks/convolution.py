@@ -19,10 +19,12 @@ from cnnbook.checks.core import (
     Context,
     checker,
     expect_equal,
+    expect_int,
     fail,
     judge,
     tensor_compare,
 )
+from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.kernels import classic_kernels
 
 Fn = Callable[..., torch.Tensor]
@@ -81,7 +83,11 @@ def _transposed_kernel(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tenso
     return _ref_correlate(image, kernel.T)
 
 
-@checker("correlate2d")
+@checker(
+    "correlate2d",
+    requirement="out[i, j] = sum over m, n of image[i + m, j + n] * kernel[m, n], shape "
+    "(H - kH + 1, W - kW + 1) for any image and kernel sizes, with no convolution function",
+)
 def check_correlate2d(ctx: Context, fn: Fn) -> str:
     """Check a single-channel valid cross-correlation ``fn(image (H, W), kernel (kH, kW))``."""
     cases = _image_kernel_cases(ctx, _CORRELATE_FIXED, 4)
@@ -102,24 +108,33 @@ def check_correlate2d(ctx: Context, fn: Fn) -> str:
                 "you flipped the kernel: that is *true* convolution. Deep-learning 'convolution' "
                 "is cross-correlation: out[i, j] = sum image[i+m, j+n] * kernel[m, n].",
                 lambda im, k: _ref_correlate(im, k.flip(0, 1)),
+                "multiply image[i:i + kh, j:j + kw] by kernel itself (no flip, no [::-1]) and sum.",
             ),
             (
                 "your loops stop one position early: a valid correlation has H - kH + 1 rows and "
                 "W - kW + 1 columns (range(h - kh + 1)).",
                 lambda im, k: _ref_correlate(im, k)[:-1, :-1],
+                "a 3x3 kernel on a 3x3 image fits once: range(3 - 3 + 1) gives the one position 0.",
             ),
             (
                 "you used one kernel size for both axes (kernel.shape[0]); a kernel can be "
                 "non-square: kh, kw = kernel.shape.",
                 _correlate_loops_square_only,
+                "try a 2x3 kernel on a 5x7 image: the output is 4x5 and every window is "
+                "image[i:i + kh, j:j + kw].",
             ),
             (
                 "you indexed the kernel as kernel[n, m] (transposed); m runs over rows and n over "
                 "columns: kernel[m, n].",
                 _transposed_kernel,
+                "image[i + m, j + n] pairs with kernel[m, n]: the same m for rows in both.",
             ),
         ],
         patterns=[("nonsquare", NONSQUARE_HINT)],
+        hint="print your output next to F.conv2d(image[None, None], kernel[None, None])[0, 0] for "
+        "the case above; compare one position by hand.",
+        hint2="out[0, 0] is (image[:kh, :kw] * kernel).sum(); out[i, j] moves that window i rows "
+        "down and j columns right.",
     )
     return (
         f"your correlate2d matches torch.nn.functional.conv2d on {len(cases)} image/kernel "
@@ -164,7 +179,11 @@ def _names(got: Any, what: str) -> set[str]:
     return names
 
 
-@checker("convolution vs cross-correlation prediction")
+@checker(
+    "convolution vs cross-correlation prediction",
+    requirement="same_either_way: exactly the kernels K for which true convolution equals "
+    "cross-correlation on every image, that is K.flip(0, 1) == K",
+)
 def check_flip_prediction(ctx: Context, predicted: Any) -> str:
     """Check the set of kernels for which true convolution equals cross-correlation."""
     names = _names(predicted, "same_either_way")
@@ -202,8 +221,9 @@ def check_flip_prediction(ctx: Context, predicted: Any) -> str:
         )
     fail(
         f"you predicted {sorted(names)}; these are missing: {missing}; these do not belong: {extra}. "
-        + " ".join(reasons)
-        + " Requirement: list exactly the kernels K with K.flip(0, 1) == K."
+        + " ".join(reasons),
+        hint2="a half-turn sends entry [m, n] of a 3x3 kernel to [2 - m, 2 - n]: write each kernel "
+        "next to its half-turn and keep those that read the same.",
     )
 
 
@@ -226,7 +246,11 @@ def _shape(got: Any, what: str) -> tuple[int, ...]:
     return got
 
 
-@checker("conv layer predictions")
+@checker(
+    "conv layer predictions",
+    requirement="weight_shape, params (an int), output_shape and cols_shape of "
+    "nn.Conv2d(5, 7, kernel_size=(3, 2)) on an input of shape (4, 5, 10, 12)",
+)
 def check_layer_predictions(
     ctx: Context, weight_shape: Any, params: Any, output_shape: Any, cols_shape: Any
 ) -> str:
@@ -239,6 +263,23 @@ def check_layer_predictions(
     true_params = sum(p.numel() for p in layer.parameters())
     true_out = tuple(layer(x).shape)
     true_cols = tuple(F.unfold(x, (kh, kw)).shape)
+    with deeper_hint("layer.weight holds C_out filters, each with one kH x kW slice per input channel."):
+        _expect_weight(weight_shape, true_weight, c_out, c_in, kh, kw)
+    with deeper_hint("weights: one number per (output channel, input channel, row, column) of a filter."):
+        _expect_params(params, true_params, c_out, c_in, kh, kw)
+    with deeper_hint("height 10 - 3 + 1, width 12 - 2 + 1; the batch N stays, the channels become C_out."):
+        _expect_output(output_shape, true_out, n, c_in, c_out, h, w, kh, kw)
+    with deeper_hint(
+        "F.unfold gives one column per output position; each column holds one patch: C_in * kH * kW numbers."
+    ):
+        _expect_cols(cols_shape, true_cols, n, c_in, kh, kw, h, w, true_out)
+    return (
+        f"weight {true_weight}, {true_params} parameters, output {true_out} and im2col columns "
+        f"{true_cols}, all predicted."
+    )
+
+
+def _expect_weight(weight_shape: Any, true_weight: tuple, c_out: int, c_in: int, kh: int, kw: int) -> None:
     expect_equal(
         _shape(weight_shape, "weight_shape"),
         true_weight,
@@ -248,12 +289,13 @@ def check_layer_predictions(
             "each filter spans ALL input channels: the weight has a C_in axis.": (c_out, kh, kw),
             "kernel_size=(3, 2) means kH = 3 rows and kW = 2 columns.": (c_out, c_in, kw, kh),
         },
-        hint="Requirement: one filter of shape (C_in, kH, kW) per output channel.",
+        hint="One filter of shape (C_in, kH, kW) per output channel.",
     )
-    if not _is_int(params):
-        fail(f"params must be a whole number (an int), got {params!r} of type {type(params).__name__}.")
+
+
+def _expect_params(params: Any, true_params: int, c_out: int, c_in: int, kh: int, kw: int) -> None:
     expect_equal(
-        params,
+        expect_int(params, "params"),
         true_params,
         "params",
         wrong={
@@ -262,8 +304,13 @@ def check_layer_predictions(
             + c_out,
             "you counted one filter; the layer has C_out of them.": c_in * kh * kw + 1,
         },
-        hint="Requirement: C_out * C_in * kH * kW weights plus C_out biases.",
+        hint="Count C_out * C_in * kH * kW weights plus C_out biases.",
     )
+
+
+def _expect_output(
+    output_shape: Any, true_out: tuple, n: int, c_in: int, c_out: int, h: int, w: int, kh: int, kw: int
+) -> None:
     expect_equal(
         _shape(output_shape, "output_shape"),
         true_out,
@@ -279,8 +326,13 @@ def check_layer_predictions(
             ),
             "a valid correlation has H - kH + 1 rows, not H - kH.": (n, c_out, h - kh, w - kw),
         },
-        hint="Requirement: (N, C_out, H - kH + 1, W - kW + 1).",
+        hint="The output is (N, C_out, H - kH + 1, W - kW + 1).",
     )
+
+
+def _expect_cols(
+    cols_shape: Any, true_cols: tuple, n: int, c_in: int, kh: int, kw: int, h: int, w: int, true_out: tuple
+) -> None:
     k, positions = c_in * kh * kw, true_out[2] * true_out[3]
     expect_equal(
         _shape(cols_shape, "cols_shape"),
@@ -295,11 +347,7 @@ def check_layer_predictions(
             "one column holds the patch of ALL input channels: C_in*kH*kW numbers.": (n, kh * kw, positions),
             "L counts the output positions (H_out * W_out), not the input pixels.": (n, k, h * w),
         },
-        hint="Requirement: (N, C_in*kH*kW, H_out*W_out).",
-    )
-    return (
-        f"weight {true_weight}, {true_params} parameters, output {true_out} and im2col columns "
-        f"{true_cols}, all predicted."
+        hint="The im2col matrix is (N, C_in*kH*kW, H_out*W_out).",
     )
 
 
@@ -350,7 +398,11 @@ def _transposed_grid(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     return out.transpose(2, 3).reshape(out.shape)
 
 
-@checker("conv2d_im2col (fixed)")
+@checker(
+    "conv2d_im2col (fixed)",
+    requirement="conv2d_im2col(x, weight, bias) equals F.conv2d(x, weight, bias) for any batch, "
+    "number of channels and non-square output, as one matrix product with F.unfold's columns",
+)
 def check_conv2d_im2col(ctx: Context, fn: Fn) -> str:
     """Check ``fn(x (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out,))``."""
     shapes = list(_IM2COL_FIXED)
@@ -436,6 +488,10 @@ def check_conv2d_im2col(ctx: Context, fn: Fn) -> str:
                 "by W_out columns.",
             ),
         ],
+        hint="compare your output with F.conv2d(x, weight, bias) on a 2-channel input whose output "
+        "is not square: which bug still shows?",
+        hint2="two things must agree: the order of each flattened filter with F.unfold's column "
+        "order (channel, row, column), and the output grid (H_out rows of W_out).",
     )
     return (
         f"your conv2d_im2col matches torch.nn.functional.conv2d on {len(cases)} layers "
@@ -479,7 +535,12 @@ _SHIFT_FIXED = [
 ]
 
 
-@checker("shift")
+@checker(
+    "shift",
+    requirement="shift(image, dy, dx) moves the content dy rows down and dx columns right, fills "
+    "the vacated pixels with zeros and keeps the shape (H, W), also for a zero shift and "
+    "non-square images",
+)
 def check_shift(ctx: Context, fn: Fn) -> str:
     """Check ``fn(image (H, W), dy, dx)``: move content down/right, fill with zeros."""
     shapes = list(_SHIFT_FIXED)
@@ -532,6 +593,10 @@ def check_shift(ctx: Context, fn: Fn) -> str:
             ),
             ("nonsquare", NONSQUARE_HINT),
         ],
+        hint="print shift(torch.arange(12.).reshape(3, 4), 1, 2) and check by hand where each number went.",
+        hint2="start from zeros of the image's shape and fill its bottom-right (H - dy) x (W - dx) "
+        "part from the image's top-left part of the same size; slice with h - dy, not -dy "
+        "(x[:-0] is empty).",
     )
     return (
         f"shift moves content down/right and fills with zeros, on {len(cases)} cases (zero "

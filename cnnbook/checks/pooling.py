@@ -17,10 +17,12 @@ from cnnbook.checks.core import (
     Context,
     checker,
     expect_equal,
+    expect_int,
     expect_tensor,
     fail,
     judge,
 )
+from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.modules import count_parameters
 
 
@@ -62,7 +64,12 @@ _MAX_POOL_FIXED = [
 ]
 
 
-@checker("max pooling")
+@checker(
+    "max pooling",
+    requirement="max_pool2d(x, kernel_size, stride=None, padding=0): the maximum of each window, "
+    "stride = kernel_size when None, padding that never wins the maximum, a last window that does "
+    "not fit dropped, and no pooling function of PyTorch or cnnbook",
+)
 def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x (N, C, H, W), kernel_size, stride=None, padding=0)`` against F.max_pool2d."""
     shapes = list(_MAX_POOL_FIXED)
@@ -133,6 +140,9 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             ),
         ],
         patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)],
+        hint="print your output next to F.max_pool2d(x, k, stride, padding) for the case above.",
+        hint2="pad with F.pad(x, (p,) * 4, value=float('-inf')), then x.unfold(2, k, s).unfold(3, k, "
+        "s) gives every window; take .amax over its last two axes.",
     )
     return (
         "your max pooling matches F.max_pool2d on "
@@ -149,15 +159,19 @@ def _head_params(features: int) -> int:
     return count_parameters(nn.Linear(features, HEAD_CLASSES, device="meta"))
 
 
-@checker("classifier head predictions")
+@checker(
+    "classifier head predictions",
+    requirement="flatten_224, gap_224, flatten_320, gap_320: the parameters (ints) of a Linear "
+    "head with bias to 1,000 classes, after flattening the 512-channel map or after global "
+    "average pooling",
+)
 def check_head_predictions(
     ctx: Context, flatten_224: Any, gap_224: Any, flatten_320: Any, gap_320: Any
 ) -> str:
     """Check predicted head parameter counts (flatten vs GAP) for 224 and 320 pixel inputs."""
     answers = {"flatten_224": flatten_224, "gap_224": gap_224, "flatten_320": flatten_320, "gap_320": gap_320}
     for name, value in answers.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            fail(f"{name} must be a whole number (an int), got {value!r} of type {type(value).__name__}.")
+        answers[name] = expect_int(value, name)
     c, n = HEAD_CHANNELS, HEAD_CLASSES
     truth = {
         "flatten_224": _head_params(c * 7 * 7),
@@ -168,28 +182,34 @@ def check_head_predictions(
     for name, want in truth.items():
         side = 7 if name.endswith("224") else 10
         flat = name.startswith("flatten")
-        expect_equal(
-            answers[name],
-            want,
-            name,
-            wrong={
-                "you forgot the bias: the Linear layer has one per class.": want - n,
-                "with global average pooling each channel becomes ONE number: the head sees 512 "
-                "features, whatever the map size.": (c * side * side * n + n) if not flat else -1,
-                "flattening keeps every position: 512 x H x W features, not 512.": (c * n + n)
-                if flat
-                else -1,
-                "VGG-16 halves the side five times (224 / 32 = 7, 320 / 32 = 10): the map at 320 "
-                "pixels is 10 x 10, so the flattened head grows; the GAP head does not.": (
-                    truth["flatten_224"] if name == "flatten_320" else -1
-                ),
-            },
-            hint="Requirement: features x classes + classes, with features = 512 x H x W (flatten) "
-            "or 512 (GAP), and H = W = side / 32.",
-        )
+        with deeper_hint(
+            f"a {side}x{side} map of 512 channels gives 512 * {side} * {side} features when "
+            "flattened, 512 after GAP; a Linear layer has features * 1000 weights + 1000 biases."
+        ):
+            _expect_head(answers[name], want, name, side, flat, truth, c, n)
     return (
         f"flatten heads {truth['flatten_224']:,} -> {truth['flatten_320']:,} parameters, GAP heads "
         f"{truth['gap_224']:,} at both sizes: GAP decouples the head from the image size."
+    )
+
+
+def _expect_head(got: int, want: int, name: str, side: int, flat: bool, truth: dict, c: int, n: int) -> None:
+    expect_equal(
+        got,
+        want,
+        name,
+        wrong={
+            "you forgot the bias: the Linear layer has one per class.": want - n,
+            "with global average pooling each channel becomes ONE number: the head sees 512 "
+            "features, whatever the map size.": (c * side * side * n + n) if not flat else -1,
+            "flattening keeps every position: 512 x H x W features, not 512.": (c * n + n) if flat else -1,
+            "VGG-16 halves the side five times (224 / 32 = 7, 320 / 32 = 10): the map at 320 "
+            "pixels is 10 x 10, so the flattened head grows; the GAP head does not.": (
+                truth["flatten_224"] if name == "flatten_320" else -1
+            ),
+        },
+        hint="Count features x classes + classes, with features = 512 x H x W (flatten) or 512 "
+        "(GAP), and H = W = side / 32.",
     )
 
 
@@ -217,7 +237,11 @@ def unchanged_moves(op: Callable[[torch.Tensor], torch.Tensor], row: int = 5) ->
     return same
 
 
-@checker("unchanged moves prediction")
+@checker(
+    "unchanged moves prediction",
+    requirement="unchanged: for each pipeline, how many of the 15 one-pixel moves to the right "
+    "leave its output exactly unchanged (ints)",
+)
 def check_unchanged_prediction(ctx: Context, predicted: Any) -> str:
     """Check predicted counts of one-pixel moves that leave each pipeline's output unchanged."""
     if not isinstance(predicted, dict) or set(predicted) != set(MOVE_PIPELINES):
@@ -225,33 +249,40 @@ def check_unchanged_prediction(ctx: Context, predicted: Any) -> str:
     moves = MOVE_SIZE - 1
     row = ctx.randint(0, MOVE_SIZE - 1)  # every row gives the same counts
     for name, op in _move_pipelines().items():
-        got = predicted[name]
-        if not (isinstance(got, int) and not isinstance(got, bool)):
-            fail(f"unchanged[{name!r}] must be a whole number of moves (an int), got {got!r}.")
+        got = expect_int(predicted[name], f"unchanged[{name!r}]")
         truth = unchanged_moves(op, row)
         window = {"max pool 2x2": 2, "max pool 2x2, twice": 4, "avg pool 2x2": 2}.get(name, 1)
-        expect_equal(
-            got,
-            truth,
-            f"unchanged[{name!r}] (of the {moves} moves along a row)",
-            wrong={
-                "without pooling every move changes the output: a convolution (or nothing) is "
-                "equivariant, not invariant.": moves if name == "no pooling" else -1,
-                f"a move stays inside one {window}-wide window when the 1 does not sit in the "
-                f"window's last column: count the starting columns 0..{moves - 1} with "
-                f"col % {window} != {window - 1}.": moves - moves // window - 1,
-                "average pooling moves with the 1 exactly as often as max pooling: both give one "
-                "number per 2x2 window, and a move inside a window keeps that number.": 0
-                if name == "avg pool 2x2"
-                else -1,
-                "two 2x2 max pools act like one 4x4 window here, not like one 2x2 pool.": 8
-                if name == "max pool 2x2, twice"
-                else -1,
-            },
-            hint=f"Requirement: the number of the {moves} moves (1 at column c -> c + 1) after "
-            "which the pooled map is exactly the same.",
-        )
+        with deeper_hint(
+            f"draw a row of 16 cells and mark the {window}-wide windows: a move from column c to "
+            f"c + 1 keeps the output only if both columns fall in the same window (and, for the "
+            f"average, the window's mean is the same)."
+        ):
+            _expect_moves(got, truth, name, moves, window)
     return (
         "counts predicted: 0 without pooling, 8 of 15 with one 2x2 pool (average or max), 12 of 15 "
         "with two; pooling buys invariance only within its windows."
+    )
+
+
+def _expect_moves(got: int, truth: int, name: str, moves: int, window: int) -> None:
+    expect_equal(
+        got,
+        truth,
+        f"unchanged[{name!r}] (of the {moves} moves along a row)",
+        wrong={
+            "without pooling every move changes the output: a convolution (or nothing) is "
+            "equivariant, not invariant.": moves if name == "no pooling" else -1,
+            f"a move stays inside one {window}-wide window when the 1 does not sit in the "
+            f"window's last column: count the starting columns 0..{moves - 1} with "
+            f"col % {window} != {window - 1}.": moves - moves // window - 1,
+            "average pooling moves with the 1 exactly as often as max pooling: both give one "
+            "number per 2x2 window, and a move inside a window keeps that number.": 0
+            if name == "avg pool 2x2"
+            else -1,
+            "two 2x2 max pools act like one 4x4 window here, not like one 2x2 pool.": 8
+            if name == "max pool 2x2, twice"
+            else -1,
+        },
+        hint=f"Count the moves (1 at column c -> c + 1) of the {moves} after which the pooled "
+        "map is exactly the same.",
     )

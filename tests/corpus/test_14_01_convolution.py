@@ -101,6 +101,12 @@ def test_correlate2d_rejects_mistakes() -> None:
     rejected(c.check_correlate2d, correlate_kernel_indexed_transposed, hint=r"kernel\[n, m\]")
     rejected(c.check_correlate2d, correlate_square_image_only, hint="square images and kernels")
     rejected(c.check_correlate2d, correlate_with_f_conv2d, hint="computes a convolution for you")
+    rejected(
+        c.check_correlate2d, correlate_flipped_kernel, hint="flipped", requirement=r"image\[i \+ m, j \+ n\]"
+    )
+    rejected(
+        c.check_correlate2d, correlate_loops_stop_early, hint="one position early", requirement=r"H - kH \+ 1"
+    )
 
 
 # ---------------------------------------------------------------- exercise 2: flip prediction
@@ -122,6 +128,12 @@ def test_flip_prediction_rejects_mistakes() -> None:
     rejected(c.check_flip_prediction, set(c.FLIP_CHOICES), hint="K.flip\\(0, 1\\) == K")
     rejected(c.check_flip_prediction, "identity, gaussian", hint="must be a set of kernel names")
     rejected(c.check_flip_prediction, SYMMETRIC | {"Sobel"}, hint="unknown kernel name")
+    rejected(
+        c.check_flip_prediction,
+        SYMMETRIC | {"shift"},
+        hint="moves the single 1",
+        requirement=r"K\.flip\(0, 1\) == K",
+    )
 
 
 # ---------------------------------------------------------------- exercise 3: layer predictions
@@ -147,7 +159,11 @@ def test_layer_predictions_reject_mistakes() -> None:
     rejected(c.check_layer_predictions, *with_answer(1, 210), hint="left out the biases")
     rejected(c.check_layer_predictions, *with_answer(1, 49), hint="spans all C_in input channels")
     rejected(c.check_layer_predictions, *with_answer(1, 31), hint="one filter")
-    rejected(c.check_layer_predictions, *with_answer(1, 217.0), hint="whole number")
+    rejected(c.check_layer_predictions, *with_answer(1, 217.0), hint="should be an int", requirement="params")
+    rejected(
+        c.check_layer_predictions, *with_answer(1, torch.tensor(217)), hint="Python int", requirement="params"
+    )
+    rejected(c.check_layer_predictions, *with_answer(1, 210), hint="biases", requirement=r"nn\.Conv2d\(5, 7")
     rejected(c.check_layer_predictions, *with_answer(2, (4, 7, 10, 12)), hint="no padding")
     rejected(c.check_layer_predictions, *with_answer(2, (4, 5, 8, 11)), hint="C_out channels")
     rejected(c.check_layer_predictions, *with_answer(2, (4, 7, 9, 10)), hint="kH = 3 shrinks the height")
@@ -235,6 +251,9 @@ def test_conv2d_im2col_rejects_mistakes() -> None:
     )
     rejected(c.check_conv2d_im2col, im2col_transposed_view_of_grid, hint="column order")
     rejected(c.check_conv2d_im2col, im2col_forgot_bias, hint="forgot the bias")
+    rejected(
+        c.check_conv2d_im2col, im2col_keeps_both_bugs, hint="both bugs", requirement="one matrix product"
+    )
     rejected(c.check_conv2d_im2col, im2col_calls_conv2d, hint="computes a convolution for you")
     rejected(c.check_conv2d_im2col, im2col_calls_torch_convolution, hint="computes a convolution for you")
 
@@ -293,6 +312,8 @@ def test_shift_rejects_mistakes() -> None:
     rejected(c.check_shift, shift_axes_swapped, hint="swapped")
     rejected(c.check_shift, shift_negative_slice_bug, hint=r"EMPTY when dy = 0")
     rejected(c.check_shift, shift_square_only, hint="one size for both axes")
+    rejected(c.check_shift, shift_with_roll, hint="wraps", requirement="fills the vacated pixels with zeros")
+    rejected(c.check_shift, shift_negative_slice_bug, hint="EMPTY", requirement="also for a zero shift")
 
 
 # ---------------------------------------------------------------- issue 20: the convolution family

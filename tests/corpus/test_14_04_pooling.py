@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 import torch.nn.functional as F
 from corpus_tools import accepted, rejected
 
@@ -84,6 +86,10 @@ def test_max_pool2d_rejects_mistakes() -> None:
     rejected(c.check_max_pool2d, pool_pads_one_side, hint="only one side")
     rejected(c.check_max_pool2d, pool_first_image_only, hint="batch of one")
     rejected(c.check_max_pool2d, pool_calls_max_pool2d, hint="pools for you")
+    rejected(
+        c.check_max_pool2d, pool_zero_padding, hint="padded with zeros", requirement="never wins the maximum"
+    )
+    rejected(c.check_max_pool2d, pool_averages, hint="averaged", requirement="the maximum of each window")
 
 
 # ---------------------------------------------------------------- exercise 2: head predictions
@@ -109,8 +115,21 @@ def test_head_predictions_reject_mistakes() -> None:
     rejected(c.check_head_predictions, *heads_with(2, 25_089_000), hint="10 x 10")
     rejected(c.check_head_predictions, *heads_with(3, 51_201_000), hint="ONE number")
     rejected(c.check_head_predictions, *heads_with(3, 512_000), hint="forgot the bias")
-    rejected(c.check_head_predictions, *heads_with(2, 51_201_000.0), hint="whole number")
-    rejected(c.check_head_predictions, *heads_with(2, 46_593_000), hint="Requirement: features x classes")
+    rejected(
+        c.check_head_predictions, *heads_with(2, 51_201_000.0), hint="should be an int", requirement="ints"
+    )
+    rejected(
+        c.check_head_predictions,
+        *heads_with(2, 46_593_000),
+        hint="features x classes \\+ classes",
+        requirement="Linear head with bias",
+    )
+    rejected(
+        c.check_head_predictions,
+        *heads_with(1, np.float64(513_000)),
+        hint="should be an int",
+        requirement="ints",
+    )
 
 
 # ---------------------------------------------------------------- exercise 3: unchanged moves
@@ -129,8 +148,25 @@ def test_unchanged_prediction_rejects_mistakes() -> None:
     rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2, twice": 8}, hint="one 4x4 window")
     rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2, twice": 11}, hint="window's last column")
     rejected(c.check_unchanged_prediction, {**RIGHT, "avg pool 2x2": 0}, hint="as often as max pooling")
-    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 8.0}, hint="whole number")
-    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 0.53}, hint="whole number")
+    rejected(
+        c.check_unchanged_prediction,
+        {**RIGHT, "max pool 2x2": 8.0},
+        hint="should be an int",
+        requirement="ints",
+    )
+    rejected(c.check_unchanged_prediction, {**RIGHT, "max pool 2x2": 0.53}, hint="should be an int")
+    rejected(
+        c.check_unchanged_prediction,
+        {**RIGHT, "max pool 2x2": torch.tensor(8)},
+        hint="Python int",
+        requirement="leave its output exactly unchanged",
+    )
+    rejected(
+        c.check_unchanged_prediction,
+        {**RIGHT, "max pool 2x2, twice": 11},
+        hint="last column",
+        requirement="how many of the 15 one-pixel moves",
+    )
     rejected(c.check_unchanged_prediction, {"max pool 2x2": 8}, hint="exactly the keys")
     rejected(c.check_unchanged_prediction, [0, 8, 12, 8], hint="must be a dict")
 

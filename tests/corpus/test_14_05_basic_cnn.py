@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from corpus_tools import accepted, rejected
 from torch import nn
@@ -133,6 +134,7 @@ def cnn_no_padding(in_channels, num_classes, image_size, widths):
 
 def test_build_cnn_right_answers_pass() -> None:
     accepted(checks.check_build_cnn, cnn_reference)
+    accepted(checks.check_build_cnn, CnnInFloat64)
     accepted(checks.check_build_cnn, cnn_padding_same_shared_relu)
     accepted(checks.check_build_cnn, CnnModule)
 
@@ -196,3 +198,146 @@ def test_fixed_cnn_mistakes_are_named() -> None:
     rejected(checks.check_fixed_cnn, fixed_returns_log_softmax, hint="log-probabilities")
     rejected(checks.check_fixed_cnn, fixed_resizes_fc1_instead_of_padding, hint="padding=1")
     rejected(checks.check_fixed_cnn, fixed_hard_codes_batch_of_64, hint="hard-coded")
+
+
+# ---------------------------------------------------------------- side effects of a forward pass
+
+STATE_RULE = "forward pass leaves the caller's state alone"
+
+
+class CnnEvalInForward(CnnModule):
+    """Switches itself to eval mode "so the outputs are deterministic" and never switches back."""
+
+    def forward(self, x):
+        self.eval()
+        return super().forward(x)
+
+
+class CnnRestoresTopModeOnly(CnnModule):
+    """Saves and restores the top module's mode only: a layer frozen in eval mode wakes up."""
+
+    def forward(self, x):
+        was = self.training
+        self.eval()
+        try:
+            return super().forward(x)
+        finally:
+            self.train(was)
+
+
+class CnnZeroGradInForward(CnnModule):
+    """Clears the gradients "before every step", inside forward."""
+
+    def forward(self, x):
+        self.zero_grad()
+        return super().forward(x)
+
+
+class CnnMaxNormAfterForward(CnnModule):
+    """Applies a max-norm constraint to the head in place after computing the output."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        with torch.no_grad():
+            self.head.weight.clamp_(-0.01, 0.01)
+        return out
+
+
+class CnnInFloat64(CnnModule):
+    """A correct variant: float64 weights, the input converted in forward."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.double()
+
+    def forward(self, x):
+        return super().forward(x.double())
+
+
+def test_build_cnn_side_effects_are_named() -> None:
+    rejected(checks.check_build_cnn, CnnEvalInForward, hint="eval mode", requirement=STATE_RULE)
+    rejected(
+        checks.check_build_cnn,
+        CnnRestoresTopModeOnly,
+        hint="put `convs.0`.*train mode",
+        requirement=STATE_RULE,
+    )
+    rejected(checks.check_build_cnn, CnnZeroGradInForward, hint="wiped the gradients", requirement=STATE_RULE)
+    rejected(
+        checks.check_build_cnn,
+        CnnMaxNormAfterForward,
+        hint="changed the model's weights",
+        requirement=STATE_RULE,
+    )
+
+
+class FixedEvalInForward(FixedReference):
+    def forward(self, x):
+        self.eval()
+        return super().forward(x)
+
+
+class FixedRestoresTopModeOnly(FixedReference):
+    def forward(self, x):
+        was = self.training
+        self.eval()
+        out = super().forward(x)
+        self.train(was)
+        return out
+
+
+class FixedZeroGradInForward(FixedReference):
+    def forward(self, x):
+        self.zero_grad(set_to_none=True)
+        return super().forward(x)
+
+
+class FixedMaxNormAfterForward(FixedReference):
+    def forward(self, x):
+        out = super().forward(x)
+        with torch.no_grad():
+            self.fc2.weight.clamp_(-0.01, 0.01)
+        return out
+
+
+class FixedWithDropoutOff(FixedReference):
+    """A correct variant: a dropout layer with p = 0 changes nothing."""
+
+    def __init__(self, num_classes=10):
+        super().__init__(num_classes)
+        self.drop = nn.Dropout(0.0)
+
+    def forward(self, x):
+        return self.drop(super().forward(x))
+
+
+def test_fixed_cnn_side_effects_are_named() -> None:
+    accepted(checks.check_fixed_cnn, FixedWithDropoutOff)
+    rejected(checks.check_fixed_cnn, FixedEvalInForward, hint="eval mode", requirement=STATE_RULE)
+    rejected(
+        checks.check_fixed_cnn,
+        FixedRestoresTopModeOnly,
+        hint="put `conv1`.*train mode",
+        requirement=STATE_RULE,
+    )
+    rejected(
+        checks.check_fixed_cnn, FixedZeroGradInForward, hint="wiped the gradients", requirement=STATE_RULE
+    )
+    rejected(
+        checks.check_fixed_cnn,
+        FixedMaxNormAfterForward,
+        hint="changed the model's weights",
+        requirement=STATE_RULE,
+    )
+
+
+def test_size_predictions_name_the_requirement() -> None:
+    rejected(
+        checks.check_size_predictions,
+        1_070_794,
+        MACS_64,
+        hint="grows with the image",
+        requirement="params_64",
+    )
+    rejected(checks.check_size_predictions, PARAMS_64, 22_413_312.0, hint="int", requirement="conv_macs_64")
+    rejected(checks.check_build_cnn, cnn_avg_pool, hint="AvgPool2d", requirement="MaxPool2d")
