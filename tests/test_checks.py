@@ -235,7 +235,7 @@ def test_14_02_conv_out_size() -> None:
     fails(
         c02.check_conv_out_size,
         lambda n, k, s=1, p=0, d=1: (n + 2 * p - d * (k - 1) - 1) / s + 1,
-        match="floor division",
+        match="instead of `/`",
     )
     fails(c02.check_conv_out_size, lambda n, k, s=1, p=0, d=1: 30, match="expected")
 
@@ -314,16 +314,24 @@ def test_14_03_receptive_field() -> None:
     fails(c03.check_receptive_field, lambda layers: ref_receptive_field(layers)[-1], match="after EACH")
 
 
-def test_14_03_stack_vs_single() -> None:
-    passes(c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1))
-    fails(
-        c03.check_stack_vs_single, lambda c, n: (9 * n * c * c, (3 * n) ** 2 * c * c, 3 * n), match="2n \\+ 1"
-    )
-    fails(
-        c03.check_stack_vs_single,
-        lambda c, n: (9 * n * c, (2 * n + 1) ** 2 * c * c, 2 * n + 1),
-        match="c \\* c \\* 3 \\* 3",
-    )
+def test_14_03_kernel_choice() -> None:
+    c = c03.KERNEL_CHANNELS
+    weights = {key: sum(k * k for k, _ in layers) * c * c for key, layers in c03.KERNEL_OPTIONS.items()}
+    pixels = {"A": 49, "B": 49, "C": 9, "D": 49}
+    passes(c03.check_kernel_choice, "B", weights, pixels)
+    fails(c03.check_kernel_choice, "C", weights, pixels, match="only 9 of the 49")
+    fails(c03.check_kernel_choice, "B", weights, {**pixels, "C": 49}, match="never reach the output")
+    fails(c03.check_kernel_choice, "B", {**weights, "B": 9 * c * c}, pixels, match="one layer")
+
+
+def test_14_03_kernel_designs_are_what_the_exercise_says() -> None:
+    from cnnbook.geometry import module_receptive_field
+
+    for option in c03.KERNEL_OPTIONS:  # every design spans 7 pixels at stride 1, "same" padding
+        model = c03.kernel_design(option, channels=2)
+        assert module_receptive_field(model)[-1].rf == 7
+        assert model(torch.zeros(1, 2, 9, 9)).shape == (1, 2, 9, 9)
+    assert [c03.pixels_reaching(c03.kernel_design(o, channels=1)) for o in "ABCD"] == [49, 49, 9, 49]
 
 
 def ref_rf_by_gradient(model, size):

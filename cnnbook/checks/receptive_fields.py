@@ -14,14 +14,15 @@ from cnnbook import geometry
 from cnnbook.checks.core import (
     Case,
     Context,
-    call,
     checker,
     expect_equal,
+    expect_int,
     fail,
-    forbid,
     judge,
     preserved_state,
 )
+from cnnbook.checks.visualizing import deeper_hint
+from cnnbook.modules import count_parameters
 
 _OURS = "that is cnnbook's own answer; write yours."
 RF_LIBRARY = {
@@ -41,10 +42,9 @@ def _ints(got: Any, n: int, what: str) -> list[int]:
         )
     if got is None:
         fail(f"{what} returned None: did you forget to `return` the list?")
-    try:
-        values = [int(v) for v in got]
-    except (TypeError, ValueError):
+    if not isinstance(got, (list, tuple)):
         fail(f"{what} should return a list of ints, got {type(got).__name__}.")
+    values = [expect_int(v, f"{what}[{i}]") for i, v in enumerate(got)]
     if len(values) != n:
         fail(f"{what} returned {len(values)} values for {n} layers; return one per layer.")
     return values
@@ -84,7 +84,11 @@ _RF_FIXED = [
 ]
 
 
-@checker("receptive field recurrence")
+@checker(
+    "receptive field recurrence",
+    requirement="receptive_field(layers) returns [r_1, ..., r_L] (ints), r_l = r_{l-1} + (k_l - 1) x "
+    "(product of the strides of the layers before l), r_0 = 1",
+)
 def check_receptive_field(ctx: Context, fn: Callable[..., list[int]]) -> str:
     """Check ``fn([(k, s), ...])`` -> receptive field after each layer."""
     stacks = [list(stack) for stack in _RF_FIXED]
@@ -134,95 +138,134 @@ def check_receptive_field(ctx: Context, fn: Callable[..., list[int]]) -> str:
                 lambda layers: _rf_variant(layers, precedence=True),
             ),
         ],
+        hint2="keep two running values: rf (starts at 1) and jump (starts at 1); for each layer "
+        "first rf += (k - 1) * jump, then jump *= s; append rf.",
     )
     return f"receptive fields correct layer by layer on {len(stacks)} stacks (AlexNet-like included)."
 
 
-@checker("stack of 3x3 convs vs one big kernel")
-def check_stack_vs_single(ctx: Context, fn: Callable[..., tuple[int, int, int]]) -> str:
-    """Check ``fn(c, n)`` -> (params of n stacked 3x3 convs, params of one kernel, its size)."""
-    pairs = [(64, 2), (64, 3), (1, 1), (3, 4), (17, 1), (2, 5)]
-    pairs += [(ctx.randint(1, 64), ctx.randint(1, 5)) for _ in range(4)]
-    what = [f"stack_vs_single(c={c}, n={n})" for c, n in pairs]
-    answers = []
-    with forbid(fn, {"torch.nn.Conv2d": "count from the kernel shape, without building layers."}):
-        for (c, n), label in zip(pairs, what, strict=True):
-            got = call(fn, c, n, describe=label)
-            if (
-                isinstance(got, (list, tuple))
-                and len(got) == 3
-                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in got)
-            ):
-                answers.append(tuple(int(v) for v in got))
-            else:
-                fail(
-                    f"{label} should return a tuple of three ints (stack_params, single_params, "
-                    f"k), got {got!r}."
-                )
-    # judge each part on every case; a hint only when that part matches a mistake everywhere
-    parts = [
-        (
-            2,
-            "the single kernel size",
-            lambda c, n: 2 * n + 1,
-            "Each stride-1 3x3 layer grows the receptive field by 2, starting from 1.",
-            [
-                (
-                    "n 3x3 layers see 2n + 1 pixels, not 3n: each layer adds 2 (k - 1), not 3.",
-                    lambda c, n: 3 * n,
-                ),
-                ("n 3x3 layers see 2n + 1 pixels; you forgot the starting pixel (2n).", lambda c, n: 2 * n),
-            ],
-        ),
-        (
-            0,
-            "params of the 3x3 stack",
-            lambda c, n: 9 * n * c * c,
-            "One 3x3 layer from c to c channels has 9 c^2 weights.",
-            [
-                (
-                    "a conv with c input and c output channels has c * c * 3 * 3 weights, not c * 3 * 3.",
-                    lambda c, n: 9 * n * c,
-                ),
-                ("that counts biases; the exercise says bias=False.", lambda c, n: 9 * n * c * c + n * c),
-                ("that is ONE layer; the stack has n of them.", lambda c, n: 9 * c * c),
-            ],
-        ),
-        (
-            1,
-            "params of the single kernel",
-            lambda c, n: (2 * n + 1) ** 2 * c * c,
-            "A k x k conv from c to c channels has k^2 c^2 weights.",
-            [
-                (
-                    "that counts a bias; the exercise says bias=False.",
-                    lambda c, n: (2 * n + 1) ** 2 * c * c + c,
-                ),
-                (
-                    "a conv with c input and c output channels has k * k * c * c weights, not k * k * c.",
-                    lambda c, n: (2 * n + 1) ** 2 * c,
-                ),
-                (
-                    "that is the size of a (3n) x (3n) kernel; n 3x3 layers see 2n + 1 pixels.",
-                    lambda c, n: (3 * n) ** 2 * c * c,
-                ),
-            ],
-        ),
-    ]
-    for index, name, ref, hint, mistakes in parts:
-        got = [a[index] for a in answers]
-        want = [ref(c, n) for c, n in pairs]
-        if got == want:
-            continue
-        i = next(i for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w)
-        for mistake, wrong in mistakes:
-            if got == [wrong(c, n) for c, n in pairs]:
-                fail(
-                    f"{what[i]}[{index}] ({name}): expected {want[i]}, got {got[i]}.\n   "
-                    f"Likely mistake: {mistake}"
-                )
-        fail(f"{what[i]}[{index}] ({name}): expected {want[i]}, got {got[i]}. {hint}")
-    return "parameter counts and kernel size right: three 3x3 layers cost 27c² vs 49c² for 7x7."
+# ------------------------------------------------------------------ exercise 2: choose a design
+
+KERNEL_CHANNELS = 256  # channels in and out of every design of exercise 2
+# the designs of exercise 2: (kernel, dilation) per stride-1 conv, a ReLU between two convs
+KERNEL_OPTIONS: dict[str, tuple[tuple[int, int], ...]] = {
+    "A": ((7, 1),),
+    "B": ((3, 1), (3, 1), (3, 1)),
+    "C": ((3, 3),),
+    "D": ((3, 1), (5, 1)),
+}
+
+
+def kernel_design(option: str, channels: int = KERNEL_CHANNELS) -> nn.Sequential:
+    """Design ``option`` of exercise 2: stride-1 convs without bias, "same" padding, ReLU between."""
+    layers: list[nn.Module] = []
+    for i, (k, d) in enumerate(KERNEL_OPTIONS[option]):
+        if i:
+            layers.append(nn.ReLU())
+        layers.append(nn.Conv2d(channels, channels, k, padding=d * (k - 1) // 2, dilation=d, bias=False))
+    return nn.Sequential(*layers)
+
+
+def pixels_reaching(model: nn.Module, size: int = 15) -> int:
+    """How many input pixels change the centre output unit (positive weights, so nothing cancels)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    out = model(x)
+    (grad,) = torch.autograd.grad(out[0, 0, size // 2, size // 2], x)
+    return int((grad != 0).sum())
+
+
+def _letter_dict(value: Any, what: str) -> dict[str, int]:
+    if not isinstance(value, dict) or set(value) != set(KERNEL_OPTIONS):
+        fail(f"{what} must be a dict with the keys {sorted(KERNEL_OPTIONS)}, got {value!r}.")
+    return {key: expect_int(v, f"{what}[{key!r}]") for key, v in value.items()}
+
+
+@checker(
+    "one big kernel or a stack of 3x3s",
+    requirement="choice: the design in which every pixel of the 7x7 window can change the output, "
+    "with the fewest weights among those; weights and pixels_seen: each design's weights (c = 256 "
+    "in and out, no bias) and how many of the 49 pixels reach one output unit (ints)",
+)
+def check_kernel_choice(ctx: Context, choice: Any, weights: Any, pixels_seen: Any) -> str:
+    """Check the chosen design of exercise 2 and the counts that justify it."""
+    c = KERNEL_CHANNELS
+    got_w = _letter_dict(weights, "weights")
+    got_p = _letter_dict(pixels_seen, "pixels_seen")
+    true_w = {key: count_parameters(kernel_design(key, c)) for key in KERNEL_OPTIONS}
+    true_p = {key: pixels_reaching(kernel_design(key, 1)) for key in KERNEL_OPTIONS}
+    for key, layers in KERNEL_OPTIONS.items():
+        taps = sum(k * k for k, _ in layers)
+        with deeper_hint(
+            "a k x k conv from c to c channels holds one k x k slice per (output, input) channel "
+            "pair: k * k * c * c weights; a stack adds its layers' counts."
+        ):
+            expect_equal(
+                got_w[key],
+                true_w[key],
+                f"weights[{key!r}]",
+                wrong={
+                    "the designs have no bias (bias=False).": true_w[key] + c * len(layers),
+                    "each conv maps ALL c input channels to each of its c outputs: k * k * c * c, "
+                    "not k * k * c.": taps * c,
+                    "that is the count of one layer; add up every conv of the design.": layers[0][0] ** 2
+                    * c
+                    * c,
+                    "a dilated kernel keeps its k * k weights: the holes hold no weights.": (7 * 7 * c * c)
+                    if key == "C"
+                    else -1,
+                },
+                hint="Count k * k * c * c per conv, summed over the design's convs.",
+            )
+    for key in KERNEL_OPTIONS:
+        with deeper_hint(
+            "follow one output unit back layer by layer: a 3x3 conv with dilation d reads the 3 x 3 "
+            "pixels at offsets -d, 0, +d; a stack reads the union of what each unit it uses reads."
+        ):
+            expect_equal(
+                got_p[key],
+                true_p[key],
+                f"pixels_seen[{key!r}] (of the 49 pixels of the 7x7 window)",
+                wrong={
+                    "a 3x3 kernel with dilation 3 spans 7x7, but it reads only its 9 taps: the 40 "
+                    "pixels between them never reach the output.": 49 if key == "C" else -1,
+                    "three 3x3 layers have 27 taps, but together they read every pixel of the 7x7 "
+                    "window: the second layer's taps each see a different 3x3 patch.": 27
+                    if key == "B"
+                    else -1,
+                    "the 3x3 then 5x5 stack reads a full 7x7 window (3 + 5 - 1 = 7), not 9 + 25 "
+                    "separate taps.": 34 if key == "D" else -1,
+                },
+                hint="Count the pixels of the 7x7 window that can change the centre output unit.",
+            )
+    if not isinstance(choice, str) or choice.strip().upper() not in KERNEL_OPTIONS:
+        fail(f"choice must be one of the letters {sorted(KERNEL_OPTIONS)}, got {choice!r}.")
+    picked = choice.strip().upper()
+    full = [key for key in KERNEL_OPTIONS if true_p[key] == 49]
+    best = min(full, key=lambda key: true_w[key])
+    if picked != best:
+        if true_p[picked] < 49:
+            why = (
+                f"{picked} has the fewest weights ({true_w[picked]:,}), but only {true_p[picked]} of "
+                f"the 49 pixels reach its output: it fails the first requirement."
+            )
+        else:
+            why = (
+                f"{picked} sees all 49 pixels, but with {true_w[picked]:,} weights; {best} sees them "
+                f"all with {true_w[best]:,}."
+            )
+        fail(
+            f"choice {picked!r}: {why}",
+            hint2="first cross out the designs whose pixels_seen is below 49, then pick the "
+            "smallest weights among the rest.",
+        )
+    return (
+        f"{best}: three 3x3 layers see the whole 7x7 window with {true_w[best]:,} weights "
+        f"(27c², {true_w[best] / true_w['A']:.0%} of one 7x7 conv's 49c²) and two extra ReLUs; "
+        f"the dilated 3x3 is cheaper still but reads only {true_p['C']} of the 49 pixels."
+    )
 
 
 def _probe_stack(specs: Sequence[tuple[str, int, int, int]]) -> tuple[nn.Sequential, int]:
@@ -272,7 +315,13 @@ def _measure(
     return int(rows.max() - rows.min() + (0 if extent == "no+1" else 1))
 
 
-@checker("receptive field by gradient")
+@checker(
+    "receptive field by gradient",
+    requirement="rf_by_gradient(model, size): back-propagate from the single centre output unit of "
+    "the first channel on an input of ones and return the height (last row - first row + 1) of the "
+    "non-zero input gradient, as an int; leave the model's modes, weights and the grad mode as "
+    "they were",
+)
 def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(model, size)`` measures the centre unit's receptive field by back-propagation."""
     specs = [list(s) for s in _PROBE_FIXED]
@@ -299,15 +348,15 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
     fields = {id(c.args[0]): _probe_stack(spec)[1] for c, spec in zip(cases, specs, strict=True)}
 
     def around() -> contextlib.AbstractContextManager[Any]:
-        return preserved_state(*(c.args[0] for c in cases), what="rf_by_gradient")
+        # the models arrive in train mode with their first layer frozen in eval mode, as inside a
+        # model being trained; the probe's backward may add to .grad (grads=False), nothing else
+        return preserved_state(
+            *(c.args[0] for c in cases), what="rf_by_gradient", reveal=True, grads=False, weights=True
+        )
 
     def compare(got: Any, want: int, label: str) -> Any:
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
         return expect_equal(
-            got,
+            expect_int(got, label),
             want,
             label,
             hint=(
@@ -348,6 +397,8 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
                 lambda m, size: _measure(m, size, extent="area"),
             ),
         ],
+        hint2="rows = x.grad[0, 0].abs().sum(dim=1).nonzero() lists the rows that reach the unit; "
+        "the height is rows.max() - rows.min() + 1, whatever lies between.",
     )
     return "your gradient probe finds the same receptive fields as the formula."
 
@@ -370,24 +421,32 @@ def dilated_layers() -> nn.Sequential:
     return nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=d, dilation=d) for d in (1, 2, 4)])
 
 
-def _int_answer(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        fail(
-            f"{what} must be a whole number of pixels (an int), got {value!r} of type {type(value).__name__}."
-        )
-    return value
-
-
-@checker("receptive-field predictions")
+@checker(
+    "receptive-field predictions",
+    requirement="rf_stem and jump_stem after ResNet's stem and two 3x3 convolutions, rf_dilated after "
+    "three 3x3 convolutions with dilations 1, 2, 4: whole numbers of pixels (ints)",
+)
 def check_stem_predictions(ctx: Context, rf_stem: Any, jump_stem: Any, rf_dilated: Any) -> str:
     """Check predicted receptive field and jump of ResNet's stem, and of a dilated stack."""
     stem = geometry.module_receptive_field(stem_layers())[-1]
     measured = geometry.receptive_field_by_gradient(stem_layers(), 91, channels=1)
     assert measured == stem.rf  # the recurrence and back-propagation agree
     rf_dil = geometry.module_receptive_field(dilated_layers())[-1].rf
+    with deeper_hint(
+        "a table with one row per layer: k, s, then r += (k - 1) * j and j *= s, from r = j = 1; "
+        "the pool is a layer like the others."
+    ):
+        _expect_stem(rf_stem, jump_stem, rf_dilated, stem.rf, stem.jump, rf_dil)
+    return (
+        f"stem: {stem.rf} px with jump {stem.jump} (back-propagation measures {measured} px); "
+        f"dilations 1, 2, 4: {rf_dil} px without any downsampling."
+    )
+
+
+def _expect_stem(rf_stem: Any, jump_stem: Any, rf_dilated: Any, rf: int, jump: int, rf_dil: int) -> None:
     expect_equal(
-        _int_answer(rf_stem, "rf_stem"),
-        stem.rf,
+        expect_int(rf_stem, "rf_stem"),
+        rf,
         "rf_stem (receptive field after the 4 layers)",
         wrong={
             "each layer adds (k - 1) x jump, and the jump is the product of the strides BEFORE "
@@ -399,20 +458,20 @@ def check_stem_predictions(ctx: Context, rf_stem: Any, jump_stem: Any, rf_dilate
             + 2 * 2,
             "the max pool counts too: a 3x3 pool adds (3 - 1) x jump like a 3x3 conv.": 7 + 2 * 2 + 2 * 2,
         },
-        hint="Requirement: r = r + (k - 1) * j, then j = j * s, layer by layer from r = j = 1.",
+        hint="Use r = r + (k - 1) * j, then j = j * s, layer by layer from r = j = 1.",
     )
     expect_equal(
-        _int_answer(jump_stem, "jump_stem"),
-        stem.jump,
+        expect_int(jump_stem, "jump_stem"),
+        jump,
         "jump_stem (input pixels between neighbouring output units)",
         wrong={
             "the max pool has stride 2 too: the jump is 2 x 2.": 2,
             "the 3x3 convs have stride 1: they do not change the jump.": 16,
         },
-        hint="Requirement: the jump is the product of all strides so far.",
+        hint="The jump is the product of all strides so far.",
     )
     expect_equal(
-        _int_answer(rf_dilated, "rf_dilated"),
+        expect_int(rf_dilated, "rf_dilated"),
         rf_dil,
         "rf_dilated (three 3x3 convs with dilations 1, 2, 4)",
         wrong={
@@ -422,9 +481,5 @@ def check_stem_predictions(ctx: Context, rf_stem: Any, jump_stem: Any, rf_dilate
             + 2 * 2 * 1
             + 2 * 4 * 2,
         },
-        hint="Requirement: k_eff = k + (k - 1)(d - 1) in place of k, jump 1 throughout.",
-    )
-    return (
-        f"stem: {stem.rf} px with jump {stem.jump} (back-propagation measures {measured} px); "
-        f"dilations 1, 2, 4: {rf_dil} px without any downsampling."
+        hint="Use k_eff = k + (k - 1)(d - 1) in place of k, jump 1 throughout.",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -23,12 +22,14 @@ from cnnbook.checks.core import (
     call,
     checker,
     expect_equal,
+    expect_int,
     expect_tensor,
     fail,
     forbidden,
     guard,
     judge,
 )
+from cnnbook.checks.visualizing import deeper_hint
 
 _FORMULA = "compute the size from the formula instead of asking a library."
 SIZE_LIBRARY = {
@@ -45,24 +46,9 @@ SIZE_LIBRARY = {
 }
 
 
-def _int_answer(got: Any, what: str) -> int:
-    if isinstance(got, bool) or not isinstance(got, numbers.Integral):
-        if isinstance(got, float):
-            fail(
-                f"{what} returned the float {got!r}; sizes are integers. Use floor division "
-                f"`//` (which rounds down, as PyTorch does), not `/`."
-            )
-        if isinstance(got, torch.Tensor):
-            fail(f"{what} returned a tensor; return a plain Python int (use .item() or int()).")
-        if got is None:
-            fail(f"{what} returned None: did you forget to `return` the result?")
-        fail(f"{what} should return an int, got {type(got).__name__}.")
-    return int(got)
-
-
 def _int_compare(hint: str) -> Callable[[Any, Any, str], Any]:
     def compare(got: Any, want: Any, label: str) -> Any:
-        return expect_equal(_int_answer(got, label), want, label, hint=hint)
+        return expect_equal(expect_int(got, label), want, label, hint=hint)
 
     return compare
 
@@ -110,7 +96,11 @@ def _k_eff(k: int, d: int) -> int:
     return d * (k - 1) + 1
 
 
-@checker("conv output size")
+@checker(
+    "conv output size",
+    requirement="conv_out_size(n, k, s, p, d) = floor((n + 2p - k_eff) / s) + 1 with "
+    "k_eff = k + (k - 1)(d - 1), as an int, from the formula (no layer run)",
+)
 def check_conv_out_size(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(n, k, s, p, d)`` = floor((n + 2p - d(k-1) - 1) / s) + 1 on many layers."""
     extra: list[tuple[int, ...]] = []
@@ -159,11 +149,81 @@ def check_conv_out_size(ctx: Context, fn: Callable[..., int]) -> str:
                 lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d) + 1) // s,
             ),
         ],
+        hint2="work the smallest failing case by hand: k_eff first, then n + 2p - k_eff, then // s, "
+        "then + 1; compare each step with your code.",
     )
     return f"conv_out_size agrees with PyTorch's nn.Conv2d on {len(cases)} layer configurations."
 
 
-@checker("same padding")
+def same_padding_buggy(k: int, d: int = 1) -> int:
+    """The classmate's ``same_padding`` of exercise 2 (one bug: the span of a dilated kernel)."""
+    k_eff = k + d - 1  # dilation widens the kernel
+    return k_eff // 2
+
+
+def _kept(n: int, k: int, d: int, padding: int) -> int:
+    """The output side of a real stride-1 ``nn.Conv2d`` on an ``n x n`` input."""
+    conv = torch.nn.Conv2d(1, 1, k, padding=padding, dilation=d)
+    with torch.no_grad():
+        return int(conv(torch.zeros(1, 1, n, n)).shape[-1])
+
+
+@checker(
+    "a case that shows the padding bug",
+    requirement="counterexample = (k, d): an odd kernel size k >= 1 and a dilation d >= 1 (ints) "
+    "for which same_padding_buggy(k, d) does not keep the size of a stride-1 convolution",
+)
+def check_padding_counterexample(ctx: Context, counterexample: Any) -> str:
+    """Check that ``(k, d)`` makes the classmate's padding change the size (measured with a conv)."""
+    if isinstance(counterexample, (str, bytes)) or not isinstance(counterexample, (tuple, list)):
+        fail(f"counterexample must be a pair (k, d) such as (5, 1), got {counterexample!r}.")
+    if len(counterexample) != 2:
+        fail(f"counterexample must hold two numbers, k and d; got {len(counterexample)}: {counterexample!r}.")
+    k, d = expect_int(counterexample[0], "k"), expect_int(counterexample[1], "d")
+    if k < 1 or k % 2 == 0:
+        fail(
+            f"k = {k}: the function is meant for odd kernel sizes k >= 1 (an even kernel cannot be "
+            f"padded equally on both sides), so an even k shows no bug of it."
+        )
+    if d < 1 or d > 64:
+        fail(f"d = {d}: a dilation is a whole number from 1 up (keep it below 65 here).")
+    right, buggy = _k_eff(k, d), k + d - 1
+    n = max(16, 2 * right)  # large enough for any padding
+    p_bug = same_padding_buggy(k, d)
+    out = _kept(n, k, d, p_bug)
+    if out == n:
+        if d == 1:
+            why = (
+                "Without dilation the classmate's span k + d - 1 is just k, the right one: the bug "
+                "cannot show with d = 1."
+            )
+        elif right == buggy:
+            why = "For a 1x1 kernel both spans are 1."
+        else:
+            why = (
+                f"The spans differ ({buggy} in their code, {right} really), but both halve, rounded "
+                f"down, to the same padding {p_bug}: the floor hides the bug here."
+            )
+        fail(
+            f"with k={k}, d={d} their padding {p_bug} keeps {n} at {out}: this case passes. {why}",
+            hint2="list the span of a dilated kernel for a few (k, d): it is k + (k - 1)(d - 1) "
+            "(every one of the k - 1 gaps grows), while their code uses k + d - 1; look for a "
+            "pair where the two spans halve to different paddings.",
+        )
+    right_p = (right - 1) // 2
+    assert _kept(n, k, d, right_p) == n
+    return (
+        f"with k={k}, d={d} their padding {p_bug} turns {n} into {out}; the kernel spans "
+        f"k + (k - 1)(d - 1) = {right} pixel{'s' if right > 1 else ''}, not k + d - 1 = {buggy}, "
+        f"so it needs padding {right_p}."
+    )
+
+
+@checker(
+    "same padding",
+    requirement="same_padding(k, d): the padding per side (an int) that keeps the size of a "
+    "stride-1 convolution with an odd kernel k and any dilation d >= 1",
+)
 def check_same_padding(ctx: Context, fn: Callable[..., int]) -> str:
     """Check ``fn(k, d)``: the padding that keeps the size for stride 1 and an odd kernel."""
     grid = [(k, d) for k in (1, 3, 5, 7) for d in (1, 2, 3, 4)]
@@ -194,7 +254,17 @@ def check_same_padding(ctx: Context, fn: Callable[..., int]) -> str:
                 "(k_eff - 1) / 2.",
                 lambda k, d: math.ceil(_k_eff(k, d) / 2),
             ),
+            (
+                "the bug of the classmate's version is still there: a dilated kernel is not d - 1 "
+                "pixels wider than k but (k - 1)(d - 1) wider, because every one of its k - 1 gaps "
+                "grows.",
+                same_padding_buggy,
+                "draw the taps of a 3x3 kernel with dilation 3: 3 taps, 2 gaps of 3 pixels each, "
+                "so it spans 7 pixels.",
+            ),
         ],
+        hint2="write n_out = n + 2p - k_eff + 1 (stride 1), set n_out = n and solve for p; "
+        "k_eff = k + (k - 1)(d - 1).",
     )
     n = ctx.randint(16, 30)
     for k, d in grid:  # show that the answer really keeps the size
@@ -247,7 +317,11 @@ _DILATE_FIXED = [
 ]
 
 
-@checker("dilate kernel")
+@checker(
+    "dilate kernel",
+    requirement="dilate_kernel(w, d): shape (C_out, C_in, d(kH - 1) + 1, d(kW - 1) + 1) with the "
+    "original taps d pixels apart and zeros between them, for non-square and 1x1 kernels",
+)
 def check_dilate_kernel(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(w (C_out, C_in, kH, kW), d)``: the kernel with d-1 zeros between taps."""
     shapes = list(_DILATE_FIXED)
@@ -298,6 +372,10 @@ def check_dilate_kernel(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             ),
         ],
         patterns=[("nonsquare", NONSQUARE_HINT)],
+        hint="print dilate_kernel(torch.ones(1, 1, 2, 3), 2)[0, 0]: the ones must sit d apart, "
+        "zeros between them, and nothing after the last one.",
+        hint2="make zeros of the dilated shape, then assign the kernel to every d-th row and column "
+        "with a slice of step d.",
     )
     # the point of the exercise: an ordinary convolution with the spread-out kernel is a dilated
     # one (the answer's own dtype is fine: compared in float64)
@@ -345,7 +423,12 @@ _STRIDED_FIXED = [
 ]
 
 
-@checker("stride as subsampling")
+@checker(
+    "stride as subsampling",
+    requirement="strided_from_dense(x, w, stride, padding) equals F.conv2d(x, w, stride=stride, "
+    "padding=padding), computed from a stride-1 convolution (with the padding) by keeping some "
+    "of its values",
+)
 def check_strided_from_dense(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(x, w, stride, padding)`` built from a stride-1 convolution."""
     shapes = list(_STRIDED_FIXED)
@@ -410,6 +493,9 @@ def check_strided_from_dense(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
             ),
         ],
         patterns=[("nonsquare", NONSQUARE_HINT), ("batch", BATCH_HINT)],
+        hint="print the stride-1 output and the strided one for a small input: which rows and "
+        "columns of the first reappear in the second?",
+        hint2="the strided output at (i, j) is the stride-1 output at (i * s, j * s).",
     )
     return (
         f"a strided convolution is the stride-1 convolution with every s-th output kept "
@@ -441,14 +527,16 @@ def size_stack() -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers)
 
 
-@checker("output-size predictions")
+@checker(
+    "output-size predictions",
+    requirement="sizes: the side length (an int) after each of the five layers of the table, "
+    "each from the previous layer's output",
+)
 def check_size_predictions(ctx: Context, sizes: Any) -> str:
     """Check the predicted side length after each layer of :data:`SIZE_STACK`."""
     if not isinstance(sizes, (list, tuple)) or len(sizes) != len(SIZE_STACK):
         fail(f"sizes must be a list of {len(SIZE_STACK)} whole numbers (one per layer), got {sizes!r}.")
-    for i, v in enumerate(sizes):
-        if not isinstance(v, int) or isinstance(v, bool):
-            fail(f"sizes[{i}] must be a whole number (an int), got {v!r} of type {type(v).__name__}.")
+    sizes = [expect_int(v, f"sizes[{i}]") for i, v in enumerate(sizes)]
     x = torch.zeros(1, 1, SIZE_INPUT, SIZE_INPUT)
     truth = []
     with torch.no_grad():
@@ -458,20 +546,30 @@ def check_size_predictions(ctx: Context, sizes: Any) -> str:
     for i, ((kind, k, s, p, d), got, want) in enumerate(zip(SIZE_STACK, sizes, truth, strict=True)):
         n = SIZE_INPUT if i == 0 else truth[i - 1]  # judge each layer on the true input size
         k_eff = k + (k - 1) * (d - 1)
-        expect_equal(
-            got,
-            want,
-            f"sizes[{i}] (layer {i + 1}: {kind} {k}x{k}, stride {s}, padding {p}, dilation {d}, input {n})",
-            wrong={
-                "round DOWN: a last window that would stick out of the padded input is dropped "
-                "(floor((n + 2p - k_eff) / s) + 1).": math.ceil((n + 2 * p - k_eff) / s) + 1,
-                "dilation 2 makes a 3x3 kernel span 5 pixels: k_eff = k + (k - 1)(d - 1).": (
-                    (n + 2 * p - k) // s + 1 if d > 1 else -1
-                ),
-                "padding p is added on BOTH sides: n + 2p.": (n + p - k_eff) // s + 1,
-                "the +1 counts the first window: floor((n + 2p - k_eff) / s) + 1.": (n + 2 * p - k_eff) // s,
-            },
-            hint="Requirement: n_out = floor((n + 2p - k_eff) / s) + 1 with the previous layer's "
-            "output as n (pooling follows the same rule).",
-        )
+        with deeper_hint(
+            f"layer {i + 1} by hand: k_eff = {k} + ({k} - 1)({d} - 1), then ({n} + 2 * {p} - k_eff) "
+            f"// {s} + 1."
+        ):
+            _expect_size(got, want, i, kind, k, s, p, d, n, k_eff)
     return f"every size predicted: {SIZE_INPUT} -> " + " -> ".join(str(t) for t in truth) + "."
+
+
+def _expect_size(
+    got: int, want: int, i: int, kind: str, k: int, s: int, p: int, d: int, n: int, k_eff: int
+) -> None:
+    expect_equal(
+        got,
+        want,
+        f"sizes[{i}] (layer {i + 1}: {kind} {k}x{k}, stride {s}, padding {p}, dilation {d}, input {n})",
+        wrong={
+            "round DOWN: a last window that would stick out of the padded input is dropped "
+            "(floor((n + 2p - k_eff) / s) + 1).": math.ceil((n + 2 * p - k_eff) / s) + 1,
+            "dilation 2 makes a 3x3 kernel span 5 pixels: k_eff = k + (k - 1)(d - 1).": (
+                (n + 2 * p - k) // s + 1 if d > 1 else -1
+            ),
+            "padding p is added on BOTH sides: n + 2p.": (n + p - k_eff) // s + 1,
+            "the +1 counts the first window: floor((n + 2p - k_eff) / s) + 1.": (n + 2 * p - k_eff) // s,
+        },
+        hint="Use n_out = floor((n + 2p - k_eff) / s) + 1 with the previous layer's output as n "
+        "(pooling follows the same rule).",
+    )

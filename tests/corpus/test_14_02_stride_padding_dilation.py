@@ -63,7 +63,7 @@ def test_conv_out_size_rejects_mistakes() -> None:
     rejected(c.check_conv_out_size, out_size_dilation_times_k, hint=r"k_eff = d \* k")
     rejected(c.check_conv_out_size, out_size_padding_one_side, hint="BOTH sides")
     rejected(c.check_conv_out_size, out_size_rounds_up, hint="rounded up")
-    rejected(c.check_conv_out_size, out_size_true_division, hint="floor division")
+    rejected(c.check_conv_out_size, out_size_true_division, hint="//", requirement="as an int")
 
 
 def test_d_times_k_slip_is_not_called_a_missing_plus_one() -> None:
@@ -110,6 +110,33 @@ def test_same_padding_rejects_mistakes() -> None:
     rejected(c.check_same_padding, same_padding_total, hint="TOTAL padding")
     rejected(c.check_same_padding, same_padding_d_times_k, hint=r"d \* k")
     rejected(c.check_same_padding, same_padding_rounded_up, hint="rounded up")
+    rejected(c.check_same_padding, c.same_padding_buggy, hint="still there", requirement="any dilation")
+    rejected(c.check_same_padding, same_padding_true_division, hint="should be an int", requirement="an int")
+
+
+def same_padding_true_division(k, d=1):
+    return d * (k - 1) / 2
+
+
+# ---------------------------------------------------------------- exercise 2, step 1: a counterexample
+
+BUG_RULE = "does not keep the size"
+
+
+def test_padding_counterexample_accepts_cases_that_show_the_bug() -> None:
+    for case in [(3, 3), (5, 2), (7, 4), (1, 2), [3, 4], (np.int64(5), np.int64(3))]:
+        accepted(c.check_padding_counterexample, case)
+
+
+def test_padding_counterexample_rejects_cases_that_hide_it() -> None:
+    rejected(c.check_padding_counterexample, (3, 2), hint="floor hides the bug", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (5, 1), hint="cannot show with d = 1", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (7, 1), hint="cannot show with d = 1", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (4, 3), hint="odd kernel sizes", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (3.0, 3), hint="should be an int", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (3, 0), hint="dilation is a whole number", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, 3, hint="a pair", requirement=BUG_RULE)
+    rejected(c.check_padding_counterexample, (3, 3, 1), hint="two numbers", requirement=BUG_RULE)
 
 
 # ---------------------------------------------------------------- exercise 3: dilate_kernel
@@ -174,6 +201,7 @@ def test_dilate_kernel_rejects_mistakes() -> None:
     rejected(c.check_dilate_kernel, dilate_zeros_after, hint="BETWEEN the taps")
     rejected(c.check_dilate_kernel, dilate_size_d_times_k, hint=r"d \* k wide")
     rejected(c.check_dilate_kernel, dilate_square_kernels_only, hint="one size for both kernel axes")
+    rejected(c.check_dilate_kernel, dilate_zeros_after, hint="BETWEEN", requirement="taps d pixels apart")
 
 
 # ---------------------------------------------------------------- exercise 4: strided_from_dense
@@ -213,7 +241,9 @@ def test_strided_from_dense_accepts_correct_answers() -> None:
 
 
 def test_strided_from_dense_rejects_mistakes() -> None:
-    rejected(c.check_strided_from_dense, strided_starts_at_one, hint="index 1")
+    rejected(
+        c.check_strided_from_dense, strided_starts_at_one, hint="index 1", requirement="stride-1 convolution"
+    )
     rejected(c.check_strided_from_dense, strided_rows_only, hint="only the rows")
     rejected(c.check_strided_from_dense, strided_without_padding, hint="left out the padding")
     rejected(c.check_strided_from_dense, strided_subsamples_input, hint="INPUT before convolving")
@@ -237,10 +267,12 @@ def test_size_predictions_reject_mistakes() -> None:
     rejected(c.check_size_predictions, [112, 56, 28, 30, 13], hint="span 5 pixels")
     rejected(c.check_size_predictions, [112, 56, 28, 26, 13], hint="BOTH sides")
     rejected(c.check_size_predictions, [112, 56, 28, 28, 12], hint="counts the first window")
-    rejected(c.check_size_predictions, [112.0, 56, 28, 28, 13], hint="whole number")
+    rejected(
+        c.check_size_predictions, [112.0, 56, 28, 28, 13], hint="should be an int", requirement="ints?\\)"
+    )
     rejected(c.check_size_predictions, [112, 56, 28, 13], hint="list of 5 whole numbers")
     rejected(c.check_size_predictions, 13, hint="list of 5 whole numbers")
-    rejected(c.check_size_predictions, [112, 56, 28, 28, 27], hint="Requirement: n_out")
+    rejected(c.check_size_predictions, [112, 56, 28, 28, 27], hint="n_out = floor", requirement="side length")
 
 
 # ---------------------------------------------------------------- issue 20: sizes read off a layer
