@@ -647,6 +647,15 @@ def test_14_08_separable_params() -> None:
     )
 
 
+def test_14_08_separable_predictions() -> None:
+    def count(ci, co, k):
+        return ci * co * k * k, ci * k * k + ci * co
+
+    passes(c08.check_separable_params, count, "b", "d")
+    fails(c08.check_separable_params, count, "a", "d", match="C_in cancels")
+    fails(c08.check_separable_params, count, "b", "none", match="the 1x1 layer")
+
+
 def test_14_08_separable_to_standard() -> None:
     passes(c08.check_separable_to_standard, lambda d, p: p * d.transpose(0, 1))
     fails(

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnbook.checks.architectures import COUNT_BY_HAND, expect_option
 from cnnbook.checks.core import (
     FAMILY_CONV,
     CheckFailed,
@@ -22,7 +23,6 @@ from cnnbook.checks.core import (
     expect_module,
     expect_tensor,
     fail,
-    forbid,
     forbidden,
     modules_of,
     randomise_bn,
@@ -54,27 +54,52 @@ def _full_convs(block: nn.Module, x: torch.Tensor) -> list[tuple[int, ...]]:
     return found
 
 
+LAYERS = {"a": (1024, 1024, 3), "b": (16, 32, 5), "c": (512, 16, 3), "d": (256, 256, 1)}
+"""The four standard layers of the prediction: letter -> (C_in, C_out, k)."""
+GROWS_OPTIONS = {**LAYERS, "none": None}
+
+
+def _layer_saving(letter: str) -> Fraction:
+    c_in, c_out, k = LAYERS[letter]
+    return Fraction(c_in * c_out * k * k, c_in * k * k + c_in * c_out)
+
+
+def _savings_line() -> str:
+    return ", ".join(f"({x}) {float(_layer_saving(x)):.3f}x" for x in LAYERS)
+
+
+PREDICTION_REQUIREMENT = (
+    "shrinks_most: the letter of the layer whose separable version saves the largest factor; "
+    "grows: the letter of the layer that gets larger (or 'none'), as your counts give them"
+)
+
+
 @checker(
     "separable parameter count",
-    requirement="(C_in * C_out * k^2, C_in * k^2 + C_in * C_out) as two ints, counted from the shapes",
+    requirement="(C_in * C_out * k^2, C_in * k^2 + C_in * C_out) as two ints, counted from the shapes "
+    "without building any layer",
 )
-def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> str:
-    """Check ``fn(c_in, c_out, k)`` -> (standard weights, depthwise + pointwise weights)."""
-    cases = [(64, 128, 3), (256, 256, 3)] + [
-        (ctx.randint(1, 300), ctx.randint(1, 300), ctx.choice([1, 3, 5, 7])) for _ in range(6)
+def check_separable_params(
+    ctx: Context, fn: Callable[..., tuple[int, int]], shrinks_most: Any = None, grows: Any = None
+) -> str:
+    """Check ``fn(c_in, c_out, k)`` -> (standard weights, depthwise + pointwise weights).
+
+    Then, if given, the predictions ``shrinks_most`` and ``grows`` about the layers of
+    :data:`LAYERS` (letters; ``grows`` may be ``"none"``).
+    """
+    cases = [(64, 128, 3), (256, 256, 3), (256, 256, 1), (1, 1, 1)] + [
+        (ctx.randint(1, 300), ctx.randint(1, 300), ctx.choice([1, 3, 5, 7])) for _ in range(5)
     ]
-    by_hand = "count from the shapes; building the layers would do it for you."
     for c_in, c_out, k in cases:
         what = f"separable_params(c_in={c_in}, c_out={c_out}, k={k})"
-        with forbid(
-            fn,
-            {
-                "torch.nn.Conv2d": by_hand,
-                "cnnbook.models.mobile.separable_conv_params": by_hand,
-                "cnnbook.models.mobile.standard_conv_params": by_hand,
-            },
-        ):
-            got = call(fn, c_in, c_out, k, describe=what)
+        try:
+            with forbidden(*COUNT_BY_HAND, why="count the weights from the layer shapes yourself"):
+                got = call(fn, c_in, c_out, k, describe=what)
+        except ForbiddenUse as exc:
+            raise ForbiddenUse(
+                str(exc),
+                hint2="no layer is needed: a weight of shape (a, b, kh, kw) holds a * b * kh * kw numbers.",
+            ) from None
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (standard, separable), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (standard)"), expect_int(got[1], f"{what}[1] (separable)"))
@@ -98,7 +123,46 @@ def check_separable_params(ctx: Context, fn: Callable[..., tuple[int, int]]) -> 
             },
             hint="Depthwise: C_in * k^2. Pointwise: C_in * C_out.",
         )
-    return "right: the separable/standard ratio is 1/C_out + 1/k^2 (about 0.115 for 256 and 3x3)."
+    if shrinks_most is None and grows is None:
+        return "right: the separable/standard ratio is 1/C_out + 1/k^2 (about 0.115 for 256 and 3x3)."
+    return _check_layer_predictions(shrinks_most, grows)
+
+
+def _check_layer_predictions(shrinks_most: Any, grows: Any) -> str:
+    most = expect_option(shrinks_most, "shrinks_most", LAYERS)
+    bigger = expect_option(grows, "grows", GROWS_OPTIONS)
+    best = max(LAYERS, key=_layer_saving)
+    grown = [x for x in LAYERS if _layer_saving(x) < 1]
+    line = f"Your counts give these savings (standard / separable): {_savings_line()}."
+    if most != best:
+        why = {
+            "a": "(a) is by far the largest layer, but size does not set the saving: C_in cancels "
+            "from P_sep / P_std = 1/C_out + 1/k^2, and with a 3x3 kernel the saving stays below "
+            "k^2 = 9 however wide the layer.",
+            "c": "(c) has only 16 output channels, so the depthwise filters' share 1/C_out is "
+            "large: 1/16 + 1/9 of the weights remain.",
+            "d": "(d) does not shrink at all: a 1x1 kernel has no spatial filter to factorise.",
+        }[most]
+        fail(
+            f"shrinks_most = '{most}', but the largest saving is ({best}). {why} {line}",
+            requirement=PREDICTION_REQUIREMENT,
+            hint2="the saving is C_out k^2 / (C_out + k^2): the kernel sets the ceiling k^2, C_out "
+            "how close a layer gets to it; C_in does not appear.",
+        )
+    if bigger not in grown and not (bigger == "none" and not grown):
+        c_in, c_out, _ = LAYERS[grown[0]]
+        std, sep = c_in * c_out, c_in + c_in * c_out
+        fail(
+            f"grows = '{bigger}', but the layer that gets larger is ({grown[0]}), the 1x1 layer: "
+            f"its 'depthwise' step is one 1x1 filter per channel, {c_in} extra weights in front "
+            f"of the same {c_in} x {c_out} mixing matrix ({sep:,} instead of {std:,}). {line}",
+            requirement=PREDICTION_REQUIREMENT,
+            hint2="for k = 1 the saving C_out k^2 / (C_out + k^2) is C_out / (C_out + 1): below 1.",
+        )
+    return (
+        f"the counts are right, and so were your predictions: {_savings_line()}. The kernel sets "
+        "the ceiling (k^2), the output width how close a layer gets; C_in cancels."
+    )
 
 
 SUM_OVER_CHANNELS = (

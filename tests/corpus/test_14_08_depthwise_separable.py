@@ -310,3 +310,87 @@ def test_min_channels_mistakes_are_named() -> None:
     rejected(checks.check_min_channels, min_channels_never_none, hint="expected None")
     rejected(checks.check_min_channels, min_channels_rounded_down, hint="rounded down")
     rejected(checks.check_min_channels, min_channels_one_over_k, hint="1/k instead")
+
+
+# ---------------------------------------------------------------- Exercise 1: layers built, predictions
+
+
+def params_meta_layers(c_in, c_out, k):
+    """Builds the three layers on the meta device and counts: the layers count for you."""
+
+    def count(layer):
+        return sum(p.numel() for p in layer.parameters())
+
+    standard = count(nn.Conv2d(c_in, c_out, k, bias=False, device="meta"))
+    depthwise = nn.Conv2d(c_in, c_in, k, groups=c_in, bias=False, device="meta")
+    return standard, count(depthwise) + count(nn.Conv2d(c_in, c_out, 1, bias=False, device="meta"))
+
+
+def params_library_helpers(c_in, c_out, k):
+    from cnnbook.models import mobile
+
+    return mobile.standard_conv_params(c_in, c_out, k), mobile.separable_conv_params(c_in, c_out, k)
+
+
+def params_cnnbook_block_imported_inside(c_in, c_out, k):
+    from cnnbook.models.mobile import DepthwiseSeparableConv
+
+    block = DepthwiseSeparableConv(c_in, c_out, kernel_size=k)
+    convs = [m for m in block.modules() if isinstance(m, nn.Conv2d)]
+    return c_in * c_out * k * k, sum(c.weight.numel() for c in convs)
+
+
+def test_params_built_layers_are_refused() -> None:
+    for built in (params_meta_layers, params_cnnbook_block_imported_inside):
+        rejected(
+            checks.check_separable_params,
+            built,
+            "b",
+            "d",
+            hint="builds a layer",
+            requirement="without building any layer",
+        )
+    rejected(
+        checks.check_separable_params,
+        params_library_helpers,
+        "b",
+        "d",
+        hint="_conv_params.*counts the parameters for you",
+        requirement="without building any layer",
+    )
+
+
+def test_params_predictions_right_answers_pass() -> None:
+    accepted(checks.check_separable_params, params_reference, "b", "d")
+    accepted(checks.check_separable_params, params_from_layer_shapes, "(B)", " D ")
+
+
+def test_params_predictions_mistakes_are_named() -> None:
+    requirement = "shrinks_most: the letter"
+    rejected(
+        checks.check_separable_params,
+        params_reference,
+        "a",
+        "d",
+        hint="size does not set the saving.*C_in cancels",
+        requirement=requirement,
+    )
+    rejected(checks.check_separable_params, params_reference, "c", "d", hint="only 16 output channels")
+    rejected(checks.check_separable_params, params_reference, "d", "d", hint="does not shrink at all")
+    rejected(
+        checks.check_separable_params,
+        params_reference,
+        "b",
+        "none",
+        hint="the 1x1 layer.*256 extra weights",
+        requirement="grows: the letter",
+    )
+    rejected(
+        checks.check_separable_params, params_reference, "b", "c", hint="layer that gets larger is \\(d\\)"
+    )
+    rejected(checks.check_separable_params, params_reference, "?", "d", hint="still '\\?'")
+    rejected(
+        checks.check_separable_params, params_reference, "b", None, hint="one of the letters a, b, c, d, none"
+    )
+    # the counts are checked first: right predictions do not hide a wrong count
+    rejected(checks.check_separable_params, params_without_pointwise, "b", "d", hint="left out the pointwise")
