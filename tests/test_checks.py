@@ -769,13 +769,21 @@ def test_14_10_left_share() -> None:
 
 
 def test_14_10_normalize_filters() -> None:
-    def right(w):
+    def right(w, guard=True):
         flat = w.flatten(1)
         lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
-        return (w - lo) / (hi - lo)
+        return (w - lo) / ((hi - lo).clamp_min(1e-12) if guard else hi - lo)
 
     passes(c10.check_normalize_filters, right)
     fails(c10.check_normalize_filters, lambda w: (w - w.min()) / (w.max() - w.min()), match="own min")
+    fails(c10.check_normalize_filters, lambda w: right(w, guard=False), match="constant")
+    fails(c10.check_normalize_filters, c10.colleague_normalize_filters, match="each channel")
+
+
+def test_14_10_filter_bug_input() -> None:
+    passes(c10.check_filter_bug_input, torch.tensor([[[[0.0]], [[1.0]]]]))
+    fails(c10.check_filter_bug_input, torch.randn(2, 1, 3, 3), match="one input channel")
+    fails(c10.check_filter_bug_input, torch.randn(1, 3, 2, 2), match="smaller one exists")
 
 
 # ---------------------------------------------------------------- 14.11

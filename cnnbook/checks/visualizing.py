@@ -451,29 +451,111 @@ def check_left_share(ctx: Context, fn: Callable[..., float]) -> str:
 # ------------------------------------------------------------------------------ Exercise 4
 
 
-@checker(
-    "filter normalisation for display",
-    requirement="each filter (all its C_in x k_h x k_w values) scaled to [0, 1] by its own min and "
-    "max, in a new tensor",
+def colleague_normalize_filters(w: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each filter of (C_out, C_in, k_h, k_w) to [0, 1] for display."""
+    lo = w.amin(dim=(2, 3), keepdim=True)
+    hi = w.amax(dim=(2, 3), keepdim=True)
+    return (w - lo) / (hi - lo).clamp_min(1e-12)  # a constant (dead) filter becomes 0, not NaN
+
+
+def reference_normalize_filters(w: torch.Tensor) -> torch.Tensor:
+    """Each filter (all its C_in x k_h x k_w values) to [0, 1] by its own min and max; 0 if constant."""
+    lo = w.amin(dim=(1, 2, 3), keepdim=True)
+    span = w.amax(dim=(1, 2, 3), keepdim=True) - lo
+    return torch.where(span > 0, (w - lo) / torch.where(span > 0, span, 1), torch.zeros_like(w))
+
+
+BUG_INPUT_REQUIREMENT = (
+    "a weight tensor (C_out, C_in, k_h, k_w) with as few values as possible on which the "
+    "colleague's normalize_filters and a correct one disagree"
 )
+
+
+@checker("the smallest input that shows the bug", requirement=BUG_INPUT_REQUIREMENT)
+def check_filter_bug_input(ctx: Context, w: Any) -> str:
+    """``w`` must make :func:`colleague_normalize_filters` differ from the reference, with 2 values.
+
+    Two values are the fewest: the bug (one min and max per input channel instead of per
+    filter) needs ``C_in >= 2``, and each channel can be one pixel, ``(1, 2, 1, 1)``.
+    """
+    del ctx  # nothing random: the answer is one tensor
+    if w is None:
+        fail("SMALLEST_BUG_INPUT is still None: write a weight tensor (C_out, C_in, k_h, k_w).")
+    try:
+        t = torch.as_tensor(w)
+    except (TypeError, ValueError, RuntimeError):
+        fail(f"SMALLEST_BUG_INPUT should be a tensor of filter weights, got {type(w).__name__}.")
+    if t.dim() != 4 or t.numel() == 0:
+        fail(
+            f"SMALLEST_BUG_INPUT has shape {tuple(t.shape)}; conv weights have 4 non-empty "
+            f"dimensions (C_out, C_in, k_h, k_w), e.g. torch.tensor([[[[1.0]]]]) has shape (1, 1, 1, 1)."
+        )
+    if t.dtype == torch.bool or t.is_complex():
+        fail(f"SMALLEST_BUG_INPUT should hold real numbers, got dtype {t.dtype}.")
+    t = t.detach().to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        fail("SMALLEST_BUG_INPUT holds NaN or inf; real filter weights are finite numbers.")
+    theirs, right = colleague_normalize_filters(t), reference_normalize_filters(t)
+    if torch.allclose(theirs, right, atol=1e-6, rtol=0):
+        if t.shape[1] == 1:
+            fail(
+                f"on your input of shape {tuple(t.shape)} the colleague's function is right: with "
+                f"one input channel (C_in = 1), the min and max of each channel ARE the min and max "
+                f"of the whole filter. What must the input have for the two to differ?",
+                hint2="give one filter several input channels whose values span different ranges.",
+            )
+        fail(
+            f"on your input of shape {tuple(t.shape)} both functions give the same result: every "
+            f"input channel of each filter spans the same range as the whole filter (or the "
+            f"filter is constant). Make the channels of one filter span different ranges.",
+            hint2="the colleague's min and max are taken over dims (2, 3), one pair per input "
+            "channel; a correct one takes them over dims (1, 2, 3).",
+        )
+    if t.numel() > 2:
+        fail(
+            f"your input of shape {tuple(t.shape)} shows the bug, with {t.numel()} values; a "
+            f"smaller one exists. Which dimension must be larger than 1 for the bug to matter, "
+            f"and how few values can each of its parts hold?",
+            hint2="one output filter, a 1 x 1 kernel: how many input channels, and how many values "
+            "in each, make the two scalings disagree?",
+        )
+    return (
+        f"shape {tuple(t.shape)}: two input channels of one pixel each. The colleague scales each "
+        f"channel on its own, so each becomes a constant 0; the whole filter spans [0, 1]."
+    )
+
+
+FILTERS_REQUIREMENT = (
+    "each filter (all its C_in x k_h x k_w values) scaled to [0, 1] by its own min and max, a "
+    "constant filter all zeros, in a new tensor"
+)
+
+
+@checker("filter normalisation for display", requirement=FILTERS_REQUIREMENT)
 def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
     """Check ``fn(w (C_out, C_in, k_h, k_w))`` min-max scales each filter to [0, 1] separately.
 
     Fixed cases: non-square kernels (3 x 5), one input channel, filters of very different
-    contrast and offset; then random shapes.
+    contrast and offset, a dead (all-zero) filter and a constant one among live filters; then
+    random shapes. Values are compared to within 1e-3, a quarter of one grey level of an
+    8-bit display, so a small guard added to max - min is accepted.
     """
     shapes = [
         (4, 3, 3, 5),
         (3, 1, 5, 3),
         (5, 4, 1, 1),
+        (4, 2, 3, 3),
         (ctx.randint(2, 8), ctx.randint(1, 4), ctx.choice([3, 5, 7]), ctx.choice([3, 5, 7])),
     ]
     for i, shape in enumerate(shapes):
-        g = torch.Generator().manual_seed(400 + i) if i < 3 else ctx.gen
+        g = torch.Generator().manual_seed(400 + i) if i < 4 else ctx.gen
         w = torch.randn(*shape, generator=g, dtype=torch.float64) * (
             torch.rand(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 5 + 0.1
         )
         w = w + torch.randn(shape[0], 1, 1, 1, generator=g, dtype=torch.float64) * 3
+        if i == 3:
+            w[1] = 0.0  # a dead filter
+            w[2] = 0.7  # a constant one
         what = f"normalize_filters(w of shape {tuple(w.shape)})"
         given = w.clone()
         got = call(fn, given, describe=what)
@@ -484,7 +566,18 @@ def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> st
             )
         flat = w.flatten(1)
         lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
-        ref = (w - lo) / (hi - lo)
+        ref = reference_normalize_filters(w)
+        constant = (hi == lo).flatten()
+        if bool(constant.any()) and isinstance(got, torch.Tensor) and got.shape == w.shape:
+            bad = got.detach()[constant]
+            if not bool(torch.isfinite(bad).all()):
+                fail(
+                    f"{what}: filters {constant.nonzero().flatten().tolist()} are constant (one is "
+                    f"all zeros, a dead filter), so max - min = 0 and your division gives "
+                    f"{bad.flatten()[0].item()}. The text asks for zeros there.",
+                    hint2="divide only where max > min: torch.where(span > 0, ..., 0), or "
+                    "clamp the span from below as the colleague did.",
+                )
         expect_tensor(
             got,
             ref,
@@ -494,16 +587,19 @@ def check_normalize_filters(ctx: Context, fn: Callable[..., torch.Tensor]) -> st
                 "own min and max so low-contrast filters stay visible.": (w - w.min()) / (w.max() - w.min()),
                 "You scaled each channel of each filter separately, which distorts the filter's "
                 "colours; use one min and max per filter (over its C_in x k_h x k_w values).": (
-                    w - w.amin((2, 3), keepdim=True)
-                )
-                / (w.amax((2, 3), keepdim=True) - w.amin((2, 3), keepdim=True)),
+                    colleague_normalize_filters(w)
+                ),
                 "You divided by the max without subtracting the min first: each filter must span "
                 "exactly [0, 1], from its min to its max.": w / hi,
                 "You divided by (max - min) but did not subtract the min first.": w / (hi - lo),
+                "A constant filter should come out all zeros (as the colleague's clamp and "
+                "torchvision's make_grid give), not grey.": torch.where(hi > lo, ref, 0.5),
             },
             shape_hint="Keep the shape (C_out, C_in, k_h, k_w).",
+            atol=1e-3,
+            rtol=0.0,
         )
-    return "each filter now spans [0, 1] on its own scale."
+    return "each filter now spans [0, 1] on its own scale, and a dead filter stays black."
 
 
 # ------------------------------------------------------------------------------ Exercise 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from corpus_tools import accepted, rejected
 
@@ -255,13 +256,48 @@ def test_left_share_rejects_mistakes() -> None:
 def filters_reference(w):
     flat = w.flatten(1)
     lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
-    hi = flat.max(dim=1).values.view(-1, 1, 1, 1)
-    return (w - lo) / (hi - lo)
+    span = flat.max(dim=1).values.view(-1, 1, 1, 1) - lo
+    return (w - lo) / span.clamp_min(1e-12)
 
 
-def filters_amin(w):
+def filters_amin_epsilon(w):
+    """Right: a small epsilon in the denominator keeps a constant filter at 0."""
+    lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+    return (w - lo) / (hi - lo + 1e-8)
+
+
+def filters_make_grid_guard(w):
+    """Right: torchvision make_grid's guard, max(max - min, 1e-5), written per filter."""
+    out = torch.empty_like(w)
+    for i, f in enumerate(w):
+        lo, hi = float(f.min()), float(f.max())
+        out[i] = (f - lo) / max(hi - lo, 1e-5)
+    return out
+
+
+def filters_where_float32(w):
+    """Right: torch.where on a float32 copy (another dtype)."""
+    x = w.float()
+    lo, hi = x.amin(dim=(1, 2, 3), keepdim=True), x.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.where(hi > lo, (x - lo) / (hi - lo), torch.zeros_like(x))
+
+
+def filters_unguarded(w):
+    """The formula alone: a dead filter gives 0 / 0 = NaN."""
     lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
     return (w - lo) / (hi - lo)
+
+
+def filters_constant_grey(w):
+    """A constant filter shown as mid-grey instead of zeros."""
+    lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+    return torch.where(hi > lo, (w - lo) / (hi - lo), torch.full_like(w, 0.5))
+
+
+def filters_colleague(w):
+    """The colleague's per-channel version, copied."""
+    lo, hi = w.amin(dim=(2, 3), keepdim=True), w.amax(dim=(2, 3), keepdim=True)
+    return (w - lo) / (hi - lo).clamp_min(1e-12)
 
 
 def filters_global(w):
@@ -279,19 +315,67 @@ def filters_divide_by_max(w):
 
 def filters_in_place(w):
     lo, hi = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
-    return w.sub_(lo).div_(hi - lo)
+    return w.sub_(lo).div_((hi - lo).clamp_min(1e-12))
 
 
 def test_normalize_filters_accepts_right_answers() -> None:
-    accepted(checks.check_normalize_filters, filters_reference)
-    accepted(checks.check_normalize_filters, filters_amin)
+    for right in (filters_reference, filters_amin_epsilon, filters_make_grid_guard, filters_where_float32):
+        accepted(checks.check_normalize_filters, right)
 
 
 def test_normalize_filters_rejects_mistakes() -> None:
-    rejected(checks.check_normalize_filters, filters_global, hint="all filters together")
-    rejected(checks.check_normalize_filters, filters_per_channel, hint="each channel")
-    rejected(checks.check_normalize_filters, filters_divide_by_max, hint="without subtracting the min")
-    rejected(checks.check_normalize_filters, filters_in_place, hint="in place")
+    c = checks.check_normalize_filters
+    for wrong, hint in [
+        (filters_global, "all filters together"),
+        (filters_per_channel, "each channel"),
+        (filters_colleague, "each channel"),
+        (filters_divide_by_max, "without subtracting the min"),
+        (filters_in_place, "in place"),
+        (filters_unguarded, "constant.*max - min = 0.*zeros"),
+        (filters_constant_grey, "constant filter should come out all zeros"),
+    ]:
+        rejected(c, wrong, hint=hint)
+    rejected(c, filters_unguarded, hint="nan", requirement="a constant filter all zeros")
+
+
+def test_colleague_function_is_the_per_channel_bug() -> None:
+    w = torch.randn(4, 1, 3, 5)  # one input channel: the colleague's test case, where it is right
+    torch.testing.assert_close(checks.colleague_normalize_filters(w), filters_reference(w))
+    w = torch.randn(4, 3, 3, 5)
+    assert not torch.allclose(checks.colleague_normalize_filters(w), filters_reference(w))
+    torch.testing.assert_close(checks.reference_normalize_filters(w), filters_reference(w))
+
+
+# ---------------------------------------------------------------- Exercise 4: the smallest bug input
+
+
+def test_filter_bug_input_accepts_two_values_in_two_channels() -> None:
+    for right in (
+        torch.tensor([[[[0.0]], [[1.0]]]]),
+        torch.tensor([[[[-3.0]], [[5.0]]]], dtype=torch.float64),
+        torch.tensor([[[[2]], [[7]]]]),  # integers are weights too
+        np.array([[[[0.5]], [[0.25]]]], dtype=np.float32),
+    ):
+        accepted(checks.check_filter_bug_input, right)
+
+
+def test_filter_bug_input_rejects_inputs_that_miss_the_point() -> None:
+    c = checks.check_filter_bug_input
+    for wrong, hint in [
+        (torch.tensor([[[[1.0]]]]), "one input channel"),  # a single value: both give 0
+        (torch.randn(3, 1, 5, 5), "one input channel"),  # the colleague's own test
+        (torch.tensor([[[[1.0, 2.0]]]]), "one input channel"),
+        (torch.tensor([[[[1.0]], [[1.0]]]]), "both functions give the same result"),  # constant
+        (torch.tensor([[[[0.0, 1.0]], [[0.0, 1.0]]]]), "both functions give the same result"),
+        (torch.tensor([[[[0.0]], [[1.0]], [[2.0]]]]), "smaller one exists"),
+        (torch.randn(2, 3, 3, 3), "smaller one exists"),
+        (torch.tensor([[[0.0]], [[1.0]]]), "4 non-empty dimensions"),
+        (torch.empty(1, 2, 0, 1), "4 non-empty dimensions"),
+        (torch.tensor([[[[float("nan")]], [[1.0]]]]), "NaN or inf"),
+        (None, "still None"),
+        ("(1, 2, 1, 1)", "tensor of filter weights"),
+    ]:
+        rejected(c, wrong, hint=hint, requirement="as few values as possible")
 
 
 # ---------------------------------------------------------------- Exercise 5: activation maximisation
