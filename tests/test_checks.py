@@ -471,6 +471,24 @@ def test_14_05_fixed_cnn() -> None:
     fails(c05.check_fixed_cnn, NoPad, match="64x8x8")
 
 
+def test_14_01_to_14_05_failures_offer_a_second_hint() -> None:
+    c = c03.KERNEL_CHANNELS
+    weights = {"A": 49 * c * c, "B": 27 * c * c, "C": 9 * c * c, "D": 34 * c * c}
+    wrong = [
+        (c01.check_shift, (lambda im, dy, dx: torch.roll(im, (dy, dx), (0, 1)),)),
+        (c01.check_layer_predictions, ((7, 5, 3, 2), 210, (4, 7, 8, 11), (4, 30, 88))),
+        (c02.check_conv_out_size, (lambda n, k, s, p, d: (n + 2 * p - k) // s + 1,)),
+        (c02.check_padding_counterexample, ((3, 2),)),
+        (c03.check_kernel_choice, ("C", weights, {"A": 49, "B": 49, "C": 9, "D": 49})),
+        (c04.check_max_pool2d, (lambda x, k, s=None, p=0: x.unfold(2, k, k).unfold(3, k, k).mean((-2, -1)),)),
+        (c05.check_size_predictions, (1_070_794, 22_413_312)),
+    ]
+    for check, answers in wrong:
+        result = check(*answers, seed=0, raise_on_fail=False, hints=2)
+        assert not result
+        assert "A further hint:" in result.message, result.message
+
+
 # ---------------------------------------------------------------- 14.6
 
 

@@ -474,6 +474,7 @@ def check_conv2d_im2col(ctx: Context, fn: Fn) -> str:
             (
                 "you forgot the bias: add bias[o] to every position of output channel o.",
                 lambda x, w, b: F.conv2d(x, w),
+                "the bias has one value per output channel: add bias[:, None] to the (C_out, L) product.",
             ),
         ],
         patterns=[
@@ -565,24 +566,29 @@ def check_shift(ctx: Context, fn: Fn) -> str:
                 "torch.roll wraps the pixels that fall off one edge around to the other; here the "
                 "vacated rows and columns must be zeros.",
                 lambda im, dy, dx: torch.roll(im, (dy, dx), (0, 1)),
+                "start from torch.zeros_like(image) and copy the part that stays inside.",
             ),
             (
                 "you shifted up/left; a positive dy moves content DOWN (out[i + dy] = image[i]).",
                 lambda im, dy, dx: _ref_shift(im.flip(0, 1), dy, dx).flip(0, 1),
+                "out[dy:, dx:] is the part that receives the image; the top dy rows stay zero.",
             ),
             (
                 "dy and dx are swapped: dy is the row (vertical) offset, dx the column offset.",
                 lambda im, dy, dx: _ref_shift(im, dx, dy),
+                "dy slices axis 0 (rows), dx axis 1 (columns).",
             ),
             (
                 "image[:-dy] is EMPTY when dy = 0 (-0 is 0): slice with image[:h - dy, :w - dx] so "
                 "a zero shift works.",
                 _shift_negative_slices,
+                "slice with image[:h - dy, :w - dx]: h - 0 keeps every row.",
             ),
             (
                 "you used one size for both axes (image.shape[0]); images can be non-square: "
                 "h, w = image.shape.",
                 _shift_square_only,
+                "h, w = image.shape and use each for its own axis.",
             ),
         ],
         patterns=[

@@ -116,27 +116,32 @@ def check_max_pool2d(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
                 "you padded with zeros; a zero on the border can beat negative values. Pad with -inf so "
                 "the padding never wins the max.",
                 lambda x, k, s=None, p=0: F.max_pool2d(F.pad(x, (p,) * 4), k, k if s is None else s),
+                "F.pad takes value=float('-inf').",
             ),
             (
                 "you averaged; max pooling keeps the LARGEST value of each window.",
                 lambda x, k, s=None, p=0: F.avg_pool2d(
                     x, k, k if s is None else s, p, count_include_pad=False
                 ),
+                "take .amax over the window's two axes, not .mean.",
             ),
             (
                 "with stride=None the stride defaults to the kernel size (non-overlapping windows), not 1.",
                 lambda x, k, s=None, p=0: F.max_pool2d(x, k, 1 if s is None else s, p),
+                "write s = kernel_size if stride is None else stride before anything else.",
             ),
             (
                 "you kept a last, partial window; PyTorch drops windows that do not fit (floor), "
                 "like a convolution.",
                 _partial_windows,
+                "compute the output size with floor((n + 2p - k) / s) + 1 and take only that many windows.",
             ),
             (
                 "you padded only one side (right/bottom); padding p adds p pixels on EACH side.",
                 lambda x, k, s=None, p=0: F.max_pool2d(
                     F.pad(x, (0, p, 0, p), value=float("-inf")), k, k if s is None else s
                 ),
+                "F.pad(x, (p, p, p, p), ...) pads left, right, top and bottom.",
             ),
         ],
         patterns=[("batch", BATCH_HINT), ("nonsquare", NONSQUARE_HINT)],

@@ -118,24 +118,29 @@ def check_receptive_field(ctx: Context, fn: Callable[..., list[int]]) -> str:
                 "you multiplied by the strides up to and INCLUDING the current layer; the growth "
                 "(k_l - 1) is scaled by the product of the strides of the layers BEFORE it.",
                 lambda layers: _rf_variant(layers, own_stride=True),
+                "in the loop, update rf with the current jump first and multiply the jump by s afterwards.",
             ),
             (
                 "you ignored the strides: after a stride-s layer, one step on the feature map is s "
                 "input pixels, so later kernels grow the field s times faster.",
                 lambda layers: _rf_variant(layers, use_stride=False),
+                "keep a running jump (the product of the strides so far) and multiply (k - 1) by it.",
             ),
             (
                 "you added up the kernel sizes; the field grows by (k - 1) per layer (times the jump), "
                 "starting from r_0 = 1.",
                 lambda layers: [sum(k for k, _ in layers[: i + 1]) for i in range(len(layers))],
+                "two stride-1 3x3 layers see 5 pixels, not 6: 1 + 2 + 2.",
             ),
             (
                 "you started from r_0 = 0; before any layer a unit sees one pixel (r_0 = 1).",
                 lambda layers: _rf_variant(layers, start=0),
+                "one 3x3 layer must give 3: 1 + (3 - 1).",
             ),
             (
                 "operator precedence: `k - 1 * jump` is k - jump; write (k - 1) * jump.",
                 lambda layers: _rf_variant(layers, precedence=True),
+                "put parentheses around k - 1.",
             ),
         ],
         hint2="keep two running values: rf (starts at 1) and jump (starts at 1); for each layer "
@@ -377,24 +382,29 @@ def check_rf_by_gradient(ctx: Context, fn: Callable[..., int]) -> str:
                 "you back-propagated from ALL outputs (e.g. out.sum()): that gives the field of "
                 "the whole output map; take the gradient of a single unit near the centre.",
                 lambda m, size: _measure(m, size, all_outputs=True),
+                "index one unit: out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward().",
             ),
             (
                 "you counted the rows with a non-zero gradient; a dilated kernel leaves holes "
                 "inside its field, so measure the extent: last row - first row + 1.",
                 lambda m, size: _measure(m, size, extent="count"),
+                "find the first and the last row with a non-zero gradient and subtract.",
             ),
             (
                 "you forgot the + 1: rows first..last span last - first + 1 pixels.",
                 lambda m, size: _measure(m, size, extent="no+1"),
+                "rows 3 to 5 are 3 rows: 5 - 3 + 1.",
             ),
             (
                 "you took the unit at the corner (out[0, 0, 0, 0]); its field is cut off by the "
                 "padding; take the unit at the centre (H_out // 2, W_out // 2).",
                 lambda m, size: _measure(m, size, unit="corner"),
+                "the centre unit is out[0, 0, H_out // 2, W_out // 2].",
             ),
             (
                 "you counted the non-zero PIXELS (an area); return the height: last row - first row + 1.",
                 lambda m, size: _measure(m, size, extent="area"),
+                "sum the gradient over the columns first, then look at the rows.",
             ),
         ],
         hint2="rows = x.grad[0, 0].abs().sum(dim=1).nonzero() lists the rows that reach the unit; "

@@ -126,27 +126,34 @@ def check_conv_out_size(ctx: Context, fn: Callable[..., int]) -> str:
             (
                 "you forgot the + 1: a kernel that fits exactly once still gives one output.",
                 lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d)) // s,
+                "take n = k_eff, p = 0, s = 1: the kernel fits exactly once, so the answer must be 1.",
             ),
             (
                 "you ignored the dilation: use the effective kernel size k_eff = d(k - 1) + 1.",
                 lambda n, k, s, p, d: (n + 2 * p - k) // s + 1,
+                "a 3x3 kernel with dilation 2 has taps at offsets 0, 2, 4: it spans 5 pixels, not 3.",
             ),
             (
                 "you used k_eff = d * k; a dilated kernel has k - 1 gaps of d pixels between its k "
                 "taps, so k_eff = d(k - 1) + 1.",
                 lambda n, k, s, p, d: (n + 2 * p - d * k) // s + 1,
+                "count the pixels from the first tap to the last: k taps with k - 1 gaps of d.",
             ),
             (
                 "padding p is added on BOTH sides, so the padded length is n + 2p.",
                 lambda n, k, s, p, d: (n + p - _k_eff(k, d)) // s + 1,
+                "padding=1 turns a row of 5 pixels into 7: one zero on the left, one on the right.",
             ),
             (
                 "you rounded up; PyTorch rounds DOWN (floor), dropping a last partial window.",
                 lambda n, k, s, p, d: math.ceil((n + 2 * p - _k_eff(k, d)) / s) + 1,
+                "use `//`, which rounds down, as PyTorch does.",
             ),
             (
                 "you divided the + 1 by the stride too: it is floor((n + 2p - k_eff) / s) + 1.",
                 lambda n, k, s, p, d: (n + 2 * p - _k_eff(k, d) + 1) // s,
+                "the windows start at 0, s, 2s, ...: floor((n + 2p - k_eff) / s) counts the steps "
+                "after the first window; add 1 for the first.",
             ),
         ],
         hint2="work the smallest failing case by hand: k_eff first, then n + 2p - k_eff, then // s, "
@@ -240,19 +247,24 @@ def check_same_padding(ctx: Context, fn: Callable[..., int]) -> str:
                 "that is k // 2, right only without dilation: a dilated kernel spans "
                 "k_eff = d(k - 1) + 1 pixels, so pad k_eff // 2.",
                 lambda k, d: k // 2,
+                "a dilated kernel spans k_eff = k + (k - 1)(d - 1) pixels; pad half of k_eff - 1 on "
+                "each side.",
             ),
             (
                 "that is the TOTAL padding; nn.Conv2d's padding is added on each side, so halve it.",
                 lambda k, d: d * (k - 1),
+                "nn.Conv2d(padding=p) adds p zeros on the left AND p on the right.",
             ),
             (
                 "you used k_eff = d * k; the span of a dilated kernel is d(k - 1) + 1.",
                 lambda k, d: d * k // 2,
+                "count the pixels from the first tap to the last: k taps with k - 1 gaps of d.",
             ),
             (
                 "you rounded up (ceil(k_eff / 2)); k_eff is odd here and the padding per side is "
                 "(k_eff - 1) / 2.",
                 lambda k, d: math.ceil(_k_eff(k, d) / 2),
+                "a 3x3 kernel without dilation needs padding 1, not 2: (3 - 1) / 2.",
             ),
             (
                 "the bug of the classmate's version is still there: a dilated kernel is not d - 1 "
@@ -358,17 +370,24 @@ def check_dilate_kernel(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
             (
                 "you put d zeros between taps; dilation d means d - 1 zeros (d = 1 is the plain kernel).",
                 _dilate_wide,
+                "dilate_kernel(w, 1) must return w unchanged: no zeros at all for d = 1.",
             ),
-            ("the zeros must go BETWEEN the taps (spacing d), not after the kernel.", _dilate_at_end),
+            (
+                "the zeros must go BETWEEN the taps (spacing d), not after the kernel.",
+                _dilate_at_end,
+                "the taps go to rows and columns 0, d, 2d, ...: assign with a slice of step d.",
+            ),
             (
                 "you made the kernel d * k wide; with k - 1 gaps of d - 1 zeros it spans "
                 "d(k - 1) + 1 (no trailing zeros).",
                 _dilate_d_times_k,
+                "the last tap sits at index d(k - 1), so the size is d(k - 1) + 1.",
             ),
             (
                 "you used one size for both kernel axes (w.shape[-1]); kernels can be non-square: "
                 "kh, kw = w.shape[-2:].",
                 _dilate_square_only,
+                "kh, kw = w.shape[-2:] and use each for its own axis.",
             ),
         ],
         patterns=[("nonsquare", NONSQUARE_HINT)],
@@ -473,23 +492,28 @@ def check_strided_from_dense(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
                 "you started subsampling at index 1; the first strided output is the first dense "
                 "output (keep indices 0, s, 2s, ...).",
                 lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., 1::s, 1::s],
+                "the strided output's first value is the dense output's first value: slice from 0.",
             ),
             (
                 "you subsampled only the rows; keep every s-th column as well.",
                 lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., ::s, :],
+                "slice both spatial axes: [..., ::s, ::s].",
             ),
             (
                 "you subsampled only the columns; keep every s-th row as well.",
                 lambda x, w, s, p: F.conv2d(x, w, padding=p)[..., :, ::s],
+                "slice both spatial axes: [..., ::s, ::s].",
             ),
             (
                 "you left out the padding (or padded after subsampling); pad the input, convolve, "
                 "then keep every s-th output.",
                 lambda x, w, s, p: F.conv2d(x, w)[..., ::s, ::s],
+                "pass padding=padding to the stride-1 convolution, then subsample its output.",
             ),
             (
                 "you subsampled the INPUT before convolving; subsample the stride-1 OUTPUT.",
                 lambda x, w, s, p: F.conv2d(F.pad(x, (p,) * 4)[..., ::s, ::s], w),
+                "convolve at stride 1 first, then keep every s-th row and column of the result.",
             ),
         ],
         patterns=[("nonsquare", NONSQUARE_HINT), ("batch", BATCH_HINT)],
