@@ -26,6 +26,7 @@ code as on the card) and is recorded in :attr:`PretendAccelerator.autocasts`, an
 recorded in :attr:`PretendAccelerator.syncs`. ``Tensor.numpy`` (and so ``np.asarray`` and
 matplotlib) raises ``TypeError`` on a device tensor, as on the hardware.
 :attr:`PretendAccelerator.device_ops` counts the operations that ran on the device.
+``torch.load(..., map_location=<the device>)`` loads onto the pretend device.
 ``pin_memory`` is a recorded no-op; ``torch.accelerator.current_stream`` is a stream that never
 captures (Adam's step asks). ``GradScaler.unscale_`` may make float64 (torch itself takes the
 scale's reciprocal in float64 on CUDA; the scaler only runs with float16, never on MPS).
@@ -226,6 +227,16 @@ class PretendAccelerator(TorchDispatchMode):
             else:
                 tags.pop(t, None)
 
+        real_load = torch.load
+
+        def load(f, map_location=None, *args, **kwargs):
+            # torch.load(..., map_location="mps") would build real device storages: load on the
+            # CPU and move the tensors to the pretend device (where the hardware restores them)
+            if isinstance(map_location, (str, torch.device)) and mode._is_target(map_location):
+                obj = real_load(f, "cpu", *args, **kwargs)
+                return tree_map(lambda t: move(t, dev) if isinstance(t, torch.Tensor) else t, obj)
+            return real_load(f, map_location, *args, **kwargs)
+
         real_numpy = torch.Tensor.numpy
 
         def numpy(t: torch.Tensor, *, force: bool = False):
@@ -301,6 +312,7 @@ class PretendAccelerator(TorchDispatchMode):
             (torch.Tensor, "numpy", numpy),
             (torch, "tensor", tensor),
             (torch, "as_tensor", as_tensor),
+            (torch, "load", load),
             (torch, "autocast", autocast),
             (torch.cuda, "is_available", answer(cuda)),
             (torch.cuda, "device_count", answer(int(cuda))),

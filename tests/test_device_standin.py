@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 from device_standin import DeviceMixError, Float64OnDeviceError, PretendAccelerator
-from test_train import toy_arrays, toy_model
+from test_train import InterruptingLoader, toy_arrays, toy_model
 from torch import nn
 
-from cnnbook import device, loaders, optim, pretrained, recipes, timing, train
+from cnnbook import checkpoint, device, loaders, optim, pretrained, recipes, timing, train
 from cnnbook.arrays import ImageArrays
 
 ACCELERATORS = [
@@ -126,6 +126,33 @@ def test_fit_on_the_device(pretend_device: PretendAccelerator, accelerator) -> N
         assert pretend_device.autocasts == []  # float32: no torch.autocast built at all (MPS)
     else:
         assert {dtype for _, dtype, _ in pretend_device.autocasts} == {expected}
+
+
+@pytest.mark.parametrize("accelerator", ACCELERATORS)
+def test_resume_from_a_checkpoint_on_the_device(
+    pretend_device: PretendAccelerator, accelerator, tmp_path
+) -> None:
+    """fit's checkpoint is written from the device and resumed onto it (14.15's resume demo)."""
+    arrays = toy_arrays(48)
+    tr = loaders.GPUBatchLoader(arrays, 16, seed=0)
+    model = bn_model()
+    path = tmp_path / "best.pt"
+    cut = train.fit(
+        model,
+        InterruptingLoader(tr, after_batches=len(tr)),
+        epochs=3,
+        checkpoint=path,
+        progress=False,
+        verbose=False,
+    )
+    assert cut.interrupted
+    last = checkpoint.last_checkpoint_path(path)
+    state = torch.load(last, map_location=pretend_device.kind, weights_only=True)
+    assert pretend_device.on_device(next(iter(state["model"].values())))
+    resumed = bn_model()
+    history = train.fit(resumed, tr, epochs=3, resume=last, progress=False, verbose=False)
+    assert len(history) == 3
+    assert device.model_device(resumed).type == pretend_device.kind
 
 
 @pytest.mark.pretend_device("mps")
