@@ -199,7 +199,8 @@ def check_kernel_choice(ctx: Context, choice: Any, weights: Any, pixels_seen: An
     c = KERNEL_CHANNELS
     got_w = _letter_dict(weights, "weights")
     got_p = _letter_dict(pixels_seen, "pixels_seen")
-    true_w = {key: count_parameters(kernel_design(key, c)) for key in KERNEL_OPTIONS}
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        true_w = {key: count_parameters(kernel_design(key, c)) for key in KERNEL_OPTIONS}
     true_p = {key: pixels_reaching(kernel_design(key, 1)) for key in KERNEL_OPTIONS}
     for key, layers in KERNEL_OPTIONS.items():
         taps = sum(k * k for k, _ in layers)
