@@ -730,3 +730,92 @@ def test_preserved_state_hooks_false_allows_a_hook_the_answer_keeps() -> None:
         model[1].register_forward_pre_hook(lambda m, _inputs: None)
     with pytest.raises(CheckFailed, match=r"left 1 hook\(s\) registered"), core.preserved_state(model):
         model[1].register_forward_pre_hook(lambda m, _inputs: None)
+
+
+def test_a_mistake_without_its_own_deeper_hint_gets_the_judge_level_one() -> None:
+    def run(mistakes: list) -> CheckFailed:
+        cases = [core.Case((torch.arange(1.0, 4.0),), "x of shape (3,)")]
+        with pytest.raises(CheckFailed) as failed:
+            core.judge(
+                lambda x: x * x,
+                cases,
+                reference=lambda x: 2 * x,
+                compare=core.tensor_compare(),
+                mistakes=mistakes,
+                hint2="judge-level deeper hint",
+            )
+        return failed.value
+
+    plain = run([("you squared x.", lambda x: x * x)])
+    assert "Likely mistake: you squared x." in str(plain)
+    assert plain.hint2 == "judge-level deeper hint"
+    own = run([("you squared x.", lambda x: x * x, "its own deeper hint")])
+    assert own.hint2 == "its own deeper hint"
+
+
+def test_deeper_hint_adds_a_second_hint_without_replacing_one() -> None:
+    with pytest.raises(CheckFailed) as failed, core.deeper_hint("added"):
+        core.fail("wrong")
+    assert failed.value.hint2 == "added"
+    with pytest.raises(CheckFailed) as failed, core.deeper_hint("added"):
+        core.fail("wrong", hint2="own")
+    assert failed.value.hint2 == "own"
+
+
+class _ScalesItsWeightInForward(nn.Module):
+    """A student's layer that updates its own weight in place after using it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        with torch.no_grad():
+            self.conv.weight.mul_(0.5)
+        return y
+
+
+def test_expect_same_module_names_an_inplace_weight_change_instead_of_crashing() -> None:
+    torch.manual_seed(0)
+    with pytest.raises(CheckFailed, match="changes a tensor in place") as failed:
+        core.expect_same_module(
+            _ScalesItsWeightInForward(),
+            nn.Conv2d(2, 3, 3, padding=1),
+            [torch.randn(1, 2, 5, 5)],
+            "your layer",
+        )
+    assert "modified by an inplace operation" in str(failed.value)  # autograd's own words, quoted
+    assert "w.mul_(2)" in failed.value.hint2
+
+
+def test_expect_number_reads_a_prediction() -> None:
+    from fractions import Fraction
+
+    assert core.expect_number(Fraction(1, 4), "p") == 0.25
+    assert core.expect_number(np.float32(0.5), "p") == 0.5
+    assert core.expect_number(torch.tensor(2), "p") == 2.0
+    with pytest.raises(CheckFailed, match="still None"):
+        core.expect_number(None, "p")
+    for text in ("0.25", True):
+        with pytest.raises(CheckFailed, match="should be a number"):
+            core.expect_number(text, "p")
+
+
+def test_count_by_hand_blocks_layers_and_counting_helpers() -> None:
+    from cnnbook.models import mobile
+
+    def built(c: int, k: int) -> int:
+        return count_parameters(nn.Conv2d(c, c, k, bias=False))
+
+    def helper(c: int, k: int) -> int:
+        return mobile.standard_conv_params(c, c, k)
+
+    for fn, match in ((built, "building layers|nn.Module"), (helper, "counts the parameters for you")):
+        with (
+            pytest.raises(core.ForbiddenUse, match=match),
+            core.forbidden(*core.count_by_hand(), why="count"),
+        ):
+            core.call(fn, 4, 3)
+    with core.forbidden(*core.count_by_hand(), why="count"):
+        assert core.call(lambda c, k: c * c * k * k, 4, 3) == 144

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -13,13 +13,14 @@ from torch import nn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
-    Family,
     ForbiddenUse,
     call,
     checker,
+    count_by_hand,
     expect_equal,
     expect_int,
     expect_module,
+    expect_option,
     expect_same_module,
     expect_tensor,
     fail,
@@ -32,28 +33,8 @@ from cnnbook.modules import count_parameters
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 
-FAMILY_LAYERS = Family(
-    name="building layers",
-    does="builds a layer (every nn.Module starts in nn.Module.__init__), and PyTorch would then "
-    "count its parameters for you",
-    task="count the parameters from the layer shapes yourself",
-    scope="building any layer or model (nn.Conv2d, nn.Linear, torchvision's or cnnbook's VGG, "
-    "also on the meta device or through skip_init)",
-    python=((r"torch\.nn\.modules\.module", r"^Module$"),),
-)
-FAMILY_COUNTERS = Family(
-    name="parameter counters",
-    does="counts the parameters for you",
-    task="count the parameters from the layer shapes yourself",
-    scope="cnnbook's own counting helpers (these checks' reference counts, "
-    "cnnbook.models.mobile's *_conv_params)",
-    python=(
-        (r"cnnbook\.checks\.architectures", r"^vgg_param_counts$"),
-        (r"cnnbook\.models\.mobile", r"^\w+_conv_params$"),
-    ),
-)
-COUNT_BY_HAND = (FAMILY_LAYERS, FAMILY_COUNTERS)
-"""Sections 14.6 and 14.8: a parameter count must come from the shapes, not from built layers."""
+COUNT_BY_HAND = count_by_hand((r"cnnbook\.checks\.architectures", r"^vgg_param_counts$"))
+"""Building any layer, cnnbook's counting helpers and this module's reference count."""
 
 
 def _vgg_block(c_in: int, c_out: int, n: int, variant: str = "") -> nn.Sequential:
@@ -220,28 +201,6 @@ SHARE_REQUIREMENT = (
     "classifier_share: the letter (a, b, c or d) of the share of VGG-16's parameters in its three "
     "fully connected layers, as your count gives it"
 )
-
-
-def expect_option(value: Any, name: str, options: Mapping[str, Any]) -> str:
-    """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure.
-
-    Sections 14.6-14.8 (predict, then check). ``options`` maps each letter to its meaning.
-    """
-    letters = ", ".join(options)
-    text = value.strip().strip("()").strip().lower() if isinstance(value, str) else None
-    if text == "?":
-        fail(
-            f"{name} is still '?': write your prediction (one of the letters {letters}) before "
-            "you run the check.",
-            requirement=f"{name}: one of the letters {letters}",
-        )
-    if text is None or text not in options:
-        fail(
-            f"{name} should be one of the letters {letters} as a string "
-            f'(for example "{next(iter(options))}"), got {value!r}.',
-            requirement=f"{name}: one of the letters {letters}",
-        )
-    return text
 
 
 def _check_share_prediction(classifier_share: Any) -> str:

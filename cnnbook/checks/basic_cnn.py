@@ -21,6 +21,7 @@ from cnnbook.checks.core import (
     Context,
     call,
     checker,
+    deeper_hint,
     expect_equal,
     expect_int,
     expect_module,
@@ -30,7 +31,6 @@ from cnnbook.checks.core import (
     modules_of,
     preserved_state,
 )
-from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.modules import count_parameters
 from cnnbook.summary import macs_by_module
 

@@ -10,11 +10,9 @@ are ``torchvision.ops.box_iou`` and ``torchvision.ops.nms`` where torchvision ha
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-from collections.abc import Callable, Iterator
-from fractions import Fraction
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,14 +22,16 @@ from torch import nn
 from cnnbook.checks.core import (
     FAMILY_IOU,
     FAMILY_NMS,
-    CheckFailed,
     Context,
     Family,
     as_tensor,
+    backward,
     call,
     checker,
+    deeper_hint,
     expect_equal,
     expect_module,
+    expect_number,
     expect_tensor,
     fail,
     fmt_shape,
@@ -50,16 +50,6 @@ FAMILY_SEGMENTATION_IOU = Family(
         (r"sklearn\.metrics(\..+)?", r"^(jaccard_score|confusion_matrix)$"),
     ),
 )
-
-
-@contextlib.contextmanager
-def _hint2(text: str) -> Iterator[None]:
-    """Attach a second-level hint to a failure raised inside the block (if it has none)."""
-    try:
-        yield
-    except CheckFailed as exc:
-        exc.hint2 = exc.hint2 or text
-        raise
 
 
 def _tvops() -> Any:
@@ -187,7 +177,7 @@ def check_nms(ctx: Context, fn: Callable[..., torch.Tensor]) -> str:
                 f"{what}: you kept the right boxes {sorted(ref)} but return them in the wrong "
                 f"order; list them by decreasing score: {ref}."
             )
-        with _hint2(
+        with deeper_hint(
             "Loop over scores.argsort(descending=True).tolist(); skip a box already removed; "
             "otherwise append it to keep and mark removed |= iou[i] > iou_threshold."
         ):
@@ -299,7 +289,7 @@ def check_mean_iou(ctx: Context, fn: Callable[..., float]) -> str:
             got = got.item()
         if not isinstance(got, (int, float)) or isinstance(got, bool):
             fail(f"{what} should return a float, got {type(got).__name__}.")
-        with _hint2(
+        with deeper_hint(
             "p, t = pred == c, target == c; union = (p | t).sum(); skip c when union == 0, "
             "else append ((p & t).sum() / union).item(); return sum(ious) / len(ious)."
         ):
@@ -555,7 +545,7 @@ def _run_block(
     try:
         out = as_tensor(call(block, x, skip, describe=what), f"{what}'s output")
         weight = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
-        (out * weight).sum().backward()
+        backward((out * weight).sum(), what)
     finally:
         block.train(was)
     zeros = torch.zeros_like
@@ -655,15 +645,6 @@ def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
 # ---------------------------------------------------------------- predict, then check
 
 
-def _prediction(value: Any, what: str) -> float:
-    """A predicted number: an int, float or ``fractions.Fraction`` (not a bool, not a string)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)):
-        fail(f"{what}: enter a number (e.g. 0.25 or 1 / 4), got {value!r}.")
-    return float(value)
-
-
 def _predictions(predicted: Any, keys: list[str], what: str) -> dict[str, Any]:
     if not isinstance(predicted, dict):
         fail(f"{what}: give a dict with the keys {keys}, got {type(predicted).__name__}.")
@@ -709,7 +690,7 @@ def check_iou_predictions(ctx: Context, predicted: Any) -> str:
     wrong_count = 0
     lines = []
     for key, (a, b) in IOU_PAIRS.items():
-        guess = _prediction(predicted[key], f"{what}[{key!r}]")
+        guess = expect_number(predicted[key], f"{what}[{key!r}]")
         true = float(
             tv.box_iou(torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64))
         )

@@ -18,13 +18,13 @@ from cnnbook.checks.core import (
     Case,
     Context,
     checker,
+    deeper_hint,
     expect_equal,
     expect_int,
     fail,
     judge,
     tensor_compare,
 )
-from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.kernels import classic_kernels
 
 Fn = Callable[..., torch.Tensor]

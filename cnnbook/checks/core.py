@@ -252,6 +252,23 @@ def fail(message: str, *, requirement: str = "", hint2: str = "") -> NoReturn:
     raise CheckFailed(message, requirement=requirement, hint2=hint2)
 
 
+@contextmanager
+def deeper_hint(hint2: str) -> Iterator[None]:
+    """Give a failure raised inside the block the second-level hint ``hint2`` (unless it has one).
+
+    For checks that fail through helpers (:func:`expect_equal`, :func:`call`, ...) which take no
+    ``hint2=`` themselves::
+
+        with deeper_hint("height 10 - 3 + 1: the batch stays, the channels become C_out."):
+            expect_equal(got, want, "the output shape")
+    """
+    try:
+        yield
+    except CheckFailed as exc:
+        exc.hint2 = exc.hint2 or hint2
+        raise
+
+
 def call(fn: Callable[..., Any], *args: Any, describe: str = "", **kwargs: Any) -> Any:
     """Call the student's ``fn``, translating its exceptions into check messages.
 
@@ -489,6 +506,35 @@ FAMILY_NORM = Family(
     ops=r"(batch|instance|group|layer)_norm|_batch_norm",
     python=((_CNNBOOK, r"^(batch_stats|BatchNorm2d)$"),),
 )
+
+FAMILY_LAYERS = Family(
+    name="building layers",
+    does="builds a layer (every nn.Module starts in nn.Module.__init__), and PyTorch would then "
+    "count its parameters for you",
+    task="count the parameters from the layer shapes yourself",
+    scope="building any layer or model (nn.Conv2d, nn.Linear, torchvision's or cnnbook's VGG, "
+    "also on the meta device or through skip_init)",
+    python=((r"torch\.nn\.modules\.module", r"^Module$"),),
+)
+
+
+def count_by_hand(*counters: tuple[str, str]) -> tuple[Family, Family]:
+    """What a parameter count "from the layer shapes" forbids (sections 14.6-14.8).
+
+    Building any layer (:data:`FAMILY_LAYERS`), and every helper that counts for you:
+    cnnbook's ``cnnbook.models.mobile.*_conv_params`` plus ``counters``, a section's own
+    reference counts as ``(module regex, member regex)`` pairs. Use it as
+    ``forbidden(*count_by_hand(...), why=...)``.
+    """
+    helpers = Family(
+        name="parameter counters",
+        does="counts the parameters for you",
+        task="count the parameters from the layer shapes yourself",
+        scope="cnnbook's own counting helpers (these checks' reference counts, "
+        "cnnbook.models.mobile's *_conv_params)",
+        python=((r"cnnbook\.models\.mobile", r"^\w+_conv_params$"), *counters),
+    )
+    return FAMILY_LAYERS, helpers
 
 
 @dataclass(frozen=True)
@@ -1045,6 +1091,7 @@ def expect_module(got: Any, what: str) -> torch.nn.Module:
 
 
 M = TypeVar("M", bound=torch.nn.Module)
+T = TypeVar("T")
 
 
 @overload
@@ -1057,6 +1104,17 @@ def modules_of(module: torch.nn.Module, kind: type | tuple[type, ...]) -> list[A
 
 
 # ------------------------------------------------------------------ behaviour and global state
+
+
+def fixed(seed: int, build: Callable[[], T]) -> T:
+    """Build something with torch's global RNG seeded by ``seed`` (the caller's RNG untouched).
+
+    Fixed edge cases use it for their models and inputs, so they are the same on every seed
+    of the check and a given answer always gets the same verdict.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def _hook_count(module: torch.nn.Module) -> int:
@@ -1428,6 +1486,57 @@ def expect_int(value: Any, what: str) -> int:
     raise AssertionError  # unreachable
 
 
+def expect_number(value: Any, what: str) -> float:
+    """A predicted number as a float, or a failure that says what to enter (predict-then-check).
+
+    An int, float, ``fractions.Fraction``, NumPy number or one-element tensor is a number;
+    ``None`` (no prediction yet), a bool and a string (``"0.82"``, ``"1/3"``) are not.
+
+    Args:
+        value: The student's prediction.
+        what: How to name it in the message (``"PREDICTED_MIN"``, ``"predicted['a']"``).
+    """
+    import numbers
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if value is None:
+        fail(f"{what} is still None: write your prediction as a number, then run the cell again.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(
+            f"{what} should be a number (e.g. 0.25 or 1 / 4, without quotes), got "
+            f"{type(value).__name__} {value!r}."
+        )
+    return float(value)
+
+
+def expect_option(value: Any, name: str, options: Mapping[str, Any]) -> str:
+    """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure.
+
+    Sections 14.6-14.8 (predict, then check).
+
+    Args:
+        value: The student's prediction (``"?"`` while it is not made yet).
+        name: The prediction's variable name, for the message.
+        options: Each letter -> its meaning.
+    """
+    letters = ", ".join(options)
+    text = value.strip().strip("()").strip().lower() if isinstance(value, str) else None
+    if text == "?":
+        fail(
+            f"{name} is still '?': write your prediction (one of the letters {letters}) before "
+            "you run the check.",
+            requirement=f"{name}: one of the letters {letters}",
+        )
+    if text is None or text not in options:
+        fail(
+            f"{name} should be one of the letters {letters} as a string "
+            f'(for example "{next(iter(options))}"), got {value!r}.',
+            requirement=f"{name}: one of the letters {letters}",
+        )
+    return text
+
+
 def expect_no_shared_storage(new: torch.nn.Module, old: torch.nn.Module, what: str) -> None:
     """Fail if a parameter or buffer of ``new`` shares memory with one of ``old``.
 
@@ -1459,6 +1568,37 @@ def expect_no_shared_storage(new: torch.nn.Module, old: torch.nn.Module, what: s
                     f"values, e.g. `.detach().clone()` (then reshape), or `copy_` them into a new "
                     f"layer's weight under torch.no_grad()."
                 )
+
+
+def backward(loss: torch.Tensor, what: str) -> None:
+    """``loss.backward()`` through the student's code; autograd's errors become check messages.
+
+    The usual cause is a forward pass that changes a tensor in place after using it (a weight
+    updated with ``.data`` or under ``torch.no_grad()``, an input overwritten): autograd then
+    raises a ``RuntimeError`` ("modified by an inplace operation") from deep inside torch.
+
+    Args:
+        loss: A scalar computed from the student's output.
+        what: How to name the student's module or function in the message.
+
+    Raises:
+        CheckFailed: Naming the mistake, instead of autograd's ``RuntimeError``.
+    """
+    try:
+        loss.backward()
+    except RuntimeError as exc:
+        if "inplace operation" in str(exc):
+            fail(
+                f"{what}'s forward pass changes a tensor in place after using it (a weight updated "
+                "with `.data`, `.mul_()`/`.add_()` or under `torch.no_grad()`, or an input "
+                "overwritten), so the backward pass cannot compute the gradients: "
+                f'autograd says "{str(exc).splitlines()[0]}".',
+                requirement="forward computes the output without changing the weights or the input",
+                hint2="compute new tensors (`w = w * 2`, `x = x + 1`) instead of in-place updates "
+                "(`w.mul_(2)`, `x += 1`), and leave the module's parameters as they are: an "
+                "optimizer changes them, not forward.",
+            )
+        fail(f"the backward pass through {what} failed: {type(exc).__name__}: {exc}")
 
 
 def expect_same_module(
@@ -1514,9 +1654,8 @@ def expect_same_module(
                 torch.manual_seed(0)
                 y = call(module, x, describe=f"an input of shape {tuple(x.shape)}")
             y_t = as_tensor(y, f"{what}'s output")
-            (
-                y_t.double() * torch.linspace(-1, 1, y_t.numel(), dtype=torch.float64).reshape(y_t.shape)
-            ).sum().backward()
+            weight = torch.linspace(-1, 1, y_t.numel(), dtype=torch.float64).reshape(y_t.shape)
+            backward((y_t.double() * weight).sum(), what)
         finally:
             module.train(was)
         return y_t.detach(), (x.grad if x.grad is not None else torch.zeros_like(x)).detach()
@@ -1700,7 +1839,8 @@ def judge(
         requirement: The requirement the cases test, in the exercise's words (printed with a
             failure).
         hint: A next step when no mistake or pattern is recognised (without the answer).
-        hint2: A deeper hint for that case, shown on request.
+        hint2: A deeper hint for that case, shown on request; also for a recognised mistake or
+            pattern that has no deeper hint of its own.
 
     Raises:
         CheckFailed: On the smallest failing case, with the recognised mistake when there is one.
@@ -1747,12 +1887,16 @@ def judge(
     for hint_, wrong, *deeper in mistakes:
         if all(agrees(got, _quiet(wrong, c.args), c.label) for c, got in zip(cases, outcomes, strict=True)):
             fail(
-                f"{first}\n   Likely mistake: {hint_}", requirement=requirement, hint2=next(iter(deeper), "")
+                f"{first}\n   Likely mistake: {hint_}",
+                requirement=requirement,
+                hint2=next(iter(deeper), "") or hint2,
             )
     for tag, hint_, *deeper in patterns:
         if all(tag in c.tags for c, _ in failures) and any(tag not in c.tags for c in cases):
             fail(
-                f"{first}\n   Likely mistake: {hint_}", requirement=requirement, hint2=next(iter(deeper), "")
+                f"{first}\n   Likely mistake: {hint_}",
+                requirement=requirement,
+                hint2=next(iter(deeper), "") or hint2,
             )
     fail(f"{first}\n   Next step: {hint}" if hint else first, requirement=requirement, hint2=hint2)
 

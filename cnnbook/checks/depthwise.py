@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.checks.architectures import COUNT_BY_HAND, expect_option
 from cnnbook.checks.core import (
     FAMILY_CONV,
     CheckFailed,
@@ -18,9 +17,11 @@ from cnnbook.checks.core import (
     ForbiddenUse,
     call,
     checker,
+    count_by_hand,
     expect_equal,
     expect_int,
     expect_module,
+    expect_option,
     expect_tensor,
     fail,
     forbidden,
@@ -93,7 +94,7 @@ def check_separable_params(
     for c_in, c_out, k in cases:
         what = f"separable_params(c_in={c_in}, c_out={c_out}, k={k})"
         try:
-            with forbidden(*COUNT_BY_HAND, why="count the weights from the layer shapes yourself"):
+            with forbidden(*count_by_hand(), why="count the weights from the layer shapes yourself"):
                 got = call(fn, c_in, c_out, k, describe=what)
         except ForbiddenUse as exc:
             raise ForbiddenUse(

@@ -23,6 +23,7 @@ from cnnbook.checks.core import (
     call,
     checker,
     expect_equal,
+    expect_number,
     expect_tensor,
     fail,
     forbidden,
@@ -238,9 +239,7 @@ CUTMIX_CASE = (0.5, 32, 32, (2, 3))  # lambda drawn, H, W, centre (row, col)
 )
 def check_cutmix_prediction(ctx: Context, predicted: Any) -> str:
     """Compare ``PREDICTED_WEIGHT`` with the label weight CutMix really uses (to 0.01)."""
-    if predicted is None:
-        fail("PREDICTED_WEIGHT is still None: write your prediction as a number, then run the reveal cell.")
-    value = _number(predicted, "PREDICTED_WEIGHT")
+    value = expect_number(predicted, "PREDICTED_WEIGHT")
     lam, h, w, (cy, cx) = CUTMIX_CASE
     half_h, half_w = int(0.5 * math.sqrt(1 - lam) * h), int(0.5 * math.sqrt(1 - lam) * w)
     rows = min(cy + half_h, h) - max(cy - half_h, 0)

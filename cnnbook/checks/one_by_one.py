@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnbook.checks.architectures import COUNT_BY_HAND, expect_option
 from cnnbook.checks.core import (
     FAMILY_CONV,
     CheckFailed,
@@ -17,10 +16,12 @@ from cnnbook.checks.core import (
     ForbiddenUse,
     call,
     checker,
+    count_by_hand,
     expect_equal,
     expect_int,
     expect_module,
     expect_no_shared_storage,
+    expect_option,
     expect_tensor,
     fail,
     forbidden,
@@ -238,6 +239,10 @@ def _holds_hint2(z: torch.Tensor, got: torch.Tensor, want: torch.Tensor) -> str:
 def _bottleneck(c: int, c_mid: int, k: int) -> tuple[int, int]:
     """(direct k x k weights c -> c, 1x1 reduction c -> c_mid plus k x k c_mid -> c_mid)."""
     return c * c * k * k, c * c_mid + c_mid * c_mid * k * k
+
+
+COUNT_BY_HAND = count_by_hand((r"cnnbook\.checks\.one_by_one", r"^_bottleneck$"))
+"""Building any layer, cnnbook's counting helpers and this module's reference count."""
 
 
 def _largest_saving_mid(c: int, k: int) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +23,10 @@ from cnnbook.checks.core import (
     call,
     checker,
     expect_equal,
+    expect_number,
     expect_tensor,
     fail,
+    fixed,
     preserved_state,
 )
 from cnnbook.datasets import CIFAR10_MEAN, CIFAR10_STD
@@ -520,10 +521,13 @@ def _observed_traces() -> dict[str, Any]:
 
 
 def _run_trace_scenarios() -> dict[str, Any]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = trace_model()
-        data = DataLoader(TensorDataset(torch.randn(10, 1, 6, 6), torch.randint(0, 2, (10,))), batch_size=4)
+    model, data = fixed(
+        0,
+        lambda: (
+            trace_model(),
+            DataLoader(TensorDataset(torch.randn(10, 1, 6, 6), torch.randint(0, 2, (10,))), batch_size=4),
+        ),
+    )
     with torch.no_grad():
         evaluate_buggy(model, data, nn.CrossEntropyLoss())
         grad_enabled = torch.is_grad_enabled()
@@ -587,10 +591,7 @@ def check_trace_predictions(ctx: Context, predicted: Any) -> str:
             if guess != true:
                 lines.append(f"{key}: you predicted {guess}, the code gives {true}. {_TRACE_WHY[key]}")
             continue
-        if isinstance(guess, torch.Tensor) and guess.numel() == 1:
-            guess = guess.item()
-        if isinstance(guess, bool) or not isinstance(guess, numbers.Real):
-            fail(f"predicted[{key!r}]: enter a number (e.g. 1.5 or 3 / 2), got {guess!r}.")
+        guess = expect_number(guess, f"predicted[{key!r}]")
         if not math.isclose(float(guess), true, abs_tol=0.01):
             hint = _TRACE_WHY[key]
             other = truth["true_loss" if key == "reported_loss" else "reported_loss"]

@@ -26,6 +26,7 @@ from cnnbook.checks.core import (
     expect_module,
     expect_tensor,
     fail,
+    fixed,
     forbidden,
     preserved_state,
 )
@@ -53,9 +54,7 @@ def _fixed_features() -> list[tuple[nn.Sequential, tuple[int, int, int], bool | 
     frozen in eval mode, as after fine-tuning with frozen statistics, so an answer that restores
     the mode of the top module only (``features.train(was_training)``) wakes it.
     """
-    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
-        torch.manual_seed(0)
-        return _fixed_feature_list()
+    return fixed(0, _fixed_feature_list)
 
 
 def _fixed_feature_list() -> list[tuple[nn.Sequential, tuple[int, int, int], bool | str]]:
@@ -257,9 +256,7 @@ FREEZE_REQUIREMENT = (
 @checker("frozen batch norm", requirement=FREEZE_REQUIREMENT)
 def check_freeze_batchnorm(ctx: Context, fn: Callable[..., nn.Module]) -> str:
     """Check ``fn(model)`` freezes every batch-norm layer (eval mode, no grads), nothing else."""
-    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
-        torch.manual_seed(ctx.randint(0, 10_000))
-        model = _bn_model()
+    model = fixed(ctx.randint(0, 10_000), _bn_model)  # the caller's global RNG is left alone
     with torch.no_grad():  # running statistics as a pretrained model has them, not the defaults
         for m in model.modules():
             if isinstance(m, _BN):

@@ -16,13 +16,13 @@ from cnnbook.checks.core import (
     Case,
     Context,
     checker,
+    deeper_hint,
     expect_equal,
     expect_int,
     expect_tensor,
     fail,
     judge,
 )
-from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.modules import count_parameters
 
 

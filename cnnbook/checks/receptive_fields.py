@@ -15,13 +15,13 @@ from cnnbook.checks.core import (
     Case,
     Context,
     checker,
+    deeper_hint,
     expect_equal,
     expect_int,
     fail,
     judge,
     preserved_state,
 )
-from cnnbook.checks.visualizing import deeper_hint
 from cnnbook.modules import count_parameters
 
 _OURS = "that is cnnbook's own answer; write yours."

@@ -21,6 +21,7 @@ from cnnbook.checks.core import (
     Context,
     call,
     checker,
+    deeper_hint,
     expect_equal,
     expect_int,
     expect_tensor,
@@ -29,7 +30,6 @@ from cnnbook.checks.core import (
     guard,
     judge,
 )
-from cnnbook.checks.visualizing import deeper_hint
 
 _FORMULA = "compute the size from the formula instead of asking a library."
 SIZE_LIBRARY = {

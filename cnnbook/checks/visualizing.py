@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,9 +30,12 @@ from cnnbook.checks.core import (
     as_tensor,
     call,
     checker,
+    deeper_hint,
     expect_detached,
+    expect_number,
     expect_tensor,
     fail,
+    fixed,
     forbidden,
     preserved_state,
 )
@@ -94,35 +97,11 @@ def tiny_cnn(classes: int = 4) -> nn.Sequential:
     )
 
 
-T = TypeVar("T")
-
-
-def fixed(seed: int, build: Callable[[], T]) -> T:
-    """Build something with torch's global RNG seeded by ``seed`` (the caller's RNG untouched).
-
-    Fixed edge cases use it for their models and inputs, so they are the same on every seed
-    of the check and a given answer always gets the same verdict.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def _run_raising(fn: Callable[..., object], model: nn.Module, args: tuple, what: str) -> None:
     """Call ``fn`` on an input that makes the forward pass raise; hooks must be gone after."""
     # raising is expected here; only the state counts
     with preserved_state(model, what=what, reveal=True), suppress(Exception):
         fn(model, *args)
-
-
-@contextmanager
-def deeper_hint(hint2: str) -> Iterator[None]:
-    """Give a failure raised in the block the second-level hint ``hint2`` (unless it has one)."""
-    try:
-        yield
-    except CheckFailed as exc:
-        exc.hint2 = exc.hint2 or hint2
-        raise
 
 
 # ------------------------------------------------------------------------------ Exercise 1
@@ -163,24 +142,13 @@ def kept_by_hook(keep: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Te
     return stored["bn"].detach(), true
 
 
-def _prediction(got: Any, name: str) -> float:
-    """A predicted number, or a clear failure (None, a bool or a string are not predictions)."""
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        got = got.item()
-    if got is None:
-        fail(f"{name} is still None: write your prediction as a number, then run the reveal cell.")
-    if isinstance(got, bool) or not isinstance(got, numbers.Real):
-        fail(f"{name} should be a number (the value you expect), got {type(got).__name__} {got!r}.")
-    return float(got)
-
-
 @checker(
     "prediction: what the hook kept",
     requirement="PREDICTED_MIN is the smallest value the hook on `bn` really stores",
 )
-def check_hook_prediction(ctx: Context, predicted: Any) -> str:
+def check_hookexpect_number(ctx: Context, predicted: Any) -> str:
     """Compare ``PREDICTED_MIN`` with the smallest value exercise 1's hook really stores."""
-    value = _prediction(predicted, "PREDICTED_MIN")
+    value = expect_number(predicted, "PREDICTED_MIN")
     stored, true = kept_by_hook(lambda out: out.detach())
     truth = float(stored.min())
     if abs(value - truth) <= 1e-6:

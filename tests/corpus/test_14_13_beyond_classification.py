@@ -512,7 +512,7 @@ def test_iou_predictions_accept_right_numbers_in_any_spelling() -> None:
         ({**RIGHT_IOU, "e": (10 * 10) / (11 * 11 + 11 * 11 - 100)}, r"pair 'e'.*without \+ 1"),
         ({**RIGHT_IOU, "d": 0.6}, r"pair 'd'.*intersection / \(area A"),
         ({k: v for k, v in RIGHT_IOU.items() if k != "e"}, r"missing \['e'\]"),
-        ({**RIGHT_IOU, "a": "1/3"}, r"enter a number"),
+        ({**RIGHT_IOU, "a": "1/3"}, r"should be a number"),
         ({**RIGHT_IOU, "a": ...}, r"replace every \.\.\."),
         ([1 / 3, 0, 0.25, 1 / 3, 0.68], r"give a dict"),
     ],

@@ -509,7 +509,7 @@ def test_trace_predictions_accept_right_values_in_any_spelling() -> None:
         ({**RIGHT_TRACES, "reported_loss": 1.6, "true_loss": 2.0}, r"swapped the two losses"),
         ({**RIGHT_TRACES, "true_loss": 2.5}, r"true_loss: .*divided by ten"),  # mean of 1 and 4
         ({**RIGHT_TRACES, "bn_training": "True"}, r"True or False \(without quotes\)"),
-        ({**RIGHT_TRACES, "reported_loss": "2"}, r"enter a number"),
+        ({**RIGHT_TRACES, "reported_loss": "2"}, r"should be a number"),
         ({**RIGHT_TRACES, "true_loss": ...}, r"replace every \.\.\."),
         ({k: v for k, v in RIGHT_TRACES.items() if k != "bn_training"}, r"missing \['bn_training'\]"),
         ([True, True, True, 2.0, 1.6], r"give a dict"),
