@@ -819,3 +819,17 @@ def test_count_by_hand_blocks_layers_and_counting_helpers() -> None:
             core.call(fn, 4, 3)
     with core.forbidden(*core.count_by_hand(), why="count"):
         assert core.call(lambda c, k: c * c * k * k, 4, 3) == 144
+
+
+def test_expect_answers_wants_every_key_answered() -> None:
+    keys = ["a", "b"]
+    assert core.expect_answers({"a": 1, "b": 2, "extra": 3}, keys, "predicted")["b"] == 2
+    assert core.expect_answers({"a": None, "b": 2}, keys, "chosen", none_allowed=True)["a"] is None
+    for answers, match in (
+        ([1, 2], r"predicted: give a dict with the keys \['a', 'b'\], got list"),
+        ({"a": 1}, r"missing \['b'\]"),
+        ({"a": 1, "b": ...}, r"replace every \.\.\."),
+        ({"a": None, "b": 2}, r"replace every \.\.\."),
+    ):
+        with pytest.raises(CheckFailed, match=match):
+            core.expect_answers(answers, keys, "predicted")

@@ -29,6 +29,7 @@ from cnnbook.checks.core import (
     call,
     checker,
     deeper_hint,
+    expect_answers,
     expect_equal,
     expect_module,
     expect_number,
@@ -645,17 +646,6 @@ def check_up_block(ctx: Context, block_class: Callable[..., nn.Module]) -> str:
 # ---------------------------------------------------------------- predict, then check
 
 
-def _predictions(predicted: Any, keys: list[str], what: str) -> dict[str, Any]:
-    if not isinstance(predicted, dict):
-        fail(f"{what}: give a dict with the keys {keys}, got {type(predicted).__name__}.")
-    missing = [k for k in keys if k not in predicted]
-    if missing:
-        fail(f"{what}: predict every pair; missing {missing}.")
-    if any(v is None or v is Ellipsis for v in predicted.values()):
-        fail(f"{what}: replace every ... with your prediction before running the check.")
-    return predicted
-
-
 IOU_PAIRS: dict[str, tuple[tuple[float, float, float, float], tuple[float, float, float, float]]] = {
     "a": ((0, 0, 4, 4), (2, 0, 6, 4)),  # half of each box overlaps
     "b": ((0, 0, 4, 4), (4, 0, 8, 4)),  # the boxes only touch
@@ -685,7 +675,7 @@ def check_iou_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predicted IoUs of :data:`IOU_PAIRS` with ``torchvision.ops.box_iou``."""
     del ctx  # fixed pairs: the same verdict on every seed
     what = "predicted_iou"
-    predicted = _predictions(predicted, list(IOU_PAIRS), what)
+    predicted = expect_answers(predicted, list(IOU_PAIRS), what)
     tv = _tvops()
     wrong_count = 0
     lines = []
@@ -734,7 +724,7 @@ def check_transposed_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predicted output lengths of :data:`TRANSPOSED_LAYERS` with ``nn.ConvTranspose2d``."""
     del ctx
     what = "predicted_size"
-    predicted = _predictions(predicted, list(TRANSPOSED_LAYERS), what)
+    predicted = expect_answers(predicted, list(TRANSPOSED_LAYERS), what)
     lines = []
     for key, cfg in TRANSPOSED_LAYERS.items():
         guess = predicted[key]

@@ -13,7 +13,15 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cnnbook.checks.core import CheckFailed, Context, call, checker, expect_equal, fail
+from cnnbook.checks.core import (
+    CheckFailed,
+    Context,
+    call,
+    checker,
+    expect_answers,
+    expect_equal,
+    fail,
+)
 from cnnbook.zoo import ArchRow
 
 __all__ = [
@@ -276,13 +284,7 @@ def check_budget_choices(ctx: Context, chosen: Any, fitting: Any) -> str:
     keys = list(BUDGET_REQUESTS)
     names = {r.name.lower(): r for r in CANDIDATES}
     for what, answer in (("chosen", chosen), ("fitting", fitting)):
-        if not isinstance(answer, dict):
-            fail(f"give {what} as a dict with the keys {keys}, got {type(answer).__name__}.")
-        missing = [k for k in keys if k not in answer]
-        if missing:
-            fail(f"{what}: answer every request; missing {missing}.")
-        if any(answer[k] is Ellipsis for k in keys):
-            fail(f"{what}: replace every ... with your answer before running the check.")
+        expect_answers(answer, keys, what, none_allowed=True)
     lines = []
     for key, (max_params, max_latency) in BUDGET_REQUESTS.items():
         budget = f"request {key!r} (at most {max_params / 1e6:g} M parameters and {max_latency:g} ms)"

@@ -1510,6 +1510,29 @@ def expect_number(value: Any, what: str) -> float:
     return float(value)
 
 
+def expect_answers(
+    answers: Any, keys: Sequence[str], what: str, *, none_allowed: bool = False
+) -> dict[str, Any]:
+    """A dict of answers with every key of the exercise, none left as ``...``, or a failure.
+
+    For exercises that ask one answer per item (predict each pair, choose per request).
+
+    Args:
+        answers: The student's dict.
+        keys: The keys the exercise asks for (extra keys are ignored).
+        what: The variable's name, for the message.
+        none_allowed: ``None`` is an answer (e.g. "no model fits"); otherwise it is one not yet given.
+    """
+    if not isinstance(answers, dict):
+        fail(f"{what}: give a dict with the keys {list(keys)}, got {type(answers).__name__}.")
+    missing = [k for k in keys if k not in answers]
+    if missing:
+        fail(f"{what}: give a dict with the keys {list(keys)}; missing {missing}.")
+    if any(answers[k] is Ellipsis or (answers[k] is None and not none_allowed) for k in keys):
+        fail(f"{what}: replace every ... with your answer before running the check.")
+    return answers
+
+
 def expect_option(value: Any, name: str, options: Mapping[str, Any]) -> str:
     """The option letter a prediction names (``"b"``, ``"B"``, ``"(b)"``), or a failure.
 

@@ -23,6 +23,7 @@ from cnnbook.checks.core import (
     call,
     checker,
     expect_equal,
+    expect_int,
     expect_number,
     expect_tensor,
     fail,
@@ -61,19 +62,12 @@ READY_DIVISIBLE = Family(
 )
 
 
-def _number(got: Any, what: str, *, integer: bool = False) -> float:
-    """The student's value as a number, or a clear failure (never a raw traceback)."""
-    if isinstance(got, torch.Tensor) and got.numel() == 1 and not integer:
+def _number(got: Any, what: str) -> float:
+    """The student's returned value as a float, or a clear failure (never a raw traceback)."""
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if got is None:
         fail(f"{what} is None: did you forget to `return` the result?")
-    if integer:
-        if isinstance(got, bool) or not isinstance(got, numbers.Integral):
-            fail(
-                f"{what} should be an int (nn.Conv2d needs a whole number of channels), got "
-                f"{got!r} ({type(got).__name__}); convert with int(...)."
-            )
-        return int(got)
     if isinstance(got, bool) or not isinstance(got, numbers.Real):
         fail(f"{what} should be a number, got {type(got).__name__}.")
     return float(got)
@@ -326,7 +320,7 @@ def check_round_filters(ctx: Context, fn: Callable[..., int]) -> str:
         for channels, mult, divisor in cases:
             what = f"round_filters({channels}, {mult}, divisor={divisor})"
             got = call(fn, channels, mult, divisor, describe=what)
-            got_all.append(int(_number(got, what, integer=True)))
+            got_all.append(expect_int(got, f"{what} (a number of channels)"))
     expected = [_round_filters(*case) for case in cases]
     if got_all == expected:
         return "your widths follow EfficientNet's rule: nearest multiple, halves up, never 10% short."

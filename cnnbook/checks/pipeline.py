@@ -22,6 +22,7 @@ from cnnbook.checks.core import (
     Context,
     call,
     checker,
+    expect_answers,
     expect_equal,
     expect_number,
     expect_tensor,
@@ -572,13 +573,7 @@ def check_trace_predictions(ctx: Context, predicted: Any) -> str:
     del ctx  # fixed scenarios: the same verdict on every seed
     truth = _observed_traces()
     keys = list(truth)
-    if not isinstance(predicted, dict):
-        fail(f"give a dict with the keys {keys}, got {type(predicted).__name__}.")
-    missing = [k for k in keys if k not in predicted]
-    if missing:
-        fail(f"predict every item; missing {missing}.")
-    if any(predicted[k] is None or predicted[k] is Ellipsis for k in keys):
-        fail("replace every ... with your prediction before running the check.")
+    predicted = expect_answers(predicted, keys, "predicted")
     lines = []
     for key in keys:
         guess, true = predicted[key], truth[key]

@@ -21,6 +21,7 @@ from cnnbook.checks.core import (
     Family,
     call,
     checker,
+    expect_answers,
     expect_equal,
     expect_int,
     expect_tensor,
@@ -240,10 +241,7 @@ def check_vit_predictions(ctx: Context, predicted: Any) -> str:
     """Compare predictions for ViT-B/16 at 224 px (batch 8) with torchvision's model."""
     del ctx  # one fixed model: the same verdict on every seed
     keys = ["tokens", "attention_shape", "embed_params"]
-    if not isinstance(predicted, dict) or any(k not in predicted for k in keys):
-        fail(f"predicted: give a dict with the keys {keys}, got {predicted!r:.80}.")
-    if any(v is None or v is Ellipsis for v in predicted.values()):
-        fail("predicted: replace every ... with your prediction before running the check.")
+    predicted = expect_answers(predicted, keys, "predicted")
     ref = _vit_b16_reference()
     for key in ("tokens", "embed_params"):
         v = predicted[key]
