@@ -15,10 +15,13 @@ code through :func:`call` (which turns the student's exceptions into helpful mes
 with :func:`expect_tensor` / :func:`expect_equal` (which recognise known mistakes from a table of
 "wrong answers" and name them), and check types (:func:`expect_int`), storage
 (:func:`expect_no_shared_storage`) and side effects on the caller (:func:`preserved_state`,
-:func:`expect_detached`). What an exercise asks the student to write is made unusable while
-their code runs, a whole family at a time and by behaviour (:func:`forbidden` with
-:data:`FAMILY_CONV`, :data:`FAMILY_POOL`, ...). Checkers that try a list of edge cases run them
-through :func:`judge` (one :class:`Case` per input).
+:func:`expect_detached`). Predict-then-check exercises read the student's predictions with
+:func:`expect_option` (a letter), :func:`expect_number` and :func:`expect_answers` (a dict);
+:func:`deeper_hint` gives any failure inside it a second-level hint. What an exercise asks
+the student to write is made unusable while their code runs, a whole family at a time and
+by behaviour (:func:`forbidden` with :data:`FAMILY_CONV`, :data:`FAMILY_POOL`, ...).
+Checkers that try a list of edge cases run them through :func:`judge` (one :class:`Case` per
+input).
 """
 
 from __future__ import annotations

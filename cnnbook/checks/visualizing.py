@@ -146,7 +146,7 @@ def kept_by_hook(keep: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Te
     "prediction: what the hook kept",
     requirement="PREDICTED_MIN is the smallest value the hook on `bn` really stores",
 )
-def check_hookexpect_number(ctx: Context, predicted: Any) -> str:
+def check_hook_prediction(ctx: Context, predicted: Any) -> str:
     """Compare ``PREDICTED_MIN`` with the smallest value exercise 1's hook really stores."""
     value = expect_number(predicted, "PREDICTED_MIN")
     stored, true = kept_by_hook(lambda out: out.detach())
