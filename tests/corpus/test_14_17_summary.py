@@ -125,7 +125,7 @@ def test_budget_choices_accept_the_answers_in_any_spelling() -> None:
         ({**RIGHT_CHOSEN, "d": "None"}, RIGHT_FITTING, r"not a candidate"),
         ({**RIGHT_CHOSEN, "a": ...}, RIGHT_FITTING, r"replace every \.\.\."),
         ({k: v for k, v in RIGHT_CHOSEN.items() if k != "d"}, RIGHT_FITTING, r"missing \['d'\]"),
-        (["C", "E", "J", None], RIGHT_FITTING, r"as a dict"),
+        (["C", "E", "J", None], RIGHT_FITTING, r"give a dict"),
     ],
 )
 def test_budget_choices_reject_mistakes(chosen, fitting, hint: str) -> None:
