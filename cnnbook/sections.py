@@ -80,7 +80,7 @@ SECTIONS: tuple[Section, ...] = (
         "14.6",
         "14_06_landmark_architectures",
         "Landmark CNN architectures",
-        "~3.5 min",
+        "~3 min",
         headline=r"LeNet-5 test accuracy",
     ),
     Section("14.7", "14_07_one_by_one_convolutions", "1x1 convolutions", "~10 s", headline=r"^ratio +:"),
@@ -88,62 +88,62 @@ SECTIONS: tuple[Section, ...] = (
         "14.8",
         "14_08_depthwise_separable",
         "Depthwise separable convolutions",
-        "~25 s",
+        "~20 s",
         headline=r"^reduction:",
     ),
     Section(
         "14.9",
         "14_09_transfer_learning",
         "Transfer learning with pretrained CNNs",
-        "~3.5 min",
+        "~3 min",
         headline=r"chosen on validation:",
     ),
     Section(
         "14.10",
         "14_10_visualizing_features",
         "Visualising learned features",
-        "~1.5 min",
+        "~1 min",
         headline=r"max \|ours - pytorch_grad_cam\|",
     ),
     Section(
-        "14.11", "14_11_batch_normalization", "Batch normalisation in CNNs", "~1 min", headline=r"^speed-up"
+        "14.11", "14_11_batch_normalization", "Batch normalisation in CNNs", "~45 s", headline=r"^speed-up"
     ),
     Section(
         "14.12",
         "14_12_modern_design",
         "Modern CNN design principles",
-        "~30 s",
+        "~20 s",
         headline=r"max \|our logits - reference logits\|",
     ),
     Section(
-        "14.13", "14_13_beyond_classification", "CNNs beyond classification", "~3 min", headline=r"^mIoU "
+        "14.13", "14_13_beyond_classification", "CNNs beyond classification", "~2.5 min", headline=r"^mIoU "
     ),
     Section(
         "14.14",
         "14_14_cnn_vs_vit",
         "CNNs vs Vision Transformers",
-        "~2.5 min",
+        "~2 min",
         headline=r"CNN vs ViT test accuracy:",
     ),
     Section(
         "14.15",
         "14_15_training_pipeline",
         "The complete training pipeline",
-        "~5 min",
+        "~3.5 min",
         headline=r"test accuracy, measured once",
     ),
     Section(
         "14.16",
         "14_16_pitfalls",
         "Common pitfalls and how to catch them",
-        "~4 min",
+        "~3.5 min",
         headline=r"balanced accuracy",
     ),
     Section(
         "14.17",
         "14_17_summary",
         "Summary: choosing an architecture",
-        "~40 s",
+        "~25 s",
         headline=r"^AlexNet: .* M parameters",
     ),
 )

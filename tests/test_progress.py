@@ -98,7 +98,7 @@ def test_crash_and_hang_are_reported_and_the_rest_still_runs(tmp_path: Path) -> 
             str(hang),
             str(ok),
             "--timeout",
-            "60",  # generous: a crashed kernel is noticed late on a busy machine
+            "30",  # generous: a kernel starts in a few seconds, a crash is noticed late on a busy machine
             "--json",
         ],
         capture_output=True,
