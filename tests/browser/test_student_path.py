@@ -93,6 +93,35 @@ def wait_for_notebook(page, path: str) -> None:
     page.evaluate(_OPEN_JS, [path, KERNEL_START_TIMEOUT_MS, False])
 
 
+def bring_to_front(page, path: str) -> str:
+    """Activate ``path``'s tab, check that it stays in front for half a second; return its DOM id.
+
+    A link click can hand the focus back to the page it was clicked on after the new tab opened,
+    so one ``activateById`` is not enough.
+    """
+    return page.evaluate(
+        """async (p) => {
+        const app = window.jupyterapp;
+        const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+        const panel = [...app.shell.widgets('main')].find((w) => w.context && w.context.path === p);
+        if (!panel) throw new Error(`${p} is not open`);
+        let stable = 0;
+        for (let i = 0; i < 100 && stable < 5; i++) {
+            if (app.shell.currentWidget === panel && panel.isVisible) {
+                stable++;
+            } else {
+                stable = 0;
+                app.shell.activateById(panel.id);
+            }
+            await sleep(100);
+        }
+        if (stable < 5) throw new Error(`${p} did not stay in front`);
+        return panel.id;
+    }""",
+        path,
+    )
+
+
 def scroll_to_end(page) -> None:
     """Scroll the current notebook to its last cell (JupyterLab renders cells lazily)."""
     page.evaluate("""async () => {
@@ -102,12 +131,26 @@ def scroll_to_end(page) -> None:
     }""")
 
 
-def click_link(page, target: str, last: bool = False) -> None:
+def click_link(page, target: str, last: bool = False, panel: str | None = None) -> None:
     """Click the link to ``target`` in the visible notebook's rendered markdown.
 
     ``last=True`` clicks the last such link, the one a student who has scrolled to the end of
-    a section sees (JupyterLab may no longer render the cells far above it).
+    a section sees (JupyterLab may no longer render the cells far above it). ``panel``: the DOM
+    id of the notebook the link must be in (``None``: any visible notebook).
     """
+    if panel:  # in that notebook's DOM, even while JupyterLab re-renders the cells around it
+        page.evaluate(
+            """([id, target, last]) => {
+            const links = [...document.querySelectorAll(`#${CSS.escape(id)} .jp-RenderedMarkdown a`)]
+                .filter((a) => (a.getAttribute('href') || '').includes(target));
+            if (!links.length) throw new Error(`no link to ${target} in the notebook`);
+            const link = last ? links[links.length - 1] : links[0];
+            link.scrollIntoView({block: 'center'});
+            link.click();
+        }""",
+            [panel, target, last],
+        )
+        return
     links = page.locator(f'.jp-NotebookPanel:visible .jp-RenderedMarkdown a[href*="{target}"]')
     link = links.last if last else links.first
     link.scroll_into_view_if_needed()
@@ -266,12 +309,13 @@ def test_start_page_section_exercises_wrong_then_right(page, lab_server: LabServ
 
     click_link(page, SECTION)
     wait_for_notebook(page, SECTION)
-    # bring the section's tab to the front (a link click may leave the start page in front)
-    page.evaluate("(p) => window.jupyterapp.commands.execute('docmanager:open', {path: p})", SECTION)
+    # the section's tab in front (a link click may hand the focus back to the start page)
+    section_panel = bring_to_front(page, SECTION)
     scroll_to_end(page)
     shot(page, "student-2-section-end")
 
-    click_link(page, EXERCISES, last=True)
+    # the exercises link in the section's own "Next" cell (the start page links there too)
+    click_link(page, EXERCISES, last=True, panel=section_panel)
     wait_for_notebook(page, EXERCISES)
 
     run_cell(page, answer, wrong)
