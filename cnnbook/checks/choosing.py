@@ -3,7 +3,7 @@
 The tables are lists of :class:`cnnbook.zoo.ArchRow` (``name``, ``params``, ``macs``, ``top1`` or
 ``None``, ``latency_ms`` or ``None``). The decisions are checked on tables built to reach the
 edge cases (a model exactly at a budget or at the accuracy bar, a model without a published
-accuracy, a model whose latency was not measured, a tie in accuracy, nothing that qualifies);
+accuracy, a model that was never timed, a tie in accuracy, nothing that qualifies);
 the student's functions also on random tables (two identical models, models of equal cost).
 """
 
@@ -153,7 +153,7 @@ def _choose_wrong(rows: Sequence[ArchRow], max_params: int, max_latency_ms: floa
             ),
             acc,
         ),
-        "A model whose latency was not measured (latency_ms is None) cannot be shown to meet "
+        "A model that was never timed (latency_ms is None) cannot be shown to meet "
         "the latency budget: skip it.": pick(
             lambda r: (
                 known(r)
@@ -262,7 +262,7 @@ def _fitting(rows: Sequence[ArchRow], max_params: float, max_latency_ms: float, 
 
 _COUNT_WRONG = {
     "strict": 'A candidate exactly at a budget meets it: the budgets are "at most".',
-    "unmeasured": "A candidate whose latency was not measured cannot be shown to meet the latency budget: "
+    "unmeasured": "A candidate that was never timed cannot be shown to meet the latency budget: "
     "it does not count.",
     "no_top1": "A candidate without a published accuracy cannot be compared with the others: it does not "
     "count.",
@@ -384,8 +384,7 @@ def _pareto_wrong(rows: Sequence[ArchRow], cost: str) -> dict[str, list[str]]:
         ),
         "The front must use the cost named by the `cost` argument (macs, params or latency_ms), "
         "not always MACs.": front(lambda r: r.top1 is not None, strict, lambda r: float(r.macs)),
-        "A model whose latency was not measured has no cost on that axis: leave it out, do not "
-        "count it as 0.": front(
+        "A model that was never timed has no cost on that axis: leave it out, do not count it as 0.": front(
             lambda r: r.top1 is not None, strict, lambda r: 0.0 if _cost(r, cost) is None else _cost(r, cost)
         ),
     }
