@@ -833,3 +833,31 @@ def test_expect_answers_wants_every_key_answered() -> None:
     ):
         with pytest.raises(CheckFailed, match=match):
             core.expect_answers(answers, keys, "predicted")
+
+
+def test_forbidden_gives_its_second_hint_on_every_route() -> None:
+    """``forbidden(hint2=)``: through call(), a direct use, and a use the student's code caught."""
+    from cnnbook.checks.core import FAMILY_POOL, ForbiddenUse, call, forbidden
+
+    def direct(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.max_pool2d(x, 2)
+
+    def caught(x: torch.Tensor) -> torch.Tensor:
+        try:
+            return torch.nn.functional.max_pool2d(x, 2)
+        except Exception:
+            return x[..., ::2, ::2]
+
+    x = torch.randn(1, 1, 4, 4)
+    for run in (
+        lambda: call(direct, x, describe="pool(x)"),
+        lambda: direct(x),
+        lambda: call(caught, x, describe="pool(x)"),
+    ):
+        with (
+            pytest.raises(ForbiddenUse) as info,
+            forbidden(FAMILY_POOL, why="write it yourself", hint2="index the windows yourself"),
+        ):
+            run()
+        assert info.value.hint2 == "index the windows yourself"
+        assert "pool" in str(info.value)

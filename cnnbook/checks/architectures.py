@@ -13,7 +13,6 @@ from torch import nn
 from cnnbook.checks.core import (
     CheckFailed,
     Context,
-    ForbiddenUse,
     call,
     checker,
     count_by_hand,
@@ -154,15 +153,13 @@ def check_vgg_params(ctx: Context, fn: Callable[..., tuple[int, int]], classifie
     cases += [(tuple(ctx.randint(1, 4) for _ in range(5)), ctx.randint(2, 200)) for _ in range(5)]
     for cfg, classes in cases:
         what = f"vgg_params({cfg}, num_classes={classes})"
-        try:
-            with forbidden(*COUNT_BY_HAND, why="count the parameters from the layer shapes yourself"):
-                got = call(fn, cfg, classes, describe=what)
-        except ForbiddenUse as exc:
-            raise ForbiddenUse(
-                str(exc),
-                hint2="no layer is needed: a 3x3 conv from c_in to c_out holds 3 * 3 * c_in * c_out "
-                "weights plus c_out biases, a Linear(a, b) a * b + b; add these numbers up.",
-            ) from None
+        with forbidden(
+            *COUNT_BY_HAND,
+            why="count the parameters from the layer shapes yourself",
+            hint2="no layer is needed: a 3x3 conv from c_in to c_out holds 3 * 3 * c_in * c_out "
+            "weights plus c_out biases, a Linear(a, b) a * b + b; add these numbers up.",
+        ):
+            got = call(fn, cfg, classes, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (feature_params, classifier_params), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (features)"), expect_int(got[1], f"{what}[1] (classifier)"))

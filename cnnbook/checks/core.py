@@ -803,7 +803,7 @@ class _Guard:
 
 
 @contextmanager
-def forbidden(*families: Family, why: str = "") -> Iterator[_Guard]:
+def forbidden(*families: Family, why: str = "", hint2: str = "") -> Iterator[_Guard]:
     """Make whole families of library functions unusable while the block runs.
 
     Every route to a family member fails the check with a message naming what was reached, the
@@ -816,6 +816,7 @@ def forbidden(*families: Family, why: str = "") -> Iterator[_Guard]:
         *families: What is off limits (``FAMILY_CONV``, ``FAMILY_POOL``, ...).
         why: The requirement in the exercise's words, replacing each family's ``task``
             (``"write the max pool yourself"``).
+        hint2: A deeper hint for a failure from this block (``""``: none).
 
     Yields:
         The guard; its ``reached`` lists every use so far.
@@ -828,9 +829,13 @@ def forbidden(*families: Family, why: str = "") -> Iterator[_Guard]:
         try:
             yield guard
         except ForbiddenCall:  # student code run without call(): the same message
-            raise ForbiddenUse(guard.message(guard.reached[-1])) from None
+            raise ForbiddenUse(guard.message(guard.reached[-1]), hint2=hint2) from None
+        except ForbiddenUse as exc:  # raised by call()
+            if not hint2 or exc.hint2:
+                raise
+            raise ForbiddenUse(str(exc), requirement=exc.requirement, hint2=hint2) from None
     if guard.reached:  # reached, but the student's code caught the error and went on
-        raise ForbiddenUse(guard.message(guard.reached[0]))
+        raise ForbiddenUse(guard.message(guard.reached[0]), hint2=hint2)
 
 
 def _forbidden_block(families: Sequence[Family], why: str) -> contextlib.AbstractContextManager[_Guard]:

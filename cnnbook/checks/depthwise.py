@@ -93,14 +93,12 @@ def check_separable_params(
     ]
     for c_in, c_out, k in cases:
         what = f"separable_params(c_in={c_in}, c_out={c_out}, k={k})"
-        try:
-            with forbidden(*count_by_hand(), why="count the weights from the layer shapes yourself"):
-                got = call(fn, c_in, c_out, k, describe=what)
-        except ForbiddenUse as exc:
-            raise ForbiddenUse(
-                str(exc),
-                hint2="no layer is needed: a weight of shape (a, b, kh, kw) holds a * b * kh * kw numbers.",
-            ) from None
+        with forbidden(
+            *count_by_hand(),
+            why="count the weights from the layer shapes yourself",
+            hint2="no layer is needed: a weight of shape (a, b, kh, kw) holds a * b * kh * kw numbers.",
+        ):
+            got = call(fn, c_in, c_out, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (standard, separable), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (standard)"), expect_int(got[1], f"{what}[1] (separable)"))

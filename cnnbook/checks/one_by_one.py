@@ -13,7 +13,6 @@ from cnnbook.checks.core import (
     FAMILY_CONV,
     CheckFailed,
     Context,
-    ForbiddenUse,
     call,
     checker,
     count_by_hand,
@@ -275,14 +274,12 @@ def check_bottleneck_params(
     ]
     for c, c_mid, k in cases:
         what = f"bottleneck_params(c={c}, c_mid={c_mid}, k={k})"
-        try:
-            with forbidden(*COUNT_BY_HAND, why="count the weights from the layer shapes yourself"):
-                got = call(fn, c, c_mid, k, describe=what)
-        except ForbiddenUse as exc:
-            raise ForbiddenUse(
-                str(exc),
-                hint2="no layer is needed: a k x k conv from a to b channels holds a * b * k * k weights.",
-            ) from None
+        with forbidden(
+            *COUNT_BY_HAND,
+            why="count the weights from the layer shapes yourself",
+            hint2="no layer is needed: a k x k conv from a to b channels holds a * b * k * k weights.",
+        ):
+            got = call(fn, c, c_mid, k, describe=what)
         if not isinstance(got, tuple) or len(got) != 2:
             fail(f"{what} should return a tuple (direct_params, bottleneck_params), got {got!r}.")
         got = (expect_int(got[0], f"{what}[0] (direct)"), expect_int(got[1], f"{what}[1] (bottleneck)"))

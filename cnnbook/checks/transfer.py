@@ -405,7 +405,13 @@ def check_imagenet_normalize(ctx: Context, fn: Callable[..., torch.Tensor]) -> s
         image = (ctx.rand(h, w, 3) * 256).clamp(max=255).to(torch.uint8).numpy()
         what = f"imagenet_normalize(uint8 image of shape {image.shape})"
         given = image.copy()
-        with forbidden(PIXEL_STEPS, FAMILY_NORM, why=PIXEL_STEPS.task):
+        with forbidden(
+            PIXEL_STEPS,
+            FAMILY_NORM,
+            why=PIXEL_STEPS.task,
+            hint2="three steps of plain arithmetic: torch.from_numpy(image).permute(2, 0, 1).float() "
+            "/ 255, then subtract the mean and divide by the std, each viewed as (3, 1, 1).",
+        ):
             got = call(fn, given, describe=what)
         if not np.array_equal(given, image):
             fail(f"{what} changed the input image in place; work on a copy.")
